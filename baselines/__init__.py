@@ -1,0 +1,1 @@
+"""Reimplemented pruning baselines: LTH, SNIP, GraSP, random."""

@@ -1,0 +1,1 @@
+"""progressive-pruning: one trainer for progressive magnitude pruning and its baselines."""

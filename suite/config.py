@@ -1,0 +1,371 @@
+"""One frozen dataclass tree for a run: YAML files plus `key=value` overrides, validated."""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+SEEDS = (42, 123, 456, 789, 999)  # the default seed list of every study
+
+
+class ConfigError(ValueError):
+    """A config problem, reported to the user as one line."""
+
+
+def _plain(default: Any = dataclasses.MISSING, **kw: Any) -> Any:
+    """A field that does not change the science (excluded from the run hash)."""
+    return field(default=default, metadata={"science": False}, **kw)
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    name: str = "mnist1d"         # synthetic | mnist1d | mnist | cifar10 | cifar10_subset
+    root: str = _plain("data")    # folder holding dataset files, e.g. ../shared/data
+    download: bool = _plain(False)  # let torchvision fetch missing files (needs internet)
+    loader: str = _plain("device")  # device: whole set on the training device | torchvision: DataLoader
+    augment: bool = True          # the research's augmentation where the dataset has one (CIFAR)
+    num_workers: int = _plain(0)  # DataLoader workers (torchvision loader only)
+    cache_dir: str = _plain("")   # where .gz files are unpacked; "" = ~/.cache/progressive-pruning
+    synthetic_train: int = 512    # synthetic dataset: training images
+    synthetic_test: int = 256     # synthetic dataset: test images
+    synthetic_shape: tuple[int, ...] = (3, 8, 8)  # synthetic dataset: C, H, W
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    name: str = "lenet300"  # lenet300 | resnet18 | vgg_like | vgg19 | tiny_mlp | tiny_cnn
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    epochs: int = 30
+    batch_size: int = 128         # global batch over all processes (per-process = batch / world)
+    optimizer: str = "sgd"        # sgd | adam
+    lr: float = 0.1               # never rescaled with the world size
+    momentum: float = 0.9
+    nesterov: bool = False
+    weight_decay: float = 5e-4
+    lr_schedule: str = "cosine"   # cosine | step | constant, stepped once per epoch
+    milestones: tuple[int, ...] = ()  # epochs where the step schedule multiplies lr by gamma
+    gamma: float = 0.1
+    precision: str = "fp32"       # fp32 | bf16 | fp16 (Accelerate mixed precision)
+    channels_last: bool = _plain(False)
+    compile: bool = _plain(False)  # torch.compile the model
+    eval_every: int = _plain(1)   # evaluate every k epochs (the last epoch always)
+
+
+@dataclass(frozen=True)
+class PruneConfig:
+    target_sparsity: float = 0.9  # fraction of prunable weights that are zero at the end
+    schedule: str = "linear"      # linear | cubic (Zhu & Gupta 2017), progressive only
+    initial_sparsity: float = 0.0  # s_initial of the schedule
+    t_start: float = 0.0          # epoch where the schedule starts
+    t_end: float | None = None    # epoch where it reaches the target; None = half the epochs
+    update_every_steps: int = 0   # 0: update the mask at each epoch end; N: every N optimizer steps
+    keep_first_dense: bool = False  # leave the first prunable layer dense
+    keep_last_dense: bool = False   # leave the last prunable layer (the classifier) dense
+
+
+@dataclass(frozen=True)
+class SnipConfig:
+    batches: int = 1              # scoring batches (gradients summed over them), paper: 1
+    bn_mode: str = "eval"         # BatchNorm mode while scoring: eval | train
+
+
+@dataclass(frozen=True)
+class GraspConfig:
+    samples_per_class: int = 10   # scoring data: this many training samples of each class
+    temperature: float = 200.0    # logits are divided by T before the loss
+    bn_mode: str = "train"        # BatchNorm mode while scoring: eval | train
+
+
+@dataclass(frozen=True)
+class LthConfig:
+    rate: float = 0.2             # fraction of the remaining weights removed per round
+    rewind_epoch: int = 0         # k: rewind to the weights after epoch k (0 = init)
+
+
+@dataclass(frozen=True)
+class WandbConfig:
+    project: str = _plain("progressive-pruning")
+    entity: str = _plain("")
+    mode: str = _plain("offline")  # online | offline | disabled; WANDB_MODE overrides
+    log_mask: bool = _plain(False)  # upload the final mask as an artifact
+
+
+@dataclass(frozen=True)
+class Config:
+    method: str = "progressive"
+    seed: int = 42
+    data: DataConfig = DataConfig()
+    model: ModelConfig = ModelConfig()
+    train: TrainConfig = TrainConfig()
+    prune: PruneConfig = PruneConfig()
+    snip: SnipConfig = SnipConfig()
+    grasp: GraspConfig = GraspConfig()
+    lth: LthConfig = LthConfig()
+    wandb: WandbConfig = WandbConfig()
+
+
+# --- loading -----------------------------------------------------------------------------------
+
+def _check_type(value: Any, tp: Any, key: str) -> Any:
+    """Coerce a YAML value to a field type, or raise naming the key."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _check_type(value, arg, key)
+            except ConfigError:
+                pass
+        raise ConfigError(f"{key}: expected {_type_name(tp)}, got {value!r}")
+    if origin is tuple:
+        (item, _ellipsis) = typing.get_args(tp)
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{key}: expected a list of {item.__name__}, got {value!r}")
+        return tuple(_check_type(v, item, key) for v in value)
+    if tp is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if tp is bool and not isinstance(value, bool):
+        raise ConfigError(f"{key}: expected true or false, got {value!r}")
+    if tp is int and isinstance(value, bool):
+        raise ConfigError(f"{key}: expected int, got {value!r}")
+    if not isinstance(value, tp):
+        raise ConfigError(f"{key}: expected {_type_name(tp)}, got {value!r}")
+    return value
+
+
+def _type_name(tp: Any) -> str:
+    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
+
+
+def _build(cls: type, values: dict, prefix: str) -> Any:
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    for key in values:
+        if key not in names:
+            raise ConfigError(f"unknown config key '{prefix}{key}' (valid: {', '.join(sorted(names))})")
+    kwargs = {}
+    for f in dataclasses.fields(cls):
+        if f.name not in values:
+            continue
+        tp, value, key = hints[f.name], values[f.name], prefix + f.name
+        if dataclasses.is_dataclass(tp):
+            if not isinstance(value, dict):
+                raise ConfigError(f"{key}: expected a section of keys, got {value!r}")
+            kwargs[f.name] = _build(tp, value, key + ".")
+        else:
+            kwargs[f.name] = _check_type(value, tp, key)
+    return cls(**kwargs)
+
+
+def _set_dotted(tree: dict, dotted: str, value: Any) -> None:
+    node = tree
+    parts = dotted.split(".")
+    for part in parts[:-1]:
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise ConfigError(f"override '{dotted}': '{part}' is not a section")
+        node = child
+    node[parts[-1]] = value
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """`train.lr=0.01` -> ("train.lr", 0.01); the value is read as YAML."""
+    if "=" not in text:
+        raise ConfigError(f"override '{text}' is not of the form key=value")
+    key, raw = text.split("=", 1)
+    if not key:
+        raise ConfigError(f"override '{text}' has an empty key")
+    try:
+        value = yaml.safe_load(raw) if raw != "" else ""
+    except yaml.YAMLError:
+        value = raw
+    return key.strip(), value
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] = (), method: str | None = None) -> Config:
+    """Build the config: defaults < YAML file < `key=value` overrides < --method; then validate."""
+    tree: dict = {}
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"config file not found: {path}")
+        try:
+            loaded = yaml.safe_load(path.read_text())
+        except yaml.YAMLError as e:
+            raise ConfigError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
+        if loaded is not None and not isinstance(loaded, dict):
+            raise ConfigError(f"{path}: expected a mapping of config keys at the top")
+        tree = loaded or {}
+    for text in overrides:
+        key, value = parse_override(text)
+        _set_dotted(tree, key, value)
+    if method is not None:
+        tree["method"] = method
+    cfg = _build(Config, tree, "")
+    return validate(resolve(cfg))
+
+
+def from_dict(tree: dict) -> Config:
+    """Rebuild a config from `to_dict` output (e.g. a run's saved config.json)."""
+    return validate(resolve(_build(Config, tree, "")))
+
+
+_METHOD_SECTIONS = ("prune", "snip", "grasp", "lth")
+
+
+def _reset_unused(cfg: Config, keys: tuple[str, ...]) -> Config:
+    """Put method settings the chosen method never reads back to their defaults, so they cannot
+    split one experiment into several folders."""
+    for section in _METHOD_SECTIONS:
+        current, default = getattr(cfg, section), getattr(Config(), section)
+        changes = {
+            f.name: getattr(default, f.name)
+            for f in dataclasses.fields(current)
+            if not any(f"{section}.{f.name}".startswith(k) for k in keys)
+        }
+        cfg = dataclasses.replace(cfg, **{section: dataclasses.replace(current, **changes)})
+    return cfg
+
+
+def resolve(cfg: Config) -> Config:
+    """Fill derived defaults so the saved config says exactly what ran."""
+    from suite.methods import method_class  # late: the registry imports the baselines
+
+    method = method_class(cfg.method)
+    cfg = _reset_unused(cfg, method.config_keys)
+    if not method.prunes:
+        cfg = dataclasses.replace(cfg, prune=dataclasses.replace(cfg.prune, target_sparsity=0.0))
+    if cfg.prune.t_end is None and any("prune.t_end".startswith(k) for k in method.config_keys):
+        cfg = dataclasses.replace(cfg, prune=dataclasses.replace(cfg.prune, t_end=float(cfg.train.epochs // 2)))
+    return cfg
+
+
+def _choice(key: str, value: str, options: tuple[str, ...]) -> None:
+    if value not in options:
+        raise ConfigError(f"{key}: '{value}' is not one of {', '.join(options)}")
+
+
+def validate(cfg: Config) -> Config:
+    """Range checks; each failure is one line naming the key."""
+    t, p, d = cfg.train, cfg.prune, cfg.data
+    if t.epochs < 1:
+        raise ConfigError(f"train.epochs: must be at least 1, got {t.epochs}")
+    if t.batch_size < 1:
+        raise ConfigError(f"train.batch_size: must be at least 1, got {t.batch_size}")
+    if t.lr <= 0:
+        raise ConfigError(f"train.lr: must be positive, got {t.lr}")
+    if not 0 <= t.momentum < 1:
+        raise ConfigError(f"train.momentum: must be in [0, 1), got {t.momentum}")
+    if t.weight_decay < 0:
+        raise ConfigError(f"train.weight_decay: must be non-negative, got {t.weight_decay}")
+    if t.eval_every < 1:
+        raise ConfigError(f"train.eval_every: must be at least 1, got {t.eval_every}")
+    if any(m < 1 or m > t.epochs for m in t.milestones):
+        raise ConfigError(f"train.milestones: each must be an epoch in [1, {t.epochs}], got {list(t.milestones)}")
+    _choice("train.optimizer", t.optimizer, ("sgd", "adam"))
+    _choice("train.lr_schedule", t.lr_schedule, ("cosine", "step", "constant"))
+    _choice("train.precision", t.precision, ("fp32", "bf16", "fp16"))
+    for key, s in (("prune.target_sparsity", p.target_sparsity), ("prune.initial_sparsity", p.initial_sparsity)):
+        if not 0 <= s < 1:
+            raise ConfigError(f"{key}: must be in [0, 1), got {s}")
+    if p.initial_sparsity > p.target_sparsity:
+        raise ConfigError(f"prune.initial_sparsity: {p.initial_sparsity} exceeds prune.target_sparsity {p.target_sparsity}")
+    _choice("prune.schedule", p.schedule, ("linear", "cubic"))
+    if p.t_start < 0:
+        raise ConfigError(f"prune.t_start: must be non-negative, got {p.t_start}")
+    if p.t_end is not None and p.t_end > t.epochs:
+        raise ConfigError(f"prune.t_end: {p.t_end} is beyond the last epoch ({t.epochs})")
+    if p.t_end is not None and p.t_end < p.t_start:
+        raise ConfigError(f"prune.t_end: {p.t_end} is before prune.t_start {p.t_start}")
+    if p.update_every_steps < 0:
+        raise ConfigError(f"prune.update_every_steps: must be non-negative, got {p.update_every_steps}")
+    _choice("data.loader", d.loader, ("device", "torchvision"))
+    if d.num_workers < 0:
+        raise ConfigError(f"data.num_workers: must be non-negative, got {d.num_workers}")
+    if d.synthetic_train < 1 or d.synthetic_test < 1:
+        raise ConfigError("data.synthetic_train/synthetic_test: must be at least 1")
+    if len(d.synthetic_shape) not in (1, 3) or min(d.synthetic_shape) < 1:
+        raise ConfigError(f"data.synthetic_shape: expected [C, H, W] or [L] of positive sizes, got {list(d.synthetic_shape)}")
+    if cfg.snip.batches < 1:
+        raise ConfigError(f"snip.batches: must be at least 1, got {cfg.snip.batches}")
+    _choice("snip.bn_mode", cfg.snip.bn_mode, ("eval", "train"))
+    if cfg.grasp.samples_per_class < 1:
+        raise ConfigError(f"grasp.samples_per_class: must be at least 1, got {cfg.grasp.samples_per_class}")
+    if cfg.grasp.temperature <= 0:
+        raise ConfigError(f"grasp.temperature: must be positive, got {cfg.grasp.temperature}")
+    _choice("grasp.bn_mode", cfg.grasp.bn_mode, ("eval", "train"))
+    if not 0 < cfg.lth.rate < 1:
+        raise ConfigError(f"lth.rate: must be in (0, 1), got {cfg.lth.rate}")
+    if not 0 <= cfg.lth.rewind_epoch < t.epochs:
+        raise ConfigError(f"lth.rewind_epoch: must be in [0, {t.epochs - 1}], got {cfg.lth.rewind_epoch}")
+    _choice("wandb.mode", cfg.wandb.mode, ("online", "offline", "disabled"))
+    return cfg
+
+
+# --- identity ----------------------------------------------------------------------------------
+
+def to_dict(cfg: Any) -> dict:
+    """The config as plain JSON-able data (tuples become lists)."""
+    return json.loads(json.dumps(dataclasses.asdict(cfg)))
+
+
+def _science(obj: Any, default: Any, prefix: str, out: dict) -> None:
+    for f in dataclasses.fields(obj):
+        if not f.metadata.get("science", True):
+            continue
+        value, base = getattr(obj, f.name), getattr(default, f.name)
+        if dataclasses.is_dataclass(value):
+            _science(value, base, prefix + f.name + ".", out)
+        elif value != base:
+            out[prefix + f.name] = list(value) if isinstance(value, tuple) else value
+
+
+def science_settings(cfg: Config) -> dict:
+    """Science settings that differ from the defaults, as dotted keys; the seed is left out."""
+    out: dict = {}
+    _science(cfg, Config(), "", out)
+    out.pop("seed", None)
+    out["method"] = cfg.method  # always named, so the folder says what ran
+    return dict(sorted(out.items()))
+
+
+def experiment_hash(cfg: Config) -> str:
+    """Content address of an experiment: fields at their defaults are left out, so adding a
+    field with a default keeps every past name."""
+    blob = json.dumps(science_settings(cfg), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+
+def run_dir(cfg: Config, root: str | Path) -> Path:
+    """`root/<method>-<model>-<dataset>-s<sparsity>-<hash>/seed_<seed>`."""
+    name = f"{cfg.method}-{cfg.model.name}-{cfg.data.name}-s{cfg.prune.target_sparsity:g}-{experiment_hash(cfg)}"
+    return Path(root) / name / f"seed_{cfg.seed}"
+
+
+def help_lines(obj: Any = None, prefix: str = "") -> list[str]:
+    """`key (type) = default` for every config field, for --help."""
+    obj = Config() if obj is None else obj
+    hints = typing.get_type_hints(type(obj))
+    lines = []
+    for f in dataclasses.fields(obj):
+        value = getattr(obj, f.name)
+        if dataclasses.is_dataclass(value):
+            lines += help_lines(value, prefix + f.name + ".")
+        else:
+            shown = list(value) if isinstance(value, tuple) else value
+            lines.append(f"  {prefix}{f.name} ({_type_name(hints[f.name])}) = {json.dumps(shown)}")
+    return lines

@@ -1,0 +1,201 @@
+"""The mask: which weights live. Exact global top-k, enforcement in the step, cross-rank checks."""
+from __future__ import annotations
+
+import hashlib
+
+import torch
+import torch.distributed as dist
+from torch import Tensor, nn
+
+Mask = dict[str, Tensor]  # prunable weight name -> bool tensor of its shape, True = the weight lives
+Scores = dict[str, Tensor]  # prunable weight name -> score of its shape, higher = kept first
+
+PRUNABLE_TYPES = (nn.Linear, nn.Conv1d, nn.Conv2d)
+
+
+def prunable_weights(model: nn.Module, keep_first_dense: bool = False,
+                     keep_last_dense: bool = False) -> dict[str, nn.Parameter]:
+    """Weights of the Conv and Linear layers, in module order; biases and BatchNorm never count."""
+    found = {f"{name}.weight": m.weight for name, m in model.named_modules() if isinstance(m, PRUNABLE_TYPES)}
+    names = list(found)
+    dense = set(names[:1] if keep_first_dense else []) | set(names[-1:] if keep_last_dense else [])
+    return {n: w for n, w in found.items() if n not in dense}
+
+
+def full_mask(weights: dict[str, Tensor]) -> Mask:
+    """Every weight alive."""
+    return {name: torch.ones_like(w, dtype=torch.bool) for name, w in weights.items()}
+
+
+def n_zeros_for(sparsity: float, total: int) -> int:
+    """How many weights a mask at `sparsity` has pruned: exactly round(s * N)."""
+    return round(sparsity * total)
+
+
+def count_alive(mask: Mask) -> int:
+    return int(sum(int(m.sum()) for m in mask.values()))
+
+
+def count_total(mask: Mask) -> int:
+    return sum(m.numel() for m in mask.values())
+
+
+def sparsity_of(mask: Mask) -> float:
+    """Fraction of the masked weights that are pruned."""
+    total = count_total(mask)
+    return 1.0 - count_alive(mask) / total if total else 0.0
+
+
+def layer_sparsity(mask: Mask) -> dict[str, float]:
+    return {name: 1.0 - int(m.sum()) / m.numel() for name, m in mask.items()}
+
+
+def keep_top(scores: Scores, n_keep: int, alive: Mask | None = None) -> Mask:
+    """Keep exactly the `n_keep` highest scores over all layers at once (one global threshold).
+
+    Dead weights (alive False) and NaN scores rank below every live one, so they are kept only when
+    nothing else is left. Ties at the threshold keep the earliest positions in layer order, so the
+    result is deterministic and identical on every rank. Exact for any size: it uses a k-th value,
+    never torch.quantile (which refuses more than 2**24 elements)."""
+    names = list(scores)
+    flat = torch.cat([scores[n].detach().reshape(-1).float() for n in names])
+    total = flat.numel()
+    if not 0 <= n_keep <= total:
+        raise ValueError(f"n_keep={n_keep} is outside [0, {total}]")
+    flat.nan_to_num_(nan=-torch.inf)  # torch.cat always copies: the caller's scores stay as they were
+    if alive is not None:
+        live = torch.cat([alive[n].reshape(-1) for n in names])
+        flat.masked_fill_(~live, -torch.inf)
+    if n_keep == 0:
+        keep = torch.zeros(total, dtype=torch.bool, device=flat.device)
+    elif n_keep == total:
+        keep = torch.ones(total, dtype=torch.bool, device=flat.device)
+    else:
+        # the n_keep-th largest value is the (total - n_keep + 1)-th smallest
+        threshold = torch.kthvalue(flat.cpu() if flat.device.type == "mps" else flat, total - n_keep + 1).values
+        above = flat > threshold
+        at = flat == threshold
+        room = n_keep - int(above.sum())
+        # only a tie straddling the threshold needs the (slower) positional tie-break
+        keep = above | at if int(at.sum()) == room else above | (at & (torch.cumsum(at, 0) <= room))
+    out, start = {}, 0
+    for n in names:
+        size = scores[n].numel()
+        out[n] = keep[start:start + size].view(scores[n].shape)
+        start += size
+    return out
+
+
+def mask_at_sparsity(scores: Scores, sparsity: float, alive: Mask | None = None) -> Mask:
+    """The mask with exactly round(sparsity * N) zeros keeping the highest scores; with `alive`,
+    intersected with it so that no weight regrows."""
+    total = sum(s.numel() for s in scores.values())
+    mask = keep_top(scores, total - n_zeros_for(sparsity, total), alive)
+    if alive is not None:
+        mask = {n: m & alive[n] for n, m in mask.items()}
+    return mask
+
+
+def magnitude_scores(weights: dict[str, Tensor]) -> Scores:
+    return {n: w.detach().abs() for n, w in weights.items()}
+
+
+def smallest_alive_magnitude(weights: dict[str, Tensor], mask: Mask) -> float:
+    """The effective global magnitude threshold of a mask: the smallest |w| that survives."""
+    smallest = [w.detach().abs()[mask[n]].min() for n, w in weights.items() if bool(mask[n].any())]
+    return float(torch.stack(smallest).min()) if smallest else float("nan")
+
+
+class MaskedWeights:
+    """Holds the mask as float multipliers and enforces it with fused foreach ops (no per-layer
+    Python hooks, no host sync): weights before forward and after every step, gradients before
+    the step. An all-ones mask costs nothing, so dense training is not slowed."""
+
+    def __init__(self, weights: dict[str, nn.Parameter]):
+        self.names = list(weights)
+        self.params = list(weights.values())
+        self.mask: Mask = full_mask(weights)
+        self._multipliers: list[Tensor] = []
+
+    def install(self, mask: Mask, optimizer: torch.optim.Optimizer | None = None) -> None:
+        """Adopt a new mask: zero the pruned weights and their optimizer state (momentum of a newly
+        pruned weight would otherwise move it again)."""
+        self.mask = {n: mask[n].to(self.params[i].device) for i, n in enumerate(self.names)}
+        dense = all(bool(m.all()) for m in self.mask.values())
+        self._multipliers = [] if dense else [self.mask[n].to(p.dtype) for n, p in zip(self.names, self.params)]
+        self.apply_to_weights()
+        if optimizer is not None and self._multipliers:
+            inner = getattr(optimizer, "optimizer", optimizer)  # Accelerate wraps the optimizer
+            with torch.no_grad():
+                for p, m in zip(self.params, self._multipliers):
+                    for value in inner.state.get(p, {}).values():
+                        if isinstance(value, Tensor) and value.shape == p.shape:
+                            value.mul_(m)
+
+    @torch.no_grad()
+    def apply_to_weights(self) -> None:
+        if self._multipliers:
+            torch._foreach_mul_(self.params, self._multipliers)
+
+    @torch.no_grad()
+    def apply_to_grads(self) -> None:
+        if self._multipliers:
+            pairs = [(p.grad, m) for p, m in zip(self.params, self._multipliers) if p.grad is not None]
+            if pairs:
+                grads, multipliers = zip(*pairs)
+                torch._foreach_mul_(list(grads), list(multipliers))
+
+
+# --- ranks -------------------------------------------------------------------------------------
+
+def fingerprint(mask: Mask) -> str:
+    """A short digest of the mask's exact content, comparable across ranks."""
+    h = hashlib.sha256()
+    for name in sorted(mask):
+        h.update(name.encode())
+        h.update(mask[name].detach().to("cpu", torch.uint8).numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+def _world() -> int:
+    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+
+
+def broadcast_mask(mask: Mask, device: torch.device | str) -> Mask:
+    """The main process's mask on every rank (one broadcast of all layers at once)."""
+    if _world() == 1:
+        return mask
+    names = list(mask)
+    flat = torch.cat([mask[n].reshape(-1) for n in names]).to(device=device, dtype=torch.uint8)
+    dist.broadcast(flat, src=0)
+    out, start = {}, 0
+    for n in names:
+        size = mask[n].numel()
+        out[n] = flat[start:start + size].view(mask[n].shape).bool().to(mask[n].device)
+        start += size
+    return out
+
+
+class RankMismatch(RuntimeError):
+    """Ranks disagree about state that must be identical."""
+
+
+def check_same_on_all_ranks(digest: str, what: str, device: torch.device | str) -> None:
+    """Compare a digest across ranks; raise on every rank if any differs."""
+    if _world() == 1:
+        return
+    mine = torch.tensor([int(digest[:15], 16)], dtype=torch.int64, device=device)
+    everyone = [torch.zeros_like(mine) for _ in range(_world())]
+    dist.all_gather(everyone, mine)
+    values = [int(t) for t in everyone]
+    if len(set(values)) != 1:
+        raise RankMismatch(f"{what} differs across ranks (digests {[f'{v:x}' for v in values]}): "
+                           "the ranks' weights or scores diverged")
+
+
+def synchronise(mask: Mask, device: torch.device | str) -> Mask:
+    """Make every rank use the main process's mask, and stop if any rank had computed another."""
+    mine = fingerprint(mask)
+    shared = broadcast_mask(mask, device)
+    check_same_on_all_ranks(mine, "the mask computed by each rank", device)
+    return shared
