@@ -1,0 +1,34 @@
+"""Progressive magnitude pruning in one training cycle: one global magnitude threshold over the live
+weights, raised along a sparsity schedule; masks only ever lose weights."""
+from __future__ import annotations
+
+from suite.masks import Mask, magnitude_scores, mask_at_sparsity, n_zeros_for, count_total, count_alive
+from suite.methods import Context, PruningMethod
+from suite.schedules import SPARSITY_SCHEDULES
+
+
+class Progressive(PruningMethod):
+    name = "progressive"
+    config_keys = ("prune.",)
+
+    def step_interval(self) -> int:
+        return self.cfg.prune.update_every_steps
+
+    def target_at(self, round_index: int, t_epochs: float) -> float:
+        p = self.cfg.prune
+        return SPARSITY_SCHEDULES[p.schedule](t_epochs, p.initial_sparsity, p.target_sparsity, p.t_start, p.t_end)
+
+    def _prune_to(self, t_epochs: float, ctx: Context, mask: Mask) -> Mask | None:
+        target = self.target_at(0, t_epochs)
+        if n_zeros_for(target, count_total(mask)) <= count_total(mask) - count_alive(mask):
+            return None  # the schedule asks for no more zeros than the mask has: nothing to do
+        return mask_at_sparsity(magnitude_scores(ctx.weights), target, alive=mask)
+
+    def start_round(self, round_index: int, ctx: Context, mask: Mask) -> Mask | None:
+        return self._prune_to(0.0, ctx, mask)  # s(0) = initial sparsity, usually 0
+
+    def after_step(self, round_index: int, t_epochs: float, ctx: Context, mask: Mask) -> Mask | None:
+        return self._prune_to(t_epochs, ctx, mask)
+
+    def end_epoch(self, round_index: int, epoch: int, ctx: Context, mask: Mask) -> Mask | None:
+        return self._prune_to(float(epoch), ctx, mask)

@@ -1,0 +1,106 @@
+"""Run one experiment: `accelerate launch suite/run.py --method progressive [--config F] [key=value ...]`.
+
+Parses the config, builds the Accelerator, calls the runner; nothing else. Exit codes: 0 finished or
+already finished, 1 the run failed (reason in failed.json), 2 bad input, 3 the run is locked by
+another process, 75 interrupted by SIGTERM (run the same command again to resume)."""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+if __package__ in (None, ""):  # `python suite/run.py` and `accelerate launch suite/run.py`
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from suite import config as C  # noqa: E402
+
+EXIT_FAILED, EXIT_BAD_INPUT, EXIT_LOCKED, EXIT_INTERRUPTED = 1, 2, 3, 75
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    from suite.methods import METHODS
+    parser = argparse.ArgumentParser(
+        prog="suite/run.py",
+        description="Train one model under one pruning method; results go to a folder named by the "
+                    "hash of the science settings plus the seed.",
+        epilog="config keys (override with key=value; a YAML file sets the same keys as nested sections):\n"
+               + "\n".join(C.help_lines()),
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--method", default=None,
+                        help=f"pruning method, one of: {', '.join(sorted(METHODS))} "
+                             "(default: the config's method, else progressive)")
+    parser.add_argument("--config", default=None, help="YAML config file (default: none, built-in defaults)")
+    parser.add_argument("--out", default="runs", help="runs folder (default: runs)")
+    parser.add_argument("--force", action="store_true", help="run again even if result.json exists (default: off)")
+    parser.add_argument("--print-dir", action="store_true", help="print the run folder and exit (default: off)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar (default: off)")
+    parser.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. train.lr=0.01")
+    return parser.parse_args(argv)
+
+
+def check_world_size(num_processes: int) -> None:
+    """Stop if a launcher started N > 1 processes but Accelerate formed no N-process group (on a
+    machine with no GPU each process would silently train alone)."""
+    launched = max(int(os.environ.get(k, "1") or 1) for k in ("WORLD_SIZE", "LOCAL_WORLD_SIZE"))
+    if launched > 1 and num_processes != launched:
+        raise C.ConfigError(
+            f"launched as {launched} processes but Accelerate sees a world size of {num_processes}; on a "
+            f"machine without GPUs launch with: ACCELERATE_USE_CPU=1 accelerate launch --multi_gpu "
+            f"--num_processes {launched} suite/run.py ...")
+
+
+def _error(text: str, code: int) -> int:
+    print(f"error: {text}", file=sys.stderr, flush=True)
+    return code
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        cfg = C.load_config(args.config, args.overrides, args.method)
+    except C.ConfigError as e:
+        return _error(str(e), EXIT_BAD_INPUT)
+    if args.print_dir:
+        print(C.run_dir(cfg, args.out))
+        return 0
+
+    from accelerate import Accelerator
+    from suite.masks import RankMismatch
+    from suite.results import RunLocked
+    from suite.trainer import Interrupted, RunFailed, run_experiment
+
+    mode = os.environ.get("WANDB_MODE", cfg.wandb.mode)
+    precision = {"fp32": "no", "bf16": "bf16", "fp16": "fp16"}[cfg.train.precision]
+    try:
+        accelerator = Accelerator(mixed_precision=precision, log_with="wandb" if mode != "disabled" else None)
+    except (ValueError, RuntimeError) as e:
+        return _error(f"train.precision={cfg.train.precision}: {str(e).splitlines()[0]}", EXIT_BAD_INPUT)
+    try:
+        check_world_size(accelerator.num_processes)
+        outcome = run_experiment(cfg, args.out, accelerator, force=args.force, progress=not args.no_progress)
+    except C.ConfigError as e:
+        return _error(str(e), EXIT_BAD_INPUT)
+    except RunLocked as e:
+        return _error(str(e), EXIT_LOCKED)
+    except (RunFailed, RankMismatch) as e:
+        return _error(f"run failed: {e}", EXIT_FAILED)
+    except Interrupted:
+        if accelerator.is_main_process:
+            print(f"interrupted: run the same command again to resume from the last checkpoint "
+                  f"in {C.run_dir(cfg, args.out)}", file=sys.stderr, flush=True)
+        return EXIT_INTERRUPTED
+    if accelerator.is_main_process:
+        if outcome.status == "skipped":
+            print(f"already finished (use --force to run again): {outcome.run_dir}", file=sys.stderr)
+        else:
+            r = outcome.result
+            print(f"done: {r['method']} {r['model']}/{r['dataset']} seed {r['seed']}: "
+                  f"test accuracy {r['final_test_accuracy']:.2f}% at sparsity {r['achieved_sparsity']:.4f} "
+                  f"(target {r['target_sparsity']:.4f}) -> {outcome.run_dir}/result.json", file=sys.stderr)
+        print(outcome.run_dir)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

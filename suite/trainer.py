@@ -1,0 +1,388 @@
+"""The one training loop and the runner around it: rounds, rewinding, ranks, checkpoints and the disk.
+
+A method only decides which weights live (suite.methods); this file never asks which method runs."""
+from __future__ import annotations
+
+import contextlib
+import copy
+import json
+import math
+import os
+import platform
+import signal
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from suite import config as C
+from suite import masks as M
+from suite.data import build_data
+from suite.methods import Context, build_method
+from suite.models import build_model
+from suite.results import (RunLock, RunLocked, load_checkpoint, save_checkpoint, save_tensors, write_json,
+                           write_jsonl)
+from suite.schedules import lr_factor
+
+SUITE_VERSION = "0.1.0"
+
+
+class RunFailed(RuntimeError):
+    """The run cannot go on (NaN loss, ...); the reason goes to failed.json."""
+
+
+class Interrupted(BaseException):
+    """SIGTERM: stop now; the checkpoint of the last finished epoch is on disk."""
+
+
+@dataclass
+class Outcome:
+    status: str          # finished | skipped
+    run_dir: Path
+    result: dict | None
+
+
+def _on_sigterm(signum, frame):
+    raise Interrupted()
+
+
+def _log(accelerator, text: str) -> None:
+    if accelerator.is_main_process:
+        print(text, file=sys.stderr, flush=True)
+
+
+def build_optimizer(cfg: C.TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum,
+                               nesterov=cfg.nesterov, weight_decay=cfg.weight_decay)
+    return torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+
+def _reduce_sum(values: Tensor) -> Tensor:
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.all_reduce(values)
+    return values
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, data, loss_fn, accelerator) -> tuple[float, float]:
+    """Test loss and accuracy (percent) over the whole test set, each example counted once across
+    ranks. Runs the unwrapped model: ranks may hold shards of different length, and DDP's forward
+    would then wait for a peer that has none."""
+    was_training = model.training
+    model.eval()
+    sums = torch.zeros(3, dtype=torch.float64, device=accelerator.device)  # loss sum, correct, count
+    with accelerator.autocast():
+        for x, y in data.test_batches():
+            out = model(x)
+            sums[0] += loss_fn(out.float(), y, reduction="sum")
+            sums[1] += (out.argmax(1) == y).sum()
+            sums[2] += y.numel()
+    loss_sum, correct, count = _reduce_sum(sums).tolist()
+    model.train(was_training)
+    return loss_sum / count, 100.0 * correct / count
+
+
+class Runner:
+    """Runs one configured experiment in one run folder, resuming from its checkpoint."""
+
+    def __init__(self, cfg: C.Config, run_dir: Path, accelerator):
+        self.cfg, self.dir, self.acc = cfg, Path(run_dir), accelerator
+        self.device = accelerator.device
+        self.loss_fn = F.cross_entropy
+        self.method = build_method(cfg)
+        self.data = build_data(cfg.data, batch_size=cfg.train.batch_size, seed=cfg.seed,
+                               rank=accelerator.process_index, world_size=accelerator.num_processes,
+                               device=self.device)
+        if self.data.steps_per_epoch < 1:
+            raise C.ConfigError(f"train.batch_size: {cfg.train.batch_size} is larger than the training set "
+                                f"({self.data.spec.n_train} examples)")
+        torch.manual_seed(cfg.seed)  # the init is seeded, and the same on every rank
+        self.model = build_model(cfg.model.name, self.data.spec).to(self.device)
+        if cfg.train.channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
+        self.weights = M.prunable_weights(self.model, cfg.prune.keep_first_dense, cfg.prune.keep_last_dense)
+        if not self.weights:
+            raise C.ConfigError("prune.keep_first_dense/keep_last_dense leave no prunable layer")
+        self.masked = M.MaskedWeights(self.weights)
+        self.train_model = accelerator.prepare(self.model)
+        if cfg.train.compile:
+            self.train_model = torch.compile(self.train_model)
+        self.ctx = Context(cfg=cfg, model=self.model, weights=self.weights, data=self.data,
+                           loss_fn=self.loss_fn, device=self.device, epochs=cfg.train.epochs,
+                           steps_per_epoch=self.data.steps_per_epoch, rank=accelerator.process_index,
+                           world_size=accelerator.num_processes)
+        self.optimizer = None
+        self.threshold = float("nan")
+
+    # --- state ---------------------------------------------------------------------------------
+
+    def _new_optimizer(self) -> None:
+        self.optimizer = self.acc.prepare(build_optimizer(self.cfg.train, self.model))
+
+    def _install(self, mask: M.Mask | None) -> bool:
+        """Adopt a method's new mask on every rank; False when the method kept the mask."""
+        if mask is None:
+            return False
+        mask = M.synchronise(mask, self.device)
+        self.masked.install(mask, self.optimizer)
+        self.threshold = M.smallest_alive_magnitude(self.weights, self.masked.mask)
+        return True
+
+    def _checkpoint(self, state: dict) -> None:
+        if self.acc.is_main_process:
+            save_checkpoint(self.dir / "checkpoint.pt", {
+                **state,
+                "model": self.model.state_dict(),
+                "optimizer": self.optimizer.state_dict(),
+                "mask": self.masked.mask,
+                "threshold": self.threshold,
+                "rng": torch.get_rng_state(),
+            })
+
+    # --- the loop ------------------------------------------------------------------------------
+
+    def train_epoch(self, round_index: int, epoch: int) -> dict:
+        """One pass over this rank's shard of the training set; returns the epoch's train metrics."""
+        cfg, model, opt, masked = self.cfg, self.train_model, self.optimizer, self.masked
+        lr = cfg.train.lr * lr_factor(epoch, cfg.train.epochs, cfg.train.lr_schedule, cfg.train.milestones,
+                                      cfg.train.gamma)
+        for group in opt.param_groups:
+            group["lr"] = lr
+        interval, steps = self.method.step_interval(), self.data.steps_per_epoch
+        sums = torch.zeros(3, dtype=torch.float64, device=self.device)  # loss sum, correct, count
+        model.train()
+        start = time.perf_counter()
+        for step, (x, y) in enumerate(self.data.train_batches(epoch), start=1):
+            masked.apply_to_weights()
+            out = model(x)
+            loss = self.loss_fn(out, y)
+            self.acc.backward(loss)
+            masked.apply_to_grads()
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+            masked.apply_to_weights()  # momentum and weight decay would otherwise revive pruned weights
+            sums[0] += loss.detach() * y.numel()
+            sums[1] += (out.detach().argmax(1) == y).sum()
+            sums[2] += y.numel()
+            if interval and step % interval == 0:
+                t = epoch + step / steps
+                self._install(self.method.after_step(round_index, t, self.ctx, masked.mask))
+        loss_sum, correct, count = _reduce_sum(sums).tolist()
+        seconds = time.perf_counter() - start
+        train_loss = loss_sum / count
+        if not math.isfinite(train_loss):
+            raise RunFailed(f"training loss became {train_loss} in round {round_index} epoch {epoch + 1} "
+                            f"(lr {lr:g}): the run diverged")
+        return {"train_loss": train_loss, "train_accuracy": 100.0 * correct / count, "lr": lr,
+                "epoch_time_s": seconds, "images_per_s": count / seconds}
+
+    def run(self, progress: bool = True) -> dict:
+        cfg, acc, method = self.cfg, self.acc, self.method
+        epochs, rounds, k = cfg.train.epochs, method.rounds(), method.rewind_epoch()
+        started = time.time()
+        state = {"round": 0, "epoch": 0, "round_started": False, "records": "[]",
+                 "rewind": {}, "epochs_trained": 0, "wall_time_s": 0.0}
+        ckpt_path = self.dir / "checkpoint.pt"
+        self._new_optimizer()
+        if ckpt_path.exists():
+            saved = load_checkpoint(ckpt_path, self.device)
+            self.model.load_state_dict(saved["model"])
+            self.optimizer.load_state_dict(saved["optimizer"])
+            self.masked.install({n: saved["mask"][n].bool() for n in self.weights})
+            self.threshold = float(saved["threshold"])
+            torch.set_rng_state(saved["rng"].cpu())
+            state = {key: saved[key] for key in state}
+            _log(acc, f"resuming {self.dir} at round {state['round']} epoch {state['epoch']}")
+        records = json.loads(state["records"])
+        total = M.count_total(self.masked.mask)
+
+        for r in range(state["round"], rounds):
+            first = 0 if r == 0 else k
+            if not state["round_started"]:
+                if r > 0:
+                    self.model.load_state_dict(state["rewind"])
+                    self._new_optimizer()  # a fresh optimizer: no momentum carried across rounds
+                elif k == 0 and rounds > 1:
+                    state["rewind"] = copy.deepcopy(self.model.state_dict())
+                self._install(method.start_round(r, self.ctx, self.masked.mask))
+                state.update(round=r, epoch=first, round_started=True)
+            bar = _progress(acc, progress, first, epochs, state["epoch"], f"round {r}" if rounds > 1 else "")
+            for epoch in range(state["epoch"], epochs):
+                metrics = self.train_epoch(r, epoch)
+                if r == 0 and rounds > 1 and k > 0 and epoch + 1 == k:
+                    state["rewind"] = copy.deepcopy(self.model.state_dict())  # late rewinding point
+                self._install(method.end_epoch(r, epoch + 1, self.ctx, self.masked.mask))
+                evaluated = (epoch + 1) % cfg.train.eval_every == 0 or epoch + 1 == epochs
+                test_loss, test_acc = (evaluate(self.model, self.data, self.loss_fn, acc) if evaluated
+                                       else (None, None))
+                alive = M.count_alive(self.masked.mask)
+                record = {"round": r, "epoch": epoch + 1, **metrics, "test_loss": test_loss,
+                          "test_accuracy": test_acc, "target_sparsity": method.target_at(r, float(epoch + 1)),
+                          "sparsity": 1.0 - alive / total, "prunable_remaining": alive,
+                          "threshold": self.threshold, "layer_sparsity": M.layer_sparsity(self.masked.mask)}
+                records.append(record)
+                state.update(epoch=epoch + 1, epochs_trained=state["epochs_trained"] + 1,
+                             records=json.dumps(records),
+                             wall_time_s=state["wall_time_s"] + time.time() - started)
+                started = time.time()
+                self._checkpoint(state)
+                if acc.is_main_process:
+                    write_jsonl(self.dir / "metrics.jsonl", records)
+                _track(acc, record, len(records))
+                if bar is not None:
+                    bar.update(1)
+                    bar.set_postfix(loss=f"{metrics['train_loss']:.3f}", acc=_fmt(test_acc),
+                                    sparsity=f"{record['sparsity']:.4f}")
+            if bar is not None:
+                bar.close()
+            round_records = [rec for rec in records if rec["round"] == r]
+            result = self._result(r, round_records, state)
+            if rounds > 1 and acc.is_main_process:
+                write_json(self.dir / f"round_{r}" / "result.json", result)
+                write_jsonl(self.dir / f"round_{r}" / "metrics.jsonl", round_records)
+                save_tensors(self.dir / f"round_{r}" / "mask.safetensors", self.masked.mask)
+            if r + 1 < rounds:
+                self._install(method.end_round(r, self.ctx, self.masked.mask))
+                state.update(round=r + 1, epoch=k, round_started=False)
+                self._checkpoint(state)
+        state["wall_time_s"] += time.time() - started
+        result = self._result(rounds - 1, [rec for rec in records if rec["round"] == rounds - 1], state)
+        result["wall_time_s"] = state["wall_time_s"]
+        if acc.is_main_process:
+            save_tensors(self.dir / "mask.safetensors", self.masked.mask)
+            save_tensors(self.dir / "model.safetensors", self.model.state_dict())
+            write_json(self.dir / "result.json", result)
+            (self.dir / "checkpoint.pt").unlink(missing_ok=True)
+        return result
+
+    def _result(self, r: int, records: list[dict], state: dict) -> dict:
+        cfg, mask = self.cfg, self.masked.mask
+        prunable_total, alive = M.count_total(mask), M.count_alive(mask)
+        params_total = sum(p.numel() for p in self.model.parameters())
+        evaluated = [rec for rec in records if rec["test_accuracy"] is not None]
+        at_final = [rec for rec in evaluated if rec["prunable_remaining"] == alive]
+        best = max(at_final, key=lambda rec: rec["test_accuracy"]) if at_final else None
+        best_any = max(evaluated, key=lambda rec: rec["test_accuracy"]) if evaluated else None
+        layers = M.layer_sparsity(mask)
+        collapsed = [name for name, s in layers.items() if s == 1.0]
+        for name in collapsed:
+            _log(self.acc, f"warning: layer {name} is pruned to zero weights (layer collapse)")
+        return {
+            "status": "finished", "method": cfg.method, "model": cfg.model.name, "dataset": cfg.data.name,
+            "seed": cfg.seed, "experiment": C.experiment_hash(cfg), "science": C.science_settings(cfg),
+            "round": r, "rounds": self.method.rounds(),
+            "target_sparsity": self.method.target_at(r, float(cfg.train.epochs)),
+            "achieved_sparsity": 1.0 - alive / prunable_total,
+            "final_test_accuracy": evaluated[-1]["test_accuracy"] if evaluated else None,
+            "final_test_loss": evaluated[-1]["test_loss"] if evaluated else None,
+            "best_test_accuracy": best["test_accuracy"] if best else None,
+            "best_epoch": best["epoch"] if best else None,
+            "best_test_accuracy_any_epoch": best_any["test_accuracy"] if best_any else None,
+            "params_total": params_total, "params_remaining": params_total - (prunable_total - alive),
+            "prunable_total": prunable_total, "prunable_remaining": alive,
+            "epochs": cfg.train.epochs, "total_epochs_trained": state["epochs_trained"],
+            "world_size": self.acc.num_processes, "wall_time_s": state["wall_time_s"],
+            "layer_sparsity": layers, "collapsed_layers": collapsed,
+            "dense_layers": [n for n in (f"{name}.weight" for name, mod in self.model.named_modules()
+                                         if isinstance(mod, M.PRUNABLE_TYPES)) if n not in self.weights],
+            "versions": versions(), "config": C.to_dict(cfg),
+        }
+
+
+def versions() -> dict:
+    import accelerate
+    return {"python": platform.python_version(), "torch": torch.__version__,
+            "accelerate": accelerate.__version__, "suite": SUITE_VERSION}
+
+
+def _fmt(value):
+    return "-" if value is None else f"{value:.2f}"
+
+
+def _progress(acc, enabled: bool, first: int, epochs: int, done: int, desc: str):
+    if not (enabled and acc.is_main_process):
+        return None
+    from tqdm import tqdm
+    return tqdm(total=epochs - first, initial=done - first, desc=desc or "epochs", unit="epoch",
+                file=sys.stderr, dynamic_ncols=True)
+
+
+def _track(acc, record: dict, step: int) -> None:
+    """Mirror an epoch's record to the trackers (W&B), per-layer sparsity as its own panel group."""
+    if not acc.trackers:
+        return
+    flat = {k: v for k, v in record.items() if k != "layer_sparsity" and v is not None}
+    flat.update({f"layer_sparsity/{name}": s for name, s in record["layer_sparsity"].items()})
+    acc.log(flat, step=step)
+
+
+def wandb_init_kwargs(cfg: C.Config, run_dir: Path, mode: str) -> dict:
+    """One W&B run per training run: grouped by experiment so a dashboard groups the seeds."""
+    name = f"{cfg.method}-s{cfg.prune.target_sparsity:g}-seed{cfg.seed}"
+    kwargs = {"name": name, "group": f"{cfg.method}-{cfg.model.name}-{cfg.data.name}-{C.experiment_hash(cfg)}",
+              "tags": [cfg.model.name, cfg.data.name, cfg.method], "dir": str(run_dir), "mode": mode,
+              "id": f"{C.experiment_hash(cfg)}-{cfg.seed}", "resume": "allow", "job_type": "train"}
+    if cfg.wandb.entity:
+        kwargs["entity"] = cfg.wandb.entity
+    return kwargs
+
+
+def run_experiment(cfg: C.Config, out: str | Path, accelerator, force: bool = False,
+                   progress: bool = True) -> Outcome:
+    """Run (or resume, or skip) one experiment; the main process writes the run folder."""
+    run_dir = C.run_dir(cfg, out)
+    if (run_dir / "result.json").exists() and not force:
+        return Outcome("skipped", run_dir, None)
+    with contextlib.ExitStack() as stack:
+        _lock_on_main(stack, run_dir, accelerator)
+        if accelerator.is_main_process:
+            if force:
+                for name in ("checkpoint.pt", "failed.json"):
+                    (run_dir / name).unlink(missing_ok=True)
+            (run_dir / "failed.json").unlink(missing_ok=True)
+            write_json(run_dir / "config.json", C.to_dict(cfg))
+        accelerator.wait_for_everyone()
+        mode = os.environ.get("WANDB_MODE", cfg.wandb.mode)
+        if mode != "disabled":
+            accelerator.init_trackers(cfg.wandb.project, config=C.to_dict(cfg),
+                                      init_kwargs={"wandb": wandb_init_kwargs(cfg, run_dir, mode)})
+        previous = signal.signal(signal.SIGTERM, _on_sigterm)
+        try:
+            runner = Runner(cfg, run_dir, accelerator)
+            result = runner.run(progress=progress)
+            if accelerator.trackers and accelerator.is_main_process:
+                tracker = accelerator.get_tracker("wandb", unwrap=True)
+                tracker.summary.update({k: v for k, v in result.items() if k not in ("config", "layer_sparsity")})
+                if cfg.wandb.log_mask:
+                    import wandb
+                    artifact = wandb.Artifact(f"mask-{C.experiment_hash(cfg)}-{cfg.seed}", type="mask")
+                    artifact.add_file(str(run_dir / "mask.safetensors"))
+                    tracker.log_artifact(artifact)
+        except RunFailed as e:
+            if accelerator.is_main_process:
+                write_json(run_dir / "failed.json", {"status": "failed", "reason": str(e)})
+            raise
+        finally:
+            signal.signal(signal.SIGTERM, previous)
+            accelerator.end_training()
+    return Outcome("finished", run_dir, result)
+
+
+def _lock_on_main(stack: contextlib.ExitStack, run_dir: Path, accelerator) -> None:
+    """The main process takes the run folder's lock and tells every rank whether it got it."""
+    from accelerate.utils import broadcast_object_list
+    message = [None]
+    if accelerator.is_main_process:
+        try:
+            stack.enter_context(RunLock(run_dir))
+        except RunLocked as e:
+            message = [str(e)]
+    if accelerator.num_processes > 1:
+        broadcast_object_list(message)
+    if message[0] is not None:
+        raise RunLocked(message[0])
