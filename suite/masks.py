@@ -43,11 +43,11 @@ def count_total(mask: Mask) -> int:
 def sparsity_of(mask: Mask) -> float:
     """Fraction of the masked weights that are pruned."""
     total = count_total(mask)
-    return 1.0 - count_alive(mask) / total if total else 0.0
+    return (total - count_alive(mask)) / total if total else 0.0
 
 
 def layer_sparsity(mask: Mask) -> dict[str, float]:
-    return {name: 1.0 - int(m.sum()) / m.numel() for name, m in mask.items()}
+    return {name: (m.numel() - int(m.sum())) / m.numel() for name, m in mask.items()}
 
 
 def keep_top(scores: Scores, n_keep: int, alive: Mask | None = None) -> Mask:

@@ -6,19 +6,19 @@ import math
 
 def linear_sparsity(t: float, s_initial: float, s_target: float, t_start: float, t_end: float) -> float:
     """s(t) = s_i + (s_f - s_i) * (t - t_start) / (t_end - t_start), clamped outside [t_start, t_end]."""
+    if t >= t_end:  # first, so that t_start == t_end means one-shot pruning at t_end
+        return s_target
     if t <= t_start:
         return s_initial
-    if t >= t_end:
-        return s_target
     return s_initial + (s_target - s_initial) * (t - t_start) / (t_end - t_start)
 
 
 def cubic_sparsity(t: float, s_initial: float, s_target: float, t_start: float, t_end: float) -> float:
     """Zhu & Gupta (2017): s(t) = s_f + (s_i - s_f) * (1 - (t - t_start) / (t_end - t_start))^3, clamped."""
+    if t >= t_end:  # first, so that t_start == t_end means one-shot pruning at t_end
+        return s_target
     if t <= t_start:
         return s_initial
-    if t >= t_end:
-        return s_target
     return s_target + (s_initial - s_target) * (1.0 - (t - t_start) / (t_end - t_start)) ** 3
 
 

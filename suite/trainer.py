@@ -223,7 +223,7 @@ class Runner:
                 alive = M.count_alive(self.masked.mask)
                 record = {"round": r, "epoch": epoch + 1, **metrics, "test_loss": test_loss,
                           "test_accuracy": test_acc, "target_sparsity": method.target_at(r, float(epoch + 1)),
-                          "sparsity": 1.0 - alive / total, "prunable_remaining": alive,
+                          "sparsity": (total - alive) / total, "prunable_remaining": alive,
                           "threshold": self.threshold, "layer_sparsity": M.layer_sparsity(self.masked.mask)}
                 records.append(record)
                 state.update(epoch=epoch + 1, epochs_trained=state["epochs_trained"] + 1,
@@ -277,7 +277,7 @@ class Runner:
             "seed": cfg.seed, "experiment": C.experiment_hash(cfg), "science": C.science_settings(cfg),
             "round": r, "rounds": self.method.rounds(),
             "target_sparsity": self.method.target_at(r, float(cfg.train.epochs)),
-            "achieved_sparsity": 1.0 - alive / prunable_total,
+            "achieved_sparsity": (prunable_total - alive) / prunable_total,
             "final_test_accuracy": evaluated[-1]["test_accuracy"] if evaluated else None,
             "final_test_loss": evaluated[-1]["test_loss"] if evaluated else None,
             "best_test_accuracy": best["test_accuracy"] if best else None,

@@ -1,0 +1,105 @@
+from pathlib import Path
+
+import pytest
+import yaml
+
+from suite import config as C
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+
+
+def test_defaults_resolve_t_end_to_half_the_epochs():
+    cfg = C.load_config(None, ["train.epochs=30"])
+    assert cfg.prune.t_end == 15.0
+
+
+def test_overrides_are_typed():
+    cfg = C.load_config(None, ["train.lr=0.01", "train.milestones=[80,120]", "prune.keep_first_dense=true",
+                               "train.epochs=160", "seed=7"])
+    assert cfg.train.lr == 0.01 and cfg.train.milestones == (80, 120) and cfg.prune.keep_first_dense is True
+    assert cfg.seed == 7
+    assert C.load_config(None, ["train.lr=1"]).train.lr == 1.0  # an int is a fine float
+
+
+@pytest.mark.parametrize("override, message", [
+    ("train.lrr=0.1", "unknown config key 'train.lrr'"),
+    ("nope=1", "unknown config key 'nope'"),
+    ("train.epochs=ten", "train.epochs: expected int, got 'ten'"),
+    ("train.epochs=2.5", "train.epochs: expected int"),
+    ("prune.keep_first_dense=1", "prune.keep_first_dense: expected true or false"),
+    ("prune.target_sparsity=1.0", "prune.target_sparsity: must be in [0, 1), got 1.0"),
+    ("prune.target_sparsity=-0.1", "prune.target_sparsity: must be in [0, 1)"),
+    ("train.lr=-0.1", "train.lr: must be positive"),
+    ("prune.t_end=500", "prune.t_end: 500.0 is beyond the last epoch (30)"),
+    ("method=magic", "unknown method 'magic' (valid: "),
+    ("train.precision=fp8", "train.precision: 'fp8' is not one of fp32, bf16, fp16"),
+    ("train", "override 'train' is not of the form key=value"),
+])
+def test_bad_values_are_one_line_errors_naming_the_key(override, message):
+    with pytest.raises(C.ConfigError) as err:
+        C.load_config(None, ["train.epochs=30", override])
+    assert message in str(err.value)
+    assert "\n" not in str(err.value)
+
+
+def test_missing_file_and_bad_yaml(tmp_path):
+    with pytest.raises(C.ConfigError, match="config file not found"):
+        C.load_config(tmp_path / "nope.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("train: [1, 2\n")
+    with pytest.raises(C.ConfigError, match="not valid YAML"):
+        C.load_config(bad)
+
+
+def test_hash_is_pinned():
+    # If this changes, every past run folder is renamed: change it only on purpose.
+    assert C.science_settings(C.load_config(None, [])) == {"method": "progressive", "prune.t_end": 15.0}
+    assert C.experiment_hash(C.load_config(None, [])) == "4bfc1133572b"
+
+
+def test_hash_ignores_seed_and_non_science_fields_but_not_science():
+    base = C.load_config(None, [])
+    assert C.experiment_hash(C.load_config(None, ["seed=123", "data.loader=torchvision",
+                                                  "train.eval_every=5", "wandb.mode=disabled"])) \
+        == C.experiment_hash(base)
+    assert C.experiment_hash(C.load_config(None, ["train.lr=0.2"])) != C.experiment_hash(base)
+    assert C.run_dir(C.load_config(None, ["seed=123"]), "runs").name == "seed_123"
+
+
+def test_settings_of_other_methods_do_not_split_folders():
+    a = C.load_config(None, ["snip.batches=5", "prune.schedule=cubic"], method="dense")
+    b = C.load_config(None, [], method="dense")
+    assert C.experiment_hash(a) == C.experiment_hash(b)
+    assert a.prune.target_sparsity == 0.0  # the dense control is at sparsity 0 whatever was asked
+    p = C.load_config(None, ["snip.batches=5"])
+    assert C.experiment_hash(p) == C.experiment_hash(C.load_config(None, []))
+
+
+def test_round_trip_through_dict():
+    cfg = C.load_config(None, ["train.milestones=[3,6]", "train.epochs=10", "data.synthetic_shape=[1,4,4]"])
+    assert C.from_dict(C.to_dict(cfg)) == cfg
+
+
+def _config_files():
+    files = sorted(CONFIGS.glob("*.yaml")) + sorted((CONFIGS / "presets").glob("*.yaml"))
+    return [f for f in files if f.name != "published.yaml"]
+
+
+@pytest.mark.parametrize("path", _config_files(), ids=lambda p: p.name)
+def test_every_config_file_loads_and_names_its_command(path):
+    first = path.read_text().splitlines()[0]
+    assert first.startswith("# ") and "suite/run.py" in first and path.name in first
+    cfg = C.load_config(path)
+    assert cfg.method == (yaml.safe_load(path.read_text()).get("method") or "progressive")
+
+
+def test_seed_experiments_are_what_the_research_ran():
+    r18 = C.load_config(CONFIGS / "resnet18_cifar10.yaml")
+    assert (r18.model.name, r18.data.name, r18.train.epochs, r18.prune.target_sparsity) == ("resnet18", "cifar10", 200, 0.729)
+    assert (r18.train.lr, r18.train.momentum, r18.train.weight_decay, r18.train.batch_size) == (0.1, 0.9, 5e-4, 128)
+    assert C.load_config(CONFIGS / "vgg_like_cifar10.yaml").train.epochs == 350
+    assert C.load_config(CONFIGS / "vgg19_cifar10.yaml").prune.target_sparsity == 0.98
+    assert C.load_config(CONFIGS / "lenet300_mnist.yaml").train.lr == 0.01
+    for s in (0.70, 0.75, 0.80, 0.85, 0.90, 0.95):
+        assert C.load_config(CONFIGS / "resnet18_cifar10.yaml", [f"prune.target_sparsity={s}"]).prune.target_sparsity == s
+    assert C.SEEDS == (42, 123, 456, 789, 999)

@@ -1,0 +1,95 @@
+import torch
+from torch import nn
+
+from suite import masks as M
+
+
+def test_keep_top_global_threshold_and_positional_ties():
+    scores = {"a": torch.tensor([3.0, 1.0, 2.0, 2.0]), "b": torch.tensor([[2.0, 0.5], [2.0, 5.0]])}
+    mask = M.keep_top(scores, 4)
+    # 5 and 3 are above the threshold 2; four 2s tie for two places: the earliest two (a[2], a[3]) stay
+    assert mask["a"].tolist() == [True, False, True, True]
+    assert mask["b"].tolist() == [[False, False], [False, True]]
+    assert M.count_alive(mask) == 4
+
+
+def test_keep_top_extremes_and_nan():
+    scores = {"w": torch.tensor([float("nan"), 1.0, -2.0])}
+    assert M.keep_top(scores, 0)["w"].tolist() == [False, False, False]
+    assert M.keep_top(scores, 3)["w"].tolist() == [True, True, True]
+    assert M.keep_top(scores, 1)["w"].tolist() == [False, True, False]  # NaN ranks last
+    assert M.keep_top(scores, 2)["w"].tolist() == [False, True, True]
+    assert torch.isnan(scores["w"][0])  # the caller's scores are untouched
+
+
+def test_mask_at_sparsity_exact_count_is_round_s_n():
+    torch.manual_seed(0)
+    scores = {"x": torch.randn(37, 11).abs(), "y": torch.randn(101).abs()}
+    total = 37 * 11 + 101  # 508
+    for s in (0.0, 0.1, 0.5, 0.729, 0.9, 0.98, 0.999):
+        mask = M.mask_at_sparsity(scores, s)
+        assert total - M.count_alive(mask) == round(s * total)
+
+
+def test_mask_never_regrows_and_ignores_dead_weights():
+    w = {"w": torch.tensor([5.0, 4.0, 3.0, 2.0, 1.0, 0.5])}
+    alive = {"w": torch.tensor([False, True, True, True, True, True])}  # the largest weight is dead
+    mask = M.mask_at_sparsity(M.magnitude_scores(w), 0.5, alive=alive)
+    assert mask["w"].tolist() == [False, True, True, True, False, False]
+    assert not (mask["w"] & ~alive["w"]).any()
+
+
+def test_keep_top_large_input_exact():
+    # torch.quantile refuses inputs over 2**24 elements; keep_top must not
+    n = 2**24 + 1000
+    scores = {"w": torch.arange(n, dtype=torch.float32)}
+    mask = M.keep_top(scores, 10)
+    assert int(mask["w"].sum()) == 10
+    assert mask["w"][-10:].all()
+
+
+def test_prunable_weights_and_dense_first_last():
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.Flatten(), nn.Linear(4, 5), nn.Linear(5, 2))
+    assert list(M.prunable_weights(model)) == ["0.weight", "3.weight", "4.weight"]
+    assert list(M.prunable_weights(model, keep_first_dense=True)) == ["3.weight", "4.weight"]
+    assert list(M.prunable_weights(model, keep_last_dense=True)) == ["0.weight", "3.weight"]
+    assert list(M.prunable_weights(model, True, True)) == ["3.weight"]
+
+
+def test_masked_weights_enforces_on_weights_grads_and_momentum():
+    torch.manual_seed(0)
+    lin = nn.Linear(4, 3, bias=False)
+    opt = torch.optim.SGD(lin.parameters(), lr=0.1, momentum=0.9, weight_decay=0.1)
+    lin(torch.randn(2, 4)).sum().backward()
+    opt.step()  # momentum buffer is now non-zero everywhere
+    masked = M.MaskedWeights({"weight": lin.weight})
+    mask = {"weight": torch.tensor([[True, False, True, False]] * 3)}
+    masked.install(mask, opt)
+    assert (lin.weight[:, [1, 3]] == 0).all()
+    assert (opt.state[lin.weight]["momentum_buffer"][:, [1, 3]] == 0).all()
+    for _ in range(3):
+        masked.apply_to_weights()
+        lin(torch.randn(2, 4)).pow(2).sum().backward()
+        masked.apply_to_grads()
+        assert (lin.weight.grad[:, [1, 3]] == 0).all()
+        opt.step()
+        opt.zero_grad()
+        masked.apply_to_weights()
+    assert (lin.weight[:, [1, 3]] == 0).all()
+    assert (lin.weight[:, [0, 2]] != 0).all()
+
+
+def test_dense_mask_costs_nothing():
+    lin = nn.Linear(4, 3)
+    masked = M.MaskedWeights({"weight": lin.weight})
+    masked.install(M.full_mask({"weight": lin.weight}))
+    assert masked._multipliers == []
+
+
+def test_fingerprint_changes_with_any_weight():
+    a = {"w": torch.tensor([True, False, True])}
+    b = {"w": torch.tensor([True, True, False])}
+    assert M.fingerprint(a) == M.fingerprint({"w": a["w"].clone()})
+    assert M.fingerprint(a) != M.fingerprint(b)
+    assert M.sparsity_of(a) == 1 / 3
+    assert M.layer_sparsity(b) == {"w": 1 / 3}
