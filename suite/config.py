@@ -138,6 +138,11 @@ def _check_type(value: Any, tp: Any, key: str) -> Any:
         return tuple(_check_type(v, item, key) for v in value)
     if tp is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
+    if tp is float and isinstance(value, str):
+        try:
+            return float(value)  # YAML 1.1 reads 1e-4 (no dot) as a string
+        except ValueError:
+            pass
     if tp is bool and not isinstance(value, bool):
         raise ConfigError(f"{key}: expected true or false, got {value!r}")
     if tp is int and isinstance(value, bool):

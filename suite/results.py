@@ -13,6 +13,10 @@ import torch
 from safetensors.torch import save_file
 
 
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
+
 def _atomic(path: Path, write) -> None:
     """Write through a temp file in the same folder, then rename: a crash never leaves half a file."""
     path = Path(path)
@@ -21,6 +25,7 @@ def _atomic(path: Path, write) -> None:
     os.close(fd)
     try:
         write(tmp)
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; results are meant to be shared
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

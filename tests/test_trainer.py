@@ -1,0 +1,162 @@
+"""End to end through the real CLI: one process, synthetic data, exact counts."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from helpers import ROOT, TINY, env, metrics, result, run_cli, run_folder, tensors
+
+
+@pytest.fixture(scope="module")
+def progressive_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs")
+    proc = run_cli(["--method", "progressive", "--out", str(out), *TINY, "prune.target_sparsity=0.9",
+                    "prune.t_end=2"])
+    assert proc.returncode == 0, proc.stderr
+    return out, run_folder(proc.stdout)
+
+
+def test_progressive_reaches_the_exact_target_count(progressive_run):
+    _, folder = progressive_run
+    r = result(folder)
+    n = r["prunable_total"]
+    assert r["prunable_total"] - r["prunable_remaining"] == round(0.9 * n)
+    assert r["achieved_sparsity"] == round(0.9 * n) / n
+    assert r["params_total"] - r["params_remaining"] == round(0.9 * n)
+    assert (r["method"], r["model"], r["dataset"], r["seed"], r["epochs"], r["world_size"]) == \
+        ("progressive", "tiny_mlp", "synthetic", 42, 4, 1)
+    for key in ("final_test_accuracy", "best_test_accuracy", "best_test_accuracy_any_epoch", "wall_time_s"):
+        assert isinstance(r[key], float)
+    assert set(r["versions"]) == {"python", "torch", "accelerate", "suite"}
+    assert r["versions"]["torch"] == torch.__version__
+
+
+def test_linear_schedule_per_epoch_and_monotonic_masks(progressive_run):
+    _, folder = progressive_run
+    rows = metrics(folder)
+    n = result(folder)["prunable_total"]
+    # t_end = 2: s(1) = 0.45, s(2) = s(3) = s(4) = 0.9
+    assert [row["target_sparsity"] for row in rows] == [0.45, 0.9, 0.9, 0.9]
+    assert [n - row["prunable_remaining"] for row in rows] == [round(0.45 * n)] + [round(0.9 * n)] * 3
+    assert [row["epoch"] for row in rows] == [1, 2, 3, 4]
+    assert rows[0]["lr"] == 0.05  # cosine at epoch 0
+
+
+def test_best_accuracy_only_counts_epochs_at_final_sparsity(progressive_run):
+    _, folder = progressive_run
+    rows, r = metrics(folder), result(folder)
+    final = [row["test_accuracy"] for row in rows if row["prunable_remaining"] == r["prunable_remaining"]]
+    assert r["best_test_accuracy"] == max(final)
+    assert r["best_test_accuracy_any_epoch"] == max(row["test_accuracy"] for row in rows)
+    assert r["final_test_accuracy"] == rows[-1]["test_accuracy"]
+
+
+def test_pruned_weights_are_exactly_zero_and_files_load_safely(progressive_run):
+    _, folder = progressive_run
+    mask, weights = tensors(folder / "mask.safetensors"), tensors(folder / "model.safetensors")
+    assert set(mask) == {"fc1.weight", "fc2.weight", "fc3.weight"}
+    for name, m in mask.items():
+        assert (weights[name][m == 0] == 0).all()
+        assert int((weights[name] == 0).sum()) == int((m == 0).sum())  # live weights are not zero
+    layer = result(folder)["layer_sparsity"]
+    assert layer == {name: int((m == 0).sum()) / m.numel() for name, m in mask.items()}
+    assert not (folder / "checkpoint.pt").exists()
+    assert json.loads((folder / "config.json").read_text())["method"] == "progressive"
+
+
+def test_finished_run_is_skipped_and_force_reruns(progressive_run):
+    out, folder = progressive_run
+    before = (folder / "result.json").read_text()
+    proc = run_cli(["--out", str(out), *TINY, "prune.target_sparsity=0.9", "prune.t_end=2"])
+    assert proc.returncode == 0 and "already finished" in proc.stderr
+    assert (folder / "result.json").read_text() == before
+    proc = run_cli(["--out", str(out), "--force", *TINY, "prune.target_sparsity=0.9", "prune.t_end=2"])
+    assert proc.returncode == 0, proc.stderr
+    again = json.loads((folder / "result.json").read_text())
+    old = json.loads(before)
+    assert again["final_test_accuracy"] == old["final_test_accuracy"]  # deterministic on CPU
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--method", "nope"], "error: unknown method 'nope' (valid: "),
+    (["train.epochs=-1"], "error: train.epochs: must be at least 1, got -1"),
+    (["train.lr=abc"], "error: train.lr: expected float, got 'abc'"),
+    (["--config", "configs/none.yaml"], "error: config file not found: configs/none.yaml"),
+    (["data.name=nope"], "error: "),
+    (["train.batch_size=100000"], "error: train.batch_size"),
+])
+def test_bad_input_is_one_line_and_exit_2(tmp_path, args, message):
+    proc = run_cli(["--out", str(tmp_path), *TINY, *args])
+    assert proc.returncode == 2
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert lines[-1].startswith(message), proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_divergence_is_recorded_as_failed(tmp_path):
+    proc = run_cli(["--out", str(tmp_path), *TINY, "train.lr=1e30"])
+    assert proc.returncode == 1, proc.stderr
+    assert "Traceback" not in proc.stderr
+    failed = next(tmp_path.rglob("failed.json"))
+    reason = json.loads(failed.read_text())
+    assert reason["status"] == "failed" and "diverged" in reason["reason"]
+    assert not (failed.parent / "result.json").exists()
+
+
+def test_help_lists_every_config_key_with_default():
+    proc = subprocess.run([sys.executable, "suite/run.py", "--help"], capture_output=True, text=True, cwd=ROOT, env=env())
+    assert proc.returncode == 0
+    for line in ("prune.target_sparsity (float) = 0.9", "train.batch_size (int) = 128", "--method", "--out",
+                 "lth.rewind_epoch (int) = 0", "pruning method, one of:"):
+        assert line in proc.stdout
+
+
+def test_print_dir_names_the_hash_folder(tmp_path):
+    proc = run_cli(["--print-dir", "--out", "runs", "seed=123"])
+    assert proc.returncode == 0
+    assert proc.stdout.strip() == "runs/progressive-lenet300-mnist1d-s0.9-4bfc1133572b/seed_123"
+
+
+SLOW = ["data.name=synthetic", "data.synthetic_train=6000", "data.synthetic_shape=[1,28,28]",
+        "model.name=lenet300", "train.epochs=6", "train.batch_size=50", "prune.t_end=4"]
+
+
+def test_sigkill_mid_training_then_resume_is_bitwise_identical(tmp_path):
+    straight = run_cli(["--out", str(tmp_path / "a"), *SLOW])
+    assert straight.returncode == 0, straight.stderr
+    folder_a = run_folder(straight.stdout)
+
+    out_b = tmp_path / "b"
+    cmd = [sys.executable, str(ROOT / "suite" / "run.py"), "--no-progress", "--out", str(out_b), *SLOW]
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.time() + 120
+    metrics_file = None
+    while time.time() < deadline:
+        found = list(out_b.rglob("metrics.jsonl"))
+        if found and len(found[0].read_text().splitlines()) >= 2:
+            metrics_file = found[0]
+            break
+        time.sleep(0.02)
+    assert metrics_file is not None, "the run never reached epoch 2"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not (metrics_file.parent / "result.json").exists(), "killed too late: make the run slower"
+    resumed = run_cli(["--out", str(out_b), *SLOW])
+    assert resumed.returncode == 0, resumed.stderr
+    assert "resuming" in resumed.stderr
+    folder_b = run_folder(resumed.stdout)
+
+    ra, rb = result(folder_a), result(folder_b)
+    for key in ("final_test_accuracy", "final_test_loss", "best_test_accuracy", "achieved_sparsity",
+                "prunable_remaining", "layer_sparsity", "total_epochs_trained"):
+        assert ra[key] == rb[key], key
+    for file in ("mask.safetensors", "model.safetensors"):
+        a, b = tensors(folder_a / file), tensors(folder_b / file)
+        assert all(torch.equal(a[k], b[k]) for k in a), file
+    strip = lambda rows: [{k: v for k, v in row.items() if k not in ("epoch_time_s", "images_per_s")} for row in rows]
+    assert strip(metrics(folder_a)) == strip(metrics(folder_b))
