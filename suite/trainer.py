@@ -44,6 +44,7 @@ class Outcome:
     status: str          # finished | skipped
     run_dir: Path
     result: dict | None
+    runner: "Runner | None" = None  # the trained model and mask, for programmatic use
 
 
 def _on_sigterm(signum, frame):
@@ -144,6 +145,14 @@ class Runner:
                 "rng": torch.get_rng_state(),
             })
 
+    def _broadcast_buffers(self) -> None:
+        """BatchNorm statistics as the main process has them, on every rank. DDP broadcasts them at
+        the start of each forward, so after an epoch's last step each rank holds its own shard's
+        statistics; evaluation, checkpoints and LTH rewinding need one set."""
+        if self.acc.num_processes > 1:
+            for buffer in self.model.buffers():
+                torch.distributed.broadcast(buffer, src=0)
+
     # --- the loop ------------------------------------------------------------------------------
 
     def train_epoch(self, round_index: int, epoch: int) -> dict:
@@ -173,6 +182,7 @@ class Runner:
                 t = epoch + step / steps
                 self._install(self.method.after_step(round_index, t, self.ctx, masked.mask))
         loss_sum, correct, count = _reduce_sum(sums).tolist()
+        self._broadcast_buffers()
         seconds = time.perf_counter() - start
         train_loss = loss_sum / count
         if not math.isfinite(train_loss):
@@ -370,7 +380,7 @@ def run_experiment(cfg: C.Config, out: str | Path, accelerator, force: bool = Fa
         finally:
             signal.signal(signal.SIGTERM, previous)
             accelerator.end_training()
-    return Outcome("finished", run_dir, result)
+    return Outcome("finished", run_dir, result, runner)
 
 
 def _lock_on_main(stack: contextlib.ExitStack, run_dir: Path, accelerator) -> None:

@@ -1,0 +1,55 @@
+"""Real 2-process CPU jobs (gloo): ranks agree on masks and weights; a lone-process launch fails loudly."""
+import json
+
+import pytest
+
+from helpers import ROOT, launch_2proc, result
+
+TINY_DDP = ["data.name=synthetic", "model.name=tiny_cnn", "train.epochs=3", "train.batch_size=64",
+            "train.lr=0.05", "prune.target_sparsity=0.8", "prune.t_end=2", "prune.update_every_steps=3"]
+
+
+@pytest.fixture(scope="module")
+def ddp_run(tmp_path_factory):
+    out, report = tmp_path_factory.mktemp("runs"), tmp_path_factory.mktemp("ranks")
+    proc = launch_2proc([str(ROOT / "tests" / "ddp_train_script.py"), str(out), str(report), *TINY_DDP],
+                        WANDB_MODE="offline")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return out, report
+
+
+def test_ranks_hold_identical_masks_and_weights(ddp_run):
+    _, report = ddp_run
+    ranks = [json.loads((report / f"rank_{i}.json").read_text()) for i in (0, 1)]
+    assert ranks[0]["world_size"] == ranks[1]["world_size"] == 2
+    assert ranks[0]["mask"] == ranks[1]["mask"]
+    assert ranks[0]["weights"] == ranks[1]["weights"]
+    assert ranks[0]["zeros"] == ranks[1]["zeros"]
+
+
+def test_two_process_run_hits_the_exact_target(ddp_run):
+    out, report = ddp_run
+    folder = next(out.rglob("result.json")).parent
+    r = result(folder)
+    assert r["world_size"] == 2
+    n = r["prunable_total"]
+    assert n - r["prunable_remaining"] == round(0.8 * n)
+    zeros = json.loads((report / "rank_0.json").read_text())["zeros"]
+    assert sum(zeros.values()) == round(0.8 * n)
+
+
+def test_wandb_offline_run_written_once_by_the_main_process(ddp_run):
+    out, _ = ddp_run
+    runs = sorted(p for p in out.rglob("offline-run-*") if p.is_dir())
+    assert len(runs) == 1
+    assert list(runs[0].glob("*.wandb")), "the offline run has no data file"
+
+
+def test_multi_process_launch_without_cpu_flag_fails_loudly(tmp_path):
+    # two processes, no GPU, no ACCELERATE_USE_CPU: each would train alone as world size 1
+    proc = launch_2proc([str(ROOT / "suite" / "run.py"), "--no-progress", "--out", str(tmp_path),
+                         "data.name=synthetic", "model.name=tiny_mlp", "train.epochs=1"], use_cpu=False)
+    assert proc.returncode != 0
+    assert "launched as 2 processes but Accelerate sees a world size of 1" in proc.stderr
+    assert "ACCELERATE_USE_CPU=1 accelerate launch --multi_gpu --num_processes 2" in proc.stderr
+    assert not list(tmp_path.rglob("result.json"))
