@@ -1,0 +1,256 @@
+"""Statistics for the report: pure functions over lists of numbers; every test comes from scipy.
+
+Conventions: accuracies are in percent, so every difference is in percentage points. A
+two-sample difference is always `mean(a) - mean(b)`. Results that cannot be computed (fewer
+than two values a side, no spread at all) are NaN rather than an exception, so one
+degenerate group never stops a report.
+"""
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+from scipy import optimize, special, stats
+
+NAN = float("nan")
+
+
+def _array(values: Sequence[float]) -> np.ndarray:
+    x = np.asarray(values, dtype=float)
+    if x.ndim != 1:
+        raise ValueError(f"expected a flat list of numbers, got shape {x.shape}")
+    return x
+
+
+def _quiet(fn, *args, **kwargs):
+    """Call a scipy test with its precision warnings silenced (tiny samples trigger them)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return fn(*args, **kwargs)
+
+
+# --- one sample ---------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Summary:
+    """Descriptive statistics of one group of values."""
+    n: int
+    mean: float
+    sd: float        # sample standard deviation (n - 1 in the denominator)
+    sem: float       # standard error of the mean, sd / sqrt(n)
+    ci_low: float    # Student-t confidence interval of the mean
+    ci_high: float
+    min: float
+    max: float
+
+
+def t_interval(mean: float, sem: float, df: float, confidence: float = 0.95) -> tuple[float, float]:
+    """`mean -/+ t_{(1+confidence)/2, df} * sem`; a zero standard error gives a zero-width interval."""
+    if not (df > 0) or math.isnan(sem):
+        return NAN, NAN
+    if sem == 0:
+        return mean, mean
+    low, high = stats.t.interval(confidence, df, loc=mean, scale=sem)
+    return float(low), float(high)
+
+
+def summarize(values: Sequence[float], confidence: float = 0.95) -> Summary:
+    """n, mean, sd (n-1), standard error, Student-t CI of the mean, min and max."""
+    x = _array(values)
+    if x.size == 0:
+        raise ValueError("summarize: no values")
+    n, mean = int(x.size), float(x.mean())
+    if n < 2:
+        return Summary(n, mean, NAN, NAN, NAN, NAN, float(x.min()), float(x.max()))
+    sd = float(x.std(ddof=1))
+    sem = sd / math.sqrt(n)
+    low, high = t_interval(mean, sem, n - 1, confidence)
+    return Summary(n, mean, sd, sem, low, high, float(x.min()), float(x.max()))
+
+
+@dataclass(frozen=True)
+class TTest:
+    """A t-test of a mean difference: the difference, its confidence interval and the test."""
+    diff: float
+    ci_low: float
+    ci_high: float
+    statistic: float
+    df: float
+    p: float
+
+
+_UNTESTABLE = TTest(NAN, NAN, NAN, NAN, NAN, NAN)
+
+
+def one_sample(values: Sequence[float], popmean: float, confidence: float = 0.95) -> TTest:
+    """One-sample t-test of `mean(values) == popmean`; diff and CI are of `mean - popmean`."""
+    x = _array(values)
+    if x.size < 2:
+        return _UNTESTABLE
+    diff = float(x.mean()) - popmean
+    if float(x.std(ddof=1)) == 0:  # no spread: t is +-inf, a p-value would be meaningless
+        return TTest(diff, NAN, NAN, NAN, float(x.size - 1), NAN)
+    res = _quiet(stats.ttest_1samp, x, popmean)
+    ci = res.confidence_interval(confidence)
+    return TTest(diff, float(ci.low) - popmean, float(ci.high) - popmean,
+                 float(res.statistic), float(res.df), float(res.pvalue))
+
+
+# --- two samples --------------------------------------------------------------------------------
+
+def welch(a: Sequence[float], b: Sequence[float], confidence: float = 0.95) -> TTest:
+    """Welch's unequal-variance t-test of `mean(a) - mean(b)`, with the Welch-Satterthwaite CI."""
+    x, y = _array(a), _array(b)
+    if x.size < 2 or y.size < 2:
+        return _UNTESTABLE
+    diff = float(x.mean() - y.mean())
+    if x.std(ddof=1) == 0 and y.std(ddof=1) == 0:  # scipy would report p = 0 from t = inf
+        return TTest(diff, NAN, NAN, NAN, NAN, NAN)
+    res = _quiet(stats.ttest_ind, x, y, equal_var=False)
+    ci = res.confidence_interval(confidence)
+    return TTest(diff, float(ci.low), float(ci.high), float(res.statistic), float(res.df), float(res.pvalue))
+
+
+def paired(a: Sequence[float], b: Sequence[float], confidence: float = 0.95) -> TTest:
+    """Paired t-test of the per-pair differences `a[i] - b[i]` (pairs in the given order)."""
+    x, y = _array(a), _array(b)
+    if x.size != y.size:
+        raise ValueError(f"paired: {x.size} values against {y.size}")
+    if x.size < 2:
+        return _UNTESTABLE
+    d = x - y
+    if d.std(ddof=1) == 0:
+        return TTest(float(d.mean()), NAN, NAN, NAN, float(d.size - 1), NAN)
+    res = _quiet(stats.ttest_rel, x, y)
+    ci = res.confidence_interval(confidence)
+    return TTest(float(d.mean()), float(ci.low), float(ci.high), float(res.statistic), float(res.df), float(res.pvalue))
+
+
+def wilcoxon(a: Sequence[float], b: Sequence[float]) -> float:
+    """Two-sided Wilcoxon signed-rank p-value of the paired differences (exact for small n).
+
+    With 3 pairs the smallest possible p is 0.25, so this test can never reject at 0.05 there."""
+    x, y = _array(a), _array(b)
+    if x.size != y.size:
+        raise ValueError(f"wilcoxon: {x.size} values against {y.size}")
+    if x.size < 2:
+        return NAN
+    if np.all(x == y):
+        return 1.0
+    return float(_quiet(stats.wilcoxon, x, y).pvalue)
+
+
+def mann_whitney(a: Sequence[float], b: Sequence[float]) -> tuple[float, float]:
+    """Two-sided Mann-Whitney U test: (U of `a`, p-value); exact for small samples without ties."""
+    x, y = _array(a), _array(b)
+    if x.size < 2 or y.size < 2:
+        return NAN, NAN
+    res = _quiet(stats.mannwhitneyu, x, y, alternative="two-sided")
+    return float(res.statistic), float(res.pvalue)
+
+
+def hedges_g(a: Sequence[float], b: Sequence[float]) -> float:
+    """Hedges' g: Cohen's d with the pooled sd, times the exact small-sample correction
+    J(df) = Gamma(df/2) / (sqrt(df/2) * Gamma((df-1)/2)), df = n_a + n_b - 2."""
+    x, y = _array(a), _array(b)
+    if x.size < 2 or y.size < 2:
+        return NAN
+    df = x.size + y.size - 2
+    pooled = math.sqrt(((x.size - 1) * x.var(ddof=1) + (y.size - 1) * y.var(ddof=1)) / df)
+    if pooled == 0:
+        return NAN
+    d = float(x.mean() - y.mean()) / pooled
+    j = math.exp(special.gammaln(df / 2) - 0.5 * math.log(df / 2) - special.gammaln((df - 1) / 2))
+    return j * d
+
+
+def holm(pvalues: Sequence[float]) -> list[float]:
+    """Holm-Bonferroni adjusted p-values, in the input order; NaN entries are not part of the family.
+
+    Sorted ascending, p_(i) becomes max_{j<=i} min(1, (m - j + 1) p_(j)), with m the number of
+    real p-values."""
+    p = [float(v) for v in pvalues]
+    family = sorted((v, i) for i, v in enumerate(p) if not math.isnan(v))
+    m = len(family)
+    out = [NAN] * len(p)
+    running = 0.0
+    for rank, (value, index) in enumerate(family):
+        running = max(running, min(1.0, (m - rank) * value))
+        out[index] = running
+    return out
+
+
+@dataclass(frozen=True)
+class Tost:
+    """Two one-sided tests (Welch) for equivalence of `mean(a) - mean(b)` within +-margin."""
+    diff: float
+    ci_low: float     # (1 - 2 alpha) confidence interval of the difference
+    ci_high: float
+    p_lower: float    # H0: diff <= -margin
+    p_upper: float    # H0: diff >= +margin
+    p: float          # max of the two; equivalence is shown when p < alpha
+    equivalent: bool
+
+
+def tost(a: Sequence[float], b: Sequence[float], margin: float, alpha: float = 0.05) -> Tost:
+    """TOST equivalence test with Welch's t: equivalent iff both one-sided tests reject at alpha,
+    i.e. iff the (1 - 2 alpha) Welch CI of the difference lies inside (-margin, +margin)."""
+    if margin <= 0:
+        raise ValueError(f"tost: margin must be positive, got {margin}")
+    x, y = _array(a), _array(b)
+    w = welch(x, y, confidence=1 - 2 * alpha)
+    if math.isnan(w.p):
+        return Tost(w.diff, NAN, NAN, NAN, NAN, NAN, False)
+    # Shifting a sample by the margin moves the null without touching the variances.
+    lower = _quiet(stats.ttest_ind, x + margin, y, equal_var=False, alternative="greater")
+    upper = _quiet(stats.ttest_ind, x - margin, y, equal_var=False, alternative="less")
+    p = max(float(lower.pvalue), float(upper.pvalue))
+    return Tost(w.diff, w.ci_low, w.ci_high, float(lower.pvalue), float(upper.pvalue), p, p < alpha)
+
+
+# --- power --------------------------------------------------------------------------------------
+
+def power_two_sample(effect: float, n: int, alpha: float = 0.05) -> float:
+    """Power of the two-sided two-sample (pooled) t-test with n per group at standardized effect d:
+
+    power = P(T' > t*) + P(T' < -t*), T' ~ noncentral t(df = 2n - 2, nc = d sqrt(n/2)),
+    t* = t_{1 - alpha/2, 2n - 2}."""
+    if n < 2:
+        return NAN
+    df = 2 * n - 2
+    nc = abs(effect) * math.sqrt(n / 2)  # symmetric in the sign of the effect
+    crit = stats.t.ppf(1 - alpha / 2, df)
+    far_tail = stats.nct.cdf(-crit, df, nc)
+    # scipy returns NaN when this tail underflows (large n or nc); it is then below 1e-15.
+    return float(stats.nct.sf(crit, df, nc) + (0.0 if math.isnan(far_tail) else far_tail))
+
+
+def min_detectable_effect(n: int, alpha: float = 0.05, power: float = 0.8) -> float:
+    """Smallest standardized effect d (difference / sd) that the two-sided two-sample t-test with
+    n per group detects with the given power: the root of power_two_sample(d, n, alpha) = power."""
+    if n < 2:
+        return NAN
+    high = 1.0
+    while power_two_sample(high, n, alpha) < power:  # n = 2 needs d near 5; grow until bracketed
+        high *= 2
+    return float(optimize.brentq(lambda d: power_two_sample(d, n, alpha) - power, 0.0, high, xtol=1e-12))
+
+
+def min_detectable_difference(sd: float, n: int, alpha: float = 0.05, power: float = 0.8) -> float:
+    """Minimal detectable difference in the units of sd: min_detectable_effect(n) * sd, taking the
+    observed sd as the common sd of both arms and n seeds per arm."""
+    if n < 2 or math.isnan(sd):
+        return NAN
+    return min_detectable_effect(n, alpha, power) * sd
+
+
+def verdict(diff: float, p: float, alpha: float) -> str:
+    """'better' / 'worse' (for `a` against `b`) when p < alpha, else 'no significant difference'."""
+    if math.isnan(p):
+        return "not tested"
+    if p < alpha:
+        return "better" if diff > 0 else "worse"
+    return "no significant difference"

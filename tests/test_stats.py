@@ -1,0 +1,254 @@
+"""suite.stats against independent computations: textbook formulas written out here, the t
+distribution integrated by Simpson's rule, exact tests by enumeration, and G*Power's published
+power values."""
+from __future__ import annotations
+
+import itertools
+import math
+
+import pytest
+
+from suite import stats
+
+A = [92.10, 92.45, 91.80, 92.30]          # accuracies (%), n = 4
+B = [91.20, 91.65, 91.05]                 # n = 3
+
+
+# --- independent reference implementations -------------------------------------------------------
+
+def t_pdf(x: float, df: float) -> float:
+    """Student t density: Gamma((v+1)/2) / (sqrt(v pi) Gamma(v/2)) (1 + x^2/v)^(-(v+1)/2)."""
+    log_c = math.lgamma((df + 1) / 2) - math.lgamma(df / 2) - 0.5 * math.log(df * math.pi)
+    return math.exp(log_c) * (1 + x * x / df) ** (-(df + 1) / 2)
+
+
+def t_cdf(x: float, df: float, steps: int = 4000) -> float:
+    """1/2 + integral_0^x of the density, by composite Simpson's rule (error far below 1e-10 here)."""
+    a = abs(x)
+    h = a / steps
+    total = t_pdf(0, df) + t_pdf(a, df) + sum((4 if i % 2 else 2) * t_pdf(i * h, df) for i in range(1, steps))
+    return 0.5 + math.copysign(total * h / 3, x)
+
+
+def t_two_sided_p(t: float, df: float) -> float:
+    return 2 * (1 - t_cdf(abs(t), df))
+
+
+def t_ppf(q: float, df: float) -> float:
+    """Quantile by bisection on t_cdf (q > 1/2)."""
+    lo, hi = 0.0, 100.0
+    for _ in range(60):
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if t_cdf(mid, df) < q else (lo, mid)
+    return (lo + hi) / 2
+
+
+def mean(x):
+    return sum(x) / len(x)
+
+
+def var(x):
+    m = mean(x)
+    return sum((v - m) ** 2 for v in x) / (len(x) - 1)
+
+
+def test_reference_t_matches_printed_tables():
+    # t_{0.975, df} from any statistics table: 4.303 (2), 3.182 (3), 2.776 (4), 1.960 (infinity)
+    assert t_ppf(0.975, 2) == pytest.approx(4.303, abs=5e-4)
+    assert t_ppf(0.975, 3) == pytest.approx(3.182, abs=5e-4)
+    assert t_ppf(0.975, 4) == pytest.approx(2.776, abs=5e-4)
+    # df = 2 has a closed form: F(t) = 1/2 + t / (2 sqrt(2 + t^2))
+    assert t_cdf(1.7, 2) == pytest.approx(0.5 + 1.7 / (2 * math.sqrt(2 + 1.7 ** 2)), abs=1e-12)
+
+
+# --- one sample ----------------------------------------------------------------------------------
+
+def test_summarize_is_the_textbook_t_interval():
+    s = stats.summarize(A)
+    sd = math.sqrt(var(A))
+    half = t_ppf(0.975, 3) * sd / math.sqrt(4)
+    assert s.n == 4 and s.mean == pytest.approx(mean(A), abs=1e-12)
+    assert s.sd == pytest.approx(sd, rel=1e-12) and s.sem == pytest.approx(sd / 2, rel=1e-12)
+    assert s.ci_low == pytest.approx(mean(A) - half, rel=1e-10)
+    assert s.ci_high == pytest.approx(mean(A) + half, rel=1e-10)
+    assert (s.min, s.max) == (91.80, 92.45)
+
+
+def test_summarize_one_value_has_no_spread_and_no_interval():
+    s = stats.summarize([90.4])
+    assert (s.n, s.mean, s.min, s.max) == (1, 90.4, 90.4, 90.4)
+    assert all(math.isnan(v) for v in (s.sd, s.sem, s.ci_low, s.ci_high))
+    with pytest.raises(ValueError, match="no values"):
+        stats.summarize([])
+
+
+def test_zero_spread_gives_a_zero_width_interval():
+    s = stats.summarize([91.0, 91.0, 91.0])
+    assert (s.sd, s.ci_low, s.ci_high) == (0.0, 91.0, 91.0)
+
+
+def test_one_sample_t_test():
+    r = stats.one_sample(A, 92.0)
+    t = (mean(A) - 92.0) / (math.sqrt(var(A)) / 2)
+    half = t_ppf(0.975, 3) * math.sqrt(var(A)) / 2
+    assert r.statistic == pytest.approx(t, rel=1e-10) and r.df == 3
+    assert r.p == pytest.approx(t_two_sided_p(t, 3), abs=1e-10)
+    assert r.diff == pytest.approx(mean(A) - 92.0, abs=1e-12)
+    assert r.ci_low == pytest.approx(r.diff - half, abs=1e-9) and r.ci_high == pytest.approx(r.diff + half, abs=1e-9)
+    assert math.isnan(stats.one_sample([92.0], 91.0).p)
+
+
+# --- two samples ---------------------------------------------------------------------------------
+
+def test_welch_t_test_and_interval():
+    r = stats.welch(A, B)
+    va, vb = var(A) / 4, var(B) / 3
+    se = math.sqrt(va + vb)
+    df = (va + vb) ** 2 / (va ** 2 / 3 + vb ** 2 / 2)  # Welch-Satterthwaite
+    diff = mean(A) - mean(B)
+    assert r.diff == pytest.approx(diff, rel=1e-12)
+    assert r.statistic == pytest.approx(diff / se, rel=1e-10) and r.df == pytest.approx(df, rel=1e-10)
+    assert r.p == pytest.approx(t_two_sided_p(diff / se, df), abs=1e-10)
+    half = t_ppf(0.975, df) * se
+    assert r.ci_low == pytest.approx(diff - half, abs=1e-9) and r.ci_high == pytest.approx(diff + half, abs=1e-9)
+
+
+def test_welch_needs_two_values_and_some_spread():
+    assert math.isnan(stats.welch([92.0], B).p)
+    degenerate = stats.welch([91.0, 91.0], [92.0, 92.0])
+    assert degenerate.diff == -1.0 and math.isnan(degenerate.p)  # not scipy's p = 0 from t = -inf
+
+
+X = [92.10, 92.45, 91.80, 92.30, 92.00]
+Y = [91.20, 91.65, 91.05, 91.90, 91.85]   # per-seed partner of X
+
+
+def test_paired_t_test():
+    d = [x - y for x, y in zip(X, Y)]
+    t = mean(d) / (math.sqrt(var(d)) / math.sqrt(5))
+    r = stats.paired(X, Y)
+    assert r.diff == pytest.approx(mean(d), rel=1e-12) and r.df == 4
+    assert r.statistic == pytest.approx(t, rel=1e-10)
+    assert r.p == pytest.approx(t_two_sided_p(t, 4), abs=1e-10)
+    half = t_ppf(0.975, 4) * math.sqrt(var(d)) / math.sqrt(5)
+    assert r.ci_low == pytest.approx(mean(d) - half, abs=1e-9)
+    with pytest.raises(ValueError, match="5 values against 4"):
+        stats.paired(X, Y[:4])
+    assert math.isnan(stats.paired([1.0, 2.0], [0.0, 1.0]).p)  # identical differences: no spread
+
+
+def wilcoxon_exact(d: list[float]) -> float:
+    """Two-sided exact signed-rank p by enumerating all 2^n sign patterns (no ties, no zeros)."""
+    ranks = {v: i + 1 for i, v in enumerate(sorted(abs(x) for x in d))}
+    r_plus = sum(ranks[abs(x)] for x in d if x > 0)
+    w = min(r_plus, len(d) * (len(d) + 1) // 2 - r_plus)
+    n = len(d)
+    count = sum(1 for signs in itertools.product((0, 1), repeat=n)
+                if sum(r * s for r, s in zip(range(1, n + 1), signs)) <= w)
+    return min(1.0, 2 * count / 2 ** n)
+
+
+def test_wilcoxon_signed_rank_exact():
+    assert stats.wilcoxon(X, Y) == pytest.approx(2 / 32)  # all five differences positive
+    a = [92.9, 91.2, 92.75, 92.4, 91.85, 92.3]
+    b = [92.0, 92.0, 92.0, 92.0, 92.0, 92.0]
+    d = [x - y for x, y in zip(a, b)]
+    assert stats.wilcoxon(a, b) == pytest.approx(wilcoxon_exact(d), abs=1e-12)
+    assert stats.wilcoxon([1.0, 2.0, 3.0], [0.0, 1.0, 2.5]) == pytest.approx(0.25)  # 3 pairs: never below 0.25
+    assert stats.wilcoxon([1.0, 2.0], [1.0, 2.0]) == 1.0
+
+
+def test_mann_whitney_exact():
+    a, b = A, [91.20, 92.35, 91.05]
+    pooled = sorted(a + b)
+    rank_sum = sum(pooled.index(v) + 1 for v in a)          # no ties
+    u = rank_sum - len(a) * (len(a) + 1) / 2
+    us = [sum(c) - 10 for c in itertools.combinations(range(1, 8), 4)]  # U under H0 for every rank split
+    p = min(1.0, 2 * min(sum(x <= u for x in us), sum(x >= u for x in us)) / len(us))
+    got_u, got_p = stats.mann_whitney(a, b)
+    assert got_u == u == 9
+    assert got_p == pytest.approx(p, abs=1e-12)
+    assert all(math.isnan(v) for v in stats.mann_whitney([1.0], b))
+
+
+def test_hedges_g():
+    df = 4 + 3 - 2
+    pooled = math.sqrt((3 * var(A) + 2 * var(B)) / df)
+    j = math.gamma(df / 2) / (math.sqrt(df / 2) * math.gamma((df - 1) / 2))
+    g = stats.hedges_g(A, B)
+    assert g == pytest.approx(j * (mean(A) - mean(B)) / pooled, rel=1e-12)
+    assert j == pytest.approx(1 - 3 / (4 * df - 1), abs=2e-3)  # the usual approximation
+    assert stats.hedges_g(B, A) == pytest.approx(-g, rel=1e-12)
+    assert math.isnan(stats.hedges_g([1.0, 1.0], [1.0, 1.0]))
+
+
+def test_holm_hand_computed():
+    # sorted 0.005, 0.01, 0.03, 0.04 -> x4, x3, x2, x1 = 0.02, 0.03, 0.06, 0.04 -> running max 0.06
+    assert stats.holm([0.01, 0.04, 0.03, 0.005]) == pytest.approx([0.03, 0.06, 0.06, 0.02], abs=1e-15)
+    out = stats.holm([0.02, float("nan"), 0.04])          # NaN is not part of the family (m = 2)
+    assert out[0] == pytest.approx(0.04) and math.isnan(out[1]) and out[2] == pytest.approx(0.04)
+    assert stats.holm([0.6, 0.7]) == [1.0, 1.0]           # capped at 1, then monotone
+    assert stats.holm([]) == []
+
+
+# --- equivalence ---------------------------------------------------------------------------------
+
+def tost_reference(a, b, margin):
+    va, vb = var(a) / len(a), var(b) / len(b)
+    se = math.sqrt(va + vb)
+    df = (va + vb) ** 2 / (va ** 2 / (len(a) - 1) + vb ** 2 / (len(b) - 1))
+    diff = mean(a) - mean(b)
+    p_lower = 1 - t_cdf((diff + margin) / se, df)   # H0: diff <= -margin
+    p_upper = t_cdf((diff - margin) / se, df)       # H0: diff >= +margin
+    return diff, se, df, p_lower, p_upper
+
+
+def test_tost_shows_equivalence_for_tight_groups():
+    a, b = [92.00, 92.04, 92.02, 92.01], [92.02, 92.00, 92.03, 92.01]
+    diff, se, df, p_lower, p_upper = tost_reference(a, b, 0.1)
+    r = stats.tost(a, b, 0.1, 0.05)
+    assert r.p_lower == pytest.approx(p_lower, abs=1e-10) and r.p_upper == pytest.approx(p_upper, abs=1e-10)
+    assert r.p == pytest.approx(max(p_lower, p_upper), abs=1e-10) and r.equivalent is True
+    half = t_ppf(0.95, df) * se                     # the 90% CI sits inside +-0.1
+    assert r.ci_low == pytest.approx(diff - half, abs=1e-9) and r.ci_high == pytest.approx(diff + half, abs=1e-9)
+    assert -0.1 < r.ci_low < r.ci_high < 0.1
+
+
+def test_tost_with_three_noisy_seeds_does_not_show_equivalence():
+    a, b = [92.10, 92.45, 91.80], [92.80, 92.65, 92.95]
+    _, _, _, p_lower, p_upper = tost_reference(a, b, 0.1)
+    r = stats.tost(a, b, 0.1, 0.05)
+    assert r.p == pytest.approx(max(p_lower, p_upper), abs=1e-10) and r.equivalent is False
+    assert math.isnan(stats.tost([92.0], b, 0.1).p) and stats.tost([92.0], b, 0.1).equivalent is False
+    with pytest.raises(ValueError, match="margin must be positive"):
+        stats.tost(a, b, 0.0)
+
+
+# --- power ---------------------------------------------------------------------------------------
+
+def test_power_matches_gpower():
+    # G*Power 3, t-test for two independent means, two-tailed, alpha 0.05: d = 0.5 with 64 per group
+    # gives actual power 0.8014596; d = 0.8 with 26 per group gives 0.8074866.
+    assert stats.power_two_sample(0.5, 64) == pytest.approx(0.8014596, abs=1e-7)
+    assert stats.power_two_sample(0.8, 26) == pytest.approx(0.8074866, abs=1e-7)
+    assert stats.power_two_sample(0.0, 10) == pytest.approx(0.05, abs=1e-12)  # no effect: power = alpha
+
+
+def test_min_detectable_effect_solves_the_power_equation():
+    for n in (2, 3, 5, 20):
+        d = stats.min_detectable_effect(n)
+        assert stats.power_two_sample(d, n) == pytest.approx(0.8, abs=1e-9)
+    # one seed more can only help; large n approaches the normal formula (z_0.975 + z_0.8) sqrt(2/n)
+    assert stats.min_detectable_effect(3) < stats.min_detectable_effect(2)
+    normal = (1.959963984540054 + 0.8416212335729143) * math.sqrt(2 / 200)
+    assert normal < stats.min_detectable_effect(200) < normal * 1.005
+    assert stats.min_detectable_difference(0.3, 3) == pytest.approx(0.3 * stats.min_detectable_effect(3), rel=1e-12)
+    assert math.isnan(stats.min_detectable_difference(0.3, 1))
+    assert math.isnan(stats.min_detectable_difference(float("nan"), 3))
+
+
+def test_verdict_words():
+    assert stats.verdict(0.5, 0.01, 0.05) == "better"
+    assert stats.verdict(-0.5, 0.01, 0.05) == "worse"
+    assert stats.verdict(-0.5, 0.05, 0.05) == "no significant difference"  # p must be below alpha
+    assert stats.verdict(0.5, float("nan"), 0.05) == "not tested"
