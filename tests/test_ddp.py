@@ -42,7 +42,14 @@ def test_wandb_offline_run_written_once_by_the_main_process(ddp_run):
     out, _ = ddp_run
     runs = sorted(p for p in out.rglob("offline-run-*") if p.is_dir())
     assert len(runs) == 1
-    assert list(runs[0].glob("*.wandb")), "the offline run has no data file"
+    (data_file,) = runs[0].glob("*.wandb")
+    raw = data_file.read_bytes()  # protobuf records: logged keys and run settings appear verbatim
+    folder = next(out.rglob("result.json")).parent
+    experiment = result(folder)["experiment"]
+    for needle in (f"progressive-tiny_cnn-synthetic-{experiment}",   # the group: one per experiment
+                   "progressive-s0.8-seed42",                         # the run name
+                   "test_accuracy", "target_sparsity", "layer_sparsity/conv1.weight", "achieved_sparsity"):
+        assert needle.encode() in raw, needle
 
 
 def test_multi_process_launch_without_cpu_flag_fails_loudly(tmp_path):
