@@ -1,0 +1,63 @@
+"""Lottery tickets by iterative magnitude pruning (Frankle & Carbin, ICLR 2019), with late rewinding
+(Frankle et al., ICML 2020): train, remove a fraction p of the remaining weights by one global
+magnitude threshold, rewind the survivors to their values after epoch k of the first cycle, retrain.
+
+The runner owns the rounds, the rewinding (weights and BatchNorm state, saved during round 0), the
+fresh optimizer and the LR schedule restarted at epoch k; this class only says how many rounds,
+which epoch to rewind to and which weights survive each round.
+"""
+from __future__ import annotations
+
+from fractions import Fraction
+
+from suite.masks import Mask, magnitude_scores
+from suite.methods import Context, PruningMethod
+
+from baselines.scoring import mask_from_scores
+
+
+def _exact(x: float) -> Fraction:
+    """The decimal the user wrote (0.2 -> 1/5), not the binary float nearest to it: 1 - 0.8**3
+    is 0.4879999999999999 in floats, which would add a round to a 0.488 target."""
+    return Fraction(repr(x))
+
+
+def lth_levels(rate: float, target: float) -> int:
+    """Pruning steps needed: the smallest L with 1 - (1 - rate)^L >= target, in exact arithmetic."""
+    if not 0 < rate < 1:
+        raise ValueError(f"rate: must be in (0, 1), got {rate}")
+    if not 0 <= target < 1:
+        raise ValueError(f"target: must be in [0, 1), got {target}")
+    remaining, goal, levels = Fraction(1), 1 - _exact(target), 0
+    while remaining > goal:  # the fraction of weights alive after `levels` steps
+        remaining *= 1 - _exact(rate)
+        levels += 1
+    return levels
+
+
+def lth_sparsity(rate: float, target: float, round_index: int) -> float:
+    """Sparsity of round r's mask: 1 - (1 - rate)^r before the last level, the target from it on."""
+    if round_index >= lth_levels(rate, target):
+        return target
+    return float(1 - (1 - _exact(rate)) ** round_index)
+
+
+class LotteryTicket(PruningMethod):
+    """Iterative magnitude pruning with rewinding to epoch `lth.rewind_epoch` (0 = init)."""
+    name = "lth"
+    config_keys = ("prune.target_sparsity", "prune.keep_", "lth.")
+
+    def rounds(self) -> int:
+        return lth_levels(self.cfg.lth.rate, self.cfg.prune.target_sparsity) + 1  # round 0 is dense
+
+    def rewind_epoch(self) -> int:
+        return self.cfg.lth.rewind_epoch
+
+    def target_at(self, round_index: int, t_epochs: float) -> float:
+        return lth_sparsity(self.cfg.lth.rate, self.cfg.prune.target_sparsity, round_index)
+
+    def end_round(self, round_index: int, ctx: Context, mask: Mask) -> Mask | None:
+        if round_index + 1 >= self.rounds():
+            return None  # the last round trained the ticket at the target sparsity
+        # ctx.weights hold this round's trained weights; the dead ones rank below every live one
+        return mask_from_scores(magnitude_scores(ctx.weights), self.target_at(round_index + 1, 0.0), mask)

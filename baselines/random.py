@@ -1,0 +1,38 @@
+"""Random pruning at init: the sanity check every pruning method must beat."""
+from __future__ import annotations
+
+import hashlib
+
+import torch
+
+from suite.masks import Mask, Scores
+from suite.methods import Context, PruningMethod
+
+from baselines.scoring import already_at, mask_from_scores
+
+
+def mask_seed(seed: int) -> int:
+    """The mask's own seed, derived from the run's seed. Not the seed itself: the model is
+    initialised from torch.manual_seed(seed), and uniform draws from that same stream would make
+    the kept weights the largest (kaiming_uniform is an affine map of the same uniforms)."""
+    return int.from_bytes(hashlib.sha256(f"random-mask/{seed}".encode()).digest()[:8], "little")
+
+
+def random_scores(shapes: dict[str, torch.Size], seed: int) -> Scores:
+    """I.i.d. uniform scores (on the CPU, so identical on every rank and device); a global top-k of
+    them keeps a uniformly random subset of the weights."""
+    generator = torch.Generator().manual_seed(mask_seed(seed))
+    return {name: torch.rand(shape, generator=generator) for name, shape in shapes.items()}
+
+
+class RandomPruning(PruningMethod):
+    """A uniformly random mask with exactly the target's zero count, drawn once before training."""
+    name = "random"
+    config_keys = ("prune.target_sparsity", "prune.keep_")
+
+    def start_round(self, round_index: int, ctx: Context, mask: Mask) -> Mask | None:
+        target = self.cfg.prune.target_sparsity
+        if already_at(mask, target):
+            return None
+        scores = random_scores({n: w.shape for n, w in ctx.weights.items()}, self.cfg.seed)
+        return {n: m.to(ctx.weights[n].device) for n, m in mask_from_scores(scores, target, mask).items()}
