@@ -85,6 +85,10 @@ class Dense(PruningMethod):
 METHODS: dict[str, str] = {
     "progressive": "suite.progressive:Progressive",
     "dense": "suite.methods:Dense",
+    "snip": "baselines.snip:Snip",
+    "grasp": "baselines.grasp:Grasp",
+    "lth": "baselines.lth:LotteryTicket",
+    "random": "baselines.random:RandomPruning",
 }
 
 
