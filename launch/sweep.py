@@ -1,0 +1,685 @@
+"""Expand a sweep file into runs of suite/run.py and run them: one after another, on N GPUs, as
+Accelerate DDP jobs, or as a SLURM job array.
+
+    python launch/sweep.py configs/sweeps/quickstart.yaml [key=value ...] [--out runs]
+        [--backend local|accelerate|slurm|print] [--dry-run] [--gpus N] [--jobs N] [--submit]
+        [--retry-failed]
+
+A run's folder (suite.config.run_dir) is the only state: finished runs (result.json) are skipped, an
+interrupted run resumes from its checkpoint when run.py sees it again, a failed one (failed.json)
+is left alone unless --retry-failed. Exit: 0 every run finished, 1 some run failed, 2 bad input,
+75 interrupted (run the same command again to go on).
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import fcntl
+import itertools
+import json
+import os
+import shlex
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:  # `python launch/sweep.py` works without installing the package
+    sys.path.insert(0, str(REPO))
+
+import yaml  # noqa: E402
+
+from suite.config import Config, ConfigError, load_config, run_dir  # noqa: E402
+
+SWEEP_KEYS = ("base", "axes", "overrides")
+BACKENDS = ("local", "accelerate", "slurm", "print")
+CHAIN_METHODS = ("lth",)  # one run trains every round; round r's result is its own sparsity point
+ACCELERATE_CONFIGS = REPO / "launch" / "accelerate"
+SLURM_TEMPLATE = REPO / "launch" / "slurm" / "sweep_array.sbatch"
+EXIT_FAILED, EXIT_BAD_INPUT, EXIT_LOCKED, EXIT_INTERRUPTED = 1, 2, 3, 75
+LOCKED_MESSAGE = "run is locked by another process"  # run.py's stderr line when it exits 3
+
+
+# --- the sweep file ----------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Sweep:
+    """A parsed sweep file: one base config, the axes of a grid, and settings fixed for every run."""
+    path: Path
+    name: str                       # the file's stem: names the sweep's own log folder
+    base: str                       # config file as written (relative paths: from the repo root)
+    grids: tuple[dict[str, tuple], ...]  # each: dotted config key -> values, in file order
+    overrides: dict[str, Any]       # dotted config key -> value, for every run
+
+
+def _fail(path: Path, text: str) -> ConfigError:
+    return ConfigError(f"{path}: {text}")
+
+
+def base_path(base: str) -> Path:
+    """The base config file: a relative path is read from the repo root, wherever the sweep runs."""
+    return Path(base) if Path(base).is_absolute() else REPO / base
+
+
+def load_sweep(path: str | Path, extra: list[str] = ()) -> Sweep:
+    """Read and check a sweep file; `extra` are `key=value` overrides from the command line."""
+    from suite.config import parse_override
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"sweep file not found: {path}")
+    try:
+        tree = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        raise _fail(path, f"not valid YAML ({str(e).splitlines()[0]})") from None
+    if not isinstance(tree, dict):
+        raise _fail(path, f"expected a mapping with keys {', '.join(SWEEP_KEYS)}")
+    for key in tree:
+        if key not in SWEEP_KEYS:
+            raise _fail(path, f"unknown key '{key}' (valid: {', '.join(SWEEP_KEYS)})")
+    base = tree.get("base")
+    if not isinstance(base, str) or not base:
+        raise _fail(path, "base: expected the path of a config file, e.g. configs/quickstart.yaml")
+    if not base_path(base).is_file():
+        raise _fail(path, f"base: config file not found: {base} (relative paths start at the repo root)")
+
+    axes_tree = tree.get("axes")
+    if isinstance(axes_tree, dict):
+        grids = (_grid(path, "axes", axes_tree),)
+    elif isinstance(axes_tree, list) and axes_tree:
+        grids = tuple(_grid(path, f"axes[{i}]", g) for i, g in enumerate(axes_tree))
+    else:
+        raise _fail(path, "axes: expected a mapping of config keys to lists of values (e.g. seed: [42, 123]), "
+                          "or a list of such mappings")
+
+    overrides_tree = tree.get("overrides") or {}
+    if not isinstance(overrides_tree, dict):
+        raise _fail(path, "overrides: expected a mapping of config keys to values, e.g. train.epochs: 10")
+    overrides = dict(overrides_tree)
+    for text in extra:
+        key, value = parse_override(text)
+        overrides[key] = value
+    for key in overrides:
+        if not isinstance(key, str):
+            raise _fail(path, f"overrides: key {key!r} is not a config key name")
+        if any(key in grid for grid in grids):
+            raise _fail(path, f"'{key}' is both an axis and a fixed override; keep one")
+    return Sweep(path=path, name=path.stem, base=base, grids=grids, overrides=overrides)
+
+
+def _grid(path: Path, where: str, tree: Any) -> dict[str, tuple]:
+    """One grid: config key -> a non-empty list of distinct values."""
+    if not isinstance(tree, dict) or not tree:
+        raise _fail(path, f"{where}: expected a mapping of config keys to lists of values, got {tree!r}")
+    grid: dict[str, tuple] = {}
+    for key, values in tree.items():
+        if not isinstance(key, str):
+            raise _fail(path, f"{where}: key {key!r} is not a config key name")
+        if not isinstance(values, list) or not values:
+            raise _fail(path, f"{where}.{key}: expected a non-empty list of values, got {values!r}")
+        seen = [format_value(v) for v in values]
+        repeated = [v for v in seen if seen.count(v) > 1]
+        if repeated:
+            raise _fail(path, f"{where}.{key}: value {repeated[0]} is listed twice")
+        grid[key] = tuple(values)
+    return grid
+
+
+def format_value(value: Any) -> str:
+    """A value as run.py's `key=value` reads it back (YAML, one line): 1e30 -> 1.0e+30, 'yes' -> "'yes'"."""
+    text = yaml.safe_dump(value, default_flow_style=True, width=1 << 30).strip()
+    return text[:-len("\n...")] if text.endswith("\n...") else text  # drop YAML's end-of-document mark
+
+
+# --- grid expansion ----------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Run:
+    """One call of suite/run.py."""
+    index: int                      # position in the sweep: the SLURM array index is counted anew
+    cfg: Config
+    dir: Path                       # run_dir(cfg, out)
+    args: tuple[str, ...]           # run.py's arguments (after `suite/run.py`)
+    point: dict                     # the axis values that made it
+    covers: tuple[float, ...] = ()  # chain methods: the requested sparsities this one run yields
+
+    @property
+    def label(self) -> str:
+        """`<experiment folder>/seed_<seed>`: unique within one runs folder."""
+        return f"{self.dir.parent.name}/{self.dir.name}"
+
+
+@dataclass(frozen=True)
+class Expansion:
+    runs: list[Run]
+    points: int                     # grid points before merging
+    merged: dict[str, list[dict]] = field(default_factory=dict)  # run label -> other points it stands for
+
+
+def _point_text(point: dict) -> str:
+    return " ".join(f"{k}={format_value(v)}" for k, v in point.items())
+
+
+def expand(sweep: Sweep, out: str | Path, out_arg: str | None = None) -> Expansion:
+    """The grids as runs: the cartesian product of each grid's axes, then points that land in one run folder
+    merged (e.g. dense ignores prune.target_sparsity), then each LTH chain kept only at its highest
+    sparsity (its rounds yield the lower points). `out` locates the folders; `out_arg` is the --out
+    that run.py gets (default: `out`)."""
+    config_file = base_path(sweep.base)
+    points = [dict(zip(grid, values)) for grid in sweep.grids for values in itertools.product(*grid.values())]
+    by_dir: dict[Path, Run] = {}
+    merged: dict[str, list[dict]] = {}
+    for point in points:
+        settings = {**sweep.overrides, **point}
+        method = settings.pop("method", None)
+        texts = [f"{k}={format_value(v)}" for k, v in settings.items()]
+        try:
+            cfg = load_config(config_file, texts, None if method is None else str(method))
+        except ConfigError as e:
+            raise _fail(sweep.path, f"({_point_text(point)}): {e}") from None
+        folder = run_dir(cfg, out)
+        if folder in by_dir:
+            merged.setdefault(by_dir[folder].label, []).append(point)
+            continue
+        # --no-progress: output goes to log files, where a progress bar is noise
+        args = ["--config", sweep.base, "--out", str(out) if out_arg is None else out_arg, "--no-progress"]
+        args += ["--method", cfg.method] if method is not None else []
+        by_dir[folder] = Run(index=len(by_dir), cfg=cfg, dir=folder, args=tuple(args + texts), point=point)
+    runs = _collapse_chains(list(by_dir.values()), sweep, out, merged)
+    return Expansion(runs=[dataclasses.replace(r, index=i) for i, r in enumerate(runs)],
+                     points=len(points), merged=merged)
+
+
+def _collapse_chains(runs: list[Run], sweep: Sweep, out: str | Path, merged: dict) -> list[Run]:
+    """Keep one run per chain-method experiment (all settings but the target sparsity): the one at the
+    highest target; it records every requested target it stands for in `covers`."""
+    groups: dict[Path, list[Run]] = {}
+    for run in runs:
+        if run.cfg.method in CHAIN_METHODS:
+            key = run_dir(dataclasses.replace(run.cfg, prune=dataclasses.replace(run.cfg.prune, target_sparsity=0.0)), out)
+            groups.setdefault(key, []).append(run)
+    kept = []
+    for run in runs:
+        if run.cfg.method not in CHAIN_METHODS:
+            kept.append(run)
+            continue
+        key = run_dir(dataclasses.replace(run.cfg, prune=dataclasses.replace(run.cfg.prune, target_sparsity=0.0)), out)
+        group = groups[key]
+        top = max(group, key=lambda r: r.cfg.prune.target_sparsity)
+        if run is top:
+            covers = tuple(sorted(r.cfg.prune.target_sparsity for r in group))
+            kept.append(dataclasses.replace(run, covers=covers))
+        else:
+            merged.setdefault(top.label, []).append(run.point)
+            merged.setdefault(top.label, []).extend(merged.pop(run.label, []))
+    return kept
+
+
+def chain_sparsities(cfg: Config) -> list[float]:
+    """Each round's target sparsity in a chain method's run, asked of the method itself (round 0 is
+    the dense training before the first prune)."""
+    from suite.methods import build_method
+    method = build_method(cfg)
+    return [method.target_at(r, float(cfg.train.epochs)) for r in range(method.rounds())]
+
+
+def describe_chain(run: Run) -> str:
+    """Which requested sparsities this chain yields, and from which round."""
+    rounds = chain_sparsities(run.cfg)
+    parts = []
+    for s in run.covers:
+        r = min(range(len(rounds)), key=lambda i: abs(rounds[i] - s))
+        parts.append(f"{s:g} <- round {r} ({rounds[r]:.4f})")
+    return f"chain of {len(rounds)} rounds covers " + ", ".join(parts)
+
+
+# --- what a run folder says --------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Status:
+    state: str        # done | running | failed | partial | pending
+    detail: str = ""
+
+
+def lock_held(folder: Path) -> bool:
+    """True when another process holds `<folder>/.lock` (run.py's flock). Probing takes the lock for
+    an instant, so only the dry run asks; a real run lets run.py decide (exit 3)."""
+    path = Path(folder) / ".lock"
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)  # closing drops our lock if we got it
+    return False
+
+
+def _last_record(path: Path) -> dict | None:
+    try:
+        lines = [line for line in path.read_text().splitlines() if line.strip()]
+        return json.loads(lines[-1]) if lines else None
+    except (OSError, ValueError):
+        return None
+
+
+def failure_reason(folder: Path) -> str | None:
+    """The reason in `<folder>/failed.json`, or None when there is none."""
+    try:
+        return str(json.loads((Path(folder) / "failed.json").read_text()).get("reason", "no reason given"))
+    except (OSError, ValueError):
+        return None
+
+
+def run_status(folder: Path) -> Status:
+    """The state of a run folder as the files say it."""
+    folder = Path(folder)
+    if (folder / "result.json").is_file():
+        return Status("done")
+    if lock_held(folder):
+        return Status("running", "locked by another process")
+    reason = failure_reason(folder)
+    if reason is not None:
+        return Status("failed", reason)
+    last = _last_record(folder / "metrics.jsonl")
+    if last is not None or (folder / "checkpoint.pt").exists():
+        rounds = sorted(p.parent.name for p in folder.glob("round_*/result.json"))
+        where = f"round {last['round']} epoch {last['epoch']}" if last else "a checkpoint"
+        finished = f"; {len(rounds)} rounds finished" if rounds else ""
+        return Status("partial", f"stopped after {where}{finished}")
+    return Status("pending")
+
+
+# --- commands ----------------------------------------------------------------------------------
+
+def run_command(run: Run) -> list[str]:
+    """`python suite/run.py ...` for one process (CUDA_VISIBLE_DEVICES picks its GPU)."""
+    return ["python", "suite/run.py", *run.args]
+
+
+def accelerate_command(run: Run, processes: int, gpus_present: bool) -> tuple[list[str], dict[str, str]]:
+    """`accelerate launch ... suite/run.py ...` and the environment it needs. With no GPU the processes
+    form a gloo group on the CPU: Accelerate needs ACCELERATE_USE_CPU=1 and --multi_gpu for that,
+    else each process would train alone."""
+    if gpus_present:
+        config = "single_gpu.yaml" if processes == 1 else "one_node_8gpu.yaml"
+        flags = ["--num_processes", str(processes)]
+        env: dict[str, str] = {}
+    else:
+        config = "cpu_2proc.yaml"
+        flags = ["--multi_gpu", "--num_processes", str(processes)] if processes > 1 else ["--cpu", "--num_processes", "1"]
+        env = {"ACCELERATE_USE_CPU": "1"}
+    argv = ["accelerate", "launch", "--config_file", f"launch/accelerate/{config}", *flags, "suite/run.py", *run.args]
+    return argv, env
+
+
+def executable(argv: list[str]) -> list[str]:
+    """The argv to start: `python` and `accelerate launch` run under this very interpreter."""
+    if argv[:2] == ["accelerate", "launch"]:
+        return [sys.executable, "-m", "accelerate.commands.launch", *argv[2:]]
+    if argv[:1] == ["python"]:
+        return [sys.executable, *argv[1:]]
+    return list(argv)
+
+
+def shell_line(argv: list[str], env: dict[str, str] | None = None) -> str:
+    prefix = [f"{k}={shlex.quote(v)}" for k, v in (env or {}).items()]
+    return " ".join(prefix + [shlex.quote(a) for a in argv])
+
+
+def gpu_slots(gpus: int, visible: str | None, device_count: int) -> list[str]:
+    """The GPU ids to hand out, one per slot: the first N of CUDA_VISIBLE_DEVICES if set, else 0..N-1."""
+    ids = [v.strip() for v in visible.split(",") if v.strip()] if visible else [str(i) for i in range(device_count)]
+    if gpus > len(ids):
+        raise ConfigError(f"--gpus {gpus}: only {len(ids)} GPUs visible")
+    return ids[:gpus]
+
+
+# --- running -----------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Task:
+    run: Run
+    argv: list[str]                 # as a person would type it ("python ...", "accelerate launch ...")
+    env: dict[str, str]
+
+
+@dataclass(frozen=True)
+class Outcome:
+    run: Run
+    state: str                      # done | failed | locked | interrupted
+    reason: str = ""
+    seconds: float = 0.0
+
+
+def _tail(path: Path, lines: int = 5) -> list[str]:
+    try:
+        text = path.read_text(errors="replace")
+    except OSError:
+        return []
+    # tqdm draws with carriage returns: keep what a terminal would show last on each line
+    shown = [line.rsplit("\r", 1)[-1].rstrip() for line in text.splitlines()]
+    return [line for line in shown if line.strip()][-lines:]
+
+
+def classify(rc: int, folder: Path, stderr_tail: list[str], started: float, stopped: bool) -> tuple[str, str]:
+    """What a finished process did, from its folder first (launchers such as `accelerate launch` turn
+    every failing exit into 1) and its exit code and stderr second."""
+    if (folder / "result.json").is_file():
+        return "done", ""
+    if any(LOCKED_MESSAGE in line for line in stderr_tail) or (rc == EXIT_LOCKED and not stderr_tail):
+        return "locked", "running elsewhere"
+    failed = folder / "failed.json"
+    if failed.is_file() and failed.stat().st_mtime >= started - 1.0:  # written by this process
+        return "failed", failure_reason(folder) or "failed.json without a reason"
+    if rc == EXIT_INTERRUPTED or stopped:
+        return "interrupted", "stopped by a signal; run again to resume from the checkpoint"
+    last = stderr_tail[-1] if stderr_tail else "no output on stderr"
+    if rc == 0:
+        return "failed", f"exit 0 but no result.json ({last})"
+    if rc < 0:
+        return "failed", f"killed by {signal.Signals(-rc).name} ({last})"
+    return "failed", f"exit {rc}: {last}"
+
+
+class SweepLog:
+    """`<out>/sweeps/<name>/sweep.log`: one line per event, with each failure's reason and stderr."""
+
+    def __init__(self, folder: Path):
+        self.folder = folder
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.path = folder / "sweep.log"
+
+    def write(self, text: str) -> None:
+        stamp = time.strftime("%Y-%m-%d %H:%M:%S")
+        with open(self.path, "a") as f:
+            f.write("".join(f"{stamp} {line}\n" for line in text.splitlines()))
+
+
+def execute(tasks: list[Task], jobs: int, slot_env: list[dict[str, str]], log: SweepLog,
+            total: int) -> tuple[list[Outcome], bool]:
+    """Run the tasks, `jobs` at a time, each as its own process group; slot k adds `slot_env[k]` to
+    the environment. SIGTERM or Ctrl-C forwards SIGTERM to every run (they write a checkpoint and exit
+    75) and starts no new one; a second signal kills them. Returns the outcomes and whether stopped."""
+    logs = log.folder / "logs"
+    logs.mkdir(exist_ok=True)
+    pending = list(tasks)
+    running: dict[int, tuple[Task, subprocess.Popen, float, Path]] = {}
+    outcomes: list[Outcome] = []
+    signals = [0]
+
+    def forward(sig: int) -> None:
+        for _, proc, _, _ in running.values():
+            try:
+                os.killpg(proc.pid, sig)
+            except ProcessLookupError:
+                pass
+
+    def on_signal(signum, frame) -> None:
+        signals[0] += 1
+        forward(signal.SIGTERM if signals[0] == 1 else signal.SIGKILL)
+
+    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        while pending or running:
+            free = [k for k in range(jobs) if k not in running]
+            while pending and free and not signals[0]:
+                slot, task = free.pop(0), pending.pop(0)
+                name = task.run.label.replace("/", ".")
+                err = logs / f"{name}.err"
+                env = {**os.environ, **task.env, **slot_env[slot % len(slot_env)]}
+                with open(logs / f"{name}.out", "w") as out_file, open(err, "w") as err_file:
+                    proc = subprocess.Popen(executable(task.argv), cwd=REPO, env=env, stdout=out_file,
+                                            stderr=err_file, stdin=subprocess.DEVNULL, start_new_session=True)
+                running[slot] = (task, proc, time.time(), err)
+                if signals[0]:  # a signal came while it started
+                    forward(signal.SIGTERM)
+                gpu = slot_env[slot % len(slot_env)].get("CUDA_VISIBLE_DEVICES")
+                where = f" on GPU {gpu}" if gpu is not None else ""
+                print(f"[{task.run.index + 1}/{total}] start   {task.run.label}{where}", flush=True)
+                log.write(f"start {task.run.label}{where}: {shell_line(task.argv, task.env)}")
+            for slot, (task, proc, started, err) in list(running.items()):
+                rc = proc.poll()
+                if rc is None:
+                    continue
+                del running[slot]
+                tail = _tail(err)
+                state, reason = classify(rc, task.run.dir, tail, started, bool(signals[0]))
+                seconds = time.time() - started
+                outcomes.append(Outcome(task.run, state, reason, seconds))
+                shown = {"locked": "skipped", "interrupted": "stopped"}.get(state, state)
+                note = f": {reason}" if reason else ""
+                print(f"[{task.run.index + 1}/{total}] {shown:<7} {task.run.label} ({seconds:.1f} s){note}", flush=True)
+                log.write(f"{state} {task.run.label} exit {rc} after {seconds:.1f} s{note}")
+                if state == "failed":
+                    log.write("  stderr: " + "\n  stderr: ".join(tail or ["(empty)"]))
+            time.sleep(0.05)
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+    return outcomes, bool(signals[0])
+
+
+# --- SLURM -------------------------------------------------------------------------------------
+
+def slurm_script(sweep: Sweep, runs: list[Run], gpus: int, jobs: int | None, log_folder: Path,
+                 template: str | None = None) -> str:
+    """The job array for `runs`: task i runs runs[i]; an interrupted task requeues itself."""
+    template = SLURM_TEMPLATE.read_text() if template is None else template
+    cases = []
+    for i, run in enumerate(runs):
+        argv = run_command(run) if gpus <= 1 else accelerate_command(run, gpus, True)[0]
+        cases.append(f"    {i}) run_dir={shlex.quote(str(run.dir))}\n"
+                     f"       set -- {shell_line(argv)} ;;")
+    array = f"0-{len(runs) - 1}" + (f"%{jobs}" if jobs else "")
+    gpu_line = f"#SBATCH --gpus-per-node={gpus}" if gpus > 0 else "# (no GPUs requested: --gpus 0)"
+    filled = {
+        "@NAME@": f"pp-{sweep.name}", "@ARRAY@": array, "@LOGS@": str(log_folder),
+        "@REPO@": shlex.quote(str(REPO)),
+    }
+    text = "".join(line for line in template.splitlines(keepends=True) if not line.startswith("#|"))
+    text = text.replace("# @GENERATED@", f"# Sweep job array for {sweep.path}, one task per run, written by "
+                                         f"launch/sweep.py\n# from launch/slurm/sweep_array.sbatch; "
+                                         f"to change it, edit the template and run the sweep again.")
+    text = text.replace("#SBATCH --gpus-per-node=@GPUS@", gpu_line)
+    for key, value in filled.items():
+        text = text.replace(key, value)
+    return text.replace("    # @RUNS@", "\n".join(cases))
+
+
+# --- the command line --------------------------------------------------------------------------
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="launch/sweep.py",
+        description="Expand a sweep file (configs/sweeps/*.yaml) into runs of suite/run.py and run the "
+                    "ones not finished yet.")
+    parser.add_argument("sweep", help="sweep file, e.g. configs/sweeps/quickstart.yaml")
+    parser.add_argument("overrides", nargs="*", metavar="key=value",
+                        help="settings for every run, on top of the sweep's overrides (e.g. train.epochs=1)")
+    parser.add_argument("--out", default="runs", help="runs folder (default: runs)")
+    parser.add_argument("--backend", default="local", choices=BACKENDS,
+                        help="local: subprocesses here; accelerate: each run a DDP job on all GPUs; slurm: "
+                             "write a job array; print: print the commands (default: local)")
+    parser.add_argument("--dry-run", action="store_true",
+                        help="list the runs and what is done / failed / partial; run nothing (default: off)")
+    parser.add_argument("--gpus", type=int, default=None,
+                        help="local: N runs at once, one GPU each; accelerate and slurm: GPUs per run "
+                             "(accelerate on a machine with no GPU: CPU processes, default 2) "
+                             "(default: local none, accelerate all, slurm 1)")
+    parser.add_argument("--jobs", type=int, default=None,
+                        help="local: runs at once (default: --gpus or 1); slurm: array tasks at once "
+                             "(default: no limit)")
+    parser.add_argument("--submit", action="store_true", help="slurm: submit the array with sbatch (default: off)")
+    parser.add_argument("--retry-failed", action="store_true",
+                        help="run failed runs (failed.json) again; they are skipped by default")
+    return parser.parse_intermixed_args(argv)
+
+
+def _relative_out(out: Path) -> str:
+    """--out as run.py gets it: run.py works in the repo root, so relative to that when inside it."""
+    try:
+        return str(out.relative_to(REPO))
+    except ValueError:
+        return str(out)
+
+
+def _print_dry_run(sweep: Sweep, expansion: Expansion, statuses: list[Status], todo: list[Run],
+                   backend: str) -> None:
+    runs = expansion.runs
+    print(f"sweep {sweep.path}: {expansion.points} grid points -> {len(runs)} runs")
+    width = len(str(len(runs)))
+    for run, status in zip(runs, statuses):
+        notes = [status.detail] if status.detail else []
+        if run.covers:
+            notes.append(describe_chain(run))
+        elif run.label in expansion.merged:
+            notes.append(_merged_note(run, expansion.merged[run.label]))
+        tail = f"  ({'; '.join(notes)})" if notes else ""
+        print(f"  {run.index:>{width}} {status.state:<8} {run.label}{tail}")
+    counts = {s: sum(st.state == s for st in statuses) for s in ("done", "running", "failed", "partial", "pending")}
+    print("status: " + ", ".join(f"{n} {s}" for s, n in counts.items()))
+    if backend == "slurm":
+        print(f"would write a job array of {len(todo)} tasks (--array=0-{len(todo) - 1})")
+    else:
+        print(f"would start {len(todo)} runs with backend {backend}")
+
+
+def _merged_note(run: Run, points: list[dict]) -> str:
+    """`also prune.target_sparsity=0.7,0.75 (dense does not read them)` for points sharing a folder."""
+    keys = list(dict.fromkeys(k for p in points for k in p if p.get(k) != run.point.get(k)))
+    values = {k: ",".join(dict.fromkeys(format_value(p[k]) for p in points if k in p)) for k in keys}
+    return "also " + " ".join(f"{k}={v}" for k, v in values.items()) + f" ({run.cfg.method} does not read them)"
+
+
+def _summary(sweep: Sweep, outcomes: list[Outcome], skipped: dict[str, list[str]], not_started: list[Run]) -> list[str]:
+    done = [o for o in outcomes if o.state == "done"]
+    failed = [o for o in outcomes if o.state == "failed"]
+    locked = [o.run.label for o in outcomes if o.state == "locked"]
+    stopped = [o.run.label for o in outcomes if o.state == "interrupted"] + [r.label for r in not_started]
+    skipped = {**skipped, "running elsewhere": skipped.get("running elsewhere", []) + locked}
+    n_skipped = sum(len(v) for v in skipped.values())
+    lines = [f"sweep {sweep.name}: {len(done)} done, {n_skipped} skipped, {len(failed)} failed"
+             + (f", {len(stopped)} stopped" if stopped else "")]
+    lines += [f"  done: {o.run.label} ({o.seconds:.1f} s)" for o in done]
+    for why, labels in skipped.items():
+        lines += [f"  skipped ({why}): {label}" for label in labels]
+    lines += [f"  failed: {o.run.label}: {o.reason}" for o in failed]
+    lines += [f"  stopped: {label}" for label in stopped]
+    return lines
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        return _main(args)
+    except ConfigError as e:
+        print(f"error: {e}", file=sys.stderr, flush=True)
+        return EXIT_BAD_INPUT
+
+
+def _main(args: argparse.Namespace) -> int:
+    for flag in ("gpus", "jobs"):
+        value = getattr(args, flag)
+        if value is not None and value < (0 if flag == "gpus" else 1):
+            raise ConfigError(f"--{flag}: must be at least {0 if flag == 'gpus' else 1}, got {value}")
+    if args.submit and args.backend != "slurm":
+        raise ConfigError("--submit: only with --backend slurm")
+    sweep = load_sweep(args.sweep, args.overrides)
+    out = Path(args.out).resolve()
+    expansion = expand(sweep, out, _relative_out(out))
+    runs = expansion.runs
+    statuses = [run_status(r.dir) for r in runs]
+    skipped: dict[str, list[str]] = {"finished earlier": [], "failed earlier, see --retry-failed": []}
+    todo = []
+    for run, status in zip(runs, statuses):
+        if status.state == "done":
+            skipped["finished earlier"].append(run.label)
+        elif status.state == "failed" and not args.retry_failed:
+            skipped["failed earlier, see --retry-failed"].append(f"{run.label}: {status.detail}")
+        else:
+            todo.append(run)
+
+    if args.dry_run:
+        _print_dry_run(sweep, expansion, statuses, todo, args.backend)
+        return 0
+    if args.backend == "print":
+        for run in todo:
+            print(shell_line(run_command(run)))
+        return 0
+
+    log = SweepLog(out / "sweeps" / sweep.name)
+    if args.backend == "slurm":
+        return _slurm(args, sweep, todo, log)
+
+    if args.backend == "local":
+        if args.gpus:
+            import torch
+            ids = gpu_slots(args.gpus, os.environ.get("CUDA_VISIBLE_DEVICES"), torch.cuda.device_count())
+            slot_env = [{"CUDA_VISIBLE_DEVICES": i} for i in ids]
+        else:
+            slot_env = [{}]
+        jobs = args.jobs or max(1, args.gpus or 1)
+        threads = {}
+        if jobs > 1 and not args.gpus and "OMP_NUM_THREADS" not in os.environ:
+            threads = {"OMP_NUM_THREADS": str(max(1, (os.cpu_count() or 1) // jobs))}  # share the cores
+        tasks = [Task(r, run_command(r), threads) for r in todo]
+    else:
+        import torch
+        gpus_present = torch.cuda.is_available()
+        processes = args.gpus or (torch.cuda.device_count() if gpus_present else 2)
+        jobs, slot_env = args.jobs or 1, [{}]
+        tasks = []
+        for r in todo:
+            argv, env = accelerate_command(r, processes, gpus_present)
+            if not gpus_present:
+                env["OMP_NUM_THREADS"] = os.environ.get("OMP_NUM_THREADS", "1")  # no oversubscribed cores
+            tasks.append(Task(r, argv, env))
+
+    log.write(f"sweep {sweep.path} backend {args.backend}: {len(runs)} runs, {len(todo)} to start")
+    outcomes, stopped = execute(tasks, jobs, slot_env, log, len(runs))
+    ran = {o.run.index for o in outcomes}
+    not_started = [t.run for t in tasks if t.run.index not in ran]
+    lines = _summary(sweep, outcomes, skipped, not_started)
+    print("\n".join(lines), flush=True)
+    log.write("\n".join(lines))
+    if stopped or any(o.state == "interrupted" for o in outcomes):
+        return EXIT_INTERRUPTED
+    failed_now = any(o.state == "failed" for o in outcomes)
+    return EXIT_FAILED if failed_now or skipped["failed earlier, see --retry-failed"] else 0
+
+
+def _slurm(args: argparse.Namespace, sweep: Sweep, todo: list[Run], log: SweepLog) -> int:
+    if not todo:
+        print(f"sweep {sweep.name}: every run is finished (or failed: see --retry-failed); nothing to submit")
+        return 0
+    gpus = 1 if args.gpus is None else args.gpus
+    slurm_logs = log.folder / "slurm"
+    slurm_logs.mkdir(exist_ok=True)
+    script = log.folder / "array.sbatch"
+    script.write_text(slurm_script(sweep, todo, gpus, args.jobs, slurm_logs))
+    log.write(f"wrote {script}: {len(todo)} array tasks")
+    print(f"wrote {script}: job array of {len(todo)} runs (--array=0-{len(todo) - 1})")
+    if not args.submit:
+        print(f"submit with: sbatch {script}")
+        return 0
+    sbatch = shutil.which("sbatch")
+    if sbatch is None:
+        raise ConfigError("--submit: sbatch not found (run on a SLURM login node, or submit the script by hand)")
+    done = subprocess.run([sbatch, str(script)], capture_output=True, text=True)
+    if done.returncode != 0:
+        raise ConfigError(f"sbatch failed: {(done.stderr or done.stdout).strip().splitlines()[-1:]}")
+    print(done.stdout.strip())
+    log.write(f"submitted: {done.stdout.strip()}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,503 @@
+"""launch/sweep.py: grid expansion with exact counts, the schema's errors, run-folder states, and real
+sweeps of suite/run.py on synthetic data (twice, interrupted, NaN, locked, SLURM requeue, 2-process DDP)."""
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from helpers import ROOT, env
+from launch import sweep as S
+from suite.config import SEEDS, ConfigError, parse_override
+
+SWEEP = [sys.executable, str(ROOT / "launch" / "sweep.py")]
+
+# every run takes a second or two: a tiny MLP on the synthetic dataset, no W&B
+BASE = """\
+method: progressive
+data: {name: synthetic}
+model: {name: tiny_mlp}
+train: {epochs: 2, batch_size: 64, lr: 0.05}
+prune: {t_end: 1}
+wandb: {mode: disabled}
+"""
+
+
+def write_sweep(folder: Path, body: str, name: str = "study") -> Path:
+    """A sweep file over the synthetic base config, written into `folder`."""
+    (folder / "base.yaml").write_text(BASE)
+    path = folder / f"{name}.yaml"
+    path.write_text(f"# python launch/sweep.py {path}\nbase: {folder / 'base.yaml'}\n" + textwrap.dedent(body))
+    return path
+
+
+def run_sweep(*args: str, timeout: int = 240) -> subprocess.CompletedProcess:
+    return subprocess.run([*SWEEP, *args], capture_output=True, text=True, timeout=timeout, cwd=ROOT, env=env())
+
+
+def labels(runs) -> list[str]:
+    return [r.label.split("-")[0] + f" s{r.cfg.prune.target_sparsity:g} seed {r.cfg.seed}" for r in runs]
+
+
+def wait_for(path: Path, proc: subprocess.Popen, timeout: float = 60.0) -> None:
+    """Wait until a run has written `path` (its first epoch), failing fast if the process ended."""
+    deadline = time.time() + timeout
+    while not path.exists():
+        assert proc.poll() is None, f"process ended (exit {proc.returncode}) before {path} appeared"
+        assert time.time() < deadline, f"{path} did not appear in {timeout} s"
+        time.sleep(0.02)
+
+
+def metric_epochs(folder: Path) -> list[int]:
+    return [json.loads(line)["epoch"] for line in (folder / "metrics.jsonl").read_text().splitlines()]
+
+
+# --- the shipped sweep files -------------------------------------------------------------------
+
+SHIPPED = {  # file: (grid points, runs, {method: runs})
+    "resnet18_sparsity": (70, 40, {"progressive": 35, "dense": 5}),
+    "resnet18_vs_lth": (10, 10, {"progressive": 5, "lth": 5}),
+    "vgg_like_vs_snip": (10, 10, {"progressive": 5, "snip": 5}),
+    "vgg19_vs_grasp": (10, 10, {"progressive": 5, "grasp": 5}),
+    "lenet300_mnist": (30, 25, {"progressive": 10, "lth": 5, "snip": 10}),
+    "quickstart": (18, 18, {m: 3 for m in ("progressive", "dense", "random", "snip", "grasp", "lth")}),
+}
+
+
+def test_every_shipped_sweep_is_listed_and_starts_with_its_command():
+    files = sorted(p.stem for p in (ROOT / "configs" / "sweeps").glob("*.yaml"))
+    assert files == sorted(SHIPPED)
+    for name in files:
+        first = (ROOT / "configs" / "sweeps" / f"{name}.yaml").read_text().splitlines()[0]
+        assert first.startswith(f"# python launch/sweep.py configs/sweeps/{name}.yaml"), first
+
+
+@pytest.mark.parametrize("name", sorted(SHIPPED))
+def test_shipped_sweeps_expand_to_exact_counts(name, tmp_path):
+    points, n_runs, per_method = SHIPPED[name]
+    expansion = S.expand(S.load_sweep(ROOT / "configs" / "sweeps" / f"{name}.yaml"), tmp_path)
+    assert expansion.points == points
+    assert len(expansion.runs) == n_runs
+    counts = {}
+    for run in expansion.runs:
+        counts[run.cfg.method] = counts.get(run.cfg.method, 0) + 1
+    assert counts == per_method
+    assert len({r.dir for r in expansion.runs}) == n_runs
+    assert [r.index for r in expansion.runs] == list(range(n_runs))
+    seeds = {r.cfg.seed for r in expansion.runs}
+    assert seeds == (set(SEEDS) if name != "quickstart" else {42, 123, 456})
+
+
+def test_resnet18_sparsity_points_and_dense_control(tmp_path):
+    expansion = S.expand(S.load_sweep(ROOT / "configs" / "sweeps" / "resnet18_sparsity.yaml"), tmp_path)
+    progressive = {r.cfg.prune.target_sparsity for r in expansion.runs if r.cfg.method == "progressive"}
+    assert progressive == {0.70, 0.729, 0.75, 0.80, 0.85, 0.90, 0.95}
+    dense = [r for r in expansion.runs if r.cfg.method == "dense"]
+    assert {r.cfg.prune.target_sparsity for r in dense} == {0.0}
+    # the 6 other sparsities of each dense seed land in the same folder: 30 merged points
+    assert sum(len(v) for v in expansion.merged.values()) == 30
+    assert all(len(expansion.merged[r.label]) == 6 for r in dense)
+
+
+def test_lenet300_lth_chain_covers_both_points(tmp_path):
+    expansion = S.expand(S.load_sweep(ROOT / "configs" / "sweeps" / "lenet300_mnist.yaml"), tmp_path)
+    chains = [r for r in expansion.runs if r.cfg.method == "lth"]
+    assert [r.cfg.prune.target_sparsity for r in chains] == [0.98] * 5
+    assert all(r.covers == (0.789, 0.98) for r in chains)
+    # 1 - 0.8^7 = 0.7902848 is the round nearest 78.9%; 0.8^17 = 2.25% alive needs the 18th prune
+    assert S.describe_chain(chains[0]) == \
+        "chain of 19 rounds covers 0.789 <- round 7 (0.7903), 0.98 <- round 18 (0.9800)"
+
+
+# --- grid expansion ----------------------------------------------------------------------------
+
+def test_grid_of_two_methods_two_sparsities_two_seeds(tmp_path):
+    path = write_sweep(tmp_path, """\
+        axes:
+          method: [progressive, dense]
+          prune.target_sparsity: [0.5, 0.75]
+          seed: [1, 2]
+        overrides:
+          train.epochs: 3
+        """)
+    expansion = S.expand(S.load_sweep(path), tmp_path / "runs")
+    assert expansion.points == 8
+    assert labels(expansion.runs) == [
+        "progressive s0.5 seed 1", "progressive s0.5 seed 2", "progressive s0.75 seed 1",
+        "progressive s0.75 seed 2", "dense s0 seed 1", "dense s0 seed 2"]
+    first = expansion.runs[0]
+    assert first.args == ("--config", str(tmp_path / "base.yaml"), "--out", str(tmp_path / "runs"),
+                          "--no-progress", "--method", "progressive", "train.epochs=3",
+                          "prune.target_sparsity=0.5", "seed=1")
+    assert first.cfg.train.epochs == 3
+    assert first.dir.parent.parent == tmp_path / "runs"
+    assert S.run_command(first)[:2] == ["python", "suite/run.py"]
+
+
+def test_a_list_of_grids_is_their_union_without_repeats(tmp_path):
+    path = write_sweep(tmp_path, """\
+        axes:
+          - method: [progressive]
+            seed: [1, 2]
+          - method: [progressive, dense]
+            seed: [2, 3]
+        """)
+    expansion = S.expand(S.load_sweep(path), tmp_path)
+    assert expansion.points == 6
+    # progressive seed 2 is in both grids: one run
+    assert labels(expansion.runs) == ["progressive s0.9 seed 1", "progressive s0.9 seed 2",
+                                      "progressive s0.9 seed 3", "dense s0 seed 2", "dense s0 seed 3"]
+
+
+def test_lth_collapses_to_one_chain_at_the_highest_sparsity(tmp_path):
+    path = write_sweep(tmp_path, """\
+        axes:
+          method: [lth, progressive]
+          prune.target_sparsity: [0.5, 0.9, 0.8]
+          seed: [1, 2]
+        overrides:
+          lth.rate: 0.5
+        """)
+    expansion = S.expand(S.load_sweep(path), tmp_path)
+    assert expansion.points == 12
+    assert labels(expansion.runs) == [
+        "lth s0.9 seed 1", "lth s0.9 seed 2",
+        "progressive s0.5 seed 1", "progressive s0.5 seed 2", "progressive s0.9 seed 1",
+        "progressive s0.9 seed 2", "progressive s0.8 seed 1", "progressive s0.8 seed 2"]
+    chain = expansion.runs[0]
+    assert chain.covers == (0.5, 0.8, 0.9)
+    assert "prune.target_sparsity=0.9" in chain.args
+    # rate 0.5: 50%, 75%, 87.5% alive-halvings, then the last round prunes exactly to 90%
+    assert S.chain_sparsities(chain.cfg) == [0.0, 0.5, 0.75, 0.875, 0.9]
+    assert S.describe_chain(chain) == ("chain of 5 rounds covers 0.5 <- round 1 (0.5000), "
+                                       "0.8 <- round 2 (0.7500), 0.9 <- round 4 (0.9000)")
+    assert len(expansion.merged[chain.label]) == 2
+
+
+@pytest.mark.parametrize("value, text", [
+    (0.729, "0.729"), (1e30, "1.0e+30"), ("yes", "'yes'"), ([3, 8, 8], "[3, 8, 8]"), (True, "true"),
+    ("synthetic", "synthetic"), (42, "42")])
+def test_values_reach_run_py_unchanged(value, text):
+    assert S.format_value(value) == text
+    assert parse_override(f"k={text}") == ("k", value)
+
+
+# --- schema errors -----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("body, message", [
+    ("axes: {seed: [1]}\nseeds: [1]\n", "unknown key 'seeds' (valid: base, axes, overrides)"),
+    ("axes: {seed: [1]}\nbase: 3\n", "base: expected the path of a config file"),
+    ("axes: {seed: [1]}\nbase: configs/nope.yaml\n", "base: config file not found: configs/nope.yaml"),
+    ("", "axes: expected a mapping of config keys to lists of values"),
+    ("axes: {seed: 42}\n", "axes.seed: expected a non-empty list of values, got 42"),
+    ("axes: {seed: []}\n", "axes.seed: expected a non-empty list of values, got []"),
+    ("axes: {seed: [1, 2, 1]}\n", "axes.seed: value 1 is listed twice"),
+    ("axes: [{seed: [1]}, [2]]\n", "axes[1]: expected a mapping of config keys to lists of values, got [2]"),
+    ("axes: {seed: [1]}\noverrides: {seed: 3}\n", "'seed' is both an axis and a fixed override; keep one"),
+    ("axes: {seed: [1]}\noverrides: [1]\n", "overrides: expected a mapping of config keys to values"),
+    ("axes: {train.lrr: [0.1]}\n", "(train.lrr=0.1): unknown config key 'train.lrr'"),
+    ("axes: {method: [progressive, magic]}\n", "(method=magic): unknown method 'magic'"),
+    ("axes: {prune.target_sparsity: [1.5]}\n", "prune.target_sparsity: must be in [0, 1), got 1.5"),
+    ("axes: {seed: [1]\n", "not valid YAML"),
+])
+def test_schema_errors_are_one_line_naming_the_problem(tmp_path, body, message):
+    (tmp_path / "base.yaml").write_text(BASE)
+    base = "" if "base:" in body else f"base: {tmp_path / 'base.yaml'}\n"
+    path = tmp_path / "bad.yaml"
+    path.write_text(base + body)
+    with pytest.raises(ConfigError) as e:
+        S.expand(S.load_sweep(path), tmp_path)
+    assert message in str(e.value)
+    assert str(e.value).startswith(f"{path}: ")
+    assert "\n" not in str(e.value)
+
+
+def test_the_cli_prints_one_error_line_and_exits_2(tmp_path, capsys):
+    path = write_sweep(tmp_path, "axes: {seed: [1]}\nextra: 1\n")
+    assert S.main([str(path), "--dry-run"]) == 2
+    err = capsys.readouterr().err
+    assert err == f"error: {path}: unknown key 'extra' (valid: base, axes, overrides)\n"
+    assert S.main([str(tmp_path / "missing.yaml")]) == 2
+    assert capsys.readouterr().err == f"error: sweep file not found: {tmp_path / 'missing.yaml'}\n"
+    assert S.main([str(path), "--submit"]) == 2
+    assert capsys.readouterr().err == "error: --submit: only with --backend slurm\n"
+
+
+def test_command_line_overrides_join_the_fixed_ones(tmp_path):
+    path = write_sweep(tmp_path, "axes: {seed: [1]}\n")
+    sweep = S.load_sweep(path, ["train.epochs=5", "train.lr=0.001"])
+    assert sweep.overrides == {"train.epochs": 5, "train.lr": 0.001}
+    assert S.expand(sweep, "runs").runs[0].args[-3:] == ("train.epochs=5", "train.lr=0.001", "seed=1")
+    with pytest.raises(ConfigError, match="both an axis and a fixed override"):
+        S.load_sweep(path, ["seed=3"])
+
+
+# --- what run folders say ----------------------------------------------------------------------
+
+def test_run_status_from_the_files(tmp_path):
+    folder = tmp_path / "run" / "seed_1"
+    assert S.run_status(folder) == S.Status("pending")
+    folder.mkdir(parents=True)
+    (folder / "metrics.jsonl").write_text('{"round": 0, "epoch": 1}\n{"round": 0, "epoch": 2}\n')
+    assert S.run_status(folder) == S.Status("partial", "stopped after round 0 epoch 2")
+    (folder / "round_0").mkdir()
+    (folder / "round_0" / "result.json").write_text("{}")
+    assert S.run_status(folder) == S.Status("partial", "stopped after round 0 epoch 2; 1 rounds finished")
+    (folder / "failed.json").write_text('{"status": "failed", "reason": "loss is nan"}')
+    assert S.run_status(folder) == S.Status("failed", "loss is nan")
+    (folder / ".lock").write_text("")  # a lock file nobody holds: not running
+    assert S.run_status(folder).state == "failed"
+    fd = os.open(folder / ".lock", os.O_RDWR)
+    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # as run.py holds it
+    try:
+        assert S.run_status(folder) == S.Status("running", "locked by another process")
+        assert S.lock_held(folder)
+    finally:
+        os.close(fd)
+    assert not S.lock_held(folder)
+    (folder / "result.json").write_text("{}")
+    assert S.run_status(folder) == S.Status("done")
+
+
+def test_classify_exit_codes_and_folders(tmp_path):
+    started = time.time()
+    assert S.classify(75, tmp_path, ["interrupted: run the same command again"], started, False) == \
+        ("interrupted", "stopped by a signal; run again to resume from the checkpoint")
+    # accelerate launch reports every failing exit as 1: the stderr line says what happened
+    locked = [f"error: run is locked by another process: {tmp_path}", "CalledProcessError: ..."]
+    assert S.classify(1, tmp_path, locked, started, False) == ("locked", "running elsewhere")
+    assert S.classify(1, tmp_path, ["boom", "RuntimeError: CUDA out of memory"], started, False) == \
+        ("failed", "exit 1: RuntimeError: CUDA out of memory")
+    assert S.classify(-9, tmp_path, [], started, False) == ("failed", "killed by SIGKILL (no output on stderr)")
+    assert S.classify(1, tmp_path, ["x"], started, True)[0] == "interrupted"
+    (tmp_path / "failed.json").write_text('{"status": "failed", "reason": "training loss became nan"}')
+    assert S.classify(1, tmp_path, ["x"], started, False) == ("failed", "training loss became nan")
+    # a failed.json older than this attempt is not its reason
+    os.utime(tmp_path / "failed.json", (started - 60, started - 60))
+    assert S.classify(1, tmp_path, ["y"], started, False) == ("failed", "exit 1: y")
+    (tmp_path / "result.json").write_text("{}")
+    assert S.classify(1, tmp_path, ["torchrun noise"], started, False) == ("done", "")
+
+
+def test_gpu_slots():
+    assert S.gpu_slots(2, None, 4) == ["0", "1"]
+    assert S.gpu_slots(2, "3,5,6", 8) == ["3", "5"]
+    assert S.gpu_slots(2, "3,5", 0) == ["3", "5"]
+    with pytest.raises(ConfigError, match=r"--gpus 3: only 2 GPUs visible"):
+        S.gpu_slots(3, "3,5", 8)
+
+
+# --- launch commands and files ----------------------------------------------------------------
+
+def test_accelerate_commands_and_config_files(tmp_path):
+    from accelerate.commands.config.config_args import load_config_from_file
+    run = S.expand(S.load_sweep(write_sweep(tmp_path, "axes: {seed: [1]}\n")), "runs").runs[0]
+    argv, extra = S.accelerate_command(run, 2, gpus_present=False)
+    assert argv[:8] == ["accelerate", "launch", "--config_file", "launch/accelerate/cpu_2proc.yaml",
+                        "--multi_gpu", "--num_processes", "2", "suite/run.py"]
+    assert argv[8:] == list(run.args) and extra == {"ACCELERATE_USE_CPU": "1"}
+    assert S.accelerate_command(run, 1, True)[0][3:6] == ["launch/accelerate/single_gpu.yaml", "--num_processes", "1"]
+    assert S.accelerate_command(run, 4, True)[0][3:6] == ["launch/accelerate/one_node_8gpu.yaml", "--num_processes", "4"]
+    expected = {"single_gpu": ("NO", 1, False), "one_node_8gpu": ("MULTI_GPU", 8, False),
+                "multi_node": ("MULTI_GPU", 16, False), "cpu_2proc": ("MULTI_GPU", 2, True)}
+    assert sorted(p.stem for p in (ROOT / "launch" / "accelerate").glob("*.yaml")) == sorted(expected)
+    for name, (kind, processes, cpu) in expected.items():
+        cfg = load_config_from_file(str(ROOT / "launch" / "accelerate" / f"{name}.yaml"))
+        assert (cfg.distributed_type.value, cfg.num_processes, cfg.use_cpu) == (kind, processes, cpu)
+    assert S.executable(argv)[:3] == [sys.executable, "-m", "accelerate.commands.launch"]
+
+
+def test_slurm_scripts_parse_and_hold_the_array(tmp_path, capsys):
+    path = write_sweep(tmp_path, "axes: {method: [progressive, dense], prune.target_sparsity: [0.5, 0.75], seed: [1, 2]}\n")
+    out = tmp_path / "runs"
+    assert S.main([str(path), "--out", str(out), "--backend", "slurm", "--jobs", "3", "--gpus", "2"]) == 0
+    script = out / "sweeps" / "study" / "array.sbatch"
+    assert capsys.readouterr().out.startswith(f"wrote {script}: job array of 6 runs (--array=0-5)")
+    text = script.read_text()
+    assert subprocess.run(["bash", "-n", str(script)]).returncode == 0
+    assert "#SBATCH --array=0-5%3\n" in text and "#SBATCH --gpus-per-node=2\n" in text
+    assert "#SBATCH --signal=B:TERM@120\n" in text and "#SBATCH --requeue\n" in text
+    assert re.findall(r"@[A-Z]+@|^#\|", text, re.M) == []  # every field filled, template notes gone
+    for i, run in enumerate(S.expand(S.load_sweep(path), out, str(out)).runs):
+        assert f"    {i}) run_dir={run.dir}\n" in text
+        assert S.shell_line(S.accelerate_command(run, 2, True)[0]) in text
+    for name in ("sweep_array.sbatch", "multinode.sbatch"):
+        assert subprocess.run(["bash", "-n", str(ROOT / "launch" / "slurm" / name)]).returncode == 0
+    multinode = (ROOT / "launch" / "slurm" / "multinode.sbatch").read_text()
+    for needed in ('--machine_rank "$SLURM_NODEID"', 'scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n 1',
+                   "--signal=B:TERM@120", "#SBATCH --requeue", "scontrol requeue"):
+        assert needed in multinode
+
+
+def test_print_and_dry_run_list_the_runs(tmp_path, capsys):
+    path = write_sweep(tmp_path, "axes: {method: [progressive, dense], prune.target_sparsity: [0.5, 0.75]}\n")
+    out = tmp_path / "runs"
+    runs = S.expand(S.load_sweep(path), out, str(out)).runs
+    (runs[1].dir).mkdir(parents=True)
+    (runs[1].dir / "result.json").write_text("{}")
+    (runs[2].dir).mkdir(parents=True)
+    (runs[2].dir / "failed.json").write_text('{"status": "failed", "reason": "loss is nan"}')
+    assert S.main([str(path), "--out", str(out), "--backend", "print"]) == 0
+    assert capsys.readouterr().out.splitlines() == [S.shell_line(S.run_command(runs[0]))]
+    assert S.main([str(path), "--out", str(out), "--backend", "print", "--retry-failed"]) == 0
+    assert capsys.readouterr().out.splitlines() == [S.shell_line(S.run_command(r)) for r in (runs[0], runs[2])]
+    assert S.main([str(path), "--out", str(out), "--dry-run"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == f"sweep {path}: 4 grid points -> 3 runs"
+    assert lines[1] == f"  0 pending  {runs[0].label}"
+    assert lines[2] == f"  1 done     {runs[1].label}"
+    assert lines[3] == (f"  2 failed   {runs[2].label}  (loss is nan; also prune.target_sparsity=0.75 "
+                        "(dense does not read them))")
+    assert lines[4:] == ["status: 1 done, 0 running, 1 failed, 0 partial, 1 pending", "would start 1 runs with backend local"]
+    assert not (out / "sweeps").exists()  # a dry run writes nothing
+
+
+# --- real sweeps -------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def two_passes(tmp_path_factory):
+    """2 methods x 2 sparsities x 2 seeds (6 runs: dense ignores the sparsity) plus one run whose
+    learning rate makes the loss NaN, swept twice."""
+    folder = tmp_path_factory.mktemp("sweep")
+    path = write_sweep(folder, """\
+        axes:
+          - method: [progressive, dense]
+            prune.target_sparsity: [0.5, 0.75]
+            seed: [1, 2]
+          - method: [progressive]
+            train.lr: [1.0e+30]
+            seed: [1]
+        """)
+    out = folder / "runs"
+    first = run_sweep(str(path), "--out", str(out), "--jobs", "2")  # two at a time, one core each
+    second = run_sweep(str(path), "--out", str(out))
+    return path, out, first, second, S.expand(S.load_sweep(path), out, str(out)).runs
+
+
+def test_first_pass_runs_everything_and_reports_the_nan_run(two_passes):
+    path, out, first, _, runs = two_passes
+    assert first.returncode == 1, first.stderr
+    nan = runs[-1]
+    reason = "training loss became nan in round 0 epoch 1 (lr 1e+30): the run diverged"
+    summary = first.stdout[first.stdout.index("sweep study:"):].splitlines()
+    assert summary[0] == "sweep study: 6 done, 0 skipped, 1 failed"
+    assert sorted(line.split(" (")[0] for line in summary[1:7]) == sorted(f"  done: {r.label}" for r in runs[:6])
+    assert summary[7:] == [f"  failed: {nan.label}: {reason}"]
+    for run in runs[:6]:
+        result = json.loads((run.dir / "result.json").read_text())
+        assert (result["method"], result["seed"], result["target_sparsity"]) == \
+            (run.cfg.method, run.cfg.seed, run.cfg.prune.target_sparsity)
+    assert not (nan.dir / "result.json").exists()
+    log = (out / "sweeps" / "study" / "sweep.log").read_text()
+    assert f"failed {nan.label} exit 1 after" in log and reason in log
+    assert f"stderr: error: run failed: {reason}" in log
+
+
+def test_second_pass_skips_everything(two_passes):
+    path, out, first, second, runs = two_passes
+    assert second.returncode == 1  # the NaN run is still failed
+    assert "start" not in second.stdout
+    lines = second.stdout.splitlines()
+    assert lines[0] == "sweep study: 0 done, 7 skipped, 0 failed"
+    assert lines[1:7] == [f"  skipped (finished earlier): {r.label}" for r in runs[:6]]
+    assert lines[7].startswith(f"  skipped (failed earlier, see --retry-failed): {runs[6].label}: training loss")
+    log = (out / "sweeps" / "study" / "sweep.log").read_text()
+    assert log.count("backend local: 7 runs, 7 to start") == 1 and log.count("7 runs, 0 to start") == 1
+
+
+def test_interrupted_sweep_stops_its_run_and_the_next_pass_resumes_it(tmp_path):
+    path = write_sweep(tmp_path, "axes: {seed: [7]}\noverrides: {train.epochs: 15}\n")
+    out = tmp_path / "runs"
+    run = S.expand(S.load_sweep(path), out).runs[0]
+    proc = subprocess.Popen([*SWEEP, str(path), "--out", str(out)], cwd=ROOT, env=env(),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    wait_for(run.dir / "metrics.jsonl", proc)
+    proc.send_signal(signal.SIGTERM)  # as SLURM or Ctrl-C would: passed on to the run
+    stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 75, stderr
+    assert "sweep study: 0 done, 0 skipped, 0 failed, 1 stopped" in stdout
+    assert (run.dir / "checkpoint.pt").exists() and not (run.dir / "result.json").exists()
+    trained = len(metric_epochs(run.dir))
+    assert 1 <= trained < 15
+
+    again = run_sweep(str(path), "--out", str(out))
+    assert again.returncode == 0, again.stderr
+    assert "sweep study: 1 done, 0 skipped, 0 failed" in again.stdout
+    assert metric_epochs(run.dir) == list(range(1, 16))  # every epoch once: resumed, not restarted
+    err = (out / "sweeps" / "study" / "logs" / f"{run.label.replace('/', '.')}.err").read_text()
+    assert f"resuming {run.dir} at round 0 epoch {trained}" in err
+    assert json.loads((run.dir / "result.json").read_text())["total_epochs_trained"] == 15
+
+
+def test_a_run_locked_by_another_process_is_skipped(tmp_path, capsys):
+    path = write_sweep(tmp_path, "axes: {seed: [1]}\n")
+    out = tmp_path / "runs"
+    (locked,) = S.expand(S.load_sweep(path), out).runs
+    locked.dir.mkdir(parents=True)
+    fd = os.open(locked.dir / ".lock", os.O_RDWR | os.O_CREAT)
+    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # another sweep's run.py holds it
+    try:
+        assert S.main([str(path), "--out", str(out), "--dry-run"]) == 0
+        assert f"  0 running  {locked.label}  (locked by another process)" in capsys.readouterr().out
+        proc = run_sweep(str(path), "--out", str(out))
+    finally:
+        os.close(fd)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines()[-2:] == ["sweep study: 0 done, 1 skipped, 0 failed",
+                                             f"  skipped (running elsewhere): {locked.label}"]
+    assert not (locked.dir / "result.json").exists()
+
+
+def test_slurm_array_task_requeues_itself_on_sigterm_and_resumes(tmp_path):
+    path = write_sweep(tmp_path, "axes: {seed: [5]}\noverrides: {train.epochs: 15}\n")
+    out = tmp_path / "runs"
+    assert S.main([str(path), "--out", str(out), "--backend", "slurm"]) == 0
+    script = out / "sweeps" / "study" / "array.sbatch"
+    run = S.expand(S.load_sweep(path), out).runs[0]
+    # no SLURM here: a stand-in scontrol records the requeue request
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "scontrol").write_text(f'#!/bin/bash\necho "$@" >> {tmp_path / "scontrol.calls"}\n')
+    (bin_dir / "scontrol").chmod(0o755)
+    task_env = env(SLURM_ARRAY_TASK_ID="0", SLURM_JOB_ID="4242",
+                   PATH=f"{bin_dir}:{Path(sys.executable).parent}:{os.environ['PATH']}")
+    proc = subprocess.Popen(["bash", str(script)], cwd=tmp_path, env=task_env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    wait_for(run.dir / "metrics.jsonl", proc)
+    proc.send_signal(signal.SIGTERM)  # what --signal=B:TERM@120 sends before the time limit
+    stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 0, stdout + stderr
+    assert (tmp_path / "scontrol.calls").read_text() == "requeue 4242\n"
+    assert "exit 75" in stdout and f"requeueing job 4242 to resume from the checkpoint in {run.dir}" in stdout
+    assert (run.dir / "checkpoint.pt").exists() and not (run.dir / "result.json").exists()
+
+    task_env["SLURM_RESTART_COUNT"] = "1"  # SLURM starts the requeued task again
+    again = subprocess.run(["bash", str(script)], cwd=tmp_path, env=task_env, capture_output=True, text=True,
+                           timeout=120)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert metric_epochs(run.dir) == list(range(1, 16))
+    assert (tmp_path / "scontrol.calls").read_text() == "requeue 4242\n"  # not requeued again
+
+
+def test_accelerate_backend_runs_a_real_two_process_job_on_cpu(tmp_path):
+    path = write_sweep(tmp_path, "axes: {method: [progressive]}\noverrides: {prune.target_sparsity: 0.6}\n")
+    out = tmp_path / "runs"
+    proc = run_sweep(str(path), "--out", str(out), "--backend", "accelerate", "--gpus", "2")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    run = S.expand(S.load_sweep(path), out).runs[0]
+    result = json.loads((run.dir / "result.json").read_text())
+    assert result["world_size"] == 2
+    assert result["achieved_sparsity"] == round(0.6 * result["prunable_total"]) / result["prunable_total"]
+    log = (out / "sweeps" / "study" / "sweep.log").read_text()
+    assert ("ACCELERATE_USE_CPU=1 OMP_NUM_THREADS=1 accelerate launch --config_file "
+            "launch/accelerate/cpu_2proc.yaml --multi_gpu --num_processes 2 suite/run.py") in log
