@@ -160,3 +160,31 @@ def test_sigkill_mid_training_then_resume_is_bitwise_identical(tmp_path):
         assert all(torch.equal(a[k], b[k]) for k in a), file
     strip = lambda rows: [{k: v for k, v in row.items() if k not in ("epoch_time_s", "images_per_s")} for row in rows]
     assert strip(metrics(folder_a)) == strip(metrics(folder_b))
+
+
+def test_sigterm_exits_75_after_a_checkpoint_and_the_rerun_resumes(tmp_path):
+    cmd = [sys.executable, str(ROOT / "suite" / "run.py"), "--no-progress", "--out", str(tmp_path), *SLOW]
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and not list(tmp_path.rglob("checkpoint.pt")):
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 75, stderr
+    assert "interrupted: run the same command again" in stderr and "Traceback" not in stderr
+    (checkpoint,) = tmp_path.rglob("checkpoint.pt")
+    assert not (checkpoint.parent / "result.json").exists()
+    resumed = run_cli(["--out", str(tmp_path), *SLOW])
+    assert resumed.returncode == 0 and "resuming" in resumed.stderr
+    assert result(run_folder(resumed.stdout))["total_epochs_trained"] == 6
+
+
+def test_a_run_held_by_another_process_exits_3(tmp_path):
+    from suite import config as C
+    from suite.results import RunLock
+    folder = C.run_dir(C.load_config(None, TINY), tmp_path)
+    with RunLock(folder):
+        proc = run_cli(["--out", str(tmp_path), *TINY])
+    assert proc.returncode == 3
+    assert proc.stderr.strip().splitlines()[-1] == f"error: run is locked by another process: {folder}"
+    assert not (folder / "result.json").exists()
