@@ -34,12 +34,11 @@ if str(REPO) not in sys.path:  # `python launch/sweep.py` works without installi
 
 import yaml  # noqa: E402
 
-from suite.config import Config, ConfigError, load_config, run_dir  # noqa: E402
+from suite.config import Config, ConfigError, load_config, parse_override, run_dir  # noqa: E402
 
 SWEEP_KEYS = ("base", "axes", "overrides")
 BACKENDS = ("local", "accelerate", "slurm", "print")
 CHAIN_METHODS = ("lth",)  # one run trains every round; round r's result is its own sparsity point
-ACCELERATE_CONFIGS = REPO / "launch" / "accelerate"
 SLURM_TEMPLATE = REPO / "launch" / "slurm" / "sweep_array.sbatch"
 EXIT_FAILED, EXIT_BAD_INPUT, EXIT_LOCKED, EXIT_INTERRUPTED = 1, 2, 3, 75
 LOCKED_MESSAGE = "run is locked by another process"  # run.py's stderr line when it exits 3
@@ -49,7 +48,7 @@ LOCKED_MESSAGE = "run is locked by another process"  # run.py's stderr line when
 
 @dataclass(frozen=True)
 class Sweep:
-    """A parsed sweep file: one base config, the axes of a grid, and settings fixed for every run."""
+    """A parsed sweep file: one base config, the grids of settings to vary, and settings fixed for every run."""
     path: Path
     name: str                       # the file's stem: names the sweep's own log folder
     base: str                       # config file as written (relative paths: from the repo root)
@@ -68,7 +67,6 @@ def base_path(base: str) -> Path:
 
 def load_sweep(path: str | Path, extra: list[str] = ()) -> Sweep:
     """Read and check a sweep file; `extra` are `key=value` overrides from the command line."""
-    from suite.config import parse_override
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"sweep file not found: {path}")
@@ -197,25 +195,24 @@ def expand(sweep: Sweep, out: str | Path, out_arg: str | None = None) -> Expansi
 def _collapse_chains(runs: list[Run], sweep: Sweep, out: str | Path, merged: dict) -> list[Run]:
     """Keep one run per chain-method experiment (all settings but the target sparsity): the one at the
     highest target; it records every requested target it stands for in `covers`."""
+    def chain(cfg: Config) -> Path:  # the folder the experiment would have at sparsity 0
+        return run_dir(dataclasses.replace(cfg, prune=dataclasses.replace(cfg.prune, target_sparsity=0.0)), out)
+
     groups: dict[Path, list[Run]] = {}
     for run in runs:
         if run.cfg.method in CHAIN_METHODS:
-            key = run_dir(dataclasses.replace(run.cfg, prune=dataclasses.replace(run.cfg.prune, target_sparsity=0.0)), out)
-            groups.setdefault(key, []).append(run)
+            groups.setdefault(chain(run.cfg), []).append(run)
     kept = []
     for run in runs:
         if run.cfg.method not in CHAIN_METHODS:
             kept.append(run)
             continue
-        key = run_dir(dataclasses.replace(run.cfg, prune=dataclasses.replace(run.cfg.prune, target_sparsity=0.0)), out)
-        group = groups[key]
+        group = groups[chain(run.cfg)]
         top = max(group, key=lambda r: r.cfg.prune.target_sparsity)
         if run is top:
-            covers = tuple(sorted(r.cfg.prune.target_sparsity for r in group))
-            kept.append(dataclasses.replace(run, covers=covers))
-        else:
-            merged.setdefault(top.label, []).append(run.point)
-            merged.setdefault(top.label, []).extend(merged.pop(run.label, []))
+            kept.append(dataclasses.replace(run, covers=tuple(sorted(r.cfg.prune.target_sparsity for r in group))))
+        else:  # this point, and any that shared its folder, now stand with the chain
+            merged.setdefault(top.label, []).extend([run.point, *merged.pop(run.label, [])])
     return kept
 
 
@@ -334,12 +331,16 @@ def shell_line(argv: list[str], env: dict[str, str] | None = None) -> str:
     return " ".join(prefix + [shlex.quote(a) for a in argv])
 
 
-def gpu_slots(gpus: int, visible: str | None, device_count: int) -> list[str]:
-    """The GPU ids to hand out, one per slot: the first N of CUDA_VISIBLE_DEVICES if set, else 0..N-1."""
-    ids = [v.strip() for v in visible.split(",") if v.strip()] if visible else [str(i) for i in range(device_count)]
-    if gpus > len(ids):
-        raise ConfigError(f"--gpus {gpus}: only {len(ids)} GPUs visible")
-    return ids[:gpus]
+def visible_gpus(visible: str | None, device_count: int) -> list[str]:
+    """The GPU ids this process may hand out: CUDA_VISIBLE_DEVICES if set, else 0..device_count-1."""
+    return [v.strip() for v in visible.split(",") if v.strip()] if visible else [str(i) for i in range(device_count)]
+
+
+def gpu_slots(slots: int, per_slot: int, ids: list[str]) -> list[str]:
+    """CUDA_VISIBLE_DEVICES for each slot: `per_slot` GPUs each, in order, never shared."""
+    if slots * per_slot > len(ids):
+        raise ConfigError(f"{slots} x {per_slot} GPUs asked for, but only {len(ids)} visible")
+    return [",".join(ids[k * per_slot:(k + 1) * per_slot]) for k in range(slots)]
 
 
 # --- running -----------------------------------------------------------------------------------
@@ -359,9 +360,12 @@ class Outcome:
     seconds: float = 0.0
 
 
-def _tail(path: Path, lines: int = 5) -> list[str]:
+def _tail(path: Path, offset: int = 0, lines: int = 12) -> list[str]:
+    """The last non-empty lines written to `path` after byte `offset` (this attempt's part of the log)."""
     try:
-        text = path.read_text(errors="replace")
+        with open(path, "rb") as f:
+            f.seek(offset)
+            text = f.read().decode(errors="replace")
     except OSError:
         return []
     # tqdm draws with carriage returns: keep what a terminal would show last on each line
@@ -381,7 +385,9 @@ def classify(rc: int, folder: Path, stderr_tail: list[str], started: float, stop
         return "failed", failure_reason(folder) or "failed.json without a reason"
     if rc == EXIT_INTERRUPTED or stopped:
         return "interrupted", "stopped by a signal; run again to resume from the checkpoint"
-    last = stderr_tail[-1] if stderr_tail else "no output on stderr"
+    # run.py's own one-line `error: ...` says more than a launcher's closing words after it
+    errors = [line for line in stderr_tail if line.startswith("error: ")]
+    last = errors[-1] if errors else stderr_tail[-1] if stderr_tail else "no output on stderr"
     if rc == 0:
         return "failed", f"exit 0 but no result.json ({last})"
     if rc < 0:
@@ -411,12 +417,12 @@ def execute(tasks: list[Task], jobs: int, slot_env: list[dict[str, str]], log: S
     logs = log.folder / "logs"
     logs.mkdir(exist_ok=True)
     pending = list(tasks)
-    running: dict[int, tuple[Task, subprocess.Popen, float, Path]] = {}
+    running: dict[int, tuple[Task, subprocess.Popen, float, Path, int]] = {}
     outcomes: list[Outcome] = []
     signals = [0]
 
     def forward(sig: int) -> None:
-        for _, proc, _, _ in running.values():
+        for _, proc, *_ in running.values():
             try:
                 os.killpg(proc.pid, sig)
             except ProcessLookupError:
@@ -434,23 +440,30 @@ def execute(tasks: list[Task], jobs: int, slot_env: list[dict[str, str]], log: S
                 slot, task = free.pop(0), pending.pop(0)
                 name = task.run.label.replace("/", ".")
                 err = logs / f"{name}.err"
-                env = {**os.environ, **task.env, **slot_env[slot % len(slot_env)]}
-                with open(logs / f"{name}.out", "w") as out_file, open(err, "w") as err_file:
-                    proc = subprocess.Popen(executable(task.argv), cwd=REPO, env=env, stdout=out_file,
-                                            stderr=err_file, stdin=subprocess.DEVNULL, start_new_session=True)
-                running[slot] = (task, proc, time.time(), err)
+                extra = slot_env[slot % len(slot_env)]
+                gpu = extra.get("CUDA_VISIBLE_DEVICES")
+                where = f" on GPU {gpu}" if gpu is not None else ""
+                # appended, so a resumed run's log keeps its earlier attempts
+                header = f"=== {time.strftime('%Y-%m-%d %H:%M:%S')}{where}: {shell_line(task.argv, task.env)}\n"
+                with open(logs / f"{name}.out", "a") as out_file, open(err, "a") as err_file:
+                    for f in (out_file, err_file):
+                        f.write(header)
+                        f.flush()  # before the child writes to the same file
+                    offset = err_file.tell()
+                    proc = subprocess.Popen(executable(task.argv), cwd=REPO, env={**os.environ, **task.env, **extra},
+                                            stdout=out_file, stderr=err_file, stdin=subprocess.DEVNULL,
+                                            start_new_session=True)
+                running[slot] = (task, proc, time.time(), err, offset)
                 if signals[0]:  # a signal came while it started
                     forward(signal.SIGTERM)
-                gpu = slot_env[slot % len(slot_env)].get("CUDA_VISIBLE_DEVICES")
-                where = f" on GPU {gpu}" if gpu is not None else ""
                 print(f"[{task.run.index + 1}/{total}] start   {task.run.label}{where}", flush=True)
                 log.write(f"start {task.run.label}{where}: {shell_line(task.argv, task.env)}")
-            for slot, (task, proc, started, err) in list(running.items()):
+            for slot, (task, proc, started, err, offset) in list(running.items()):
                 rc = proc.poll()
                 if rc is None:
                     continue
                 del running[slot]
-                tail = _tail(err)
+                tail = _tail(err, offset)
                 state, reason = classify(rc, task.run.dir, tail, started, bool(signals[0]))
                 seconds = time.time() - started
                 outcomes.append(Outcome(task.run, state, reason, seconds))
@@ -619,23 +632,23 @@ def _main(args: argparse.Namespace) -> int:
     if args.backend == "slurm":
         return _slurm(args, sweep, todo, log)
 
+    import torch
+    gpus_present = torch.cuda.is_available()
+    ids = visible_gpus(os.environ.get("CUDA_VISIBLE_DEVICES"), torch.cuda.device_count() if gpus_present else 0)
     if args.backend == "local":
-        if args.gpus:
-            import torch
-            ids = gpu_slots(args.gpus, os.environ.get("CUDA_VISIBLE_DEVICES"), torch.cuda.device_count())
-            slot_env = [{"CUDA_VISIBLE_DEVICES": i} for i in ids]
-        else:
-            slot_env = [{}]
+        # --gpus N: N one-GPU slots; --jobs beyond N puts several runs on one GPU, round robin
+        slot_env = [{"CUDA_VISIBLE_DEVICES": g} for g in gpu_slots(args.gpus, 1, ids)] if args.gpus else [{}]
         jobs = args.jobs or max(1, args.gpus or 1)
         threads = {}
         if jobs > 1 and not args.gpus and "OMP_NUM_THREADS" not in os.environ:
             threads = {"OMP_NUM_THREADS": str(max(1, (os.cpu_count() or 1) // jobs))}  # share the cores
         tasks = [Task(r, run_command(r), threads) for r in todo]
     else:
-        import torch
-        gpus_present = torch.cuda.is_available()
-        processes = args.gpus or (torch.cuda.device_count() if gpus_present else 2)
-        jobs, slot_env = args.jobs or 1, [{}]
+        jobs = args.jobs or 1
+        processes = args.gpus or (len(ids) if gpus_present else 2)
+        # --jobs J: J runs at once, each a DDP job on its own `processes` GPUs
+        slot_env = [{"CUDA_VISIBLE_DEVICES": g} for g in gpu_slots(jobs, processes, ids)] \
+            if gpus_present and jobs > 1 else [{}]
         tasks = []
         for r in todo:
             argv, env = accelerate_command(r, processes, gpus_present)

@@ -289,12 +289,14 @@ def test_classify_exit_codes_and_folders(tmp_path):
     assert S.classify(1, tmp_path, ["torchrun noise"], started, False) == ("done", "")
 
 
-def test_gpu_slots():
-    assert S.gpu_slots(2, None, 4) == ["0", "1"]
-    assert S.gpu_slots(2, "3,5,6", 8) == ["3", "5"]
-    assert S.gpu_slots(2, "3,5", 0) == ["3", "5"]
-    with pytest.raises(ConfigError, match=r"--gpus 3: only 2 GPUs visible"):
-        S.gpu_slots(3, "3,5", 8)
+def test_gpu_slots_never_share_a_gpu():
+    assert S.visible_gpus(None, 4) == ["0", "1", "2", "3"]
+    assert S.visible_gpus("3, 5,6", 8) == ["3", "5", "6"]  # CUDA_VISIBLE_DEVICES wins
+    assert S.gpu_slots(2, 1, ["0", "1", "2", "3"]) == ["0", "1"]  # local --gpus 2
+    assert S.gpu_slots(2, 3, [str(i) for i in range(8)]) == ["0,1,2", "3,4,5"]  # accelerate --gpus 3 --jobs 2
+    assert S.gpu_slots(1, 2, ["3", "5"]) == ["3,5"]
+    with pytest.raises(ConfigError, match=r"^2 x 2 GPUs asked for, but only 3 visible$"):
+        S.gpu_slots(2, 2, ["0", "1", "2"])
 
 
 # --- launch commands and files ----------------------------------------------------------------
