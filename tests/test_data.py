@@ -381,21 +381,6 @@ def test_both_loaders_draw_the_same_augmentation_distribution(tmp_path):
     assert ((spread["device"] / spread["torchvision"] - 1).abs() < 0.15).all()
 
 
-def test_device_loader_is_much_faster_than_torchvision(fake_cifar):
-    speed = {}
-    for lo in LOADERS:
-        data = build_data(DataConfig(name="cifar10_subset", root=str(fake_cifar), loader=lo), batch_size=50, seed=0)
-        best = math.inf
-        for epoch in range(3):
-            start = time.perf_counter()
-            collect(data.train_batches(epoch))
-            best = min(best, time.perf_counter() - start)
-        speed[lo] = 200 / best
-    assert speed["device"] >= 3 * speed["torchvision"], speed
-
-
-# --- real data (the offline copies in ../shared/data) ----------------------------------------------
-
 @pytest.fixture(scope="module")
 def cache(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("cache")
