@@ -31,6 +31,7 @@ class DataConfig:
     download: bool = _plain(False)  # let torchvision fetch missing files (needs internet)
     loader: str = _plain("device")  # device: whole set on the training device | torchvision: DataLoader
     augment: bool = True          # the research's augmentation where the dataset has one (CIFAR)
+    jitter: float = 0.2           # colour jitter strength (brightness = contrast = saturation); 0 = crop + flip only
     num_workers: int = _plain(0)  # DataLoader workers (torchvision loader only)
     cache_dir: str = _plain("")   # where .gz files are unpacked; "" = ~/.cache/progressive-pruning
     synthetic_train: int = 512    # synthetic dataset: training images
@@ -299,6 +300,8 @@ def validate(cfg: Config) -> Config:
     if p.update_every_steps < 0:
         raise ConfigError(f"prune.update_every_steps: must be non-negative, got {p.update_every_steps}")
     _choice("data.loader", d.loader, ("device", "torchvision"))
+    if not 0 <= d.jitter < 1:
+        raise ConfigError(f"data.jitter: must be in [0, 1), got {d.jitter}")
     if d.num_workers < 0:
         raise ConfigError(f"data.num_workers: must be non-negative, got {d.num_workers}")
     if d.synthetic_train < 1 or d.synthetic_test < 1:

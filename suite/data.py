@@ -139,12 +139,13 @@ class AugmentParams:
         return [AugmentParams(*p) for p in zip(*parts)]
 
 
-def draw_augment_params(n: int, gen: torch.Generator) -> AugmentParams:
-    """Parameters for n images: offsets uniform on {0..8}, flips with p=0.5, factors uniform."""
+def draw_augment_params(n: int, gen: torch.Generator, jitter: float = JITTER) -> AugmentParams:
+    """Parameters for n images: offsets uniform on {0..8}, flips with p=0.5, factors uniform on
+    [1 - jitter, 1 + jitter] (jitter 0: every factor is 1, the identity)."""
     top = torch.randint(0, 2 * CROP_PADDING + 1, (n,), generator=gen)
     left = torch.randint(0, 2 * CROP_PADDING + 1, (n,), generator=gen)
     flip = torch.rand(n, generator=gen) < FLIP_P
-    factors = (1 - JITTER) + 2 * JITTER * torch.rand(n, 3, generator=gen)
+    factors = (1 - jitter) + 2 * jitter * torch.rand(n, 3, generator=gen)
     return AugmentParams(top, left, flip, factors)
 
 
@@ -154,7 +155,7 @@ def augment_cifar(x: Tensor, p: AugmentParams) -> Tensor:
     return color_jitter(x, p.factors[:, 0], p.factors[:, 1], p.factors[:, 2])
 
 
-def cifar_torchvision_transform(size: tuple[int, int], mean: tuple, std: tuple):
+def cifar_torchvision_transform(size: tuple[int, int], mean: tuple, std: tuple, jitter: float = JITTER):
     """The same augmentation as torchvision transforms on PIL images (the reference pipeline)."""
     from torchvision import transforms as T
 
@@ -162,9 +163,9 @@ def cifar_torchvision_transform(size: tuple[int, int], mean: tuple, std: tuple):
         T.RandomCrop(size, padding=CROP_PADDING),
         T.RandomHorizontalFlip(FLIP_P),
         # three single-factor jitters: ColorJitter alone would apply them in a random order
-        T.ColorJitter(brightness=JITTER),
-        T.ColorJitter(contrast=JITTER),
-        T.ColorJitter(saturation=JITTER),
+        T.ColorJitter(brightness=jitter),
+        T.ColorJitter(contrast=jitter),
+        T.ColorJitter(saturation=jitter),
         T.ToTensor(),
         T.Normalize(mean, std),
     ])
@@ -385,7 +386,7 @@ class Data:
     which rank) live here, the two loaders only differ in how they fetch a planned batch."""
 
     def __init__(self, source: Source, *, batch_size: int, seed: int, rank: int, world_size: int,
-                 device: torch.device | str, augment: bool):
+                 device: torch.device | str, augment: bool, jitter: float = JITTER):
         if world_size < 1 or not 0 <= rank < world_size:
             raise ConfigError(f"rank {rank} is not in a world of {world_size} processes")
         if batch_size % world_size:
@@ -397,6 +398,7 @@ class Data:
         self.eval_batch_size = max(self.local_batch_size, EVAL_BATCH)
         self.steps_per_epoch = self.spec.n_train // batch_size  # the same on every rank
         self.augment = augment and source.augmentable
+        self.jitter = jitter
 
     # plans: lists of index tensors (CPU, int64), one per batch of this rank
 
@@ -476,7 +478,7 @@ class DeviceData(Data):
         batches = torch.cat(plan).to(self.device, non_blocking=True).split(sizes)
         params = None
         if stream is not None:
-            params = draw_augment_params(sum(sizes), generator(*stream)).to(self.device).split(sizes)
+            params = draw_augment_params(sum(sizes), generator(*stream), self.jitter).to(self.device).split(sizes)
         for k, idx in enumerate(batches):
             x, y = x_all.index_select(0, idx), y_all.index_select(0, idx)
             if params is not None:
@@ -523,7 +525,8 @@ class TorchvisionData(Data):
             self.eval_transform = T.Compose([T.ToTensor(), T.Normalize(source.mean, source.std)])
             self.train_transform = self.eval_transform
             if self.augment:
-                self.train_transform = cifar_torchvision_transform(self.spec.input_shape[1:], source.mean, source.std)
+                self.train_transform = cifar_torchvision_transform(self.spec.input_shape[1:], source.mean, source.std,
+                                                                   self.jitter)
 
     def _fetch(self, split, plan, stream):
         if not plan:
@@ -557,7 +560,8 @@ def build_data(cfg: DataConfig, *, batch_size: int, seed: int, rank: int = 0, wo
     if batch_size % world_size:  # before loading anything
         raise ConfigError(f"train.batch_size: {batch_size} is not divisible by the world size {world_size}")
     source = DATASETS[cfg.name](cfg)
-    kw = dict(batch_size=batch_size, seed=seed, rank=rank, world_size=world_size, device=device, augment=cfg.augment)
+    kw = dict(batch_size=batch_size, seed=seed, rank=rank, world_size=world_size, device=device, augment=cfg.augment,
+              jitter=cfg.jitter)
     if cfg.loader == "device":
         return DeviceData(source, **kw)
     if cfg.loader == "torchvision":

@@ -224,6 +224,7 @@ class Runner:
             if not state["round_started"]:
                 if r > 0:
                     self.model.load_state_dict(state["rewind"])
+                    self.masked.apply_to_weights()  # the survivors at their rewound values, the rest zero
                     self._new_optimizer()  # a fresh optimizer: no momentum carried across rounds
                 elif k == 0 and rounds > 1:
                     state["rewind"] = copy.deepcopy(self.model.state_dict())
@@ -306,8 +307,7 @@ class Runner:
             "epochs": cfg.train.epochs, "total_epochs_trained": state["epochs_trained"],
             "world_size": self.acc.num_processes, "wall_time_s": state["wall_time_s"],
             "layer_sparsity": layers, "collapsed_layers": collapsed,
-            "dense_layers": [n for n in (f"{name}.weight" for name, mod in self.model.named_modules()
-                                         if isinstance(mod, M.PRUNABLE_TYPES)) if n not in self.weights],
+            "dense_layers": [n for n in M.prunable_weights(self.model) if n not in self.weights],
             "versions": versions(), "config": C.to_dict(cfg),
         }
 

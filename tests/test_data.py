@@ -437,3 +437,14 @@ def test_mnist1d_generated_standardised_and_cached(cache):
     assert cached.stat().st_mtime_ns == stamp and torch.equal(again.source.train_x, x)
     tv = build_data(dataclasses.replace(cfg, loader="torchvision"), batch_size=100, seed=0)
     assert_same_batches(data.train_batches(0), tv.train_batches(0))
+
+
+def test_jitter_zero_is_crop_and_flip_only():
+    from suite.data import augment_cifar, crop_flip, draw_augment_params
+    x = torch.randint(0, 256, (16, 3, 32, 32), dtype=torch.uint8, generator=torch.Generator().manual_seed(1))
+    p = draw_augment_params(16, torch.Generator().manual_seed(2), jitter=0.0)
+    assert (p.factors == 1).all()
+    assert torch.equal(augment_cifar(x, p), crop_flip(x, p.top, p.left, p.flip).float())
+    q = draw_augment_params(16, torch.Generator().manual_seed(2))  # the default jitter 0.2
+    assert torch.equal(q.top, p.top) and torch.equal(q.flip, p.flip)  # the same random stream
+    assert ((q.factors >= 0.8) & (q.factors <= 1.2)).all() and not (q.factors == 1).all()
