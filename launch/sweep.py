@@ -434,7 +434,7 @@ def execute(tasks: list[Task], jobs: int, slot_env: list[dict[str, str]], log: S
 
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
     try:
-        while pending or running:
+        while running or (pending and not signals[0]):
             free = [k for k in range(jobs) if k not in running]
             while pending and free and not signals[0]:
                 slot, task = free.pop(0), pending.pop(0)
@@ -523,13 +523,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                              "write a job array; print: print the commands (default: local)")
     parser.add_argument("--dry-run", action="store_true",
                         help="list the runs and what is done / failed / partial; run nothing (default: off)")
-    parser.add_argument("--gpus", type=int, default=None,
-                        help="local: N runs at once, one GPU each; accelerate and slurm: GPUs per run "
-                             "(accelerate on a machine with no GPU: CPU processes, default 2) "
-                             "(default: local none, accelerate all, slurm 1)")
-    parser.add_argument("--jobs", type=int, default=None,
-                        help="local: runs at once (default: --gpus or 1); slurm: array tasks at once "
-                             "(default: no limit)")
+    parser.add_argument("--gpus", type=int, default=None, metavar="N",
+                        help="local: N runs at once, one GPU each (default: no GPU pinning); accelerate: "
+                             "processes per run (default: every visible GPU; with no GPU, 2 CPU processes); "
+                             "slurm: GPUs per array task (default: 1)")
+    parser.add_argument("--jobs", type=int, default=None, metavar="N",
+                        help="runs at once: local (default: --gpus or 1), accelerate (each on its own "
+                             "--gpus GPUs; default: 1), slurm (array tasks at once; default: no limit)")
     parser.add_argument("--submit", action="store_true", help="slurm: submit the array with sbatch (default: off)")
     parser.add_argument("--retry-failed", action="store_true",
                         help="run failed runs (failed.json) again; they are skipped by default")

@@ -418,23 +418,25 @@ def test_second_pass_skips_everything(two_passes):
 
 
 def test_interrupted_sweep_stops_its_run_and_the_next_pass_resumes_it(tmp_path):
-    path = write_sweep(tmp_path, "axes: {seed: [7]}\noverrides: {train.epochs: 15}\n")
+    path = write_sweep(tmp_path, "axes: {seed: [7, 8]}\noverrides: {train.epochs: 15}\n")
     out = tmp_path / "runs"
-    run = S.expand(S.load_sweep(path), out).runs[0]
+    run, later = S.expand(S.load_sweep(path), out).runs
     proc = subprocess.Popen([*SWEEP, str(path), "--out", str(out)], cwd=ROOT, env=env(),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     wait_for(run.dir / "metrics.jsonl", proc)
     proc.send_signal(signal.SIGTERM)  # as SLURM or Ctrl-C would: passed on to the run
     stdout, stderr = proc.communicate(timeout=120)
     assert proc.returncode == 75, stderr
-    assert "sweep study: 0 done, 0 skipped, 0 failed, 1 stopped" in stdout
+    assert stdout.splitlines()[-3:] == ["sweep study: 0 done, 0 skipped, 0 failed, 2 stopped",
+                                        f"  stopped: {run.label}", f"  stopped: {later.label}"]
     assert (run.dir / "checkpoint.pt").exists() and not (run.dir / "result.json").exists()
+    assert not later.dir.exists()  # never started once the sweep was told to stop
     trained = len(metric_epochs(run.dir))
     assert 1 <= trained < 15
 
     again = run_sweep(str(path), "--out", str(out))
     assert again.returncode == 0, again.stderr
-    assert "sweep study: 1 done, 0 skipped, 0 failed" in again.stdout
+    assert "sweep study: 2 done, 0 skipped, 0 failed" in again.stdout
     assert metric_epochs(run.dir) == list(range(1, 16))  # every epoch once: resumed, not restarted
     err = (out / "sweeps" / "study" / "logs" / f"{run.label.replace('/', '.')}.err").read_text()
     assert f"resuming {run.dir} at round 0 epoch {trained}" in err
@@ -503,3 +505,41 @@ def test_accelerate_backend_runs_a_real_two_process_job_on_cpu(tmp_path):
     log = (out / "sweeps" / "study" / "sweep.log").read_text()
     assert ("ACCELERATE_USE_CPU=1 OMP_NUM_THREADS=1 accelerate launch --config_file "
             "launch/accelerate/cpu_2proc.yaml --multi_gpu --num_processes 2 suite/run.py") in log
+
+
+def test_multinode_script_runs_ddp_and_requeues_on_sigterm(tmp_path):
+    """launch/slurm/multinode.sbatch on one stand-in node: srun runs the command here as node 0, and
+    2 CPU processes stand in for the node's GPUs."""
+    import socket
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "srun").write_text('#!/bin/bash\nwhile [[ "$1" == --* ]]; do shift; done\nSLURM_NODEID=0 exec "$@"\n')
+    (bin_dir / "scontrol").write_text('#!/bin/bash\nif [ "$1" = show ]; then echo 127.0.0.1; '
+                                      f'else echo "$@" >> {tmp_path / "scontrol.calls"}; fi\n')
+    for tool in ("srun", "scontrol"):
+        (bin_dir / tool).chmod(0o755)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    job_env = env(PATH=f"{bin_dir}:{Path(sys.executable).parent}:{os.environ['PATH']}", SLURM_JOB_NODELIST="node1",
+                  SLURM_NNODES="1", SLURM_GPUS_ON_NODE="2", SLURM_JOB_ID="77", ACCELERATE_USE_CPU="1",
+                  MAIN_PORT=str(port))
+    out = tmp_path / "runs"
+    args = ["bash", "launch/slurm/multinode.sbatch", "--out", str(out), "--no-progress", "seed=3",
+            "data.name=synthetic", "model.name=tiny_mlp", "train.epochs=15", "prune.t_end=1"]
+    proc = subprocess.Popen(args, cwd=ROOT, env=job_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    folder = S.run_dir(S.load_config(None, args[5:]), out)
+    wait_for(folder / "metrics.jsonl", proc)
+    proc.send_signal(signal.SIGTERM)
+    stdout, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 0, stdout
+    assert f"1 nodes x 2 GPUs, main 127.0.0.1:{port}, restart 0: {folder}" in stdout
+    assert (tmp_path / "scontrol.calls").read_text() == "requeue 77\n"
+    assert (folder / "checkpoint.pt").exists() and not (folder / "result.json").exists()
+
+    job_env["SLURM_RESTART_COUNT"] = "1"
+    again = subprocess.run(args, cwd=ROOT, env=job_env, capture_output=True, text=True, timeout=120)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert metric_epochs(folder) == list(range(1, 16))
+    assert json.loads((folder / "result.json").read_text())["world_size"] == 2
+    assert (tmp_path / "scontrol.calls").read_text() == "requeue 77\n"
