@@ -38,6 +38,13 @@ def test_two_process_run_hits_the_exact_target(ddp_run):
     assert sum(zeros.values()) == round(0.8 * n)
 
 
+def test_lr_is_stepped_once_per_epoch_not_once_per_process(ddp_run):
+    import math
+    out, _ = ddp_run
+    rows = [json.loads(line) for line in next(out.rglob("metrics.jsonl")).read_text().splitlines()]
+    assert [row["lr"] for row in rows] == [0.05 * 0.5 * (1 + math.cos(math.pi * e / 3)) for e in range(3)]
+
+
 def test_wandb_offline_run_written_once_by_the_main_process(ddp_run):
     out, _ = ddp_run
     runs = sorted(p for p in out.rglob("offline-run-*") if p.is_dir())

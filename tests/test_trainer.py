@@ -188,3 +188,15 @@ def test_a_run_held_by_another_process_exits_3(tmp_path):
     assert proc.returncode == 3
     assert proc.stderr.strip().splitlines()[-1] == f"error: run is locked by another process: {folder}"
     assert not (folder / "result.json").exists()
+
+
+def test_bf16_keeps_pruned_weights_exactly_zero(tmp_path):
+    proc = run_cli(["--out", str(tmp_path), *TINY, "train.precision=bf16", "model.name=tiny_cnn"])
+    assert proc.returncode == 0, proc.stderr
+    folder = run_folder(proc.stdout)
+    mask, weights = tensors(folder / "mask.safetensors"), tensors(folder / "model.safetensors")
+    for name, m in mask.items():
+        assert weights[name].dtype == torch.float32  # fp32 master weights, bf16 only in autocast
+        assert int((weights[name][m == 0] != 0).sum()) == 0
+    r = result(folder)
+    assert r["prunable_total"] - r["prunable_remaining"] == round(0.9 * r["prunable_total"])
