@@ -311,7 +311,7 @@ def accelerate_command(run: Run, processes: int, gpus_present: bool) -> tuple[li
         env: dict[str, str] = {}
     else:
         config = "cpu_2proc.yaml"
-        flags = ["--multi_gpu", "--num_processes", str(processes)] if processes > 1 else ["--cpu", "--num_processes", "1"]
+        flags = ["--multi_gpu" if processes > 1 else "--cpu", "--num_processes", str(processes)]
         env = {"ACCELERATE_USE_CPU": "1"}
     argv = ["accelerate", "launch", "--config_file", f"launch/accelerate/{config}", *flags, "suite/run.py", *run.args]
     return argv, env
@@ -378,7 +378,7 @@ def classify(rc: int, folder: Path, stderr_tail: list[str], started: float, stop
     every failing exit into 1) and its exit code and stderr second."""
     if (folder / "result.json").is_file():
         return "done", ""
-    if any(LOCKED_MESSAGE in line for line in stderr_tail) or (rc == EXIT_LOCKED and not stderr_tail):
+    if rc == EXIT_LOCKED or any(LOCKED_MESSAGE in line for line in stderr_tail):
         return "locked", "running elsewhere"
     failed = folder / "failed.json"
     if failed.is_file() and failed.stat().st_mtime >= started - 1.0:  # written by this process

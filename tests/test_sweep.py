@@ -14,8 +14,6 @@ import time
 from pathlib import Path
 
 import pytest
-import yaml
-
 from helpers import ROOT, env
 from launch import sweep as S
 from suite.config import SEEDS, ConfigError, parse_override
@@ -276,6 +274,7 @@ def test_classify_exit_codes_and_folders(tmp_path):
     # accelerate launch reports every failing exit as 1: the stderr line says what happened
     locked = [f"error: run is locked by another process: {tmp_path}", "CalledProcessError: ..."]
     assert S.classify(1, tmp_path, locked, started, False) == ("locked", "running elsewhere")
+    assert S.classify(3, tmp_path, locked[:1], started, False) == ("locked", "running elsewhere")
     assert S.classify(1, tmp_path, ["boom", "RuntimeError: CUDA out of memory"], started, False) == \
         ("failed", "exit 1: RuntimeError: CUDA out of memory")
     assert S.classify(-9, tmp_path, [], started, False) == ("failed", "killed by SIGKILL (no output on stderr)")
@@ -309,7 +308,10 @@ def test_accelerate_commands_and_config_files(tmp_path):
                         "--multi_gpu", "--num_processes", "2", "suite/run.py"]
     assert argv[8:] == list(run.args) and extra == {"ACCELERATE_USE_CPU": "1"}
     assert S.accelerate_command(run, 1, True)[0][3:6] == ["launch/accelerate/single_gpu.yaml", "--num_processes", "1"]
-    assert S.accelerate_command(run, 4, True)[0][3:6] == ["launch/accelerate/one_node_8gpu.yaml", "--num_processes", "4"]
+    assert S.accelerate_command(run, 4, True)[0][3:6] == \
+        ["launch/accelerate/one_node_8gpu.yaml", "--num_processes", "4"]
+    assert S.accelerate_command(run, 1, False)[0][3:7] == \
+        ["launch/accelerate/cpu_2proc.yaml", "--cpu", "--num_processes", "1"]
     expected = {"single_gpu": ("NO", 1, False), "one_node_8gpu": ("MULTI_GPU", 8, False),
                 "multi_node": ("MULTI_GPU", 16, False), "cpu_2proc": ("MULTI_GPU", 2, True)}
     assert sorted(p.stem for p in (ROOT / "launch" / "accelerate").glob("*.yaml")) == sorted(expected)
@@ -320,7 +322,8 @@ def test_accelerate_commands_and_config_files(tmp_path):
 
 
 def test_slurm_scripts_parse_and_hold_the_array(tmp_path, capsys):
-    path = write_sweep(tmp_path, "axes: {method: [progressive, dense], prune.target_sparsity: [0.5, 0.75], seed: [1, 2]}\n")
+    path = write_sweep(tmp_path, "axes: {method: [progressive, dense], prune.target_sparsity: [0.5, 0.75], "
+                                 "seed: [1, 2]}\n")
     out = tmp_path / "runs"
     assert S.main([str(path), "--out", str(out), "--backend", "slurm", "--jobs", "3", "--gpus", "2"]) == 0
     script = out / "sweeps" / "study" / "array.sbatch"
@@ -360,7 +363,8 @@ def test_print_and_dry_run_list_the_runs(tmp_path, capsys):
     assert lines[2] == f"  1 done     {runs[1].label}"
     assert lines[3] == (f"  2 failed   {runs[2].label}  (loss is nan; also prune.target_sparsity=0.75 "
                         "(dense does not read them))")
-    assert lines[4:] == ["status: 1 done, 0 running, 1 failed, 0 partial, 1 pending", "would start 1 runs with backend local"]
+    assert lines[4:] == ["status: 1 done, 0 running, 1 failed, 0 partial, 1 pending",
+                         "would start 1 runs with backend local"]
     assert not (out / "sweeps").exists()  # a dry run writes nothing
 
 
