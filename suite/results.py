@@ -69,7 +69,8 @@ def save_checkpoint(path: Path, state: dict) -> None:
 
 
 def load_checkpoint(path: Path, device: torch.device | str) -> dict:
-    return torch.load(path, map_location=device, weights_only=True)
+    device = torch.device(device)  # a 2-process CPU group reports cpu:<rank>, which torch.load cannot map
+    return torch.load(path, map_location="cpu" if device.type == "cpu" else device, weights_only=True)
 
 
 class RunLocked(RuntimeError):

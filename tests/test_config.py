@@ -19,6 +19,7 @@ def test_overrides_are_typed():
     assert cfg.train.lr == 0.01 and cfg.train.milestones == (80, 120) and cfg.prune.keep_first_dense is True
     assert cfg.seed == 7
     assert C.load_config(None, ["train.lr=1"]).train.lr == 1.0  # an int is a fine float
+    assert C.load_config(None, ["train.lr=1e-3"]).train.lr == 0.001  # YAML 1.1 reads this as a string
 
 
 @pytest.mark.parametrize("override, message", [
@@ -34,6 +35,8 @@ def test_overrides_are_typed():
     ("method=magic", "unknown method 'magic' (valid: "),
     ("train.precision=fp8", "train.precision: 'fp8' is not one of fp32, bf16, fp16"),
     ("train", "override 'train' is not of the form key=value"),
+    ("train.lr=inf", "train.lr: must be a finite number, got inf"),
+    ("train.lr=.nan", "train.lr: must be a finite number, got nan"),
 ])
 def test_bad_values_are_one_line_errors_naming_the_key(override, message):
     with pytest.raises(C.ConfigError) as err:
