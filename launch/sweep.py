@@ -34,7 +34,7 @@ if str(REPO) not in sys.path:  # `python launch/sweep.py` works without installi
 
 import yaml  # noqa: E402
 
-from suite.config import Config, ConfigError, load_config, parse_override, run_dir  # noqa: E402
+from suite.config import Config, ConfigError, load_config, parse_override, read_yaml, run_dir  # noqa: E402
 
 SWEEP_KEYS = ("base", "axes", "overrides")
 BACKENDS = ("local", "accelerate", "slurm", "print")
@@ -68,12 +68,7 @@ def base_path(base: str) -> Path:
 def load_sweep(path: str | Path, extra: list[str] = ()) -> Sweep:
     """Read and check a sweep file; `extra` are `key=value` overrides from the command line."""
     path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"sweep file not found: {path}")
-    try:
-        tree = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as e:
-        raise _fail(path, f"not valid YAML ({str(e).splitlines()[0]})") from None
+    tree = read_yaml(path, "sweep file")
     if not isinstance(tree, dict):
         raise _fail(path, f"expected a mapping with keys {', '.join(SWEEP_KEYS)}")
     for key in tree:

@@ -26,7 +26,7 @@ import yaml
 from tabulate import tabulate
 
 from suite import stats
-from suite.config import ConfigError
+from suite.config import ConfigError, read_yaml
 
 DENSE = "dense"                               # the method name of the unpruned control
 METHOD_SECTIONS = ("prune.", "snip.", "grasp.", "lth.")  # method-specific science settings
@@ -541,12 +541,7 @@ class Published:
 
 def load_published(path: Path) -> list[Published]:
     """Parse configs/published.yaml; each problem is one ConfigError line naming the entry."""
-    if not path.is_file():
-        raise ConfigError(f"published references file not found: {path}")
-    try:
-        tree = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as e:
-        raise ConfigError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
+    tree = read_yaml(path, "published references file")
     entries = (tree or {}).get("references") if isinstance(tree, dict) else None
     if not isinstance(entries, list):
         raise ConfigError(f"{path}: expected a top-level 'references:' list")
