@@ -128,7 +128,8 @@ def test_verdict_says_met_or_missed_by_how_much():
     assert B.verdict(1.2, 1.5, "max", " s") == (True, "met by 0.3 s")
     assert B.verdict(1.6, 1.5, "max", " s") == (False, "missed by 0.1 s")
     assert B.verdict(1.5, 1.5, "max", " s") == (True, "met by 0 s")  # the limit itself meets a <= target
-    assert B.verdict(1.071, 1.05, "max", "%") == (False, "missed by 2.0%")
+    assert B.verdict(1.071, 1.05, "max", "pts") == (False, "missed by 2.1 points")
+    assert B.verdict(1.0114, 1.05, "max", "pts") == (True, "met by 3.9 points")
     assert B.verdict(12.0, 3.0, "min", "x") == (True, "met by 9x")
     assert B.verdict(2.0, 3.0, "min", "x") == (False, "missed by 1x")
     assert B.verdict(None, 3.0, "min", "x") == (None, "not measured")
