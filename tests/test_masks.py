@@ -93,3 +93,26 @@ def test_fingerprint_changes_with_any_weight():
     assert M.fingerprint(a) != M.fingerprint(b)
     assert M.sparsity_of(a) == 1 / 3
     assert M.layer_sparsity(b) == {"w": 1 / 3}
+
+
+def _reference_keep_top(scores, n_keep, alive):
+    """Brute force: rank live weights by (score desc, position asc), NaN and dead last."""
+    flat = torch.cat([s.reshape(-1) for s in scores.values()]).tolist()
+    live = torch.cat([a.reshape(-1) for a in alive.values()]).tolist()
+    key = lambda i: (0 if live[i] and flat[i] == flat[i] else 1, -flat[i] if live[i] and flat[i] == flat[i] else 0, i)
+    kept = set(sorted(range(len(flat)), key=key)[:n_keep])
+    return [i in kept for i in range(len(flat))]
+
+
+def test_keep_top_equals_brute_force_with_ties_nan_and_dead_weights():
+    gen = torch.Generator().manual_seed(3)
+    for trial in range(30):
+        scores = {"a": torch.randint(0, 5, (7, 3), generator=gen).float(),
+                  "b": torch.randint(0, 5, (11,), generator=gen).float()}
+        scores["b"][trial % 11] = float("nan")
+        alive = {n: torch.rand(s.shape, generator=gen) > 0.3 for n, s in scores.items()}
+        n_live = sum(int(a.sum()) for a in alive.values())
+        n_keep = int(torch.randint(0, n_live + 1, (1,), generator=gen))
+        got = M.keep_top(scores, n_keep, alive)
+        flat = torch.cat([got["a"].reshape(-1), got["b"].reshape(-1)]).tolist()
+        assert flat == _reference_keep_top(scores, n_keep, alive), trial
