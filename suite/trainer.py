@@ -121,6 +121,7 @@ class Runner:
                            world_size=accelerator.num_processes)
         self.optimizer = None
         self.threshold = float("nan")
+        self.collapsed: list[str] = []  # layers already reported as pruned to zero weights
 
     # --- state ---------------------------------------------------------------------------------
 
@@ -134,6 +135,10 @@ class Runner:
         mask = M.synchronise(mask, self.device)
         self.masked.install(mask, self.optimizer)
         self.threshold = M.smallest_alive_magnitude(self.weights, self.masked.mask)
+        for name, m in self.masked.mask.items():
+            if name not in self.collapsed and not bool(m.any()):
+                self.collapsed.append(name)
+                _log(self.acc, f"warning: layer {name} is pruned to zero weights (layer collapse)")
         return True
 
     def _checkpoint(self, state: dict) -> None:
@@ -269,9 +274,7 @@ class Runner:
                 self._install(method.end_round(r, self.ctx, self.masked.mask))
                 state.update(round=r + 1, epoch=k, round_started=False)
                 self._checkpoint(state)
-        state["wall_time_s"] += time.time() - started
-        result = self._result(rounds - 1, [rec for rec in records if rec["round"] == rounds - 1], state)
-        result["wall_time_s"] = state["wall_time_s"]
+        result["wall_time_s"] = state["wall_time_s"] + time.time() - started
         if acc.is_main_process:
             save_tensors(self.dir / "mask.safetensors", self.masked.mask)
             save_tensors(self.dir / "model.safetensors", self.model.state_dict())
@@ -289,8 +292,6 @@ class Runner:
         best_any = max(evaluated, key=lambda rec: rec["test_accuracy"]) if evaluated else None
         layers = M.layer_sparsity(mask)
         collapsed = [name for name, s in layers.items() if s == 1.0]
-        for name in collapsed:
-            _log(self.acc, f"warning: layer {name} is pruned to zero weights (layer collapse)")
         return {
             "status": "finished", "method": cfg.method, "model": cfg.model.name, "dataset": cfg.data.name,
             "seed": cfg.seed, "experiment": C.experiment_hash(cfg), "science": C.science_settings(cfg),

@@ -200,3 +200,21 @@ def test_bf16_keeps_pruned_weights_exactly_zero(tmp_path):
         assert int((weights[name][m == 0] != 0).sum()) == 0
     r = result(folder)
     assert r["prunable_total"] - r["prunable_remaining"] == round(0.9 * r["prunable_total"])
+
+
+def test_a_layer_pruned_to_zero_is_warned_once_and_recorded(tmp_path, capsys):
+    from accelerate import Accelerator
+
+    from suite import config as C
+    from suite.trainer import Runner
+    cfg = C.load_config(None, [*TINY, "wandb.mode=disabled"], method="dense")
+    runner = Runner(cfg, tmp_path, Accelerator(cpu=True))
+    runner._new_optimizer()
+    mask = {n: torch.ones_like(w, dtype=torch.bool) for n, w in runner.weights.items()}
+    mask["fc3.weight"][:] = False
+    assert runner._install(mask) and runner._install({n: m.clone() for n, m in mask.items()})
+    warnings = [line for line in capsys.readouterr().err.splitlines() if "layer collapse" in line]
+    assert warnings == ["warning: layer fc3.weight is pruned to zero weights (layer collapse)"]
+    r = runner._result(0, [], {"epochs_trained": 0, "wall_time_s": 0.0})
+    assert r["collapsed_layers"] == ["fc3.weight"] and r["layer_sparsity"]["fc3.weight"] == 1.0
+    assert r["prunable_total"] - r["prunable_remaining"] == runner.weights["fc3.weight"].numel()
