@@ -79,6 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         check_world_size(accelerator.num_processes)
         outcome = run_experiment(cfg, args.out, accelerator, force=args.force, progress=not args.no_progress)
+        accelerator.end_training()
     except C.ConfigError as e:
         return _error(str(e), EXIT_BAD_INPUT)
     except RunLocked as e:

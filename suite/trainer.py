@@ -388,7 +388,11 @@ def run_experiment(cfg: C.Config, out: str | Path, accelerator, force: bool = Fa
             raise
         finally:
             signal.signal(signal.SIGTERM, previous)
-            accelerator.end_training()
+            # finish this run's trackers but keep the process group: a script may run several
+            # experiments in one job (Accelerator.end_training would destroy the group)
+            for tracker in accelerator.trackers:
+                tracker.finish()
+            accelerator.trackers = []
     return Outcome("finished", run_dir, result, runner)
 
 

@@ -24,18 +24,23 @@ def digest(state: dict) -> str:
 
 
 def main() -> None:
-    out, report, overrides = sys.argv[1], Path(sys.argv[2]), sys.argv[3:]
-    cfg = C.load_config(None, overrides)
+    """argv: OUT REPORT_DIR [--methods a,b,...] key=value ...; one report file per method and rank."""
+    out, report, rest = sys.argv[1], Path(sys.argv[2]), sys.argv[3:]
+    methods = [None]
+    if rest[:1] == ["--methods"]:
+        methods, rest = rest[1].split(","), rest[2:]
     acc = Accelerator(log_with="wandb")
     check_world_size(acc.num_processes)
-    outcome = run_experiment(cfg, out, acc, progress=False)
-    runner = outcome.runner
-    (report / f"rank_{acc.process_index}.json").write_text(json.dumps({
-        "world_size": acc.num_processes,
-        "mask": fingerprint(runner.masked.mask),
-        "weights": digest(runner.model.state_dict()),
-        "zeros": {n: int((w == 0).sum()) for n, w in runner.weights.items()},
-    }))
+    for method in methods:
+        cfg = C.load_config(None, rest, method)
+        runner = run_experiment(cfg, out, acc, progress=False).runner
+        prefix = f"{method}_" if method else ""
+        (report / f"{prefix}rank_{acc.process_index}.json").write_text(json.dumps({
+            "world_size": acc.num_processes,
+            "mask": fingerprint(runner.masked.mask),
+            "weights": digest(runner.model.state_dict()),
+            "zeros": {n: int((w == 0).sum()) for n, w in runner.weights.items()},
+        }))
 
 
 if __name__ == "__main__":

@@ -67,3 +67,41 @@ def test_multi_process_launch_without_cpu_flag_fails_loudly(tmp_path):
     assert "launched as 2 processes but Accelerate sees a world size of 1" in proc.stderr
     assert "ACCELERATE_USE_CPU=1 accelerate launch --multi_gpu --num_processes 2" in proc.stderr
     assert not list(tmp_path.rglob("result.json"))
+
+
+BASELINES = ("snip", "grasp", "lth", "random", "dense")
+QUICK_DATA = ["data.name=mnist1d", "model.name=lenet300", "train.epochs=1", "train.batch_size=128",
+              "train.lr=0.05", "prune.target_sparsity=0.75", "lth.rate=0.5", "wandb.mode=disabled"]
+
+
+@pytest.fixture(scope="module")
+def baselines_ddp(tmp_path_factory):
+    out, report = tmp_path_factory.mktemp("runs"), tmp_path_factory.mktemp("ranks")
+    proc = launch_2proc([str(ROOT / "tests" / "ddp_train_script.py"), str(out), str(report),
+                         "--methods", ",".join(BASELINES), *QUICK_DATA], WANDB_MODE="disabled")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return out, report
+
+
+@pytest.mark.parametrize("method", BASELINES)
+def test_every_baseline_runs_as_a_2_process_job_on_the_quick_start_data(baselines_ddp, method):
+    out, report = baselines_ddp
+    ranks = [json.loads((report / f"{method}_rank_{i}.json").read_text()) for i in (0, 1)]
+    assert ranks[0] == ranks[1]  # identical masks, weights and zero counts on both ranks
+    (folder,) = [p.parent for p in out.rglob("result.json") if p.parent.parent.name.startswith(f"{method}-")
+                 and p.parent.name == "seed_42"]
+    r = result(folder)
+    assert (r["method"], r["dataset"], r["world_size"]) == (method, "mnist1d", 2)
+    n = r["prunable_total"]
+    expected_zeros = 0 if method == "dense" else round(0.75 * n)
+    assert n - r["prunable_remaining"] == expected_zeros == sum(ranks[0]["zeros"].values())
+
+
+def test_lth_under_ddp_keeps_every_round(baselines_ddp):
+    out, _ = baselines_ddp
+    (folder,) = [p.parent for p in out.rglob("result.json") if p.parent.parent.name.startswith("lth-")
+                 and p.parent.name == "seed_42"]
+    rounds = [result(folder / f"round_{r}") for r in range(3)]  # rate 0.5 to 0.75: 2 levels, 3 rounds
+    n = rounds[0]["prunable_total"]
+    assert [n - x["prunable_remaining"] for x in rounds] == [0, round(0.5 * n), round(0.75 * n)]
+    assert result(folder)["total_epochs_trained"] == 3
