@@ -218,3 +218,14 @@ def test_a_layer_pruned_to_zero_is_warned_once_and_recorded(tmp_path, capsys):
     r = runner._result(0, [], {"epochs_trained": 0, "wall_time_s": 0.0})
     assert r["collapsed_layers"] == ["fc3.weight"] and r["layer_sparsity"]["fc3.weight"] == 1.0
     assert r["prunable_total"] - r["prunable_remaining"] == runner.weights["fc3.weight"].numel()
+
+
+def test_wandb_offline_run_mirrors_the_result_and_can_carry_the_mask(tmp_path):
+    proc = run_cli(["--out", str(tmp_path), *TINY, "wandb.log_mask=true"], wandb="offline")
+    assert proc.returncode == 0, proc.stderr
+    folder = run_folder(proc.stdout)
+    (run,) = [p for p in (folder / "wandb").glob("offline-run-*") if p.is_dir()]
+    raw = next(run.glob("*.wandb")).read_bytes()
+    r = result(folder)
+    for needle in (f"mask-{r['experiment']}-42", "mask.safetensors", "final_test_accuracy", "tiny_mlp", "synthetic"):
+        assert needle.encode() in raw, needle
