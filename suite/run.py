@@ -56,6 +56,7 @@ def _error(text: str, code: int) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Parse, run, and return the exit code."""
     args = parse_args(argv)
     try:
         cfg = C.load_config(args.config, args.overrides, args.method)
@@ -66,9 +67,6 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     from accelerate import Accelerator
-    from suite.masks import RankMismatch
-    from suite.results import RunLocked
-    from suite.trainer import Interrupted, RunFailed, run_experiment
 
     mode = os.environ.get("WANDB_MODE", cfg.wandb.mode)
     precision = {"fp32": "no", "bf16": "bf16", "fp16": "fp16"}[cfg.train.precision]
@@ -77,9 +75,18 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, RuntimeError) as e:
         return _error(f"train.precision={cfg.train.precision}: {str(e).splitlines()[0]}", EXIT_BAD_INPUT)
     try:
+        return _run(args, cfg, accelerator)
+    finally:
+        accelerator.end_training()  # finish trackers, destroy the process group (else gloo aborts at exit)
+
+
+def _run(args: argparse.Namespace, cfg: C.Config, accelerator) -> int:
+    from suite.masks import RankMismatch
+    from suite.results import RunLocked
+    from suite.trainer import Interrupted, RunFailed, run_experiment
+    try:
         check_world_size(accelerator.num_processes)
         outcome = run_experiment(cfg, args.out, accelerator, force=args.force, progress=not args.no_progress)
-        accelerator.end_training()
     except C.ConfigError as e:
         return _error(str(e), EXIT_BAD_INPUT)
     except RunLocked as e:
@@ -101,7 +108,6 @@ def main(argv: list[str] | None = None) -> int:
                   f"(target {r['target_sparsity']:.4f}) -> {outcome.run_dir}/result.json", file=sys.stderr)
         print(outcome.run_dir)
     return 0
-
 
 if __name__ == "__main__":
     sys.exit(main())

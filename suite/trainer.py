@@ -382,7 +382,7 @@ def run_experiment(cfg: C.Config, out: str | Path, accelerator, force: bool = Fa
                     artifact = wandb.Artifact(f"mask-{C.experiment_hash(cfg)}-{cfg.seed}", type="mask")
                     artifact.add_file(str(run_dir / "mask.safetensors"))
                     tracker.log_artifact(artifact)
-        except RunFailed as e:
+        except (RunFailed, M.RankMismatch) as e:
             if accelerator.is_main_process:
                 write_json(run_dir / "failed.json", {"status": "failed", "reason": str(e)})
             raise

@@ -105,3 +105,12 @@ def test_lth_under_ddp_keeps_every_round(baselines_ddp):
     n = rounds[0]["prunable_total"]
     assert [n - x["prunable_remaining"] for x in rounds] == [0, round(0.5 * n), round(0.75 * n)]
     assert result(folder)["total_epochs_trained"] == 3
+
+
+def test_ranks_that_compute_different_masks_stop_with_a_clear_error(tmp_path):
+    proc = launch_2proc([str(ROOT / "tests" / "ddp_mismatch_script.py"), str(tmp_path)])
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    ranks = [json.loads((tmp_path / f"rank_{i}.json").read_text()) for i in (0, 1)]
+    for r in ranks:
+        assert r["agreed"] == [True, False, True, True]
+        assert r["outcome"].startswith("the mask computed by each rank differs across ranks")
