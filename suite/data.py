@@ -5,7 +5,6 @@ from __future__ import annotations
 import gzip
 import hashlib
 import math
-import os
 import random
 import shutil
 from dataclasses import dataclass
@@ -18,6 +17,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from suite.config import ConfigError, DataConfig
+from suite.results import atomic_write
 
 # Normalisation constants: per-channel mean/std of the training set on the [0, 1] scale.
 MNIST_MEAN, MNIST_STD = (0.1307,), (0.3081,)
@@ -221,17 +221,6 @@ def cache_dir(cfg: DataConfig) -> Path:
     return Path(cfg.cache_dir or "~/.cache/progressive-pruning").expanduser()
 
 
-def _atomic_write(path: Path, write: Callable[[Path], None]) -> None:
-    """Write via a private temporary name, then rename: concurrent ranks never see half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 def _spec(name: str, train_x: Tensor, test_x: Tensor, num_classes: int) -> DataSpec:
     return DataSpec(name, tuple(train_x.shape[1:]), num_classes, len(train_x), len(test_x))
 
@@ -266,7 +255,7 @@ def _mnist_root(cfg: DataConfig) -> Path:
                 def unpack(tmp: Path, src: Path = raw / f"{f}.gz") -> None:
                     with gzip.open(src, "rb") as fin, open(tmp, "wb") as fout:
                         shutil.copyfileobj(fin, fout)
-                _atomic_write(target, unpack)
+                atomic_write(target, unpack)
         return cached
     if cfg.download:
         return root
@@ -338,7 +327,7 @@ def load_mnist1d(cfg: DataConfig) -> Source:
         def save(tmp: Path) -> None:
             with open(tmp, "wb") as f:  # a file object: given a name, savez would append ".npz"
                 np.savez(f, x=d["x"], y=d["y"], x_test=d["x_test"], y_test=d["y_test"])
-        _atomic_write(path, save)
+        atomic_write(path, save)
     with np.load(path) as z:
         x, y, vx, vy = (z[k] for k in ("x", "y", "x_test", "y_test"))
     mean, std = x.mean(), x.std()

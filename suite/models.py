@@ -11,10 +11,6 @@ from torch import nn
 from suite.config import ConfigError
 from suite.data import DataSpec
 
-# Every prunable weight is the `.weight` of a Conv1d/Conv2d/Linear; biases and BatchNorm
-# parameters are never pruned.
-PRUNABLE_TYPES = (nn.Conv1d, nn.Conv2d, nn.Linear)
-
 
 # --- initialisers (each model says which paper's code it follows) ------------------------------
 

@@ -17,7 +17,7 @@ _UMASK = os.umask(0)
 os.umask(_UMASK)
 
 
-def _atomic(path: Path, write) -> None:
+def atomic_write(path: Path, write) -> None:
     """Write through a temp file in the same folder, then rename: a crash never leaves half a file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -45,12 +45,12 @@ def _clean(obj: Any) -> Any:
 
 def write_json(path: Path, obj: Any) -> None:
     text = json.dumps(_clean(obj), indent=2, sort_keys=False) + "\n"
-    _atomic(path, lambda tmp: Path(tmp).write_text(text))
+    atomic_write(path, lambda tmp: Path(tmp).write_text(text))
 
 
 def write_jsonl(path: Path, records: list[dict]) -> None:
     text = "".join(json.dumps(_clean(r)) + "\n" for r in records)
-    _atomic(path, lambda tmp: Path(tmp).write_text(text))
+    atomic_write(path, lambda tmp: Path(tmp).write_text(text))
 
 
 def read_json(path: Path) -> Any:
@@ -61,11 +61,11 @@ def save_tensors(path: Path, tensors: dict[str, torch.Tensor]) -> None:
     """safetensors file (bool masks are stored as uint8 0/1)."""
     plain = {k: (v.to(torch.uint8) if v.dtype == torch.bool else v).detach().contiguous().cpu()
              for k, v in tensors.items()}
-    _atomic(path, lambda tmp: save_file(plain, tmp))
+    atomic_write(path, lambda tmp: save_file(plain, tmp))
 
 
 def save_checkpoint(path: Path, state: dict) -> None:
-    _atomic(path, lambda tmp: torch.save(state, tmp))
+    atomic_write(path, lambda tmp: torch.save(state, tmp))
 
 
 def load_checkpoint(path: Path, device: torch.device | str) -> dict:

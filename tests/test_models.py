@@ -8,7 +8,8 @@ from torch import nn
 
 from suite.config import ConfigError, DataConfig
 from suite.data import DataSpec, build_data
-from suite.models import MODELS, PRUNABLE_TYPES, build_model
+from suite.masks import PRUNABLE_TYPES
+from suite.models import MODELS, build_model
 
 MNIST = DataSpec("mnist", (1, 28, 28), 10, 60000, 10000)
 CIFAR = DataSpec("cifar10", (3, 32, 32), 10, 50000, 10000)
