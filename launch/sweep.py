@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import fcntl
 import itertools
 import json
 import os
@@ -35,6 +34,7 @@ if str(REPO) not in sys.path:  # `python launch/sweep.py` works without installi
 import yaml  # noqa: E402
 
 from suite.config import Config, ConfigError, load_config, parse_override, read_yaml, run_dir  # noqa: E402
+from suite.results import lock_held  # noqa: E402
 
 SWEEP_KEYS = ("base", "axes", "overrides")
 BACKENDS = ("local", "accelerate", "slurm", "print")
@@ -235,23 +235,6 @@ def describe_chain(run: Run) -> str:
 class Status:
     state: str        # done | running | failed | partial | pending
     detail: str = ""
-
-
-def lock_held(folder: Path) -> bool:
-    """True when another process holds `<folder>/.lock` (run.py's flock). Probing takes the lock for
-    an instant, so only the dry run asks; a real run lets run.py decide (exit 3)."""
-    path = Path(folder) / ".lock"
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except FileNotFoundError:
-        return False
-    try:
-        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return True
-    finally:
-        os.close(fd)  # closing drops our lock if we got it
-    return False
 
 
 def _last_record(path: Path) -> dict | None:

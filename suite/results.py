@@ -102,3 +102,20 @@ class RunLock:
             fcntl.flock(self._fd, fcntl.LOCK_UN)
             os.close(self._fd)
             self._fd = None
+
+
+def lock_held(folder: Path) -> bool:
+    """True when another process holds `<folder>/.lock` (RunLock's flock). Probing takes the lock for
+    an instant, so only the dry run asks; a real run lets RunLock decide."""
+    path = Path(folder) / ".lock"
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)  # closing drops our lock if we got it
+    return False
