@@ -13,7 +13,7 @@ from fractions import Fraction
 from suite.masks import Mask, magnitude_scores
 from suite.methods import Context, PruningMethod
 
-from baselines.scoring import mask_from_scores
+from baselines.scoring import mask_at_sparsity
 
 
 def _exact(x: float) -> Fraction:
@@ -60,4 +60,4 @@ class LotteryTicket(PruningMethod):
         if round_index + 1 >= self.rounds():
             return None  # the last round trained the ticket at the target sparsity
         # ctx.weights hold this round's trained weights; the dead ones rank below every live one
-        return mask_from_scores(magnitude_scores(ctx.weights), self.target_at(round_index + 1, 0.0), mask)
+        return mask_at_sparsity(magnitude_scores(ctx.weights), self.target_at(round_index + 1, 0.0), alive=mask)

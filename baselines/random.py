@@ -8,7 +8,7 @@ import torch
 from suite.masks import Mask, Scores
 from suite.methods import Context, PruningMethod
 
-from baselines.scoring import already_at, mask_from_scores
+from baselines.scoring import already_at, mask_at_sparsity
 
 
 def mask_seed(seed: int) -> int:
@@ -35,4 +35,4 @@ class RandomPruning(PruningMethod):
         if already_at(mask, target):
             return None
         scores = random_scores({n: w.shape for n, w in ctx.weights.items()}, self.cfg.seed)
-        return {n: m.to(ctx.weights[n].device) for n, m in mask_from_scores(scores, target, mask).items()}
+        return mask_at_sparsity(scores, target, alive=mask)  # on the CPU: the runner moves it

@@ -10,8 +10,7 @@ from torch import Tensor, nn
 
 # One convention for every method: a higher score is kept first; this turns any score dict into a
 # mask with exactly round(s * N) zeros (one global top-k).
-from suite.masks import (Mask, Scores, count_alive, count_total, keep_top, mask_at_sparsity,  # noqa: F401
-                         n_zeros_for, prunable_weights)
+from suite.masks import Mask, Scores, already_at, keep_top, mask_at_sparsity, prunable_weights  # noqa: F401
 
 AllReduce = Callable[[list[Tensor]], None]  # sums the tensors over ranks in place, e.g. Context.all_reduce_sum
 Batches = Iterable[tuple[Tensor, Tensor]]
@@ -96,15 +95,3 @@ def reduce_mean(sums: list[Tensor], count: int, all_reduce: AllReduce | None, wh
         out.append(flat[start:start + s.numel()].view_as(s) / total)
         start += s.numel()
     return out
-
-
-def already_at(mask: Mask, sparsity: float) -> bool:
-    """True when the mask already has as many zeros as `sparsity` asks for (so scoring again, e.g.
-    on trained weights after a resume, would be wrong and is skipped)."""
-    total = count_total(mask)
-    return total - count_alive(mask) >= n_zeros_for(sparsity, total)
-
-
-def mask_from_scores(scores: Scores, sparsity: float, alive: Mask) -> Mask:
-    """`mask_at_sparsity` over the live weights, with the live mask moved to the scores' device."""
-    return mask_at_sparsity(scores, sparsity, alive={n: alive[n].to(s.device) for n, s in scores.items()})

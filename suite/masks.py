@@ -68,7 +68,7 @@ def keep_top(scores: Scores, n_keep: int, alive: Mask | None = None) -> Mask:
         raise ValueError(f"n_keep={n_keep} is outside [0, {total}]")
     flat.nan_to_num_(nan=-torch.inf)  # torch.cat always copies: the caller's scores stay as they were
     if alive is not None:
-        live = torch.cat([alive[n].reshape(-1) for n in names])
+        live = torch.cat([alive[n].reshape(-1) for n in names]).to(flat.device)
         flat.masked_fill_(~live, -torch.inf)
     if n_keep == 0:
         keep = torch.zeros(total, dtype=torch.bool, device=flat.device)
@@ -96,13 +96,20 @@ def keep_top(scores: Scores, n_keep: int, alive: Mask | None = None) -> Mask:
 
 
 def mask_at_sparsity(scores: Scores, sparsity: float, alive: Mask | None = None) -> Mask:
-    """The mask with exactly round(sparsity * N) zeros keeping the highest scores; with `alive`,
-    intersected with it so that no weight regrows."""
+    """The mask with exactly round(sparsity * N) zeros keeping the highest scores; with `alive`
+    (on any device), intersected with it so that no weight regrows. On the scores' device."""
     total = sum(s.numel() for s in scores.values())
     mask = keep_top(scores, total - n_zeros_for(sparsity, total), alive)
     if alive is not None:
-        mask = {n: m & alive[n] for n, m in mask.items()}
+        mask = {n: m & alive[n].to(m.device) for n, m in mask.items()}
     return mask
+
+
+def already_at(mask: Mask, sparsity: float) -> bool:
+    """True when the mask already has as many zeros as `sparsity` asks for: pruning again would
+    remove nothing (and scoring trained weights after a resume would be wrong)."""
+    total = count_total(mask)
+    return total - count_alive(mask) >= n_zeros_for(sparsity, total)
 
 
 def magnitude_scores(weights: dict[str, Tensor]) -> Scores:

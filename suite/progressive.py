@@ -2,7 +2,7 @@
 weights, raised along a sparsity schedule; masks only ever lose weights."""
 from __future__ import annotations
 
-from suite.masks import Mask, magnitude_scores, mask_at_sparsity, n_zeros_for, count_total, count_alive
+from suite.masks import Mask, already_at, magnitude_scores, mask_at_sparsity
 from suite.methods import Context, PruningMethod
 from suite.schedules import SPARSITY_SCHEDULES
 
@@ -20,7 +20,7 @@ class Progressive(PruningMethod):
 
     def _prune_to(self, t_epochs: float, ctx: Context, mask: Mask) -> Mask | None:
         target = self.target_at(0, t_epochs)
-        if n_zeros_for(target, count_total(mask)) <= count_total(mask) - count_alive(mask):
+        if already_at(mask, target):
             return None  # the schedule asks for no more zeros than the mask has: nothing to do
         return mask_at_sparsity(magnitude_scores(ctx.weights), target, alive=mask)
 
