@@ -1068,9 +1068,11 @@ def study_name(doc: Path) -> str:
     return doc.stem
 
 
-def write_study_files(report: Report, doc: Path | None, readme: Path | None, figures_dir: str | None) -> list[Path]:
+def write_study_files(report: Report, doc: Path | None, readme: Path | None, figures_dir: str | None,
+                      doc_link: str | None = None) -> list[Path]:
     """The results document and the README's headline block, from a report (built from an export);
-    figures_dir is the --plots folder relative to the document's folder."""
+    figures_dir is the --plots folder relative to the document's folder; the README links the document
+    at doc_link (default: its path relative to the README)."""
     from suite import study
 
     written = []
@@ -1086,7 +1088,7 @@ def write_study_files(report: Report, doc: Path | None, readme: Path | None, fig
     if readme is not None:
         if not readme.is_file():
             raise ConfigError(f"--readme: file not found: {readme}")
-        link = os.path.relpath(doc, readme.parent) if doc is not None else "docs/results"
+        link = doc_link or (os.path.relpath(doc, readme.parent) if doc is not None else "docs/results")
         block = study.readme_block(report, study_name(doc) if doc is not None else "results", link)
         readme.write_text(study.replace_readme_block(readme.read_text(), block,
                                                      study_name(doc) if doc is not None else "results"))
