@@ -998,6 +998,20 @@ def _wandb_columns(rows: list[dict]) -> tuple[list[str], list[list[Any]]]:
     return keys, data
 
 
+def training_group(g: Group) -> str:
+    """The W&B group of a training run (suite.trainer.wandb_init_kwargs): method-model-data-experiment."""
+    return f"{g.method}-{g.model}-{g.dataset}-{g.experiment}"
+
+
+def wandb_identity(report: Report) -> tuple[str, str, list[str]]:
+    """Name, group and tags of the report's W&B run: grouped under the sweep whose runs it reads and
+    tagged with the sweep's name, the tag every training run of that sweep carries."""
+    sweeps = [s["name"] for s in report.meta.get("sweeps") or []]
+    label = Path(report.meta["runs_dir"]).name or "runs"
+    group = sweeps[0] if len(sweeps) == 1 else label
+    return f"report-{label}", group, ["report", *sweeps]
+
+
 def push_to_wandb(report: Report, plot_files: Sequence[Path], project: str, entity: str | None,
                   directory: str | None, mode: str) -> str:
     """Mirror the tables (wandb.Table) and PNG plots (wandb.Image) to one W&B run of job_type 'report';
@@ -1009,8 +1023,11 @@ def push_to_wandb(report: Report, plot_files: Sequence[Path], project: str, enti
 
     if directory:
         Path(directory).mkdir(parents=True, exist_ok=True)
+    name, group, tags = wandb_identity(report)
+    config = {k: v for k, v in report.meta.items() if k not in ("plots", "recorded")}
+    config["training_groups"] = sorted({training_group(g) for g in report.groups if g.round is None})
     run = wandb.init(project=project, entity=entity or None, job_type="report", dir=directory, mode=mode,
-                     config={k: v for k, v in report.meta.items() if k != "plots"})
+                     name=name, group=group, tags=tags, config=config)
     try:
         payload: dict[str, Any] = {}
         for table in report.tables:
