@@ -116,6 +116,14 @@ def _flops_text(groups: Sequence["Group"]) -> str:
     return f", {values[0]:.3g}x FLOPs" if len(values) == 1 else f", {values[0]:.3g}-{values[-1]:.3g}x FLOPs"
 
 
+def tradeoff_x(sparsity: float, shift: float, log_x: bool) -> float:
+    """Where a point sits on the trade-off's x axis: its sparsity (or % of weights remaining on the log
+    axis), moved sideways by `shift` method slots so methods at one sparsity do not cover each other."""
+    if log_x:
+        return 100 * (1 - sparsity) * 10 ** (0.006 * shift)
+    return sparsity + 0.0025 * shift
+
+
 def plot_tradeoff(groups: Sequence["Group"], stem: Path, colors: dict[str, str], log_x: bool = False) -> list[Path]:
     """Mean final accuracy with its 95% CI per method across target sparsities; dense as a band.
     Methods sharing a sparsity are offset sideways so their bars do not hide each other; log_x puts
@@ -142,10 +150,7 @@ def plot_tradeoff(groups: Sequence["Group"], stem: Path, colors: dict[str, str],
         xs, means, lo, hi = [], [], [], []
         for g in members:
             s = stats.summarize(g.accuracies)
-            if log_x:
-                xs.append(100 * (1 - g.target_sparsity) * 10 ** (0.006 * shift))
-            else:
-                xs.append(g.target_sparsity + 0.0025 * shift)
+            xs.append(tradeoff_x(g.target_sparsity, shift, log_x))
             means.append(s.mean)
             lo.append(0.0 if math.isnan(s.ci_low) else s.mean - s.ci_low)   # n = 1: no bar
             hi.append(0.0 if math.isnan(s.ci_high) else s.ci_high - s.mean)
@@ -337,6 +342,8 @@ def animate_training(g: "Group", path: Path, colors: dict[str, str]) -> list[Pat
     ax_sp.set_title("sparsity grows while it trains", fontsize=9)
     ax_acc.set_xlabel("epoch")
     ax_sp.set_xlabel("epoch")
+    for ax in (ax_acc, ax_sp):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax_acc.set_ylabel("test accuracy (%)")
     ax_sp.set_ylabel("sparsity (fraction at zero)")
     ax_acc.legend(fontsize=7, loc="lower right")
@@ -368,7 +375,7 @@ def animate_comparison(groups: Sequence["Group"], sparsity: float, path: Path, c
         if records:
             x, mean, _ = _curve(records, "test_accuracy")
             curves.append((g, x, mean))
-    fig, ax = plt.subplots(figsize=(6.4, 3.8))
+    fig, ax = plt.subplots(figsize=(7.6, 3.8))
     length = max(len(x) for _, x, _ in curves)
     values = np.concatenate([m[~np.isnan(m)] for _, _, m in curves])
     ax.set_xlim(0.5, length + 0.5)
@@ -382,9 +389,10 @@ def animate_comparison(groups: Sequence["Group"], sparsity: float, path: Path, c
         lines.append(line)
     ax.set_title(_title(groups, f"target sparsity {sparsity:g}: test accuracy, mean over seeds"), fontsize=9)
     ax.set_xlabel("epoch of the cycle (LTH: of its final round)")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_ylabel("test accuracy (%)")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, loc="lower right")
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     fig.tight_layout()
 
     def update(n: int):

@@ -117,6 +117,17 @@ def test_figures_and_animations(written):
     assert len(_frames(380)) == GIF_FRAMES and _frames(380)[-1] == 380 and _frames(3) == [1, 2, 3]
 
 
+def test_tradeoff_offsets_and_log_axis(written, tmp_path):
+    from suite import plots, report
+    xs = [plots.tradeoff_x(0.98, shift, False) for shift in (-1, 0, 1)]
+    assert xs == [0.98 - 0.0025, 0.98, 0.98 + 0.0025]
+    logs = [plots.tradeoff_x(0.98, shift, True) for shift in (-1, 0, 1)]
+    assert logs[1] == pytest.approx(2.0) and logs[0] < logs[1] < logs[2]  # 2% of the weights remain
+    built = report.build_report(written / "study.json")
+    paths = plots.plot_tradeoff(built.groups, tmp_path / "t", plots._method_colors(built.groups), log_x=True)
+    assert [p.name for p in paths] == ["t.png", "t.pdf"] and all(p.stat().st_size > 10_000 for p in paths)
+
+
 def test_committed_document_equals_its_regeneration(tmp_path):
     """The committed document and README headline are what the committed export gives."""
     if not EXPORT.is_file():
