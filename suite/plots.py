@@ -413,8 +413,9 @@ def _main_set(sets: dict[tuple, list]) -> tuple | None:
     return max(sets, key=lambda k: (sum(len(g.runs) for g in sets[k]), k))
 
 
-def plan(groups: Sequence["Group"]) -> list[tuple[str, str, list, float | None]]:
-    """Every figure write_all draws: (kind, file stem, groups, sparsity), in a fixed order."""
+def plan(groups: Sequence["Group"], reference: str = "progressive") -> list[tuple[str, str, list, float | None]]:
+    """Every figure write_all draws: (kind, file stem, groups, sparsity), in a fixed order; the
+    animations show the reference method (the report's --reference) where it ran."""
     out: list[tuple[str, str, list, float | None]] = []
     sets = _figure_sets(groups)
     for key, members in sets.items():
@@ -438,8 +439,8 @@ def plan(groups: Sequence["Group"]) -> list[tuple[str, str, list, float | None]]
         if one_cycle:
             top = max(g.sparsity_key for g in one_cycle)
             at_top = [g for g in one_cycle if g.sparsity_key == top]
-            # the main experiment: the method with most seeds at the highest sparsity, progressive first
-            main_group = min(at_top, key=lambda g: (g.method != "progressive", -len(g.runs), g.sort_key()))
+            # the main experiment: the reference at the highest sparsity, else the method with most seeds
+            main_group = min(at_top, key=lambda g: (g.method != reference, -len(g.runs), g.sort_key()))
             if any(run_records(r) for r in main_group.runs):
                 out.append(("training_animation", "training_animation", [main_group], top))
                 dense = [g for g in members if g.method == DENSE and g.round is None]
@@ -447,21 +448,22 @@ def plan(groups: Sequence["Group"]) -> list[tuple[str, str, list, float | None]]
     return out
 
 
-def planned(groups: Sequence["Group"]) -> list[str]:
+def planned(groups: Sequence["Group"], reference: str = "progressive") -> list[str]:
     """The file names write_all writes for these groups, without drawing anything."""
     names = []
-    for kind, stem, _, _ in plan(groups):
+    for kind, stem, _, _ in plan(groups, reference):
         names += [f"{stem}.gif"] if kind.endswith("animation") else [f"{stem}.png", f"{stem}.pdf"]
     return names
 
 
-def write_all(groups: Sequence["Group"], out_dir: Path, log_x: bool = False) -> list[Path]:
+def write_all(groups: Sequence["Group"], out_dir: Path, log_x: bool = False,
+              reference: str = "progressive") -> list[Path]:
     """Every figure for these groups (PNG and PDF) and the two animations (GIF) in out_dir; returns
     the written paths, sorted."""
     out_dir.mkdir(parents=True, exist_ok=True)
     colors = _method_colors(groups)
     written: list[Path] = []
-    for kind, stem, members, sparsity in plan(groups):
+    for kind, stem, members, sparsity in plan(groups, reference):
         if kind == "tradeoff":
             written += plot_tradeoff(members, out_dir / stem, colors, log_x=log_x)
         elif kind == "dynamics":

@@ -1096,7 +1096,7 @@ def write_study_files(report: Report, doc: Path | None, readme: Path | None, fig
     if doc is not None:
         from suite import plots  # late: matplotlib only when figures are asked for
 
-        names = plots.planned(report.groups) if figures_dir is not None else []
+        names = plots.planned(report.groups, report.meta["reference"]) if figures_dir is not None else []
         links = [f"{figures_dir}/{n}" for n in names if n.endswith((".png", ".gif"))]
         doc.parent.mkdir(parents=True, exist_ok=True)
         doc.write_text(study.render_document(report, report.published, report.meta["recorded"], links,
@@ -1136,7 +1136,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.plots:
             from suite import plots  # late: matplotlib only when figures are asked for
 
-            plot_files = plots.write_all(report.groups, Path(args.plots), log_x=args.log_x)
+            plot_files = plots.write_all(report.groups, Path(args.plots), log_x=args.log_x, reference=args.reference)
             report.meta["plots"] = [p.name for p in plot_files]
         written = write_study_files(report, Path(args.doc) if args.doc else None,
                                     Path(args.readme) if args.readme else None, figures_rel)

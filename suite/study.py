@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
-from suite.config import ConfigError, read_yaml
+from suite.config import Config, ConfigError, read_yaml
 
 if TYPE_CHECKING:
     from suite.report import Group, Published, Report, Run, Skipped
@@ -187,7 +187,7 @@ def _sweep_for(method: str, model: str) -> str | None:
             continue
         base = read_yaml(REPO / tree["base"], "config file") or {}
         axes = tree.get("axes") if isinstance(tree.get("axes"), dict) else {}
-        methods = axes.get("method") or [base.get("method", "progressive")]
+        methods = axes.get("method") or [base.get("method", Config().method)]
         if (base.get("model") or {}).get("name") == model and method in methods:
             return _sweep_command(path.stem)
     return None
@@ -251,18 +251,28 @@ def _headline_groups(report: "Report") -> list["Group"]:
     return max(sets.values(), key=lambda gs: (sum(len(g.runs) for g in gs), -len(gs))) if sets else []
 
 
+def _is_dense(method: str) -> bool:
+    """A method that never prunes: the registry's dense_methods() where it has them (issue 9), else
+    the report's DENSE name."""
+    from suite import methods
+    if hasattr(methods, "dense_methods"):
+        return method in methods.dense_methods()
+    from suite.report import DENSE
+    return method == DENSE
+
+
 def headline_table(report: "Report") -> str:
     """Mean ± SD per method at each of the reference's sparsities, its epochs and its verdict against
     the reference (Holm-adjusted)."""
     from tabulate import tabulate
 
-    from suite.report import DENSE, stands_for
+    from suite.report import stands_for
 
     ref = report.meta["reference"]
     groups = _headline_groups(report)
     sparsities = sorted({g.target_sparsity for g in groups if g.method == ref and g.round is None})
     verdicts = {(r["method"], r["round"], r["reference_sparsity"]): r for r in report.table("head_to_head").rows}
-    methods = sorted({g.method for g in groups}, key=lambda m: (m != ref, m != DENSE, m))
+    methods = sorted({g.method for g in groups}, key=lambda m: (m != ref, not _is_dense(m), m))
     headers = ["Method"]
     for s in sparsities:
         headers += [f"{100 * s:g}%: accuracy (%)", "epochs", f"vs {ref}"]
@@ -270,7 +280,7 @@ def headline_table(report: "Report") -> str:
     for m in methods:
         line = [m]
         for s in sparsities:
-            if m == DENSE:
+            if _is_dense(m):
                 found = [g for g in groups if g.method == m and g.round is None]
             else:
                 found = [g for g in groups if g.method == m and stands_for(g, s, groups)]
