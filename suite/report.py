@@ -27,7 +27,7 @@ from tabulate import tabulate
 
 from suite import stats
 from suite.config import ConfigError, read_yaml
-from suite.study import load_export, machine, sweep_records
+from suite.study import load_export, machine, readable, sweep_records
 
 DENSE = "dense"                               # the method name of the unpruned control
 METHOD_SECTIONS = ("prune.", "snip.", "grasp.", "lth.")  # method-specific science settings
@@ -814,7 +814,7 @@ def headline(report: Report) -> list[str]:
         f, f_ref = r["train_flops_x_dense"], r["train_flops_x_dense_reference"]
         if not (_is_missing(f) or _is_missing(f_ref)):
             budget += f", training FLOPs {f:.3g}x vs {f_ref:.3g}x dense"
-        lines.append(f"{ref} vs {other} at {100 * r['reference_sparsity']:g}% on {r['model']}/{r['dataset']}: "
+        lines.append(f"{ref} vs {other} at {100 * r['reference_sparsity']:g}% ({readable(r['model'], r['dataset'])}): "
                      f"{fmt(diff, signed=True)} points, {test}; {budget}")
     return lines
 

@@ -96,7 +96,7 @@ def test_headline_line_from_the_numbers(written):
     diff = np.mean([final["progressive", s]["final_test_accuracy"] for s in SEEDS]) - \
         np.mean([final["lth", s]["final_test_accuracy"] for s in SEEDS])
     line = next(x for x in (written / "study.md").read_text().splitlines() if x.startswith("- progressive vs lth"))
-    assert line.startswith(f"- progressive vs lth (final, s=0.7500) at 75% on tiny_mlp/synthetic: {diff:+.2f} points, ")
+    assert line.startswith(f"- progressive vs lth (final, s=0.7500) at 75% (tiny MLP on synthetic data): {diff:+.2f} points, ")
     assert line.endswith("; lth trained 3x the epochs (9 vs 3)")
 
 
@@ -126,6 +126,23 @@ def test_tradeoff_offsets_and_log_axis(written, tmp_path):
     built = report.build_report(written / "study.json")
     paths = plots.plot_tradeoff(built.groups, tmp_path / "t", plots._method_colors(built.groups), log_x=True)
     assert [p.name for p in paths] == ["t.png", "t.pdf"] and all(p.stat().st_size > 10_000 for p in paths)
+
+
+def test_claim_verdicts_quote_their_test(written):
+    from suite import report, study
+    runs_mean = report.build_report(written / "study.json")
+    (prog,) = [g for g in runs_mean.groups if g.method == "progressive"]
+    mean = sum(prog.accuracies) / 2
+
+    def verdict(accuracy):
+        pub = report.Published("progressive", "tiny_mlp", "synthetic", 0.75, accuracy, float("nan"), "made up",
+                               False, "", "", 0.0005)
+        built = report.build_report(written / "study.json", published=[pub])
+        (text,) = study.claim_paragraphs(built, [pub])
+        return text
+    assert "Confirmed and exceeded: our mean is significantly higher" in verdict(mean - 50)
+    low = verdict(mean + 50)  # no seed config states a protocol for tiny_mlp: lower at the full budget
+    assert "Refuted: our mean is significantly lower" in low and f"mean {mean:.2f}" in low and "3 epochs trained" in low
 
 
 def test_committed_document_equals_its_regeneration(tmp_path):
