@@ -456,7 +456,7 @@ def summary_table(groups: Sequence[Group], alpha: float) -> Table:
     if any(r["settings"] for r in rows):
         at = next(i for i, c in enumerate(columns) if c.header == "Target s") + 1
         columns.insert(at, Column("Settings", lambda r: ", ".join(
-            f"{k}={_value_text(v)}" for k, v in r["settings"].items()), "left"))
+            f"{k}={_value_text(v)}" for k, v in r["settings"].items()), "left", "no"))
     if any(r["note"] for r in rows):
         columns.append(Column("Note", lambda r: "n<2, no tests" if r["note"] else "", "left"))
     caption = ("Final test accuracy (%) over seeds: mean, sample SD (n-1), 95% Student-t CI of the mean, "
@@ -677,7 +677,7 @@ def published_table(groups: Sequence[Group], published: Sequence[Published], ref
         Column("n", lambda r: str(r["n"]) if r["n"] else MISSING),
         Column("Our mean", lambda r: fmt(r["mean"]) if r["n"] else MISSING),
         Column("Δ vs published", lambda r: fmt(r["diff"], signed=True)),
-        Column("95% CI of Δ", lambda r: fmt_ci(r["ci_low"], r["ci_high"])),
+        Column("95% CI of Δ", lambda r: fmt_ci(r["ci_low"], r["ci_high"]), paper="no"),
         Column("t-test p", lambda r: fmt_p(r["p"])),
         *_budget_columns(rows),
         Column("Source", lambda r: r["source"] if r["kind"] == "published, not re-run" else "", "left", "no"),
