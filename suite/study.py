@@ -151,6 +151,11 @@ def load_export(path: Path) -> tuple[list["Run"], list["Skipped"], dict]:
                                         layer_sizes=entry.get("layer_sizes")))
     skipped = [Skipped(**s) for s in tree.get("skipped", [])]
     recorded = {k: tree.get(k) for k in ("runs_dir", "command", "figures", "machine", "sweeps")}
+    # what produced the results, as the results themselves record it (distinct values, sorted)
+    recorded["versions"] = sorted({json.dumps(e["result"].get("versions"), sort_keys=True) for e in tree["results"]
+                                   if e["result"].get("versions")})
+    recorded["code"] = sorted({json.dumps(e["result"].get("code"), sort_keys=True) for e in tree["results"]
+                               if e["result"].get("code")})
     return runs, skipped, recorded
 
 
@@ -342,6 +347,13 @@ def render_document(report: "Report", published: Sequence["Published"], recorded
         out.append(f"- Wall time of sweep `{s['name']}`: {_duration(s['wall_time_s'])} "
                    f"({s['passes']} pass{'es' if s['passes'] > 1 else ''}, {s['started']} to {s['finished']}, "
                    "from its sweep.log).")
+    for text in recorded.get("versions") or []:
+        out.append("- Software (from result.json): " + ", ".join(f"{k} {v}" for k, v in json.loads(text).items()))
+    for text in recorded.get("code") or []:
+        code = json.loads(text)
+        state = {True: "with uncommitted changes", False: "clean", None: "state unknown"}[code.get("dirty")]
+        out.append(f"- Code (from result.json): commit {code.get('commit') or 'unknown'}, {state}"
+                   + (f", diff sha256 {code['diff_sha256']}" if code.get("diff_sha256") else ""))
     out.append(f"- Sum of the {len(runs)} runs' recorded durations (result.json `wall_time_s`): "
                f"{_duration(run_seconds)}.")
     out += [f"- {results_sentence(m)}.", ""]
