@@ -607,6 +607,7 @@ def _main(args: argparse.Namespace) -> int:
         return 0
 
     log = SweepLog(out / "sweeps" / sweep.name)
+    os.environ["PP_SWEEP"] = sweep.name  # inherited by every run (SLURM exports it too): its W&B tag
     if args.backend == "slurm":
         return _slurm(args, sweep, todo, log)
 

@@ -1,4 +1,5 @@
-"""Report figures (matplotlib, Agg backend, PNG + PDF): trade-off, training dynamics, per-layer sparsity."""
+"""Report figures (matplotlib, Agg backend): PNG + PDF figures (trade-off, training dynamics, per-layer
+sparsity) and two GIF animations (training of the main experiment, every method at one sparsity)."""
 from __future__ import annotations
 
 import hashlib
@@ -13,14 +14,21 @@ import matplotlib
 matplotlib.use("Agg")  # files only: never needs a display, works under SLURM
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from matplotlib.animation import FuncAnimation, PillowWriter  # noqa: E402
+
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from suite import stats  # noqa: E402
+from suite.study import readable  # noqa: E402
 
 if TYPE_CHECKING:
-    from suite.report import Group
+    from suite.report import Group, Run
 
 DENSE = "dense"
 _PDF_META = {"CreationDate": None}  # no timestamp: the same runs give byte-identical PDFs
+GIF_FRAMES = 40          # at most this many frames per animation: a few hundred kB, far under 5 MB
+GIF_DPI = 72
+_MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*", "<", ">", "h")
 
 
 def _save(fig, stem: Path) -> list[Path]:
@@ -59,6 +67,10 @@ def _method_colors(groups: Sequence["Group"]) -> dict[str, str]:
     return {m: cycle[i % len(cycle)] for i, m in enumerate(methods)}
 
 
+def _method_markers(groups: Sequence["Group"]) -> dict[str, str]:
+    return {m: _MARKERS[i % len(_MARKERS)] for i, m in enumerate(sorted({g.method for g in groups}))}
+
+
 _LINESTYLES = ("-", "--", ":", "-.")
 
 
@@ -74,40 +86,93 @@ def _variant_styles(groups: Sequence["Group"]) -> dict[tuple, tuple[str, str]]:
     return out
 
 
-def plot_tradeoff(groups: Sequence["Group"], stem: Path, colors: dict[str, str]) -> list[Path]:
-    """Mean final accuracy with its 95% CI per method across target sparsities; dense as a band."""
-    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+def cycle_epochs(groups: Sequence["Group"]) -> float:
+    """Epochs of one training cycle here: what a one-cycle method trains (a chain trains it per round)."""
+    one_cycle = [g.epochs for g in groups if g.round is None and g.first.rounds == 1 and not math.isnan(g.epochs)]
+    if one_cycle:
+        return max(one_cycle)
+    chains = [g.epochs / g.first.rounds for g in groups if g.round is None and not math.isnan(g.epochs)]
+    return max(chains) if chains else math.nan
+
+
+def _title(groups: Sequence["Group"], what: str) -> str:
+    first = groups[0]
+    e = cycle_epochs(groups)
+    budget = "" if math.isnan(e) else f", {e:g} epochs per cycle"
+    return f"{readable(first.model, first.dataset)}{budget}\n{what}"
+
+
+def _epochs_text(groups: Sequence["Group"]) -> str:
+    values = sorted({g.epochs for g in groups if not math.isnan(g.epochs)})
+    if not values:
+        return ""
+    return f"{values[0]:g} ep" if len(values) == 1 else f"{values[0]:g}-{values[-1]:g} ep"
+
+
+def _flops_text(groups: Sequence["Group"]) -> str:
+    values = sorted({g.flops_x_dense for g in groups if not math.isnan(g.flops_x_dense)})
+    if not values:
+        return ""
+    return f", {values[0]:.3g}x FLOPs" if len(values) == 1 else f", {values[0]:.3g}-{values[-1]:.3g}x FLOPs"
+
+
+def tradeoff_x(sparsity: float, shift: float, log_x: bool) -> float:
+    """Where a point sits on the trade-off's x axis: its sparsity (or % of weights remaining on the log
+    axis), moved sideways by `shift` method slots so methods at one sparsity do not cover each other."""
+    if log_x:
+        return 100 * (1 - sparsity) * 10 ** (0.006 * shift)
+    return sparsity + 0.0025 * shift
+
+
+def plot_tradeoff(groups: Sequence["Group"], stem: Path, colors: dict[str, str], log_x: bool = False) -> list[Path]:
+    """Mean final accuracy with its 95% CI per method across target sparsities; dense as a band.
+    Methods sharing a sparsity are offset sideways so their bars do not hide each other; log_x puts
+    the fraction of weights remaining on a log axis (papers' way of showing extreme sparsity)."""
+    fig, ax = plt.subplots(figsize=(7.2, 4.4))
     for g in (g for g in groups if g.method == DENSE and g.round is None):
         s = stats.summarize(g.accuracies)
-        ax.axhline(s.mean, color="0.3", lw=1, label=f"dense mean, 95% CI band (n={s.n})")
+        ax.axhline(s.mean, color="0.3", lw=1, label=f"dense mean, 95% CI band (n={s.n}, {_epochs_text([g])})")
         if s.n >= 2:
             ax.axhspan(s.ci_low, s.ci_high, color="0.6", alpha=0.3, lw=0)
     pruned = [g for g in groups if g.method != DENSE]
     styles = _variant_styles(pruned)
+    markers = _method_markers(pruned)
     points: dict[tuple, dict[float, "Group"]] = defaultdict(dict)
     # One point per variant and sparsity: LTH chains with different final targets repeat the same
     # early rounds; keep a run's own result over a round result, then the group with most seeds.
     for g in sorted(pruned, key=lambda g: (g.round is not None, -len(g.runs), g.sort_key())):
         points[g.variant].setdefault(g.sparsity_key, g)
-    for variant, by_sparsity in sorted(points.items()):
+    variants = sorted(points)
+    for i, variant in enumerate(variants):
+        by_sparsity = points[variant]
         members = [by_sparsity[k] for k in sorted(by_sparsity)]
+        shift = i - (len(variants) - 1) / 2  # centred offsets: the middle method sits on its sparsity
         xs, means, lo, hi = [], [], [], []
         for g in members:
             s = stats.summarize(g.accuracies)
-            xs.append(g.target_sparsity)
+            xs.append(tradeoff_x(g.target_sparsity, shift, log_x))
             means.append(s.mean)
             lo.append(0.0 if math.isnan(s.ci_low) else s.mean - s.ci_low)   # n = 1: no bar
             hi.append(0.0 if math.isnan(s.ci_high) else s.ci_high - s.mean)
         ns = sorted({len(g.runs) for g in members})
         style, label = styles[variant]
-        ax.errorbar(xs, means, yerr=[lo, hi], marker="o", ms=4, capsize=3, color=colors[variant[0]], ls=style,
-                    label=f"{label} (n={'/'.join(map(str, ns))})")
-    first = groups[0]
-    ax.set_title(f"{first.model} on {first.dataset}: final test accuracy, mean and 95% CI")
-    ax.set_xlabel("target sparsity (fraction of prunable weights at zero)")
+        ax.errorbar(xs, means, yerr=[lo, hi], marker=markers[variant[0]], ms=4, capsize=3,
+                    color=colors[variant[0]], ls=style,
+                    label=f"{label} (n={'/'.join(map(str, ns))}, {_epochs_text(members)}{_flops_text(members)})")
+    ax.set_title(_title(groups, "final test accuracy, mean and 95% CI over seeds (points offset sideways)"),
+                 fontsize=10)
+    if log_x:
+        ax.set_xscale("log")
+        ax.invert_xaxis()  # sparsity grows to the right, as on the linear axis
+        ax.set_xlabel("weights remaining (% of prunable weights, log scale)")
+    else:
+        ax.set_xlabel("target sparsity (fraction of prunable weights at zero)")
     ax.set_ylabel("test accuracy (%)")
+    low, high = ax.get_ylim()
+    ax.set_ylim(max(low, 0.0), min(high, 100.0))  # a 2-seed CI can reach past what accuracy can be
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), title="method (seeds, epochs trained)",
+              title_fontsize=7)
     return _save(fig, stem)
 
 
@@ -145,34 +210,64 @@ def _curve(runs_records: list[list[dict]], key: str) -> tuple[np.ndarray, np.nda
     return np.arange(1, length + 1), mean, sd
 
 
+def run_records(run: "Run") -> list[dict]:
+    """The epoch records a figure draws for one run: the export's, or metrics.jsonl; a chain's final
+    round only, so that every method is drawn over its own cycle."""
+    records = list(run.records) if run.records is not None else read_metrics(run.path)
+    if run.round is None and run.rounds > 1 and run.result_round is not None:
+        records = [r for r in records if int(r.get("round") or 0) == run.result_round]
+    return records
+
+
+def _dynamics_label(g: "Group", label: str, n: int) -> str:
+    if g.first.rounds > 1:
+        return f"{label}: final round of {g.first.rounds} (n={n})"
+    return f"{label} (n={n})"
+
+
 def plot_dynamics(groups: Sequence["Group"], sparsity: float, stem: Path, colors: dict[str, str]) -> list[Path]:
-    """Test accuracy and measured sparsity against epoch: mean over seeds with a +-1 SD band."""
-    fig, (ax_acc, ax_sp) = plt.subplots(1, 2, figsize=(10, 3.8))
+    """Test accuracy and measured sparsity against epoch: mean over seeds with a +-1 SD band; each
+    method over its own cycle (LTH: its final round, beside the one-cycle methods)."""
+    fig, (ax_acc, ax_sp) = plt.subplots(1, 2, figsize=(11, 4.0))
     styles = _variant_styles(groups)
-    for g in groups:
+    markers = _method_markers(groups)
+    for k, g in enumerate(groups):
         style, label = styles[g.variant]
-        records = [read_metrics(r.path) for r in g.runs]
-        records = [r for r in records if r]
+        records = [r for r in (run_records(r) for r in g.runs) if r]
         if not records:
             continue
         for ax, key in ((ax_acc, "test_accuracy"), (ax_sp, "sparsity")):
             x, mean, sd = _curve(records, key)
             ok = ~np.isnan(mean)  # epochs without evaluation are skipped, not drawn as zero
-            ax.plot(x[ok], mean[ok], color=colors[g.method], ls=style, lw=1.5, marker="." if ok.sum() < 30 else None,
-                    label=f"{label} (n={len(records)})")
+            # thinner lines for later methods and sparse markers: lines that coincide stay visible
+            ax.plot(x[ok], mean[ok], color=colors[g.method], ls=style, lw=2.4 - 1.4 * k / max(len(groups), 1),
+                    marker=markers[g.method], markevery=max(1, int(ok.sum()) // 8), ms=4, alpha=0.9,
+                    label=_dynamics_label(g, label, len(records)))
             band = ok & ~np.isnan(sd)
             if band.any():
-                ax.fill_between(x[band], (mean - sd)[band], (mean + sd)[band], color=colors[g.method], alpha=0.2, lw=0)
-    first = groups[0]
-    ax_acc.set_title(f"{first.model} on {first.dataset}, target s={sparsity:g}: test accuracy")
+                ax.fill_between(x[band], (mean - sd)[band], (mean + sd)[band], color=colors[g.method], alpha=0.15,
+                                lw=0)
+    ax_acc.set_title(_title(groups, f"target sparsity {sparsity:g}: test accuracy"), fontsize=10)
     ax_acc.set_ylabel("test accuracy (%)")
-    ax_sp.set_title("measured sparsity")
-    ax_sp.set_ylabel("sparsity (fraction at zero)")
+    ax_sp.set_title("measured sparsity", fontsize=10)
+    ax_sp.set_ylabel("sparsity (fraction of prunable weights at zero)")
     for ax in (ax_acc, ax_sp):
-        ax.set_xlabel("epoch (cumulative over rounds)")
+        ax.set_xlabel("epoch of the cycle (LTH: of its final round)")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
-    ax_acc.legend(fontsize=8, title="mean ± 1 SD over seeds", title_fontsize=8)
+    ax_sp.legend(fontsize=7, title="mean ± 1 SD over seeds", title_fontsize=7, loc="upper left",
+                 bbox_to_anchor=(1.01, 1.0))
     return _save(fig, stem)
+
+
+def _layer_sizes(groups: Sequence["Group"]) -> dict:
+    from suite.study import layer_sizes
+    for g in groups:
+        for r in g.runs:
+            sizes = r.layer_sizes if r.layer_sizes is not None else layer_sizes(r.path)
+            if sizes:
+                return sizes
+    return {}
 
 
 def plot_layers(groups: Sequence["Group"], stem: Path, colors: dict[str, str]) -> list[Path]:
@@ -181,9 +276,10 @@ def plot_layers(groups: Sequence["Group"], stem: Path, colors: dict[str, str]) -
     for g in groups:
         for r in g.runs:
             layers += [name for name in r.layer_sparsity if name not in layers]  # model order, as saved
+    sizes = _layer_sizes(groups)
     styles = _variant_styles(groups)
     width = 0.8 / max(len(groups), 1)
-    fig, ax = plt.subplots(figsize=(max(6.0, 0.5 * len(layers) + 2), 4.2))
+    fig, ax = plt.subplots(figsize=(max(6.0, 0.6 * len(layers) + 3), 4.4))
     x = np.arange(len(layers))
     for i, g in enumerate(groups):
         means = [np.mean([r.layer_sparsity[name] for r in g.runs if name in r.layer_sparsity] or [np.nan])
@@ -195,27 +291,137 @@ def plot_layers(groups: Sequence["Group"], stem: Path, colors: dict[str, str]) -
             if m >= 1.0:
                 ax.annotate("collapsed", (xi - 0.4 + (i + 0.5) * width, 1.0), rotation=90, fontsize=6,
                             ha="center", va="bottom")
-    ax.axhline(1.0, color="0.3", lw=0.8, ls="--")
-    ax.set_xticks(x, layers, rotation=90, fontsize=7)
+    ax.axhline(1.0, color="0.3", lw=0.8, ls="--", label="1.0: every weight of the layer pruned (collapse)")
+    target = groups[0].target_sparsity
+    ax.axhline(target, color="0.5", lw=0.8, ls=":", label=f"global target sparsity {target:g}")
+    ticks = [f"{name}\n{sizes[name]:,} weights" if name in sizes else name for name in layers]
+    ax.set_xticks(x, ticks, rotation=90 if len(layers) > 6 else 0, fontsize=7)
+    ax.set_xlabel("prunable layer (weights in the layer)")
     ax.set_ylim(0, 1.15)
-    ax.set_ylabel("layer sparsity (fraction at zero)")
-    first = groups[0]
-    ax.set_title(f"{first.model} on {first.dataset}, target s={first.target_sparsity:g}: final mask per layer")
-    ax.legend(fontsize=8)
+    ax.set_ylabel("layer sparsity (fraction of the layer's weights at zero)")
+    ax.set_title(_title(groups, f"target sparsity {target:g}: final mask per layer, mean over seeds"), fontsize=10)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     ax.grid(axis="y", alpha=0.3)
     return _save(fig, stem)
 
 
-def write_all(groups: Sequence["Group"], out_dir: Path) -> list[Path]:
-    """Every figure for these groups, PNG and PDF, in out_dir; returns the written paths, sorted."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    colors = _method_colors(groups)
-    written: list[Path] = []
+# --- animations ---------------------------------------------------------------------------------
+
+def _frames(length: int) -> list[int]:
+    """Epoch counts to draw, one per frame, at most GIF_FRAMES of them, always ending at the last epoch."""
+    if length <= GIF_FRAMES:
+        return list(range(1, length + 1))
+    return sorted({int(round(v)) for v in np.linspace(1, length, GIF_FRAMES)})
+
+
+def _save_gif(fig, update, frames: list[int], path: Path) -> list[Path]:
+    anim = FuncAnimation(fig, update, frames=frames, blit=False)
+    anim.save(str(path), writer=PillowWriter(fps=5), dpi=GIF_DPI)
+    plt.close(fig)
+    return [path]
+
+
+def animate_training(g: "Group", path: Path, colors: dict[str, str]) -> list[Path]:
+    """The main experiment epoch by epoch: test accuracy (mean ± 1 SD over seeds) and sparsity."""
+    records = [r for r in (run_records(r) for r in g.runs) if r]
+    x, acc, sd = _curve(records, "test_accuracy")
+    _, sparsity, _ = _curve(records, "sparsity")
+    fig, (ax_acc, ax_sp) = plt.subplots(1, 2, figsize=(8.0, 3.4))
+    ok = ~np.isnan(acc)
+    lo, hi = np.nanmin((acc - np.nan_to_num(sd))[ok]), np.nanmax((acc + np.nan_to_num(sd))[ok])
+    ax_acc.set_xlim(0.5, x[-1] + 0.5)
+    ax_acc.set_ylim(lo - 0.5, hi + 0.5)
+    ax_sp.set_xlim(0.5, x[-1] + 0.5)
+    ax_sp.set_ylim(0, 1.0)
+    color = colors[g.method]
+    line_acc, = ax_acc.plot([], [], color=color, lw=2, label=f"{g.method_label}: mean (n={len(records)})")
+    line_sp, = ax_sp.plot([], [], color=color, lw=2, label="measured sparsity")
+    ax_sp.axhline(g.target_sparsity, color="0.4", ls=":", lw=1, label=f"target {g.target_sparsity:g}")
+    ax_acc.fill_between([], [], [], color=color, alpha=0.2, label="± 1 SD over seeds")
+    ax_acc.set_title(f"{readable(g.model, g.dataset)}, {g.method_label}, {x[-1]:g} epochs", fontsize=9)
+    ax_sp.set_title("sparsity grows while it trains", fontsize=9)
+    ax_acc.set_xlabel("epoch")
+    ax_sp.set_xlabel("epoch")
+    for ax in (ax_acc, ax_sp):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax_acc.set_ylabel("test accuracy (%)")
+    ax_sp.set_ylabel("sparsity (fraction at zero)")
+    ax_acc.legend(fontsize=7, loc="lower right")
+    ax_sp.legend(fontsize=7, loc="lower right")
+    for ax in (ax_acc, ax_sp):
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    band = [None]
+
+    def update(n: int):
+        m = ok[:n]
+        line_acc.set_data(x[:n][m], acc[:n][m])
+        line_sp.set_data(x[:n], sparsity[:n])
+        if band[0] is not None:
+            band[0].remove()
+        good = m & ~np.isnan(sd[:n])
+        band[0] = ax_acc.fill_between(x[:n][good], (acc - sd)[:n][good], (acc + sd)[:n][good], color=color,
+                                      alpha=0.2, lw=0)
+        return line_acc, line_sp
+
+    return _save_gif(fig, update, _frames(len(x)), path)
+
+
+def animate_comparison(groups: Sequence["Group"], sparsity: float, path: Path, colors: dict[str, str]) -> list[Path]:
+    """Every method's test accuracy (mean over seeds) at one sparsity, drawn together epoch by epoch."""
+    curves = []
+    for g in groups:
+        records = [r for r in (run_records(r) for r in g.runs) if r]
+        if records:
+            x, mean, _ = _curve(records, "test_accuracy")
+            curves.append((g, x, mean))
+    fig, ax = plt.subplots(figsize=(7.6, 3.8))
+    length = max(len(x) for _, x, _ in curves)
+    values = np.concatenate([m[~np.isnan(m)] for _, _, m in curves])
+    ax.set_xlim(0.5, length + 0.5)
+    ax.set_ylim(values.min() - 0.5, values.max() + 0.5)
+    markers = _method_markers(groups)
+    lines = []
+    for k, (g, x, mean) in enumerate(curves):
+        label = _dynamics_label(g, g.method, len(g.runs))
+        line, = ax.plot([], [], color=colors[g.method], lw=2.4 - 1.4 * k / max(len(curves), 1),
+                        marker=markers[g.method], ms=3, label=label)
+        lines.append(line)
+    ax.set_title(_title(groups, f"target sparsity {sparsity:g}: test accuracy, mean over seeds"), fontsize=9)
+    ax.set_xlabel("epoch of the cycle (LTH: of its final round)")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_ylabel("test accuracy (%)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    fig.tight_layout()
+
+    def update(n: int):
+        for line, (_, x, mean) in zip(lines, curves):
+            ok = ~np.isnan(mean[:n])
+            line.set_data(x[:n][ok], mean[:n][ok])
+        return lines
+
+    return _save_gif(fig, update, _frames(length), path)
+
+
+# --- what is drawn ------------------------------------------------------------------------------
+
+def _main_set(sets: dict[tuple, list]) -> tuple | None:
+    """The (data, model, budget) set with most results: the study the animations show."""
+    if not sets:
+        return None
+    return max(sets, key=lambda k: (sum(len(g.runs) for g in sets[k]), k))
+
+
+def plan(groups: Sequence["Group"], reference: str = "progressive") -> list[tuple[str, str, list, float | None]]:
+    """Every figure write_all draws: (kind, file stem, groups, sparsity), in a fixed order; the
+    animations show the reference method (the report's --reference) where it ran."""
+    out: list[tuple[str, str, list, float | None]] = []
     sets = _figure_sets(groups)
     for key, members in sets.items():
         base = _stem_base(key, list(sets))
         if any(g.method != DENSE for g in members):
-            written += plot_tradeoff(members, out_dir / f"tradeoff-{base}", colors)
+            out.append(("tradeoff", f"tradeoff-{base}", members, None))
         dense = [g for g in members if g.method == DENSE and g.round is None]
         by_sparsity: dict[float, list] = defaultdict(list)
         for g in members:
@@ -223,7 +429,49 @@ def write_all(groups: Sequence["Group"], out_dir: Path) -> list[Path]:
                 by_sparsity[g.sparsity_key].append(g)
         for sparsity, pruned in sorted(by_sparsity.items()):
             tag = f"{base}-s{sparsity:g}"
-            written += plot_dynamics(dense + pruned, sparsity, out_dir / f"dynamics-{tag}", colors)
+            out.append(("dynamics", f"dynamics-{tag}", dense + pruned, sparsity))
             if any(r.layer_sparsity for g in pruned for r in g.runs):
-                written += plot_layers(pruned, out_dir / f"layers-{tag}", colors)
+                out.append(("layers", f"layers-{tag}", pruned, sparsity))
+    main = _main_set(sets)
+    if main is not None:
+        members = sets[main]
+        one_cycle = [g for g in members if g.round is None and g.method != DENSE]
+        if one_cycle:
+            top = max(g.sparsity_key for g in one_cycle)
+            at_top = [g for g in one_cycle if g.sparsity_key == top]
+            # the main experiment: the reference at the highest sparsity, else the method with most seeds
+            main_group = min(at_top, key=lambda g: (g.method != reference, -len(g.runs), g.sort_key()))
+            if any(run_records(r) for r in main_group.runs):
+                out.append(("training_animation", "training_animation", [main_group], top))
+                dense = [g for g in members if g.method == DENSE and g.round is None]
+                out.append(("comparison_animation", "comparison_animation", dense + at_top, top))
+    return out
+
+
+def planned(groups: Sequence["Group"], reference: str = "progressive") -> list[str]:
+    """The file names write_all writes for these groups, without drawing anything."""
+    names = []
+    for kind, stem, _, _ in plan(groups, reference):
+        names += [f"{stem}.gif"] if kind.endswith("animation") else [f"{stem}.png", f"{stem}.pdf"]
+    return names
+
+
+def write_all(groups: Sequence["Group"], out_dir: Path, log_x: bool = False,
+              reference: str = "progressive") -> list[Path]:
+    """Every figure for these groups (PNG and PDF) and the two animations (GIF) in out_dir; returns
+    the written paths, sorted."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    colors = _method_colors(groups)
+    written: list[Path] = []
+    for kind, stem, members, sparsity in plan(groups, reference):
+        if kind == "tradeoff":
+            written += plot_tradeoff(members, out_dir / stem, colors, log_x=log_x)
+        elif kind == "dynamics":
+            written += plot_dynamics(members, sparsity, out_dir / stem, colors)
+        elif kind == "layers":
+            written += plot_layers(members, out_dir / stem, colors)
+        elif kind == "training_animation":
+            written += animate_training(members[0], out_dir / f"{stem}.gif", colors)
+        else:
+            written += animate_comparison(members, sparsity, out_dir / f"{stem}.gif", colors)
     return sorted(written)

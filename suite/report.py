@@ -27,6 +27,7 @@ from tabulate import tabulate
 
 from suite import stats
 from suite.config import ConfigError, read_yaml
+from suite.study import load_export, machine, readable, sweep_records
 
 DENSE = "dense"                               # the method name of the unpruned control
 METHOD_SECTIONS = ("prune.", "snip.", "grasp.", "lth.")  # method-specific science settings
@@ -61,6 +62,11 @@ class Run:
     round: int | None          # LTH round of round_<r>/result.json; None for a run's own result
     rounds: int                # rounds the whole run trained (LTH: levels + 1)
     result_round: int | None   # the "round" field of the file: the final round for a run's own result
+    epochs_trained: float = stats.NAN       # total_epochs_trained: every round up to this one (LTH: cumulative)
+    train_flops_x_dense: float = stats.NAN  # training FLOPs over a dense run's, when the trainer records them
+    wall_time_s: float = stats.NAN          # the run's own recorded duration (up to this round)
+    records: tuple | None = None            # epoch records carried by an export; None: read metrics.jsonl
+    layer_sizes: dict | None = None         # weights per prunable layer, carried by an export; None: read the mask
 
 
 @dataclass(frozen=True)
@@ -100,6 +106,8 @@ def _parse_result(path: Path, data: Any, round_index: int | None) -> Run:
         layer_sparsity=dict(data.get("layer_sparsity") or {}), round=round_index,
         rounds=int(data.get("rounds") or 1),
         result_round=data["round"] if isinstance(data.get("round"), int) else None,
+        epochs_trained=_number(data.get("total_epochs_trained")),
+        train_flops_x_dense=_number(data.get("train_flops_x_dense")), wall_time_s=_number(data.get("wall_time_s")),
     )
 
 
@@ -266,6 +274,15 @@ class Group:
     def accuracies(self) -> list[float]:
         return [r.final_accuracy for r in self.runs]
 
+    @property
+    def epochs(self) -> float:
+        """Epochs trained, mean over seeds: every round of a chain up to this one counts."""
+        return _mean([r.epochs_trained for r in self.runs])
+
+    @property
+    def flops_x_dense(self) -> float:
+        return _mean([r.train_flops_x_dense for r in self.runs])
+
     def sort_key(self) -> tuple:
         return (self.dataset, self.model, self.budget, self.sparsity_key, self.method,
                 -1 if self.round is None else self.round, self.settings_text)
@@ -295,6 +312,7 @@ class Column:
     header: str
     show: Callable[[dict], str]
     align: str = "right"
+    paper: str = "yes"       # LaTeX: "yes" printed, "no" left out, "varies" only when rows differ in it
 
 
 @dataclass
@@ -345,7 +363,43 @@ def _mean(values: Sequence[float]) -> float:
 
 def _group_fields(g: Group) -> dict:
     return {"group": g.id, "dataset": g.dataset, "model": g.model, "method": g.method, "round": g.round_label,
-            "target_sparsity": g.target_sparsity, "settings": g.settings}
+            "target_sparsity": g.target_sparsity, "settings": g.settings, "epochs_trained": g.epochs,
+            "train_flops_x_dense": g.flops_x_dense}
+
+
+def fmt_epochs(e: Any) -> str:
+    return MISSING if _is_missing(e) else f"{e:g}"
+
+
+def fmt_flops(x: Any) -> str:
+    return MISSING if _is_missing(x) else f"{x:.3g}x"
+
+
+def _budget_columns(rows: list[dict], suffix: str = "") -> list[Column]:
+    """Epochs trained (and training FLOPs over dense, once the trainer records them) per row; with a
+    suffix ('_reference') the row's value is shown against the reference's."""
+    def pair(key: str, show: Callable[[Any], str]) -> Callable[[dict], str]:
+        if not suffix:
+            return lambda r: show(r[key])
+        return lambda r: f"{show(r[key])} vs {show(r[key + suffix])}"
+    columns = [Column("Epochs", pair("epochs_trained", fmt_epochs))]
+    if any(not _is_missing(r.get("train_flops_x_dense")) for r in rows):
+        columns.append(Column("Train FLOPs", pair("train_flops_x_dense", fmt_flops)))
+    return columns
+
+
+ROUND_TOLERANCE = 0.002  # a chain's round stands for a requested sparsity it cannot hit exactly (0.7903 for 0.789)
+
+
+def stands_for(g: Group, sparsity: float, groups: Sequence[Group]) -> bool:
+    """Whether group g is the result at `sparsity`: a run at that target, or the round of an LTH chain
+    nearest to it (within ROUND_TOLERANCE) when the chain's own target is elsewhere."""
+    if g.round is None:
+        return g.sparsity_key == round(sparsity, SPARSITY_DECIMALS)
+    if abs(g.target_sparsity - sparsity) > ROUND_TOLERANCE:
+        return False
+    chain = [h for h in groups if h.experiment == g.experiment]
+    return min(chain, key=lambda h: (abs(h.target_sparsity - sparsity), h.round is not None)) is g
 
 
 def dense_for(g: Group, groups: Sequence[Group]) -> Group | None:
@@ -379,8 +433,8 @@ def summary_table(groups: Sequence[Group], alpha: float) -> Table:
             "note": NO_TESTS if s.n < 2 else "",
         })
     columns = [
-        Column("Data", lambda r: r["dataset"], "left"),
-        Column("Model", lambda r: r["model"], "left"),
+        Column("Data", lambda r: r["dataset"], "left", "varies"),
+        Column("Model", lambda r: r["model"], "left", "varies"),
         Column("Method", lambda r: r["method"], "left"),
         Column("Round", lambda r: r["round"], "left"),
         Column("Target s", lambda r: fmt_sparsity(r["target_sparsity"])),
@@ -388,12 +442,13 @@ def summary_table(groups: Sequence[Group], alpha: float) -> Table:
         Column("Mean", lambda r: fmt(r["mean"])),
         Column("SD", lambda r: fmt(r["sd"])),
         Column("95% CI", lambda r: fmt_ci(r["ci_low"], r["ci_high"])),
-        Column("Min", lambda r: fmt(r["min"])),
-        Column("Max", lambda r: fmt(r["max"])),
-        Column("Best epoch", lambda r: fmt(r["best_mean"])),
-        Column("Achieved s", lambda r: fmt_sparsity(r["achieved_sparsity"])),
+        Column("Min", lambda r: fmt(r["min"]), paper="no"),
+        Column("Max", lambda r: fmt(r["max"]), paper="no"),
+        Column("Best epoch", lambda r: fmt(r["best_mean"]), paper="no"),
+        Column("Achieved s", lambda r: fmt_sparsity(r["achieved_sparsity"]), paper="no"),
         Column("Params left", lambda r: MISSING if _is_missing(r["params_remaining"])
-               else f"{r['params_remaining']:,.0f}"),
+               else f"{r['params_remaining']:,.0f}", paper="no"),
+        *_budget_columns(rows),
         Column("Δ dense", lambda r: fmt(r["diff_dense"], signed=True)),
     ]
     if not any(r["round"] for r in rows):
@@ -401,14 +456,16 @@ def summary_table(groups: Sequence[Group], alpha: float) -> Table:
     if any(r["settings"] for r in rows):
         at = next(i for i, c in enumerate(columns) if c.header == "Target s") + 1
         columns.insert(at, Column("Settings", lambda r: ", ".join(
-            f"{k}={_value_text(v)}" for k, v in r["settings"].items()), "left"))
+            f"{k}={_value_text(v)}" for k, v in r["settings"].items()), "left", "no"))
     if any(r["note"] for r in rows):
         columns.append(Column("Note", lambda r: "n<2, no tests" if r["note"] else "", "left"))
     caption = ("Final test accuracy (%) over seeds: mean, sample SD (n-1), 95% Student-t CI of the mean, "
                "min and max; 'Best epoch' is the mean of each seed's best test accuracy at its final sparsity; "
                "achieved sparsity and parameters remaining are seed means; Δ dense is the difference of means "
                "to the dense baseline of the same model, data and budget. Rounds of an LTH chain are rows of "
-               "their own ('round r'); 'final' is the chain's last round, counted once. "
+               "their own ('round r'); 'final' is the chain's last round, counted once. 'Epochs' is the "
+               "number of epochs trained to reach the result (a chain counts every round up to it); "
+               "'Train FLOPs' is the training cost over a dense run's, where the trainer records it. "
                "Groups with n < 2 are reported without tests.")
     return Table("summary", "Summary", caption, rows, columns)
 
@@ -419,7 +476,8 @@ def head_to_head_table(groups: Sequence[Group], reference: str, alpha: float) ->
         if g.method in (reference, DENSE):
             continue
         for ref in groups:
-            if ref.method != reference or ref.match_key != g.match_key or ref.sparsity_key != g.sparsity_key:
+            if ref.method != reference or ref.round is not None or ref.match_key != g.match_key \
+                    or not stands_for(g, ref.target_sparsity, groups):
                 continue
             a, b = g.accuracies, ref.accuracies
             w = stats.welch(a, b)
@@ -447,30 +505,36 @@ def head_to_head_table(groups: Sequence[Group], reference: str, alpha: float) ->
                 "wilcoxon_p": stats.wilcoxon(by_seed_a, by_seed_b) if is_paired else stats.NAN,
                 "mannwhitney_u": u, "mannwhitney_p": p_mw, "hedges_g": stats.hedges_g(a, b),
                 "primary_test": primary, "primary_p": p_primary, "alpha": alpha, "note": note,
+                "reference_sparsity": ref.target_sparsity, "epochs_trained_reference": ref.epochs,
+                "train_flops_x_dense_reference": ref.flops_x_dense,
             })
     adjusted = stats.holm([r["primary_p"] for r in rows])
     for row, p_adj in zip(rows, adjusted):
         row["primary_p_holm"] = p_adj
         row["verdict"] = stats.verdict(row["diff"], p_adj, alpha)
     columns = [
-        Column("Data", lambda r: r["dataset"], "left"),
-        Column("Model", lambda r: r["model"], "left"),
+        Column("Data", lambda r: r["dataset"], "left", "varies"),
+        Column("Model", lambda r: r["model"], "left", "varies"),
         Column("Target s", lambda r: fmt_sparsity(r["target_sparsity"])),
         Column("Method", lambda r: r["method"] + (f" ({r['round']})" if r["round"] else ""), "left"),
         Column("n", lambda r: f"{r['n']} vs {r['n_reference']}"),
         Column("Δ mean", lambda r: fmt(r["diff"], signed=True)),
         Column("95% CI (Welch)", lambda r: fmt_ci(r["diff_ci_low"], r["diff_ci_high"])),
-        Column("Welch p", lambda r: fmt_p(r["welch_p"])),
-        Column("Paired p", lambda r: fmt_p(r["paired_p"])),
-        Column("Wilcoxon p", lambda r: fmt_p(r["wilcoxon_p"])),
-        Column("MWU p", lambda r: fmt_p(r["mannwhitney_p"])),
+        Column("Welch p", lambda r: fmt_p(r["welch_p"]), paper="no"),
+        Column("Paired p", lambda r: fmt_p(r["paired_p"]), paper="no"),
+        Column("Wilcoxon p", lambda r: fmt_p(r["wilcoxon_p"]), paper="no"),
+        Column("MWU p", lambda r: fmt_p(r["mannwhitney_p"]), paper="no"),
         Column("Hedges g", lambda r: fmt(r["hedges_g"])),
         Column("Holm p", lambda r: fmt_p(r["primary_p_holm"]) + ("" if _is_missing(r["primary_p_holm"]) else
                                                                   (" (paired)" if r["paired"] else " (Welch)"))),
         Column("Verdict", lambda r: r["verdict"], "left"),
+        *_budget_columns(rows, "_reference"),
     ]
     caption = (f"Each method against the reference '{reference}' at the same data, model, target sparsity and "
-               f"training budget. Δ mean = method − {reference} in accuracy points, with the Welch 95% CI; "
+               f"training settings (an LTH round stands for the requested sparsity nearest to it, within "
+               f"{ROUND_TOLERANCE:g}; its own sparsity is in its row). 'Epochs' shows the epochs each side "
+               "trained: a chain method trains a full cycle per round, so the same settings are not the same "
+               "training budget. Δ mean = method − {reference} in accuracy points, with the Welch 95% CI; "
                "Welch's t-test; paired t-test and Wilcoxon signed-rank test when both sides ran the same seeds "
                "(pairs matched by seed); Mann-Whitney U as a non-parametric check; Hedges' g with the exact "
                "small-sample correction. 'Holm p' is the primary p-value (paired t when available, else Welch) "
@@ -501,8 +565,8 @@ def equivalence_table(groups: Sequence[Group], margin: float, alpha: float) -> T
                      "ci90_low": t.ci_low, "ci90_high": t.ci_high, "margin": margin, "p_lower": t.p_lower,
                      "p_upper": t.p_upper, "p_tost": t.p, "equivalent": t.equivalent, "outcome": outcome})
     columns = [
-        Column("Data", lambda r: r["dataset"], "left"),
-        Column("Model", lambda r: r["model"], "left"),
+        Column("Data", lambda r: r["dataset"], "left", "varies"),
+        Column("Model", lambda r: r["model"], "left", "varies"),
         Column("Method", lambda r: r["method"] + (f" ({r['round']})" if r["round"] else ""), "left"),
         Column("Target s", lambda r: fmt_sparsity(r["target_sparsity"])),
         Column("n", lambda r: f"{r['n']} vs {r['n_dense']}"),
@@ -510,6 +574,7 @@ def equivalence_table(groups: Sequence[Group], margin: float, alpha: float) -> T
         Column(f"{100 * (1 - 2 * alpha):g}% CI", lambda r: fmt_ci(r["ci90_low"], r["ci90_high"])),
         Column("TOST p", lambda r: fmt_p(r["p_tost"])),
         Column("Equivalence", lambda r: r["outcome"], "left"),
+        *_budget_columns(rows),
     ]
     caption = (f"'No accuracy drop' checked as equivalence: TOST (two one-sided Welch t-tests) of each pruned "
                f"group against the dense baseline of the same data, model and budget, margin ±{margin:g} "
@@ -578,16 +643,18 @@ def published_table(groups: Sequence[Group], published: Sequence[Published], ref
                 "published_spread": pub.spread, "approximate": pub.approximate, "source": pub.source,
                 "checked": pub.checked}
         rows.append({**base, "kind": "published, not re-run", "method": pub.method, "group": "", "n": 0,
-                     "mean": pub.accuracy, "diff": stats.NAN, "ci_low": stats.NAN, "ci_high": stats.NAN,
+                     "epochs_trained": stats.NAN, "train_flops_x_dense": stats.NAN, "mean": pub.accuracy, "diff": stats.NAN, "ci_low": stats.NAN, "ci_high": stats.NAN,
                      "t": stats.NAN, "df": stats.NAN, "p": stats.NAN, "note": pub.note})
         matches = [g for g in groups if g.dataset == pub.dataset and g.model == pub.model
-                   and abs(g.target_sparsity - pub.target_sparsity) <= pub.sparsity_tolerance
-                   and g.method in (pub.method, reference)]
+                   and g.method in (pub.method, reference)
+                   and (abs(g.target_sparsity - pub.target_sparsity) <= pub.sparsity_tolerance
+                        or (g.round is not None and stands_for(g, pub.target_sparsity, groups)))]
         matches.sort(key=lambda g: (g.method != pub.method, g.sort_key()))
         for g in matches:
             t = stats.one_sample(g.accuracies, pub.accuracy)
             kind = "ours, same method" if g.method == pub.method else "ours, reference method"
             rows.append({**base, "kind": kind, "method": g.method_label, "group": g.id, "n": len(g.runs),
+                         "epochs_trained": g.epochs, "train_flops_x_dense": g.flops_x_dense,
                          "mean": _mean(g.accuracies), "diff": _mean(g.accuracies) - pub.accuracy,
                          "ci_low": t.ci_low, "ci_high": t.ci_high, "t": t.statistic, "df": t.df, "p": t.p,
                          "note": NO_TESTS if len(g.runs) < 2 else ""})
@@ -601,8 +668,8 @@ def published_table(groups: Sequence[Group], published: Sequence[Published], ref
         return ("≈" if r["approximate"] else "") + f"{r['published_accuracy']:.2f}{spread}"
 
     columns = [
-        Column("Data", lambda r: r["dataset"], "left"),
-        Column("Model", lambda r: r["model"], "left"),
+        Column("Data", lambda r: r["dataset"], "left", "varies"),
+        Column("Model", lambda r: r["model"], "left", "varies"),
         Column("Target s", lambda r: fmt_sparsity(r["target_sparsity"])),
         Column("Row", lambda r: r["kind"], "left"),
         Column("Method", lambda r: r["method"], "left"),
@@ -610,9 +677,10 @@ def published_table(groups: Sequence[Group], published: Sequence[Published], ref
         Column("n", lambda r: str(r["n"]) if r["n"] else MISSING),
         Column("Our mean", lambda r: fmt(r["mean"]) if r["n"] else MISSING),
         Column("Δ vs published", lambda r: fmt(r["diff"], signed=True)),
-        Column("95% CI of Δ", lambda r: fmt_ci(r["ci_low"], r["ci_high"])),
+        Column("95% CI of Δ", lambda r: fmt_ci(r["ci_low"], r["ci_high"]), paper="no"),
         Column("t-test p", lambda r: fmt_p(r["p"])),
-        Column("Source", lambda r: r["source"] if r["kind"] == "published, not re-run" else "", "left"),
+        *_budget_columns(rows),
+        Column("Source", lambda r: r["source"] if r["kind"] == "published, not re-run" else "", "left", "no"),
     ]
     caption = ("Numbers from the literature ('published, not re-run': copied from the source, never trained "
                "here; ≈ marks values read off a figure or rounded in the paper). Below each, our groups of the "
@@ -640,14 +708,15 @@ def power_table(groups: Sequence[Group], alpha: float, power: float = 0.8) -> Ta
                 f"{100 * power:g}% power: {r['mdd']:.2f} points (d = {r['min_effect_d']:.2f})")
 
     columns = [
-        Column("Data", lambda r: r["dataset"], "left"),
-        Column("Model", lambda r: r["model"], "left"),
+        Column("Data", lambda r: r["dataset"], "left", "varies"),
+        Column("Model", lambda r: r["model"], "left", "varies"),
         Column("Method", lambda r: r["method"] + (f" ({r['round']})" if r["round"] else ""), "left"),
         Column("Target s", lambda r: fmt_sparsity(r["target_sparsity"])),
         Column("n", lambda r: str(r["n"])),
         Column("SD", lambda r: fmt(r["sd"])),
         Column("Min. d", lambda r: fmt(r["min_effect_d"])),
         Column("Min. detectable Δ", lambda r: fmt(r["mdd"])),
+        *_budget_columns(rows),
     ]
     caption = (f"Smallest difference in mean accuracy (points) that a two-sided two-sample t-test with this "
                f"group's n seeds per arm detects with {100 * power:g}% power at alpha = {alpha:g}, taking the "
@@ -676,6 +745,11 @@ class Report:
     meta: dict
     tables: list[Table]
     groups: list[Group]
+    skipped: list[Skipped] = field(default_factory=list)
+    published: list[Published] = field(default_factory=list)
+
+    def table(self, name: str) -> Table:
+        return next(t for t in self.tables if t.name == name)
 
 
 def build_report(root: Path, reference: str = "progressive", alpha: float = 0.05, margin: float = 0.1,
@@ -687,9 +761,15 @@ def build_report(root: Path, reference: str = "progressive", alpha: float = 0.05
         raise ConfigError(f"--margin must be positive (accuracy points), got {margin}")
     if not root.exists():
         raise ConfigError(f"runs directory not found: {root}")
-    if not root.is_dir():
-        raise ConfigError(f"runs directory is a file, not a folder: {root}")
-    runs, skipped = scan_runs(root)
+    recorded: dict = {}
+    if root.is_file() and root.suffix == ".json":
+        runs, skipped, recorded = load_export(root)  # the committed study: its runs as exported
+        root = Path(recorded["runs_dir"])
+    elif not root.is_dir():
+        raise ConfigError(f"runs directory is a file, not a folder (nor a --export JSON file): {root}")
+    else:
+        runs, skipped = scan_runs(root)
+        recorded = {"runs_dir": str(root), "sweeps": sweep_records(root), "machine": machine()}
     if not runs:
         extra = f" ({len(skipped)} unfinished or failed run folders)" if skipped else ""
         raise ConfigError(f"no finished runs (result.json) under {root}{extra}")
@@ -697,10 +777,57 @@ def build_report(root: Path, reference: str = "progressive", alpha: float = 0.05
     tables = [summary_table(groups, alpha), head_to_head_table(groups, reference, alpha),
               equivalence_table(groups, margin, alpha), published_table(groups, published, reference),
               power_table(groups, alpha), skipped_table(skipped)]
-    meta = {"runs_dir": str(root), "finished_results": len(runs) - sum(1 for s in skipped if s.status == "duplicate"),
+    counted = [r for g in groups for r in g.runs]
+    meta = {"runs_dir": recorded["runs_dir"], "finished_results": len(counted),
             "groups": len(groups), "reference": reference, "alpha": alpha, "margin": margin,
-            "correction": "Holm-Bonferroni", "confidence": 0.95}
-    return Report(meta, tables, groups)
+            "correction": "Holm-Bonferroni", "confidence": 0.95,
+            "run_results": sum(1 for r in counted if r.round is None),
+            "round_results": sum(1 for r in counted if r.round is not None),
+            "chains": sum(1 for r in counted if r.round is None and r.rounds > 1),
+            "chain_methods": sorted({r.method for r in counted if r.round is None and r.rounds > 1}),
+            "sweeps": recorded.get("sweeps") or [], "recorded": recorded}
+    report = Report(meta, tables, groups, skipped, list(published))
+    meta["headline"] = headline(report)
+    return report
+
+
+def headline(report: Report) -> list[str]:
+    """One line per head-to-head comparison, from the reference's side: difference, Holm verdict, budget."""
+    ref = report.meta["reference"]
+    alpha = report.meta["alpha"]
+    lines = []
+    for r in report.table("head_to_head").rows:
+        other = r["method"] + (f" ({r['round']}, s={r['target_sparsity']:.4f})" if r["round"] else "")
+        diff = -r["diff"]  # reference − method: the reference speaks
+        p = r["primary_p_holm"]
+        if _is_missing(p):
+            test = "no test (n < 2 or no spread)"
+        else:
+            test = ("significant" if p < alpha else "not significant") + f" after Holm (p = {fmt_p(p)})"
+        e, e_ref = r["epochs_trained"], r["epochs_trained_reference"]
+        if _is_missing(e) or _is_missing(e_ref) or e_ref == 0:
+            budget = "epochs trained not recorded"
+        elif e == e_ref:
+            budget = f"same epochs ({e:g})"
+        else:
+            budget = f"{r['method']} trained {e / e_ref:.3g}x the epochs ({e:g} vs {e_ref:g})"
+        f, f_ref = r["train_flops_x_dense"], r["train_flops_x_dense_reference"]
+        if not (_is_missing(f) or _is_missing(f_ref)):
+            budget += f", training FLOPs {f:.3g}x vs {f_ref:.3g}x dense"
+        lines.append(f"{ref} vs {other} at {100 * r['reference_sparsity']:g}% ({readable(r['model'], r['dataset'])}): "
+                     f"{fmt(diff, signed=True)} points, {test}; {budget}")
+    return lines
+
+
+def results_sentence(meta: dict) -> str:
+    """'N finished results in M groups', and where results beyond the run folders come from."""
+    text = f"{meta['finished_results']} finished results in {meta['groups']} groups"
+    if meta.get("round_results"):
+        methods = ", ".join(meta["chain_methods"]) or "chain"
+        text += (f" ({meta['run_results']} run results plus {meta['round_results']} round results of "
+                 f"{meta['chains']} {methods} chains: each round of a chain is a sparsity point of its own, "
+                 "grouped over seeds like a run)")
+    return text
 
 
 # --- rendering ----------------------------------------------------------------------------------
@@ -713,12 +840,22 @@ def _display(table: Table) -> tuple[list[str], list[list[str]], list[str]]:
 
 def render_markdown(report: Report) -> str:
     m = report.meta
-    out = [f"# Pruning report: {m['runs_dir']}", "",
-           f"{m['finished_results']} finished results in {m['groups']} groups; reference method "
-           f"'{m['reference']}'; alpha = {m['alpha']:g}; equivalence margin ±{m['margin']:g} points; "
-           f"multiple comparisons: {m['correction']}.", ""]
+    out = [f"# Pruning report: {m['runs_dir']}", ""]
+    if m.get("headline"):
+        out += [f"- {line}" for line in m["headline"]] + [""]
+    out += [f"{results_sentence(m)}; reference method "
+            f"'{m['reference']}'; alpha = {m['alpha']:g}; equivalence margin ±{m['margin']:g} points; "
+            f"multiple comparisons: {m['correction']}.", ""]
+    out += render_tables_markdown(report)
+    if m.get("plots"):
+        out += ["## Plots", ""] + [f"- {p}" for p in m["plots"]] + [""]
+    return "\n".join(out)
+
+
+def render_tables_markdown(report: Report, level: str = "##") -> list[str]:
+    out: list[str] = []
     for i, table in enumerate(report.tables, 1):
-        out += [f"## {i}. {table.title}", "", f"*{table.caption}*", ""]
+        out += [f"{level} {i}. {table.title}", "", f"*{table.caption}*", ""]
         if not table.rows:
             out += [f"({table.empty})", ""]
         elif table.line is not None:
@@ -726,9 +863,7 @@ def render_markdown(report: Report) -> str:
         else:
             headers, body, align = _display(table)
             out += [tabulate(body, headers, tablefmt="github", disable_numparse=True, colalign=align), ""]
-    if m.get("plots"):
-        out += ["## Plots", ""] + [f"- {p}" for p in m["plots"]] + [""]
-    return "\n".join(out)
+    return out
 
 
 _LATEX_SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
@@ -746,23 +881,37 @@ def latex_escape(text: str) -> str:
     return text
 
 
+def _paper_columns(table: Table) -> Table:
+    """The columns a paper prints: 'no' columns left out (they stay in CSV/JSON), 'varies' ones only
+    when the rows differ in them (one data set and model go in the caption instead)."""
+    keep = []
+    for c in table.columns:
+        if c.paper == "no":
+            continue
+        if c.paper == "varies" and len({c.show(r) for r in table.rows}) < 2:
+            continue
+        keep.append(c)
+    constant = [c for c in table.columns if c.paper == "varies" and c not in keep and table.rows]
+    extra = "; ".join(f"{c.header}: {c.show(table.rows[0])}" for c in constant)
+    return dataclasses.replace(table, columns=keep, caption=table.caption + (f" ({extra}.)" if extra else ""))
+
+
 def render_latex(report: Report) -> str:
     m = report.meta
     out = [f"% Pruning report: {latex_escape(m['runs_dir'])} (generated by python -m suite.report)",
-           r"% Needs \usepackage{booktabs} and \usepackage{graphicx} in the preamble.", ""]
+           r"% Needs \usepackage{booktabs} in the preamble. Every column of a table is in --format csv/json.", ""]
     for table in report.tables:
         if not table.rows:
             out += [f"% {table.title}: {latex_escape(table.empty)}", ""]
             continue
-        headers, body, align = _display(table)
+        headers, body, align = _display(_paper_columns(table))
         # tabulate escapes the LaTeX specials; the unicode signs are spelt out after it.
         tab = tabulate(body, headers, tablefmt="latex_booktabs", disable_numparse=True, colalign=align)
         for uni, tex in _LATEX_UNICODE.items():
             tab = tab.replace(uni, tex)
         out += [r"\begin{table}[htbp]", r"\centering", r"\small",
-                rf"\caption{{{latex_escape(table.title)}. {latex_escape(table.caption)}}}",
-                rf"\label{{tab:pp-{table.name.replace('_', '-')}}}", r"\resizebox{\linewidth}{!}{%", tab, "}",
-                r"\end{table}", ""]
+                rf"\caption{{{latex_escape(table.title)}. {latex_escape(_paper_columns(table).caption)}}}",
+                rf"\label{{tab:pp-{table.name.replace('_', '-')}}}", tab, r"\end{table}", ""]
     return "\n".join(out)
 
 
@@ -780,7 +929,8 @@ def _plain(value: Any) -> Any:
 
 
 def render_json(report: Report) -> str:
-    tree: dict = {"meta": _plain({**report.meta, "captions": {t.name: t.caption for t in report.tables}})}
+    meta = {k: v for k, v in report.meta.items() if k != "recorded"}
+    tree: dict = {"meta": _plain({**meta, "captions": {t.name: t.caption for t in report.tables}})}
     for table in report.tables:
         tree[table.name] = _plain(table.rows)
     return json.dumps(tree, indent=2, allow_nan=False) + "\n"
@@ -799,19 +949,32 @@ def _csv_cell(value: Any) -> str:
     return repr(value) if isinstance(value, float) else str(value)
 
 
-def render_csv(report: Report) -> str:
-    """One CSV for all tables: the first column names the table, the header is the union of columns."""
-    columns: list[str] = ["table"]
-    for table in report.tables:
-        for row in table.rows:
-            columns += [k for k in row if k not in columns]
+def table_csv(table: Table) -> str:
+    """One table as CSV: its own columns only, raw numbers (floats as repr, so they round-trip)."""
+    columns: list[str] = []
+    for row in table.rows:
+        columns += [k for k in row if k not in columns]
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(columns)
-    for table in report.tables:
-        for row in table.rows:
-            writer.writerow([table.name] + [_csv_cell(row[k]) if k in row else "" for k in columns[1:]])
+    for row in table.rows:
+        writer.writerow([_csv_cell(row[k]) if k in row else "" for k in columns])
     return buf.getvalue()
+
+
+def render_csv(report: Report) -> str:
+    """Every table as its own CSV section: a '# table: NAME' line, the CSV, a blank line. With
+    --out FOLDER/ each table is its own file FOLDER/NAME.csv instead."""
+    return "\n".join(f"# table: {t.name}\n{table_csv(t)}" for t in report.tables)
+
+
+def split_csv(text: str) -> dict[str, list[dict]]:
+    """The tables of render_csv's output, by name: rows as dicts of strings."""
+    out: dict[str, list[dict]] = {}
+    for section in text.split("# table: ")[1:]:
+        name, _, body = section.partition("\n")
+        out[name] = list(csv.DictReader(io.StringIO(body.strip("\n") + "\n"))) if body.strip() else []
+    return out
 
 
 RENDERERS = {"markdown": render_markdown, "latex": render_latex, "csv": render_csv, "json": render_json}
@@ -835,6 +998,20 @@ def _wandb_columns(rows: list[dict]) -> tuple[list[str], list[list[Any]]]:
     return keys, data
 
 
+def training_group(g: Group) -> str:
+    """The W&B group of a training run (suite.trainer.wandb_init_kwargs): method-model-data-experiment."""
+    return f"{g.method}-{g.model}-{g.dataset}-{g.experiment}"
+
+
+def wandb_identity(report: Report) -> tuple[str, str, list[str]]:
+    """Name, group and tags of the report's W&B run: grouped under the sweep whose runs it reads and
+    tagged with the sweep's name, the tag every training run of that sweep carries."""
+    sweeps = [s["name"] for s in report.meta.get("sweeps") or []]
+    label = Path(report.meta["runs_dir"]).name or "runs"
+    group = sweeps[0] if len(sweeps) == 1 else label
+    return f"report-{label}", group, ["report", *sweeps]
+
+
 def push_to_wandb(report: Report, plot_files: Sequence[Path], project: str, entity: str | None,
                   directory: str | None, mode: str) -> str:
     """Mirror the tables (wandb.Table) and PNG plots (wandb.Image) to one W&B run of job_type 'report';
@@ -846,8 +1023,11 @@ def push_to_wandb(report: Report, plot_files: Sequence[Path], project: str, enti
 
     if directory:
         Path(directory).mkdir(parents=True, exist_ok=True)
+    name, group, tags = wandb_identity(report)
+    config = {k: v for k, v in report.meta.items() if k not in ("plots", "recorded")}
+    config["training_groups"] = sorted({training_group(g) for g in report.groups if g.round is None})
     run = wandb.init(project=project, entity=entity or None, job_type="report", dir=directory, mode=mode,
-                     config={k: v for k, v in report.meta.items() if k != "plots"})
+                     name=name, group=group, tags=tags, config=config)
     try:
         payload: dict[str, Any] = {}
         for table in report.tables:
@@ -870,7 +1050,14 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("runs_dir", metavar="RUNS_DIR", help="folder searched recursively for run folders")
     p.add_argument("--format", choices=FORMATS, default="markdown")
     p.add_argument("--out", help="write the report here instead of stdout")
-    p.add_argument("--plots", metavar="DIR", help="write PNG and PDF figures to this folder")
+    p.add_argument("--plots", metavar="DIR", help="write PNG and PDF figures and the two GIF animations to this folder")
+    p.add_argument("--log-x", action="store_true",
+                   help="trade-off figure against the fraction of weights remaining, on a log axis")
+    p.add_argument("--export", metavar="JSON", help="write the run summaries (results, epoch records, sweep wall "
+                   "time, machine) to this file, then build everything else from it; RUNS_DIR may be such a file")
+    p.add_argument("--doc", metavar="MD", help="write the results document (command, machine, wall time, "
+                   "headline, tables, figures of --plots, what the published claims come to)")
+    p.add_argument("--readme", metavar="MD", help="put the headline table between its markers in this README")
     p.add_argument("--reference", default="progressive", help="method every other method is compared with")
     p.add_argument("--alpha", type=float, default=0.05, help="significance level of every test")
     p.add_argument("--margin", type=float, default=0.1, help="TOST equivalence margin, accuracy points")
@@ -894,21 +1081,76 @@ def _published_from(arg: str | None) -> list[Published]:
     return load_published(Path(arg))
 
 
+def study_name(doc: Path) -> str:
+    return doc.stem
+
+
+def write_study_files(report: Report, doc: Path | None, readme: Path | None, figures_dir: str | None,
+                      doc_link: str | None = None) -> list[Path]:
+    """The results document and the README's headline block, from a report (built from an export);
+    figures_dir is the --plots folder relative to the document's folder; the README links the document
+    at doc_link (default: its path relative to the README)."""
+    from suite import study
+
+    written = []
+    if doc is not None:
+        from suite import plots  # late: matplotlib only when figures are asked for
+
+        names = plots.planned(report.groups, report.meta["reference"]) if figures_dir is not None else []
+        links = [f"{figures_dir}/{n}" for n in names if n.endswith((".png", ".gif"))]
+        doc.parent.mkdir(parents=True, exist_ok=True)
+        doc.write_text(study.render_document(report, report.published, report.meta["recorded"], links,
+                                             study_name(doc)))
+        written.append(doc)
+    if readme is not None:
+        if not readme.is_file():
+            raise ConfigError(f"--readme: file not found: {readme}")
+        link = doc_link or (os.path.relpath(doc, readme.parent) if doc is not None else "docs/results")
+        block = study.readme_block(report, study_name(doc) if doc is not None else "results", link)
+        readme.write_text(study.replace_readme_block(readme.read_text(), block,
+                                                     study_name(doc) if doc is not None else "results"))
+        written.append(readme)
+    return written
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = parse_args(argv)
+    import shlex
+
+    given = list(sys.argv[1:] if argv is None else argv)
+    args = parse_args(given)
     try:
-        report = build_report(Path(args.runs_dir), args.reference, args.alpha, args.margin,
-                              _published_from(args.published))
+        if args.doc and args.plots is None and args.export:
+            raise ConfigError("--doc with --export needs --plots (the document links the figures)")
+        published = _published_from(args.published)
+        report = build_report(Path(args.runs_dir), args.reference, args.alpha, args.margin, published)
+        figures_rel = (os.path.relpath(args.plots, Path(args.doc).parent) if args.plots and args.doc
+                       else report.meta["recorded"].get("figures"))
+        if args.export:
+            from suite import study
+
+            command = "python -m suite.report " + shlex.join(given)
+            study.write_export(study.export_tree(report, Path(args.runs_dir), command, figures_rel),
+                               Path(args.export))
+            report = build_report(Path(args.export), args.reference, args.alpha, args.margin, published)
         plot_files: list[Path] = []
         if args.plots:
             from suite import plots  # late: matplotlib only when figures are asked for
 
-            plot_files = plots.write_all(report.groups, Path(args.plots))
+            plot_files = plots.write_all(report.groups, Path(args.plots), log_x=args.log_x, reference=args.reference)
             report.meta["plots"] = [p.name for p in plot_files]
+        written = write_study_files(report, Path(args.doc) if args.doc else None,
+                                    Path(args.readme) if args.readme else None, figures_rel)
         text = RENDERERS[args.format](report)
-        if args.out:
+        if args.format == "csv" and args.out and (args.out.endswith("/") or Path(args.out).is_dir()):
+            Path(args.out).mkdir(parents=True, exist_ok=True)
+            for table in report.tables:
+                (Path(args.out) / f"{table.name}.csv").write_text(table_csv(table))
+        elif args.out:
             Path(args.out).parent.mkdir(parents=True, exist_ok=True)
             Path(args.out).write_text(text)
+        elif args.export or written:
+            for path in [*([Path(args.export)] if args.export else []), *written]:
+                print(f"wrote {path}", file=sys.stderr)
         else:
             sys.stdout.write(text)
     except ConfigError as e:

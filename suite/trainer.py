@@ -337,14 +337,19 @@ def _track(acc, record: dict, step: int) -> None:
         return
     flat = {k: v for k, v in record.items() if k != "layer_sparsity" and v is not None}
     flat.update({f"layer_sparsity/{name}": s for name, s in record["layer_sparsity"].items()})
+    flat["epochs_trained"] = step  # cumulative over LTH rounds: the W&B step never goes back
     acc.log(flat, step=step)
+
+
+SWEEP_ENV = "PP_SWEEP"  # set by launch/sweep.py for its runs: the sweep's name becomes a W&B tag
 
 
 def wandb_init_kwargs(cfg: C.Config, run_dir: Path, mode: str) -> dict:
     """One W&B run per training run: grouped by experiment so a dashboard groups the seeds."""
     name = f"{cfg.method}-s{cfg.prune.target_sparsity:g}-seed{cfg.seed}"
     kwargs = {"name": name, "group": f"{cfg.method}-{cfg.model.name}-{cfg.data.name}-{C.experiment_hash(cfg)}",
-              "tags": [cfg.model.name, cfg.data.name, cfg.method], "dir": str(run_dir), "mode": mode,
+              "tags": [cfg.model.name, cfg.data.name, cfg.method, *filter(None, [os.environ.get(SWEEP_ENV)])],
+              "dir": str(run_dir), "mode": mode,
               "id": f"{C.experiment_hash(cfg)}-{cfg.seed}", "resume": "allow", "job_type": "train"}
     if cfg.wandb.entity:
         kwargs["entity"] = cfg.wandb.entity

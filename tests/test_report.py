@@ -278,19 +278,24 @@ def test_csv_equals_json(study, published_file, json_run, tmp_path):
     _, tables = json_run
     proc = _cli(str(study), "--format", "csv", "--published", str(published_file))
     assert proc.returncode == 0, proc.stderr
-    rows = list(csv.DictReader(io.StringIO(proc.stdout)))
-    for name in ("summary", "head_to_head", "equivalence", "published", "power", "not_included"):
-        got = [r for r in rows if r["table"] == name]
+    sections = report.split_csv(proc.stdout)
+    assert list(sections) == ["summary", "head_to_head", "equivalence", "published", "power", "not_included"]
+    for name, got in sections.items():
         assert len(got) == len(tables[name]), name
+        assert list(got[0]) == list(tables[name][0]), name  # each section holds its own table's columns only
         for c, j in zip(got, tables[name]):
             for key, value in j.items():
                 if isinstance(value, float):
                     assert float(c[key]) == value, (name, key)  # repr round-trips exactly
                 elif value is None:
                     assert c[key] == "", (name, key)
-    [prog] = [r for r in rows if r["table"] == "summary" and r["method"] == "progressive"
-              and r["target_sparsity"] == "0.9"]
+    [prog] = [r for r in sections["summary"] if r["method"] == "progressive" and r["target_sparsity"] == "0.9"]
     assert prog["seeds"] == "42;123;456"
+    folder = tmp_path / "csv"
+    proc = _cli(str(study), "--format", "csv", "--published", str(published_file), "--out", f"{folder}/")
+    assert proc.returncode == 0, proc.stderr
+    assert sorted(p.name for p in folder.iterdir()) == sorted(f"{n}.csv" for n in sections)
+    assert list(csv.DictReader(io.StringIO((folder / "power.csv").read_text()))) == sections["power"]
 
 
 def test_markdown_and_latex(study, published_file, tmp_path):
@@ -310,6 +315,9 @@ def test_markdown_and_latex(study, published_file, tmp_path):
     assert body.count(r"\begin{table}") == body.count(r"\end{table}") == 6
     assert body.count(r"\toprule") == body.count(r"\bottomrule") == 6 and r"\hline" not in body
     assert "tiny\\_mlp" in body and "Δ" not in body and "±" not in body and "–" not in body
+    assert r"\resizebox" not in body and "Wilcoxon p &" not in body  # the columns a paper prints, unshrunk
+    head = body[body.index(r"\label{tab:pp-head-to-head}"):]
+    assert head.split(r"\midrule")[0].count("&") == 8  # 9 columns: Target s, Method, n, Δ, CI, g, Holm p, Verdict, Epochs
 
 
 def test_plots_written(json_run):
@@ -317,10 +325,11 @@ def test_plots_written(json_run):
     names = sorted(p.name for p in (out / "plots").iterdir())
     stems = ["dynamics-synthetic-tiny_mlp-s0.5", "dynamics-synthetic-tiny_mlp-s0.9",
              "layers-synthetic-tiny_mlp-s0.5", "layers-synthetic-tiny_mlp-s0.9", "tradeoff-synthetic-tiny_mlp"]
-    assert names == sorted(f"{s}.{ext}" for s in stems for ext in ("pdf", "png"))
+    assert names == sorted([f"{s}.{ext}" for s in stems for ext in ("pdf", "png")]
+                           + ["comparison_animation.gif", "training_animation.gif"])
     for name in names:
         head = (out / "plots" / name).read_bytes()[:8]
-        assert head.startswith(b"%PDF" if name.endswith(".pdf") else b"\x89PNG")
+        assert head.startswith({"pdf": b"%PDF", "png": b"\x89PNG", "gif": b"GIF89a"}[name.rsplit(".", 1)[1]])
 
 
 def test_wandb_offline_run_holds_the_tables(json_run):

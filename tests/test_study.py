@@ -75,11 +75,13 @@ def test_head_to_head_is_paired_over_the_same_seeds(study):
 
 
 def test_csv_markdown_latex_and_plots(study, tmp_path):
-    rows = list(csv.DictReader(io.StringIO(_report(study, "--format", "csv"))))
-    means = {r["method"]: float(r["mean"]) for r in rows if r.get("table") == "summary"}
+    from suite.report import split_csv
+    rows = split_csv(_report(study, "--format", "csv"))["summary"]
+    means = {r["method"]: float(r["mean"]) for r in rows}
     assert means["random"] == pytest.approx(np.mean(_accuracies(study, "random")), abs=1e-9)
     assert "progressive" in _report(study, "--format", "markdown")
     latex = _report(study, "--format", "latex", "--plots", str(tmp_path))
     assert "\\toprule" in latex and "\\bottomrule" in latex and "Holm" in latex
+    assert sorted(p.name for p in tmp_path.glob("*.gif")) == ["comparison_animation.gif", "training_animation.gif"]
     pngs = sorted(p.name for p in tmp_path.glob("*.png"))
     assert len(pngs) == 3 and len(list(tmp_path.glob("*.pdf"))) == 3

@@ -68,6 +68,8 @@ SHIPPED = {  # file: (grid points, runs, {method: runs})
     "vgg_like_vs_snip": (10, 10, {"progressive": 5, "snip": 5}),
     "vgg19_vs_grasp": (10, 10, {"progressive": 5, "grasp": 5}),
     "lenet300_mnist": (30, 25, {"progressive": 10, "lth": 5, "snip": 10}),
+    "lenet300_mnist_cpu": (60, 50, {"progressive": 10, "dense": 5, "random": 10, "snip": 10, "grasp": 10,
+                                    "lth": 5}),
     "quickstart": (18, 18, {m: 3 for m in ("progressive", "dense", "random", "snip", "grasp", "lth")}),
 }
 
@@ -115,6 +117,17 @@ def test_lenet300_lth_chain_covers_both_points(tmp_path):
     # 1 - 0.8^7 = 0.7902848 is the round nearest 78.9%; 0.8^17 = 2.25% alive needs the 18th prune
     assert S.describe_chain(chains[0]) == \
         "chain of 19 rounds covers 0.789 <- round 7 (0.7903), 0.98 <- round 18 (0.9800)"
+
+
+def test_cpu_study_is_every_registered_method_at_its_budget(tmp_path):
+    from suite.methods import METHODS
+    sweep = S.load_sweep(ROOT / "configs" / "sweeps" / "lenet300_mnist_cpu.yaml", ["data.root=../shared/data"])
+    assert set(sweep.grids[0]["method"]) == set(METHODS)  # every registered method is in the study
+    expansion = S.expand(sweep, tmp_path)
+    assert {(r.cfg.train.epochs, r.cfg.lth.rate, r.cfg.data.root) for r in expansion.runs} == {(20, 0.2, "../shared/data")}
+    assert {r.cfg.prune.t_end for r in expansion.runs if r.cfg.method == "progressive"} == {10.0}
+    (chain, *_) = [r for r in expansion.runs if r.cfg.method == "lth"]
+    assert S.describe_chain(chain) == "chain of 19 rounds covers 0.789 <- round 7 (0.7903), 0.98 <- round 18 (0.9800)"
 
 
 # --- grid expansion ----------------------------------------------------------------------------

@@ -1,0 +1,161 @@
+"""The committed study's pipeline on a tiny real study: export, document, README headline, figures and
+animations; and the committed results document, regenerated from its committed export."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from helpers import ROOT, env
+
+TINY = ["data.name=synthetic", "model.name=tiny_mlp", "train.epochs=3", "train.batch_size=64", "train.lr=0.05",
+        "prune.target_sparsity=0.75", "lth.rate=0.5", "wandb.mode=disabled"]
+SEEDS = (42, 123)
+DOC = ROOT / "docs" / "results" / "lenet300_mnist.md"
+EXPORT = ROOT / "docs" / "results" / "lenet300_mnist.json"
+README_STUB = "# project\n\nIntro.\n\n## Set-up\n\ntext\n"
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory):
+    """progressive, dense and an LTH chain (0.5, 0.75: 3 rounds) on 2 seeds, trained for real."""
+    from accelerate import Accelerator
+
+    from suite import config as C
+    from suite.trainer import run_experiment
+    out = tmp_path_factory.mktemp("runs")
+    accelerator = Accelerator(cpu=True)
+    for method in ("progressive", "dense", "lth"):
+        for seed in SEEDS:
+            cfg = C.load_config(None, [*TINY, f"seed={seed}"], method)
+            assert run_experiment(cfg, out, accelerator, progress=False).status == "finished"
+    return out
+
+
+def _report(*args):
+    proc = subprocess.run([sys.executable, "-m", "suite.report", *map(str, args)], capture_output=True, text=True,
+                          cwd=ROOT, env=env(), timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout
+
+
+@pytest.fixture(scope="module")
+def written(study, tmp_path_factory):
+    out = tmp_path_factory.mktemp("doc")
+    (out / "README.md").write_text(README_STUB)
+    _report(study, "--plots", out / "figures", "--doc", out / "study.md", "--export", out / "study.json",
+            "--readme", out / "README.md")
+    return out
+
+
+def test_export_holds_every_result_and_no_weights(study, written):
+    tree = json.loads((written / "study.json").read_text())
+    results = tree["results"]
+    # 6 run folders + 2 round results per chain (rounds 0 and 1; round 2 is the run's own result)
+    assert len(results) == 6 + 2 * 2
+    assert sum(1 for r in results if r["round"] is not None) == 4
+    assert all("config" not in r["result"] for r in results)
+    lth = [r for r in results if r["result"]["method"] == "lth" and r["round"] is None]
+    assert all([m["round"] for m in r["metrics"]] == [2, 2, 2] for r in lth)  # the final round only
+    for r in (r for r in results if r["round"] is None):  # from the mask's header, for the per-layer figure
+        sizes = r["layer_sizes"]
+        assert list(sizes) == list(r["result"]["layer_sparsity"]) and sum(sizes.values()) == r["result"]["prunable_total"]
+    assert (written / "study.json").stat().st_size < 60_000
+    # the tables from the export are the tables from the run folders
+    from_runs = json.loads(_report(study, "--format", "json"))
+    from_export = json.loads(_report(written / "study.json", "--format", "json"))
+    assert from_export == from_runs
+
+
+def test_document_and_readme_regenerate_from_the_export(written, tmp_path):
+    doc = (written / "study.md").read_text()
+    for heading in ("## How it was made", "## Headline", "### 1. Summary", "### 2. Head-to-head against progressive",
+                    "### 3. Equivalence to dense", "### 4. Published references", "### 5. Power", "## Figures",
+                    "## What it shows"):
+        assert heading in doc, heading
+    assert "![training_animation](figures/training_animation.gif)" in doc
+    assert "Not yet run" in doc and "configs/sweeps/vgg19_vs_grasp.yaml" in doc  # GPU claims, with their sweep
+    readme = (written / "README.md").read_text()
+    assert readme.startswith("# project\n\nIntro.\n\n<!-- results:study:start") and readme.endswith("## Set-up\n\ntext\n")
+    again = tmp_path / "again"
+    again.mkdir()
+    (again / "README.md").write_text(readme)  # markers present: the block is replaced in place
+    from suite import report
+    built = report.build_report(written / "study.json", published=report.load_published(report.DEFAULT_PUBLISHED))
+    report.write_study_files(built, again / "study.md", again / "README.md", built.meta["recorded"]["figures"])
+    assert (again / "study.md").read_text() == doc
+    assert (again / "README.md").read_text() == readme
+
+
+def test_headline_line_from_the_numbers(written):
+    tree = json.loads((written / "study.json").read_text())
+    final = {(r["result"]["method"], r["result"]["seed"]): r["result"] for r in tree["results"] if r["round"] is None}
+    import numpy as np
+    diff = np.mean([final["progressive", s]["final_test_accuracy"] for s in SEEDS]) - \
+        np.mean([final["lth", s]["final_test_accuracy"] for s in SEEDS])
+    line = next(x for x in (written / "study.md").read_text().splitlines() if x.startswith("- progressive vs lth"))
+    assert line.startswith(f"- progressive vs lth (final, s=0.7500) at 75% (tiny MLP on synthetic data): {diff:+.2f} points, ")
+    assert line.endswith("; lth trained 3x the epochs (9 vs 3)")
+
+
+def test_figures_and_animations(written):
+    figures = written / "figures"
+    for name in ("training_animation.gif", "comparison_animation.gif"):
+        path = figures / name
+        with Image.open(path) as gif:
+            assert gif.format == "GIF" and gif.n_frames == 3  # one frame per epoch (3 epochs, cap 40)
+        assert path.stat().st_size < 1_000_000
+    pngs = sorted(p.name for p in figures.glob("*.png"))
+    assert pngs == ["dynamics-synthetic-tiny_mlp-s0.75.png", "layers-synthetic-tiny_mlp-s0.75.png",
+                    "tradeoff-synthetic-tiny_mlp.png"]
+    for name in pngs:
+        with Image.open(figures / name) as png:
+            assert png.format == "PNG" and png.size[0] > 600
+    from suite.plots import GIF_FRAMES, _frames
+    assert len(_frames(380)) == GIF_FRAMES and _frames(380)[-1] == 380 and _frames(3) == [1, 2, 3]
+
+
+def test_tradeoff_offsets_and_log_axis(written, tmp_path):
+    from suite import plots, report
+    xs = [plots.tradeoff_x(0.98, shift, False) for shift in (-1, 0, 1)]
+    assert xs == [0.98 - 0.0025, 0.98, 0.98 + 0.0025]
+    logs = [plots.tradeoff_x(0.98, shift, True) for shift in (-1, 0, 1)]
+    assert logs[1] == pytest.approx(2.0) and logs[0] < logs[1] < logs[2]  # 2% of the weights remain
+    built = report.build_report(written / "study.json")
+    paths = plots.plot_tradeoff(built.groups, tmp_path / "t", plots._method_colors(built.groups), log_x=True)
+    assert [p.name for p in paths] == ["t.png", "t.pdf"] and all(p.stat().st_size > 10_000 for p in paths)
+
+
+def test_claim_verdicts_quote_their_test(written):
+    from suite import report, study
+    runs_mean = report.build_report(written / "study.json")
+    (prog,) = [g for g in runs_mean.groups if g.method == "progressive"]
+    mean = sum(prog.accuracies) / 2
+
+    def verdict(accuracy):
+        pub = report.Published("progressive", "tiny_mlp", "synthetic", 0.75, accuracy, float("nan"), "made up",
+                               False, "", "", 0.0005)
+        built = report.build_report(written / "study.json", published=[pub])
+        (text,) = study.claim_paragraphs(built, [pub])
+        return text
+    assert "Confirmed and exceeded: our mean is significantly higher" in verdict(mean - 50)
+    low = verdict(mean + 50)  # no seed config states a protocol for tiny_mlp: lower at the full budget
+    assert "Refuted: our mean is significantly lower" in low and f"mean {mean:.2f}" in low and "3 epochs trained" in low
+
+
+def test_committed_document_equals_its_regeneration(tmp_path):
+    """The committed document and README headline are what the committed export gives."""
+    if not EXPORT.is_file():
+        pytest.skip(f"{EXPORT.relative_to(ROOT)} is not committed yet (the study has not run)")
+    from suite import report, study
+    built = report.build_report(EXPORT, published=report.load_published(report.DEFAULT_PUBLISHED))
+    readme = tmp_path / "README.md"
+    readme.write_text((ROOT / "README.md").read_text())
+    report.write_study_files(built, tmp_path / DOC.name, readme, built.meta["recorded"]["figures"],
+                             doc_link=DOC.relative_to(ROOT).as_posix())
+    assert (tmp_path / DOC.name).read_text() == DOC.read_text()
+    start = study.README_START.format(name=DOC.stem)
+    assert start in (ROOT / "README.md").read_text()
+    assert readme.read_text() == (ROOT / "README.md").read_text()
