@@ -551,6 +551,35 @@ def test_sweep_does_not_count_an_invalid_result(straight, tmp_path, capsys):
     assert status.state == "invalid" and f"{folder / 'result.json'}: unreadable" in status.detail
 
 
+def test_run_folder_reads_torn_and_unreadable_files(tmp_path):
+    folder = RunFolder(tmp_path / "seed_1")
+    folder.path.mkdir()
+    assert folder.status().state == "pending"
+    # a torn last line, a repeated epoch (a resumed run), a line that is not a record
+    (folder.path / "metrics.jsonl").write_text('{"epoch": 1, "a": 1}\n[1]\n{"epoch": 1, "a": 2}\n{"epoch": 2, "a"')
+    assert folder.read_metrics() == [{"epoch": 1, "a": 2}]
+    assert folder.status() == type(folder.status())("partial", "stopped after round 0 epoch 1")
+    (folder.path / "failed.json").write_bytes(b"\xff\xfe")
+    assert folder.failure_reason() == "failed.json is unreadable" and folder.status().state == "failed"
+    (folder.path / "failed.json").unlink()
+    (folder.path / "checkpoint.prev.pt").write_bytes(b"")
+    (folder.path / "metrics.jsonl").unlink()
+    assert folder.status() == type(folder.status())("partial", "stopped after a checkpoint")
+
+
+def test_two_moves_aside_in_one_second_keep_both(tmp_path):
+    folder = RunFolder(tmp_path / "seed_1")
+    folder.path.mkdir()
+    (folder.path / ".lock").write_text("")
+    assert folder.move_aside() is None  # only the lock: nothing to move
+    (folder.path / "result.json").write_text("1")
+    first = folder.move_aside()
+    (folder.path / "result.json").write_text("2")
+    second = folder.move_aside()
+    assert first != second and (first / "result.json").read_text() == "1" and (second / "result.json").read_text() == "2"
+    assert sorted(p.name for p in folder.path.iterdir()) == [".lock"]
+
+
 # --- the report ---------------------------------------------------------------------------------
 
 def test_report_lists_a_nan_accuracy_as_invalid_with_its_path(straight, tmp_path):
@@ -617,7 +646,10 @@ def test_unexpected_error_in_sweep_is_one_line(tmp_path, capsys):
     (out / "sweeps" / "quickstart").write_text("a file where the sweep's log folder goes")
     code, err, _ = cli(capsys, S.main, ["configs/sweeps/quickstart.yaml", "--out", str(out)])
     assert code == EXIT_FAILED
-    one_error(err, "unexpected FileExistsError", "details in")
+    line = one_error(err, "unexpected FileExistsError", "details in")
+    log = Path(line.rsplit("(details in ", 1)[1].rstrip(")"))  # its own folder is the culprit: a temp file
+    assert "Traceback (most recent call last)" in log.read_text()
+    log.unlink()
 
 
 def test_unexpected_error_in_report_is_one_line(straight, tmp_path, capsys):
@@ -626,4 +658,5 @@ def test_unexpected_error_in_report_is_one_line(straight, tmp_path, capsys):
     target.mkdir()  # --out names a folder
     code, err, _ = cli(capsys, R.main, [str(out), "--out", str(target)])
     assert code == EXIT_FAILED
-    one_error(err, "unexpected IsADirectoryError", "details in")
+    one_error(err, "unexpected IsADirectoryError", f"(details in {out / 'error.log'})")
+    assert "Traceback (most recent call last)" in (out / "error.log").read_text()
