@@ -122,6 +122,7 @@ class Runner:
         self.optimizer = None
         self.threshold = float("nan")
         self.collapsed: list[str] = []  # layers already reported as pruned to zero weights
+        self.code = code_version()  # the code this process runs, read once: every round's result says the same
 
     # --- state ---------------------------------------------------------------------------------
 
@@ -330,7 +331,7 @@ class Runner:
             "world_size": self.acc.num_processes, "wall_time_s": state["wall_time_s"],
             "layer_sparsity": layers, "collapsed_layers": collapsed,
             "dense_layers": [n for n in M.prunable_weights(self.model) if n not in self.weights],
-            "versions": versions(), "code": code_version(), "config": C.to_dict(cfg),
+            "versions": versions(), "code": self.code, "config": C.to_dict(cfg),
         }
 
 

@@ -361,11 +361,13 @@ def straight(tmp_path_factory):
     out = tmp_path_factory.mktemp("straight")
     mp = pytest.MonkeyPatch()
     mp.setenv("WANDB_MODE", "disabled")
+    threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
         assert RUN.main(["--no-progress", "--out", str(out), *LONG]) == 0
     finally:
         mp.undo()
+        torch.set_num_threads(threads)  # later test modules run as they would without this one
     (folder,) = {p.parent for p in out.rglob("result.json")}
     return folder
 
