@@ -432,6 +432,22 @@ def test_foreign_checkpoint_falls_back_to_the_previous_one(damage, part, straigh
     same_run(straight, folder)
 
 
+def test_two_process_job_falls_back_to_the_previous_checkpoint(stopped, tmp_path):
+    """Rank 0 decides which checkpoint counts (deleting the damaged one) before rank 1 reads: both
+    resume from the same one (the same config is the same experiment on 1 or 2 processes)."""
+    from helpers import launch_2proc
+    out, folder = copy_run(stopped, tmp_path)
+    prev_epoch = epoch_of(previous_checkpoint(folder / "checkpoint.pt"))
+    (folder / "checkpoint.pt").write_bytes(b"")
+    proc = launch_2proc([str(ROOT / "suite" / "run.py"), "--no-progress", "--out", str(out), *LONG])
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    warnings = [line for line in proc.stderr.splitlines() if line.startswith("warning:")]
+    assert len(warnings) == 1 and f"resuming from the previous checkpoint (round 0 epoch {prev_epoch})" in warnings[0]
+    r = result(folder)
+    assert r["world_size"] == 2 and [m["epoch"] for m in metrics(folder)] == list(range(1, 41))
+    assert r["total_epochs_trained"] == 40
+
+
 def test_both_checkpoints_damaged_starts_over(straight, stopped, tmp_path, capsys):
     out, folder = copy_run(stopped, tmp_path)
     (folder / "checkpoint.pt").write_bytes(b"")
@@ -580,6 +596,15 @@ def test_two_moves_aside_in_one_second_keep_both(tmp_path):
     second = folder.move_aside()
     assert first != second and (first / "result.json").read_text() == "1" and (second / "result.json").read_text() == "2"
     assert sorted(p.name for p in folder.path.iterdir()) == [".lock"]
+
+
+def test_a_second_sweeper_does_not_count_anothers_run_as_done(straight, tmp_path):
+    """Its run.py exited 3 (locked); by the time it looks, the other sweeper's run has finished."""
+    _, folder = copy_run(straight, tmp_path)
+    started = time.time()
+    assert S.classify(3, folder, ["error: run is locked by another process"], started, False) == \
+        ("locked", "running elsewhere")
+    assert S.classify(0, folder, [], started, False) == ("done", "")
 
 
 # --- the report ---------------------------------------------------------------------------------
