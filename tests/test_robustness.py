@@ -232,6 +232,18 @@ def test_bad_mnist_file_is_one_line_exit_2(case, tmp_path, capsys):
     assert not list((tmp_path / "runs").rglob("result.json"))
 
 
+def test_bad_uncompressed_mnist_file_is_one_line(tmp_path, capsys):
+    raw = tmp_path / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    for name, data in (("train-images-idx3-ubyte", idx_images(20)), ("train-labels-idx1-ubyte", idx_labels(20)),
+                       ("t10k-images-idx3-ubyte", idx_images(10)[:-1]), ("t10k-labels-idx1-ubyte", idx_labels(10))):
+        (raw / name).write_bytes(data)
+    code, err, _ = cli(capsys, RUN.main, ["--out", str(tmp_path / "runs"), "data.name=mnist", "model.name=lenet300",
+                                          f"data.root={tmp_path}", "train.batch_size=10", "train.epochs=1"])
+    assert code == EXIT_BAD_INPUT
+    one_error(err, raw / "t10k-images-idx3-ubyte", "the header says 10 images", "truncated or corrupt")
+
+
 def test_poisoned_cache_is_rebuilt_and_a_good_cache_kept(tmp_path):
     raw = fake_mnist(tmp_path / "data")
     cfg = DataConfig(name="mnist", root=str(tmp_path / "data"), cache_dir=str(tmp_path / "cache"))
