@@ -159,13 +159,31 @@ def test_sweep_out_that_is_a_file_or_under_one(where, tmp_path, capsys):
     assert f.read_text() == "keep me\n"
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root writes to any folder")
-def test_out_not_writable(tmp_path, capsys):
-    locked = tmp_path / "ro"
-    locked.mkdir(mode=0o555)
-    code, err, _ = cli(capsys, RUN.main, ["--out", str(locked / "runs"), *TINY])
+@pytest.fixture
+def read_only_folder(tmp_path):
+    """A folder nobody may write: chmod 555, or as root (who writes anywhere) a read-only tmpfs."""
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    if os.geteuid() != 0:
+        folder.chmod(0o555)
+        yield folder
+        folder.chmod(0o755)
+        return
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(folder)], capture_output=True)
+    if done.returncode != 0:
+        pytest.skip("root, and no read-only mount allowed here")
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", str(folder)], capture_output=True)
+
+
+@pytest.mark.parametrize("main,argv", [(RUN.main, TINY), (S.main, ["configs/sweeps/quickstart.yaml"])],
+                         ids=["run", "sweep"])
+def test_out_not_writable(main, argv, read_only_folder, capsys):
+    code, err, _ = cli(capsys, main, ["--out", str(read_only_folder / "runs"), *argv])
     assert code == EXIT_BAD_INPUT
-    one_error(err, locked, "not writable")
+    one_error(err, f"--out {read_only_folder / 'runs'}: {read_only_folder} is not writable")
 
 
 def test_fp16_on_cpu_is_an_error_not_a_silent_fp32(tmp_path):
