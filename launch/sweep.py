@@ -7,8 +7,10 @@ Accelerate DDP jobs, or as a SLURM job array.
 
 A run's folder (suite.config.run_dir) is the only state: finished runs (result.json) are skipped, an
 interrupted run resumes from its checkpoint when run.py sees it again, a failed one (failed.json)
-is left alone unless --retry-failed. Exit: 0 every run finished, 1 some run failed, 2 bad input,
-75 interrupted (run the same command again to go on).
+is left alone unless --retry-failed, and a result.json that does not parse or lacks a field is reported
+and run again. Exit (suite.results): 0 every run finished, 1 some run failed (or an unexpected error:
+one line, the traceback in <out>/sweeps/<name>/error.log), 2 bad input, 75 interrupted (run the same
+command again to go on).
 """
 from __future__ import annotations
 
@@ -34,14 +36,13 @@ if str(REPO) not in sys.path:  # `python launch/sweep.py` works without installi
 import yaml  # noqa: E402
 
 from suite.config import Config, ConfigError, load_config, parse_override, read_yaml, run_dir  # noqa: E402
-from suite.results import lock_held  # noqa: E402
+from suite.results import (EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_LOCKED,  # noqa: E402
+                           RunFolder, check_output_dir, crash_line, lock_held)
 
 SWEEP_KEYS = ("base", "axes", "overrides")
 BACKENDS = ("local", "accelerate", "slurm", "print")
 CHAIN_METHODS = ("lth",)  # one run trains every round; round r's result is its own sparsity point
 SLURM_TEMPLATE = REPO / "launch" / "slurm" / "sweep_array.sbatch"
-EXIT_FAILED, EXIT_BAD_INPUT, EXIT_LOCKED, EXIT_INTERRUPTED = 1, 2, 3, 75
-LOCKED_MESSAGE = "run is locked by another process"  # run.py's stderr line when it exits 3
 
 
 # --- the sweep file ----------------------------------------------------------------------------
@@ -231,45 +232,24 @@ def describe_chain(run: Run) -> str:
 
 # --- what a run folder says --------------------------------------------------------------------
 
+STATES = ("done", "running", "failed", "invalid", "partial", "pending")
+
+
 @dataclass(frozen=True)
 class Status:
-    state: str        # done | running | failed | partial | pending
+    state: str        # done | running | failed | invalid | partial | pending
     detail: str = ""
-
-
-def _last_record(path: Path) -> dict | None:
-    try:
-        lines = [line for line in path.read_text().splitlines() if line.strip()]
-        return json.loads(lines[-1]) if lines else None
-    except (OSError, ValueError):
-        return None
 
 
 def failure_reason(folder: Path) -> str | None:
     """The reason in `<folder>/failed.json`, or None when there is none."""
-    try:
-        return str(json.loads((Path(folder) / "failed.json").read_text()).get("reason", "no reason given"))
-    except (OSError, ValueError):
-        return None
+    return RunFolder(folder).failure_reason()
 
 
 def run_status(folder: Path) -> Status:
-    """The state of a run folder as the files say it."""
-    folder = Path(folder)
-    if (folder / "result.json").is_file():
-        return Status("done")
-    if lock_held(folder):
-        return Status("running", "locked by another process")
-    reason = failure_reason(folder)
-    if reason is not None:
-        return Status("failed", reason)
-    last = _last_record(folder / "metrics.jsonl")
-    if last is not None or (folder / "checkpoint.pt").exists():
-        rounds = sorted(p.parent.name for p in folder.glob("round_*/result.json"))
-        where = f"round {last['round']} epoch {last['epoch']}" if last else "a checkpoint"
-        finished = f"; {len(rounds)} rounds finished" if rounds else ""
-        return Status("partial", f"stopped after {where}{finished}")
-    return Status("pending")
+    """The state of a run folder, as suite.results.RunFolder reads it ("finished" is "done" here)."""
+    status = RunFolder(folder).status()
+    return Status("done" if status.state == "finished" else status.state, status.detail)
 
 
 # --- commands ----------------------------------------------------------------------------------
@@ -354,10 +334,13 @@ def _tail(path: Path, offset: int = 0, lines: int = 12) -> list[str]:
 def classify(rc: int, folder: Path, stderr_tail: list[str], started: float, stopped: bool) -> tuple[str, str]:
     """What a finished process did, from its folder first (launchers such as `accelerate launch` turn
     every failing exit into 1) and its exit code and stderr second."""
-    if (folder / "result.json").is_file():
-        return "done", ""
-    if rc == EXIT_LOCKED or any(LOCKED_MESSAGE in line for line in stderr_tail):
+    run = RunFolder(folder)
+    # the lock, not a message, says whether another process has it; a run another process finished
+    # while this one waited counts there, not here (two sweepers must not both count it as done)
+    if rc == EXIT_LOCKED or (rc != 0 and run.locked()):
         return "locked", "running elsewhere"
+    if run.finished():
+        return "done", ""
     failed = folder / "failed.json"
     if failed.is_file() and failed.stat().st_mtime >= started - 1.0:  # written by this process
         return "failed", failure_reason(folder) or "failed.json without a reason"
@@ -511,6 +494,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--submit", action="store_true", help="slurm: submit the array with sbatch (default: off)")
     parser.add_argument("--retry-failed", action="store_true",
                         help="run failed runs (failed.json) again; they are skipped by default")
+    parser.add_argument("--debug", action="store_true",
+                        help="show the traceback of an unexpected error on stderr too (default: off; it is "
+                             "always written to <out>/sweeps/<name>/error.log)")
     return parser.parse_intermixed_args(argv)
 
 
@@ -535,7 +521,7 @@ def _print_dry_run(sweep: Sweep, expansion: Expansion, statuses: list[Status], t
             notes.append(_merged_note(run, expansion.merged[run.label]))
         tail = f"  ({'; '.join(notes)})" if notes else ""
         print(f"  {run.index:>{width}} {status.state:<8} {run.label}{tail}")
-    counts = {s: sum(st.state == s for st in statuses) for s in ("done", "running", "failed", "partial", "pending")}
+    counts = {s: sum(st.state == s for st in statuses) for s in STATES}
     print("status: " + ", ".join(f"{n} {s}" for s, n in counts.items()))
     if backend == "slurm":
         print(f"would write a job array of {len(todo)} tasks (--array=0-{len(todo) - 1})")
@@ -574,6 +560,10 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr, flush=True)
         return EXIT_BAD_INPUT
+    except Exception as e:  # one line, never a traceback wall; the details go to the sweep's folder
+        folder = Path(args.out) / "sweeps" / Path(args.sweep).stem if Path(args.out).is_dir() else None
+        print(crash_line(e, folder, args.debug), file=sys.stderr, flush=True)
+        return EXIT_FAILED
 
 
 def _main(args: argparse.Namespace) -> int:
@@ -584,7 +574,7 @@ def _main(args: argparse.Namespace) -> int:
     if args.submit and args.backend != "slurm":
         raise ConfigError("--submit: only with --backend slurm")
     sweep = load_sweep(args.sweep, args.overrides)
-    out = Path(args.out).resolve()
+    out = check_output_dir(args.out).resolve()
     expansion = expand(sweep, out, _relative_out(out))
     runs = expansion.runs
     statuses = [run_status(r.dir) for r in runs]
@@ -596,6 +586,9 @@ def _main(args: argparse.Namespace) -> int:
         elif status.state == "failed" and not args.retry_failed:
             skipped["failed earlier, see --retry-failed"].append(f"{run.label}: {status.detail}")
         else:
+            if status.state == "invalid" and not args.dry_run:
+                print(f"warning: invalid result, running again: {run.label}: {status.detail}", file=sys.stderr,
+                      flush=True)
             todo.append(run)
 
     if args.dry_run:

@@ -205,15 +205,55 @@ def parse_override(text: str) -> tuple[str, Any]:
     return key.strip(), value
 
 
+class _StrictLoader(yaml.SafeLoader):
+    """safe_load that refuses a key given twice in one mapping (PyYAML keeps the last silently)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen: dict = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            try:
+                first = seen.setdefault(key, key_node.start_mark.line + 1)
+            except TypeError:  # an unhashable key: let PyYAML say so
+                continue
+            if first != key_node.start_mark.line + 1:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key '{key}' on line {key_node.start_mark.line + 1} "
+                    f"(first on line {first})", key_node.start_mark)
+        return super().construct_mapping(node, deep)
+
+
+_StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _StrictLoader.construct_mapping)
+
+
 def read_yaml(path: str | Path, what: str = "config file") -> Any:
-    """A YAML file's content; a missing file or bad YAML is one ConfigError line."""
+    """A YAML file's content; a missing, empty, binary or bad YAML file, or a key given twice at any
+    depth, is one ConfigError line."""
     path = Path(path)
     if not path.is_file():
-        raise ConfigError(f"{what} not found: {path}")
+        raise ConfigError(f"{what} not found: {path}" if not path.exists() else f"{what} {path}: not a file")
     try:
-        return yaml.safe_load(path.read_text())
+        raw = path.read_bytes()
+    except OSError as e:
+        raise ConfigError(f"{what} {path}: cannot be read ({e.strerror})") from None
+    if b"\0" in raw:
+        raise ConfigError(f"{path}: a binary file, not a YAML {what}")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {e.start}), not a YAML {what}") from None
+    try:
+        tree = yaml.load(text, Loader=_StrictLoader)
+    except yaml.MarkedYAMLError as e:
+        where = f" (line {e.problem_mark.line + 1})" if e.problem_mark is not None and "line" not in \
+            str(e.problem) else ""
+        raise ConfigError(f"{path}: not valid YAML: {e.problem}{where}") from None
     except yaml.YAMLError as e:
         raise ConfigError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
+    if tree is None:
+        raise ConfigError(f"{path}: the {what} is empty (leave --config out for the defaults)"
+                          if what == "config file" else f"{path}: the {what} is empty")
+    return tree
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] = (), method: str | None = None) -> Config:

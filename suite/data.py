@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import json
 import math
 import random
 import shutil
+import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
@@ -237,25 +240,97 @@ def _image_source(name: str, train_set, test_set, train_x: np.ndarray | Tensor, 
     return Source(_spec(name, tx, vx, 10), tx, ty, vx, vy, train_set, test_set, mean, std, augmentable)
 
 
+MNIST1D_SHAPE = (40,)  # one example of MNIST-1D: 40 floats
 MNIST_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
 
 
+IDX_MAGIC = {"images": 0x00000803, "labels": 0x00000801}  # unsigned bytes; 3 or 1 dimensions
+MNIST_SIDE = 28
+
+
+def check_idx(path: Path, shown: Path | None = None) -> int:
+    """Check an MNIST IDX file (magic, dimensions, and a length that matches its header); the
+    number of examples, else one ConfigError naming the file (`shown`, e.g. the .gz it came from)."""
+    kind = "images" if "images" in path.name else "labels"
+    shown = shown or path
+    try:
+        with open(path, "rb") as f:
+            header = f.read(16 if kind == "images" else 8)
+        size = path.stat().st_size
+    except OSError as e:
+        raise ConfigError(f"{shown}: cannot be read ({e.strerror})") from None
+    if len(header) < 8:
+        raise ConfigError(f"{shown}: not an MNIST IDX {kind} file ({size} bytes, shorter than its header)")
+    magic, count = int.from_bytes(header[:4], "big"), int.from_bytes(header[4:8], "big")
+    if magic != IDX_MAGIC[kind]:
+        raise ConfigError(f"{shown}: not an MNIST IDX {kind} file (magic number {magic:#010x}, "
+                          f"expected {IDX_MAGIC[kind]:#010x})")
+    per_item = 1
+    if kind == "images":
+        if len(header) < 16:
+            raise ConfigError(f"{shown}: truncated IDX header ({size} bytes)")
+        rows, cols = int.from_bytes(header[8:12], "big"), int.from_bytes(header[12:16], "big")
+        if (rows, cols) != (MNIST_SIDE, MNIST_SIDE):
+            raise ConfigError(f"{shown}: images are {rows}x{cols}, expected {MNIST_SIDE}x{MNIST_SIDE}")
+        per_item = rows * cols
+    expected = len(header) + count * per_item
+    if count == 0 or size != expected:
+        raise ConfigError(f"{shown}: the header says {count} {kind} ({expected} bytes) but the file has "
+                          f"{size} bytes (truncated or corrupt)")
+    return count
+
+
+def _check_mnist_raw(raw: Path, shown: Callable[[str], Path]) -> None:
+    """Every IDX file valid, and as many labels as images in each split."""
+    counts = {f: check_idx(raw / f, shown(f)) for f in MNIST_FILES}
+    for images, labels in ((MNIST_FILES[0], MNIST_FILES[1]), (MNIST_FILES[2], MNIST_FILES[3])):
+        if counts[images] != counts[labels]:
+            raise ConfigError(f"{shown(labels)}: {counts[labels]} labels for {counts[images]} images "
+                              f"in {shown(images)}")
+
+
+def _source_key(src: Path) -> dict:
+    st = src.stat()
+    return {"source": str(src.resolve()), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
+
+
+def _unpack_gz(src: Path, target: Path) -> None:
+    """Unpack `src` into the cache at `target`, atomically, with a note of the source it came from:
+    a cached copy is reused only while the .gz keeps its size and mtime, and only if it is valid."""
+    note = target.with_name(target.name + ".source.json")
+    key = _source_key(src)
+    try:
+        if json.loads(note.read_text()) == key:
+            check_idx(target)
+            return
+    except (OSError, ValueError, ConfigError):
+        pass  # no note, another source, or a damaged copy: unpack again
+
+    def unpack(tmp: Path) -> None:
+        with gzip.open(src, "rb") as fin, open(tmp, "wb") as fout:
+            shutil.copyfileobj(fin, fout)
+        check_idx(Path(tmp), src)
+
+    try:
+        atomic_write(target, unpack)
+    except (EOFError, gzip.BadGzipFile, zlib.error) as e:
+        raise ConfigError(f"{src}: not a complete gzip file ({type(e).__name__}: {e})") from None
+    atomic_write(note, lambda tmp: Path(tmp).write_text(json.dumps(key)))
+
+
 def _mnist_root(cfg: DataConfig) -> Path:
-    """A root whose MNIST/raw holds the uncompressed IDX files torchvision reads; .gz files found
-    under data.root are unpacked into the cache (torchvision would not unpack them itself)."""
+    """A root whose MNIST/raw holds the uncompressed IDX files torchvision reads, all checked; .gz
+    files found under data.root are unpacked into the cache (torchvision would not unpack them itself)."""
     root = Path(cfg.root).expanduser()
     raw = root / "MNIST" / "raw"
     if all((raw / f).is_file() for f in MNIST_FILES):
+        _check_mnist_raw(raw, lambda f: raw / f)
         return root
     if all((raw / f"{f}.gz").is_file() for f in MNIST_FILES):
         cached = cache_dir(cfg)
         for f in MNIST_FILES:
-            target = cached / "MNIST" / "raw" / f
-            if not target.is_file():
-                def unpack(tmp: Path, src: Path = raw / f"{f}.gz") -> None:
-                    with gzip.open(src, "rb") as fin, open(tmp, "wb") as fout:
-                        shutil.copyfileobj(fin, fout)
-                atomic_write(target, unpack)
+            _unpack_gz(raw / f"{f}.gz", cached / "MNIST" / "raw" / f)
+        _check_mnist_raw(cached / "MNIST" / "raw", lambda f: raw / f"{f}.gz")
         return cached
     if cfg.download:
         return root
@@ -295,10 +370,34 @@ def load_cifar10_subset(cfg: DataConfig) -> Source:
     if not path.is_file():
         raise ConfigError(f"CIFAR-10 subset not found: no {path} "
                           f"(set data.root to the folder holding cifar10-subset/; it cannot be downloaded)")
-    with np.load(path) as z:
-        x, y, vx, vy = (z[k] for k in ("x_train", "y_train", "x_test", "y_test"))
+    x, y, vx, vy = read_npz(path, ("x_train", "y_train", "x_test", "y_test"), image_shape=(32, 32, 3),
+                            image_dtype=np.uint8)
     return _image_source("cifar10_subset", RGBImages(x, y), RGBImages(vx, vy), x, y, vx, vy,
                          CIFAR_MEAN, CIFAR_STD, augmentable=True)
+
+
+def read_npz(path: Path, keys: tuple[str, str, str, str], image_shape: tuple[int, ...], image_dtype) -> list:
+    """(x, y, x_test, y_test) from an .npz, checked: the keys, the example shape and dtype, integer
+    labels in 0..9, one label per example; else one ConfigError naming the file."""
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            missing = [k for k in keys if k not in z.files]
+            if missing:
+                raise ConfigError(f"{path}: lacks the arrays {', '.join(missing)} (has {', '.join(z.files) or 'none'})")
+            arrays = [z[k] for k in keys]
+    except ConfigError:
+        raise
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, KeyError) as e:
+        raise ConfigError(f"{path}: not a readable .npz file ({type(e).__name__}: {e})") from None
+    for (xk, yk), (x, y) in zip((keys[:2], keys[2:]), (arrays[:2], arrays[2:])):
+        if x.dtype != image_dtype or tuple(x.shape[1:]) != tuple(image_shape) or len(x) == 0:
+            raise ConfigError(f"{path}: {xk} is {x.dtype} {tuple(x.shape)}, expected "
+                              f"{np.dtype(image_dtype)} (N, {', '.join(map(str, image_shape))})")
+        if y.ndim != 1 or y.dtype.kind not in "iu" or len(y) != len(x):
+            raise ConfigError(f"{path}: {yk} is {y.dtype} {tuple(y.shape)}, expected integer labels ({len(x)},)")
+        if y.min() < 0 or y.max() > 9:
+            raise ConfigError(f"{path}: {yk} holds labels outside 0..9 ({y.min()}..{y.max()})")
+    return arrays
 
 
 def _float_source(name: str, x: np.ndarray | Tensor, y, vx, vy, num_classes: int) -> Source:
@@ -315,7 +414,13 @@ def load_mnist1d(cfg: DataConfig) -> Source:
     args = get_dataset_args()
     settings = {k: v for k, v in sorted(vars(args).items()) if k != "url"}
     path = cache_dir(cfg) / "mnist1d" / f"mnist1d-{stream_seed(settings) % 16**10:010x}.npz"
-    if not path.is_file():
+    arrays = None
+    if path.is_file():
+        try:  # a cache: a damaged copy is made again, never used
+            arrays = read_npz(path, ("x", "y", "x_test", "y_test"), MNIST1D_SHAPE, np.float64)
+        except ConfigError:
+            arrays = None
+    if arrays is None:
         # make_dataset reseeds Python's and NumPy's global RNGs; give the caller theirs back
         py_state, np_state = random.getstate(), np.random.get_state()
         try:
@@ -328,8 +433,8 @@ def load_mnist1d(cfg: DataConfig) -> Source:
             with open(tmp, "wb") as f:  # a file object: given a name, savez would append ".npz"
                 np.savez(f, x=d["x"], y=d["y"], x_test=d["x_test"], y_test=d["y_test"])
         atomic_write(path, save)
-    with np.load(path) as z:
-        x, y, vx, vy = (z[k] for k in ("x", "y", "x_test", "y_test"))
+        arrays = read_npz(path, ("x", "y", "x_test", "y_test"), MNIST1D_SHAPE, np.float64)
+    x, y, vx, vy = arrays
     mean, std = x.mean(), x.std()
     x, vx = ((a - mean) / std for a in (x, vx))
     return _float_source("mnist1d", x[:, None, :], y, vx[:, None, :], vy, 10)

@@ -20,6 +20,7 @@ from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from suite import stats  # noqa: E402
 from suite.study import readable  # noqa: E402
+from suite.results import RunFolder  # noqa: E402
 
 if TYPE_CHECKING:
     from suite.report import Group, Run
@@ -178,19 +179,8 @@ def plot_tradeoff(groups: Sequence["Group"], stem: Path, colors: dict[str, str],
 
 def read_metrics(run_folder: Path) -> list[dict]:
     """Epoch records of metrics.jsonl in training order, one per (round, epoch), last write wins
-    (a resumed run may repeat an epoch); unreadable lines are skipped."""
-    path = run_folder / "metrics.jsonl"
-    if not path.is_file():
-        return []
-    records: dict[tuple, dict] = {}
-    for line in path.read_text().splitlines():
-        try:
-            rec = json.loads(line)
-        except ValueError:
-            continue  # a torn last line of an interrupted write
-        if isinstance(rec, dict) and "epoch" in rec:
-            records[(int(rec.get("round") or 0), int(rec["epoch"]))] = rec
-    return [records[k] for k in sorted(records)]
+    (a resumed run may repeat an epoch); unreadable lines are skipped (suite.results.read_metrics)."""
+    return RunFolder(run_folder).read_metrics()
 
 
 def _curve(runs_records: list[list[dict]], key: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -28,6 +28,7 @@ from tabulate import tabulate
 from suite import stats
 from suite.config import ConfigError, read_yaml
 from suite.study import load_export, machine, readable, sweep_records
+from suite.results import InvalidResult, RunFolder, moved_aside, read_result
 
 DENSE = "dense"                               # the method name of the unpruned control
 METHOD_SECTIONS = ("prune.", "snip.", "grasp.", "lth.")  # method-specific science settings
@@ -67,6 +68,7 @@ class Run:
     wall_time_s: float = stats.NAN          # the run's own recorded duration (up to this round)
     records: tuple | None = None            # epoch records carried by an export; None: read metrics.jsonl
     layer_sizes: dict | None = None         # weights per prunable layer, carried by an export; None: read the mask
+    code: str | None = None    # the code that trained it: commit[+dirty diff hash], None if unrecorded
 
 
 @dataclass(frozen=True)
@@ -108,7 +110,28 @@ def _parse_result(path: Path, data: Any, round_index: int | None) -> Run:
         result_round=data["round"] if isinstance(data.get("round"), int) else None,
         epochs_trained=_number(data.get("total_epochs_trained")),
         train_flops_x_dense=_number(data.get("train_flops_x_dense")), wall_time_s=_number(data.get("wall_time_s")),
+        code=_code_text(data.get("code")),
     )
+
+
+def _code_text(code: Any) -> str | None:
+    """`<commit[:12]>` or `<commit[:12]>+dirty:<diff hash[:8]>` from result.json's code field."""
+    if not isinstance(code, dict) or not code.get("commit"):
+        return None
+    text = str(code["commit"])[:12]
+    return f"{text}+dirty:{str(code.get('diff_sha256') or '?')[:8]}" if code.get("dirty") else text
+
+
+def code_warnings(groups: Sequence[Group]) -> list[str]:
+    """One warning per experiment whose seeds were trained by different code (commit or dirty diff)."""
+    lines = []
+    for g in groups:
+        versions = sorted({r.code for r in g.runs if r.code is not None})
+        if len(versions) > 1:
+            where = g.runs[0].path.parent.name
+            lines.append(f"warning: the seeds of {where} come from different code ({', '.join(versions)}); "
+                         f"their spread mixes code changes with seed noise")
+    return lines
 
 
 def _describe_unfinished(folder: Path, root: Path) -> Skipped:
@@ -140,17 +163,18 @@ def scan_runs(root: Path) -> tuple[list[Run], list[Skipped]]:
     runs: list[Run] = []
     skipped: list[Skipped] = []
     for dirpath, dirnames, filenames in os.walk(root):
-        # wandb/ holds tracker files, never runs; sorting keeps the output deterministic.
-        dirnames[:] = sorted(d for d in dirnames if d != "wandb")
+        # wandb/ holds tracker files, never runs; a run --force moved aside is history, not a result;
+        # sorting keeps the output deterministic.
+        dirnames[:] = sorted(d for d in dirnames if d != "wandb" and not moved_aside(d))
         folder = Path(dirpath)
         if _ROUND_DIR.match(folder.name) and ({"config.json", "result.json"} & set(os.listdir(folder.parent))):
             continue  # a round of a chain: read together with its run folder below
         names = set(filenames)
         if "result.json" in names:
             try:
-                top = _parse_result(folder / "result.json", _read_json(folder / "result.json"), None)
-            except (OSError, ValueError) as e:
-                skipped.append(Skipped(folder.relative_to(root).as_posix(), "unreadable", "?", "?", str(e)))
+                top = _parse_result(folder / "result.json", read_result(folder / "result.json"), None)
+            except (OSError, ValueError) as e:  # InvalidResult: unparseable, a field missing, NaN accuracy
+                skipped.append(_invalid(folder / "result.json", root, e))
                 continue
             runs.append(top)
             runs.extend(_round_results(folder, root, top, skipped))
@@ -158,6 +182,17 @@ def scan_runs(root: Path) -> tuple[list[Run], list[Skipped]]:
             skipped.append(_describe_unfinished(folder, root))
             runs.extend(_round_results(folder, root, None, skipped))
     return runs, skipped
+
+
+def _invalid(path: Path, root: Path, error: Exception) -> Skipped:
+    """A result.json that is not a valid finished result: listed as invalid, with its path."""
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        data = {}
+    data = data if isinstance(data, dict) else {}
+    return Skipped(path.parent.relative_to(root).as_posix(), "invalid", str(data.get("method", "?")),
+                   data.get("seed", "?"), f"{path.relative_to(root).as_posix()}: {error}")
 
 
 def _round_results(folder: Path, root: Path, top: Run | None, skipped: list[Skipped]) -> list[Run]:
@@ -168,9 +203,9 @@ def _round_results(folder: Path, root: Path, top: Run | None, skipped: list[Skip
         if not (m and (sub / "result.json").is_file()):
             continue
         try:
-            found.append(_parse_result(sub / "result.json", _read_json(sub / "result.json"), int(m.group(1))))
+            found.append(_parse_result(sub / "result.json", read_result(sub / "result.json"), int(m.group(1))))
         except (OSError, ValueError) as e:
-            skipped.append(Skipped(sub.relative_to(root).as_posix(), "unreadable", "?", "?", str(e)))
+            skipped.append(_invalid(sub / "result.json", root, e))
     found.sort(key=lambda r: r.round)
     if top is None or not found:
         return found
@@ -780,7 +815,7 @@ def build_report(root: Path, reference: str = "progressive", alpha: float = 0.05
     counted = [r for g in groups for r in g.runs]
     meta = {"runs_dir": recorded["runs_dir"], "finished_results": len(counted),
             "groups": len(groups), "reference": reference, "alpha": alpha, "margin": margin,
-            "correction": "Holm-Bonferroni", "confidence": 0.95,
+            "correction": "Holm-Bonferroni", "confidence": 0.95, "warnings": code_warnings(groups),
             "run_results": sum(1 for r in counted if r.round is None),
             "round_results": sum(1 for r in counted if r.round is not None),
             "chains": sum(1 for r in counted if r.round is None and r.rounds > 1),
@@ -1070,6 +1105,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--wandb-dir", default=None, help="where W&B writes its run folder (default: W&B's own)")
     p.add_argument("--wandb-mode", default="offline", choices=("online", "offline", "disabled"),
                    help="used when WANDB_MODE is not set")
+    p.add_argument("--debug", action="store_true",
+                   help="show the traceback of an unexpected error on stderr too (default: off; it is always "
+                        "written to RUNS_DIR/error.log)")
     return p.parse_args(argv)
 
 
@@ -1114,15 +1152,27 @@ def write_study_files(report: Report, doc: Path | None, readme: Path | None, fig
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    import shlex
-
     given = list(sys.argv[1:] if argv is None else argv)
     args = parse_args(given)
+    try:
+        return _main(args, given)
+    except Exception as e:  # one line, never a traceback wall; the details go to a log
+        from suite.results import crash_line
+        folder = Path(args.runs_dir) if Path(args.runs_dir).is_dir() else None
+        print(crash_line(e, folder, getattr(args, "debug", False)), file=sys.stderr, flush=True)
+        return 1
+
+
+def _main(args: argparse.Namespace, given: list[str]) -> int:
+    import shlex
+
     try:
         if args.doc and args.plots is None and args.export:
             raise ConfigError("--doc with --export needs --plots (the document links the figures)")
         published = _published_from(args.published)
         report = build_report(Path(args.runs_dir), args.reference, args.alpha, args.margin, published)
+        for line in report.meta["warnings"]:
+            print(line, file=sys.stderr)
         figures_rel = (os.path.relpath(args.plots, Path(args.doc).parent) if args.plots and args.doc
                        else report.meta["recorded"].get("figures"))
         if args.export:

@@ -1,17 +1,28 @@
-"""Files on disk, the source of truth: atomic JSON, checkpoints, tensors, and a lock per run folder."""
+"""Files on disk, the source of truth: atomic JSON, checkpoints, tensors, a lock per run folder, and
+`RunFolder`, the one reader of a run folder's state (the runner, the report, the plots and the sweep
+all ask it)."""
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import json
 import math
 import os
+import shutil
+import subprocess
 import tempfile
+import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import torch
-from safetensors.torch import save_file
 
+# Exit codes of suite/run.py and launch/sweep.py (one table for both).
+EXIT_OK = 0
+EXIT_FAILED = 1        # the run failed (reason in failed.json), or an unexpected error (details in a log)
+EXIT_BAD_INPUT = 2     # bad config, data file, checkpoint option or output path: one line names it
+EXIT_LOCKED = 3        # another process holds the run folder
+EXIT_INTERRUPTED = 75  # SIGTERM: run the same command again to resume
 
 _UMASK = os.umask(0)
 os.umask(_UMASK)
@@ -57,18 +68,36 @@ def read_json(path: Path) -> Any:
     return json.loads(Path(path).read_text())
 
 
-def save_tensors(path: Path, tensors: dict[str, torch.Tensor]) -> None:
+def save_tensors(path: Path, tensors: dict) -> None:
     """safetensors file (bool masks are stored as uint8 0/1)."""
+    import torch  # late, here and below: the report and the sweep read folders without torch
+    from safetensors.torch import save_file
     plain = {k: (v.to(torch.uint8) if v.dtype == torch.bool else v).detach().contiguous().cpu()
              for k, v in tensors.items()}
     atomic_write(path, lambda tmp: save_file(plain, tmp))
 
 
+def previous_checkpoint(path: Path) -> Path:
+    """Where the checkpoint before `path` is kept: `checkpoint.pt` -> `checkpoint.prev.pt`."""
+    path = Path(path)
+    return path.with_name(f"{path.stem}.prev{path.suffix}")
+
+
 def save_checkpoint(path: Path, state: dict) -> None:
-    atomic_write(path, lambda tmp: torch.save(state, tmp))
+    """Write the new checkpoint, keeping the one it replaces as `<name>.prev.pt`: a checkpoint damaged
+    on disk later leaves the one before it to resume from."""
+    import torch
+    path = Path(path)
+
+    def write(tmp: str) -> None:
+        torch.save(state, tmp)
+        if path.exists():  # a kill right after this leaves only .prev.pt: the loader falls back to it
+            os.replace(path, previous_checkpoint(path))
+    atomic_write(path, write)
 
 
-def load_checkpoint(path: Path, device: torch.device | str) -> dict:
+def load_checkpoint(path: Path, device) -> dict:
+    import torch
     device = torch.device(device)  # a 2-process CPU group reports cpu:<rank>, which torch.load cannot map
     return torch.load(path, map_location="cpu" if device.type == "cpu" else device, weights_only=True)
 
@@ -119,3 +148,323 @@ def lock_held(folder: Path) -> bool:
     finally:
         os.close(fd)  # closing drops our lock if we got it
     return False
+
+
+# --- provenance ----------------------------------------------------------------------------------
+
+def code_version(repo: Path | None = None) -> dict:
+    """The git commit of the code, whether the tree has uncommitted changes, and the sha256 of
+    `git diff HEAD` when it has; every field None where there is no git checkout (never an error)."""
+    repo = Path(repo or Path(__file__).resolve().parents[1])
+    none = {"commit": None, "dirty": None, "diff_sha256": None}
+
+    def git(*args: str) -> bytes | None:
+        try:
+            done = subprocess.run(["git", "-C", str(repo), *args], capture_output=True, timeout=30)
+        except (OSError, subprocess.SubprocessError):
+            return None
+        return done.stdout if done.returncode == 0 else None
+
+    commit = git("rev-parse", "HEAD")
+    if commit is None:
+        return none
+    status = git("status", "--porcelain", "--untracked-files=no")
+    if status is None:
+        return {**none, "commit": commit.decode().strip()}
+    dirty = bool(status.strip())
+    diff = git("diff", "HEAD", "--binary") if dirty else None
+    return {"commit": commit.decode().strip(), "dirty": dirty,
+            "diff_sha256": hashlib.sha256(diff).hexdigest() if diff is not None else None}
+
+
+# --- the run folder ------------------------------------------------------------------------------
+
+# A result.json counts only with these fields set; accuracies must be finite numbers.
+RESULT_FIELDS = ("method", "model", "dataset", "seed", "experiment", "target_sparsity", "achieved_sparsity",
+                 "final_test_accuracy")
+FINITE_FIELDS = ("target_sparsity", "achieved_sparsity", "final_test_accuracy")
+FINAL_FILES = ("metrics.jsonl", "mask.safetensors", "model.safetensors")  # written before result.json
+CHECKPOINT_KEYS = ("round", "epoch", "round_started", "records", "rewind", "epochs_trained", "wall_time_s",
+                   "model", "optimizer", "mask", "threshold", "rng", "experiment", "seed")
+MOVED_ASIDE = ".old-"  # `<run>.old-<timestamp>`: a run moved aside by --force; readers skip these folders
+
+
+class InvalidResult(ValueError):
+    """A result.json that does not parse or lacks what a finished result has."""
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def check_result(data: Any) -> None:
+    """Raise InvalidResult naming the first problem of a parsed result.json."""
+    if not isinstance(data, dict):
+        raise InvalidResult("not a JSON object")
+    if data.get("status", "finished") != "finished":
+        raise InvalidResult(f"status is {data.get('status')!r}, not 'finished'")
+    missing = [k for k in RESULT_FIELDS if data.get(k) is None]
+    if missing:
+        raise InvalidResult(f"lacks {', '.join(missing)}")
+    for key in FINITE_FIELDS:
+        value = data[key]
+        if not _is_number(value) or not math.isfinite(value):
+            raise InvalidResult(f"{key} is {value!r}, not a finite number")
+    if not isinstance(data["seed"], int) or isinstance(data["seed"], bool):
+        raise InvalidResult(f"seed is {data['seed']!r}, not an integer")
+
+
+def read_result(path: Path) -> dict:
+    """A result.json that passes check_result; InvalidResult says why not (never a traceback)."""
+    try:
+        data = json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise InvalidResult("missing") from None
+    except (OSError, UnicodeDecodeError, ValueError) as e:
+        raise InvalidResult(f"unreadable ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})") from None
+    check_result(data)
+    return data
+
+
+def read_metrics(path: Path) -> list[dict]:
+    """Epoch records of a metrics.jsonl in training order, one per (round, epoch), last write wins
+    (a resumed run may repeat an epoch); unreadable lines (a torn last line) are skipped."""
+    path = Path(path)
+    try:
+        lines = path.read_text(errors="replace").splitlines()
+    except OSError:
+        return []
+    records: dict[tuple, dict] = {}
+    for line in lines:
+        try:
+            rec = json.loads(line)
+            key = (int(rec.get("round") or 0), int(rec["epoch"]))
+        except (ValueError, TypeError, KeyError, AttributeError):
+            continue
+        records[key] = rec
+    return [records[k] for k in sorted(records)]
+
+
+@dataclass(frozen=True)
+class FolderStatus:
+    state: str        # finished | running | failed | invalid | partial | pending
+    detail: str = ""
+
+
+class RunFolder:
+    """One run folder: what its files say, and the few moves that keep it consistent."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self.result_path = self.path / "result.json"
+        self.metrics_path = self.path / "metrics.jsonl"
+        self.checkpoint_path = self.path / "checkpoint.pt"
+        self.failed_path = self.path / "failed.json"
+
+    # --- reading ---------------------------------------------------------------------------------
+
+    def read_result(self) -> dict:
+        return read_result(self.result_path)
+
+    def result_problem(self) -> str | None:
+        """Why result.json does not count (None when it does)."""
+        try:
+            self.read_result()
+        except InvalidResult as e:
+            return f"{self.result_path}: {e}"
+        return None
+
+    def missing_finals(self) -> list[str]:
+        """Files a finished run has next to result.json that are not there."""
+        return [name for name in FINAL_FILES if not (self.path / name).is_file()]
+
+    def finished(self) -> bool:
+        return self.result_problem() is None and not self.missing_finals()
+
+    def read_metrics(self) -> list[dict]:
+        return read_metrics(self.metrics_path)
+
+    def failure_reason(self) -> str | None:
+        """The reason in failed.json, or None when there is none."""
+        try:
+            data = json.loads(self.failed_path.read_text())
+        except FileNotFoundError:
+            return None
+        except (OSError, UnicodeDecodeError, ValueError):
+            return "failed.json is unreadable"
+        return str(data.get("reason", "no reason given")) if isinstance(data, dict) else "failed.json is unreadable"
+
+    def has_checkpoint(self) -> bool:
+        return self.checkpoint_path.is_file() or previous_checkpoint(self.checkpoint_path).is_file()
+
+    def locked(self) -> bool:
+        return lock_held(self.path)
+
+    def status(self) -> FolderStatus:
+        """The state as the files (and the lock) say it."""
+        if self.finished():
+            return FolderStatus("finished")
+        if self.locked():
+            return FolderStatus("running", "locked by another process")
+        reason = self.failure_reason()
+        if reason is not None:
+            return FolderStatus("failed", reason)
+        if self.result_path.exists():
+            problem = self.result_problem()
+            if problem is None:
+                problem = f"{self.path}: result.json without {', '.join(self.missing_finals())}"
+            how = "the same command resumes from the checkpoint" if self.has_checkpoint() else \
+                "the same command runs it again"
+            return FolderStatus("invalid", f"{problem}; {how}")
+        records = self.read_metrics()
+        if records or self.has_checkpoint():
+            rounds = sorted(p.parent.name for p in self.path.glob("round_*/result.json"))
+            last = records[-1] if records else None
+            where = f"round {last.get('round', 0)} epoch {last['epoch']}" if last else "a checkpoint"
+            finished = f"; {len(rounds)} rounds finished" if rounds else ""
+            return FolderStatus("partial", f"stopped after {where}{finished}")
+        return FolderStatus("pending")
+
+    # --- keeping it consistent (the caller holds the lock) ----------------------------------------
+
+    def remove_orphans(self) -> list[Path]:
+        """Delete temp files a killed atomic_write left behind (here and in round_*/)."""
+        found = [p for folder in (self.path, *self.path.glob("round_*"))
+                 for p in folder.glob(".*.tmp") if p.is_file()]
+        for p in found:
+            p.unlink(missing_ok=True)
+        return found
+
+    def remove_checkpoints(self) -> None:
+        for p in (self.checkpoint_path, previous_checkpoint(self.checkpoint_path)):
+            p.unlink(missing_ok=True)
+
+    def move_aside(self) -> Path | None:
+        """Move every file of this run but the lock to `<run>.old-<timestamp>`, so a new run never
+        mixes with the old one's files; None when there was nothing to move."""
+        entries = [p for p in self.path.iterdir() if p.name != ".lock"] if self.path.is_dir() else []
+        if not entries:
+            return None
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        target = self.path.with_name(f"{self.path.name}{MOVED_ASIDE}{stamp}")
+        n = 1
+        while target.exists():
+            n += 1
+            target = self.path.with_name(f"{self.path.name}{MOVED_ASIDE}{stamp}-{n}")
+        target.mkdir()
+        for p in entries:
+            shutil.move(str(p), str(target / p.name))
+        return target
+
+
+def moved_aside(name: str) -> bool:
+    """True for a folder that --force moved aside (readers leave it out)."""
+    return MOVED_ASIDE in name
+
+
+# --- checkpoints with a fallback ----------------------------------------------------------------
+
+class BadCheckpoint(ValueError):
+    """A checkpoint that cannot be used; the message says why."""
+
+
+def read_checkpoint(path: Path, device, expect: dict, check=None) -> dict:
+    """Load a checkpoint and check it has every key and belongs to `expect` (experiment, seed);
+    `check(saved)` may raise BadCheckpoint for what only the caller can judge (tensor shapes)."""
+    try:
+        saved = load_checkpoint(path, device)
+    except FileNotFoundError:
+        raise BadCheckpoint("missing") from None
+    except Exception as e:  # torch raises RuntimeError, EOFError, UnpicklingError, ... for a damaged file
+        text = str(e).splitlines()[0] if str(e) else ""
+        raise BadCheckpoint(f"unreadable ({type(e).__name__}: {text[:160]})") from None
+    if not isinstance(saved, dict):
+        raise BadCheckpoint("not a checkpoint of this suite")
+    missing = [k for k in CHECKPOINT_KEYS if k not in saved]
+    if missing:
+        raise BadCheckpoint(f"lacks {', '.join(missing)}")
+    for key, value in expect.items():
+        if saved[key] != value:
+            raise BadCheckpoint(f"belongs to {key} {saved[key]!r}, not {value!r}")
+    if check is not None:
+        check(saved)
+    return saved
+
+
+def load_resumable(folder: RunFolder, device, expect: dict, check=None,
+                   tidy: bool = True) -> tuple[dict | None, str | None]:
+    """The checkpoint to resume from: checkpoint.pt, else checkpoint.prev.pt, else None (start over);
+    plus a warning line whenever one was unusable. With `tidy` (the main process, before the other
+    ranks read) a damaged file is deleted, so the next save cannot rotate it into .prev.pt, and a
+    .prev.pt resumed from becomes checkpoint.pt."""
+    current, prev = folder.checkpoint_path, previous_checkpoint(folder.checkpoint_path)
+    if not current.exists() and not prev.exists():
+        return None, None
+    problems = []
+    for path in (current, prev):
+        if not path.exists():
+            continue
+        try:
+            saved = read_checkpoint(path, device, expect, check)
+        except BadCheckpoint as e:
+            problems.append(f"{path.name} {e}")
+            if tidy:
+                path.unlink(missing_ok=True)
+            continue
+        if path == prev and tidy:
+            os.replace(prev, current)  # it is the current one now
+        if not problems:
+            return saved, None
+        return saved, (f"warning: {'; '.join(problems)}: resuming from the previous checkpoint "
+                       f"(round {saved['round']} epoch {saved['epoch']}) in {folder.path}")
+    return None, f"warning: {'; '.join(problems)}: no usable checkpoint, starting {folder.path} over"
+
+
+# --- paths and errors at the command-line boundary ------------------------------------------------
+
+def check_output_dir(path: str | Path, what: str = "--out") -> Path:
+    """A folder results can go in (it may not exist yet); else one ConfigError line naming the path.
+    Asked before any data is loaded."""
+    from suite.config import ConfigError
+    path = Path(path).expanduser()
+    if path.exists() and not path.is_dir():
+        raise ConfigError(f"{what} {path}: is a file, not a folder")
+    existing = path
+    while not existing.exists():
+        if existing.is_symlink():
+            raise ConfigError(f"{what} {path}: {existing} is a broken symbolic link")
+        existing = existing.parent
+    if not existing.is_dir():
+        raise ConfigError(f"{what} {path}: {existing} is a file, so no folder can be made under it")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ConfigError(f"{what} {path}: {existing} is not writable")
+    return path
+
+
+def log_crash(error: BaseException, folder: Path | None, name: str = "error.log") -> Path:
+    """Append the traceback of an unexpected error to `<folder>/<name>` (else a temp file); the path."""
+    import traceback
+    text = (f"=== {time.strftime('%Y-%m-%d %H:%M:%S')} pid {os.getpid()}\n"
+            + "".join(traceback.format_exception(type(error), error, error.__traceback__)))
+    folder = Path(folder) if folder is not None else None
+    for where in ([folder] if folder is not None else []) + [Path(tempfile.gettempdir())]:
+        path = where / (name if where == folder else f"progressive-pruning-{os.getpid()}-{name}")
+        try:
+            where.mkdir(parents=True, exist_ok=True)
+            with open(path, "a") as f:
+                f.write(text)
+            return path
+        except OSError:
+            continue
+    return Path("(no writable folder for the log)")
+
+
+def crash_line(error: BaseException, folder: Path | None, debug: bool = False) -> str:
+    """`error: <what> (details in <log>)` for an unexpected exception; the full traceback goes to
+    the log, and to stderr as well with --debug."""
+    if debug:
+        import traceback
+        traceback.print_exception(type(error), error, error.__traceback__)
+    log = log_crash(error, folder)
+    what = str(error).strip().splitlines()[0] if str(error).strip() else "no message"
+    return f"error: unexpected {type(error).__name__}: {what} (details in {log})"

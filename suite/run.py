@@ -1,8 +1,10 @@
 """Run one experiment: `accelerate launch suite/run.py --method progressive [--config F] [key=value ...]`.
 
-Parses the config, builds the Accelerator, calls the runner; nothing else. Exit codes: 0 finished or
-already finished, 1 the run failed (reason in failed.json), 2 bad input, 3 the run is locked by
-another process, 75 interrupted by SIGTERM (run the same command again to resume)."""
+Parses the config, builds the Accelerator, calls the runner; nothing else. Exit codes (suite.results):
+0 finished or already finished, 1 the run failed (reason in failed.json) or an unexpected error (one
+line; the traceback in <run folder>/error.log, on stderr too with --debug), 2 bad input (config,
+data file, precision, output path), 3 the run is locked by another process, 75 interrupted by
+SIGTERM (run the same command again to resume)."""
 from __future__ import annotations
 
 import argparse
@@ -14,8 +16,8 @@ if __package__ in (None, ""):  # `python suite/run.py` and `accelerate launch su
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from suite import config as C  # noqa: E402
-
-EXIT_FAILED, EXIT_BAD_INPUT, EXIT_LOCKED, EXIT_INTERRUPTED = 1, 2, 3, 75
+from suite.results import (EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_LOCKED,  # noqa: E402
+                           check_output_dir, crash_line)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -35,8 +37,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--force", action="store_true", help="run again even if result.json exists (default: off)")
     parser.add_argument("--print-dir", action="store_true", help="print the run folder and exit (default: off)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar (default: off)")
+    parser.add_argument("--debug", action="store_true",
+                        help="show the traceback of an unexpected error on stderr too (default: off; it is "
+                             "always written to <run folder>/error.log)")
     parser.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. train.lr=0.01")
-    return parser.parse_args(argv)
+    return parser.parse_intermixed_args(argv)  # overrides may come before, between or after the options
 
 
 def check_world_size(num_processes: int) -> None:
@@ -56,16 +61,25 @@ def _error(text: str, code: int) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Parse, run, and return the exit code."""
+    """Parse, run, and return the exit code; an unexpected exception is one line, never a traceback."""
     args = parse_args(argv)
+    log_dir = None
     try:
         cfg = C.load_config(args.config, args.overrides, args.method)
+        if args.print_dir:
+            print(C.run_dir(cfg, args.out))
+            return 0
+        check_output_dir(args.out)
+        log_dir = C.run_dir(cfg, args.out)
+        return _accelerate(args, cfg)
     except C.ConfigError as e:
         return _error(str(e), EXIT_BAD_INPUT)
-    if args.print_dir:
-        print(C.run_dir(cfg, args.out))
-        return 0
+    except Exception as e:
+        print(crash_line(e, log_dir, args.debug), file=sys.stderr, flush=True)
+        return EXIT_FAILED
 
+
+def _accelerate(args: argparse.Namespace, cfg: C.Config) -> int:
     from accelerate import Accelerator
 
     mode = os.environ.get("WANDB_MODE", cfg.wandb.mode)
@@ -75,6 +89,10 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, RuntimeError) as e:
         return _error(f"train.precision={cfg.train.precision}: {str(e).splitlines()[0]}", EXIT_BAD_INPUT)
     try:
+        if cfg.train.precision == "fp16" and accelerator.device.type == "cpu":
+            # Accelerate would quietly train fp32 while result.json and the run hash say fp16
+            raise C.ConfigError(f"train.precision=fp16: needs a CUDA GPU, but this run is on "
+                                f"{accelerator.device.type} (use train.precision=fp32 or bf16)")
         return _run(args, cfg, accelerator)
     finally:
         accelerator.end_training()  # finish trackers, destroy the process group (else gloo aborts at exit)
@@ -86,6 +104,9 @@ def _run(args: argparse.Namespace, cfg: C.Config, accelerator) -> int:
     from suite.trainer import Interrupted, RunFailed, run_experiment
     try:
         check_world_size(accelerator.num_processes)
+    except C.ConfigError as e:  # every process finds it alone; one line is enough
+        return _error(str(e), EXIT_BAD_INPUT) if os.environ.get("RANK", "0") == "0" else EXIT_BAD_INPUT
+    try:
         outcome = run_experiment(cfg, args.out, accelerator, force=args.force, progress=not args.no_progress)
     except C.ConfigError as e:
         return _error(str(e), EXIT_BAD_INPUT)

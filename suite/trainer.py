@@ -24,8 +24,8 @@ from suite import masks as M
 from suite.data import build_data
 from suite.methods import Context, build_method
 from suite.models import build_model
-from suite.results import (RunLock, RunLocked, load_checkpoint, save_checkpoint, save_tensors, write_json,
-                           write_jsonl)
+from suite.results import (BadCheckpoint, RunFolder, RunLock, RunLocked, code_version, load_resumable,
+                           save_checkpoint, save_tensors, write_json, write_jsonl)
 from suite.schedules import lr_factor
 
 SUITE_VERSION = "0.1.0"
@@ -122,6 +122,7 @@ class Runner:
         self.optimizer = None
         self.threshold = float("nan")
         self.collapsed: list[str] = []  # layers already reported as pruned to zero weights
+        self.code = code_version()  # the code this process runs, read once: every round's result says the same
 
     # --- state ---------------------------------------------------------------------------------
 
@@ -150,7 +151,19 @@ class Runner:
                 "mask": self.masked.mask,
                 "threshold": self.threshold,
                 "rng": torch.get_rng_state(),
+                "experiment": C.experiment_hash(self.cfg), "seed": self.cfg.seed,  # refuse another run's file
             })
+
+    def _check_saved(self, saved: dict) -> None:
+        """A checkpoint's tensors fit this model and mask (else BadCheckpoint, before anything is loaded)."""
+        for what, ours, theirs in (("model", self.model.state_dict(), saved["model"]),
+                                   ("mask", {n: w for n, w in self.weights.items()}, saved["mask"])):
+            if not isinstance(theirs, dict) or set(theirs) != set(ours):
+                raise BadCheckpoint(f"its {what} has other tensors than this run's")
+            bad = [n for n in ours if tuple(theirs[n].shape) != tuple(ours[n].shape)]
+            if bad:
+                raise BadCheckpoint(f"its {what} tensor {bad[0]} has shape {tuple(theirs[bad[0]].shape)}, "
+                                    f"not {tuple(ours[bad[0]].shape)}")
 
     def _broadcast_buffers(self) -> None:
         """BatchNorm statistics as the main process has them, on every rank. DDP broadcasts them at
@@ -210,10 +223,16 @@ class Runner:
         started = time.time()
         state = {"round": 0, "epoch": 0, "round_started": False, "records": "[]",
                  "rewind": {}, "epochs_trained": 0, "wall_time_s": 0.0}
-        ckpt_path = self.dir / "checkpoint.pt"
         self._new_optimizer()
-        if ckpt_path.exists():
-            saved = load_checkpoint(ckpt_path, self.device)
+        expect = {"experiment": C.experiment_hash(cfg), "seed": cfg.seed}
+        if acc.is_main_process:  # decides which checkpoint counts (deleting a damaged one) before the others read
+            saved, warning = load_resumable(RunFolder(self.dir), self.device, expect, self._check_saved)
+        acc.wait_for_everyone()
+        if not acc.is_main_process:
+            saved, warning = load_resumable(RunFolder(self.dir), self.device, expect, self._check_saved, tidy=False)
+        if warning:
+            _log(acc, warning)
+        if saved is not None:
             self.model.load_state_dict(saved["model"])
             self.optimizer.load_state_dict(saved["optimizer"])
             self.masked.install({n: saved["mask"][n].bool() for n in self.weights})
@@ -222,6 +241,8 @@ class Runner:
             state = {key: saved[key] for key in state}
             _log(acc, f"resuming {self.dir} at round {state['round']} epoch {state['epoch']}")
         records = json.loads(state["records"])
+        if saved is not None and acc.is_main_process:  # metrics.jsonl as the checkpoint has it: a kill
+            write_jsonl(self.dir / "metrics.jsonl", records)  # may have come between their writes
         total = M.count_total(self.masked.mask)
 
         for r in range(state["round"], rounds):
@@ -278,8 +299,9 @@ class Runner:
         if acc.is_main_process:
             save_tensors(self.dir / "mask.safetensors", self.masked.mask)
             save_tensors(self.dir / "model.safetensors", self.model.state_dict())
-            write_json(self.dir / "result.json", result)
-            (self.dir / "checkpoint.pt").unlink(missing_ok=True)
+            write_jsonl(self.dir / "metrics.jsonl", records)
+            write_json(self.dir / "result.json", result)  # the commit point: the run is finished
+            RunFolder(self.dir).remove_checkpoints()
         return result
 
     def _result(self, r: int, records: list[dict], state: dict) -> dict:
@@ -309,7 +331,7 @@ class Runner:
             "world_size": self.acc.num_processes, "wall_time_s": state["wall_time_s"],
             "layer_sparsity": layers, "collapsed_layers": collapsed,
             "dense_layers": [n for n in M.prunable_weights(self.model) if n not in self.weights],
-            "versions": versions(), "config": C.to_dict(cfg),
+            "versions": versions(), "code": self.code, "config": C.to_dict(cfg),
         }
 
 
@@ -360,14 +382,21 @@ def run_experiment(cfg: C.Config, out: str | Path, accelerator, force: bool = Fa
                    progress: bool = True) -> Outcome:
     """Run (or resume, or skip) one experiment; the main process writes the run folder."""
     run_dir = C.run_dir(cfg, out)
-    if (run_dir / "result.json").exists() and not force:
+    folder = RunFolder(run_dir)
+    if folder.finished() and not force:
+        if accelerator.is_main_process and folder.has_checkpoint():
+            _clean_finished(folder)
         return Outcome("skipped", run_dir, None)
     with contextlib.ExitStack() as stack:
         _lock_on_main(stack, run_dir, accelerator)
         if accelerator.is_main_process:
-            if force:
-                for name in ("checkpoint.pt", "failed.json"):
-                    (run_dir / name).unlink(missing_ok=True)
+            folder.remove_orphans()
+            # result.json is the commit point: a run that starts over never mixes with the old files
+            fresh = force or (folder.result_path.exists() and not folder.has_checkpoint())
+            if fresh:
+                moved = folder.move_aside()
+                if moved is not None:
+                    _log(accelerator, f"moved the previous files of {run_dir} to {moved}")
             (run_dir / "failed.json").unlink(missing_ok=True)
             write_json(run_dir / "config.json", C.to_dict(cfg))
         accelerator.wait_for_everyone()
@@ -399,6 +428,17 @@ def run_experiment(cfg: C.Config, out: str | Path, accelerator, force: bool = Fa
                 tracker.finish()
             accelerator.trackers = []
     return Outcome("finished", run_dir, result, runner)
+
+
+def _clean_finished(folder: RunFolder) -> None:
+    """A kill after result.json but before the checkpoint was deleted leaves a stale checkpoint."""
+    try:
+        with RunLock(folder.path):
+            if folder.finished():
+                folder.remove_checkpoints()
+                folder.remove_orphans()
+    except RunLocked:
+        pass  # another process is at it (--force): leave its files alone
 
 
 def _lock_on_main(stack: contextlib.ExitStack, run_dir: Path, accelerator) -> None:

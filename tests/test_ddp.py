@@ -64,7 +64,7 @@ def test_multi_process_launch_without_cpu_flag_fails_loudly(tmp_path):
     proc = launch_2proc([str(ROOT / "suite" / "run.py"), "--no-progress", "--out", str(tmp_path),
                          "data.name=synthetic", "model.name=tiny_mlp", "train.epochs=1"], use_cpu=False)
     assert proc.returncode != 0
-    assert "launched as 2 processes but Accelerate sees a world size of 1" in proc.stderr
+    assert proc.stderr.count("error: launched as 2 processes but Accelerate sees a world size of 1") == 1
     assert "ACCELERATE_USE_CPU=1 accelerate launch --multi_gpu --num_processes 2" in proc.stderr
     assert not list(tmp_path.rglob("result.json"))
 

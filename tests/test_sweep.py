@@ -17,6 +17,7 @@ import pytest
 from helpers import ROOT, env
 from launch import sweep as S
 from suite.config import SEEDS, ConfigError, parse_override
+from suite.results import RunLock
 
 SWEEP = [sys.executable, str(ROOT / "launch" / "sweep.py")]
 
@@ -276,8 +277,22 @@ def test_run_status_from_the_files(tmp_path):
     finally:
         os.close(fd)
     assert not S.lock_held(folder)
-    (folder / "result.json").write_text("{}")
+    (folder / "failed.json").unlink()
+    (folder / "result.json").write_text("{}")  # not a finished result: reported, and run again
+    assert S.run_status(folder) == S.Status(
+        "invalid", f"{folder / 'result.json'}: lacks method, model, dataset, seed, experiment, target_sparsity, "
+                   f"achieved_sparsity, final_test_accuracy; the same command runs it again")
+    _finished(folder)
     assert S.run_status(folder) == S.Status("done")
+
+
+def _finished(folder):
+    """The files of a finished run, as the trainer writes them (result.json last)."""
+    for name in ("metrics.jsonl", "mask.safetensors", "model.safetensors"):
+        (folder / name).write_text("")
+    (folder / "result.json").write_text(json.dumps({
+        "status": "finished", "method": "dense", "model": "m", "dataset": "d", "seed": 1, "experiment": "e",
+        "target_sparsity": 0.0, "achieved_sparsity": 0.0, "final_test_accuracy": 50.0}))
 
 
 def test_classify_exit_codes_and_folders(tmp_path):
@@ -285,8 +300,10 @@ def test_classify_exit_codes_and_folders(tmp_path):
     assert S.classify(75, tmp_path, ["interrupted: run the same command again"], started, False) == \
         ("interrupted", "stopped by a signal; run again to resume from the checkpoint")
     # accelerate launch reports every failing exit as 1: the stderr line says what happened
+    # the folder's lock says it, not the message
     locked = [f"error: run is locked by another process: {tmp_path}", "CalledProcessError: ..."]
-    assert S.classify(1, tmp_path, locked, started, False) == ("locked", "running elsewhere")
+    with RunLock(tmp_path):
+        assert S.classify(1, tmp_path, ["CalledProcessError: ..."], started, False) == ("locked", "running elsewhere")
     assert S.classify(3, tmp_path, locked[:1], started, False) == ("locked", "running elsewhere")
     assert S.classify(1, tmp_path, ["boom", "RuntimeError: CUDA out of memory"], started, False) == \
         ("failed", "exit 1: RuntimeError: CUDA out of memory")
@@ -297,7 +314,9 @@ def test_classify_exit_codes_and_folders(tmp_path):
     # a failed.json older than this attempt is not its reason
     os.utime(tmp_path / "failed.json", (started - 60, started - 60))
     assert S.classify(1, tmp_path, ["y"], started, False) == ("failed", "exit 1: y")
-    (tmp_path / "result.json").write_text("{}")
+    (tmp_path / "result.json").write_text("{}")  # not a result: the run did not finish
+    assert S.classify(0, tmp_path, ["x"], started, False)[0] == "failed"
+    _finished(tmp_path)
     assert S.classify(1, tmp_path, ["torchrun noise"], started, False) == ("done", "")
 
 
@@ -362,7 +381,7 @@ def test_print_and_dry_run_list_the_runs(tmp_path, capsys):
     out = tmp_path / "runs"
     runs = S.expand(S.load_sweep(path), out, str(out)).runs
     (runs[1].dir).mkdir(parents=True)
-    (runs[1].dir / "result.json").write_text("{}")
+    _finished(runs[1].dir)
     (runs[2].dir).mkdir(parents=True)
     (runs[2].dir / "failed.json").write_text('{"status": "failed", "reason": "loss is nan"}')
     assert S.main([str(path), "--out", str(out), "--backend", "print"]) == 0
@@ -376,7 +395,7 @@ def test_print_and_dry_run_list_the_runs(tmp_path, capsys):
     assert lines[2] == f"  1 done     {runs[1].label}"
     assert lines[3] == (f"  2 failed   {runs[2].label}  (loss is nan; also prune.target_sparsity=0.75 "
                         "(dense does not read them))")
-    assert lines[4:] == ["status: 1 done, 0 running, 1 failed, 0 partial, 1 pending",
+    assert lines[4:] == ["status: 1 done, 0 running, 1 failed, 0 invalid, 0 partial, 1 pending",
                          "would start 1 runs with backend local"]
     assert not (out / "sweeps").exists()  # a dry run writes nothing
 
