@@ -1,0 +1,80 @@
+"""RigL, "Rigging the Lottery" (Evci, Gale, Menick, Castro & Elsen, ICML 2020): dynamic sparse
+training at a fixed sparsity. Start from a random mask at the target (per-layer densities from
+`prune.distribution`, ERK by default); every `rigl.update_every` optimizer steps until
+`rigl.t_end` of training, in each layer drop the k = floor(alpha_t * n) live weights of smallest
+|w| and grow the k dead ones of largest |dense gradient|, alpha_t = (alpha / 2)(1 + cos(pi t / t_end)).
+Grown weights start at exactly 0 with zeroed optimizer state (the trainer zeroes every position
+whose mask changed); the sparsity never changes, only which weights live.
+
+The reference is the official code (google-research/rigl: rigl/sparse_optimizers.py
+`SparseRigLOptimizer`, `SparseSETOptimizer._get_update_op`). Differences:
+- On an update step the official optimizer updates the mask instead of the weights (the gradient
+  step is skipped); here the step is taken with the new mask, as on every other step. The grown
+  weights get their first gradient step at once (their gradient is the dense one that grew them).
+- It adds N(0, 1e-5^2) noise to the drop scores |w| to break ties at random; here ties are broken
+  by position (the earliest positions survive and are grown first), so the mask is a pure function
+  of weights and gradients, the same on every rank without a shared random stream.
+- Its cosine decay is evaluated at the global step over (end_step - begin_step) steps; here at
+  the fraction t of training over t_end, updates starting at step `rigl.update_every` (so the two
+  agree for begin_step 0).
+- Its drop scores cover the dead weights too (|0| + noise), so a live weight smaller than the noise
+  can outlive a dead one's score; here only live weights are ranked for dropping.
+- The official ImageNet runs keep the first layer dense; here `prune.keep_first_dense` decides.
+- `initial_acc_scale` (momentum of grown weights set to a multiple of their gradient) is 0 in the
+  paper's runs; here it is always 0.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+
+from suite.masks import Mask, keep_top
+
+
+def drop_count(n_alive: int, drop_fraction: float) -> int:
+    """k = floor(drop_fraction * n_alive), as the official int() cast."""
+    return math.floor(drop_fraction * n_alive)
+
+
+def drop_and_grow(weights: dict[str, Tensor], grow_scores: dict[str, Tensor], mask: Mask,
+                  drop_fraction: float) -> Mask:
+    """Per layer with n live weights: keep the n - k live ones of largest |w| and add the k
+    positions of highest `grow_scores` among all the others (the dead and the just dropped), with
+    k = floor(drop_fraction * n). Each layer keeps its live count exactly. Ties by position: among
+    equal |w| the earliest survive, among equal grow scores the earliest grow (`keep_top`'s rule).
+    NaN grow scores rank lowest among the candidates. On the mask's device; `mask` is not edited."""
+    if not 0 <= drop_fraction <= 1:
+        raise ValueError(f"drop_fraction: must be in [0, 1], got {drop_fraction}")
+    out: Mask = {}
+    for name, alive in mask.items():
+        alive = alive.bool()
+        n = int(torch.count_nonzero(alive))
+        k = drop_count(n, drop_fraction)
+        if k == 0:
+            out[name] = alive.clone()
+            continue
+        magnitude = weights[name].detach().abs().to(alive.device)
+        survivors = keep_top({name: magnitude}, n - k, alive={name: alive})[name] & alive
+        grow = grow_scores[name].detach().to(alive.device).float()
+        grow = grow.nan_to_num(nan=torch.finfo(torch.float32).min)  # below every real score, above the -inf of a survivor
+        grown = keep_top({name: grow}, k, alive={name: ~survivors})[name] & ~survivors
+        out[name] = survivors | grown
+    return out
+
+
+def rigl_update(weights: dict[str, Tensor], grads: dict[str, Tensor], mask: Mask, drop_fraction: float) -> Mask:
+    """One RigL mask update: per layer drop floor(drop_fraction * n_live) live weights of smallest
+    |w| and grow as many of the others with the largest |dense gradient| (`drop_and_grow`).
+
+    `grads` are the dense gradients (not masked: the pruned weights' too), averaged over ranks
+    as DDP leaves them, so every rank computes the same mask."""
+    return drop_and_grow(weights, {n: g.abs() for n, g in grads.items()}, mask, drop_fraction)
+
+
+def cosine_drop_fraction(alpha: float, t: float, t_end: float) -> float:
+    """alpha_t = (alpha / 2)(1 + cos(pi t / t_end)) for t in [0, t_end], 0 after (fractions of training)."""
+    if t > t_end or t_end <= 0:
+        return 0.0
+    return alpha / 2 * (1 + math.cos(math.pi * t / t_end))
