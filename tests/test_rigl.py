@@ -126,3 +126,31 @@ def test_set_regrowth_is_uniform_over_the_candidates():
     assert float(freq.sum()) == pytest.approx(3.0)
     # binomial spread 0.005 at 3000 draws: 0.03 is about 6 of it
     assert float(freq.min()) > 3 / 33 - 0.03 and float(freq.max()) < 3 / 33 + 0.03
+
+
+@pytest.fixture(scope="module")
+def rigl_ranks(tmp_path_factory):
+    from safetensors.torch import load_file
+
+    from helpers import ROOT, launch_2proc
+    out = tmp_path_factory.mktemp("ddp_rigl")
+    proc = launch_2proc([str(ROOT / "tests" / "ddp_rigl_script.py"), str(out)])
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return [load_file(str(out / f"rank{r}.safetensors")) for r in range(2)]
+
+
+def test_rigl_and_set_under_two_ranks_agree_and_equal_one_process(rigl_ranks):
+    import ddp_rigl_script as S
+    rigl, set_mask, grads = S.single_process()
+    assert rigl_ranks[0].keys() == rigl_ranks[1].keys()
+    for key in rigl_ranks[0]:
+        assert torch.equal(rigl_ranks[0][key], rigl_ranks[1][key]), key  # bitwise the same on both ranks
+    for name in rigl:
+        # DDP's averaged gradient of the two halves is the whole batch's, up to float rounding
+        torch.testing.assert_close(rigl_ranks[0][f"grad/{name}"], grads[name], rtol=1e-5, atol=1e-7)
+        assert torch.equal(rigl_ranks[0][f"rigl/{name}"], rigl[name]), name
+        assert torch.equal(rigl_ranks[0][f"set/{name}"], set_mask[name]), name
+    # the update really moved weights: the masks are not the starting one
+    _, mask, _, _ = S.fixed_problem()
+    assert any(not torch.equal(rigl[n], mask[n]) for n in mask)
+    assert all(int(rigl[n].sum()) == int(mask[n].sum()) for n in mask)
