@@ -105,6 +105,11 @@ def mask_at_sparsity(scores: Scores, sparsity: float, alive: Mask | None = None)
     return mask
 
 
+def count_revived(before: Mask, after: Mask) -> int:
+    """Weights dead in `before` and alive in `after` (on `before`'s devices)."""
+    return int(sum(int(torch.count_nonzero(after[n].to(m.device) & ~m)) for n, m in before.items()))
+
+
 def already_at(mask: Mask, sparsity: float) -> bool:
     """True when the mask already has as many zeros as `sparsity` asks for: pruning again would
     remove nothing (and scoring trained weights after a resume would be wrong)."""
@@ -136,16 +141,24 @@ class MaskedWeights:
         self._multipliers: list[Tensor] = []
 
     def install(self, mask: Mask, optimizer: torch.optim.Optimizer | None = None) -> None:
-        """Adopt a new mask: zero the pruned weights and their optimizer state (momentum of a newly
-        pruned weight would otherwise move it again)."""
-        self.mask = {n: mask[n].to(self.params[i].device) for i, n in enumerate(self.names)}
-        dense = all(bool(m.all()) for m in self.mask.values())
-        self._multipliers = [] if dense else [self.mask[n].to(p.dtype) for n, p in zip(self.names, self.params)]
-        self.apply_to_weights()
-        if optimizer is not None and self._multipliers:
+        """Adopt a new mask: every weight that is not alive both before and after (the pruned ones,
+        and any that changed in either direction) is set to exactly 0 with its optimizer state
+        (momentum of a newly pruned weight would otherwise move it again; a revived weight starts
+        from zero). Weights alive in both masks keep their values and state."""
+        new = {n: mask[n].to(p.device) for n, p in zip(self.names, self.params)}
+        kept = [new[n] & self.mask[n] for n in self.names]
+        was_dense = not self._multipliers
+        self.mask = new
+        dense = all(bool(m.all()) for m in new.values())
+        self._multipliers = [] if dense else [new[n].to(p.dtype) for n, p in zip(self.names, self.params)]
+        if dense and was_dense:
+            return  # nothing changed: an all-ones mask costs nothing
+        with torch.no_grad():
+            multipliers = [k.to(p.dtype) for k, p in zip(kept, self.params)]
+            torch._foreach_mul_(self.params, multipliers)
             inner = getattr(optimizer, "optimizer", optimizer)  # Accelerate wraps the optimizer
-            with torch.no_grad():
-                for p, m in zip(self.params, self._multipliers):
+            if inner is not None:
+                for p, m in zip(self.params, multipliers):
                     for value in inner.state.get(p, {}).values():
                         if isinstance(value, Tensor) and value.shape == p.shape:
                             value.mul_(m)

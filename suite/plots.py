@@ -15,11 +15,12 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from suite import stats  # noqa: E402
+from suite.methods import dense_methods  # noqa: E402
 
 if TYPE_CHECKING:
     from suite.report import Group
 
-DENSE = "dense"
+DENSE = dense_methods()  # the dense controls (prunes = False), from the method registry; test with `in`
 _PDF_META = {"CreationDate": None}  # no timestamp: the same runs give byte-identical PDFs
 
 
@@ -77,12 +78,12 @@ def _variant_styles(groups: Sequence["Group"]) -> dict[tuple, tuple[str, str]]:
 def plot_tradeoff(groups: Sequence["Group"], stem: Path, colors: dict[str, str]) -> list[Path]:
     """Mean final accuracy with its 95% CI per method across target sparsities; dense as a band."""
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
-    for g in (g for g in groups if g.method == DENSE and g.round is None):
+    for g in (g for g in groups if g.method in DENSE and g.round is None):
         s = stats.summarize(g.accuracies)
         ax.axhline(s.mean, color="0.3", lw=1, label=f"dense mean, 95% CI band (n={s.n})")
         if s.n >= 2:
             ax.axhspan(s.ci_low, s.ci_high, color="0.6", alpha=0.3, lw=0)
-    pruned = [g for g in groups if g.method != DENSE]
+    pruned = [g for g in groups if g.method not in DENSE]
     styles = _variant_styles(pruned)
     points: dict[tuple, dict[float, "Group"]] = defaultdict(dict)
     # One point per variant and sparsity: LTH chains with different final targets repeat the same
@@ -214,12 +215,12 @@ def write_all(groups: Sequence["Group"], out_dir: Path) -> list[Path]:
     sets = _figure_sets(groups)
     for key, members in sets.items():
         base = _stem_base(key, list(sets))
-        if any(g.method != DENSE for g in members):
+        if any(g.method not in DENSE for g in members):
             written += plot_tradeoff(members, out_dir / f"tradeoff-{base}", colors)
-        dense = [g for g in members if g.method == DENSE and g.round is None]
+        dense = [g for g in members if g.method in DENSE and g.round is None]
         by_sparsity: dict[float, list] = defaultdict(list)
         for g in members:
-            if g.method != DENSE and g.round is None:  # round groups are inside their chain's curves
+            if g.method not in DENSE and g.round is None:  # round groups are inside their chain's curves
                 by_sparsity[g.sparsity_key].append(g)
         for sparsity, pruned in sorted(by_sparsity.items()):
             tag = f"{base}-s{sparsity:g}"

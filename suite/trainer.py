@@ -129,10 +129,16 @@ class Runner:
         self.optimizer = self.acc.prepare(build_optimizer(self.cfg.train, self.model))
 
     def _install(self, mask: M.Mask | None) -> bool:
-        """Adopt a method's new mask on every rank; False when the method kept the mask."""
+        """Adopt a method's new mask on every rank; False when the method kept the mask. Weights
+        whose mask changed restart from 0 with zero optimizer state (MaskedWeights.install)."""
         if mask is None:
             return False
         mask = M.synchronise(mask, self.device)
+        if not self.method.regrows:
+            revived = M.count_revived(self.masked.mask, mask)
+            if revived:
+                raise RunFailed(f"method '{self.cfg.method}' declares regrows = False but its new mask "
+                                f"revives {revived} pruned weights")
         self.masked.install(mask, self.optimizer)
         self.threshold = M.smallest_alive_magnitude(self.weights, self.masked.mask)
         for name, m in self.masked.mask.items():
@@ -140,6 +146,10 @@ class Runner:
                 self.collapsed.append(name)
                 _log(self.acc, f"warning: layer {name} is pruned to zero weights (layer collapse)")
         return True
+
+    def _grads(self) -> dict[str, Tensor]:
+        """The prunable weights' current gradients (zeros for a weight the loss did not reach)."""
+        return {n: w.grad if w.grad is not None else torch.zeros_like(w) for n, w in self.weights.items()}
 
     def _checkpoint(self, state: dict) -> None:
         if self.acc.is_main_process:
@@ -169,7 +179,8 @@ class Runner:
                                       cfg.train.gamma)
         for group in opt.param_groups:
             group["lr"] = lr
-        interval, steps = self.method.step_interval(), self.data.steps_per_epoch
+        method, interval, steps = self.method, self.method.step_interval(), self.data.steps_per_epoch
+        first = epoch * steps  # hook steps are counted over the round: global step first + step
         if self.acc.scaler is None:
             # Accelerate's wrappers only add loss scaling here, and cost ~0.4 ms of Python per step
             # (its optimizer step probes importlib for optional packages on every call)
@@ -184,6 +195,10 @@ class Runner:
             out = model(x)
             loss = self.loss_fn(out, y)
             backward(loss)
+            hook = interval and (first + step) % interval == 0
+            if hook:  # the dense gradients, averaged over ranks, before they are masked
+                t = epoch + step / steps
+                grown = method.after_backward(round_index, t, self.ctx, masked.mask, self._grads())
             masked.apply_to_grads()
             optimizer_step()
             zero_grad(set_to_none=True)
@@ -191,9 +206,9 @@ class Runner:
             sums[0] += loss.detach() * y.numel()
             sums[1] += (out.detach().argmax(1) == y).sum()
             sums[2] += y.numel()
-            if interval and step % interval == 0:
-                t = epoch + step / steps
-                self._install(self.method.after_step(round_index, t, self.ctx, masked.mask))
+            if hook:
+                self._install(grown)  # after the step it was computed in, which ran under the old mask
+                self._install(method.after_step(round_index, t, self.ctx, masked.mask))
         loss_sum, correct, count = _reduce_sum(sums).tolist()
         self._broadcast_buffers()
         seconds = time.perf_counter() - start
