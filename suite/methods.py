@@ -91,6 +91,11 @@ class PruningMethod:
         with g % interval == 0."""
         return 0
 
+    def lr_epoch(self, round_index: int, epoch: int) -> tuple[int, int]:
+        """(epoch within the learning-rate schedule, the schedule's length in epochs) for epoch
+        `epoch` (0-based) of a round: by default the one schedule over `train.epochs`."""
+        return epoch, self.cfg.train.epochs
+
     def target_at(self, round_index: int, t_epochs: float) -> float:
         """The sparsity this method aims for at time t (in epochs) of a round, for the log."""
         return self.cfg.prune.target_sparsity

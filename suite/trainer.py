@@ -175,8 +175,8 @@ class Runner:
     def train_epoch(self, round_index: int, epoch: int) -> dict:
         """One pass over this rank's shard of the training set; returns the epoch's train metrics."""
         cfg, model, opt, masked = self.cfg, self.train_model, self.optimizer, self.masked
-        lr = cfg.train.lr * lr_factor(epoch, cfg.train.epochs, cfg.train.lr_schedule, cfg.train.milestones,
-                                      cfg.train.gamma)
+        at, length = self.method.lr_epoch(round_index, epoch)
+        lr = cfg.train.lr * lr_factor(at, length, cfg.train.lr_schedule, cfg.train.milestones, cfg.train.gamma)
         for group in opt.param_groups:
             group["lr"] = lr
         method, interval, steps = self.method, self.method.step_interval(), self.data.steps_per_epoch
