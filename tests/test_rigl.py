@@ -154,3 +154,42 @@ def test_rigl_and_set_under_two_ranks_agree_and_equal_one_process(rigl_ranks):
     _, mask, _, _ = S.fixed_problem()
     assert any(not torch.equal(rigl[n], mask[n]) for n in mask)
     assert all(int(rigl[n].sum()) == int(mask[n].sum()) for n in mask)
+
+
+def test_grown_weights_start_at_zero_with_zero_momentum_after_install():
+    from torch import nn
+
+    from suite.masks import MaskedWeights
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(10, 8), nn.ReLU(), nn.Linear(8, 3))
+    weights = {"0.weight": model[0].weight, "2.weight": model[2].weight}
+    g = torch.Generator().manual_seed(2)
+    start = {n: torch.rand(w.shape, generator=g) < 0.4 for n, w in weights.items()}
+    masked = MaskedWeights(weights)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    masked.install(start, opt)
+    x, y = torch.randn(32, 10, generator=g), torch.randint(0, 3, (32,), generator=g)
+    for _ in range(3):  # momentum builds up on the live weights
+        masked.apply_to_weights()
+        torch.nn.functional.cross_entropy(model(x), y).backward()
+        grads = {n: w.grad.clone() for n, w in weights.items()}  # dense: dead weights have gradients too
+        masked.apply_to_grads()
+        opt.step()
+        opt.zero_grad()
+        masked.apply_to_weights()
+    new = rigl_update(weights, grads, start, 0.5)
+    with torch.no_grad():  # stale values everywhere, so that a missing zeroing would show
+        for w in weights.values():
+            opt.state[w]["momentum_buffer"].add_(0.5)
+            w.add_(torch.where(w == 0, 7.0, 0.0))
+    before = {n: w.detach().clone() for n, w in weights.items()}
+    momentum_before = {n: opt.state[w]["momentum_buffer"].clone() for n, w in weights.items()}
+    masked.install(new, opt)
+    for n, w in weights.items():
+        grown, dropped, kept = new[n] & ~start[n], start[n] & ~new[n], new[n] & start[n]
+        assert int(grown.sum()) > 0 and int(dropped.sum()) > 0, n
+        buf = opt.state[w]["momentum_buffer"]
+        assert int((w.detach()[grown | dropped] != 0).sum()) == 0, n   # exactly 0
+        assert int((buf[grown | dropped] != 0).sum()) == 0, n         # zeroed state
+        assert torch.equal(w.detach()[kept], before[n][kept]), n        # survivors untouched
+        assert torch.equal(buf[kept], momentum_before[n][kept]), n
