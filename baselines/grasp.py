@@ -125,7 +125,7 @@ class Grasp(PruningMethod):
     """Prune once before training, removing the largest S = -w * Hg (one global top-k)."""
     name = "grasp"
     settings = GraspConfig
-    config_keys = ("prune.target_sparsity", "prune.keep_")
+    config_keys = ("prune.target_sparsity", "prune.keep_", "prune.distribution")
 
     def start_round(self, round_index: int, ctx: Context, mask: Mask) -> Mask | None:
         target, g = self.cfg.prune.target_sparsity, self.cfg.grasp
@@ -135,4 +135,4 @@ class Grasp(PruningMethod):
         batches = official_halves(ctx.data.class_balanced(g.samples_per_class), ctx.rank, ctx.world_size, total)
         scores = grasp_scores(ctx.model, batches, ctx.loss_fn, g.temperature, weights=ctx.weights,
                               bn_mode=g.bn_mode, all_reduce=ctx.all_reduce_sum)
-        return mask_at_sparsity(scores, target, alive=mask)
+        return mask_at_sparsity(scores, target, alive=mask, distribution=self.cfg.prune.distribution)

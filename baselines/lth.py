@@ -64,7 +64,7 @@ class LotteryTicket(PruningMethod):
     """Iterative magnitude pruning with rewinding to epoch `lth.rewind_epoch` (0 = init)."""
     name = "lth"
     settings = LthConfig
-    config_keys = ("prune.target_sparsity", "prune.keep_")
+    config_keys = ("prune.target_sparsity", "prune.keep_", "prune.distribution")
 
     def rounds(self) -> int:
         return lth_levels(self.cfg.lth.rate, self.cfg.prune.target_sparsity) + 1  # round 0 is dense
@@ -79,4 +79,5 @@ class LotteryTicket(PruningMethod):
         if round_index + 1 >= self.rounds():
             return None  # the last round trained the ticket at the target sparsity
         # ctx.weights hold this round's trained weights; the dead ones rank below every live one
-        return mask_at_sparsity(magnitude_scores(ctx.weights), self.target_at(round_index + 1, 0.0), alive=mask)
+        return mask_at_sparsity(magnitude_scores(ctx.weights), self.target_at(round_index + 1, 0.0), alive=mask,
+                                distribution=self.cfg.prune.distribution)

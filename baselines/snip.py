@@ -81,7 +81,7 @@ class Snip(PruningMethod):
     """Prune once before training, keeping the highest connection sensitivity (one global top-k)."""
     name = "snip"
     settings = SnipConfig
-    config_keys = ("prune.target_sparsity", "prune.keep_")
+    config_keys = ("prune.target_sparsity", "prune.keep_", "prune.distribution")
 
     def start_round(self, round_index: int, ctx: Context, mask: Mask) -> Mask | None:
         target = self.cfg.prune.target_sparsity
@@ -89,4 +89,4 @@ class Snip(PruningMethod):
             return None  # already pruned (or target 0): never score trained weights
         scores = snip_scores(ctx.model, ctx.data.scoring_batches(self.cfg.snip.batches), ctx.loss_fn,
                              weights=ctx.weights, bn_mode=self.cfg.snip.bn_mode, all_reduce=ctx.all_reduce_sum)
-        return mask_at_sparsity(scores, target, alive=mask)
+        return mask_at_sparsity(scores, target, alive=mask, distribution=self.cfg.prune.distribution)

@@ -76,6 +76,7 @@ class PruneConfig:
     update_every_steps: int = 0   # 0: update the mask at each epoch end; N: every N optimizer steps
     keep_first_dense: bool = False  # leave the first prunable layer dense
     keep_last_dense: bool = False   # leave the last prunable layer (the classifier) dense
+    distribution: str = "global"  # global: one threshold over all layers | uniform: each layer at the target | erk
 
 
 @dataclass(frozen=True)
@@ -333,6 +334,7 @@ def validate(cfg: Config) -> Config:
     if p.initial_sparsity > p.target_sparsity:
         raise ConfigError(f"prune.initial_sparsity: {p.initial_sparsity} exceeds prune.target_sparsity {p.target_sparsity}")
     check_choice("prune.schedule", p.schedule, ("linear", "cubic"))
+    check_choice("prune.distribution", p.distribution, ("global", "uniform", "erk"))
     if p.t_start < 0:
         raise ConfigError(f"prune.t_start: must be non-negative, got {p.t_start}")
     if p.t_end is not None and p.t_end > t.epochs:

@@ -136,3 +136,10 @@ def test_the_config_tree_and_help_come_from_the_registry():
     assert "  lth.rate (float) = 0.2  # fraction of the remaining weights removed per round" in C.help_lines()
     with pytest.raises(C.ConfigError, match="^snip.batches: must be at least 1, got 0$"):
         C.load_config(None, ["snip.batches=0"], method="snip")
+
+
+def test_distribution_is_checked_and_only_methods_that_read_it_keep_it():
+    with pytest.raises(C.ConfigError, match="^prune.distribution: 'erdos' is not one of global, uniform, erk$"):
+        C.load_config(None, ["prune.distribution=erdos"])
+    assert C.load_config(None, ["prune.distribution=erk"], method="snip").prune.distribution == "erk"
+    assert C.load_config(None, ["prune.distribution=erk"], method="dense").prune.distribution == "global"
