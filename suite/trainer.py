@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from suite import config as C
+from suite import flops as FL
 from suite import masks as M
 from suite.data import build_data
 from suite.methods import Context, build_method
@@ -112,6 +113,11 @@ class Runner:
         if not self.weights:
             raise C.ConfigError("prune.keep_first_dense/keep_last_dense leave no prunable layer")
         self.masked = M.MaskedWeights(self.weights)
+        # dense forward FLOPs per example, counted once; a step's cost follows the mask's densities
+        self.flops = FL.count_model_flops(self.model, self.weights, self.data.spec.input_shape, self.device)
+        self.densities = {n: 1.0 for n in self.weights}
+        self.step_flops = self.flops.train_step(self.densities)  # per example, under the current mask
+        self.train_flops = 0.0  # every step run so far, all rounds, all examples
         self.train_model = accelerator.prepare(self.model)
         if cfg.train.compile:
             self.train_model = torch.compile(self.train_model)
@@ -140,12 +146,18 @@ class Runner:
                 raise RunFailed(f"method '{self.cfg.method}' declares regrows = False but its new mask "
                                 f"revives {revived} pruned weights")
         self.masked.install(mask, self.optimizer)
+        self._count_densities()
         self.threshold = M.smallest_alive_magnitude(self.weights, self.masked.mask)
         for name, m in self.masked.mask.items():
             if name not in self.collapsed and not bool(m.any()):
                 self.collapsed.append(name)
                 _log(self.acc, f"warning: layer {name} is pruned to zero weights (layer collapse)")
         return True
+
+    def _count_densities(self) -> None:
+        """The mask's per-layer densities and the FLOPs of one training example under it."""
+        self.densities = FL.densities(self.masked.mask)
+        self.step_flops = self.flops.train_step(self.densities)
 
     def _grads(self) -> dict[str, Tensor]:
         """The prunable weights' current gradients (zeros for a weight the loss did not reach)."""
@@ -188,6 +200,8 @@ class Runner:
         else:
             backward, optimizer_step, zero_grad = self.acc.backward, opt.step, opt.zero_grad
         sums = torch.zeros(3, dtype=torch.float64, device=self.device)  # loss sum, correct, count
+        # FLOPs per example: summed at mask changes only (steps since the last change x their cost)
+        flops, accounted = 0.0, 0
         model.train()
         start = time.perf_counter()
         for step, (x, y) in enumerate(self.data.train_batches(epoch), start=1):
@@ -207,8 +221,15 @@ class Runner:
             sums[1] += (out.detach().argmax(1) == y).sum()
             sums[2] += y.numel()
             if hook:
-                self._install(grown)  # after the step it was computed in, which ran under the old mask
-                self._install(method.after_step(round_index, t, self.ctx, masked.mask))
+                cost = self.step_flops
+                if method.dense_grads:  # this step's weight gradient was dense
+                    flops += self.flops.train_step(self.densities, dense_grads=True) - cost
+                changed = self._install(grown)  # after the step it was computed in, under the old mask
+                changed |= self._install(method.after_step(round_index, t, self.ctx, masked.mask))
+                if changed:
+                    flops, accounted = flops + cost * (step - accounted), step
+        flops += self.step_flops * (steps - accounted)
+        self.train_flops += flops * self.data.local_batch_size * self.acc.num_processes  # the global batch
         loss_sum, correct, count = _reduce_sum(sums).tolist()
         self._broadcast_buffers()
         seconds = time.perf_counter() - start
@@ -217,7 +238,7 @@ class Runner:
             raise RunFailed(f"training loss became {train_loss} in round {round_index} epoch {epoch + 1} "
                             f"(lr {lr:g}): the run diverged")
         return {"train_loss": train_loss, "train_accuracy": 100.0 * correct / count, "lr": lr,
-                "epoch_time_s": seconds, "images_per_s": count / seconds}
+                "epoch_time_s": seconds, "images_per_s": count / seconds, "train_flops": self.train_flops}
 
     def run(self, progress: bool = True) -> dict:
         cfg, acc, method = self.cfg, self.acc, self.method
@@ -232,11 +253,13 @@ class Runner:
             self.model.load_state_dict(saved["model"])
             self.optimizer.load_state_dict(saved["optimizer"])
             self.masked.install({n: saved["mask"][n].bool() for n in self.weights})
+            self._count_densities()
             self.threshold = float(saved["threshold"])
             torch.set_rng_state(saved["rng"].cpu())
             state = {key: saved[key] for key in state}
             _log(acc, f"resuming {self.dir} at round {state['round']} epoch {state['epoch']}")
         records = json.loads(state["records"])
+        self.train_flops = records[-1].get("train_flops", 0.0) if records else 0.0  # cumulative per epoch
         total = M.count_total(self.masked.mask)
 
         for r in range(state["round"], rounds):
@@ -307,6 +330,9 @@ class Runner:
         best_any = max(evaluated, key=lambda rec: rec["test_accuracy"]) if evaluated else None
         layers = M.layer_sparsity(mask)
         collapsed = [name for name, s in layers.items() if s == 1.0]
+        examples = state["epochs_trained"] * self.data.steps_per_epoch * self.data.local_batch_size \
+            * self.acc.num_processes
+        dense_train = 3.0 * self.flops.total * examples
         return {
             "status": "finished", "method": cfg.method, "model": cfg.model.name, "dataset": cfg.data.name,
             "seed": cfg.seed, "experiment": C.experiment_hash(cfg), "science": C.science_settings(cfg),
@@ -323,6 +349,10 @@ class Runner:
             "epochs": cfg.train.epochs, "total_epochs_trained": state["epochs_trained"],
             "world_size": self.acc.num_processes, "wall_time_s": state["wall_time_s"],
             "layer_sparsity": layers, "collapsed_layers": collapsed,
+            "train_flops": self.train_flops,
+            "train_flops_x_dense": self.train_flops / dense_train if dense_train else None,
+            "inference_flops": self.flops.forward(FL.densities(mask)),
+            "inference_flops_x_dense": self.flops.forward(FL.densities(mask)) / self.flops.total,
             "dense_layers": [n for n in M.prunable_weights(self.model) if n not in self.weights],
             "versions": versions(), "config": C.to_dict(cfg),
         }
