@@ -9,8 +9,8 @@ whose mask changed); the sparsity never changes, only which weights live.
 The reference is the official code (google-research/rigl: rigl/sparse_optimizers.py
 `SparseRigLOptimizer`, `SparseSETOptimizer._get_update_op`). Differences:
 - On an update step the official optimizer updates the mask instead of the weights (the gradient
-  step is skipped); here the step is taken with the new mask, as on every other step. The grown
-  weights get their first gradient step at once (their gradient is the dense one that grew them).
+  step is skipped); here the step is taken under the old mask and the new one is installed right
+  after it (grown weights then start at exactly 0 with zero momentum, as in the official code).
 - It adds N(0, 1e-5^2) noise to the drop scores |w| to break ties at random; here ties are broken
   by position (the earliest positions survive and are grown first), so the mask is a pure function
   of weights and gradients, the same on every rank without a shared random stream.
@@ -26,11 +26,15 @@ The reference is the official code (google-research/rigl: rigl/sparse_optimizers
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
-from suite.masks import Mask, keep_top
+from baselines.random import random_scores
+from suite.config import ConfigError
+from suite.masks import Mask, already_at, keep_top, mask_at_sparsity
+from suite.methods import Context, PruningMethod
 
 
 def drop_count(n_alive: int, drop_fraction: float) -> int:
@@ -78,3 +82,51 @@ def cosine_drop_fraction(alpha: float, t: float, t_end: float) -> float:
     if t > t_end or t_end <= 0:
         return 0.0
     return alpha / 2 * (1 + math.cos(math.pi * t / t_end))
+
+
+def random_start(cfg, ctx: Context, mask: Mask) -> Mask | None:
+    """The `random` method's mask at the target under `prune.distribution` (None when the mask is
+    already there, e.g. after a resume): where RigL and SET start."""
+    target = cfg.prune.target_sparsity
+    if already_at(mask, target):
+        return None
+    scores = random_scores({n: w.shape for n, w in ctx.weights.items()}, cfg.seed)
+    return mask_at_sparsity(scores, target, mask, distribution=cfg.prune.distribution)
+
+
+@dataclass(frozen=True)
+class RiglSettings:
+    update_every: int = 100       # optimizer steps between mask updates (paper: 100)
+    t_end: float = 0.75           # fraction of training after which the mask stays fixed (paper: 0.75)
+    drop_fraction: float = 0.3    # alpha: fraction of each layer's live weights exchanged, cosine-decayed
+
+    def validate(self, cfg) -> None:
+        if self.update_every < 1:
+            raise ConfigError(f"rigl.update_every: must be at least 1, got {self.update_every}")
+        if not 0 < self.t_end <= 1:
+            raise ConfigError(f"rigl.t_end: must be a fraction of training in (0, 1], got {self.t_end}")
+        if not 0 < self.drop_fraction < 1:
+            raise ConfigError(f"rigl.drop_fraction: must be in (0, 1), got {self.drop_fraction}")
+
+
+class RigL(PruningMethod):
+    """Dynamic sparse training: magnitude drop, dense-gradient growth, at a fixed sparsity."""
+    name = "rigl"
+    settings = RiglSettings
+    config_keys = ("prune.target_sparsity", "prune.keep_", "prune.distribution")
+    defaults = {"prune.distribution": "erk"}
+    regrows = True
+    dense_grads = True
+
+    def step_interval(self) -> int:
+        return self.cfg.rigl.update_every
+
+    def start_round(self, round_index: int, ctx: Context, mask: Mask) -> Mask | None:
+        return random_start(self.cfg, ctx, mask)
+
+    def after_backward(self, round_index: int, t_epochs: float, ctx: Context, mask: Mask,
+                       grads: dict[str, Tensor]) -> Mask | None:
+        alpha = cosine_drop_fraction(self.cfg.rigl.drop_fraction, t_epochs / ctx.epochs, self.cfg.rigl.t_end)
+        if alpha <= 0:
+            return None  # past t_end: the mask stays as it is
+        return rigl_update(ctx.weights, grads, mask, alpha)

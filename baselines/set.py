@@ -30,12 +30,15 @@ google-research/rigl (`SparseSETOptimizer`). Differences:
 from __future__ import annotations
 
 import hashlib
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
-from baselines.rigl import drop_and_grow
+from baselines.rigl import drop_and_grow, random_start
+from suite.config import ConfigError
 from suite.masks import Mask
+from suite.methods import Context, PruningMethod
 
 
 def regrowth_seed(seed: int, round_index: int, epoch: int) -> int:
@@ -52,3 +55,30 @@ def set_update(weights: dict[str, Tensor], mask: Mask, drop_fraction: float, gen
     order, so the result depends only on the generator's state, not on the device."""
     scores = {name: torch.rand(m.shape, generator=generator) for name, m in mask.items()}
     return drop_and_grow(weights, scores, mask, drop_fraction)
+
+
+@dataclass(frozen=True)
+class SetSettings:
+    drop_fraction: float = 0.3    # zeta: fraction of each layer's live weights rewired per epoch (paper: 0.3)
+
+    def validate(self, cfg) -> None:
+        if not 0 < self.drop_fraction < 1:
+            raise ConfigError(f"set.drop_fraction: must be in (0, 1), got {self.drop_fraction}")
+
+
+class SparseEvolutionary(PruningMethod):
+    """Dynamic sparse training: magnitude drop, uniformly random regrowth, at each epoch's end."""
+    name = "set"
+    settings = SetSettings
+    config_keys = ("prune.target_sparsity", "prune.keep_", "prune.distribution")
+    defaults = {"prune.distribution": "erk"}
+    regrows = True
+
+    def start_round(self, round_index: int, ctx: Context, mask: Mask) -> Mask | None:
+        return random_start(self.cfg, ctx, mask)
+
+    def end_epoch(self, round_index: int, epoch: int, ctx: Context, mask: Mask) -> Mask | None:
+        if epoch >= ctx.epochs:
+            return None  # not after the last epoch: every live weight of the final model is trained
+        generator = torch.Generator().manual_seed(regrowth_seed(self.cfg.seed, round_index, epoch))
+        return set_update(ctx.weights, mask, self.cfg.set.drop_fraction, generator)

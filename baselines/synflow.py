@@ -29,13 +29,16 @@ prune.py `prune_loop`). Differences, of which only the first three can change wh
 from __future__ import annotations
 
 import contextlib
+from dataclasses import dataclass
 from typing import Iterator
 
 import torch
 from torch import Tensor, nn
 
 from baselines.scoring import device_of, resolve_weights
-from suite.masks import Mask, Scores, mask_at_sparsity
+from suite.config import ConfigError
+from suite.masks import Mask, Scores, already_at, mask_at_sparsity
+from suite.methods import Context, PruningMethod
 
 
 @contextlib.contextmanager
@@ -127,3 +130,28 @@ def synflow_mask(model: nn.Module, input_shape: tuple[int, ...] | torch.Size, ta
     for final in synflow_steps(model, input_shape, target, iterations, weights=weights, mask=mask, build=build):
         pass
     return final
+
+
+@dataclass(frozen=True)
+class SynflowSettings:
+    iterations: int = 100         # score-and-prune steps on the exponential schedule (paper: 100)
+
+    def validate(self, cfg) -> None:
+        if self.iterations < 1:
+            raise ConfigError(f"synflow.iterations: must be at least 1, got {self.iterations}")
+
+
+class SynFlow(PruningMethod):
+    """Prune once before training by iterative synaptic flow, without data."""
+    name = "synflow"
+    settings = SynflowSettings
+    config_keys = ("prune.target_sparsity", "prune.keep_", "prune.distribution")
+
+    def start_round(self, round_index: int, ctx: Context, mask: Mask) -> Mask | None:
+        target = self.cfg.prune.target_sparsity
+        if already_at(mask, target):
+            return None  # already pruned (or target 0): never score trained weights
+        distribution = self.cfg.prune.distribution
+        return synflow_mask(ctx.model, ctx.data.spec.input_shape, target, self.cfg.synflow.iterations,
+                            weights=ctx.weights, mask=mask,
+                            build=lambda scores, s, alive: mask_at_sparsity(scores, s, alive, distribution=distribution))

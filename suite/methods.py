@@ -142,6 +142,11 @@ METHODS: dict[str, str] = {
     "grasp": "baselines.grasp:Grasp",
     "lth": "baselines.lth:LotteryTicket",
     "random": "baselines.random:RandomPruning",
+    "synflow": "baselines.synflow:SynFlow",
+    "rigl": "baselines.rigl:RigL",
+    "set": "baselines.set:SparseEvolutionary",
+    "gmp": "baselines.gmp:GradualMagnitude",
+    "oneshot": "baselines.oneshot:OneShot",
 }
 
 

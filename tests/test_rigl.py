@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from baselines.rigl import cosine_drop_fraction, drop_and_grow, drop_count, rigl_update
+from baselines.rigl import cosine_drop_fraction, drop_count, rigl_update
 from baselines.set import regrowth_seed, set_update
 from suite.masks import count_alive
 

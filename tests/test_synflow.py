@@ -161,3 +161,15 @@ def test_synflow_100_iterations_reach_the_exact_count_and_never_regrow():
     shrunk = synflow_mask(model, (20,), 0.9, 10, mask=start)
     assert n - count_alive(shrunk) == round(0.9 * n)
     assert all(bool((shrunk[k] & ~start[k]).sum() == 0) for k in start)
+
+
+def test_synflow_under_a_layer_distribution_prunes_each_layer_to_its_count():
+    from suite.masks import layer_zero_counts, mask_at_sparsity
+    model = _mlp()
+    shapes = {"0.weight": (30, 20), "2.weight": (30, 30), "4.weight": (5, 30)}
+    for distribution in ("uniform", "erk"):
+        build = lambda scores, s, alive: mask_at_sparsity(scores, s, alive, distribution=distribution)
+        mask = synflow_mask(model, (20,), 0.9, 10, build=build)
+        expected = layer_zero_counts({n: torch.Size(s) for n, s in shapes.items()}, 0.9, distribution)
+        assert {n: int((~m).sum()) for n, m in mask.items()} == expected, distribution
+        assert sum(expected.values()) == round(0.9 * 1650)
