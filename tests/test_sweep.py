@@ -68,7 +68,8 @@ SHIPPED = {  # file: (grid points, runs, {method: runs})
     "vgg_like_vs_snip": (10, 10, {"progressive": 5, "snip": 5}),
     "vgg19_vs_grasp": (10, 10, {"progressive": 5, "grasp": 5}),
     "lenet300_mnist": (30, 25, {"progressive": 10, "lth": 5, "snip": 10}),
-    "quickstart": (18, 18, {m: 3 for m in ("progressive", "dense", "random", "snip", "grasp", "lth")}),
+    "quickstart": (33, 33, {m: 3 for m in ("progressive", "dense", "random", "snip", "grasp", "lth", "synflow", "rigl",
+                                           "set", "gmp", "oneshot")}),
 }
 
 
