@@ -17,9 +17,11 @@ The reference is the official code (google-research/rigl: rigl/sparse_optimizers
 - Its cosine decay is evaluated at the global step over (end_step - begin_step) steps; here at
   the fraction t of training over t_end, updates starting at step `rigl.update_every` (so the two
   agree for begin_step 0).
-- Its drop scores cover the dead weights too (|0| + noise), so a live weight smaller than the noise
-  can outlive a dead one's score; here only live weights are ranked for dropping.
-- The official ImageNet runs keep the first layer dense; here `prune.keep_first_dense` decides.
+- Its drop scores cover the dead positions too (|0| + noise), so a dead position whose noise exceeds
+  a live weight's magnitude can take that weight's place among the survivors; here only live
+  weights are ranked for dropping.
+- Its ImageNet script leaves the first layer dense by default (`first_layer_sparsity` 0: "not
+  pruned or masked"); here `prune.keep_first_dense` decides (default False).
 - `initial_acc_scale` (momentum of grown weights set to a multiple of their gradient) is 0 in the
   paper's runs; here it is always 0.
 """
