@@ -26,7 +26,8 @@ Differences (only the first two can change which weights are kept):
 """
 from __future__ import annotations
 
-from typing import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Callable
 
 import torch
 import torch.nn.functional as F
@@ -35,7 +36,11 @@ from torch import Tensor, nn
 from baselines.scoring import (AllReduce, Batches, already_at, batch_count, device_of, grads_of,
                                mask_at_sparsity, reduce_mean, resolve_weights, scoring_mode, zeros_for)
 from suite.masks import Mask, Scores
+from suite.config import ConfigError, check_choice
 from suite.methods import Context, PruningMethod
+
+if TYPE_CHECKING:
+    from suite.config import Config
 
 
 def grasp_scores(model: nn.Module, batches: Batches,
@@ -102,10 +107,25 @@ def official_halves(batches: Batches, rank: int, world_size: int, total: int) ->
     return [(x[:first], y[:first]), (x[first:], y[first:])]
 
 
+@dataclass(frozen=True)
+class GraspConfig:
+    samples_per_class: int = 10   # scoring data: this many training samples of each class
+    temperature: float = 200.0    # logits are divided by T before the loss
+    bn_mode: str = "train"        # BatchNorm mode while scoring: eval | train
+
+    def validate(self, cfg: Config) -> None:
+        if self.samples_per_class < 1:
+            raise ConfigError(f"grasp.samples_per_class: must be at least 1, got {self.samples_per_class}")
+        if self.temperature <= 0:
+            raise ConfigError(f"grasp.temperature: must be positive, got {self.temperature}")
+        check_choice("grasp.bn_mode", self.bn_mode, ("eval", "train"))
+
+
 class Grasp(PruningMethod):
     """Prune once before training, removing the largest S = -w * Hg (one global top-k)."""
     name = "grasp"
-    config_keys = ("prune.target_sparsity", "prune.keep_", "grasp.")
+    settings = GraspConfig
+    config_keys = ("prune.target_sparsity", "prune.keep_", "prune.distribution")
 
     def start_round(self, round_index: int, ctx: Context, mask: Mask) -> Mask | None:
         target, g = self.cfg.prune.target_sparsity, self.cfg.grasp
@@ -115,4 +135,4 @@ class Grasp(PruningMethod):
         batches = official_halves(ctx.data.class_balanced(g.samples_per_class), ctx.rank, ctx.world_size, total)
         scores = grasp_scores(ctx.model, batches, ctx.loss_fn, g.temperature, weights=ctx.weights,
                               bn_mode=g.bn_mode, all_reduce=ctx.all_reduce_sum)
-        return mask_at_sparsity(scores, target, alive=mask)
+        return mask_at_sparsity(scores, target, alive=mask, distribution=self.cfg.prune.distribution)

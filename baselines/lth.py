@@ -8,10 +8,16 @@ which epoch to rewind to and which weights survive each round.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from fractions import Fraction
+from typing import TYPE_CHECKING
 
 from suite.masks import Mask, magnitude_scores
+from suite.config import ConfigError
 from suite.methods import Context, PruningMethod
+
+if TYPE_CHECKING:
+    from suite.config import Config
 
 from baselines.scoring import mask_at_sparsity
 
@@ -42,10 +48,23 @@ def lth_sparsity(rate: float, target: float, round_index: int) -> float:
     return float(1 - (1 - _exact(rate)) ** round_index)
 
 
+@dataclass(frozen=True)
+class LthConfig:
+    rate: float = 0.2             # fraction of the remaining weights removed per round
+    rewind_epoch: int = 0         # k: rewind to the weights after epoch k (0 = init)
+
+    def validate(self, cfg: Config) -> None:
+        if not 0 < self.rate < 1:
+            raise ConfigError(f"lth.rate: must be in (0, 1), got {self.rate}")
+        if not 0 <= self.rewind_epoch < cfg.train.epochs:
+            raise ConfigError(f"lth.rewind_epoch: must be in [0, {cfg.train.epochs - 1}], got {self.rewind_epoch}")
+
+
 class LotteryTicket(PruningMethod):
     """Iterative magnitude pruning with rewinding to epoch `lth.rewind_epoch` (0 = init)."""
     name = "lth"
-    config_keys = ("prune.target_sparsity", "prune.keep_", "lth.")
+    settings = LthConfig
+    config_keys = ("prune.target_sparsity", "prune.keep_", "prune.distribution")
 
     def rounds(self) -> int:
         return lth_levels(self.cfg.lth.rate, self.cfg.prune.target_sparsity) + 1  # round 0 is dense
@@ -60,4 +79,5 @@ class LotteryTicket(PruningMethod):
         if round_index + 1 >= self.rounds():
             return None  # the last round trained the ticket at the target sparsity
         # ctx.weights hold this round's trained weights; the dead ones rank below every live one
-        return mask_at_sparsity(magnitude_scores(ctx.weights), self.target_at(round_index + 1, 0.0), alive=mask)
+        return mask_at_sparsity(magnitude_scores(ctx.weights), self.target_at(round_index + 1, 0.0), alive=mask,
+                                distribution=self.cfg.prune.distribution)

@@ -28,11 +28,12 @@ def random_scores(shapes: dict[str, torch.Size], seed: int) -> Scores:
 class RandomPruning(PruningMethod):
     """A uniformly random mask with exactly the target's zero count, drawn once before training."""
     name = "random"
-    config_keys = ("prune.target_sparsity", "prune.keep_")
+    config_keys = ("prune.target_sparsity", "prune.keep_", "prune.distribution")
 
     def start_round(self, round_index: int, ctx: Context, mask: Mask) -> Mask | None:
         target = self.cfg.prune.target_sparsity
         if already_at(mask, target):
             return None
         scores = random_scores({n: w.shape for n, w in ctx.weights.items()}, self.cfg.seed)
-        return mask_at_sparsity(scores, target, alive=mask)  # on the CPU: the runner moves it
+        # on the CPU: the runner moves it
+        return mask_at_sparsity(scores, target, alive=mask, distribution=self.cfg.prune.distribution)

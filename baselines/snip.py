@@ -13,7 +13,8 @@ weights a one-batch SNIP keeps except the first:
 """
 from __future__ import annotations
 
-from typing import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Callable
 
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -21,7 +22,11 @@ from torch import Tensor, nn
 from baselines.scoring import (AllReduce, Batches, already_at, batch_count, device_of, grads_of,
                                mask_at_sparsity, reduce_mean, resolve_weights, scoring_mode, zeros_for)
 from suite.masks import Mask, Scores
+from suite.config import ConfigError, check_choice
 from suite.methods import Context, PruningMethod
+
+if TYPE_CHECKING:
+    from suite.config import Config
 
 
 def snip_scores(model: nn.Module, batches: Batches,
@@ -61,10 +66,22 @@ def snip_scores(model: nn.Module, batches: Batches,
     return {name: (w.detach() * g).abs() for (name, w), g in zip(weights.items(), grad)}
 
 
+@dataclass(frozen=True)
+class SnipConfig:
+    batches: int = 1              # scoring batches (gradients summed over them), paper: 1
+    bn_mode: str = "eval"         # BatchNorm mode while scoring: eval | train
+
+    def validate(self, cfg: Config) -> None:
+        if self.batches < 1:
+            raise ConfigError(f"snip.batches: must be at least 1, got {self.batches}")
+        check_choice("snip.bn_mode", self.bn_mode, ("eval", "train"))
+
+
 class Snip(PruningMethod):
     """Prune once before training, keeping the highest connection sensitivity (one global top-k)."""
     name = "snip"
-    config_keys = ("prune.target_sparsity", "prune.keep_", "snip.")
+    settings = SnipConfig
+    config_keys = ("prune.target_sparsity", "prune.keep_", "prune.distribution")
 
     def start_round(self, round_index: int, ctx: Context, mask: Mask) -> Mask | None:
         target = self.cfg.prune.target_sparsity
@@ -72,4 +89,4 @@ class Snip(PruningMethod):
             return None  # already pruned (or target 0): never score trained weights
         scores = snip_scores(ctx.model, ctx.data.scoring_batches(self.cfg.snip.batches), ctx.loss_fn,
                              weights=ctx.weights, bn_mode=self.cfg.snip.bn_mode, all_reduce=ctx.all_reduce_sum)
-        return mask_at_sparsity(scores, target, alive=mask)
+        return mask_at_sparsity(scores, target, alive=mask, distribution=self.cfg.prune.distribution)

@@ -38,10 +38,10 @@ import yaml  # noqa: E402
 from suite.config import Config, ConfigError, load_config, parse_override, read_yaml, run_dir  # noqa: E402
 from suite.results import (EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_LOCKED,  # noqa: E402
                            RunFolder, check_output_dir, crash_line, lock_held)
+from suite.methods import chain_methods  # noqa: E402
 
 SWEEP_KEYS = ("base", "axes", "overrides")
 BACKENDS = ("local", "accelerate", "slurm", "print")
-CHAIN_METHODS = ("lth",)  # one run trains every round; round r's result is its own sparsity point
 SLURM_TEMPLATE = REPO / "launch" / "slurm" / "sweep_array.sbatch"
 
 
@@ -194,13 +194,14 @@ def _collapse_chains(runs: list[Run], sweep: Sweep, out: str | Path, merged: dic
     def chain(cfg: Config) -> Path:  # the folder the experiment would have at sparsity 0
         return run_dir(dataclasses.replace(cfg, prune=dataclasses.replace(cfg.prune, target_sparsity=0.0)), out)
 
+    # a chain method trains every round in one run; round r's result is its own sparsity point
     groups: dict[Path, list[Run]] = {}
     for run in runs:
-        if run.cfg.method in CHAIN_METHODS:
+        if run.cfg.method in chain_methods():
             groups.setdefault(chain(run.cfg), []).append(run)
     kept = []
     for run in runs:
-        if run.cfg.method not in CHAIN_METHODS:
+        if run.cfg.method not in chain_methods():
             kept.append(run)
             continue
         group = groups[chain(run.cfg)]

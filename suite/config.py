@@ -1,8 +1,11 @@
 """One frozen dataclass tree for a run: YAML files plus `key=value` overrides, validated."""
 from __future__ import annotations
 
+import copy
 import dataclasses
 import hashlib
+import inspect
+import re
 import json
 import math
 import types
@@ -73,25 +76,7 @@ class PruneConfig:
     update_every_steps: int = 0   # 0: update the mask at each epoch end; N: every N optimizer steps
     keep_first_dense: bool = False  # leave the first prunable layer dense
     keep_last_dense: bool = False   # leave the last prunable layer (the classifier) dense
-
-
-@dataclass(frozen=True)
-class SnipConfig:
-    batches: int = 1              # scoring batches (gradients summed over them), paper: 1
-    bn_mode: str = "eval"         # BatchNorm mode while scoring: eval | train
-
-
-@dataclass(frozen=True)
-class GraspConfig:
-    samples_per_class: int = 10   # scoring data: this many training samples of each class
-    temperature: float = 200.0    # logits are divided by T before the loss
-    bn_mode: str = "train"        # BatchNorm mode while scoring: eval | train
-
-
-@dataclass(frozen=True)
-class LthConfig:
-    rate: float = 0.2             # fraction of the remaining weights removed per round
-    rewind_epoch: int = 0         # k: rewind to the weights after epoch k (0 = init)
+    distribution: str = "global"  # global: one threshold over all layers | uniform: each layer at the target | erk
 
 
 @dataclass(frozen=True)
@@ -102,18 +87,48 @@ class WandbConfig:
     log_mask: bool = _plain(False)  # upload the final mask as an artifact
 
 
-@dataclass(frozen=True)
-class Config:
-    method: str = "progressive"
-    seed: int = 42
-    data: DataConfig = DataConfig()
-    model: ModelConfig = ModelConfig()
-    train: TrainConfig = TrainConfig()
-    prune: PruneConfig = PruneConfig()
-    snip: SnipConfig = SnipConfig()
-    grasp: GraspConfig = GraspConfig()
-    lth: LthConfig = LthConfig()
-    wandb: WandbConfig = WandbConfig()
+# The tree: these sections, then one section per method that has settings (its class's
+# `settings` dataclass under the method's name, in registry order: snip, grasp, lth, ...), then wandb.
+_HEAD = (("method", str, "progressive"), ("seed", int, 42), ("data", DataConfig, DataConfig()),
+         ("model", ModelConfig, ModelConfig()), ("train", TrainConfig, TrainConfig()),
+         ("prune", PruneConfig, PruneConfig()))
+_TAIL = (("wandb", WandbConfig, WandbConfig()),)
+_CONFIG: type | None = None
+_BUILDING = False
+
+
+def config_class() -> type:
+    """The run's config dataclass, built once from the method registry (`suite.config.Config`)."""
+    global _CONFIG, _BUILDING
+    if _CONFIG is None:
+        if _BUILDING:
+            raise ImportError("suite.config.Config was used while the method registry was being imported: "
+                              "a method module may import Config only under TYPE_CHECKING")
+        _BUILDING = True
+        try:
+            from suite.methods import method_settings
+            sections = method_settings()
+        finally:
+            _BUILDING = False
+        taken = {name for name, *_ in _HEAD + _TAIL}
+        for name, cls in sections.items():
+            if name in taken:
+                raise ImportError(f"method '{name}': its settings section clashes with the config section '{name}'")
+            if not (dataclasses.is_dataclass(cls) and cls.__dataclass_params__.frozen):
+                raise ImportError(f"method '{name}': settings must be a frozen dataclass, got {cls!r}")
+        fields = [(name, tp, field(default=default)) for name, tp, default in _HEAD]
+        fields += [(name, cls, field(default=cls())) for name, cls in sections.items()]
+        fields += [(name, tp, field(default=default)) for name, tp, default in _TAIL]
+        cls = dataclasses.make_dataclass("Config", fields, frozen=True)
+        cls.__module__, cls.__doc__ = __name__, "Every setting of one run: a frozen tree of sections."
+        _CONFIG = cls
+    return _CONFIG
+
+
+def __getattr__(name: str) -> Any:
+    if name == "Config":  # built on first use: the registry's methods import this module
+        return config_class()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 # --- loading -----------------------------------------------------------------------------------
@@ -269,23 +284,42 @@ def load_config(path: str | Path | None = None, overrides: list[str] = (), metho
         _set_dotted(tree, key, value)
     if method is not None:
         tree["method"] = method
-    cfg = _build(Config, tree, "")
-    return validate(resolve(cfg))
+    return _from_tree(tree)
 
 
 def from_dict(tree: dict) -> Config:
     """Rebuild a config from `to_dict` output (e.g. a run's saved config.json)."""
-    return validate(resolve(_build(Config, tree, "")))
+    return _from_tree(copy.deepcopy(tree))
 
 
-_METHOD_SECTIONS = ("prune", "snip", "grasp", "lth")
+def _has_dotted(tree: dict, dotted: str) -> bool:
+    node: Any = tree
+    for part in dotted.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return False
+        node = node[part]
+    return True
+
+
+def _from_tree(tree: dict) -> Config:
+    """Defaults < the method's own `defaults` < the given tree; then resolve and validate."""
+    from suite.methods import method_class  # late: the registry imports the baselines
+
+    name = tree.get("method", config_class()().method)
+    if isinstance(name, str):
+        for key, value in method_class(name).defaults.items():
+            if not _has_dotted(tree, key):
+                _set_dotted(tree, key, copy.deepcopy(value))
+    return validate(resolve(_build(config_class(), tree, "")))
 
 
 def _reset_unused(cfg: Config, keys: tuple[str, ...]) -> Config:
     """Put method settings the chosen method never reads back to their defaults, so they cannot
     split one experiment into several folders."""
-    for section in _METHOD_SECTIONS:
-        current, default = getattr(cfg, section), getattr(Config(), section)
+    from suite.methods import method_sections
+
+    for section in method_sections():
+        current, default = getattr(cfg, section), getattr(config_class()(), section)
         changes = {
             f.name: getattr(default, f.name)
             for f in dataclasses.fields(current)
@@ -297,18 +331,19 @@ def _reset_unused(cfg: Config, keys: tuple[str, ...]) -> Config:
 
 def resolve(cfg: Config) -> Config:
     """Fill derived defaults so the saved config says exactly what ran."""
-    from suite.methods import method_class  # late: the registry imports the baselines
+    from suite.methods import method_class, reads  # late: the registry imports the baselines
 
     method = method_class(cfg.method)
-    cfg = _reset_unused(cfg, method.config_keys)
+    cfg = _reset_unused(cfg, reads(method))
     if not method.prunes:
         cfg = dataclasses.replace(cfg, prune=dataclasses.replace(cfg.prune, target_sparsity=0.0))
-    if cfg.prune.t_end is None and any("prune.t_end".startswith(k) for k in method.config_keys):
+    if cfg.prune.t_end is None and any("prune.t_end".startswith(k) for k in reads(method)):
         cfg = dataclasses.replace(cfg, prune=dataclasses.replace(cfg.prune, t_end=float(cfg.train.epochs // 2)))
     return cfg
 
 
-def _choice(key: str, value: str, options: tuple[str, ...]) -> None:
+def check_choice(key: str, value: str, options: tuple[str, ...]) -> None:
+    """One ConfigError line when `value` is not one of `options` (for settings' `validate`)."""
     if value not in options:
         raise ConfigError(f"{key}: '{value}' is not one of {', '.join(options)}")
 
@@ -330,15 +365,16 @@ def validate(cfg: Config) -> Config:
         raise ConfigError(f"train.eval_every: must be at least 1, got {t.eval_every}")
     if any(m < 1 or m > t.epochs for m in t.milestones):
         raise ConfigError(f"train.milestones: each must be an epoch in [1, {t.epochs}], got {list(t.milestones)}")
-    _choice("train.optimizer", t.optimizer, ("sgd", "adam"))
-    _choice("train.lr_schedule", t.lr_schedule, ("cosine", "step", "constant"))
-    _choice("train.precision", t.precision, ("fp32", "bf16", "fp16"))
+    check_choice("train.optimizer", t.optimizer, ("sgd", "adam"))
+    check_choice("train.lr_schedule", t.lr_schedule, ("cosine", "step", "constant"))
+    check_choice("train.precision", t.precision, ("fp32", "bf16", "fp16"))
     for key, s in (("prune.target_sparsity", p.target_sparsity), ("prune.initial_sparsity", p.initial_sparsity)):
         if not 0 <= s < 1:
             raise ConfigError(f"{key}: must be in [0, 1), got {s}")
     if p.initial_sparsity > p.target_sparsity:
         raise ConfigError(f"prune.initial_sparsity: {p.initial_sparsity} exceeds prune.target_sparsity {p.target_sparsity}")
-    _choice("prune.schedule", p.schedule, ("linear", "cubic"))
+    check_choice("prune.schedule", p.schedule, ("linear", "cubic"))
+    check_choice("prune.distribution", p.distribution, ("global", "uniform", "erk"))
     if p.t_start < 0:
         raise ConfigError(f"prune.t_start: must be non-negative, got {p.t_start}")
     if p.t_end is not None and p.t_end > t.epochs:
@@ -347,7 +383,7 @@ def validate(cfg: Config) -> Config:
         raise ConfigError(f"prune.t_end: {p.t_end} is before prune.t_start {p.t_start}")
     if p.update_every_steps < 0:
         raise ConfigError(f"prune.update_every_steps: must be non-negative, got {p.update_every_steps}")
-    _choice("data.loader", d.loader, ("device", "torchvision"))
+    check_choice("data.loader", d.loader, ("device", "torchvision"))
     if not 0 <= d.jitter < 1:
         raise ConfigError(f"data.jitter: must be in [0, 1), got {d.jitter}")
     if d.num_workers < 0:
@@ -356,19 +392,13 @@ def validate(cfg: Config) -> Config:
         raise ConfigError("data.synthetic_train/synthetic_test: must be at least 1")
     if len(d.synthetic_shape) not in (1, 3) or min(d.synthetic_shape) < 1:
         raise ConfigError(f"data.synthetic_shape: expected [C, H, W] or [L] of positive sizes, got {list(d.synthetic_shape)}")
-    if cfg.snip.batches < 1:
-        raise ConfigError(f"snip.batches: must be at least 1, got {cfg.snip.batches}")
-    _choice("snip.bn_mode", cfg.snip.bn_mode, ("eval", "train"))
-    if cfg.grasp.samples_per_class < 1:
-        raise ConfigError(f"grasp.samples_per_class: must be at least 1, got {cfg.grasp.samples_per_class}")
-    if cfg.grasp.temperature <= 0:
-        raise ConfigError(f"grasp.temperature: must be positive, got {cfg.grasp.temperature}")
-    _choice("grasp.bn_mode", cfg.grasp.bn_mode, ("eval", "train"))
-    if not 0 < cfg.lth.rate < 1:
-        raise ConfigError(f"lth.rate: must be in (0, 1), got {cfg.lth.rate}")
-    if not 0 <= cfg.lth.rewind_epoch < t.epochs:
-        raise ConfigError(f"lth.rewind_epoch: must be in [0, {t.epochs - 1}], got {cfg.lth.rewind_epoch}")
-    _choice("wandb.mode", cfg.wandb.mode, ("online", "offline", "disabled"))
+    from suite.methods import method_settings
+
+    for section in method_settings():
+        settings = getattr(cfg, section)
+        if hasattr(settings, "validate"):
+            settings.validate(cfg)
+    check_choice("wandb.mode", cfg.wandb.mode, ("online", "offline", "disabled"))
     return cfg
 
 
@@ -393,7 +423,7 @@ def _science(obj: Any, default: Any, prefix: str, out: dict) -> None:
 def science_settings(cfg: Config) -> dict:
     """Science settings that differ from the defaults, as dotted keys; the seed is left out."""
     out: dict = {}
-    _science(cfg, Config(), "", out)
+    _science(cfg, config_class()(), "", out)
     out.pop("seed", None)
     out["method"] = cfg.method  # always named, so the folder says what ran
     return dict(sorted(out.items()))
@@ -412,10 +442,21 @@ def run_dir(cfg: Config, root: str | Path) -> Path:
     return Path(root) / name / f"seed_{cfg.seed}"
 
 
+def _comments(cls: type) -> dict[str, str]:
+    """The comment after each field of a dataclass's source (units and meaning), for --help."""
+    try:
+        source = inspect.getsource(cls)
+    except (OSError, TypeError):  # no source (the generated Config class)
+        return {}
+    found = (re.match(r"\s+(\w+)\s*:[^#]*#\s*(.+)$", line) for line in source.splitlines())
+    return {m.group(1): m.group(2).strip() for m in found if m}
+
+
 def help_lines(obj: Any = None, prefix: str = "") -> list[str]:
-    """`key (type) = default` for every config field, for --help."""
-    obj = Config() if obj is None else obj
+    """`key (type) = default  # comment` for every config field, for --help."""
+    obj = config_class()() if obj is None else obj
     hints = typing.get_type_hints(type(obj))
+    comments = _comments(type(obj))
     lines = []
     for f in dataclasses.fields(obj):
         value = getattr(obj, f.name)
@@ -423,5 +464,6 @@ def help_lines(obj: Any = None, prefix: str = "") -> list[str]:
             lines += help_lines(value, prefix + f.name + ".")
         else:
             shown = list(value) if isinstance(value, tuple) else value
-            lines.append(f"  {prefix}{f.name} ({_type_name(hints[f.name])}) = {json.dumps(shown)}")
+            line = f"  {prefix}{f.name} ({_type_name(hints[f.name])}) = {json.dumps(shown)}"
+            lines.append(f"{line}  # {comments[f.name]}" if f.name in comments else line)
     return lines

@@ -95,14 +95,104 @@ def keep_top(scores: Scores, n_keep: int, alive: Mask | None = None) -> Mask:
     return out
 
 
-def mask_at_sparsity(scores: Scores, sparsity: float, alive: Mask | None = None) -> Mask:
+DISTRIBUTIONS = ("global", "uniform", "erk")  # how a sparsity is spread over the layers
+
+
+def layer_densities(shapes: dict[str, torch.Size], density: float, distribution: str) -> dict[str, float]:
+    """Each layer's density (fraction alive) for an overall `density` under a layer-wise distribution.
+
+    uniform: every layer at `density`. erk (Erdos-Renyi-Kernel, Evci et al. 2020, as in the official
+    rigl sparse_utils.get_sparsities_erdos_renyi): density_l = eps * sum(dims_l) / prod(dims_l) with
+    eps chosen so that the alive count matches; while the largest density exceeds 1, the layers with
+    the largest sum/prod are made dense and eps is recomputed over the rest. (Capping one layer only
+    raises eps, so capping every layer above 1 at once gives the same result.) `global` has no
+    densities of its own: they follow the scores (one top-k over all layers)."""
+    if not 0 <= density <= 1:
+        raise ValueError(f"density: must be in [0, 1], got {density}")
+    if distribution == "uniform":
+        return {name: float(density) for name in shapes}
+    if distribution != "erk":
+        raise ValueError(f"distribution: '{distribution}' has no per-layer densities (use uniform or erk)")
+    sizes = {name: int(torch.Size(shape).numel()) for name, shape in shapes.items()}
+    raw = {name: sum(shape) / sizes[name] for name, shape in shapes.items()}
+    dense: set[str] = set()
+    while True:
+        # alive weights still to place among the non-dense layers, over sum(raw * size) of those
+        rhs = sum(sizes[n] * density for n in shapes if n not in dense) - sum(sizes[n] * (1 - density) for n in dense)
+        divisor = sum(raw[n] * sizes[n] for n in shapes if n not in dense)
+        if divisor == 0:  # every layer dense
+            return {n: 1.0 for n in shapes}
+        eps = rhs / divisor
+        largest = max(raw[n] for n in shapes if n not in dense)
+        if largest * eps <= 1:
+            return {n: 1.0 if n in dense else eps * raw[n] for n in shapes}
+        dense |= {n for n in shapes if n not in dense and raw[n] == largest}
+
+
+def layer_zero_counts(shapes: dict[str, torch.Size], sparsity: float, distribution: str,
+                      at_least: dict[str, int] | None = None) -> dict[str, int]:
+    """Pruned weights per layer under `distribution` ("uniform" or "erk"), summing to exactly
+    round(sparsity * N): each layer gets the floor of its ideal count size * (1 - density), and the
+    weights still missing go one each to the layers with the largest remainders (ties: layer order).
+
+    `at_least`: a lower bound per layer (the weights a monotonic method has already pruned there).
+    A layer lifted to its bound takes no remainder weight; if the bounds push the total over, the
+    other layers give back one weight each, smallest remainder first, so the total stays exact
+    unless the bounds alone exceed it."""
+    sizes = {name: int(torch.Size(shape).numel()) for name, shape in shapes.items()}
+    densities = layer_densities(shapes, 1.0 - sparsity, distribution)
+    ideal = {n: (sizes[n] * sparsity if distribution == "uniform" else sizes[n] * (1.0 - densities[n]))
+             for n in shapes}
+    floor = {n: min(sizes[n], max(0, int(ideal[n] // 1))) for n in shapes}
+    low = {n: min(sizes[n], (at_least or {}).get(n, 0)) for n in shapes}
+    counts = {n: max(floor[n], low[n]) for n in shapes}
+    missing = n_zeros_for(sparsity, sum(sizes.values())) - sum(counts.values())
+    remainder = {n: ideal[n] - floor[n] for n in shapes}
+    # sorted is stable: ties keep layer order
+    largest_first = sorted((n for n in shapes if counts[n] == floor[n]), key=lambda n: -remainder[n])
+    smallest_first = sorted(shapes, key=lambda n: remainder[n])
+    while missing > 0:
+        room = [n for n in largest_first if counts[n] < sizes[n]] or [n for n in shapes if counts[n] < sizes[n]]
+        if not room:
+            break  # cannot happen: round(s * N) <= N
+        for n in room[:missing]:
+            counts[n] += 1
+        missing -= len(room[:missing])
+    while missing < 0:
+        spare = [n for n in smallest_first if counts[n] > low[n]]
+        if not spare:
+            break  # the bounds alone exceed the total
+        for n in spare[:-missing]:
+            counts[n] -= 1
+        missing += len(spare[:-missing])
+    return counts
+
+
+def mask_at_sparsity(scores: Scores, sparsity: float, alive: Mask | None = None,
+                     distribution: str = "global") -> Mask:
     """The mask with exactly round(sparsity * N) zeros keeping the highest scores; with `alive`
-    (on any device), intersected with it so that no weight regrows. On the scores' device."""
-    total = sum(s.numel() for s in scores.values())
-    mask = keep_top(scores, total - n_zeros_for(sparsity, total), alive)
+    (on any device), intersected with it so that no weight regrows. On the scores' device.
+
+    global: one top-k over all layers. uniform/erk: each layer keeps its own top-k, its zero count
+    from `layer_zero_counts` (never fewer than the zeros `alive` already has there)."""
+    if distribution == "global":
+        total = sum(s.numel() for s in scores.values())
+        mask = keep_top(scores, total - n_zeros_for(sparsity, total), alive)
+    else:
+        at_least = None if alive is None else {n: m.numel() - int(torch.count_nonzero(m)) for n, m in alive.items()}
+        counts = layer_zero_counts({n: s.shape for n, s in scores.items()}, sparsity, distribution, at_least)
+        mask = {}
+        for n, s in scores.items():
+            live = None if alive is None else {n: alive[n]}
+            mask[n] = keep_top({n: s}, s.numel() - counts[n], live)[n]
     if alive is not None:
         mask = {n: m & alive[n].to(m.device) for n, m in mask.items()}
     return mask
+
+
+def count_revived(before: Mask, after: Mask) -> int:
+    """Weights dead in `before` and alive in `after` (on `before`'s devices)."""
+    return int(sum(int(torch.count_nonzero(after[n].to(m.device) & ~m)) for n, m in before.items()))
 
 
 def already_at(mask: Mask, sparsity: float) -> bool:
@@ -136,16 +226,24 @@ class MaskedWeights:
         self._multipliers: list[Tensor] = []
 
     def install(self, mask: Mask, optimizer: torch.optim.Optimizer | None = None) -> None:
-        """Adopt a new mask: zero the pruned weights and their optimizer state (momentum of a newly
-        pruned weight would otherwise move it again)."""
-        self.mask = {n: mask[n].to(self.params[i].device) for i, n in enumerate(self.names)}
-        dense = all(bool(m.all()) for m in self.mask.values())
-        self._multipliers = [] if dense else [self.mask[n].to(p.dtype) for n, p in zip(self.names, self.params)]
-        self.apply_to_weights()
-        if optimizer is not None and self._multipliers:
+        """Adopt a new mask: every weight that is not alive both before and after (the pruned ones,
+        and any that changed in either direction) is set to exactly 0 with its optimizer state
+        (momentum of a newly pruned weight would otherwise move it again; a revived weight starts
+        from zero). Weights alive in both masks keep their values and state."""
+        new = {n: mask[n].to(p.device) for n, p in zip(self.names, self.params)}
+        kept = [new[n] & self.mask[n] for n in self.names]
+        was_dense = not self._multipliers
+        self.mask = new
+        dense = all(bool(m.all()) for m in new.values())
+        self._multipliers = [] if dense else [new[n].to(p.dtype) for n, p in zip(self.names, self.params)]
+        if dense and was_dense:
+            return  # nothing changed: an all-ones mask costs nothing
+        with torch.no_grad():
+            multipliers = [k.to(p.dtype) for k, p in zip(kept, self.params)]
+            torch._foreach_mul_(self.params, multipliers)
             inner = getattr(optimizer, "optimizer", optimizer)  # Accelerate wraps the optimizer
-            with torch.no_grad():
-                for p, m in zip(self.params, self._multipliers):
+            if inner is not None:
+                for p, m in zip(self.params, multipliers):
                     for value in inner.state.get(p, {}).values():
                         if isinstance(value, Tensor) and value.shape == p.shape:
                             value.mul_(m)

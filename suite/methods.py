@@ -1,16 +1,25 @@
-"""What a pruning method is (it only decides which weights live), and the registry of methods."""
+"""What a pruning method is (it only decides which weights live), and the registry of methods.
+
+A method is one file and one line in `METHODS`: its class declares its own settings (a frozen
+dataclass, the config section named after the method), its defaults for shared keys, whether its
+masks may regrow, and the hooks it implements. The config tree, validation, --help, the run hash,
+the report and the sweep learn about methods from this registry only."""
 from __future__ import annotations
 
+import functools
 import importlib
 from dataclasses import dataclass
-from typing import Any, Callable, ClassVar
+from typing import TYPE_CHECKING, Any, Callable, ClassVar
 
 import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
-from suite.config import Config, ConfigError
+from suite.config import ConfigError
 from suite.masks import Mask
+
+if TYPE_CHECKING:  # suite.config builds Config from this registry: import it lazily, never at the top
+    from suite.config import Config
 
 
 @dataclass
@@ -37,11 +46,33 @@ class Context:
 class PruningMethod:
     """A method returns a new mask (or None for no change) at the points it cares about; it never
     edits the mask it was given, and keeps no state the runner does not checkpoint (the mask, the
-    round and the epoch are the whole state)."""
+    round and the epoch are the whole state: derive any randomness from (seed, round, epoch)).
+
+    The mask contract, for every hook: `mask` is the mask in force (name -> bool tensor, True =
+    alive, i.e. the weight takes part in the forward pass and is updated; a dead weight is exactly 0
+    with zero optimizer state). The returned mask has the same keys, shapes and dtype bool, and it is
+    the same on every rank (the runner checks). With `regrows = False` it must be a subset of `mask`
+    (the runner stops with RunFailed if a weight revives); with `regrows = True` any weight may come
+    back. At every position whose mask changed, in either direction, the runner sets the weight and
+    its optimizer state (momentum, Adam moments) to exactly 0: a revived weight starts from zero."""
 
     name: ClassVar[str] = ""
-    config_keys: ClassVar[tuple[str, ...]] = ()  # config prefixes it reads, e.g. ("prune.", "snip.")
+    # config prefixes it reads besides its own section, e.g. ("prune.target_sparsity", "prune.keep_");
+    # every other method setting is reset to its default so that it cannot split run folders
+    config_keys: ClassVar[tuple[str, ...]] = ()
     prunes: ClassVar[bool] = True                # False: the dense control (target sparsity 0)
+    # a frozen dataclass of the method's own settings: the config section `<name>.` (each field with
+    # a default and a comment giving units, shown by --help); it may define `validate(self, cfg)`
+    # raising ConfigError with one line that names the key
+    settings: ClassVar[type | None] = None
+    # defaults for shared keys, dotted, e.g. {"prune.distribution": "erk"}: applied below the YAML
+    # file and the overrides. They enter the run hash like any value that differs from the global
+    # default (so changing one renames the method's folders, as a change of science should)
+    defaults: ClassVar[dict[str, object]] = {}
+    regrows: ClassVar[bool] = False   # True: a new mask may revive dead weights (RigL, SET)
+    # True: `after_backward` reads the gradients of dead weights. They are computed anyway (the
+    # backward is dense); the FLOPs accounting counts the weight-gradient of those steps as dense
+    dense_grads: ClassVar[bool] = False
 
     def __init__(self, cfg: Config):
         self.cfg = cfg
@@ -55,23 +86,45 @@ class PruningMethod:
         return 0
 
     def step_interval(self) -> int:
-        """Call `after_step` every this many optimizer steps (0: never)."""
+        """Call `after_backward` and `after_step` every this many optimizer steps (0: never), counted
+        over the round's epochs: at global steps g = epoch * steps_per_epoch + step (step 1-based)
+        with g % interval == 0."""
         return 0
+
+    def lr_epoch(self, round_index: int, epoch: int) -> tuple[int, int]:
+        """(epoch within the learning-rate schedule, the schedule's length in epochs) for epoch
+        `epoch` (0-based) of a round: by default the one schedule over `train.epochs`."""
+        return epoch, self.cfg.train.epochs
 
     def target_at(self, round_index: int, t_epochs: float) -> float:
         """The sparsity this method aims for at time t (in epochs) of a round, for the log."""
         return self.cfg.prune.target_sparsity
 
     def start_round(self, round_index: int, ctx: Context, mask: Mask) -> Mask | None:
+        """Before the round's first epoch (pruning at init scores here)."""
+        return None
+
+    def after_backward(self, round_index: int, t_epochs: float, ctx: Context, mask: Mask,
+                       grads: dict[str, Tensor]) -> Mask | None:
+        """At a hook step, between `backward` and the gradient masking: `grads` are the dense
+        gradients of the prunable weights (dead ones included), already averaged over ranks by DDP
+        (under fp16 they carry the loss scale, a positive factor). They are the live `.grad`
+        tensors: read them during the call, never keep or edit them. `ctx.weights` hold the weights
+        before this step's update. The step itself still runs under `mask`; a returned mask is
+        installed right after it (so grown weights start at exactly 0 with zero state, and dropped
+        ones are zeroed with theirs). `t_epochs` = epoch + step / steps_per_epoch."""
         return None
 
     def after_step(self, round_index: int, t_epochs: float, ctx: Context, mask: Mask) -> Mask | None:
+        """At a hook step, after the optimizer step (and after `after_backward`'s mask, if any)."""
         return None
 
     def end_epoch(self, round_index: int, epoch: int, ctx: Context, mask: Mask) -> Mask | None:
+        """After epoch `epoch` (1-based) of the round, before evaluation and the checkpoint."""
         return None
 
     def end_round(self, round_index: int, ctx: Context, mask: Mask) -> Mask | None:
+        """After the round's last epoch; the runner then rewinds the weights for the next round."""
         return None
 
 
@@ -89,6 +142,11 @@ METHODS: dict[str, str] = {
     "grasp": "baselines.grasp:Grasp",
     "lth": "baselines.lth:LotteryTicket",
     "random": "baselines.random:RandomPruning",
+    "synflow": "baselines.synflow:SynFlow",
+    "rigl": "baselines.rigl:RigL",
+    "set": "baselines.set:SparseEvolutionary",
+    "gmp": "baselines.gmp:GradualMagnitude",
+    "oneshot": "baselines.oneshot:OneShot",
 }
 
 
@@ -101,3 +159,49 @@ def method_class(name: str) -> type[PruningMethod]:
 
 def build_method(cfg: Config) -> PruningMethod:
     return method_class(cfg.method)(cfg)
+
+
+def settings_section(cls: type[PruningMethod]) -> str | None:
+    """The config section a method reads its own settings from: the name of the class that
+    declares `settings` (a subclass that inherits them reads its parent's section)."""
+    for klass in cls.__mro__:
+        if "settings" in vars(klass):
+            return klass.name if klass.settings is not None else None
+    return None
+
+
+@functools.cache
+def method_settings() -> dict[str, type]:
+    """Section name -> settings dataclass, for every registered method that has settings, in
+    registry order: the method sections of the config tree."""
+    out: dict[str, type] = {}
+    for name in METHODS:
+        cls = method_class(name)
+        section = settings_section(cls)
+        if section is not None:
+            out.setdefault(section, cls.settings)
+    return out
+
+
+def method_sections() -> tuple[str, ...]:
+    """Config sections that hold method settings: `prune` (shared) and each method's own."""
+    return ("prune", *method_settings())
+
+
+def reads(cls: type[PruningMethod]) -> tuple[str, ...]:
+    """Every config prefix the method reads: its `config_keys` and its own section."""
+    section = settings_section(cls)
+    return cls.config_keys + ((f"{section}.",) if section else ())
+
+
+def dense_methods() -> tuple[str, ...]:
+    """Registered methods that never prune (`prunes = False`): the dense controls."""
+    return tuple(name for name in METHODS if not method_class(name).prunes)
+
+
+@functools.cache
+def chain_methods() -> tuple[str, ...]:
+    """Methods that train several rounds in one run (`rounds() > 1` at their defaults), each round
+    a sparsity point of its own (LTH)."""
+    from suite.config import load_config
+    return tuple(name for name in METHODS if method_class(name)(load_config(None, [], method=name)).rounds() > 1)

@@ -21,11 +21,12 @@ from matplotlib.ticker import MaxNLocator  # noqa: E402
 from suite import stats  # noqa: E402
 from suite.study import readable  # noqa: E402
 from suite.results import RunFolder  # noqa: E402
+from suite.methods import dense_methods  # noqa: E402
 
 if TYPE_CHECKING:
     from suite.report import Group, Run
 
-DENSE = "dense"
+DENSE = dense_methods()  # the dense controls (prunes = False), from the method registry; test with `in`
 _PDF_META = {"CreationDate": None}  # no timestamp: the same runs give byte-identical PDFs
 GIF_FRAMES = 40          # at most this many frames per animation: a few hundred kB, far under 5 MB
 GIF_DPI = 72
@@ -130,12 +131,12 @@ def plot_tradeoff(groups: Sequence["Group"], stem: Path, colors: dict[str, str],
     Methods sharing a sparsity are offset sideways so their bars do not hide each other; log_x puts
     the fraction of weights remaining on a log axis (papers' way of showing extreme sparsity)."""
     fig, ax = plt.subplots(figsize=(7.2, 4.4))
-    for g in (g for g in groups if g.method == DENSE and g.round is None):
+    for g in (g for g in groups if g.method in DENSE and g.round is None):
         s = stats.summarize(g.accuracies)
         ax.axhline(s.mean, color="0.3", lw=1, label=f"dense mean, 95% CI band (n={s.n}, {_epochs_text([g])})")
         if s.n >= 2:
             ax.axhspan(s.ci_low, s.ci_high, color="0.6", alpha=0.3, lw=0)
-    pruned = [g for g in groups if g.method != DENSE]
+    pruned = [g for g in groups if g.method not in DENSE]
     styles = _variant_styles(pruned)
     markers = _method_markers(pruned)
     points: dict[tuple, dict[float, "Group"]] = defaultdict(dict)
@@ -410,12 +411,12 @@ def plan(groups: Sequence["Group"], reference: str = "progressive") -> list[tupl
     sets = _figure_sets(groups)
     for key, members in sets.items():
         base = _stem_base(key, list(sets))
-        if any(g.method != DENSE for g in members):
+        if any(g.method not in DENSE for g in members):
             out.append(("tradeoff", f"tradeoff-{base}", members, None))
-        dense = [g for g in members if g.method == DENSE and g.round is None]
+        dense = [g for g in members if g.method in DENSE and g.round is None]
         by_sparsity: dict[float, list] = defaultdict(list)
         for g in members:
-            if g.method != DENSE and g.round is None:  # round groups are inside their chain's curves
+            if g.method not in DENSE and g.round is None:  # round groups are inside their chain's curves
                 by_sparsity[g.sparsity_key].append(g)
         for sparsity, pruned in sorted(by_sparsity.items()):
             tag = f"{base}-s{sparsity:g}"
@@ -425,7 +426,7 @@ def plan(groups: Sequence["Group"], reference: str = "progressive") -> list[tupl
     main = _main_set(sets)
     if main is not None:
         members = sets[main]
-        one_cycle = [g for g in members if g.round is None and g.method != DENSE]
+        one_cycle = [g for g in members if g.round is None and g.method not in DENSE]
         if one_cycle:
             top = max(g.sparsity_key for g in one_cycle)
             at_top = [g for g in one_cycle if g.sparsity_key == top]
@@ -433,7 +434,7 @@ def plan(groups: Sequence["Group"], reference: str = "progressive") -> list[tupl
             main_group = min(at_top, key=lambda g: (g.method != reference, -len(g.runs), g.sort_key()))
             if any(run_records(r) for r in main_group.runs):
                 out.append(("training_animation", "training_animation", [main_group], top))
-                dense = [g for g in members if g.method == DENSE and g.round is None]
+                dense = [g for g in members if g.method in DENSE and g.round is None]
                 out.append(("comparison_animation", "comparison_animation", dense + at_top, top))
     return out
 

@@ -1,5 +1,6 @@
 """Progressive magnitude pruning in one training cycle: one global magnitude threshold over the live
-weights, raised along a sparsity schedule; masks only ever lose weights."""
+weights (or one per layer, with `prune.distribution` uniform or erk), raised along a sparsity
+schedule; masks only ever lose weights."""
 from __future__ import annotations
 
 from suite.masks import Mask, already_at, magnitude_scores, mask_at_sparsity
@@ -22,7 +23,8 @@ class Progressive(PruningMethod):
         target = self.target_at(0, t_epochs)
         if already_at(mask, target):
             return None  # the schedule asks for no more zeros than the mask has: nothing to do
-        return mask_at_sparsity(magnitude_scores(ctx.weights), target, alive=mask)
+        return mask_at_sparsity(magnitude_scores(ctx.weights), target, alive=mask,
+                                distribution=self.cfg.prune.distribution)
 
     def start_round(self, round_index: int, ctx: Context, mask: Mask) -> Mask | None:
         return self._prune_to(0.0, ctx, mask)  # s(0) = initial sparsity, usually 0

@@ -29,9 +29,12 @@ from suite import stats
 from suite.config import ConfigError, read_yaml
 from suite.study import load_export, machine, readable, sweep_records
 from suite.results import InvalidResult, RunFolder, moved_aside, read_result
+from suite.methods import dense_methods, method_sections
 
-DENSE = "dense"                               # the method name of the unpruned control
-METHOD_SECTIONS = ("prune.", "snip.", "grasp.", "lth.")  # method-specific science settings
+# the dense controls (methods with prunes = False) and the method-specific science settings
+# ("prune.", "snip.", ...) come from the method registry
+DENSE = dense_methods()  # a tuple: test membership (`in`), never equality
+METHOD_SECTIONS = tuple(f"{s}." for s in method_sections())
 IDENTITY_KEYS = ("method", "model.name", "data.name", "prune.target_sparsity")  # shown in own columns
 REQUIRED_FIELDS = ("method", "model", "dataset", "seed", "experiment", "target_sparsity",
                    "achieved_sparsity", "final_test_accuracy")
@@ -439,10 +442,10 @@ def stands_for(g: Group, sparsity: float, groups: Sequence[Group]) -> bool:
 
 def dense_for(g: Group, groups: Sequence[Group]) -> Group | None:
     """The dense baseline with the same data, model and training budget, if one ran."""
-    if g.method == DENSE:
+    if g.method in DENSE:
         return None
     for d in groups:
-        if d.method == DENSE and d.round is None and d.match_key == g.match_key:
+        if d.method in DENSE and d.round is None and d.match_key == g.match_key:
             return d
     return None
 
@@ -508,7 +511,7 @@ def summary_table(groups: Sequence[Group], alpha: float) -> Table:
 def head_to_head_table(groups: Sequence[Group], reference: str, alpha: float) -> Table:
     rows = []
     for g in groups:
-        if g.method in (reference, DENSE):
+        if g.method == reference or g.method in DENSE:
             continue
         for ref in groups:
             if ref.method != reference or ref.round is not None or ref.match_key != g.match_key \

@@ -263,13 +263,9 @@ def _headline_groups(report: "Report") -> list["Group"]:
 
 
 def _is_dense(method: str) -> bool:
-    """A method that never prunes: the registry's dense_methods() where it has them (issue 9), else
-    the report's DENSE name."""
-    from suite import methods
-    if hasattr(methods, "dense_methods"):
-        return method in methods.dense_methods()
-    from suite.report import DENSE
-    return method == DENSE
+    """A method that never prunes (prunes = False in the registry)."""
+    from suite.methods import dense_methods
+    return method in dense_methods()
 
 
 def headline_table(report: "Report") -> str:

@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from suite import config as C
+from suite import flops as FL
 from suite import masks as M
 from suite.data import build_data
 from suite.methods import Context, build_method
@@ -112,6 +113,11 @@ class Runner:
         if not self.weights:
             raise C.ConfigError("prune.keep_first_dense/keep_last_dense leave no prunable layer")
         self.masked = M.MaskedWeights(self.weights)
+        # dense forward FLOPs per example, counted once; a step's cost follows the mask's densities
+        self.flops = FL.count_model_flops(self.model, self.weights, self.data.spec.input_shape, self.device)
+        self.densities = {n: 1.0 for n in self.weights}
+        self.step_flops = self.flops.train_step(self.densities)  # per example, under the current mask
+        self.train_flops = 0.0  # every step run so far, all rounds, all examples
         self.train_model = accelerator.prepare(self.model)
         if cfg.train.compile:
             self.train_model = torch.compile(self.train_model)
@@ -130,17 +136,33 @@ class Runner:
         self.optimizer = self.acc.prepare(build_optimizer(self.cfg.train, self.model))
 
     def _install(self, mask: M.Mask | None) -> bool:
-        """Adopt a method's new mask on every rank; False when the method kept the mask."""
+        """Adopt a method's new mask on every rank; False when the method kept the mask. Weights
+        whose mask changed restart from 0 with zero optimizer state (MaskedWeights.install)."""
         if mask is None:
             return False
         mask = M.synchronise(mask, self.device)
+        if not self.method.regrows:
+            revived = M.count_revived(self.masked.mask, mask)
+            if revived:
+                raise RunFailed(f"method '{self.cfg.method}' declares regrows = False but its new mask "
+                                f"revives {revived} pruned weights")
         self.masked.install(mask, self.optimizer)
+        self._count_densities()
         self.threshold = M.smallest_alive_magnitude(self.weights, self.masked.mask)
         for name, m in self.masked.mask.items():
             if name not in self.collapsed and not bool(m.any()):
                 self.collapsed.append(name)
                 _log(self.acc, f"warning: layer {name} is pruned to zero weights (layer collapse)")
         return True
+
+    def _count_densities(self) -> None:
+        """The mask's per-layer densities and the FLOPs of one training example under it."""
+        self.densities = FL.densities(self.masked.mask)
+        self.step_flops = self.flops.train_step(self.densities)
+
+    def _grads(self) -> dict[str, Tensor]:
+        """The prunable weights' current gradients (zeros for a weight the loss did not reach)."""
+        return {n: w.grad if w.grad is not None else torch.zeros_like(w) for n, w in self.weights.items()}
 
     def _checkpoint(self, state: dict) -> None:
         if self.acc.is_main_process:
@@ -178,11 +200,12 @@ class Runner:
     def train_epoch(self, round_index: int, epoch: int) -> dict:
         """One pass over this rank's shard of the training set; returns the epoch's train metrics."""
         cfg, model, opt, masked = self.cfg, self.train_model, self.optimizer, self.masked
-        lr = cfg.train.lr * lr_factor(epoch, cfg.train.epochs, cfg.train.lr_schedule, cfg.train.milestones,
-                                      cfg.train.gamma)
+        at, length = self.method.lr_epoch(round_index, epoch)
+        lr = cfg.train.lr * lr_factor(at, length, cfg.train.lr_schedule, cfg.train.milestones, cfg.train.gamma)
         for group in opt.param_groups:
             group["lr"] = lr
-        interval, steps = self.method.step_interval(), self.data.steps_per_epoch
+        method, interval, steps = self.method, self.method.step_interval(), self.data.steps_per_epoch
+        first = epoch * steps  # hook steps are counted over the round: global step first + step
         if self.acc.scaler is None:
             # Accelerate's wrappers only add loss scaling here, and cost ~0.4 ms of Python per step
             # (its optimizer step probes importlib for optional packages on every call)
@@ -190,6 +213,8 @@ class Runner:
         else:
             backward, optimizer_step, zero_grad = self.acc.backward, opt.step, opt.zero_grad
         sums = torch.zeros(3, dtype=torch.float64, device=self.device)  # loss sum, correct, count
+        # FLOPs per example: summed at mask changes only (steps since the last change x their cost)
+        flops, accounted = 0.0, 0
         model.train()
         start = time.perf_counter()
         for step, (x, y) in enumerate(self.data.train_batches(epoch), start=1):
@@ -197,6 +222,10 @@ class Runner:
             out = model(x)
             loss = self.loss_fn(out, y)
             backward(loss)
+            hook = interval and (first + step) % interval == 0
+            if hook:  # the dense gradients, averaged over ranks, before they are masked
+                t = epoch + step / steps
+                grown = method.after_backward(round_index, t, self.ctx, masked.mask, self._grads())
             masked.apply_to_grads()
             optimizer_step()
             zero_grad(set_to_none=True)
@@ -204,9 +233,16 @@ class Runner:
             sums[0] += loss.detach() * y.numel()
             sums[1] += (out.detach().argmax(1) == y).sum()
             sums[2] += y.numel()
-            if interval and step % interval == 0:
-                t = epoch + step / steps
-                self._install(self.method.after_step(round_index, t, self.ctx, masked.mask))
+            if hook:
+                cost = self.step_flops
+                if method.dense_grads:  # this step's weight gradient was dense
+                    flops += self.flops.train_step(self.densities, dense_grads=True) - cost
+                changed = self._install(grown)  # after the step it was computed in, under the old mask
+                changed |= self._install(method.after_step(round_index, t, self.ctx, masked.mask))
+                if changed:
+                    flops, accounted = flops + cost * (step - accounted), step
+        flops += self.step_flops * (steps - accounted)
+        self.train_flops += flops * self.data.local_batch_size * self.acc.num_processes  # the global batch
         loss_sum, correct, count = _reduce_sum(sums).tolist()
         self._broadcast_buffers()
         seconds = time.perf_counter() - start
@@ -215,7 +251,7 @@ class Runner:
             raise RunFailed(f"training loss became {train_loss} in round {round_index} epoch {epoch + 1} "
                             f"(lr {lr:g}): the run diverged")
         return {"train_loss": train_loss, "train_accuracy": 100.0 * correct / count, "lr": lr,
-                "epoch_time_s": seconds, "images_per_s": count / seconds}
+                "epoch_time_s": seconds, "images_per_s": count / seconds, "train_flops": self.train_flops}
 
     def run(self, progress: bool = True) -> dict:
         cfg, acc, method = self.cfg, self.acc, self.method
@@ -236,6 +272,7 @@ class Runner:
             self.model.load_state_dict(saved["model"])
             self.optimizer.load_state_dict(saved["optimizer"])
             self.masked.install({n: saved["mask"][n].bool() for n in self.weights})
+            self._count_densities()
             self.threshold = float(saved["threshold"])
             torch.set_rng_state(saved["rng"].cpu())
             state = {key: saved[key] for key in state}
@@ -243,6 +280,7 @@ class Runner:
         records = json.loads(state["records"])
         if saved is not None and acc.is_main_process:  # metrics.jsonl as the checkpoint has it: a kill
             write_jsonl(self.dir / "metrics.jsonl", records)  # may have come between their writes
+        self.train_flops = records[-1].get("train_flops", 0.0) if records else 0.0  # cumulative per epoch
         total = M.count_total(self.masked.mask)
 
         for r in range(state["round"], rounds):
@@ -314,6 +352,9 @@ class Runner:
         best_any = max(evaluated, key=lambda rec: rec["test_accuracy"]) if evaluated else None
         layers = M.layer_sparsity(mask)
         collapsed = [name for name, s in layers.items() if s == 1.0]
+        examples = state["epochs_trained"] * self.data.steps_per_epoch * self.data.local_batch_size \
+            * self.acc.num_processes
+        dense_train = 3.0 * self.flops.total * examples
         return {
             "status": "finished", "method": cfg.method, "model": cfg.model.name, "dataset": cfg.data.name,
             "seed": cfg.seed, "experiment": C.experiment_hash(cfg), "science": C.science_settings(cfg),
@@ -330,6 +371,10 @@ class Runner:
             "epochs": cfg.train.epochs, "total_epochs_trained": state["epochs_trained"],
             "world_size": self.acc.num_processes, "wall_time_s": state["wall_time_s"],
             "layer_sparsity": layers, "collapsed_layers": collapsed,
+            "train_flops": self.train_flops,
+            "train_flops_x_dense": self.train_flops / dense_train if dense_train else None,
+            "inference_flops": self.flops.forward(FL.densities(mask)),
+            "inference_flops_x_dense": self.flops.forward(FL.densities(mask)) / self.flops.total,
             "dense_layers": [n for n in M.prunable_weights(self.model) if n not in self.weights],
             "versions": versions(), "code": self.code, "config": C.to_dict(cfg),
         }

@@ -4,6 +4,7 @@ import pytest
 import yaml
 
 from suite import config as C
+from suite.methods import PruningMethod
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
@@ -106,3 +107,39 @@ def test_seed_experiments_are_what_the_research_ran():
     for s in (0.70, 0.75, 0.80, 0.85, 0.90, 0.95):
         assert C.load_config(CONFIGS / "resnet18_cifar10.yaml", [f"prune.target_sparsity={s}"]).prune.target_sparsity == s
     assert C.SEEDS == (42, 123, 456, 789, 999)
+
+
+class WantsCubic(PruningMethod):
+    """A method's `defaults` for shared keys: below the YAML file and the overrides, in the hash."""
+    name = "wants_cubic"
+    config_keys = ("prune.",)
+    defaults = {"prune.schedule": "cubic"}
+
+
+def test_method_defaults_sit_below_overrides_and_enter_the_hash(monkeypatch):
+    from suite import methods
+    monkeypatch.setitem(methods.METHODS, "wants_cubic", f"{__name__}:WantsCubic")
+    cfg = C.load_config(None, [], method="wants_cubic")
+    assert cfg.prune.schedule == "cubic"
+    assert C.science_settings(cfg) == {"method": "wants_cubic", "prune.schedule": "cubic", "prune.t_end": 15.0}
+    assert C.load_config(None, ["prune.schedule=linear"], method="wants_cubic").prune.schedule == "linear"
+    assert C.load_config(None, []).prune.schedule == "linear"  # other methods keep the global default
+
+
+def test_the_config_tree_and_help_come_from_the_registry():
+    from suite.methods import METHODS, method_class, method_sections, settings_section
+    sections = [settings_section(method_class(m)) for m in METHODS]
+    assert {"snip", "grasp", "lth"} <= set(sections)
+    assert set(method_sections()) == {"prune"} | {s for s in sections if s}
+    names = [f.name for f in __import__("dataclasses").fields(C.Config)]
+    assert names[:6] == ["method", "seed", "data", "model", "train", "prune"] and names[-1] == "wandb"
+    assert "  lth.rate (float) = 0.2  # fraction of the remaining weights removed per round" in C.help_lines()
+    with pytest.raises(C.ConfigError, match="^snip.batches: must be at least 1, got 0$"):
+        C.load_config(None, ["snip.batches=0"], method="snip")
+
+
+def test_distribution_is_checked_and_only_methods_that_read_it_keep_it():
+    with pytest.raises(C.ConfigError, match="^prune.distribution: 'erdos' is not one of global, uniform, erk$"):
+        C.load_config(None, ["prune.distribution=erdos"])
+    assert C.load_config(None, ["prune.distribution=erk"], method="snip").prune.distribution == "erk"
+    assert C.load_config(None, ["prune.distribution=erk"], method="dense").prune.distribution == "global"

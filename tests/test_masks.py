@@ -1,3 +1,4 @@
+import pytest
 import torch
 from torch import nn
 
@@ -116,3 +117,65 @@ def test_keep_top_equals_brute_force_with_ties_nan_and_dead_weights():
         got = M.keep_top(scores, n_keep, alive)
         flat = torch.cat([got["a"].reshape(-1), got["b"].reshape(-1)]).tolist()
         assert flat == _reference_keep_top(scores, n_keep, alive), trial
+
+
+# --- layer-wise distributions ----------------------------------------------------------------------
+
+ERK_SHAPES = {"a": torch.Size([2, 2]), "b": torch.Size([10, 10]), "c": torch.Size([20, 10])}
+
+
+def test_erk_densities_by_hand_with_a_layer_capped_at_dense():
+    # raw sum/prod: a 4/4 = 1, b 20/100 = 0.2, c 30/200 = 0.15; N = 304, density 0.5 -> 152 alive.
+    # eps = 152 / (4 + 20 + 30) = 2.81 puts a at 2.81 > 1: a is dense, then
+    # eps = (50 + 100 - 2) / (20 + 30) = 2.96: b = 0.592, c = 0.444 (4 + 59.2 + 88.8 = 152)
+    d = M.layer_densities(ERK_SHAPES, 0.5, "erk")
+    assert d["a"] == 1.0
+    assert d["b"] == pytest.approx(0.592, abs=1e-12) and d["c"] == pytest.approx(0.444, abs=1e-12)
+    # ideal zeros 0, 40.8, 111.2: floors 151, the missing one goes to b (remainder 0.8 > 0.2)
+    assert M.layer_zero_counts(ERK_SHAPES, 0.5, "erk") == {"a": 0, "b": 41, "c": 111}
+
+
+def test_erk_density_is_proportional_to_sum_over_product_of_dims_for_convs():
+    shapes = {"conv": torch.Size([8, 4, 3, 3]), "fc": torch.Size([10, 72])}
+    d = M.layer_densities(shapes, 0.2, "erk")
+    assert d["conv"] / d["fc"] == pytest.approx((18 / 288) / (82 / 720), rel=1e-12)
+    assert d["conv"] * 288 + d["fc"] * 720 == pytest.approx(0.2 * 1008, rel=1e-12)
+
+
+def test_uniform_densities_and_largest_remainder_counts():
+    shapes = {"x": torch.Size([7]), "y": torch.Size([13]), "z": torch.Size([29])}
+    assert M.layer_densities(shapes, 0.65, "uniform") == {"x": 0.65, "y": 0.65, "z": 0.65}
+    # s = 0.35: ideal 2.45, 4.55, 10.15 (17.15 -> 17 zeros); floors 16, the missing one to y (0.55)
+    assert M.layer_zero_counts(shapes, 0.35, "uniform") == {"x": 2, "y": 5, "z": 10}
+    with pytest.raises(ValueError, match="no per-layer densities"):
+        M.layer_densities(shapes, 0.5, "global")
+
+
+@pytest.mark.parametrize("distribution", M.DISTRIBUTIONS)
+@pytest.mark.parametrize("sparsity", [0.0, 0.3, 0.5, 0.9, 0.97])
+def test_every_distribution_hits_the_exact_total(distribution, sparsity):
+    torch.manual_seed(1)
+    scores = {"a": torch.rand(3, 5), "b": torch.rand(17), "c": torch.rand(4, 2, 3, 3), "d": torch.rand(1)}
+    mask = M.mask_at_sparsity(scores, sparsity, distribution=distribution)
+    total = sum(s.numel() for s in scores.values())
+    assert total - M.count_alive(mask) == round(sparsity * total)
+    if distribution != "global":
+        counts = M.layer_zero_counts({n: s.shape for n, s in scores.items()}, sparsity, distribution)
+        assert {n: m.numel() - int(m.sum()) for n, m in mask.items()} == counts
+        # each layer keeps its own highest scores
+        for n, s in scores.items():
+            if mask[n].any() and (~mask[n]).any():
+                assert s[mask[n]].min() > s[~mask[n]].max()
+
+
+def test_per_layer_top_k_differs_from_global_and_never_regrows():
+    scores = {"big": torch.tensor([10.0, 9.0, 8.0, 7.0]), "small": torch.tensor([1.0, 2.0, 3.0, 4.0])}
+    assert M.mask_at_sparsity(scores, 0.5)["small"].sum() == 0  # one threshold: the small layer goes
+    uniform = M.mask_at_sparsity(scores, 0.5, distribution="uniform")
+    assert uniform["big"].tolist() == [True, True, False, False]
+    assert uniform["small"].tolist() == [False, False, True, True]
+    alive = {"big": torch.tensor([False, False, False, True]), "small": torch.ones(4, dtype=torch.bool)}
+    m = M.mask_at_sparsity(scores, 0.5, alive=alive, distribution="uniform")
+    # big already has 3 zeros (more than its 2): it keeps them, small takes 1 so the total is 4
+    assert m["big"].tolist() == [False, False, False, True]
+    assert m["small"].tolist() == [False, True, True, True]

@@ -97,7 +97,9 @@ def test_headline_line_from_the_numbers(written):
         np.mean([final["lth", s]["final_test_accuracy"] for s in SEEDS])
     line = next(x for x in (written / "study.md").read_text().splitlines() if x.startswith("- progressive vs lth"))
     assert line.startswith(f"- progressive vs lth (final, s=0.7500) at 75% (tiny MLP on synthetic data): {diff:+.2f} points, ")
-    assert line.endswith("; lth trained 3x the epochs (9 vs 3)")
+    flops = {m: np.mean([final[m, s]["train_flops_x_dense"] for s in SEEDS]) for m in ("lth", "progressive")}
+    assert line.endswith(f"; lth trained 3x the epochs (9 vs 3), training FLOPs {flops['lth']:.3g}x vs "
+                         f"{flops['progressive']:.3g}x dense")
 
 
 def test_figures_and_animations(written):

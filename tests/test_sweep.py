@@ -69,9 +69,10 @@ SHIPPED = {  # file: (grid points, runs, {method: runs})
     "vgg_like_vs_snip": (10, 10, {"progressive": 5, "snip": 5}),
     "vgg19_vs_grasp": (10, 10, {"progressive": 5, "grasp": 5}),
     "lenet300_mnist": (30, 25, {"progressive": 10, "lth": 5, "snip": 10}),
-    "lenet300_mnist_cpu": (60, 50, {"progressive": 10, "dense": 5, "random": 10, "snip": 10, "grasp": 10,
-                                    "lth": 5}),
-    "quickstart": (18, 18, {m: 3 for m in ("progressive", "dense", "random", "snip", "grasp", "lth")}),
+    "lenet300_mnist_cpu": (110, 100, {"progressive": 10, "dense": 5, "random": 10, "snip": 10, "grasp": 10,
+                                      "lth": 5, "synflow": 10, "rigl": 10, "set": 10, "gmp": 10, "oneshot": 10}),
+    "quickstart": (33, 33, {m: 3 for m in ("progressive", "dense", "random", "snip", "grasp", "lth", "synflow", "rigl",
+                                           "set", "gmp", "oneshot")}),
 }
 
 

@@ -1,0 +1,84 @@
+"""SET, Sparse Evolutionary Training (Mocanu, Mocanu, Stone, Nguyen, Gibescu & Liotta, Nature
+Communications 2018): dynamic sparse training at a fixed sparsity. Start from a random mask at the
+target (per-layer densities from `prune.distribution`, ERK by default, which for Linear layers is
+the paper's Erdos-Renyi density epsilon (n_in + n_out) / (n_in n_out)); at the end of every epoch
+but the last, in each layer drop the k = floor(zeta * n) live weights of smallest |w| and regrow k
+of the others uniformly at random, zeta = `set.drop_fraction` (0.3, the paper's value).
+
+The random stream of each regrowth is a generator seeded from (run seed, round, epoch): the same on
+every rank, and a resumed run draws exactly what the uninterrupted one drew, with nothing to
+checkpoint.
+
+The reference is the authors' code (dcmocanu/sparse-evolutionary-artificial-neural-networks,
+`rewireMask` in SET-MLP-Keras-Weights-Mask/set_mlp_keras_cifar10.py) and the SET baseline of
+google-research/rigl (`SparseSETOptimizer`). Differences:
+- The authors' code removes the fraction zeta of the negative weights closest to zero and, apart,
+  of the positive ones (two quantiles of the sorted weights); here the floor(zeta * n) live weights
+  of smallest |w| (as the RigL code's SET), so the count is exact and the same rule as RigL's drop.
+- Its initial mask draws each connection independently (Bernoulli at the Erdos-Renyi density), so
+  the layer's count varies; here the count is exact (`prune.distribution`, largest remainder).
+- It regrows by rejection sampling with numpy's global stream; here a top-k of seeded uniform
+  scores over the candidates: the same distribution (a uniformly random subset), reproducible.
+  In both a just-dropped weight may be regrown.
+- Its new weights start at 0 (the Keras version multiplies the weights by the kept mask) and it
+  rebuilds the optimizer every epoch (all momentum lost); here grown and dropped weights start at 0
+  with their own optimizer state zeroed, the other weights keep theirs.
+- It rewires after every epoch, the last one included; here not after the last, so that every live
+  weight of the final model has been trained.
+- Its output layer is dense by construction; here `prune.keep_last_dense` decides.
+"""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from baselines.rigl import drop_and_grow, random_start
+from suite.config import ConfigError
+from suite.masks import Mask
+from suite.methods import Context, PruningMethod
+
+
+def regrowth_seed(seed: int, round_index: int, epoch: int) -> int:
+    """The seed of the regrowth after `epoch` of `round_index`: a pure function of the run's seed,
+    so every rank and every resume draws the same stream (and not the init's stream)."""
+    return int.from_bytes(hashlib.sha256(f"set-regrowth/{seed}/{round_index}/{epoch}".encode()).digest()[:8], "little")
+
+
+def set_update(weights: dict[str, Tensor], mask: Mask, drop_fraction: float, generator: torch.Generator) -> Mask:
+    """One SET rewiring: per layer drop floor(drop_fraction * n_live) live weights of smallest |w|
+    and regrow as many of the others uniformly at random (a just-dropped one may come back).
+
+    The random scores are drawn on the CPU from `generator`, one tensor per layer in the mask's
+    order, so the result depends only on the generator's state, not on the device."""
+    scores = {name: torch.rand(m.shape, generator=generator) for name, m in mask.items()}
+    return drop_and_grow(weights, scores, mask, drop_fraction)
+
+
+@dataclass(frozen=True)
+class SetSettings:
+    drop_fraction: float = 0.3    # zeta: fraction of each layer's live weights rewired per epoch (paper: 0.3)
+
+    def validate(self, cfg) -> None:
+        if not 0 < self.drop_fraction < 1:
+            raise ConfigError(f"set.drop_fraction: must be in (0, 1), got {self.drop_fraction}")
+
+
+class SparseEvolutionary(PruningMethod):
+    """Dynamic sparse training: magnitude drop, uniformly random regrowth, at each epoch's end."""
+    name = "set"
+    settings = SetSettings
+    config_keys = ("prune.target_sparsity", "prune.keep_", "prune.distribution")
+    defaults = {"prune.distribution": "erk"}
+    regrows = True
+
+    def start_round(self, round_index: int, ctx: Context, mask: Mask) -> Mask | None:
+        return random_start(self.cfg, ctx, mask)
+
+    def end_epoch(self, round_index: int, epoch: int, ctx: Context, mask: Mask) -> Mask | None:
+        if epoch >= ctx.epochs:
+            return None  # not after the last epoch: every live weight of the final model is trained
+        generator = torch.Generator().manual_seed(regrowth_seed(self.cfg.seed, round_index, epoch))
+        return set_update(ctx.weights, mask, self.cfg.set.drop_fraction, generator)

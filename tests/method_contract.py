@@ -1,0 +1,92 @@
+"""The mask contract every registered method keeps, checked at each hook call of a real run.
+
+`Checked(method)` stands in for the method inside the real Runner: every hook is called twice on
+the same inputs (a method keeps no state of its own, so both calls must agree), and each returned
+mask is checked: the same keys, shapes and dtype bool as the mask in force, that mask untouched,
+no revived weight unless the method declares `regrows`."""
+from __future__ import annotations
+
+import torch
+
+from suite import config as C
+from suite.masks import Mask
+
+# a run of every method on the tiny synthetic data: 3 epochs, 8 steps each
+CONTRACT_RUN = ["data.name=synthetic", "model.name=tiny_mlp", "train.epochs=3", "train.batch_size=64",
+                "train.lr=0.05", "prune.target_sparsity=0.8", "wandb.mode=disabled"]
+# settings a method needs to fit a 3-epoch run (applied only while that method is registered)
+FITS_TINY_RUN = {
+    "progressive": ["prune.t_end=2"],
+    "gmp": ["prune.t_end=2", "prune.update_every_steps=4"],
+    "oneshot": ["oneshot.dense_epochs=1"],
+    "rigl": ["rigl.update_every=4"],
+    "synflow": ["synflow.iterations=10"],
+}
+
+
+def contract_config(name: str) -> C.Config:
+    return C.load_config(None, [*CONTRACT_RUN, *FITS_TINY_RUN.get(name, [])], method=name)
+
+
+class ContractBroken(AssertionError):
+    pass
+
+
+def _same(a: Mask, b: Mask) -> bool:
+    return a.keys() == b.keys() and all(torch.equal(a[n].cpu(), b[n].cpu()) for n in a)
+
+
+class Checked:
+    """A registered method with every hook call checked against the contract."""
+
+    def __init__(self, inner):
+        self.inner = inner
+        self.returned = 0  # masks the method returned
+
+    def __getattr__(self, name):  # rounds(), step_interval(), regrows, ... come from the method
+        return getattr(self.inner, name)
+
+    def _call(self, hook: str, mask: Mask, *args) -> Mask | None:
+        before = {n: m.clone() for n, m in mask.items()}
+        first = getattr(self.inner, hook)(*args)
+        if not _same(mask, before):
+            raise ContractBroken(f"{self.inner.name}.{hook} edited the mask it was given")
+        second = getattr(self.inner, hook)(*args)
+        if (first is None) != (second is None) or (first is not None and not _same(first, second)):
+            raise ContractBroken(f"{self.inner.name}.{hook}: two calls on the same inputs disagree")
+        if first is None:
+            return None
+        if first.keys() != mask.keys():
+            raise ContractBroken(f"{self.inner.name}.{hook} returned keys {sorted(first)}, not {sorted(mask)}")
+        for n, m in first.items():
+            if m.shape != mask[n].shape or m.dtype != torch.bool:
+                raise ContractBroken(f"{self.inner.name}.{hook}: {n} is {m.dtype} {tuple(m.shape)}, "
+                                     f"not bool {tuple(mask[n].shape)}")
+            if not self.inner.regrows and bool((m.cpu() & ~mask[n].cpu()).any()):
+                raise ContractBroken(f"{self.inner.name}.{hook} revived {n} weights but regrows is False")
+        self.returned += 1
+        return first
+
+    def start_round(self, r, ctx, mask):
+        return self._call("start_round", mask, r, ctx, mask)
+
+    def after_backward(self, r, t, ctx, mask, grads):
+        return self._call("after_backward", mask, r, t, ctx, mask, grads)
+
+    def after_step(self, r, t, ctx, mask):
+        return self._call("after_step", mask, r, t, ctx, mask)
+
+    def end_epoch(self, r, epoch, ctx, mask):
+        return self._call("end_epoch", mask, r, epoch, ctx, mask)
+
+    def end_round(self, r, ctx, mask):
+        return self._call("end_round", mask, r, ctx, mask)
+
+
+def run_checked(name: str, out, accelerator):
+    """Train `name` through the real Runner with its hooks checked; the runner and its result."""
+    from suite.trainer import Runner
+    cfg = contract_config(name)
+    runner = Runner(cfg, C.run_dir(cfg, out), accelerator)
+    runner.method = Checked(runner.method)
+    return runner, runner.run(progress=False)

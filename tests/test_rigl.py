@@ -1,0 +1,195 @@
+import math
+
+import pytest
+import torch
+
+from baselines.rigl import cosine_drop_fraction, drop_count, rigl_update
+from baselines.set import regrowth_seed, set_update
+from suite.masks import count_alive
+
+
+def _layer(values, alive):
+    return torch.tensor(values, dtype=torch.float32), torch.tensor(alive, dtype=torch.bool)
+
+
+def test_rigl_update_drops_the_smallest_live_and_grows_the_largest_dense_gradients_by_hand():
+    # one layer of 8: live at 0, 1, 2, 4, 6 (n = 5), alpha 0.5 -> k = floor(2.5) = 2
+    w, alive = _layer([0.9, -0.1, 0.5, 0.0, 0.05, 0.0, -0.7, 0.0], [1, 1, 1, 0, 1, 0, 1, 0])
+    g = torch.tensor([9.0, 0.0, 0.0, 0.2, 5.0, 3.0, 0.0, 0.4])
+    new = rigl_update({"l": w}, {"l": g}, {"l": alive}, 0.5)["l"]
+    # dropped: |w| smallest among live = 0.05 (pos 4) and 0.1 (pos 1); survivors 0, 2, 6
+    # candidates 1, 3, 4, 5, 7 with |g| 0, 0.2, 5, 3, 0.4: grow pos 4 (just dropped: may come back) and 5
+    assert new.tolist() == [True, False, True, False, True, True, True, False]
+    assert alive.tolist() == [True, True, True, False, True, False, True, False]  # input untouched
+
+
+def test_rigl_ties_are_broken_by_position():
+    w, alive = _layer([0.3, 0.3, 0.3, 0.3, 0.0, 0.0, 0.0, 0.0], [1, 1, 1, 1, 0, 0, 0, 0])
+    g = torch.tensor([0.0, 0.0, 0.0, 0.0, 1.0, 1.0, 1.0, 1.0])
+    new = rigl_update({"l": w}, {"l": g}, {"l": alive}, 0.5)["l"]  # k = 2
+    # equal |w|: the earliest survive (0, 1); equal |g|: the earliest candidates grow (4, 5)
+    assert new.tolist() == [True, True, False, False, True, True, False, False]
+
+
+def _random_layers(seed=0):
+    g = torch.Generator().manual_seed(seed)
+    shapes = {"conv.weight": (8, 3, 3, 3), "fc1.weight": (50, 72), "fc2.weight": (10, 50)}
+    weights = {n: torch.randn(s, generator=g) for n, s in shapes.items()}
+    grads = {n: torch.randn(s, generator=g) for n, s in shapes.items()}
+    density = {"conv.weight": 0.5, "fc1.weight": 0.1, "fc2.weight": 0.3}
+    mask = {n: torch.rand(s, generator=g) < density[n] for n, s in shapes.items()}
+    weights = {n: w * mask[n] for n, w in weights.items()}  # dead weights are 0, as in training
+    return weights, grads, mask
+
+
+def test_rigl_update_exact_counts_and_positions_on_every_layer():
+    weights, grads, mask = _random_layers()
+    alpha = 0.3
+    new = rigl_update(weights, grads, mask, alpha)
+    for name in mask:
+        old, m = mask[name].reshape(-1), new[name].reshape(-1)
+        n = int(old.sum())
+        k = math.floor(alpha * n)
+        assert k > 0 and int(m.sum()) == n, name               # per-layer sparsity unchanged
+        # survivors, by hand: the n - k largest |w| among the live positions
+        live = torch.nonzero(old).squeeze(1)
+        w_abs = weights[name].reshape(-1).abs()
+        survivors = torch.zeros_like(m)
+        survivors[live[torch.argsort(w_abs[live], descending=True, stable=True)[:n - k]]] = True
+        assert bool((m & survivors).sum() == n - k), name      # every survivor lives on
+        # grown, by hand: the k largest |g| among all other positions (a just-dropped one included)
+        candidates = ~survivors
+        g = grads[name].reshape(-1).abs()
+        grown = torch.zeros_like(m)
+        grown[torch.nonzero(candidates).squeeze(1)[torch.argsort(g[candidates], descending=True, stable=True)[:k]]] = True
+        assert torch.equal(m, survivors | grown), name
+        assert int((grown & old).sum()) < k, name               # not simply the old mask back
+    assert count_alive(new) == count_alive(mask)
+    assert all(new[n].dtype == torch.bool and new[n].shape == mask[n].shape for n in mask)
+    again = rigl_update(weights, grads, mask, alpha)
+    assert all(torch.equal(again[n], new[n]) for n in new)  # deterministic
+
+
+def test_drop_count_is_a_floor_and_zero_leaves_the_mask():
+    assert [drop_count(n, 0.3) for n in (0, 3, 4, 10, 333)] == [0, 0, 1, 3, 99]
+    weights, grads, mask = _random_layers()
+    same = rigl_update(weights, grads, mask, 0.0)
+    assert all(torch.equal(same[n], mask[n]) for n in mask)
+    with pytest.raises(ValueError, match="drop_fraction"):
+        rigl_update(weights, grads, mask, 1.5)
+
+
+def test_cosine_drop_fraction():
+    assert cosine_drop_fraction(0.3, 0.0, 0.75) == pytest.approx(0.3)
+    assert cosine_drop_fraction(0.3, 0.375, 0.75) == pytest.approx(0.15)
+    assert cosine_drop_fraction(0.3, 0.75, 0.75) == pytest.approx(0.0, abs=1e-15)
+    assert cosine_drop_fraction(0.3, 0.8, 0.75) == 0.0
+
+
+def test_set_update_drops_by_magnitude_and_regrows_uniformly_from_the_generator():
+    weights, _, mask = _random_layers(1)
+    gen = lambda: torch.Generator().manual_seed(regrowth_seed(42, 0, 3))
+    new = set_update(weights, mask, 0.3, gen())
+    for name in mask:
+        n = int(mask[name].sum())
+        k = math.floor(0.3 * n)
+        kept = mask[name] & new[name]
+        assert int(new[name].sum()) == n and int(kept.sum()) >= n - k, name
+        live_abs = weights[name].abs()[mask[name]]
+        survivors_min = float(live_abs.sort().values[k])
+        # every dropped live weight is at most the smallest survivor's magnitude
+        dropped = mask[name] & ~new[name]
+        assert float(weights[name].abs()[dropped].max()) <= survivors_min, name
+    # the same generator state gives the same rewiring; another epoch's seed gives another
+    assert all(torch.equal(set_update(weights, mask, 0.3, gen())[n], new[n]) for n in new)
+    other = set_update(weights, mask, 0.3, torch.Generator().manual_seed(regrowth_seed(42, 0, 4)))
+    assert any(not torch.equal(other[n], new[n]) for n in new)
+    assert len({regrowth_seed(42, 0, 1), regrowth_seed(42, 1, 0), regrowth_seed(43, 0, 1), 42}) == 4
+
+
+def test_set_regrowth_is_uniform_over_the_candidates():
+    # a layer of 40 with 10 live: 3 dropped, 3 regrown among the 33 others; over many draws every
+    # candidate is chosen about 3 / 33 of the time
+    w = torch.zeros(40)
+    w[:10] = torch.arange(1, 11, dtype=torch.float32)
+    alive = w != 0
+    candidates = torch.ones(40, dtype=torch.bool)
+    candidates[3:10] = False                # the 7 largest always survive
+    counts = torch.zeros(40)
+    g = torch.Generator().manual_seed(0)
+    draws = 3000
+    for _ in range(draws):
+        new = set_update({"l": w}, {"l": alive}, 0.3, g)["l"]
+        assert bool(new[3:10].all()) and int(new.sum()) == 10
+        counts += (new & candidates).float()
+    freq = counts[candidates] / draws
+    assert float(freq.sum()) == pytest.approx(3.0)
+    # binomial spread 0.005 at 3000 draws: 0.03 is about 6 of it
+    assert float(freq.min()) > 3 / 33 - 0.03 and float(freq.max()) < 3 / 33 + 0.03
+
+
+@pytest.fixture(scope="module")
+def rigl_ranks(tmp_path_factory):
+    from safetensors.torch import load_file
+
+    from helpers import ROOT, launch_2proc
+    out = tmp_path_factory.mktemp("ddp_rigl")
+    proc = launch_2proc([str(ROOT / "tests" / "ddp_rigl_script.py"), str(out)])
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return [load_file(str(out / f"rank{r}.safetensors")) for r in range(2)]
+
+
+def test_rigl_and_set_under_two_ranks_agree_and_equal_one_process(rigl_ranks):
+    import ddp_rigl_script as S
+    rigl, set_mask, grads = S.single_process()
+    assert rigl_ranks[0].keys() == rigl_ranks[1].keys()
+    for key in rigl_ranks[0]:
+        assert torch.equal(rigl_ranks[0][key], rigl_ranks[1][key]), key  # bitwise the same on both ranks
+    for name in rigl:
+        # DDP's averaged gradient of the two halves is the whole batch's, up to float rounding
+        torch.testing.assert_close(rigl_ranks[0][f"grad/{name}"], grads[name], rtol=1e-5, atol=1e-7)
+        assert torch.equal(rigl_ranks[0][f"rigl/{name}"], rigl[name]), name
+        assert torch.equal(rigl_ranks[0][f"set/{name}"], set_mask[name]), name
+    # the update really moved weights: the masks are not the starting one
+    _, mask, _, _ = S.fixed_problem()
+    assert any(not torch.equal(rigl[n], mask[n]) for n in mask)
+    assert all(int(rigl[n].sum()) == int(mask[n].sum()) for n in mask)
+
+
+def test_grown_weights_start_at_zero_with_zero_momentum_after_install():
+    from torch import nn
+
+    from suite.masks import MaskedWeights
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(10, 8), nn.ReLU(), nn.Linear(8, 3))
+    weights = {"0.weight": model[0].weight, "2.weight": model[2].weight}
+    g = torch.Generator().manual_seed(2)
+    start = {n: torch.rand(w.shape, generator=g) < 0.4 for n, w in weights.items()}
+    masked = MaskedWeights(weights)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    masked.install(start, opt)
+    x, y = torch.randn(32, 10, generator=g), torch.randint(0, 3, (32,), generator=g)
+    for _ in range(3):  # momentum builds up on the live weights
+        masked.apply_to_weights()
+        torch.nn.functional.cross_entropy(model(x), y).backward()
+        grads = {n: w.grad.clone() for n, w in weights.items()}  # dense: dead weights have gradients too
+        masked.apply_to_grads()
+        opt.step()
+        opt.zero_grad()
+        masked.apply_to_weights()
+    new = rigl_update(weights, grads, start, 0.5)
+    with torch.no_grad():  # stale values everywhere, so that a missing zeroing would show
+        for w in weights.values():
+            opt.state[w]["momentum_buffer"].add_(0.5)
+            w.add_(torch.where(w == 0, 7.0, 0.0))
+    before = {n: w.detach().clone() for n, w in weights.items()}
+    momentum_before = {n: opt.state[w]["momentum_buffer"].clone() for n, w in weights.items()}
+    masked.install(new, opt)
+    for n, w in weights.items():
+        grown, dropped, kept = new[n] & ~start[n], start[n] & ~new[n], new[n] & start[n]
+        assert int(grown.sum()) > 0 and int(dropped.sum()) > 0, n
+        buf = opt.state[w]["momentum_buffer"]
+        assert int((w.detach()[grown | dropped] != 0).sum()) == 0, n   # exactly 0
+        assert int((buf[grown | dropped] != 0).sum()) == 0, n         # zeroed state
+        assert torch.equal(w.detach()[kept], before[n][kept]), n        # survivors untouched
+        assert torch.equal(buf[kept], momentum_before[n][kept]), n
