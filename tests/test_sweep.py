@@ -124,8 +124,10 @@ def test_lenet300_lth_chain_covers_both_points(tmp_path):
 def test_cpu_study_is_every_registered_method_at_its_budget(tmp_path):
     from suite.methods import METHODS
     sweep = S.load_sweep(ROOT / "configs" / "sweeps" / "lenet300_mnist_cpu.yaml", ["data.root=../shared/data"])
-    assert set(sweep.grids[0]["method"]) == set(METHODS)  # every registered method is in the study
+    assert {m for grid in sweep.grids for m in grid["method"]} == set(METHODS)  # every registered method
     expansion = S.expand(sweep, tmp_path)
+    assert {r.cfg.prune.schedule for r in expansion.runs if r.cfg.method == "gmp"} == {"cubic"}  # Zhu & Gupta's
+    assert {r.cfg.prune.schedule for r in expansion.runs if r.cfg.method == "progressive"} == {"linear"}
     assert {(r.cfg.train.epochs, r.cfg.lth.rate, r.cfg.data.root) for r in expansion.runs} == {(20, 0.2, "../shared/data")}
     assert {r.cfg.prune.t_end for r in expansion.runs if r.cfg.method == "progressive"} == {10.0}
     (chain, *_) = [r for r in expansion.runs if r.cfg.method == "lth"]
