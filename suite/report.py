@@ -28,7 +28,7 @@ from tabulate import tabulate
 from suite import stats
 from suite.config import ConfigError, read_yaml
 from suite.study import load_export, machine, readable, sweep_records
-from suite.results import InvalidResult, RunFolder, moved_aside, read_result
+from suite.results import InvalidResult, RunFolder, check_result, moved_aside, read_result
 from suite.methods import dense_methods, method_sections
 
 # the dense controls (methods with prunes = False) and the method-specific science settings
@@ -36,8 +36,6 @@ from suite.methods import dense_methods, method_sections
 DENSE = dense_methods()  # a tuple: test membership (`in`), never equality
 METHOD_SECTIONS = tuple(f"{s}." for s in method_sections())
 IDENTITY_KEYS = ("method", "model.name", "data.name", "prune.target_sparsity")  # shown in own columns
-REQUIRED_FIELDS = ("method", "model", "dataset", "seed", "experiment", "target_sparsity",
-                   "achieved_sparsity", "final_test_accuracy")
 SPARSITY_DECIMALS = 4   # target sparsities equal to 4 decimals count as the same sparsity
 DEFAULT_PUBLISHED = Path(__file__).resolve().parent.parent / "configs" / "published.yaml"
 FORMATS = ("markdown", "latex", "csv", "json")
@@ -94,13 +92,7 @@ def _number(value: Any) -> float:
 
 def _parse_result(path: Path, data: Any, round_index: int | None) -> Run:
     """A Run from a parsed result.json; raises ValueError naming what is missing."""
-    if not isinstance(data, dict):
-        raise ValueError("result.json is not a JSON object")
-    if data.get("status", "finished") != "finished":
-        raise ValueError(f"status is {data.get('status')!r}, not 'finished'")
-    missing = [k for k in REQUIRED_FIELDS if data.get(k) is None]
-    if missing:
-        raise ValueError(f"result.json lacks {', '.join(missing)}")
+    check_result(data)  # the run folder's own rules (suite.results): one definition of "finished"
     science = data.get("science") or {}
     return Run(
         path=path.parent, method=str(data["method"]), model=str(data["model"]), dataset=str(data["dataset"]),
