@@ -54,3 +54,25 @@ def metrics(folder: Path) -> list[dict]:
 
 def tensors(path: Path) -> dict[str, torch.Tensor]:
     return load_file(str(path))
+
+
+def kill_at_epoch(out: Path, args: list[str], epochs: int, timeout: float = 120) -> Path:
+    """Start run.py, SIGKILL it once its metrics.jsonl holds `epochs` epochs, and return that file
+    (asserting the run had not finished yet, so that the rerun really resumes)."""
+    import signal
+    import time
+
+    cmd = [sys.executable, str(ROOT / "suite" / "run.py"), "--no-progress", "--out", str(out), *args]
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline, metrics_file = time.time() + timeout, None
+    while time.time() < deadline:
+        found = list(out.rglob("metrics.jsonl"))
+        if found and len(found[0].read_text().splitlines()) >= epochs:
+            metrics_file = found[0]
+            break
+        time.sleep(0.02)
+    assert metrics_file is not None, f"the run never reached epoch {epochs}"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not (metrics_file.parent / "result.json").exists(), "killed too late: make the run slower"
+    return metrics_file

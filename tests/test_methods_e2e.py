@@ -1,16 +1,13 @@
 """SynFlow, RigL, SET, GMP and one-shot end to end: from the CLI on the tiny synthetic run, under a
 real 2-process gloo job, and SET's bitwise resume after SIGKILL."""
 import json
-import os
-import signal
 import subprocess
 import sys
-import time
 
 import pytest
 import torch
 
-from helpers import ROOT, TINY, env, launch_2proc, metrics, result, run_cli, run_folder, tensors
+from helpers import ROOT, TINY, env, kill_at_epoch, launch_2proc, metrics, result, run_cli, run_folder, tensors
 
 NEW = ("synflow", "rigl", "set", "oneshot", "gmp")
 # 8 steps per epoch, 4 epochs: RigL updates every 3 steps until 0.75 of training (step 24)
@@ -106,19 +103,7 @@ def test_set_resumes_bitwise_after_sigkill(tmp_path):
     folder_a = run_folder(straight.stdout)
 
     out_b = tmp_path / "b"
-    cmd = [sys.executable, str(ROOT / "suite" / "run.py"), "--no-progress", "--out", str(out_b), *SLOW_SET]
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    deadline, metrics_file = time.time() + 120, None
-    while time.time() < deadline:
-        found = list(out_b.rglob("metrics.jsonl"))
-        if found and len(found[0].read_text().splitlines()) >= 2:  # two rewirings behind it
-            metrics_file = found[0]
-            break
-        time.sleep(0.02)
-    assert metrics_file is not None, "the run never reached epoch 2"
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
-    assert not (metrics_file.parent / "result.json").exists(), "killed too late: make the run slower"
+    kill_at_epoch(out_b, SLOW_SET, 2)  # two rewirings behind it
     resumed = run_cli(["--out", str(out_b), *SLOW_SET])
     assert resumed.returncode == 0 and "resuming" in resumed.stderr, resumed.stderr
     folder_b = run_folder(resumed.stdout)

@@ -1,6 +1,5 @@
 """End to end through the real CLI: one process, synthetic data, exact counts."""
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -9,7 +8,7 @@ import time
 import pytest
 import torch
 
-from helpers import ROOT, TINY, env, metrics, result, run_cli, run_folder, tensors
+from helpers import ROOT, TINY, env, kill_at_epoch, metrics, result, run_cli, run_folder, tensors
 
 
 @pytest.fixture(scope="module")
@@ -132,20 +131,7 @@ def test_sigkill_mid_training_then_resume_is_bitwise_identical(tmp_path):
     folder_a = run_folder(straight.stdout)
 
     out_b = tmp_path / "b"
-    cmd = [sys.executable, str(ROOT / "suite" / "run.py"), "--no-progress", "--out", str(out_b), *SLOW]
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    deadline = time.time() + 120
-    metrics_file = None
-    while time.time() < deadline:
-        found = list(out_b.rglob("metrics.jsonl"))
-        if found and len(found[0].read_text().splitlines()) >= 2:
-            metrics_file = found[0]
-            break
-        time.sleep(0.02)
-    assert metrics_file is not None, "the run never reached epoch 2"
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
-    assert not (metrics_file.parent / "result.json").exists(), "killed too late: make the run slower"
+    kill_at_epoch(out_b, SLOW, 2)
     resumed = run_cli(["--out", str(out_b), *SLOW])
     assert resumed.returncode == 0, resumed.stderr
     assert "resuming" in resumed.stderr
