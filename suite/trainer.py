@@ -355,6 +355,7 @@ class Runner:
         examples = state["epochs_trained"] * self.data.steps_per_epoch * self.data.local_batch_size \
             * self.acc.num_processes
         dense_train = 3.0 * self.flops.total * examples
+        inference = self.flops.forward(FL.densities(mask))  # one example's forward under the final mask
         return {
             "status": "finished", "method": cfg.method, "model": cfg.model.name, "dataset": cfg.data.name,
             "seed": cfg.seed, "experiment": C.experiment_hash(cfg), "science": C.science_settings(cfg),
@@ -373,8 +374,8 @@ class Runner:
             "layer_sparsity": layers, "collapsed_layers": collapsed,
             "train_flops": self.train_flops,
             "train_flops_x_dense": self.train_flops / dense_train if dense_train else None,
-            "inference_flops": self.flops.forward(FL.densities(mask)),
-            "inference_flops_x_dense": self.flops.forward(FL.densities(mask)) / self.flops.total,
+            "inference_flops": inference,
+            "inference_flops_x_dense": inference / self.flops.total,
             "dense_layers": [n for n in M.prunable_weights(self.model) if n not in self.weights],
             "versions": versions(), "code": self.code, "config": C.to_dict(cfg),
         }
