@@ -31,6 +31,7 @@ def _plain(default: Any = dataclasses.MISSING, **kw: Any) -> Any:
 @dataclass(frozen=True)
 class DataConfig:
     name: str = "mnist1d"         # synthetic | mnist1d | mnist | cifar10 | cifar10_subset
+    val_size: int = 0             # training examples held out for validation (a fixed seeded draw, the same for every method and seed); 0 = none
     root: str = _plain("data")    # folder holding dataset files, e.g. ../shared/data
     download: bool = _plain(False)  # let torchvision fetch missing files (needs internet)
     loader: str = _plain("device")  # device: whole set on the training device | torchvision: DataLoader
@@ -46,6 +47,7 @@ class DataConfig:
 @dataclass(frozen=True)
 class ModelConfig:
     name: str = "lenet300"  # lenet300 | resnet18 | vgg_like | vgg19 | tiny_mlp | tiny_cnn
+    init: str = "model"     # model: the init of the code each model follows (suite.models.MODEL_INITS) | pytorch | kaiming_normal | torchvision_resnet | snip_variance_scaling | grasp
 
 
 @dataclass(frozen=True)
@@ -378,7 +380,8 @@ def validate(cfg: Config) -> Config:
     if p.t_start < 0:
         raise ConfigError(f"prune.t_start: must be non-negative, got {p.t_start}")
     if p.t_end is not None and p.t_end > t.epochs:
-        raise ConfigError(f"prune.t_end: {p.t_end} is beyond the last epoch ({t.epochs})")
+        raise ConfigError(f"prune.t_end: {p.t_end:g} is beyond the last epoch ({t.epochs}); set prune.t_end=null "
+                          f"(half the epochs, which follows train.epochs) or an epoch up to {t.epochs}")
     if p.t_end is not None and p.t_end < p.t_start:
         raise ConfigError(f"prune.t_end: {p.t_end} is before prune.t_start {p.t_start}")
     if p.update_every_steps < 0:
@@ -386,6 +389,12 @@ def validate(cfg: Config) -> Config:
     check_choice("data.loader", d.loader, ("device", "torchvision"))
     if not 0 <= d.jitter < 1:
         raise ConfigError(f"data.jitter: must be in [0, 1), got {d.jitter}")
+    if d.val_size < 0:
+        raise ConfigError(f"data.val_size: must be non-negative, got {d.val_size}")
+    from suite.models import INITS
+
+    if cfg.model.init != "model":
+        check_choice("model.init", cfg.model.init, ("model",) + tuple(INITS))
     if d.num_workers < 0:
         raise ConfigError(f"data.num_workers: must be non-negative, got {d.num_workers}")
     if d.synthetic_train < 1 or d.synthetic_test < 1:

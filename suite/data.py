@@ -2,6 +2,7 @@
 (`loader=device`, the fast path, as airbench) or a torchvision DataLoader (`loader=torchvision`)."""
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import hashlib
 import json
@@ -46,6 +47,7 @@ class DataSpec:
     num_classes: int
     n_train: int
     n_test: int
+    n_val: int = 0                 # held out of the training set (data.val_size)
 
 
 # --- seeded index plans (pure functions) -------------------------------------------------------
@@ -189,6 +191,34 @@ class Source:
     mean: tuple[float, ...] | None = None  # images only: per-channel normalisation on [0, 1]
     std: tuple[float, ...] | None = None
     augmentable: bool = False            # has the CIFAR augmentation
+    val_x: Tensor | None = None          # data.val_size examples held out of the training set
+    val_y: Tensor | None = None
+    val_set: torch.utils.data.Dataset | None = None
+
+
+def validation_indices(n_train: int, val_size: int) -> Tensor:
+    """Which training examples are held out: a fixed seeded draw that depends only on the set's
+    size, so every method and seed validates on the same examples (sorted)."""
+    return torch.randperm(n_train, generator=generator("validation", n_train))[:val_size].sort().values
+
+
+def hold_out(source: Source, val_size: int) -> Source:
+    """`source` with `val_size` training examples moved to a validation split (the rest keep their order)."""
+    if val_size == 0:
+        return source
+    n = source.spec.n_train
+    if val_size >= n:
+        raise ConfigError(f"data.val_size: {val_size} leaves no training example ({source.spec.name} has {n})")
+    held = validation_indices(n, val_size)
+    keep = torch.ones(n, dtype=torch.bool)
+    keep[held] = False
+    kept = torch.nonzero(keep).flatten()
+    subset = torch.utils.data.Subset
+    spec = dataclasses.replace(source.spec, n_train=n - val_size, n_val=val_size)
+    return dataclasses.replace(
+        source, spec=spec, train_x=source.train_x[kept], train_y=source.train_y[kept],
+        val_x=source.train_x[held], val_y=source.train_y[held],
+        train_set=subset(source.train_set, kept.tolist()), val_set=subset(source.train_set, held.tolist()))
 
 
 class TensorPairs(torch.utils.data.Dataset):
@@ -500,11 +530,12 @@ class Data:
         order = epoch_permutation(self.spec.n_train, self.seed, epoch)
         return list(shard_global_batches(order, self.batch_size, self.rank, self.world_size))
 
-    def test_plan(self) -> list[Tensor]:
+    def test_plan(self, n: int | None = None) -> list[Tensor]:
         # every rank gets the same number of batches, shards differ in length by at most one
-        longest = math.ceil(self.spec.n_test / self.world_size)
+        n = self.spec.n_test if n is None else n
+        longest = math.ceil(n / self.world_size)
         n_batches = math.ceil(longest / self.eval_batch_size)
-        return split_evenly(torch.arange(self.rank, self.spec.n_test, self.world_size), n_batches)
+        return split_evenly(torch.arange(self.rank, n, self.world_size), n_batches)
 
     def train_batches(self, epoch: int) -> Iterator[tuple[Tensor, Tensor]]:
         """This rank's shard of each global batch of `epoch`, augmented where the dataset has
@@ -515,6 +546,10 @@ class Data:
     def test_batches(self) -> Iterator[tuple[Tensor, Tensor]]:
         """This rank's disjoint shard of the test set; over all ranks every example exactly once."""
         return self._fetch("test", self.test_plan(), None)
+
+    def val_batches(self) -> Iterator[tuple[Tensor, Tensor]]:
+        """This rank's disjoint shard of the validation split (data.val_size), like test_batches."""
+        return self._fetch("val", self.test_plan(self.spec.n_val), None)
 
     def scoring_batches(self, n: int) -> list[tuple[Tensor, Tensor]]:
         """The first n global batches of a fixed seeded training order (not an epoch's), this
@@ -559,6 +594,8 @@ class DeviceData(Data):
             "train": (source.train_x.to(dev), source.train_y.to(dev)),
             "test": (source.test_x.to(dev), source.test_y.to(dev)),
         }
+        if source.val_x is not None:
+            self.arrays["val"] = (source.val_x.to(dev), source.val_y.to(dev))
         self.mean = self.std = None
         if source.mean is not None:
             self.mean = torch.tensor(source.mean, dtype=torch.float32, device=dev).view(-1, 1, 1)
@@ -628,7 +665,7 @@ class TorchvisionData(Data):
         if split == "train":
             base, transform = self.source.train_set, (self.train_transform if stream else self.eval_transform)
         else:
-            base, transform = self.source.test_set, self.eval_transform
+            base, transform = getattr(self.source, f"{split}_set"), self.eval_transform
         sizes = [len(p) for p in plan]
         if stream is not None:
             seeds = torch.randint(0, 1 << 62, (sum(sizes),), generator=generator(*stream)).split(sizes)
@@ -653,7 +690,7 @@ def build_data(cfg: DataConfig, *, batch_size: int, seed: int, rank: int = 0, wo
         raise ConfigError(f"train.batch_size: must be at least 1, got {batch_size}")
     if batch_size % world_size:  # before loading anything
         raise ConfigError(f"train.batch_size: {batch_size} is not divisible by the world size {world_size}")
-    source = DATASETS[cfg.name](cfg)
+    source = hold_out(DATASETS[cfg.name](cfg), cfg.val_size)
     kw = dict(batch_size=batch_size, seed=seed, rank=rank, world_size=world_size, device=device, augment=cfg.augment,
               jitter=cfg.jitter)
     if cfg.loader == "device":

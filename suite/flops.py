@@ -7,10 +7,13 @@ products and convolutions, not BatchNorm or activations):
 - forward = F_other + sum_l d_l F_l (the inference cost of a mask);
 - one training step = 3 x forward (backward = 2 x forward: the gradients of the activations and
   of the weights, each the cost of a forward);
-- a step whose hook reads dense gradients (`PruningMethod.dense_grads`, RigL) computes the weight
-  gradient densely: + sum_l (1 - d_l) F_l, i.e. 2 f_S + f_D as Evci et al. (2020) count it.
+- a step whose hook updates the mask from dense gradients (`PruningMethod.dense_grads`, RigL, at its
+  update steps only) computes the weight gradient densely: + sum_l (1 - d_l) F_l, i.e. 2 f_S + f_D as
+  Evci et al. (2020) count it.
 A run's `train_flops` sums the steps it ran (every round of a chain) times the examples per step
-(the global batch); `train_flops_x_dense` divides by 3 x F_dense x the same examples."""
+(the global batch), plus the FLOPs of the methods' scoring passes outside the steps (`scoring_flops`,
+counted by FlopCounterMode around the hooks, summed over ranks); `train_cost_x_dense_cycle` divides by
+one dense training cycle of the same settings, 3 x F_dense x the examples of one cycle (`dense_cycle_flops`)."""
 from __future__ import annotations
 
 from dataclasses import dataclass

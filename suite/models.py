@@ -114,14 +114,12 @@ class MLP(nn.Module):
 def lenet300(spec: DataSpec) -> nn.Module:
     """LeNet-300-100 (LeCun et al. 1998; the LTH/SNIP MNIST network); 266,610 params on MNIST."""
     model = MLP(math.prod(spec.input_shape), (300, 100), spec.num_classes)
-    _init_openlth_lenet(model)
     return model
 
 
 def tiny_mlp(spec: DataSpec) -> nn.Module:
     """A three-layer MLP of a few thousand weights, for fast tests."""
     model = MLP(math.prod(spec.input_shape), (32, 16), spec.num_classes)
-    _init_openlth_lenet(model)
     return model
 
 
@@ -150,7 +148,6 @@ def tiny_cnn(spec: DataSpec) -> nn.Module:
     """TinyCNN for (C, H, W) inputs of any small size."""
     (c, _h, _w) = _image_input("tiny_cnn", spec)
     model = TinyCNN(c, spec.num_classes)
-    _init_torchvision_resnet(model)
     return model
 
 
@@ -199,7 +196,6 @@ def resnet18(spec: DataSpec) -> nn.Module:
     """CIFAR ResNet-18 (as in kuangliu/pytorch-cifar); 11,173,962 params for 10 classes."""
     (c, _h, _w) = _image_input("resnet18", spec)
     model = CifarResNet18(c, spec.num_classes)
-    _init_torchvision_resnet(model)
     return model
 
 
@@ -240,7 +236,6 @@ def vgg_like(spec: DataSpec) -> nn.Module:
     """SNIP's VGG-like; 14,991,946 params on CIFAR-10."""
     (c, h, w) = _image_input("vgg_like", spec, min_size=32)
     model = VGGLike(c, (h // 32) * (w // 32), spec.num_classes)
-    _init_snip_tf(model)
     return model
 
 
@@ -262,7 +257,6 @@ def vgg19(spec: DataSpec) -> nn.Module:
     """GraSP's VGG-19 with BN; 20,035,018 params on CIFAR-10."""
     (c, h, w) = _image_input("vgg19", spec, min_size=32)
     model = VGG19(c, (h // 32) * (w // 32), spec.num_classes)
-    _init_grasp(model)
     return model
 
 
@@ -276,9 +270,43 @@ MODELS: dict[str, Callable[[DataSpec], nn.Module]] = {
 }
 
 
-def build_model(name: str, spec: DataSpec) -> nn.Module:
-    """The registered model `name` for inputs of `spec`, initialised from the global torch RNG."""
+def _init_pytorch(model: nn.Module) -> None:
+    """PyTorch's own layer defaults (what each layer's reset_parameters drew at construction:
+    kaiming uniform with a = sqrt 5 for weights, uniform(+-1/sqrt(fan_in)) biases): nothing to redo."""
+
+
+# model.init: each name is the init of the code it is named after; "model" picks each model's own
+INITS: dict[str, Callable[[nn.Module], None]] = {
+    "pytorch": _init_pytorch,
+    "kaiming_normal": _init_openlth_lenet,
+    "torchvision_resnet": _init_torchvision_resnet,
+    "snip_variance_scaling": _init_snip_tf,
+    "grasp": _init_grasp,
+}
+MODEL_INITS = {  # the init of the code each model reproduces
+    "lenet300": "kaiming_normal",        # OpenLTH's LeNet default
+    "tiny_mlp": "kaiming_normal",
+    "tiny_cnn": "torchvision_resnet",
+    "resnet18": "torchvision_resnet",    # torchvision / kuangliu's ResNet
+    "vgg_like": "snip_variance_scaling",  # SNIP's TensorFlow code
+    "vgg19": "grasp",                     # GraSP's init_utils.weights_init
+}
+
+
+def resolve_init(model: str, init: str = "model") -> str:
+    """The init that `model.init` names for this model (its own for "model")."""
+    return MODEL_INITS[model] if init == "model" else init
+
+
+def build_model(name: str, spec: DataSpec, init: str = "model") -> nn.Module:
+    """The registered model `name` for inputs of `spec`, initialised from the global torch RNG by
+    `init` (see INITS; "model": the model's own, MODEL_INITS)."""
     if name not in MODELS:
         raise ConfigError(f"unknown model '{name}' (valid: {', '.join(sorted(MODELS))})")
-    return MODELS[name](spec)
+    init = resolve_init(name, init)
+    if init not in INITS:
+        raise ConfigError(f"model.init: '{init}' is not one of model, {', '.join(INITS)}")
+    model = MODELS[name](spec)
+    INITS[init](model)
+    return model
 

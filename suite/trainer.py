@@ -24,7 +24,7 @@ from suite import flops as FL
 from suite import masks as M
 from suite.data import build_data
 from suite.methods import Context, build_method
-from suite.models import build_model
+from suite.models import build_model, resolve_init
 from suite.results import (BadCheckpoint, RunFolder, RunLock, RunLocked, code_version, load_resumable,
                            save_checkpoint, save_tensors, write_json, write_jsonl)
 from suite.schedules import lr_factor
@@ -71,15 +71,15 @@ def _reduce_sum(values: Tensor) -> Tensor:
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, data, loss_fn, accelerator) -> tuple[float, float]:
-    """Test loss and accuracy (percent) over the whole test set, each example counted once across
-    ranks. Runs the unwrapped model: ranks may hold shards of different length, and DDP's forward
-    would then wait for a peer that has none."""
+def evaluate(model: nn.Module, data, loss_fn, accelerator, split: str = "test") -> tuple[float, float]:
+    """Loss and accuracy (percent) over the whole test (or validation) split, each example counted
+    once across ranks. Runs the unwrapped model: ranks may hold shards of different length, and
+    DDP's forward would then wait for a peer that has none."""
     was_training = model.training
     model.eval()
     sums = torch.zeros(3, dtype=torch.float64, device=accelerator.device)  # loss sum, correct, count
     with accelerator.autocast():
-        for x, y in data.test_batches():
+        for x, y in (data.val_batches() if split == "val" else data.test_batches()):
             out = model(x)
             sums[0] += loss_fn(out.float(), y, reduction="sum")
             sums[1] += (out.argmax(1) == y).sum()
@@ -106,7 +106,7 @@ class Runner:
         if self.device.type == "cuda":
             torch.backends.cudnn.benchmark = True  # fixed input shapes: pick the fastest conv kernels once
         torch.manual_seed(cfg.seed)  # the init is seeded, and the same on every rank
-        self.model = build_model(cfg.model.name, self.data.spec).to(self.device)
+        self.model = build_model(cfg.model.name, self.data.spec, cfg.model.init).to(self.device)
         if cfg.train.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.weights = M.prunable_weights(self.model, cfg.prune.keep_first_dense, cfg.prune.keep_last_dense)
@@ -117,7 +117,8 @@ class Runner:
         self.flops = FL.count_model_flops(self.model, self.weights, self.data.spec.input_shape, self.device)
         self.densities = {n: 1.0 for n in self.weights}
         self.step_flops = self.flops.train_step(self.densities)  # per example, under the current mask
-        self.train_flops = 0.0  # every step run so far, all rounds, all examples
+        self.train_flops = 0.0  # every step run so far, all rounds, all examples, plus scoring
+        self.scoring_flops = 0.0  # the FLOPs of the methods' own passes (SNIP, GraSP, SynFlow scoring)
         self.train_model = accelerator.prepare(self.model)
         if cfg.train.compile:
             self.train_model = torch.compile(self.train_model)
@@ -154,6 +155,18 @@ class Runner:
                 self.collapsed.append(name)
                 _log(self.acc, f"warning: layer {name} is pruned to zero weights (layer collapse)")
         return True
+
+    def _scored(self, hook, *args) -> M.Mask | None:
+        """Run a method hook outside the training steps, adding the FLOPs of any passes it makes
+        (SNIP's, GraSP's and SynFlow's scoring) to the run's cost, summed over ranks (what was spent:
+        a data-free score computed on every rank costs once per rank)."""
+        with FL.FlopCounterMode(display=False) as counter:
+            mask = hook(*args)
+        spent = _reduce_sum(torch.tensor([float(counter.get_total_flops())], dtype=torch.float64,
+                                         device=self.device)).item()
+        self.scoring_flops += spent
+        self.train_flops += spent
+        return mask
 
     def _count_densities(self) -> None:
         """The mask's per-layer densities and the FLOPs of one training example under it."""
@@ -235,7 +248,7 @@ class Runner:
             sums[2] += y.numel()
             if hook:
                 cost = self.step_flops
-                if method.dense_grads:  # this step's weight gradient was dense
+                if method.dense_grads and grown is not None:  # a mask update read the dense weight gradient
                     flops += self.flops.train_step(self.densities, dense_grads=True) - cost
                 changed = self._install(grown)  # after the step it was computed in, under the old mask
                 changed |= self._install(method.after_step(round_index, t, self.ctx, masked.mask))
@@ -251,7 +264,7 @@ class Runner:
             raise RunFailed(f"training loss became {train_loss} in round {round_index} epoch {epoch + 1} "
                             f"(lr {lr:g}): the run diverged")
         return {"train_loss": train_loss, "train_accuracy": 100.0 * correct / count, "lr": lr,
-                "epoch_time_s": seconds, "images_per_s": count / seconds, "train_flops": self.train_flops}
+                "epoch_time_s": seconds, "images_per_s": count / seconds}
 
     def run(self, progress: bool = True) -> dict:
         cfg, acc, method = self.cfg, self.acc, self.method
@@ -281,6 +294,7 @@ class Runner:
         if saved is not None and acc.is_main_process:  # metrics.jsonl as the checkpoint has it: a kill
             write_jsonl(self.dir / "metrics.jsonl", records)  # may have come between their writes
         self.train_flops = records[-1].get("train_flops", 0.0) if records else 0.0  # cumulative per epoch
+        self.scoring_flops = records[-1].get("scoring_flops", 0.0) if records else 0.0
         total = M.count_total(self.masked.mask)
 
         for r in range(state["round"], rounds):
@@ -292,20 +306,23 @@ class Runner:
                     self._new_optimizer()  # a fresh optimizer: no momentum carried across rounds
                 elif k == 0 and rounds > 1:
                     state["rewind"] = copy.deepcopy(self.model.state_dict())
-                self._install(method.start_round(r, self.ctx, self.masked.mask))
+                self._install(self._scored(method.start_round, r, self.ctx, self.masked.mask))
                 state.update(round=r, epoch=first, round_started=True)
             bar = _progress(acc, progress, first, epochs, state["epoch"], f"round {r}" if rounds > 1 else "")
             for epoch in range(state["epoch"], epochs):
                 metrics = self.train_epoch(r, epoch)
                 if r == 0 and rounds > 1 and k > 0 and epoch + 1 == k:
                     state["rewind"] = copy.deepcopy(self.model.state_dict())  # late rewinding point
-                self._install(method.end_epoch(r, epoch + 1, self.ctx, self.masked.mask))
+                self._install(self._scored(method.end_epoch, r, epoch + 1, self.ctx, self.masked.mask))
                 evaluated = (epoch + 1) % cfg.train.eval_every == 0 or epoch + 1 == epochs
                 test_loss, test_acc = (evaluate(self.model, self.data, self.loss_fn, acc) if evaluated
                                        else (None, None))
+                val_loss, val_acc = (evaluate(self.model, self.data, self.loss_fn, acc, "val")
+                                     if evaluated and self.data.spec.n_val else (None, None))
                 alive = M.count_alive(self.masked.mask)
                 record = {"round": r, "epoch": epoch + 1, **metrics, "test_loss": test_loss,
-                          "test_accuracy": test_acc, "target_sparsity": method.target_at(r, float(epoch + 1)),
+                          "test_accuracy": test_acc, "val_loss": val_loss, "val_accuracy": val_acc,
+                          "train_flops": self.train_flops, "scoring_flops": self.scoring_flops, "target_sparsity": method.target_at(r, float(epoch + 1)),
                           "sparsity": (total - alive) / total, "prunable_remaining": alive,
                           "threshold": self.threshold, "layer_sparsity": M.layer_sparsity(self.masked.mask)}
                 records.append(record)
@@ -330,10 +347,11 @@ class Runner:
                 write_jsonl(self.dir / f"round_{r}" / "metrics.jsonl", round_records)
                 save_tensors(self.dir / f"round_{r}" / "mask.safetensors", self.masked.mask)
             if r + 1 < rounds:
-                self._install(method.end_round(r, self.ctx, self.masked.mask))
+                self._install(self._scored(method.end_round, r, self.ctx, self.masked.mask))
                 state.update(round=r + 1, epoch=k, round_started=False)
                 self._checkpoint(state)
         result["wall_time_s"] = state["wall_time_s"] + time.time() - started
+        result["core_hours"] = result["wall_time_s"] * result["threads"] * result["world_size"] / 3600
         if acc.is_main_process:
             save_tensors(self.dir / "mask.safetensors", self.masked.mask)
             save_tensors(self.dir / "model.safetensors", self.model.state_dict())
@@ -347,38 +365,62 @@ class Runner:
         prunable_total, alive = M.count_total(mask), M.count_alive(mask)
         params_total = sum(p.numel() for p in self.model.parameters())
         evaluated = [rec for rec in records if rec["test_accuracy"] is not None]
-        at_final = [rec for rec in evaluated if rec["prunable_remaining"] == alive]
-        best = max(at_final, key=lambda rec: rec["test_accuracy"]) if at_final else None
-        best_any = max(evaluated, key=lambda rec: rec["test_accuracy"]) if evaluated else None
+        # model selection only on the validation split, never on the test set
+        validated = [rec for rec in evaluated if rec.get("val_accuracy") is not None]
+        chosen = max(validated, key=lambda rec: rec["val_accuracy"]) if validated else None  # first best
         layers = M.layer_sparsity(mask)
         collapsed = [name for name, s in layers.items() if s == 1.0]
-        examples = state["epochs_trained"] * self.data.steps_per_epoch * self.data.local_batch_size \
+        cycle_examples = cfg.train.epochs * self.data.steps_per_epoch * self.data.local_batch_size \
             * self.acc.num_processes
-        dense_train = 3.0 * self.flops.total * examples
+        dense_cycle = 3.0 * self.flops.total * cycle_examples  # one dense training cycle of these settings
         inference = self.flops.forward(FL.densities(mask))  # one example's forward under the final mask
+        threads = torch.get_num_threads()
         return {
             "status": "finished", "method": cfg.method, "model": cfg.model.name, "dataset": cfg.data.name,
             "seed": cfg.seed, "experiment": C.experiment_hash(cfg), "science": C.science_settings(cfg),
             "round": r, "rounds": self.method.rounds(),
             "target_sparsity": self.method.target_at(r, float(cfg.train.epochs)),
             "achieved_sparsity": (prunable_total - alive) / prunable_total,
+            "init": resolve_init(cfg.model.name, cfg.model.init), "distribution": cfg.prune.distribution,
+            "keep_first_dense": cfg.prune.keep_first_dense, "keep_last_dense": cfg.prune.keep_last_dense,
+            "val_size": cfg.data.val_size,
             "final_test_accuracy": evaluated[-1]["test_accuracy"] if evaluated else None,
             "final_test_loss": evaluated[-1]["test_loss"] if evaluated else None,
-            "best_test_accuracy": best["test_accuracy"] if best else None,
-            "best_epoch": best["epoch"] if best else None,
-            "best_test_accuracy_any_epoch": best_any["test_accuracy"] if best_any else None,
+            "final_val_accuracy": validated[-1]["val_accuracy"] if validated else None,
+            "best_val_accuracy": chosen["val_accuracy"] if chosen else None,
+            "best_val_epoch": chosen["epoch"] if chosen else None,
+            "test_accuracy_at_best_val": chosen["test_accuracy"] if chosen else None,
             "params_total": params_total, "params_remaining": params_total - (prunable_total - alive),
             "prunable_total": prunable_total, "prunable_remaining": alive,
             "epochs": cfg.train.epochs, "total_epochs_trained": state["epochs_trained"],
+            "cycles": state["epochs_trained"] / cfg.train.epochs,
             "world_size": self.acc.num_processes, "wall_time_s": state["wall_time_s"],
+            "threads": threads, "core_hours": state["wall_time_s"] * threads * self.acc.num_processes / 3600,
+            "device": device_name(self.device),
             "layer_sparsity": layers, "collapsed_layers": collapsed,
-            "train_flops": self.train_flops,
-            "train_flops_x_dense": self.train_flops / dense_train if dense_train else None,
+            "train_flops": self.train_flops, "scoring_flops": self.scoring_flops,
+            "dense_cycle_flops": dense_cycle,
+            "train_cost_x_dense_cycle": self.train_flops / dense_cycle if dense_cycle else None,
             "inference_flops": inference,
             "inference_flops_x_dense": inference / self.flops.total,
             "dense_layers": [n for n in M.prunable_weights(self.model) if n not in self.weights],
             "versions": versions(), "code": self.code, "config": C.to_dict(cfg),
         }
+
+
+def device_name(device: torch.device) -> str:
+    """The training device in words, e.g. "cpu (AMD EPYC 7B13)" or "cuda (NVIDIA H200)"."""
+    if device.type == "cuda":
+        return f"cuda ({torch.cuda.get_device_name(device)})"
+    name = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                name = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{device.type} ({name})"
 
 
 def versions() -> dict:
