@@ -32,7 +32,8 @@ def test_overrides_are_typed():
     ("prune.target_sparsity=1.0", "prune.target_sparsity: must be in [0, 1), got 1.0"),
     ("prune.target_sparsity=-0.1", "prune.target_sparsity: must be in [0, 1)"),
     ("train.lr=-0.1", "train.lr: must be positive"),
-    ("prune.t_end=500", "prune.t_end: 500.0 is beyond the last epoch (30)"),
+    ("prune.t_end=500", "prune.t_end: 500 is beyond the last epoch (30); set prune.t_end=null (half the epochs, which follows "
+                           "train.epochs) or an epoch up to 30"),
     ("method=magic", "unknown method 'magic' (valid: "),
     ("train.precision=fp8", "train.precision: 'fp8' is not one of fp32, bf16, fp16"),
     ("train", "override 'train' is not of the form key=value"),
@@ -143,3 +144,23 @@ def test_distribution_is_checked_and_only_methods_that_read_it_keep_it():
         C.load_config(None, ["prune.distribution=erdos"])
     assert C.load_config(None, ["prune.distribution=erk"], method="snip").prune.distribution == "erk"
     assert C.load_config(None, ["prune.distribution=erk"], method="dense").prune.distribution == "global"
+
+
+def test_t_end_null_follows_the_budget():
+    for epochs in (4, 20, 160):
+        cfg = C.load_config("configs/lenet300_mnist.yaml", [f"train.epochs={epochs}", "prune.t_end=null"])
+        assert cfg.prune.t_end == epochs // 2
+
+
+def test_init_and_validation_split_are_settings_that_keep_old_names():
+    base = C.load_config(None, [])
+    assert (base.model.init, base.data.val_size) == ("model", 0)
+    assert "model.init" not in C.science_settings(base) and "data.val_size" not in C.science_settings(base)
+    other = C.load_config(None, ["model.init=pytorch", "data.val_size=5000"])
+    assert C.science_settings(other)["model.init"] == "pytorch"
+    assert C.science_settings(other)["data.val_size"] == 5000
+    assert C.experiment_hash(other) != C.experiment_hash(base)
+    with pytest.raises(C.ConfigError, match="model.init: 'xavier' is not one of model, pytorch, kaiming_normal"):
+        C.load_config(None, ["model.init=xavier"])
+    with pytest.raises(C.ConfigError, match="data.val_size: must be non-negative, got -1"):
+        C.load_config(None, ["data.val_size=-1"])

@@ -15,7 +15,8 @@ from PIL import Image
 
 from suite.config import ConfigError, DataConfig
 from suite.data import (CIFAR_MEAN, CIFAR_STD, CROP_PADDING, JITTER, MNIST_FILES, build_data, color_jitter,
-                        crop_flip, draw_augment_params, epoch_permutation, generator, shard_global_batches)
+                        crop_flip, draw_augment_params, epoch_permutation, generator, shard_global_batches,
+                        validation_indices)
 
 SHARED = Path(__file__).parents[2] / "shared" / "data"
 needs_shared = pytest.mark.skipif(not SHARED.is_dir(), reason=f"offline data not found at {SHARED}")
@@ -448,3 +449,36 @@ def test_jitter_zero_is_crop_and_flip_only():
     q = draw_augment_params(16, torch.Generator().manual_seed(2))  # the default jitter 0.2
     assert torch.equal(q.top, p.top) and torch.equal(q.flip, p.flip)  # the same random stream
     assert ((q.factors >= 0.8) & (q.factors <= 1.2)).all() and not (q.factors == 1).all()
+
+
+# --- the validation split -------------------------------------------------------------------------
+
+def _all(data, split):
+    n = data.spec.n_train if split == "train" else data.spec.n_val
+    return torch.cat([x for x, _ in data._fetch(split, [torch.arange(n)], None)])
+
+
+@pytest.mark.parametrize("loader", LOADERS)
+def test_validation_split_is_fixed_disjoint_and_seen_once(loader, fake_cifar):
+    cfg = DataConfig(name="cifar10_subset", root=str(fake_cifar), augment=False, loader=loader, val_size=10)
+    whole = build_data(dataclasses.replace(cfg, val_size=0), batch_size=8, seed=1)
+    x_all = _all(whole, "train")
+    held = validation_indices(200, 10)
+    kept = torch.ones(200, dtype=torch.bool)
+    kept[held] = False
+    for seed in (1, 2):  # the same examples for every seed (and so every method)
+        data = build_data(cfg, batch_size=8, seed=seed)
+        assert (data.spec.n_train, data.spec.n_val, data.steps_per_epoch) == (190, 10, 23)
+        assert torch.equal(torch.cat([x for x, _ in data.val_batches()]), x_all[held])
+        assert torch.equal(_all(data, "val"), x_all[held])
+        assert torch.equal(_all(data, "train"), x_all[kept])  # the rest, in their order
+    with pytest.raises(ConfigError, match="data.val_size: 200 leaves no training example"):
+        build_data(dataclasses.replace(cfg, val_size=200), batch_size=8, seed=1)
+
+
+def test_validation_indices_are_a_seeded_prefix_of_one_permutation():
+    a, b = validation_indices(1000, 50), validation_indices(1000, 100)
+    assert len(set(a.tolist())) == 50 and a.tolist() == sorted(a.tolist()) and 0 <= int(a.min()) and int(a.max()) < 1000
+    assert set(a.tolist()) < set(b.tolist())  # a larger split only adds examples
+    assert torch.equal(a, validation_indices(1000, 50))
+    assert not torch.equal(a, validation_indices(1001, 50))

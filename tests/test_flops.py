@@ -31,7 +31,8 @@ def test_a_dense_run_costs_steps_times_three_forward_passes(tmp_path):
         runner.model(x)
     assert counter.get_total_flops() == BATCH * DENSE
     assert r["train_flops"] == 2 * STEPS * 3 * counter.get_total_flops()
-    assert r["train_flops_x_dense"] == 1.0
+    assert r["dense_cycle_flops"] == r["train_flops"] and r["train_cost_x_dense_cycle"] == 1.0
+    assert (r["scoring_flops"], r["cycles"]) == (0.0, 1.0)
     assert r["inference_flops"] == DENSE and r["inference_flops_x_dense"] == 1.0
     saved = json.loads((runner.dir / "result.json").read_text())
     assert saved["train_flops"] == r["train_flops"]
@@ -46,7 +47,7 @@ def test_a_90_percent_uniform_run_pays_a_tenth_on_its_pruned_layers(tmp_path):
     assert per_example == FC3 + 1230 + 102
     assert r["train_flops"] == 2 * STEPS * BATCH * 3 * per_example
     assert r["inference_flops"] == per_example
-    assert r["train_flops_x_dense"] == per_example / DENSE
+    assert r["train_cost_x_dense_cycle"] == per_example / DENSE
     assert abs((1230 + 102) / (FC1 + FC2) - 0.1) < 1e-3  # a tenth, up to the rounding of the counts
 
 
@@ -55,22 +56,29 @@ def test_every_round_of_a_chain_counts(tmp_path):
     runner, r = _run(tmp_path, "lth", "prune.target_sparsity=0.75", "lth.rate=0.5", "prune.distribution=uniform")
     assert r["rounds"] == 3
     assert r["train_flops"] == 2 * STEPS * BATCH * 3 * DENSE * (1 + 0.5 + 0.25)
-    assert r["train_flops_x_dense"] == (1 + 0.5 + 0.25) / 3
+    # three cycles: the chain costs 1.75 dense cycles, and its rounds 1, 1.5 and 1.75
+    assert r["dense_cycle_flops"] == 2 * STEPS * BATCH * 3 * DENSE
+    assert r["train_cost_x_dense_cycle"] == 1 + 0.5 + 0.25 and r["cycles"] == 3.0
     assert r["inference_flops"] == 0.25 * DENSE
     first = json.loads((runner.dir / "round_1" / "result.json").read_text())
     assert first["train_flops"] == 2 * STEPS * BATCH * 3 * DENSE * 1.5  # the chain up to that ticket
+    assert (first["train_cost_x_dense_cycle"], first["cycles"]) == (1.5, 2.0)
 
 
 class HalveAtStep3(PruningMethod):
-    """Reads dense gradients every 3 steps; at the first hook it prunes every layer to half."""
+    """Reads dense gradients every 3 steps; at the first hook it prunes every layer to half, at
+    the next it updates the mask to the same mask; `skip_from` on, it makes no update (None)."""
     dense_grads = True
+    skip_from = 99
 
     def step_interval(self):
         return 3
 
     def after_backward(self, round_index, t, ctx, mask, grads):
+        if t * ctx.steps_per_epoch >= self.skip_from:
+            return None  # no mask update: the dense gradient was not needed (RigL past its t_end)
         if M.sparsity_of(mask) > 0:
-            return None
+            return {n: m.clone() for n, m in mask.items()}
         return M.mask_at_sparsity(M.magnitude_scores(ctx.weights), 0.5, alive=mask, distribution="uniform")
 
 
@@ -79,8 +87,29 @@ def test_mask_changes_mid_epoch_and_dense_gradient_steps(tmp_path):
     runner = Runner(cfg, tmp_path, Accelerator(cpu=True))
     runner.method = HalveAtStep3(cfg)
     runner._new_optimizer()
-    metrics = runner.train_epoch(0, 0)
+    runner.train_epoch(0, 0)
     # steps 1-3 dense, 4-8 at half density; the hook steps 3 (dense mask) and 6 (half) compute the
     # weight gradient densely: step 6 adds the dead half of one forward
     per_example = 3 * 3 * DENSE + 5 * 3 * DENSE / 2 + DENSE / 2
-    assert metrics["train_flops"] == runner.train_flops == BATCH * per_example
+    assert runner.train_flops == BATCH * per_example
+
+
+def test_a_hook_step_that_updates_nothing_pays_no_dense_gradient(tmp_path):
+    cfg = C.load_config(None, RUN, method="dense")
+    runner = Runner(cfg, tmp_path, Accelerator(cpu=True))
+    runner.method = HalveAtStep3(cfg)
+    runner.method.skip_from = 6  # step 6 returns None
+    runner._new_optimizer()
+    runner.train_epoch(0, 0)
+    assert runner.train_flops == BATCH * (3 * 3 * DENSE + 5 * 3 * DENSE / 2)
+
+
+def test_scoring_passes_are_counted_once_per_pass(tmp_path):
+    # SNIP with 2 scoring batches of 64: a forward and a backward of the dense network per batch, i.e.
+    # 3 dense forwards per example (FlopCounterMode counts the weight and input gradients of each Linear;
+    # the first layer's input gradient is not needed, so autograd skips it)
+    _, r = _run(tmp_path, "snip", "prune.target_sparsity=0.5", "snip.batches=2")
+    assert r["scoring_flops"] == 2 * BATCH * (3 * DENSE - FC1)
+    # the steps: an MLP's forward is 2 FLOPs per live weight
+    assert r["train_flops"] - r["scoring_flops"] == 2 * STEPS * BATCH * 3 * 2 * r["prunable_remaining"]
+    assert r["train_cost_x_dense_cycle"] == r["train_flops"] / (2 * STEPS * BATCH * 3 * DENSE)

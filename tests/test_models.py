@@ -176,3 +176,22 @@ def test_tiny_models_learn_the_synthetic_data(name):
     with torch.no_grad():
         correct = sum((model(x).argmax(1) == y).sum().item() for x, y in data.test_batches())
     assert 100 * correct / data.spec.n_test > 70  # chance is 10%
+
+
+def test_model_init_names_the_init_and_pytorch_keeps_the_layer_defaults():
+    def state(init, seed=3):
+        torch.manual_seed(seed)
+        return build_model("lenet300", MNIST, init).state_dict()
+
+    own, named, plain = state("model"), state("kaiming_normal"), state("pytorch")
+    assert all(torch.equal(own[k], named[k]) for k in own)  # lenet300's own init is OpenLTH's kaiming_normal
+    torch.manual_seed(3)
+    reference = nn.Linear(784, 300)  # the first layer PyTorch builds draws the same numbers
+    assert torch.equal(plain["fc1.weight"], reference.weight) and torch.equal(plain["fc1.bias"], reference.bias)
+    assert not torch.equal(own["fc1.weight"], plain["fc1.weight"])
+    assert torch.equal(own["fc1.bias"], plain["fc1.bias"])  # kaiming_normal leaves biases at PyTorch's
+    # PyTorch's kaiming_uniform(a=sqrt 5) has std 1/sqrt(3 fan_in); kaiming_normal sqrt(2 / fan_in)
+    assert abs(float(plain["fc1.weight"].std()) - (1 / (3 * 784)) ** 0.5) < 2e-4
+    assert abs(float(own["fc1.weight"].std()) - (2 / 784) ** 0.5) < 5e-4
+    with pytest.raises(ConfigError, match="model.init: 'xavier' is not one of model, pytorch"):
+        build_model("lenet300", MNIST, "xavier")

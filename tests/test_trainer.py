@@ -29,8 +29,11 @@ def test_progressive_reaches_the_exact_target_count(progressive_run):
     assert r["params_total"] - r["params_remaining"] == round(0.9 * n)
     assert (r["method"], r["model"], r["dataset"], r["seed"], r["epochs"], r["world_size"]) == \
         ("progressive", "tiny_mlp", "synthetic", 42, 4, 1)
-    for key in ("final_test_accuracy", "best_test_accuracy", "best_test_accuracy_any_epoch", "wall_time_s"):
+    for key in ("final_test_accuracy", "wall_time_s", "core_hours"):
         assert isinstance(r[key], float)
+    assert r["core_hours"] == r["wall_time_s"] * r["threads"] / 3600
+    assert (r["init"], r["distribution"], r["val_size"], r["cycles"]) == ("kaiming_normal", "global", 0, 1.0)
+    assert r["device"].startswith("cpu (")
     assert set(r["versions"]) == {"python", "torch", "accelerate", "suite"}
     assert r["versions"]["torch"] == torch.__version__
 
@@ -46,13 +49,30 @@ def test_linear_schedule_per_epoch_and_monotonic_masks(progressive_run):
     assert rows[0]["lr"] == 0.05  # cosine at epoch 0
 
 
-def test_best_accuracy_only_counts_epochs_at_final_sparsity(progressive_run):
+def test_without_a_validation_split_nothing_is_selected(progressive_run):
     _, folder = progressive_run
     rows, r = metrics(folder), result(folder)
-    final = [row["test_accuracy"] for row in rows if row["prunable_remaining"] == r["prunable_remaining"]]
-    assert r["best_test_accuracy"] == max(final)
-    assert r["best_test_accuracy_any_epoch"] == max(row["test_accuracy"] for row in rows)
     assert r["final_test_accuracy"] == rows[-1]["test_accuracy"]
+    for key in ("final_val_accuracy", "best_val_accuracy", "best_val_epoch", "test_accuracy_at_best_val"):
+        assert r[key] is None, key
+    for key in ("best_test_accuracy", "best_epoch", "best_test_accuracy_any_epoch"):  # never the test set
+        assert key not in r, key
+    assert {row["val_accuracy"] for row in rows} == {None}
+
+
+def test_the_best_epoch_is_chosen_on_validation_and_reported_on_test(tmp_path):
+    proc = run_cli(["--method", "progressive", "--out", str(tmp_path), *TINY, "prune.target_sparsity=0.9",
+                    "prune.t_end=2", "data.val_size=100"])
+    assert proc.returncode == 0, proc.stderr
+    folder = run_folder(proc.stdout)
+    rows, r = metrics(folder), result(folder)
+    best = max(rows, key=lambda row: row["val_accuracy"])  # the first epoch with the highest val accuracy
+    assert (r["best_val_epoch"], r["best_val_accuracy"]) == (best["epoch"], best["val_accuracy"])
+    assert r["test_accuracy_at_best_val"] == best["test_accuracy"]
+    assert r["final_val_accuracy"] == rows[-1]["val_accuracy"]
+    assert r["val_size"] == 100
+    # 100 examples in the split: every accuracy is a whole percent
+    assert all(row["val_accuracy"] == round(row["val_accuracy"]) for row in rows)
 
 
 def test_pruned_weights_are_exactly_zero_and_files_load_safely(progressive_run):
@@ -138,7 +158,7 @@ def test_sigkill_mid_training_then_resume_is_bitwise_identical(tmp_path):
     folder_b = run_folder(resumed.stdout)
 
     ra, rb = result(folder_a), result(folder_b)
-    for key in ("final_test_accuracy", "final_test_loss", "best_test_accuracy", "achieved_sparsity",
+    for key in ("final_test_accuracy", "final_test_loss", "train_flops", "scoring_flops", "achieved_sparsity",
                 "prunable_remaining", "layer_sparsity", "total_epochs_trained"):
         assert ra[key] == rb[key], key
     for file in ("mask.safetensors", "model.safetensors"):
