@@ -32,6 +32,8 @@ def test_seed_config_holds_the_stated_protocol(name):
     assert (t.optimizer, cfg.prune.schedule, cfg.prune.t_start) == ("sgd", "linear", 0)
     header = [line for line in (CONFIGS / name).read_text().splitlines() if line.startswith("#")]
     assert any("stated" in line for line in header), "the header says what the research states"
+    assert any(line.startswith("# Init") for line in header), "the header says which init and why"
+    assert cfg.model.init == "model" and cfg.data.val_size == 0
     if cfg.data.name == "cifar10":
         assert cfg.data.augment and cfg.data.jitter == 0.2
 
@@ -43,3 +45,16 @@ def test_paper_presets_hold_their_papers_protocol(name):
     got = (cfg.method, cfg.prune.target_sparsity, t.epochs, t.lr, t.momentum, t.weight_decay, t.batch_size,
            t.lr_schedule, tuple(t.milestones))
     assert got == PRESETS[name]
+
+
+def test_snip_preset_validates_on_a_tenth_and_starts_from_snips_init():
+    cfg = C.load_config(CONFIGS / "presets" / "snip_lenet300_paper.yaml")
+    assert (cfg.data.val_size, cfg.model.init) == (6000, "snip_variance_scaling")
+
+
+@pytest.mark.parametrize("name,method", [("rigl_lenet300_erk.yaml", "rigl"), ("set_lenet300_erk.yaml", "set")])
+def test_author_distribution_presets(name, method):
+    cfg = C.load_config(CONFIGS / "presets" / name)
+    stated = C.load_config(CONFIGS / "lenet300_mnist.yaml", ["prune.target_sparsity=0.98"])
+    assert (cfg.method, cfg.prune.distribution, cfg.prune.target_sparsity) == (method, "erk", 0.98)
+    assert cfg.train == stated.train  # the research's training protocol, the authors' distribution
