@@ -35,7 +35,7 @@ from torch import Tensor
 
 from baselines.random import random_scores
 from suite.config import ConfigError
-from suite.masks import Mask, already_at, keep_top, mask_at_sparsity
+from suite.masks import Mask, already_at, keep_top, layout, mask_at_sparsity
 from suite.methods import Context, PruningMethod
 
 
@@ -93,7 +93,7 @@ def random_start(cfg, ctx: Context, mask: Mask) -> Mask | None:
     if already_at(mask, target):
         return None
     scores = random_scores({n: w.shape for n, w in ctx.weights.items()}, cfg.seed)
-    return mask_at_sparsity(scores, target, mask, distribution=cfg.prune.distribution)
+    return mask_at_sparsity(scores, target, mask, **layout(cfg.prune))
 
 
 @dataclass(frozen=True)
@@ -119,6 +119,8 @@ class RigL(PruningMethod):
     defaults = {"prune.distribution": "erk"}
     regrows = True
     dense_grads = True
+    # dropping and growing within N:M groups or whole channels is not implemented: unstructured only
+    structures = ("unstructured",)
 
     def step_interval(self) -> int:
         return self.cfg.rigl.update_every

@@ -73,6 +73,8 @@ class SparseEvolutionary(PruningMethod):
     config_keys = ("prune.target_sparsity", "prune.keep_", "prune.distribution")
     defaults = {"prune.distribution": "erk"}
     regrows = True
+    # dropping and growing within N:M groups or whole channels is not implemented: unstructured only
+    structures = ("unstructured",)
 
     def start_round(self, round_index: int, ctx: Context, mask: Mask) -> Mask | None:
         return random_start(self.cfg, ctx, mask)
