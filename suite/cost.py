@@ -302,9 +302,16 @@ def to_semi_structured(model: nn.Module, mask: M.Mask, device: torch.device) -> 
     if not names:
         return None, "no prunable Linear layer has a 2:4 mask"
     out = copy.deepcopy(model).half()
+    done, refused = [], []
     for name in names:
-        _set_module(out, name, SemiStructuredLinear(out.get_submodule(name)))
-    return out.eval(), f"ok: {len(names)} Linear layers in 2:4"
+        try:
+            _set_module(out, name, SemiStructuredLinear(out.get_submodule(name)))
+            done.append(name)
+        except (RuntimeError, ValueError) as e:  # e.g. a shape the kernels do not take: that layer stays dense
+            refused.append(f"{name} ({str(e).strip().splitlines()[0][:80] if str(e).strip() else type(e).__name__})")
+    if not done:
+        return None, f"the 2:4 kernels took no layer: {'; '.join(refused)}"
+    return out.eval(), f"ok: {', '.join(done)} in 2:4" + (f"; dense fp16: {'; '.join(refused)}" if refused else "")
 
 
 # --- measuring -----------------------------------------------------------------------------------
@@ -413,7 +420,8 @@ def measure_run(folder: Path, device: torch.device, warmup: int, repeats: int,
         "batches": list(BATCHES), "warmup": warmup, "repeats": repeats, "test_examples": sum(len(x) for x in test),
         "memory": ("cuda: torch.cuda.max_memory_allocated over one batch-256 forward, weights included"
                    if device.type == "cuda" else
-                   "cpu: peak RSS growth over one batch-256 forward (VmHWM reset through /proc/self/clear_refs)"),
+                   "cpu: peak RSS growth over one batch-256 forward (VmHWM reset through /proc/self/clear_refs; "
+                   "page-granular, and 0 when the allocator already held the memory it needed)"),
         "formats": {},
     }
     dense_backend = f"torch dense ({'cuDNN/cuBLAS' if device.type == 'cuda' else 'aten CPU, mkldnn/oneDNN conv'})"
