@@ -240,7 +240,7 @@ def nm_layers(shapes: dict[str, torch.Size], m: int) -> list[str]:
     return [n for n, shape in shapes.items() if len(shape) > 1 and torch.Size(shape)[1:].numel() % m == 0]
 
 
-def _top_n_of_groups(ranked: Tensor, n: int, m: int) -> Tensor:
+def top_n_per_group(ranked: Tensor, n: int, m: int) -> Tensor:
     """(out, G, M) -> bool of the same shape: the n highest of each group of M (ties: earliest)."""
     order = torch.sort(ranked, dim=-1, descending=True, stable=True).indices[..., :n]
     return torch.zeros_like(ranked, dtype=torch.bool).scatter_(-1, order, True)
@@ -291,7 +291,7 @@ def nm_mask(scores: Scores, sparsity: float, alive: Mask | None = None, distribu
                    for k in structured}
     mask: Mask = {}
     for k in structured:
-        keep = _top_n_of_groups(groups[k], n, m) | ~convert[k].unsqueeze(-1)
+        keep = top_n_per_group(groups[k], n, m) | ~convert[k].unsqueeze(-1)
         mask[k] = keep.reshape(scores[k].shape)
     rest = [k for k in scores if k not in mask]
     if rest:

@@ -167,10 +167,13 @@ def test_structure_settings_keep_old_hashes_and_are_checked():
             C.load_config(None, ["train.epochs=4", *override])
         assert str(err.value) == message
     for method in ("rigl", "set"):
-        with pytest.raises(C.ConfigError, match=f"prune.structure: method '{method}' supports only unstructured"):
-            C.load_config(None, ["train.epochs=4", "prune.structure=nm", "prune.target_sparsity=0.5"], method=method)
+        with pytest.raises(C.ConfigError) as err:
+            C.load_config(None, ["train.epochs=4", "prune.structure=channel", "prune.keep_last_dense=true"],
+                          method=method)
+        assert str(err.value) == (f"prune.structure: method '{method}' supports only unstructured, nm (got channel); "
+                                  "set prune.structure=unstructured")
     # every method that ranks weights keeps the setting (the dense control resets it)
-    for method in ("progressive", "gmp", "lth", "oneshot", "snip", "grasp", "synflow", "random"):
+    for method in ("progressive", "gmp", "lth", "oneshot", "snip", "grasp", "synflow", "random", "rigl", "set"):
         cfg = C.load_config(None, ["train.epochs=4", "prune.structure=nm", "prune.target_sparsity=0.5"], method=method)
         assert cfg.prune.structure == "nm", method
     assert C.load_config(None, ["prune.structure=channel"], method="dense").prune.structure == "unstructured"
@@ -207,14 +210,40 @@ def test_every_ranking_method_prunes_in_the_pattern(tmp_path, method, structure)
         assert all(whole_channels(m) for m in mask.values())
 
 
+# --- RigL and SET under N:M: drop and grow within each group -------------------------------------
+
+def test_drop_and_grow_keeps_every_nm_group_at_exactly_n():
+    from baselines.rigl import rigl_update
+    from baselines.set import set_update
+
+    torch.manual_seed(5)
+    weights = {"a": torch.randn(6, 16), "b": torch.randn(4, 8, 1, 1), "c": torch.randn(3, 5)}
+    mask = M.mask_at_sparsity({k: torch.rand(v.shape) for k, v in weights.items()}, 0.5, structure="nm", nm=(2, 4))
+    grads = {k: torch.randn(v.shape) for k, v in weights.items()}
+    for new in (rigl_update(weights, grads, mask, 0.3, nm=(2, 4)),
+                set_update(weights, mask, 0.3, torch.Generator().manual_seed(0), nm=(2, 4))):
+        for k in ("a", "b"):
+            assert (nm_groups(new[k], 4) == 2).all()
+            assert not torch.equal(new[k], mask[k])  # it rewired
+        assert {k: int(v.sum()) for k, v in new.items()} == {k: int(v.sum()) for k, v in mask.items()}
+    # by hand: one group [w 3, 1 | dead, dead], drop 1 of 2 live (the |1|), grow the best gradient of the group
+    w = {"l": torch.tensor([[3.0, 1.0, 0.0, 0.0]])}
+    alive = {"l": torch.tensor([[True, True, False, False]])}
+    g = {"l": torch.tensor([[0.0, 0.0, 0.5, 2.0]])}
+    assert rigl_update(w, g, alive, 0.5, nm=(2, 4))["l"].tolist() == [[True, False, False, True]]
+
+
 # --- real runs: the pattern holds after training, pruned weights are exactly 0 --------------------
 
 @pytest.mark.parametrize("structure, extra", [
     ("nm", ["prune.target_sparsity=0.5"]),
+    ("nm", ["--method=rigl", "prune.target_sparsity=0.5", "rigl.update_every=2"]),
     ("channel", ["prune.target_sparsity=0.5", "prune.keep_last_dense=true"]),
 ])
 def test_progressive_run_keeps_the_pattern_and_enforces_it(tmp_path, structure, extra):
-    cfg = C.load_config(None, [*CNN, f"prune.structure={structure}", "prune.update_every_steps=3", *extra])
+    method = next((e.split("=")[1] for e in extra if e.startswith("--method=")), "progressive")
+    extra = [e for e in extra if not e.startswith("--method=")]
+    cfg = C.load_config(None, [*CNN, f"prune.structure={structure}", "prune.update_every_steps=3", *extra], method)
     outcome = run_experiment(cfg, tmp_path, Accelerator(cpu=True), progress=False)
     mask = {k: v.bool() for k, v in tensors(outcome.run_dir / "mask.safetensors").items()}
     weights = tensors(outcome.run_dir / "model.safetensors")
