@@ -35,7 +35,7 @@ from torch import Tensor, nn
 
 from baselines.scoring import (AllReduce, Batches, already_at, batch_count, device_of, grads_of,
                                mask_at_sparsity, reduce_mean, resolve_weights, scoring_mode, zeros_for)
-from suite.masks import Mask, Scores
+from suite.masks import Mask, Scores, layout
 from suite.config import ConfigError, check_choice
 from suite.methods import Context, PruningMethod
 
@@ -135,4 +135,4 @@ class Grasp(PruningMethod):
         batches = official_halves(ctx.data.class_balanced(g.samples_per_class), ctx.rank, ctx.world_size, total)
         scores = grasp_scores(ctx.model, batches, ctx.loss_fn, g.temperature, weights=ctx.weights,
                               bn_mode=g.bn_mode, all_reduce=ctx.all_reduce_sum)
-        return mask_at_sparsity(scores, target, alive=mask, distribution=self.cfg.prune.distribution)
+        return mask_at_sparsity(scores, target, alive=mask, **layout(self.cfg.prune))

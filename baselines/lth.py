@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import TYPE_CHECKING
 
-from suite.masks import Mask, magnitude_scores
+from suite.masks import Mask, layout, magnitude_scores
 from suite.config import ConfigError
 from suite.methods import Context, PruningMethod
 
@@ -80,4 +80,4 @@ class LotteryTicket(PruningMethod):
             return None  # the last round trained the ticket at the target sparsity
         # ctx.weights hold this round's trained weights; the dead ones rank below every live one
         return mask_at_sparsity(magnitude_scores(ctx.weights), self.target_at(round_index + 1, 0.0), alive=mask,
-                                distribution=self.cfg.prune.distribution)
+                                **layout(self.cfg.prune))

@@ -21,7 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from suite.config import ConfigError, check_choice
-from suite.masks import Mask, already_at, magnitude_scores, mask_at_sparsity
+from suite.masks import Mask, already_at, layout, magnitude_scores, mask_at_sparsity
 from suite.methods import Context, PruningMethod
 
 
@@ -62,4 +62,4 @@ class OneShot(PruningMethod):
         target = self.cfg.prune.target_sparsity
         if epoch != dense_epochs(self.cfg) or already_at(mask, target):
             return None
-        return mask_at_sparsity(magnitude_scores(ctx.weights), target, mask, distribution=self.cfg.prune.distribution)
+        return mask_at_sparsity(magnitude_scores(ctx.weights), target, mask, **layout(self.cfg.prune))

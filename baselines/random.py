@@ -5,7 +5,7 @@ import hashlib
 
 import torch
 
-from suite.masks import Mask, Scores
+from suite.masks import Mask, Scores, layout
 from suite.methods import Context, PruningMethod
 
 from baselines.scoring import already_at, mask_at_sparsity
@@ -36,4 +36,4 @@ class RandomPruning(PruningMethod):
             return None
         scores = random_scores({n: w.shape for n, w in ctx.weights.items()}, self.cfg.seed)
         # on the CPU: the runner moves it
-        return mask_at_sparsity(scores, target, alive=mask, distribution=self.cfg.prune.distribution)
+        return mask_at_sparsity(scores, target, alive=mask, **layout(self.cfg.prune))

@@ -35,7 +35,7 @@ from torch import Tensor
 
 from baselines.random import random_scores
 from suite.config import ConfigError
-from suite.masks import Mask, already_at, keep_top, mask_at_sparsity
+from suite.masks import Mask, already_at, keep_top, layout, mask_at_sparsity, nm_layers, rows_of, top_n_per_group
 from suite.methods import Context, PruningMethod
 
 
@@ -45,12 +45,17 @@ def drop_count(n_alive: int, drop_fraction: float) -> int:
 
 
 def drop_and_grow(weights: dict[str, Tensor], grow_scores: dict[str, Tensor], mask: Mask,
-                  drop_fraction: float) -> Mask:
+                  drop_fraction: float, nm: tuple[int, int] | None = None) -> Mask:
     """Per layer with n live weights: keep the n - k live ones of largest |w| and add the k
     positions of highest `grow_scores` among all the others (the dead and the just dropped), with
     k = floor(drop_fraction * n). Each layer keeps its live count exactly. Ties by position: among
     equal |w| the earliest survive, among equal grow scores the earliest grow (`keep_top`'s rule).
-    NaN grow scores rank lowest among the candidates. On the mask's device; `mask` is not edited."""
+    NaN grow scores rank lowest among the candidates. On the mask's device; `mask` is not edited.
+
+    `nm` = (N, M), for an N:M mask (`prune.structure: nm`): in the layers with the pattern
+    (`suite.masks.nm_layers`) the drop is the same, and each group of M grows back exactly what it
+    lost, its highest grow scores among its other positions, so every group keeps exactly N alive
+    (and the layer its count)."""
     if not 0 <= drop_fraction <= 1:
         raise ValueError(f"drop_fraction: must be in [0, 1], got {drop_fraction}")
     out: Mask = {}
@@ -65,18 +70,29 @@ def drop_and_grow(weights: dict[str, Tensor], grow_scores: dict[str, Tensor], ma
         survivors = keep_top({name: magnitude}, n - k, alive={name: alive})[name] & alive
         grow = grow_scores[name].detach().to(alive.device).float()
         grow = grow.nan_to_num(nan=torch.finfo(torch.float32).min)  # below every real score, above the -inf of a survivor
+        if nm is not None and name in nm_layers({name: alive.shape}, nm[1]):
+            ranked = rows_of(grow.masked_fill(survivors, torch.inf))  # survivors first, then the best to grow
+            kept = top_n_per_group(ranked.reshape(ranked.shape[0], -1, nm[1]), nm[0], nm[1])
+            out[name] = kept.reshape(alive.shape)
+            continue
         grown = keep_top({name: grow}, k, alive={name: ~survivors})[name] & ~survivors
         out[name] = survivors | grown
     return out
 
 
-def rigl_update(weights: dict[str, Tensor], grads: dict[str, Tensor], mask: Mask, drop_fraction: float) -> Mask:
+def rigl_update(weights: dict[str, Tensor], grads: dict[str, Tensor], mask: Mask, drop_fraction: float,
+                nm: tuple[int, int] | None = None) -> Mask:
     """One RigL mask update: per layer drop floor(drop_fraction * n_live) live weights of smallest
     |w| and grow as many of the others with the largest |dense gradient| (`drop_and_grow`).
 
     `grads` are the dense gradients (not masked: the pruned weights' too), averaged over ranks
     as DDP leaves them, so every rank computes the same mask."""
-    return drop_and_grow(weights, {n: g.abs() for n, g in grads.items()}, mask, drop_fraction)
+    return drop_and_grow(weights, {n: g.abs() for n, g in grads.items()}, mask, drop_fraction, nm)
+
+
+def regrowth_groups(prune) -> tuple[int, int] | None:
+    """The [N, M] groups a drop-and-grow update must keep (prune.structure nm), else None."""
+    return tuple(prune.nm) if prune.structure == "nm" else None
 
 
 def cosine_drop_fraction(alpha: float, t: float, t_end: float) -> float:
@@ -93,7 +109,7 @@ def random_start(cfg, ctx: Context, mask: Mask) -> Mask | None:
     if already_at(mask, target):
         return None
     scores = random_scores({n: w.shape for n, w in ctx.weights.items()}, cfg.seed)
-    return mask_at_sparsity(scores, target, mask, distribution=cfg.prune.distribution)
+    return mask_at_sparsity(scores, target, mask, **layout(cfg.prune))
 
 
 @dataclass(frozen=True)
@@ -119,6 +135,8 @@ class RigL(PruningMethod):
     defaults = {"prune.distribution": "erk"}
     regrows = True
     dense_grads = True
+    # N:M: drop and grow within each group (`drop_and_grow`); whole channels are not implemented
+    structures = ("unstructured", "nm")
 
     def step_interval(self) -> int:
         return self.cfg.rigl.update_every
@@ -131,4 +149,4 @@ class RigL(PruningMethod):
         alpha = cosine_drop_fraction(self.cfg.rigl.drop_fraction, t_epochs / ctx.epochs, self.cfg.rigl.t_end)
         if alpha <= 0:
             return None  # past t_end: the mask stays as it is
-        return rigl_update(ctx.weights, grads, mask, alpha)
+        return rigl_update(ctx.weights, grads, mask, alpha, regrowth_groups(self.cfg.prune))

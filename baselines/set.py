@@ -35,7 +35,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from baselines.rigl import drop_and_grow, random_start
+from baselines.rigl import drop_and_grow, random_start, regrowth_groups
 from suite.config import ConfigError
 from suite.masks import Mask
 from suite.methods import Context, PruningMethod
@@ -47,14 +47,15 @@ def regrowth_seed(seed: int, round_index: int, epoch: int) -> int:
     return int.from_bytes(hashlib.sha256(f"set-regrowth/{seed}/{round_index}/{epoch}".encode()).digest()[:8], "little")
 
 
-def set_update(weights: dict[str, Tensor], mask: Mask, drop_fraction: float, generator: torch.Generator) -> Mask:
+def set_update(weights: dict[str, Tensor], mask: Mask, drop_fraction: float, generator: torch.Generator,
+               nm: tuple[int, int] | None = None) -> Mask:
     """One SET rewiring: per layer drop floor(drop_fraction * n_live) live weights of smallest |w|
     and regrow as many of the others uniformly at random (a just-dropped one may come back).
 
     The random scores are drawn on the CPU from `generator`, one tensor per layer in the mask's
     order, so the result depends only on the generator's state, not on the device."""
     scores = {name: torch.rand(m.shape, generator=generator) for name, m in mask.items()}
-    return drop_and_grow(weights, scores, mask, drop_fraction)
+    return drop_and_grow(weights, scores, mask, drop_fraction, nm)
 
 
 @dataclass(frozen=True)
@@ -73,6 +74,8 @@ class SparseEvolutionary(PruningMethod):
     config_keys = ("prune.target_sparsity", "prune.keep_", "prune.distribution")
     defaults = {"prune.distribution": "erk"}
     regrows = True
+    # N:M: drop and regrow within each group (`drop_and_grow`); whole channels are not implemented
+    structures = ("unstructured", "nm")
 
     def start_round(self, round_index: int, ctx: Context, mask: Mask) -> Mask | None:
         return random_start(self.cfg, ctx, mask)
@@ -81,4 +84,4 @@ class SparseEvolutionary(PruningMethod):
         if epoch >= ctx.epochs:
             return None  # not after the last epoch: every live weight of the final model is trained
         generator = torch.Generator().manual_seed(regrowth_seed(self.cfg.seed, round_index, epoch))
-        return set_update(ctx.weights, mask, self.cfg.set.drop_fraction, generator)
+        return set_update(ctx.weights, mask, self.cfg.set.drop_fraction, generator, regrowth_groups(self.cfg.prune))

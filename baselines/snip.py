@@ -21,7 +21,7 @@ from torch import Tensor, nn
 
 from baselines.scoring import (AllReduce, Batches, already_at, batch_count, device_of, grads_of,
                                mask_at_sparsity, reduce_mean, resolve_weights, scoring_mode, zeros_for)
-from suite.masks import Mask, Scores
+from suite.masks import Mask, Scores, layout
 from suite.config import ConfigError, check_choice
 from suite.methods import Context, PruningMethod
 
@@ -89,4 +89,4 @@ class Snip(PruningMethod):
             return None  # already pruned (or target 0): never score trained weights
         scores = snip_scores(ctx.model, ctx.data.scoring_batches(self.cfg.snip.batches), ctx.loss_fn,
                              weights=ctx.weights, bn_mode=self.cfg.snip.bn_mode, all_reduce=ctx.all_reduce_sum)
-        return mask_at_sparsity(scores, target, alive=mask, distribution=self.cfg.prune.distribution)
+        return mask_at_sparsity(scores, target, alive=mask, **layout(self.cfg.prune))

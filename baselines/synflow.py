@@ -37,7 +37,7 @@ from torch import Tensor, nn
 
 from baselines.scoring import device_of, resolve_weights
 from suite.config import ConfigError
-from suite.masks import Mask, Scores, already_at, mask_at_sparsity
+from suite.masks import Mask, Scores, already_at, layout, mask_at_sparsity
 from suite.methods import Context, PruningMethod
 
 
@@ -151,7 +151,7 @@ class SynFlow(PruningMethod):
         target = self.cfg.prune.target_sparsity
         if already_at(mask, target):
             return None  # already pruned (or target 0): never score trained weights
-        distribution = self.cfg.prune.distribution
+        pattern = layout(self.cfg.prune)
         return synflow_mask(ctx.model, ctx.data.spec.input_shape, target, self.cfg.synflow.iterations,
                             weights=ctx.weights, mask=mask,
-                            build=lambda scores, s, alive: mask_at_sparsity(scores, s, alive, distribution=distribution))
+                            build=lambda scores, s, alive: mask_at_sparsity(scores, s, alive, **pattern))

@@ -79,6 +79,8 @@ class PruneConfig:
     keep_first_dense: bool = False  # leave the first prunable layer dense
     keep_last_dense: bool = False   # leave the last prunable layer (the classifier) dense
     distribution: str = "global"  # global: one threshold over all layers | uniform: each layer at the target | erk
+    structure: str = "unstructured"  # unstructured | nm: N of every M consecutive inputs of a row live | channel: whole output neurons/filters
+    nm: tuple[int, ...] = (2, 4)  # [N, M] of structure nm; the target must then be 1 - N/M
 
 
 @dataclass(frozen=True)
@@ -339,6 +341,8 @@ def resolve(cfg: Config) -> Config:
     cfg = _reset_unused(cfg, reads(method))
     if not method.prunes:
         cfg = dataclasses.replace(cfg, prune=dataclasses.replace(cfg.prune, target_sparsity=0.0))
+    if cfg.prune.structure != "nm":  # [N, M] means nothing then: it must not split run folders
+        cfg = dataclasses.replace(cfg, prune=dataclasses.replace(cfg.prune, nm=PruneConfig().nm))
     if cfg.prune.t_end is None and any("prune.t_end".startswith(k) for k in reads(method)):
         cfg = dataclasses.replace(cfg, prune=dataclasses.replace(cfg.prune, t_end=float(cfg.train.epochs // 2)))
     return cfg
@@ -348,6 +352,30 @@ def check_choice(key: str, value: str, options: tuple[str, ...]) -> None:
     """One ConfigError line when `value` is not one of `options` (for settings' `validate`)."""
     if value not in options:
         raise ConfigError(f"{key}: '{value}' is not one of {', '.join(options)}")
+
+
+def check_structure(cfg: Config) -> None:
+    """prune.structure and prune.nm: a known structure that the method supports, a valid [N, M]
+    whose sparsity 1 - N/M is the target, and a classifier kept whole under channel pruning."""
+    from suite.masks import STRUCTURES
+    from suite.methods import method_class
+
+    p = cfg.prune
+    check_choice("prune.structure", p.structure, STRUCTURES)
+    supported = method_class(cfg.method).structures
+    if p.structure not in supported:
+        raise ConfigError(f"prune.structure: method '{cfg.method}' supports only {', '.join(supported)} "
+                          f"(got {p.structure}); set prune.structure={supported[0]}")
+    if len(p.nm) != 2 or not 1 <= p.nm[0] < p.nm[1]:
+        raise ConfigError(f"prune.nm: expected [N, M] with 1 <= N < M, got {list(p.nm)}")
+    if p.structure == "nm" and method_class(cfg.method).prunes:
+        n, m = p.nm
+        if abs(p.target_sparsity - (1 - n / m)) > 1e-9:
+            raise ConfigError(f"prune.target_sparsity: {p.target_sparsity:g} is not the sparsity of the {n}:{m} "
+                              f"pattern; set prune.target_sparsity={1 - n / m!r} (1 - {n}/{m})")
+    if p.structure == "channel" and not p.keep_last_dense:
+        raise ConfigError("prune.structure: channel pruning of the last layer would remove classes; "
+                          "set prune.keep_last_dense=true")
 
 
 def validate(cfg: Config) -> Config:
@@ -377,6 +405,7 @@ def validate(cfg: Config) -> Config:
         raise ConfigError(f"prune.initial_sparsity: {p.initial_sparsity} exceeds prune.target_sparsity {p.target_sparsity}")
     check_choice("prune.schedule", p.schedule, ("linear", "cubic"))
     check_choice("prune.distribution", p.distribution, ("global", "uniform", "erk"))
+    check_structure(cfg)
     if p.t_start < 0:
         raise ConfigError(f"prune.t_start: must be non-negative, got {p.t_start}")
     if p.t_end is not None and p.t_end > t.epochs:

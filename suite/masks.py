@@ -130,7 +130,7 @@ def layer_densities(shapes: dict[str, torch.Size], density: float, distribution:
 
 
 def layer_zero_counts(shapes: dict[str, torch.Size], sparsity: float, distribution: str,
-                      at_least: dict[str, int] | None = None) -> dict[str, int]:
+                      at_least: dict[str, int] | None = None, n_zeros: int | None = None) -> dict[str, int]:
     """Pruned weights per layer under `distribution` ("uniform" or "erk"), summing to exactly
     round(sparsity * N): each layer gets the floor of its ideal count size * (1 - density), and the
     weights still missing go one each to the layers with the largest remainders (ties: layer order).
@@ -138,7 +138,8 @@ def layer_zero_counts(shapes: dict[str, torch.Size], sparsity: float, distributi
     `at_least`: a lower bound per layer (the weights a monotonic method has already pruned there).
     A layer lifted to its bound takes no remainder weight; if the bounds push the total over, the
     other layers give back one weight each, smallest remainder first, so the total stays exact
-    unless the bounds alone exceed it."""
+    unless the bounds alone exceed it. `n_zeros`: the exact total to reach, when the caller has
+    counted it (default round(sparsity * N))."""
     sizes = {name: int(torch.Size(shape).numel()) for name, shape in shapes.items()}
     densities = layer_densities(shapes, 1.0 - sparsity, distribution)
     ideal = {n: (sizes[n] * sparsity if distribution == "uniform" else sizes[n] * (1.0 - densities[n]))
@@ -146,7 +147,8 @@ def layer_zero_counts(shapes: dict[str, torch.Size], sparsity: float, distributi
     floor = {n: min(sizes[n], max(0, int(ideal[n] // 1))) for n in shapes}
     low = {n: min(sizes[n], (at_least or {}).get(n, 0)) for n in shapes}
     counts = {n: max(floor[n], low[n]) for n in shapes}
-    missing = n_zeros_for(sparsity, sum(sizes.values())) - sum(counts.values())
+    goal = n_zeros_for(sparsity, sum(sizes.values())) if n_zeros is None else n_zeros
+    missing = goal - sum(counts.values())
     remainder = {n: ideal[n] - floor[n] for n in shapes}
     # sorted is stable: ties keep layer order
     largest_first = sorted((n for n in shapes if counts[n] == floor[n]), key=lambda n: -remainder[n])
@@ -168,26 +170,204 @@ def layer_zero_counts(shapes: dict[str, torch.Size], sparsity: float, distributi
     return counts
 
 
-def mask_at_sparsity(scores: Scores, sparsity: float, alive: Mask | None = None,
-                     distribution: str = "global") -> Mask:
-    """The mask with exactly round(sparsity * N) zeros keeping the highest scores; with `alive`
-    (on any device), intersected with it so that no weight regrows. On the scores' device.
+STRUCTURES = ("unstructured", "nm", "channel")  # which groups of weights live or die together
 
-    global: one top-k over all layers. uniform/erk: each layer keeps its own top-k, its zero count
-    from `layer_zero_counts` (never fewer than the zeros `alive` already has there)."""
-    if distribution == "global":
-        total = sum(s.numel() for s in scores.values())
-        mask = keep_top(scores, total - n_zeros_for(sparsity, total), alive)
-    else:
-        at_least = None if alive is None else {n: m.numel() - int(torch.count_nonzero(m)) for n, m in alive.items()}
-        counts = layer_zero_counts({n: s.shape for n, s in scores.items()}, sparsity, distribution, at_least)
-        mask = {}
-        for n, s in scores.items():
-            live = None if alive is None else {n: alive[n]}
-            mask[n] = keep_top({n: s}, s.numel() - counts[n], live)[n]
+
+def mask_at_sparsity(scores: Scores, sparsity: float, alive: Mask | None = None,
+                     distribution: str = "global", structure: str = "unstructured",
+                     nm: tuple[int, int] = (2, 4)) -> Mask:
+    """The mask keeping the highest scores at `sparsity`; with `alive` (on any device), intersected
+    with it so that no weight regrows. On the scores' device.
+
+    unstructured: exactly round(sparsity * N) zeros. global: one top-k over all layers;
+    uniform/erk: each layer keeps its own top-k, its zero count from `layer_zero_counts` (never
+    fewer than the zeros `alive` already has there). nm and channel: see `nm_mask` and
+    `channel_mask`. A method only brings the scores: the grouping is the same for every method."""
+    if structure not in _STRUCTURED:
+        raise ValueError(f"structure: '{structure}' is not one of {', '.join(STRUCTURES)}")
+    mask = _STRUCTURED[structure](scores, sparsity, alive, distribution, tuple(nm))
     if alive is not None:
         mask = {n: m & alive[n].to(m.device) for n, m in mask.items()}
     return mask
+
+
+def layout(prune) -> dict:
+    """The keyword arguments of `mask_at_sparsity` that a run's `prune` section sets: how the
+    scores become a mask (distribution, structure, N:M), the same for every method."""
+    return {"distribution": prune.distribution, "structure": prune.structure, "nm": tuple(prune.nm)}
+
+
+def _unstructured_zeros(scores: Scores, sparsity: float, n_zeros: int, alive: Mask | None,
+                        distribution: str) -> Mask:
+    """Exactly `n_zeros` zeros over all the layers of `scores` (one top-k, or one per layer, the
+    layers' shares from `sparsity`)."""
+    total = sum(s.numel() for s in scores.values())
+    if distribution == "global":
+        return keep_top(scores, total - n_zeros, alive)
+    at_least = None if alive is None else {n: m.numel() - int(torch.count_nonzero(m)) for n, m in alive.items()}
+    counts = layer_zero_counts({n: s.shape for n, s in scores.items()}, sparsity, distribution, at_least,
+                               n_zeros=n_zeros)
+    mask = {}
+    for n, s in scores.items():
+        live = None if alive is None else {n: alive[n]}
+        mask[n] = keep_top({n: s}, s.numel() - counts[n], live)[n]
+    return mask
+
+
+def _unstructured(scores: Scores, sparsity: float, alive: Mask | None, distribution: str, nm) -> Mask:
+    total = sum(s.numel() for s in scores.values())
+    return _unstructured_zeros(scores, sparsity, n_zeros_for(sparsity, total), alive, distribution)
+
+
+def rows_of(t: Tensor) -> Tensor:
+    """A weight as (output channels, inputs): Linear (out, in) as it is; a Conv (out, in, kh, kw)
+    flattened row-major to (out, in * kh * kw), the GEMM view of an im2col convolution (and of
+    `weight.flatten(1)`). N:M groups run along a row, channels are rows."""
+    return t.reshape(t.shape[0], -1) if t.dim() > 1 else t.reshape(-1, 1)
+
+
+def _ranked(scores: Tensor, alive: Tensor | None) -> Tensor:
+    """Scores as float with dead weights at -inf and NaN live scores just above them."""
+    ranked = scores.detach().float().nan_to_num(nan=-torch.finfo(torch.float32).max)
+    if alive is not None:
+        ranked = ranked.masked_fill(~alive.to(ranked.device), -torch.inf)
+    return ranked
+
+
+def nm_layers(shapes: dict[str, torch.Size], m: int) -> list[str]:
+    """The layers N:M applies to: those whose row length (inputs per output channel, see `rows_of`)
+    is a multiple of M. The others are pruned without structure (see `nm_mask`)."""
+    return [n for n, shape in shapes.items() if len(shape) > 1 and torch.Size(shape)[1:].numel() % m == 0]
+
+
+def top_n_per_group(ranked: Tensor, n: int, m: int) -> Tensor:
+    """(out, G, M) -> bool of the same shape: the n highest of each group of M (ties: earliest)."""
+    order = torch.sort(ranked, dim=-1, descending=True, stable=True).indices[..., :n]
+    return torch.zeros_like(ranked, dtype=torch.bool).scatter_(-1, order, True)
+
+
+def nm_mask(scores: Scores, sparsity: float, alive: Mask | None = None, distribution: str = "global",
+            nm: tuple[int, int] = (2, 4)) -> Mask:
+    """N:M: in every group of M consecutive weights of a row (`rows_of`) the N highest scores live.
+
+    The unit of pruning is the group: a group is dense (M alive) or converted (exactly N alive). At
+    the pattern's sparsity 1 - N/M every group of every N:M layer (`nm_layers`) is converted; at a
+    lower sparsity s (a progressive schedule on its way, an LTH round) K = round(s / (1 - N/M) * G)
+    of the G groups are, those that lose the least score (sum of their M - N lowest scores): one
+    ranking over all layers under `global`, K split over the layers in proportion to their groups
+    (largest remainder) otherwise. A converted group (any dead member) stays converted, so masks only
+    lose groups. Layers whose row length is not a multiple of M take the rest of the exact count
+    round(s * N) without structure, by `distribution`. Sparsities above 1 - N/M are refused."""
+    n, m = nm
+    if not 1 <= n < m:
+        raise ValueError(f"nm: expected [N, M] with 1 <= N < M, got {list(nm)}")
+    pattern = 1 - n / m
+    if sparsity > pattern + 1e-9:
+        raise ValueError(f"sparsity {sparsity} exceeds the {n}:{m} pattern's {pattern:g}")
+    total = sum(s.numel() for s in scores.values())
+    structured = nm_layers({k: s.shape for k, s in scores.items()}, m)
+    groups, converted, cost = {}, {}, {}
+    for k in structured:
+        ranked = _ranked(scores[k], None if alive is None else alive[k]).reshape(scores[k].shape[0], -1, m)
+        groups[k] = ranked
+        dead = torch.isneginf(ranked).any(-1)
+        lowest = torch.sort(ranked, dim=-1, stable=True).values[..., :m - n].sum(-1)
+        converted[k] = dead
+        cost[k] = lowest.masked_fill(dead, -torch.inf)  # converted groups rank first, so they stay
+    n_groups = {k: groups[k].shape[0] * groups[k].shape[1] for k in structured}
+    total_groups = sum(n_groups.values())
+    already = sum(int(torch.count_nonzero(c)) for c in converted.values())
+    n_convert = min(total_groups, max(already, round(sparsity / pattern * total_groups)))
+    if not structured:
+        convert = {}
+    elif distribution == "global":
+        kept = keep_top({k: cost[k].reshape(-1) for k in structured}, total_groups - n_convert)
+        convert = {k: ~kept[k].view_as(cost[k]) for k in structured}
+    else:
+        counts = layer_zero_counts({k: torch.Size([n_groups[k]]) for k in structured}, n_convert / total_groups,
+                                   "uniform", {k: int(torch.count_nonzero(converted[k])) for k in structured},
+                                   n_zeros=n_convert)
+        convert = {k: ~keep_top({k: cost[k].reshape(-1)}, n_groups[k] - counts[k])[k].view_as(cost[k])
+                   for k in structured}
+    mask: Mask = {}
+    for k in structured:
+        keep = top_n_per_group(groups[k], n, m) | ~convert[k].unsqueeze(-1)
+        mask[k] = keep.reshape(scores[k].shape)
+    rest = [k for k in scores if k not in mask]
+    if rest:
+        structured_zeros = sum(int(torch.count_nonzero(~mask[k])) for k in structured)
+        rest_total = sum(scores[k].numel() for k in rest)
+        dead_rest = 0 if alive is None else sum(alive[k].numel() - int(torch.count_nonzero(alive[k])) for k in rest)
+        n_zeros = min(rest_total, max(dead_rest, n_zeros_for(sparsity, total) - structured_zeros))
+        mask.update(_unstructured_zeros({k: scores[k] for k in rest}, n_zeros / rest_total, n_zeros,
+                                        None if alive is None else {k: alive[k] for k in rest}, distribution))
+    return {k: mask[k] for k in scores}
+
+
+def _nm(scores, sparsity, alive, distribution, nm) -> Mask:
+    return nm_mask(scores, sparsity, alive, distribution, nm)
+
+
+def _prune_order(channel_scores: Tensor) -> Tensor:
+    """Indices from the first to prune to the last: lowest score first, among equal scores the
+    later position first (so the earliest survive, `keep_top`'s rule)."""
+    flipped = torch.sort(channel_scores.flip(0), stable=True).indices
+    return channel_scores.numel() - 1 - flipped
+
+
+def channel_mask(scores: Scores, sparsity: float, alive: Mask | None = None,
+                 distribution: str = "global") -> Mask:
+    """Whole output channels (rows of `rows_of`: Linear neurons, conv filters) by their summed score.
+
+    A channel's score is the sum of its live weights' scores (NaN counts 0); a channel with no live
+    weight is dead and ranks first (so it stays dead). The highest-scored channel of each layer is
+    never pruned: no layer is emptied. The weight target round(s * N) maps to channels like this:
+    `global` walks all layers' channels from the lowest score up and prunes the longest prefix whose
+    weights (each channel counts its row length) fit in the target; `uniform`/`erk` give each layer
+    its zero count (`layer_zero_counts`) and prune floor(count / row length) channels there, lowest
+    first. So the count is exact in whole channels and the sparsity reached is at most the target,
+    short by less than one channel per layer (per run, under global)."""
+    total = sum(s.numel() for s in scores.values())
+    goal = n_zeros_for(sparsity, total)
+    names = list(scores)
+    channel_scores, fan_in, protect = {}, {}, {}
+    for k in names:
+        rows = rows_of(scores[k].detach().float()).nan_to_num(nan=0.0)
+        live = torch.ones_like(rows, dtype=torch.bool) if alive is None else rows_of(alive[k].to(rows.device))
+        summed = torch.where(live, rows, 0.0).sum(1).masked_fill(~live.any(1), -torch.inf)
+        channel_scores[k], fan_in[k] = summed, rows.shape[1]
+        protect[k] = int(_prune_order(summed)[-1])  # the best channel (the earliest among equals)
+    pruned: dict[str, Tensor] = {k: torch.zeros_like(channel_scores[k], dtype=torch.bool) for k in names}
+    if distribution == "global":
+        layer_of = torch.cat([torch.full_like(channel_scores[k], i, dtype=torch.long) for i, k in enumerate(names)])
+        index = torch.cat([torch.arange(channel_scores[k].numel(), device=channel_scores[k].device) for k in names])
+        sizes = torch.cat([torch.full_like(channel_scores[k], fan_in[k], dtype=torch.long) for k in names])
+        flat = torch.cat([channel_scores[k].masked_fill(
+            torch.arange(channel_scores[k].numel(), device=channel_scores[k].device) == protect[k], torch.inf)
+            for k in names])
+        order = _prune_order(flat)
+        candidates = order[~torch.isposinf(flat[order])]  # the protected channels are never candidates
+        fits = int(torch.count_nonzero(torch.cumsum(sizes[candidates], 0) <= goal))
+        for c in candidates[:fits].tolist():
+            pruned[names[int(layer_of[c])]][int(index[c])] = True
+    else:
+        at_least = None if alive is None else {k: m.numel() - int(torch.count_nonzero(m)) for k, m in alive.items()}
+        counts = layer_zero_counts({k: s.shape for k, s in scores.items()}, sparsity, distribution, at_least)
+        for k in names:
+            dead = int(torch.count_nonzero(torch.isneginf(channel_scores[k])))
+            n_prune = min(channel_scores[k].numel() - 1, max(dead, counts[k] // fan_in[k]))
+            order = _prune_order(channel_scores[k])
+            order = order[order != protect[k]]
+            pruned[k][order[:n_prune]] = True
+    return {k: (~pruned[k]).unsqueeze(1).expand(rows_of(scores[k]).shape).reshape(scores[k].shape).clone()
+            for k in names}
+
+
+def _channel(scores, sparsity, alive, distribution, nm) -> Mask:
+    return channel_mask(scores, sparsity, alive, distribution)
+
+
+_STRUCTURED = {"unstructured": _unstructured, "nm": _nm, "channel": _channel}
 
 
 def count_revived(before: Mask, after: Mask) -> int:

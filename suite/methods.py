@@ -70,6 +70,9 @@ class PruningMethod:
     # default (so changing one renames the method's folders, as a change of science should)
     defaults: ClassVar[dict[str, object]] = {}
     regrows: ClassVar[bool] = False   # True: a new mask may revive dead weights (RigL, SET)
+    # the values of prune.structure the method supports: a method that ranks weights gets every
+    # structure from the shared mask code (suite.masks.mask_at_sparsity with suite.masks.layout)
+    structures: ClassVar[tuple[str, ...]] = ("unstructured", "nm", "channel")
     # True: `after_backward` reads the gradients of dead weights. They are computed anyway (the
     # backward is dense); the FLOPs accounting counts the weight-gradient of those steps as dense
     dense_grads: ClassVar[bool] = False
@@ -191,7 +194,9 @@ def method_sections() -> tuple[str, ...]:
 def reads(cls: type[PruningMethod]) -> tuple[str, ...]:
     """Every config prefix the method reads: its `config_keys` and its own section."""
     section = settings_section(cls)
-    return cls.config_keys + ((f"{section}.",) if section else ())
+    # every method that prunes turns its scores into a mask under prune.structure (the shared code)
+    structure = ("prune.structure", "prune.nm") if cls.prunes else ()
+    return cls.config_keys + structure + ((f"{section}.",) if section else ())
 
 
 def dense_methods() -> tuple[str, ...]:

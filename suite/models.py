@@ -104,6 +104,11 @@ class MLP(nn.Module):
         for name, n_in, n_out in zip(self.names, sizes[:-1], sizes[1:]):
             self.add_module(name, nn.Linear(n_in, n_out))
 
+    def channel_chain(self) -> list[tuple[str, str | None, str]]:
+        """(layer, its BatchNorm or None, the layer reading its outputs) for every layer whose whole
+        output neurons can be removed (`suite.cost` compacts along these)."""
+        return [(a, None, b) for a, b in zip(self.names[:-1], self.names[1:])]
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x.flatten(1)
         for name in self.names[:-1]:
@@ -137,6 +142,9 @@ class TinyCNN(nn.Module):
         # which differ in layout, stay separable; works for any input of at least 1x1
         self.pool = nn.AdaptiveAvgPool2d(2)
         self.fc = nn.Linear(16 * 4, num_classes)
+
+    def channel_chain(self) -> list[tuple[str, str | None, str]]:
+        return [("conv1", "bn1", "conv2"), ("conv2", None, "fc")]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = F.relu(self.bn1(self.conv1(x)))
@@ -185,6 +193,11 @@ class CifarResNet18(nn.Module):
         self.layer1, self.layer2, self.layer3, self.layer4 = layers
         self.fc = nn.Linear(512, num_classes)
 
+    def channel_chain(self) -> list[tuple[str, str | None, str]]:
+        """Only each block's inner conv: the others' outputs meet a residual sum and keep their width."""
+        return [(f"{layer}.{b}.conv1", f"{layer}.{b}.bn1", f"{layer}.{b}.conv2")
+                for layer in ("layer1", "layer2", "layer3", "layer4") for b in (0, 1)]
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = F.relu(self.bn1(self.conv1(x)))
         x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
@@ -202,6 +215,16 @@ def resnet18(spec: DataSpec) -> nn.Module:
 VGG16_PLAN = (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M")
 # GraSP's defaultcfg[19]: no max-pool after the last block; forward() average-pools 2x2 instead
 VGG19_PLAN = (64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M", 512, 512, 512, 512, "M", 512, 512, 512, 512)
+
+
+def _vgg_chain(features: nn.Sequential, after: list[tuple[str | None, str]]) -> list[tuple[str, str | None, str]]:
+    """Each feature conv with its BatchNorm and the next conv; the last conv feeds `after`'s first
+    layer, and `after` continues the chain: [(bn or None, layer), ...]."""
+    convs = [f"features.{i}" for i, m in enumerate(features) if isinstance(m, nn.Conv2d)]
+    bns = [f"features.{int(c.split('.')[1]) + 1}" for c in convs]
+    steps = list(zip(bns, convs[1:])) + [(bns[-1], after[0][1])]
+    chain = [(c, bn, nxt) for c, (bn, nxt) in zip(convs, steps)]
+    return chain + [(a[1], b[0], b[1]) for a, b in zip(after[:-1], after[1:])]
 
 
 def _vgg_features(plan: tuple, in_channels: int, conv_bias: bool) -> nn.Sequential:
@@ -227,6 +250,9 @@ class VGGLike(nn.Module):
         self.bn_fc1 = nn.BatchNorm1d(512)
         self.fc2 = nn.Linear(512, num_classes)
 
+    def channel_chain(self) -> list[tuple[str, str | None, str]]:
+        return _vgg_chain(self.features, [(None, "fc1"), ("bn_fc1", "fc2")])
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.features(x).flatten(1)
         return self.fc2(F.relu(self.bn_fc1(self.fc1(x))))
@@ -247,6 +273,9 @@ class VGG19(nn.Module):
         super().__init__()
         self.features = _vgg_features(VGG19_PLAN, in_channels, conv_bias=False)
         self.classifier = nn.Linear(512 * spatial, num_classes)
+
+    def channel_chain(self) -> list[tuple[str, str | None, str]]:
+        return _vgg_chain(self.features, [(None, "classifier")])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = F.avg_pool2d(self.features(x), 2)

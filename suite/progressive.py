@@ -3,7 +3,7 @@ weights (or one per layer, with `prune.distribution` uniform or erk), raised alo
 schedule; masks only ever lose weights."""
 from __future__ import annotations
 
-from suite.masks import Mask, already_at, magnitude_scores, mask_at_sparsity
+from suite.masks import Mask, already_at, layout, magnitude_scores, mask_at_sparsity
 from suite.methods import Context, PruningMethod
 from suite.schedules import SPARSITY_SCHEDULES
 
@@ -24,7 +24,7 @@ class Progressive(PruningMethod):
         if already_at(mask, target):
             return None  # the schedule asks for no more zeros than the mask has: nothing to do
         return mask_at_sparsity(magnitude_scores(ctx.weights), target, alive=mask,
-                                distribution=self.cfg.prune.distribution)
+                                **layout(self.cfg.prune))
 
     def start_round(self, round_index: int, ctx: Context, mask: Mask) -> Mask | None:
         return self._prune_to(0.0, ctx, mask)  # s(0) = initial sparsity, usually 0

@@ -1,0 +1,133 @@
+"""suite.cost: deployed formats equal the masked model; the command writes cost.json; bad input is
+one line and exit 2. Nothing here is timed: speed is measured by the command, never asserted."""
+import json
+
+import pytest
+import torch
+from accelerate import Accelerator
+from torch import nn
+
+from suite import config as C
+from suite import cost
+from suite import masks as M
+from suite.data import DataSpec
+from suite.models import build_model
+from suite.trainer import run_experiment
+from tests.helpers import TINY
+
+TOLERANCE = 1e-5  # fp32 logits of these tiny models are O(1): compaction and CSR change only the summation order
+
+
+def _randomise_batchnorm(model: nn.Module) -> None:
+    """Trained-looking BatchNorm: a pruned channel then outputs a non-zero constant that compaction must fold."""
+    g = torch.Generator().manual_seed(0)
+    for m in model.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            for t in (m.weight.data, m.bias.data, m.running_mean):
+                t.copy_(torch.randn(t.shape, generator=g))
+            m.running_var.copy_(torch.rand(m.running_var.shape, generator=g) + 0.5)
+
+
+def _masked(model: nn.Module, structure: str, sparsity: float, keep_last_dense: bool):
+    weights = M.prunable_weights(model, keep_last_dense=keep_last_dense)
+    mask = M.mask_at_sparsity(M.magnitude_scores(weights), sparsity, structure=structure)
+    with torch.no_grad():
+        for n, w in weights.items():
+            w.mul_(mask[n])
+    return mask
+
+
+@pytest.mark.parametrize("name, shape", [("tiny_cnn", (3, 8, 8)), ("tiny_mlp", (3, 8, 8)), ("lenet300", (1, 28, 28))])
+def test_compacted_model_is_smaller_and_equals_the_masked_model(name, shape):
+    torch.manual_seed(0)
+    model = build_model(name, DataSpec("x", shape, 10, 1, 1))
+    _randomise_batchnorm(model)
+    model.eval()
+    mask = _masked(model, "channel", 0.6, keep_last_dense=True)
+    x = torch.randn(16, *shape)
+    compacted, why = cost.compact(model, mask, x)
+    assert why == "ok"
+    with torch.no_grad():
+        assert float((compacted(x) - model(x)).abs().max()) <= TOLERANCE
+    alive = {n: int(M.rows_of(m).any(1).sum()) for n, m in mask.items()}
+    first = next(iter(mask))
+    layer = compacted.get_submodule(first.rsplit(".", 1)[0])
+    assert layer.weight.shape[0] == alive[first] < mask[first].shape[0]  # physically fewer outputs
+    if name == "tiny_cnn":
+        assert compacted.bn1.num_features == alive["conv1.weight"]
+        assert compacted.conv2.conv.in_channels == alive["conv1.weight"]  # carries the folded bias map
+        assert compacted.fc.in_features == 4 * alive["conv2.weight"]
+    assert cost.saved_bytes(cost._format_tensors(compacted)) < cost.saved_bytes(model.state_dict())
+
+
+def test_csr_model_equals_the_masked_model_and_names_its_tensors():
+    torch.manual_seed(1)
+    model = build_model("tiny_cnn", DataSpec("x", (3, 8, 8), 10, 1, 1)).eval()
+    mask = _masked(model, "unstructured", 0.9, keep_last_dense=False)
+    csr, why = cost.to_csr(model, mask)
+    assert why == "ok" and isinstance(csr.fc, cost.CSRLinear)
+    x = torch.randn(32, 3, 8, 8)
+    with torch.no_grad():
+        assert float((csr(x) - model(x)).abs().max()) <= TOLERANCE
+    tensors = cost._format_tensors(csr)
+    assert tensors["fc.values"].numel() == int(mask["fc.weight"].sum())
+    assert tensors["fc.col_indices"].dtype == torch.int32 and "fc.weight" not in tensors
+
+
+def test_2_4_detection_and_refusal_off_cuda():
+    m = torch.tensor([[1, 1, 0, 0, 0, 1, 0, 1]], dtype=torch.bool)
+    assert cost.is_2_4(m) and not cost.is_2_4(torch.ones(1, 8, dtype=torch.bool))
+    assert "need a CUDA GPU" in cost.semi_structured_support(torch.device("cpu"))
+
+
+def test_cost_rows_speed_up_and_size_ratio():
+    c = {"run": "r", "method": "progressive", "model": "m", "structure": "channel", "achieved_sparsity": 0.5,
+         "device": "cpu", "threads": 1, "batches": [1, 32, 256], "formats": {
+             "dense_masked": {"status": "ok", "latency_s": {"1": 2.0, "32": 4.0, "256": 8.0}, "size_bytes": 1000},
+             "compacted": {"status": "ok", "latency_s": {"1": 1.0, "32": 1.0, "256": 2.0}, "size_bytes": 250},
+             "semi_structured_2_4": {"status": "skipped", "reason": "no GPU"}}}
+    rows = {r["format"]: r for r in cost.cost_rows([c])}
+    assert rows["dense_masked"]["speedup_b1"] == 1.0 and rows["dense_masked"]["size_ratio"] == 1.0
+    assert [rows["compacted"][f"speedup_b{b}"] for b in (1, 32, 256)] == [2.0, 4.0, 4.0]
+    assert rows["compacted"]["size_ratio"] == 0.25 and rows["compacted"]["latency_ms_b256"] == 2000.0
+    assert rows["semi_structured_2_4"]["speedup_b1"] is None and rows["semi_structured_2_4"]["reason"] == "no GPU"
+
+
+def test_cost_command_on_a_finished_run_writes_cost_json(tmp_path, capsys):
+    cfg = C.load_config(None, [*TINY, "train.epochs=2", "wandb.mode=disabled", "prune.structure=channel",
+                               "prune.keep_last_dense=true", "prune.target_sparsity=0.5"])
+    folder = run_experiment(cfg, tmp_path, Accelerator(cpu=True), progress=False).run_dir
+    assert cost.main([str(folder), "--device", "cpu", "--warmup", "0", "--repeats", "1"]) == 0
+    data = json.loads((folder / "cost.json").read_text())
+    assert {"run", "method", "model", "structure", "achieved_sparsity", "device", "threads", "torch", "batches",
+            "memory", "formats"} <= set(data)
+    assert data["structure"] == "channel" and data["batches"] == [1, 32, 256]
+    assert list(data["formats"]) == ["dense_masked", "compacted", "csr", "semi_structured_2_4"]
+    for name in ("dense_masked", "compacted", "csr"):
+        f = data["formats"][name]
+        assert f["status"] == "ok" and f["max_abs_diff"] <= f["tolerance"]
+        assert set(f["latency_s"]) == set(f["throughput_per_s"]) == {"1", "32", "256"}
+        assert {"backend", "dtype", "size_bytes", "peak_memory_bytes"} <= set(f)
+    assert data["formats"]["dense_masked"]["max_abs_diff"] == 0.0
+    assert data["formats"]["compacted"]["size_bytes"] < data["formats"]["dense_masked"]["size_bytes"]
+    assert data["formats"]["semi_structured_2_4"]["status"] == "skipped"
+    assert "| compacted" in capsys.readouterr().out
+
+
+def test_bad_folders_are_one_line_and_exit_2(tmp_path, capsys):
+    assert cost.main([str(tmp_path / "nope")]) == 2
+    assert capsys.readouterr().err.strip() == f"error: {tmp_path / 'nope'}: not a run folder"
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "config.json").write_text("{}")
+    assert cost.main([str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"error: {tmp_path / 'run'}: not a finished run: pending")
+
+
+def test_gpu_check_refuses_without_a_gpu(capsys):
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is visible: the refusal is for machines without one")
+    from suite import bench
+    assert bench.main(["--gpu-check"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["error: --gpu-check: no CUDA device is visible to torch; run it on a machine with a GPU"]
