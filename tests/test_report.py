@@ -431,3 +431,25 @@ def test_wandb_disabled_pushes_nothing(tmp_path, monkeypatch):
     monkeypatch.setenv("WANDB_MODE", "disabled")
     outcome = report.push_to_wandb(built, [], "p", None, str(tmp_path / "wb"), "offline")
     assert outcome == "W&B disabled: nothing pushed" and not (tmp_path / "wb").exists()
+
+
+def test_report_package_imports_only_downward_and_no_private_names():
+    """Each module of suite/report imports only the modules below it (the order of suite/report/__init__.py's
+    docstring) and never another module's private names; suite.methods never imports suite.config."""
+    import ast
+    order = ["fmt", "load", "export", "published", "tables", "build", "render", "figures", "study", "cli"]
+    folder = REPO / "suite" / "report"
+    for i, name in enumerate(order):
+        tree = ast.parse((folder / f"{name}.py").read_text())
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("suite.report"):
+                target = node.module.split(".")[2]
+                assert target in order[:i], f"{name} imports {node.module}"
+                assert not any(a.name.startswith("_") for a in node.names), f"{name}: {ast.dump(node)}"
+            if isinstance(node, ast.ImportFrom) and node.module == "suite":
+                assert all(a.name not in ("report", "plots", "study") for a in node.names), name
+    methods = ast.parse((REPO / "suite" / "methods.py").read_text())
+    type_only = [n for n in methods.body if isinstance(n, ast.If) and ast.unparse(n.test) == "TYPE_CHECKING"]
+    allowed = {id(x) for block in type_only for x in ast.walk(block)}
+    assert not [n for n in ast.walk(methods) if isinstance(n, ast.ImportFrom) and n.module == "suite.config"
+                and id(n) not in allowed]

@@ -115,23 +115,25 @@ def test_figures_and_animations(written):
     for name in pngs:
         with Image.open(figures / name) as png:
             assert png.format == "PNG" and png.size[0] > 600
-    from suite.plots import GIF_FRAMES, _frames
-    assert len(_frames(380)) == GIF_FRAMES and _frames(380)[-1] == 380 and _frames(3) == [1, 2, 3]
+    from suite.report.figures import GIF_FRAMES, gif_frames
+    assert len(gif_frames(380)) == GIF_FRAMES and gif_frames(380)[-1] == 380 and gif_frames(3) == [1, 2, 3]
 
 
 def test_tradeoff_offsets_and_log_axis(written, tmp_path):
-    from suite import plots, report
+    from suite import report
+    from suite.report import figures as plots
     xs = [plots.tradeoff_x(0.98, shift, False) for shift in (-1, 0, 1)]
     assert xs == [0.98 - 0.0025, 0.98, 0.98 + 0.0025]
     logs = [plots.tradeoff_x(0.98, shift, True) for shift in (-1, 0, 1)]
     assert logs[1] == pytest.approx(2.0) and logs[0] < logs[1] < logs[2]  # 2% of the weights remain
     built = report.build_report(written / "study.json")
-    paths = plots.plot_tradeoff(built.groups, tmp_path / "t", plots._method_colors(built.groups), log_x=True)
+    paths = plots.plot_tradeoff(built.groups, tmp_path / "t", plots.method_colors(built.groups), log_x=True)
     assert [p.name for p in paths] == ["t.png", "t.pdf"] and all(p.stat().st_size > 10_000 for p in paths)
 
 
 def test_claim_verdicts_quote_their_test(written):
-    from suite import report, study
+    from suite import report
+    from suite.report import study
     runs_mean = report.build_report(written / "study.json")
     (prog,) = [g for g in runs_mean.groups if g.method == "progressive"]
     mean = sum(prog.accuracies) / 2
@@ -151,7 +153,8 @@ def test_committed_document_equals_its_regeneration(tmp_path):
     """The committed document and README headline are what the committed export gives."""
     if not EXPORT.is_file():
         pytest.skip(f"{EXPORT.relative_to(ROOT)} is not committed yet (the study has not run)")
-    from suite import report, study
+    from suite import report
+    from suite.report import study
     built = report.build_report(EXPORT, published=report.load_published(report.DEFAULT_PUBLISHED))
     readme = tmp_path / "README.md"
     readme.write_text((ROOT / "README.md").read_text())

@@ -7,7 +7,7 @@ import json
 import math
 from collections import defaultdict
 from pathlib import Path
-from typing import TYPE_CHECKING, Sequence
+from typing import Sequence
 
 import matplotlib
 
@@ -15,18 +15,12 @@ matplotlib.use("Agg")  # files only: never needs a display, works under SLURM
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.animation import FuncAnimation, PillowWriter  # noqa: E402
-
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from suite import stats  # noqa: E402
-from suite.study import readable  # noqa: E402
-from suite.results import RunFolder  # noqa: E402
-from suite.methods import dense_methods  # noqa: E402
+from suite.report.fmt import readable  # noqa: E402
+from suite.report.load import DENSE, Group, layer_sizes, run_records  # noqa: E402
 
-if TYPE_CHECKING:
-    from suite.report import Group, Run
-
-DENSE = dense_methods()  # the dense controls (prunes = False), from the method registry; test with `in`
 _PDF_META = {"CreationDate": None}  # no timestamp: the same runs give byte-identical PDFs
 GIF_FRAMES = 40          # at most this many frames per animation: a few hundred kB, far under 5 MB
 GIF_DPI = 72
@@ -46,7 +40,7 @@ def _safe(text: str) -> str:
     return "".join(ch if ch.isalnum() or ch in "-._" else "_" for ch in text)
 
 
-def _figure_sets(groups: Sequence["Group"]) -> dict[tuple, list["Group"]]:
+def _figure_sets(groups: Sequence[Group]) -> dict[tuple, list[Group]]:
     """Groups by (dataset, model, budget): only those are drawn in one figure."""
     sets: dict[tuple, list] = defaultdict(list)
     for g in groups:
@@ -63,20 +57,20 @@ def _stem_base(key: tuple, all_keys: Sequence[tuple]) -> str:
     return base
 
 
-def _method_colors(groups: Sequence["Group"]) -> dict[str, str]:
+def method_colors(groups: Sequence[Group]) -> dict[str, str]:
     methods = sorted({g.method for g in groups})
     cycle = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     return {m: cycle[i % len(cycle)] for i, m in enumerate(methods)}
 
 
-def _method_markers(groups: Sequence["Group"]) -> dict[str, str]:
+def _method_markers(groups: Sequence[Group]) -> dict[str, str]:
     return {m: _MARKERS[i % len(_MARKERS)] for i, m in enumerate(sorted({g.method for g in groups}))}
 
 
 _LINESTYLES = ("-", "--", ":", "-.")
 
 
-def _variant_styles(groups: Sequence["Group"]) -> dict[tuple, tuple[str, str]]:
+def _variant_styles(groups: Sequence[Group]) -> dict[tuple, tuple[str, str]]:
     """(line style, label) per method variant: variants of one method differ by line style, and
     their labels carry their settings only when the method has more than one variant here."""
     variants = sorted({g.variant for g in groups})
@@ -88,7 +82,7 @@ def _variant_styles(groups: Sequence["Group"]) -> dict[tuple, tuple[str, str]]:
     return out
 
 
-def cycle_epochs(groups: Sequence["Group"]) -> float:
+def cycle_epochs(groups: Sequence[Group]) -> float:
     """Epochs of one training cycle here: what a one-cycle method trains (a chain trains it per round)."""
     one_cycle = [g.epochs for g in groups if g.round is None and g.first.rounds == 1 and not math.isnan(g.epochs)]
     if one_cycle:
@@ -97,21 +91,21 @@ def cycle_epochs(groups: Sequence["Group"]) -> float:
     return max(chains) if chains else math.nan
 
 
-def _title(groups: Sequence["Group"], what: str) -> str:
+def _title(groups: Sequence[Group], what: str) -> str:
     first = groups[0]
     e = cycle_epochs(groups)
     budget = "" if math.isnan(e) else f", {e:g} epochs per cycle"
     return f"{readable(first.model, first.dataset)}{budget}\n{what}"
 
 
-def _epochs_text(groups: Sequence["Group"]) -> str:
+def _epochs_text(groups: Sequence[Group]) -> str:
     values = sorted({g.epochs for g in groups if not math.isnan(g.epochs)})
     if not values:
         return ""
     return f"{values[0]:g} ep" if len(values) == 1 else f"{values[0]:g}-{values[-1]:g} ep"
 
 
-def _flops_text(groups: Sequence["Group"]) -> str:
+def _flops_text(groups: Sequence[Group]) -> str:
     values = sorted({g.flops_x_dense for g in groups if not math.isnan(g.flops_x_dense)})
     if not values:
         return ""
@@ -126,7 +120,7 @@ def tradeoff_x(sparsity: float, shift: float, log_x: bool) -> float:
     return sparsity + 0.0025 * shift
 
 
-def plot_tradeoff(groups: Sequence["Group"], stem: Path, colors: dict[str, str], log_x: bool = False) -> list[Path]:
+def plot_tradeoff(groups: Sequence[Group], stem: Path, colors: dict[str, str], log_x: bool = False) -> list[Path]:
     """Mean final accuracy with its 95% CI per method across target sparsities; dense as a band.
     Methods sharing a sparsity are offset sideways so their bars do not hide each other; log_x puts
     the fraction of weights remaining on a log axis (papers' way of showing extreme sparsity)."""
@@ -139,7 +133,7 @@ def plot_tradeoff(groups: Sequence["Group"], stem: Path, colors: dict[str, str],
     pruned = [g for g in groups if g.method not in DENSE]
     styles = _variant_styles(pruned)
     markers = _method_markers(pruned)
-    points: dict[tuple, dict[float, "Group"]] = defaultdict(dict)
+    points: dict[tuple, dict[float, Group]] = defaultdict(dict)
     # One point per variant and sparsity: LTH chains with different final targets repeat the same
     # early rounds; keep a run's own result over a round result, then the group with most seeds.
     for g in sorted(pruned, key=lambda g: (g.round is not None, -len(g.runs), g.sort_key())):
@@ -178,12 +172,6 @@ def plot_tradeoff(groups: Sequence["Group"], stem: Path, colors: dict[str, str],
     return _save(fig, stem)
 
 
-def read_metrics(run_folder: Path) -> list[dict]:
-    """Epoch records of metrics.jsonl in training order, one per (round, epoch), last write wins
-    (a resumed run may repeat an epoch); unreadable lines are skipped (suite.results.read_metrics)."""
-    return RunFolder(run_folder).read_metrics()
-
-
 def _curve(runs_records: list[list[dict]], key: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """x (cumulative epoch, 1-based over all rounds), mean and sd over seeds of `key` (NaN where absent)."""
     length = max(len(r) for r in runs_records)
@@ -201,22 +189,13 @@ def _curve(runs_records: list[list[dict]], key: str) -> tuple[np.ndarray, np.nda
     return np.arange(1, length + 1), mean, sd
 
 
-def run_records(run: "Run") -> list[dict]:
-    """The epoch records a figure draws for one run: the export's, or metrics.jsonl; a chain's final
-    round only, so that every method is drawn over its own cycle."""
-    records = list(run.records) if run.records is not None else read_metrics(run.path)
-    if run.round is None and run.rounds > 1 and run.result_round is not None:
-        records = [r for r in records if int(r.get("round") or 0) == run.result_round]
-    return records
-
-
-def _dynamics_label(g: "Group", label: str, n: int) -> str:
+def _dynamics_label(g: Group, label: str, n: int) -> str:
     if g.first.rounds > 1:
         return f"{label}: final round of {g.first.rounds} (n={n})"
     return f"{label} (n={n})"
 
 
-def plot_dynamics(groups: Sequence["Group"], sparsity: float, stem: Path, colors: dict[str, str]) -> list[Path]:
+def plot_dynamics(groups: Sequence[Group], sparsity: float, stem: Path, colors: dict[str, str]) -> list[Path]:
     """Test accuracy and measured sparsity against epoch: mean over seeds with a +-1 SD band; each
     method over its own cycle (LTH: its final round, beside the one-cycle methods)."""
     fig, (ax_acc, ax_sp) = plt.subplots(1, 2, figsize=(11, 4.0))
@@ -251,8 +230,7 @@ def plot_dynamics(groups: Sequence["Group"], sparsity: float, stem: Path, colors
     return _save(fig, stem)
 
 
-def _layer_sizes(groups: Sequence["Group"]) -> dict:
-    from suite.study import layer_sizes
+def _layer_sizes(groups: Sequence[Group]) -> dict:
     for g in groups:
         for r in g.runs:
             sizes = r.layer_sizes if r.layer_sizes is not None else layer_sizes(r.path)
@@ -261,7 +239,7 @@ def _layer_sizes(groups: Sequence["Group"]) -> dict:
     return {}
 
 
-def plot_layers(groups: Sequence["Group"], stem: Path, colors: dict[str, str]) -> list[Path]:
+def plot_layers(groups: Sequence[Group], stem: Path, colors: dict[str, str]) -> list[Path]:
     """Per-layer sparsity of the final mask, mean over seeds, one bar per method; 1.0 = layer collapse."""
     layers: list[str] = []
     for g in groups:
@@ -298,7 +276,7 @@ def plot_layers(groups: Sequence["Group"], stem: Path, colors: dict[str, str]) -
 
 # --- animations ---------------------------------------------------------------------------------
 
-def _frames(length: int) -> list[int]:
+def gif_frames(length: int) -> list[int]:
     """Epoch counts to draw, one per frame, at most GIF_FRAMES of them, always ending at the last epoch."""
     if length <= GIF_FRAMES:
         return list(range(1, length + 1))
@@ -312,7 +290,7 @@ def _save_gif(fig, update, frames: list[int], path: Path) -> list[Path]:
     return [path]
 
 
-def animate_training(g: "Group", path: Path, colors: dict[str, str]) -> list[Path]:
+def animate_training(g: Group, path: Path, colors: dict[str, str]) -> list[Path]:
     """The main experiment epoch by epoch: test accuracy (mean ± 1 SD over seeds) and sparsity."""
     records = [r for r in (run_records(r) for r in g.runs) if r]
     x, acc, sd = _curve(records, "test_accuracy")
@@ -355,10 +333,10 @@ def animate_training(g: "Group", path: Path, colors: dict[str, str]) -> list[Pat
                                       alpha=0.2, lw=0)
         return line_acc, line_sp
 
-    return _save_gif(fig, update, _frames(len(x)), path)
+    return _save_gif(fig, update, gif_frames(len(x)), path)
 
 
-def animate_comparison(groups: Sequence["Group"], sparsity: float, path: Path, colors: dict[str, str]) -> list[Path]:
+def animate_comparison(groups: Sequence[Group], sparsity: float, path: Path, colors: dict[str, str]) -> list[Path]:
     """Every method's test accuracy (mean over seeds) at one sparsity, drawn together epoch by epoch."""
     curves = []
     for g in groups:
@@ -392,7 +370,7 @@ def animate_comparison(groups: Sequence["Group"], sparsity: float, path: Path, c
             line.set_data(x[:n][ok], mean[:n][ok])
         return lines
 
-    return _save_gif(fig, update, _frames(length), path)
+    return _save_gif(fig, update, gif_frames(length), path)
 
 
 # --- what is drawn ------------------------------------------------------------------------------
@@ -404,7 +382,7 @@ def _main_set(sets: dict[tuple, list]) -> tuple | None:
     return max(sets, key=lambda k: (sum(len(g.runs) for g in sets[k]), k))
 
 
-def plan(groups: Sequence["Group"], reference: str = "progressive") -> list[tuple[str, str, list, float | None]]:
+def plan(groups: Sequence[Group], reference: str = "progressive") -> list[tuple[str, str, list, float | None]]:
     """Every figure write_all draws: (kind, file stem, groups, sparsity), in a fixed order; the
     animations show the reference method (the report's --reference) where it ran."""
     out: list[tuple[str, str, list, float | None]] = []
@@ -439,7 +417,7 @@ def plan(groups: Sequence["Group"], reference: str = "progressive") -> list[tupl
     return out
 
 
-def planned(groups: Sequence["Group"], reference: str = "progressive") -> list[str]:
+def planned(groups: Sequence[Group], reference: str = "progressive") -> list[str]:
     """The file names write_all writes for these groups, without drawing anything."""
     names = []
     for kind, stem, _, _ in plan(groups, reference):
@@ -447,12 +425,12 @@ def planned(groups: Sequence["Group"], reference: str = "progressive") -> list[s
     return names
 
 
-def write_all(groups: Sequence["Group"], out_dir: Path, log_x: bool = False,
+def write_all(groups: Sequence[Group], out_dir: Path, log_x: bool = False,
               reference: str = "progressive") -> list[Path]:
     """Every figure for these groups (PNG and PDF) and the two animations (GIF) in out_dir; returns
     the written paths, sorted."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    colors = _method_colors(groups)
+    colors = method_colors(groups)
     written: list[Path] = []
     for kind, stem, members, sparsity in plan(groups, reference):
         if kind == "tradeoff":
