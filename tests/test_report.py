@@ -116,7 +116,7 @@ def write_study(root: Path) -> None:
 def _cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
     full_env = {**os.environ, "PYTHONPATH": str(REPO), "MPLBACKEND": "Agg", **(env or {})}
     return subprocess.run([sys.executable, "-m", "suite.report", *args], cwd=REPO, env=full_env,
-                          capture_output=True, text=True, timeout=120)
+                          capture_output=True, text=True, timeout=600)
 
 
 # --- independent recomputation from the result.json files ----------------------------------------
@@ -230,11 +230,15 @@ def test_head_to_head_numbers_equal_recomputation(study, json_run):
     assert unpaired["welch_p"] == pytest.approx(sps.ttest_ind(list(r1.values()), list(p50.values()),
                                                               equal_var=False).pvalue, rel=1e-12)
     assert unpaired["mannwhitney_p"] == pytest.approx(sps.mannwhitneyu(list(r1.values()), list(p50.values())).pvalue)
-    # Holm over the two real p-values (the n = 1 row has none): smaller x 2, larger = max(that, itself).
-    p_small, p_large = sorted([paired["primary_p"], unpaired["primary_p"]])
-    holm = {p_small: min(1, 2 * p_small), p_large: max(min(1, 2 * p_small), p_large)}
-    assert paired["primary_p_holm"] == pytest.approx(holm[paired["primary_p"]], rel=1e-12)
-    assert unpaired["primary_p_holm"] == pytest.approx(holm[unpaired["primary_p"]], rel=1e-12)
+    # Holm's family is the table at one sparsity: each row here is alone in its family (the n = 1 row has no
+    # p), so Holm leaves its p as it is and its CI is the plain 95% CI of its own test.
+    for row, x, test in ((paired, (list(lth.values()), list(prog.values())), sps.ttest_rel),
+                              (unpaired, (list(r1.values()), list(p50.values())), None)):
+        assert row["family_size"] == 1 and row["primary_p_holm"] == row["primary_p"] and row["ci_alpha"] == 0.05
+        res = test(*x) if test else sps.ttest_ind(*x, equal_var=False)
+        ci = res.confidence_interval(0.95)
+        assert (row["diff_ci_low"], row["diff_ci_high"]) == (pytest.approx(ci.low, rel=1e-12),
+                                                              pytest.approx(ci.high, rel=1e-12))
     assert paired["verdict"] == ("worse" if paired["primary_p_holm"] < 0.05 else "no significant difference")
     [snip] = _rows(tables, "head_to_head", method="snip")
     assert snip["primary_p"] is None and snip["primary_p_holm"] is None and snip["verdict"] == "not tested"
@@ -251,23 +255,39 @@ def test_equivalence_published_power_and_skipped(study, json_run):
     assert eq["p_lower"] == pytest.approx(sps.t.sf((diff + 0.1) / se, df), rel=1e-10)
     assert eq["p_upper"] == pytest.approx(sps.t.cdf((diff - 0.1) / se, df), rel=1e-10)
     assert eq["equivalent"] is False and eq["outcome"] == "not shown"
-    # published: our progressive seeds against 92.0 with a one-sample t-test (df = 2, closed form)
+    # published: our progressive seeds against 92.0 +- 0.1 (runs not given): the published SD is added as the
+    # uncertainty of the published number, df = ours (2, closed form)
     [ours] = _rows(tables, "published", kind="ours, same method", published_method="progressive")
     mean, sd, _, _ = _textbook_summary(prog)
-    t = (mean - 92.0) / (sd / math.sqrt(3))
+    t = (mean - 92.0) / math.sqrt(sd ** 2 / 3 + 0.1 ** 2)
     assert ours["t"] == pytest.approx(t, rel=1e-10) and ours["p"] == pytest.approx(_p_df2(t), rel=1e-10)
+    assert ours["test"] == "t-test with the published SD as its uncertainty"
+    half = T_975_DF2 * math.sqrt(sd ** 2 / 3 + 0.1 ** 2)
+    assert ours["ci_low"] == pytest.approx(mean - 92.0 - half, rel=1e-10)
+    # LTH's published number has no spread: the one-sample t-test
+    [lth_ours] = _rows(tables, "published", kind="ours, same method", published_method="lth")
+    lth_acc = list(_accuracies(study, "lth", 0.9).values())
+    m_l, sd_l, _, _ = _textbook_summary(lth_acc)
+    assert lth_ours["t"] == pytest.approx((m_l - 91.0) / (sd_l / math.sqrt(3)), rel=1e-10)
+    assert lth_ours["test"] == "one-sample t-test"
+    assert {r["outcome"] for r in tables["published"]} <= {
+        "", "differs from the published value under this recipe", "no significant difference from the published value"}
+    # the vgg19 / cifar10 number: no such runs here, so not in the table
     kinds = [(r["published_method"], r["kind"], r["method"]) for r in tables["published"]]
-    assert kinds == [("grasp", "published, not re-run", "grasp"),
-                     ("lth", "published, not re-run", "lth"), ("lth", "ours, same method", "lth"),
+    assert kinds == [("lth", "published, not re-run", "lth"), ("lth", "ours, same method", "lth"),
                      ("lth", "ours, reference method", "progressive"),
                      ("progressive", "published, not re-run", "progressive"),
                      ("progressive", "ours, same method", "progressive")]
-    assert "no matching runs" in tables["published"][0]["note"]
-    # power: the minimal detectable difference is d* x SD with d* the n = 3 root of power = 0.8
-    [pw] = _rows(tables, "power", method="progressive", target_sparsity=0.9)
-    assert pw["mdd"] == pytest.approx(pw["min_effect_d"] * sd, rel=1e-12)
-    assert sps.nct.sf(sps.t.ppf(0.975, 4), 4, pw["min_effect_d"] * math.sqrt(1.5)) + \
-        sps.nct.cdf(-sps.t.ppf(0.975, 4), 4, pw["min_effect_d"] * math.sqrt(1.5)) == pytest.approx(0.8, abs=1e-9)
+    # power: per comparison, for its own test (paired t, 3 pairs: SE of the differences, df 2) at the level it
+    # was judged at (alone in its family: 0.05); the MDD x solves power(x) = 0.8 under nct(2, x / SE)
+    [pw] = _rows(tables, "power", method="lth", round="final")
+    lth = _accuracies(study, "lth", 0.9)
+    d = [lth[s] - _accuracies(study, "progressive", 0.9)[s] for s in sorted(lth)]
+    se = _textbook_summary(d)[1] / math.sqrt(3)
+    assert pw["primary_test"] == "paired t" and pw["primary_se"] == pytest.approx(se, rel=1e-12)
+    crit = sps.t.ppf(0.975, 2)
+    nc = pw["mdd"] / se
+    assert sps.nct.sf(crit, 2, nc) + sps.nct.cdf(-crit, 2, nc) == pytest.approx(0.8, abs=1e-9)
     skipped = {r["status"]: r for r in tables["not_included"]}
     assert set(skipped) == {"failed", "unfinished"}
     assert skipped["failed"]["reason"] == "NaN loss at epoch 2" and skipped["failed"]["method"] == "grasp"
@@ -317,14 +337,16 @@ def test_markdown_and_latex(study, published_file, tmp_path):
     assert "tiny\\_mlp" in body and "Δ" not in body and "±" not in body and "–" not in body
     assert r"\resizebox" not in body and "Wilcoxon p &" not in body  # the columns a paper prints, unshrunk
     head = body[body.index(r"\label{tab:pp-head-to-head}"):]
-    assert head.split(r"\midrule")[0].count("&") == 8  # 9 columns: Target s, Method, n, Δ, CI, g, Holm p, Verdict, Epochs
+    # 10 columns: Target s, Method, n, Test, Δ, Adjusted CI, Holm p, Verdict, MDD, Epochs
+    assert head.split(r"\midrule")[0].count("&") == 9
 
 
 def test_plots_written(json_run):
     out, tables = json_run
     names = sorted(p.name for p in (out / "plots").iterdir())
     stems = ["dynamics-synthetic-tiny_mlp-s0.5", "dynamics-synthetic-tiny_mlp-s0.9",
-             "layers-synthetic-tiny_mlp-s0.5", "layers-synthetic-tiny_mlp-s0.9", "tradeoff-synthetic-tiny_mlp"]
+             "layers-synthetic-tiny_mlp-s0.5", "layers-synthetic-tiny_mlp-s0.9", "tradeoff-synthetic-tiny_mlp",
+             "forest-synthetic-tiny_mlp-s0.5", "forest-synthetic-tiny_mlp-s0.9"]
     assert names == sorted([f"{s}.{ext}" for s in stems for ext in ("pdf", "png")]
                            + ["comparison_animation.gif", "training_animation.gif"])
     for name in names:
@@ -342,7 +364,7 @@ def test_wandb_offline_run_holds_the_tables(json_run):
     means = summary["data"]
     col = summary["columns"].index("mean")
     assert [row[col] for row in means] == [r["mean"] for r in tables["summary"]]
-    assert len(list((run / "files" / "media" / "images").rglob("*.png"))) == 5
+    assert len(list((run / "files" / "media" / "images").rglob("*.png"))) == 7
 
 
 def test_nothing_to_report_is_one_error_line_and_exit_2(tmp_path):
@@ -453,3 +475,77 @@ def test_report_package_imports_only_downward_and_no_private_names():
     allowed = {id(x) for block in type_only for x in ast.walk(block)}
     assert not [n for n in ast.walk(methods) if isinstance(n, ast.ImportFrom) and n.module == "suite.config"
                 and id(n) not in allowed]
+
+
+# --- one test per row: Holm within the sparsity, CIs that agree with the verdicts --------------------
+
+FAMILY_90 = {"snip": {42: 90.00, 123: 90.40, 456: 89.75},     # far below progressive: rejected first
+             "random": {42: 91.60, 123: 92.05, 456: 91.20},   # about 0.5 below, tight: rejected second
+             "grasp": {42: 92.00, 123: 92.50, 456: 91.60}}    # within noise: not rejected
+
+
+def _family_study(root: Path) -> None:
+    for seed, acc in PROG_90.items():
+        _write_run(root, "progressive", 0.9, seed, acc)
+    for method, accs in FAMILY_90.items():
+        for seed, acc in accs.items():
+            _write_run(root, method, 0.9, seed, acc)
+    for seed, acc in LTH_FINAL.items():
+        _write_run(root, "lth", 0.9, seed, acc)
+    for seed, acc in LTH_ROUNDS[0][0].items():  # dense equal to LTH's round 0, seed for seed: the same runs
+        _write_run(root, "dense", 0.0, seed, acc)
+
+
+def test_holm_adjusted_cis_agree_with_the_verdicts_exactly(tmp_path):
+    """The four paired rows at 0.9 are one Holm family (m = 4); each row's CI is the paired t CI at its
+    Holm-consistent level, recomputed here by hand with scipy."""
+    _family_study(tmp_path)
+    rows = {r["method"]: r for r in report.build_report(tmp_path).table("head_to_head").rows}
+    prog = [PROG_90[s] for s in sorted(PROG_90)]
+    others = {**FAMILY_90, "lth": LTH_FINAL}
+    raw = {m: sps.ttest_rel([a[s] for s in sorted(a)], prog).pvalue for m, a in others.items()}
+    order = sorted(raw, key=raw.get)
+    assert order == ["snip", "lth", "random", "grasp"]
+    m = 4
+    rejected = 0
+    for k, name in enumerate(order):  # Holm's step-down by hand
+        if raw[name] < 0.05 / (m - k) and rejected == k:
+            rejected += 1
+    assert rejected == 3  # snip, lth and random differ; grasp does not
+    running = 0.0
+    for k, name in enumerate(order):
+        running = max(running, min(1.0, (m - k) * raw[name]))
+        level = 0.05 / (m - k) if k < rejected else 0.05 / (m - rejected)
+        d = [others[name][s] - PROG_90[s] for s in sorted(PROG_90)]
+        mean_d = sum(d) / 3
+        half = sps.t.ppf(1 - level / 2, 2) * _textbook_summary(d)[1] / math.sqrt(3)
+        row = rows[name]
+        assert row["family_size"] == 4 and row["primary_test"] == "paired t"
+        assert row["primary_p_holm"] == pytest.approx(running, rel=1e-12)
+        assert row["ci_alpha"] == pytest.approx(level, rel=1e-15)
+        assert row["diff_ci_low"] == pytest.approx(mean_d - half, rel=1e-10)
+        assert row["diff_ci_high"] == pytest.approx(mean_d + half, rel=1e-10)
+        excludes_zero = row["diff_ci_high"] < 0 or row["diff_ci_low"] > 0
+        assert excludes_zero == (row["verdict"] != "no significant difference")
+    assert rows["grasp"]["verdict"] == "no significant difference" and rows["snip"]["verdict"] == "worse"
+    # the exact numbers of the last step: level 0.05 / (4 - 3) = 0.05 for grasp, 0.05 / 2 for random
+    assert rows["grasp"]["ci_alpha"] == 0.05 and rows["random"]["ci_alpha"] == 0.025
+
+
+def test_same_runs_are_not_tested_and_not_in_the_equivalence_table(tmp_path):
+    _family_study(tmp_path)
+    built = report.build_report(tmp_path, reference="dense")
+    [row] = built.table("head_to_head").rows
+    assert (row["method"], row["round"], row["primary_test"], row["verdict"]) == ("lth", "round 0", "same runs",
+                                                                                  "same runs")
+    assert row["primary_p"] is None or math.isnan(row["primary_p"])
+    assert math.isnan(row["diff_ci_low"]) and row["diff"] == 0.0
+    assert not [r for r in built.table("equivalence").rows if r["round"] == "round 0"]
+    text = report.render_markdown(built)
+    assert "| same runs" in text
+
+
+def test_wilcoxon_says_it_cannot_reject_at_three_pairs(study):
+    text = report.render_markdown(report.build_report(study))
+    assert "cannot reject at n=3 (min p 0.25)" in text and "With 3 pairs" not in text
+    assert "{reference}" not in text

@@ -47,9 +47,9 @@ def build_report(root: Path, reference: str = "progressive", alpha: float = 0.05
         extra = f" ({len(skipped)} unfinished or failed run folders)" if skipped else ""
         raise ConfigError(f"no finished runs (result.json) under {root}{extra}")
     groups = group_runs(runs, skipped, root)
-    tables = [summary_table(groups, alpha), head_to_head_table(groups, reference, alpha),
-              equivalence_table(groups, margin, alpha), published_table(groups, published, reference),
-              power_table(groups, alpha), skipped_table(skipped)]
+    head = head_to_head_table(groups, reference, alpha)
+    tables = [summary_table(groups, alpha), head, equivalence_table(groups, margin, alpha),
+              published_table(groups, published, reference, alpha), power_table(head), skipped_table(skipped)]
     counted = [r for g in groups for r in g.runs]
     meta = {"runs_dir": recorded["runs_dir"], "finished_results": len(counted),
             "groups": len(groups), "reference": reference, "alpha": alpha, "margin": margin,

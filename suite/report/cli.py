@@ -97,7 +97,8 @@ def _main(args: argparse.Namespace, given: list[str]) -> int:
         if args.plots:
             from suite.report.figures import write_all  # late: matplotlib only when figures are asked for
 
-            plot_files = write_all(report.groups, Path(args.plots), log_x=args.log_x, reference=args.reference)
+            plot_files = write_all(report.groups, Path(args.plots), log_x=args.log_x, reference=args.reference,
+                                   comparisons=report.table("head_to_head").rows)
             report.meta["plots"] = [p.name for p in plot_files]
         written = write_study_files(report, Path(args.doc) if args.doc else None,
                                     Path(args.readme) if args.readme else None, figures_rel)

@@ -7,7 +7,7 @@ import json
 import math
 from collections import defaultdict
 from pathlib import Path
-from typing import Sequence
+from typing import NamedTuple, Sequence
 
 import matplotlib
 
@@ -18,13 +18,18 @@ from matplotlib.animation import FuncAnimation, PillowWriter  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from suite import stats  # noqa: E402
-from suite.report.fmt import readable  # noqa: E402
-from suite.report.load import DENSE, Group, layer_sizes, run_records  # noqa: E402
+from suite.methods import METHODS  # noqa: E402
+from suite.report.fmt import fmt_p, is_missing, readable  # noqa: E402
+from suite.report.load import DENSE, SPARSITY_DECIMALS, Group, layer_sizes, run_records  # noqa: E402
 
 _PDF_META = {"CreationDate": None}  # no timestamp: the same runs give byte-identical PDFs
 GIF_FRAMES = 40          # at most this many frames per animation: a few hundred kB, far under 5 MB
 GIF_DPI = 72
-_MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*", "<", ">", "h")
+_MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*", "<", ">", "h", "p", "H", "d", "8")
+# one colour per registry entry, in suite.methods.METHODS order: progressive red, dense black, snip blue,
+# grasp green, lth purple, random grey, synflow cyan, rigl orange, set brown, gmp pink, oneshot olive, ...
+_PALETTE = ("#d62728", "#000000", "#1f77b4", "#2ca02c", "#9467bd", "#7f7f7f", "#17becf", "#ff7f0e", "#8c564b",
+            "#e377c2", "#bcbd22", "#393b79", "#637939", "#8c6d31", "#843c39", "#7b4173")
 
 
 def _save(fig, stem: Path) -> list[Path]:
@@ -57,14 +62,22 @@ def _stem_base(key: tuple, all_keys: Sequence[tuple]) -> str:
     return base
 
 
+def method_style(method: str) -> tuple[str, str]:
+    """(colour, marker) of a method, the same in every figure of every study: by its place in the method
+    registry (suite.methods.METHODS), so a new method never repaints the others; unknown names after it."""
+    names = list(METHODS)
+    i = names.index(method) if method in names else len(names) + sum(map(ord, method)) % len(_PALETTE)
+    return _PALETTE[i % len(_PALETTE)], _MARKERS[i % len(_MARKERS)]
+
+
 def method_colors(groups: Sequence[Group]) -> dict[str, str]:
-    methods = sorted({g.method for g in groups})
-    cycle = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    return {m: cycle[i % len(cycle)] for i, m in enumerate(methods)}
+    """The colour of each method in these groups (method_style)."""
+    return {g.method: method_style(g.method)[0] for g in groups}
 
 
-def _method_markers(groups: Sequence[Group]) -> dict[str, str]:
-    return {m: _MARKERS[i % len(_MARKERS)] for i, m in enumerate(sorted({g.method for g in groups}))}
+def markers_for(methods) -> dict[str, str]:
+    """The marker of each named method (method_style)."""
+    return {m: method_style(m)[1] for m in methods}
 
 
 _LINESTYLES = ("-", "--", ":", "-.")
@@ -132,7 +145,7 @@ def plot_tradeoff(groups: Sequence[Group], stem: Path, colors: dict[str, str], l
             ax.axhspan(s.ci_low, s.ci_high, color="0.6", alpha=0.3, lw=0)
     pruned = [g for g in groups if g.method not in DENSE]
     styles = _variant_styles(pruned)
-    markers = _method_markers(pruned)
+    markers = markers_for({g.method for g in pruned})
     points: dict[tuple, dict[float, Group]] = defaultdict(dict)
     # One point per variant and sparsity: LTH chains with different final targets repeat the same
     # early rounds; keep a run's own result over a round result, then the group with most seeds.
@@ -200,7 +213,7 @@ def plot_dynamics(groups: Sequence[Group], sparsity: float, stem: Path, colors: 
     method over its own cycle (LTH: its final round, beside the one-cycle methods)."""
     fig, (ax_acc, ax_sp) = plt.subplots(1, 2, figsize=(11, 4.0))
     styles = _variant_styles(groups)
-    markers = _method_markers(groups)
+    markers = markers_for({g.method for g in groups})
     for k, g in enumerate(groups):
         style, label = styles[g.variant]
         records = [r for r in (run_records(r) for r in g.runs) if r]
@@ -349,7 +362,7 @@ def animate_comparison(groups: Sequence[Group], sparsity: float, path: Path, col
     values = np.concatenate([m[~np.isnan(m)] for _, _, m in curves])
     ax.set_xlim(0.5, length + 0.5)
     ax.set_ylim(values.min() - 0.5, values.max() + 0.5)
-    markers = _method_markers(groups)
+    markers = markers_for({g.method for g in groups})
     lines = []
     for k, (g, x, mean) in enumerate(curves):
         label = _dynamics_label(g, g.method, len(g.runs))
@@ -382,15 +395,25 @@ def _main_set(sets: dict[tuple, list]) -> tuple | None:
     return max(sets, key=lambda k: (sum(len(g.runs) for g in sets[k]), k))
 
 
-def plan(groups: Sequence[Group], reference: str = "progressive") -> list[tuple[str, str, list, float | None]]:
-    """Every figure write_all draws: (kind, file stem, groups, sparsity), in a fixed order; the
-    animations show the reference method (the report's --reference) where it ran."""
-    out: list[tuple[str, str, list, float | None]] = []
+class Figure(NamedTuple):
+    """One figure write_all draws: its kind, file stem, the groups it shows, its sparsity (if one), and the
+    head-to-head rows a forest plot draws."""
+    kind: str
+    stem: str
+    groups: list
+    sparsity: float | None
+    rows: tuple = ()
+
+
+def plan(groups: Sequence[Group], reference: str = "progressive", comparisons: Sequence[dict] = ()) -> list[Figure]:
+    """Every figure write_all draws, in a fixed order; the animations show the reference method (the
+    report's --reference) where it ran; comparisons are the head-to-head rows (one forest plot per sparsity)."""
+    out: list[Figure] = []
     sets = _figure_sets(groups)
     for key, members in sets.items():
         base = _stem_base(key, list(sets))
         if any(g.method not in DENSE for g in members):
-            out.append(("tradeoff", f"tradeoff-{base}", members, None))
+            out.append(Figure("tradeoff", f"tradeoff-{base}", members, None))
         dense = [g for g in members if g.method in DENSE and g.round is None]
         by_sparsity: dict[float, list] = defaultdict(list)
         for g in members:
@@ -398,9 +421,14 @@ def plan(groups: Sequence[Group], reference: str = "progressive") -> list[tuple[
                 by_sparsity[g.sparsity_key].append(g)
         for sparsity, pruned in sorted(by_sparsity.items()):
             tag = f"{base}-s{sparsity:g}"
-            out.append(("dynamics", f"dynamics-{tag}", dense + pruned, sparsity))
+            out.append(Figure("dynamics", f"dynamics-{tag}", dense + pruned, sparsity))
             if any(r.layer_sparsity for g in pruned for r in g.runs):
-                out.append(("layers", f"layers-{tag}", pruned, sparsity))
+                out.append(Figure("layers", f"layers-{tag}", pruned, sparsity))
+        ids = {g.id for g in members}
+        rows = [r for r in comparisons if r["group"] in ids]
+        for sparsity in sorted({round(r["reference_sparsity"], SPARSITY_DECIMALS) for r in rows}):
+            at = tuple(r for r in rows if round(r["reference_sparsity"], SPARSITY_DECIMALS) == sparsity)
+            out.append(Figure("forest", f"forest-{base}-s{sparsity:g}", members, sparsity, at))
     main = _main_set(sets)
     if main is not None:
         members = sets[main]
@@ -411,36 +439,95 @@ def plan(groups: Sequence[Group], reference: str = "progressive") -> list[tuple[
             # the main experiment: the reference at the highest sparsity, else the method with most seeds
             main_group = min(at_top, key=lambda g: (g.method != reference, -len(g.runs), g.sort_key()))
             if any(run_records(r) for r in main_group.runs):
-                out.append(("training_animation", "training_animation", [main_group], top))
+                out.append(Figure("training_animation", "training_animation", [main_group], top))
                 dense = [g for g in members if g.method in DENSE and g.round is None]
-                out.append(("comparison_animation", "comparison_animation", dense + at_top, top))
+                out.append(Figure("comparison_animation", "comparison_animation", dense + at_top, top))
     return out
 
 
-def planned(groups: Sequence[Group], reference: str = "progressive") -> list[str]:
+def planned(groups: Sequence[Group], reference: str = "progressive", comparisons: Sequence[dict] = ()) -> list[str]:
     """The file names write_all writes for these groups, without drawing anything."""
     names = []
-    for kind, stem, _, _ in plan(groups, reference):
-        names += [f"{stem}.gif"] if kind.endswith("animation") else [f"{stem}.png", f"{stem}.pdf"]
+    for f in plan(groups, reference, comparisons):
+        names += [f"{f.stem}.gif"] if f.kind.endswith("animation") else [f"{f.stem}.png", f"{f.stem}.pdf"]
     return names
 
 
 def write_all(groups: Sequence[Group], out_dir: Path, log_x: bool = False,
-              reference: str = "progressive") -> list[Path]:
+              reference: str = "progressive", comparisons: Sequence[dict] = ()) -> list[Path]:
     """Every figure for these groups (PNG and PDF) and the two animations (GIF) in out_dir; returns
     the written paths, sorted."""
     out_dir.mkdir(parents=True, exist_ok=True)
     colors = method_colors(groups)
     written: list[Path] = []
-    for kind, stem, members, sparsity in plan(groups, reference):
-        if kind == "tradeoff":
-            written += plot_tradeoff(members, out_dir / stem, colors, log_x=log_x)
-        elif kind == "dynamics":
-            written += plot_dynamics(members, sparsity, out_dir / stem, colors)
-        elif kind == "layers":
-            written += plot_layers(members, out_dir / stem, colors)
-        elif kind == "training_animation":
-            written += animate_training(members[0], out_dir / f"{stem}.gif", colors)
+    for f in plan(groups, reference, comparisons):
+        if f.kind == "tradeoff":
+            written += plot_tradeoff(f.groups, out_dir / f.stem, colors, log_x=log_x)
+        elif f.kind == "dynamics":
+            written += plot_dynamics(f.groups, f.sparsity, out_dir / f.stem, colors)
+        elif f.kind == "layers":
+            written += plot_layers(f.groups, out_dir / f.stem, colors)
+        elif f.kind == "forest":
+            written += plot_forest(f.rows, f.groups, f.sparsity, out_dir / f.stem, colors)
+        elif f.kind == "training_animation":
+            written += animate_training(f.groups[0], out_dir / f"{f.stem}.gif", colors)
         else:
-            written += animate_comparison(members, sparsity, out_dir / f"{stem}.gif", colors)
+            written += animate_comparison(f.groups, f.sparsity, out_dir / f"{f.stem}.gif", colors)
     return sorted(written)
+
+
+# --- the forest plot of the head-to-head comparisons ----------------------------------------------
+
+def off_scale(intervals: Sequence[tuple[float, float]]) -> set[int]:
+    """Indices of intervals that alone stretch the common axis more than 3-fold (random at 98% beside ten
+    methods within 4 points): drawn as a note with their values instead of setting the scale."""
+    ok = [(i, lo, hi) for i, (lo, hi) in enumerate(intervals) if not (math.isnan(lo) or math.isnan(hi))]
+    if len(ok) < 3:
+        return set()
+    full = max(h for _, _, h in ok) - min(lo for _, lo, _ in ok)
+    out = set()
+    for i, _, _ in ok:
+        rest = [(lo, hi) for j, lo, hi in ok if j != i]
+        width = max(h for _, h in rest) - min(lo for lo, _ in rest)
+        if full > 3 * max(width, 1e-9):
+            out.add(i)
+    return out if len(out) < len(ok) / 2 else set()
+
+
+def plot_forest(rows: Sequence[dict], groups: Sequence[Group], sparsity: float, stem: Path,
+                colors: dict[str, str]) -> list[Path]:
+    """Each comparison's Δ = method − reference with its Holm-adjusted CI, at one sparsity; a row whose
+    interval alone would stretch the axis is written as a note with its numbers instead."""
+    rows = list(rows)
+    reference = rows[0]["reference"]
+    fig, ax = plt.subplots(figsize=(7.2, 0.45 * len(rows) + 1.8))
+    far = off_scale([(r["diff_ci_low"], r["diff_ci_high"]) if not is_missing(r["diff_ci_low"])
+                     else (r["diff"], r["diff"]) for r in rows])
+    notes = []
+    for y, r in enumerate(reversed(rows)):
+        i = len(rows) - 1 - y
+        label = r["method"] + (f" ({r['round']})" if r["round"] else "")
+        level = "" if is_missing(r["ci_alpha"]) else f"{100 * (1 - r['ci_alpha']):.4g}% CI, "
+        ax.annotate(f"  {r['verdict']} ({level}Holm p {fmt_p(r['primary_p_holm'])})", (1.0, y),
+                    xycoords=("axes fraction", "data"), fontsize=7, va="center")
+        if i in far:
+            notes.append(f"{label}: Δ {r['diff']:+.2f}, CI [{r['diff_ci_low']:.2f}, {r['diff_ci_high']:.2f}] "
+                         "(off scale)")
+            ax.annotate(f"{label}: off scale (see note)", (0, y), ha="center", va="center", fontsize=7, color="0.3")
+            continue
+        lo, hi = r["diff_ci_low"], r["diff_ci_high"]
+        err = None if is_missing(lo) else [[r["diff"] - lo], [hi - r["diff"]]]
+        ax.errorbar([r["diff"]], [y], xerr=err, fmt=markers_for([r["method"]])[r["method"]], capsize=3,
+                    color=colors.get(r["method"], "0.2"), ms=5)
+    ax.axvline(0.0, color="0.3", lw=1)
+    ax.set_yticks(range(len(rows)), [r["method"] + (f" ({r['round']})" if r["round"] else "")
+                                     for r in reversed(rows)], fontsize=8)
+    ax.set_ylim(-0.7, len(rows) - 0.3)
+    ax.set_xlabel(f"Δ accuracy = method − {reference} (points), Holm-adjusted CI")
+    title = _title(groups, f"target sparsity {sparsity:g}: each method against {reference} "
+                           f"({rows[0]['primary_test']}, Holm within the sparsity, m={rows[0]['family_size']})")
+    if notes:
+        title += "\n" + "; ".join(notes)
+    ax.set_title(title, fontsize=8)
+    ax.grid(axis="x", alpha=0.3)
+    return _save(fig, stem)

@@ -25,6 +25,7 @@ class Published:
     note: str
     checked: str               # how far the number was verified against its source
     sparsity_tolerance: float  # |ours - published| within this counts as the same sparsity
+    runs: int | None = None    # how many runs the published mean +- spread is over, when the source says
 
 
 def load_published(path: Path) -> list[Published]:
@@ -51,9 +52,12 @@ def load_published(path: Path) -> list[Published]:
         if not isinstance(acc, (int, float)) or not 0 <= acc <= 100:
             raise ConfigError(f"{where}: accuracy must be in percent (0-100), got {acc!r}")
         spread = e.get("spread")
+        runs = e.get("runs")
+        if runs is not None and (not isinstance(runs, int) or isinstance(runs, bool) or runs < 1):
+            raise ConfigError(f"{where}: runs must be a positive whole number, got {runs!r}")
         out.append(Published(str(e["method"]), str(e["model"]), str(e["dataset"]), float(s), float(acc),
                              float(spread) if spread is not None else stats.NAN, str(e["source"]),
                              bool(e.get("approximate", False)), str(e.get("note", "")),
-                             str(e.get("checked", "")), float(e.get("sparsity_tolerance", 0.0005))))
+                             str(e.get("checked", "")), float(e.get("sparsity_tolerance", 0.0005)), runs))
     return out
 
