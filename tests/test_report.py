@@ -30,9 +30,9 @@ DENSE_ACC = {42: 92.80, 123: 92.65, 456: 92.95}
 SNIP_ONE = {42: 90.40}                             # one seed: reported without tests
 
 
-def _config(method: str, sparsity: float, seed: int) -> Config:
+def _config(method: str, sparsity: float, seed: int, epochs: int = 3) -> Config:
     return Config(method=method, seed=seed, data=DataConfig(name="synthetic"), model=ModelConfig(name="tiny_mlp"),
-                  train=TrainConfig(epochs=3), prune=PruneConfig(target_sparsity=sparsity))
+                  train=TrainConfig(epochs=epochs), prune=PruneConfig(target_sparsity=sparsity))
 
 
 def _layer_sparsity(sparsity: float) -> dict:
@@ -72,8 +72,8 @@ def _metrics(cfg: Config, accuracy: float, targets: list[float]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _write_run(root: Path, method: str, sparsity: float, seed: int, accuracy: float) -> Path:
-    cfg = _config(method, sparsity, seed)
+def _write_run(root: Path, method: str, sparsity: float, seed: int, accuracy: float, epochs: int = 3) -> Path:
+    cfg = _config(method, sparsity, seed, epochs)
     folder = run_dir(cfg, root)
     folder.mkdir(parents=True)
     (folder / "config.json").write_text(json.dumps(to_dict(cfg)))
@@ -549,3 +549,65 @@ def test_wilcoxon_says_it_cannot_reject_at_three_pairs(study):
     text = report.render_markdown(report.build_report(study))
     assert "cannot reject at n=3 (min p 0.25)" in text and "With 3 pairs" not in text
     assert "{reference}" not in text
+
+
+# --- costs per dense cycle, budget as an axis ----------------------------------------------------------
+
+def _set_fields(folder: Path, **fields) -> None:
+    for path in [folder / "result.json", *folder.glob("round_*/result.json")]:
+        data = json.loads(path.read_text())
+        data.update({k: (v(data) if callable(v) else v) for k, v in fields.items()})
+        path.write_text(json.dumps(data))
+
+
+def test_cost_per_dense_cycle_from_new_fields_or_the_old_fallback(tmp_path):
+    """An older result has train_flops_x_dense (over a dense run of the same epochs per cycle): its cost in
+    dense cycles is that times the cycles trained (LTH round 7 of 20-epoch cycles: 0.52 x 160 / 20 = 4.16);
+    a new result's train_cost_x_dense_cycle is taken as it is."""
+    old = _write_run(tmp_path / "old", "progressive", 0.9, 42, 92.1, epochs=20)
+    _set_fields(old, train_flops_x_dense=0.52, total_epochs_trained=160)
+    new = _write_run(tmp_path / "new", "progressive", 0.9, 42, 92.1, epochs=20)
+    _set_fields(new, train_cost_x_dense_cycle=0.3, cycles=1.0, init="kaiming_normal", distribution="erk",
+                keep_first_dense=False, keep_last_dense=True, val_size=5000, test_accuracy_at_best_val=92.4)
+    [o] = report.scan_runs(tmp_path / "old")[0]
+    [n] = report.scan_runs(tmp_path / "new")[0]
+    assert o.cost_x_dense_cycle == pytest.approx(4.16, rel=1e-12) and o.cost_derived and o.cycles == 8
+    assert (o.init, o.distribution, o.val_size) == (None, None, None)
+    assert n.cost_x_dense_cycle == 0.3 and not n.cost_derived and n.cycles == 1.0
+    assert (n.init, n.distribution, n.dense_layers, n.val_size, n.test_at_best_val) == (
+        "kaiming_normal", "erk", ("last",), 5000, 92.4)
+    built = report.build_report(tmp_path / "new")
+    [row] = built.table("summary").rows
+    assert row["train_cost_x_dense_cycle"] == 0.3 and row["test_at_best_val_mean"] == 92.4
+    text = report.render_markdown(built)
+    assert "Test at best val." in text and "| erk" in text and "kaiming_normal" in text
+    # without a validation split no best epoch is shown: the test set never selects one
+    assert "Test at best val." not in report.render_markdown(report.build_report(tmp_path / "old"))
+
+
+def test_equal_budget_pairs_a_chain_round_with_the_reference_at_the_same_total_epochs(tmp_path):
+    """LTH's final round after 3 cycles of 3 epochs (9 epochs) pairs with progressive trained for 9
+    epochs: 'equal budget', in the same Holm family as the same-settings rows; the row against the
+    3-epoch progressive is labelled with its cost ratio."""
+    for seed, acc in PROG_90.items():
+        _write_run(tmp_path, "progressive", 0.9, seed, acc)
+        _write_run(tmp_path, "progressive", 0.9, seed, acc + 0.5, epochs=9)
+    for seed, acc in LTH_FINAL.items():
+        _write_run(tmp_path, "lth", 0.9, seed, acc)
+    for folder in tmp_path.rglob("seed_*"):
+        _set_fields(folder, train_cost_x_dense_cycle=lambda d: 0.5 * d["total_epochs_trained"] / d["epochs"])
+    built = report.build_report(tmp_path)
+    rows = [r for r in built.table("head_to_head").rows if r["round"] == "final"]
+    assert [(r["budget_reference"], r["budget_pairing"], r["cross_budget"]) for r in rows] == [
+        ("3 ep/cycle", "3x the reference's", False), ("9 ep/cycle", "equal budget", True)]
+    equal = rows[1]
+    assert equal["epochs_trained"] == equal["epochs_trained_reference"] == 9
+    assert equal["train_cost_x_dense_cycle"] == 1.5 and equal["train_cost_x_dense_cycle_reference"] == 0.5
+    assert equal["protocol_differs"] == [] and rows[0]["protocol_differs"] == ["budget 9 vs 3 epochs"]
+    prog9 = [PROG_90[s] + 0.5 for s in sorted(PROG_90)]
+    res = sps.ttest_rel([LTH_FINAL[s] for s in sorted(LTH_FINAL)], prog9)
+    assert equal["primary_test"] == "paired t" and equal["primary_p"] == pytest.approx(res.pvalue, rel=1e-12)
+    # the two budgets of progressive are separate groups, labelled by budget
+    budgets = sorted(r["budget"] for r in built.table("summary").rows if r["method"] == "progressive")
+    assert budgets == ["3 ep/cycle", "9 ep/cycle"]
+    assert any("equal budget" in line for line in built.meta["headline"])

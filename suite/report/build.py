@@ -7,7 +7,7 @@ from typing import Sequence
 
 from suite.config import ConfigError
 from suite.report.export import load_export, machine, sweep_records
-from suite.report.fmt import fmt, fmt_p, is_missing, readable
+from suite.report.fmt import fmt, fmt_epochs, fmt_p, is_missing, readable
 from suite.report.load import Group, Skipped, group_runs, code_warnings, scan_runs
 from suite.report.published import Published
 from suite.report.tables import (Table, equivalence_table, head_to_head_table, power_table, published_table,
@@ -53,43 +53,76 @@ def build_report(root: Path, reference: str = "progressive", alpha: float = 0.05
     counted = [r for g in groups for r in g.runs]
     meta = {"runs_dir": recorded["runs_dir"], "finished_results": len(counted),
             "groups": len(groups), "reference": reference, "alpha": alpha, "margin": margin,
-            "correction": "Holm-Bonferroni", "confidence": 0.95, "warnings": code_warnings(groups),
+            "correction": "Holm-Bonferroni per table and sparsity, with Holm-consistent CIs", "confidence": 0.95,
+            "warnings": code_warnings(groups),
             "run_results": sum(1 for r in counted if r.round is None),
             "round_results": sum(1 for r in counted if r.round is not None),
             "chains": sum(1 for r in counted if r.round is None and r.rounds > 1),
             "chain_methods": sorted({r.method for r in counted if r.round is None and r.rounds > 1}),
             "sweeps": recorded.get("sweeps") or [], "recorded": recorded}
     report = Report(meta, tables, groups, skipped, list(published))
+    differs = [r for r in head.rows if r["protocol_differs"]]
+    if differs:
+        meta["warnings"].append(
+            f"warning: {len(differs)} of {len(head.rows)} head-to-head rows compare groups whose distribution, "
+            "dense layers, init or budget differ (the 'Protocol' column names it): those rows compare more than "
+            "the pruning criterion")
     meta["headline"] = headline(report)
     return report
 
 
+def _label(r: dict) -> str:
+    return r["method"] + (f" ({r['round']}, s={r['target_sparsity']:.4f})" if r["round"] else "")
+
+
+def _cost(x: float) -> str:
+    return "cost not recorded" if is_missing(x) else f"{x:.3g}x"
+
+
 def headline(report: Report) -> list[str]:
-    """One line per head-to-head comparison, from the reference's side: difference, Holm verdict, budget."""
+    """One line per head-to-head comparison, 'method vs reference' as in the tables: Δ = method − reference,
+    the row's test and Holm verdict, and both training costs (method's first) relative to one dense cycle;
+    then one sentence per sparsity answering the README's question under the study's protocol."""
     ref = report.meta["reference"]
-    alpha = report.meta["alpha"]
+    rows = report.table("head_to_head").rows
     lines = []
-    for r in report.table("head_to_head").rows:
-        other = r["method"] + (f" ({r['round']}, s={r['target_sparsity']:.4f})" if r["round"] else "")
-        diff = -r["diff"]  # reference − method: the reference speaks
+    for r in rows:
         p = r["primary_p_holm"]
-        if is_missing(p):
+        if r["primary_test"] == "same runs":
+            test = "same runs, not tested"
+        elif is_missing(p):
             test = "no test (n < 2 or no spread)"
         else:
-            test = ("significant" if p < alpha else "not significant") + f" after Holm (p = {fmt_p(p)})"
-        e, e_ref = r["epochs_trained"], r["epochs_trained_reference"]
-        if is_missing(e) or is_missing(e_ref) or e_ref == 0:
-            budget = "epochs trained not recorded"
-        elif e == e_ref:
-            budget = f"same epochs ({e:g})"
-        else:
-            budget = f"{r['method']} trained {e / e_ref:.3g}x the epochs ({e:g} vs {e_ref:g})"
-        f, f_ref = r["train_flops_x_dense"], r["train_flops_x_dense_reference"]
-        if not (is_missing(f) or is_missing(f_ref)):
-            budget += f", training FLOPs {f:.3g}x vs {f_ref:.3g}x dense"
-        lines.append(f"{ref} vs {other} at {100 * r['reference_sparsity']:g}% ({readable(r['model'], r['dataset'])}): "
-                     f"{fmt(diff, signed=True)} points, {test}; {budget}")
-    return lines
+            test = f"{r['primary_test']}, Holm p = {fmt_p(p)} (m={r['family_size']}): {r['verdict']}"
+        cost = (f"{r['budget_pairing']}; " if r["budget_pairing"] == "equal budget" else "") + \
+            (f"training cost {_cost(r['train_cost_x_dense_cycle'])} vs {_cost(r['train_cost_x_dense_cycle_reference'])} "
+             f"one dense cycle, {fmt_epochs(r['epochs_trained'])} vs {fmt_epochs(r['epochs_trained_reference'])} "
+             "epochs")
+        lines.append(f"{_label(r)} vs {ref} at {100 * r['reference_sparsity']:g}% "
+                     f"({readable(r['model'], r['dataset'])}): Δ {fmt(r['diff'], signed=True)} points, {test}; {cost}")
+    return lines + answers(rows, ref)
+
+
+def answers(rows: Sequence[dict], ref: str) -> list[str]:
+    """Per sparsity, the README's question ('does the reference, in one training cycle, beat the others?')
+    answered from the head-to-head verdicts, each method with its cost."""
+    out = []
+    keys = sorted({(r["dataset"], r["model"], r["reference_sparsity"], r["budget_reference"]) for r in rows})
+    for dataset, model, sparsity, budget in keys:
+        at = [r for r in rows if (r["dataset"], r["model"], r["reference_sparsity"], r["budget_reference"])
+              == (dataset, model, sparsity, budget)]
+
+        def names(verdict: str) -> str:
+            return ", ".join(f"{_label(r)} ({_cost(r['train_cost_x_dense_cycle'])}"
+                             + (", equal budget" if r["budget_pairing"] == "equal budget" else "") + ")"
+                             for r in at if r["verdict"] == verdict) or "none"
+        first = at[0]
+        out.append(f"At {100 * sparsity:g}% ({readable(model, dataset)}, {budget}, {ref} at "
+                   f"{_cost(first['train_cost_x_dense_cycle_reference'])} one dense cycle): {ref} is better than "
+                   f"{names('worse')}; worse than {names('better')}; not significantly different from "
+                   f"{names('no significant difference')} (costs in dense cycles; {first['primary_test']} tests, "
+                   f"Holm within the sparsity).")
+    return out
 
 
 def results_sentence(meta: dict) -> str:

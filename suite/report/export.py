@@ -16,7 +16,16 @@ from suite.config import ConfigError
 from suite.report.load import Group, Run, Skipped, layer_sizes, parse_result, read_metrics
 
 EXPORT_FORMAT = "progressive-pruning results export v1"
-METRIC_KEYS = ("round", "epoch", "test_accuracy", "sparsity")  # what the figures draw
+METRIC_KEYS = ("round", "epoch", "test_accuracy", "val_accuracy", "sparsity")  # what the figures draw
+FIELD_MEANINGS = {  # what the cost fields of each result mean, written into the export beside them
+    "train_flops": "training FLOPs, counted as if sparse kernels skipped every pruned weight (3 x forward per "
+                   "example), mask-scoring passes and every round included",
+    "scoring_flops": "the part of train_flops spent scoring masks outside training steps (SNIP, GraSP, SynFlow)",
+    "dense_cycle_flops": "FLOPs of ONE dense training cycle of the same settings",
+    "train_cost_x_dense_cycle": "train_flops / dense_cycle_flops (older results: train_flops_x_dense x cycles)",
+    "core_hours": "measured wall time x threads x processes / 3600 of dense-masked training (the masks zero "
+                  "weights, the kernels stay dense) on the machine named in 'device'",
+}
 DROPPED_RESULT_KEYS = ("config",)  # the full config is in the run folder; `science` is what identifies it
 _STAMP = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d) (.*)$")
 
@@ -85,7 +94,8 @@ def export_tree(groups: Sequence[Group], skipped: Sequence[Skipped], sweeps: lis
             entries.append(entry)
     return {"format": EXPORT_FORMAT, "runs_dir": runs_dir, "command": command,
             "figures": figures, "machine": machine(), "sweeps": sweeps,
-            "results": entries, "skipped": [dataclasses.asdict(s) for s in skipped]}
+            "results": entries, "skipped": [dataclasses.asdict(s) for s in skipped],
+            "field_meanings": FIELD_MEANINGS}
 
 
 def write_export(tree: dict, path: Path) -> None:

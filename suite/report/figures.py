@@ -15,12 +15,13 @@ matplotlib.use("Agg")  # files only: never needs a display, works under SLURM
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.animation import FuncAnimation, PillowWriter  # noqa: E402
-from matplotlib.ticker import MaxNLocator  # noqa: E402
+from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormatter  # noqa: E402
 
 from suite import stats  # noqa: E402
 from suite.methods import METHODS  # noqa: E402
 from suite.report.fmt import fmt_p, is_missing, readable  # noqa: E402
 from suite.report.load import DENSE, SPARSITY_DECIMALS, Group, layer_sizes, run_records  # noqa: E402
+from suite.report.tables import stands_for  # noqa: E402
 
 _PDF_META = {"CreationDate": None}  # no timestamp: the same runs give byte-identical PDFs
 GIF_FRAMES = 40          # at most this many frames per animation: a few hundred kB, far under 5 MB
@@ -119,10 +120,10 @@ def _epochs_text(groups: Sequence[Group]) -> str:
 
 
 def _flops_text(groups: Sequence[Group]) -> str:
-    values = sorted({g.flops_x_dense for g in groups if not math.isnan(g.flops_x_dense)})
+    values = sorted({g.cost for g in groups if not math.isnan(g.cost)})
     if not values:
         return ""
-    return f", {values[0]:.3g}x FLOPs" if len(values) == 1 else f", {values[0]:.3g}-{values[-1]:.3g}x FLOPs"
+    return f", {values[0]:.3g}x" if len(values) == 1 else f", {values[0]:.3g}-{values[-1]:.3g}x"
 
 
 def tradeoff_x(sparsity: float, shift: float, log_x: bool) -> float:
@@ -429,6 +430,13 @@ def plan(groups: Sequence[Group], reference: str = "progressive", comparisons: S
         for sparsity in sorted({round(r["reference_sparsity"], SPARSITY_DECIMALS) for r in rows}):
             at = tuple(r for r in rows if round(r["reference_sparsity"], SPARSITY_DECIMALS) == sparsity)
             out.append(Figure("forest", f"forest-{base}-s{sparsity:g}", members, sparsity, at))
+    protocols: dict[tuple, list] = defaultdict(list)
+    for g in groups:
+        protocols[g.protocol_key].append(g)
+    for key, members in sorted(protocols.items()):
+        base = _stem_base(key, list(protocols))
+        for sparsity in sorted({g.sparsity_key for g in members if g.method not in DENSE and g.round is None}):
+            out.append(Figure("frontier", f"frontier-{base}-s{sparsity:g}", members, sparsity))
     main = _main_set(sets)
     if main is not None:
         members = sets[main]
@@ -467,6 +475,8 @@ def write_all(groups: Sequence[Group], out_dir: Path, log_x: bool = False,
             written += plot_dynamics(f.groups, f.sparsity, out_dir / f.stem, colors)
         elif f.kind == "layers":
             written += plot_layers(f.groups, out_dir / f.stem, colors)
+        elif f.kind == "frontier":
+            written += plot_frontier(f.groups, f.sparsity, out_dir / f.stem, colors)
         elif f.kind == "forest":
             written += plot_forest(f.rows, f.groups, f.sparsity, out_dir / f.stem, colors)
         elif f.kind == "training_animation":
@@ -530,4 +540,90 @@ def plot_forest(rows: Sequence[dict], groups: Sequence[Group], sparsity: float, 
         title += "\n" + "; ".join(notes)
     ax.set_title(title, fontsize=8)
     ax.grid(axis="x", alpha=0.3)
+    return _save(fig, stem)
+
+
+# --- the accuracy-cost frontier ----------------------------------------------------------------------
+
+def _cost_axis(ax) -> None:
+    """A log axis of training cost whose ticks say their values ('0.1x', '1x', '4x')."""
+    ax.set_xscale("log")
+    ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}x"))
+    ax.xaxis.set_minor_formatter(NullFormatter())
+
+
+def keep_scale(ax, intervals: Sequence[tuple[float, float]], labels: Sequence[str]) -> list[str]:
+    """Set the y limits from the intervals that do not alone stretch the axis (off_scale); returns a note per
+    interval left out, with its values, for the title."""
+    far = off_scale(intervals)
+    kept = [iv for i, iv in enumerate(intervals) if i not in far and not math.isnan(iv[0])]
+    if far and kept:
+        low, high = min(lo for lo, _ in kept), max(hi for _, hi in kept)
+        pad = 0.08 * max(high - low, 0.2)
+        ax.set_ylim(low - pad, high + pad)
+    return [f"{labels[i]}: {(intervals[i][0] + intervals[i][1]) / 2:.2f} [{intervals[i][0]:.2f}, "
+            f"{intervals[i][1]:.2f}] off scale" for i in sorted(far)]
+
+
+def _interval(g: Group) -> tuple[float, float, float]:
+    s = stats.summarize(g.accuracies)
+    lo = s.mean if math.isnan(s.ci_low) else s.ci_low
+    hi = s.mean if math.isnan(s.ci_high) else s.ci_high
+    return s.mean, lo, hi
+
+
+def plot_frontier(groups: Sequence[Group], sparsity: float, stem: Path, colors: dict[str, str]) -> list[Path]:
+    """Accuracy (mean, 95% CI) against training cost relative to one dense cycle (log axis) at one
+    sparsity: each method a line over its budgets (epochs per cycle); an LTH chain's rounds up to this
+    sparsity as its curve (sparsity grows along it); dense as grey points at its cost."""
+    fig, ax = plt.subplots(figsize=(7.6, 4.6))
+    drawn: list[tuple[float, float]] = []
+    labels: list[str] = []
+    at = [g for g in groups if g.method not in DENSE and stands_for(g, sparsity, groups)]
+    by_method: dict[str, list[Group]] = defaultdict(list)
+    for g in at:
+        by_method[g.method].append(g)
+    for method in sorted(by_method):
+        members = sorted((g for g in by_method[method] if not math.isnan(g.cost)), key=lambda g: g.cost)
+        if not members:
+            continue
+        pts = [_interval(g) for g in members]
+        color, marker = method_style(method)
+        ax.errorbar([g.cost for g in members], [m for m, _, _ in pts],
+                    yerr=[[m - lo for m, lo, _ in pts], [hi - m for m, _, hi in pts]], color=color, marker=marker,
+                    ms=5, capsize=3, lw=1.4, label=f"{method} ({', '.join(g.budget_label for g in members)})")
+        drawn += [(lo, hi) for _, lo, hi in pts]
+        labels += [method] * len(pts)
+    chains = [g for g in groups if g.round is None and g.first.rounds > 1 and g.method not in DENSE]
+    for chain in chains:
+        rounds = sorted((h for h in groups if h.experiment == chain.experiment and h.round is not None
+                         and h.target_sparsity <= sparsity + 0.002 and not math.isnan(h.cost)),
+                        key=lambda h: h.cost)
+        if chain.target_sparsity <= sparsity + 0.002 and not math.isnan(chain.cost):
+            rounds.append(chain)
+        if len(rounds) < 2:
+            continue
+        color, _ = method_style(chain.method)
+        means = [_interval(h)[0] for h in rounds]
+        drawn += [(m, m) for m in means]
+        labels += [f"{chain.method} round {h.round}" for h in rounds]
+        ax.plot([h.cost for h in rounds], means, color=color, ls=":", lw=1, alpha=0.8,
+                label=f"{chain.method} rounds, {chain.budget_label} (sparsity grows along the line)")
+    for d in (g for g in groups if g.method in DENSE and g.round is None and not math.isnan(g.cost)):
+        m, lo, hi = _interval(d)
+        drawn.append((lo, hi))
+        labels.append(d.method)
+        color, marker = method_style(d.method)
+        ax.errorbar([d.cost], [m], yerr=[[m - lo], [hi - m]], color=color, marker=marker, ms=5, capsize=3, ls="none",
+                    label=f"{d.method} (no pruning, {d.budget_label})")
+    notes = keep_scale(ax, drawn, labels)
+    _cost_axis(ax)
+    ax.set_xlabel("training cost (FLOPs over one dense training cycle, log scale; sparse kernels assumed)")
+    ax.set_ylabel("final test accuracy (%)")
+    title = _title(groups, f"target sparsity {sparsity:g}: accuracy (mean, 95% CI) against training cost")
+    ax.set_title(title + ("\n" + "; ".join(notes) if notes else ""), fontsize=9)
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), title="method (budget per cycle)",
+              title_fontsize=7)
     return _save(fig, stem)

@@ -22,7 +22,8 @@ def is_missing(v: Any) -> bool:
 def fmt(v: Any, digits: int = 2, signed: bool = False) -> str:
     if is_missing(v):
         return MISSING
-    return f"{v:+.{digits}f}" if signed else f"{v:.{digits}f}"
+    text = f"{v:+.{digits}f}" if signed else f"{v:.{digits}f}"
+    return f"{0.0:.{digits}f}" if float(text) == 0 else text  # never '-0.00' (nor '+0.00': no sign to show)
 
 
 def fmt_p(p: Any) -> str:

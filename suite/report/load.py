@@ -39,7 +39,6 @@ class Run:
     target_sparsity: float
     achieved_sparsity: float
     final_accuracy: float      # percent
-    best_accuracy: float       # percent, best epoch at the final sparsity; NaN when absent
     params_remaining: float
     params_total: float
     layer_sparsity: dict
@@ -47,11 +46,23 @@ class Run:
     rounds: int                # rounds the whole run trained (LTH: levels + 1)
     result_round: int | None   # the "round" field of the file: the final round for a run's own result
     epochs_trained: float = stats.NAN       # total_epochs_trained: every round up to this one (LTH: cumulative)
-    train_flops_x_dense: float = stats.NAN  # training FLOPs over a dense run's, when the trainer records them
     wall_time_s: float = stats.NAN          # the run's own recorded duration (up to this round)
     records: tuple | None = None            # epoch records carried by an export; None: read metrics.jsonl
     layer_sizes: dict | None = None         # weights per prunable layer, carried by an export; None: read the mask
     code: str | None = None    # the code that trained it: commit[+dirty diff hash], None if unrecorded
+    epochs_per_cycle: float = stats.NAN     # train.epochs: one training cycle (the budget axis)
+    cycles: float = stats.NAN               # training cycles this result cost (LTH round r: r + 1)
+    cost_x_dense_cycle: float = stats.NAN   # training FLOPs over ONE dense cycle of the same settings
+    cost_derived: bool = False              # cost from an older result's train_flops_x_dense (no scoring passes)
+    train_flops: float = stats.NAN          # absolute, counted as if sparse kernels skipped every pruned weight
+    scoring_flops: float = stats.NAN        # the part of train_flops spent scoring masks outside training steps
+    core_hours: float = stats.NAN           # wall time x threads x processes / 3600, dense-masked training
+    device: str | None = None               # the machine the time was measured on
+    init: str | None = None                 # model.init as resolved; None: not recorded (older results)
+    distribution: str | None = None         # effective prune.distribution: global | uniform | erk
+    dense_layers: tuple | None = None       # layers kept dense (unpruned); None: not recorded
+    val_size: int | None = None             # training examples held out for validation (0: no split)
+    test_at_best_val: float = stats.NAN     # test accuracy at the epoch validation chose; NaN without a split
 
 
 @dataclass(frozen=True)
@@ -80,15 +91,53 @@ def parse_result(path: Path, data: Any, round_index: int | None) -> Run:
         path=path.parent, method=str(data["method"]), model=str(data["model"]), dataset=str(data["dataset"]),
         seed=int(data["seed"]), experiment=str(data["experiment"]), science=dict(science),
         target_sparsity=float(data["target_sparsity"]), achieved_sparsity=float(data["achieved_sparsity"]),
-        final_accuracy=float(data["final_test_accuracy"]), best_accuracy=_number(data.get("best_test_accuracy")),
+        final_accuracy=float(data["final_test_accuracy"]),
         params_remaining=_number(data.get("params_remaining")), params_total=_number(data.get("params_total")),
         layer_sparsity=dict(data.get("layer_sparsity") or {}), round=round_index,
         rounds=int(data.get("rounds") or 1),
         result_round=data["round"] if isinstance(data.get("round"), int) else None,
         epochs_trained=_number(data.get("total_epochs_trained")),
-        train_flops_x_dense=_number(data.get("train_flops_x_dense")), wall_time_s=_number(data.get("wall_time_s")),
-        code=_code_text(data.get("code")),
+        wall_time_s=_number(data.get("wall_time_s")),
+        code=_code_text(data.get("code")), **_cost_and_protocol(data),
     )
+
+
+def _text(value: Any) -> str | None:
+    return None if value is None else str(value)
+
+
+def _dense_layers(data: dict) -> tuple | None:
+    """Layers kept dense: the result's own list, else what keep_first/last_dense say, else unknown."""
+    if isinstance(data.get("dense_layers"), list):
+        return tuple(str(x) for x in data["dense_layers"])
+    first, last = data.get("keep_first_dense"), data.get("keep_last_dense")
+    if isinstance(first, bool) and isinstance(last, bool):
+        return tuple(name for name, kept in (("first", first), ("last", last)) if kept)
+    return None
+
+
+def _cost_and_protocol(data: dict) -> dict:
+    """The cost and protocol fields of a result.json; older results lack them: the cost relative to one
+    dense cycle then comes from train_flops_x_dense (which divided by a dense run of the same epochs per
+    cycle) times the cycles trained, exact except for scoring passes; anything else stays unknown."""
+    epochs = _number(data.get("epochs"))
+    if math.isnan(epochs):
+        epochs = _number((data.get("science") or {}).get("train.epochs"))
+    total = _number(data.get("total_epochs_trained"))
+    cycles = _number(data.get("cycles"))
+    if math.isnan(cycles) and epochs > 0:
+        cycles = total / epochs
+    cost, derived = _number(data.get("train_cost_x_dense_cycle")), False
+    if math.isnan(cost) and epochs > 0:
+        cost, derived = _number(data.get("train_flops_x_dense")) * cycles, True
+        derived = not math.isnan(cost)
+    val_size = data.get("val_size")
+    return {"epochs_per_cycle": epochs, "cycles": cycles, "cost_x_dense_cycle": cost, "cost_derived": derived,
+            "train_flops": _number(data.get("train_flops")), "scoring_flops": _number(data.get("scoring_flops")),
+            "core_hours": _number(data.get("core_hours")), "device": _text(data.get("device")),
+            "init": _text(data.get("init")), "distribution": _text(data.get("distribution")),
+            "dense_layers": _dense_layers(data), "val_size": val_size if isinstance(val_size, int) else None,
+            "test_at_best_val": _number(data.get("test_accuracy_at_best_val"))}
 
 
 def _code_text(code: Any) -> str | None:
@@ -203,11 +252,15 @@ def value_text(value: Any) -> str:
     return json.dumps(value, sort_keys=True) if isinstance(value, (list, dict)) else str(value)
 
 
-def budget_key(science: dict) -> tuple:
+BUDGET_KEY = "train.epochs"  # the budget axis: epochs per training cycle
+
+
+def budget_key(science: dict, ignore: tuple = ()) -> tuple:
     """Science settings that must match for a fair comparison across methods: everything except
-    the method, model, data name and the method-specific sections (the sparsity is matched apart)."""
+    the method, model, data name and the method-specific sections (the sparsity is matched apart),
+    and any named in ignore."""
     return tuple(sorted((k, value_text(v)) for k, v in science.items()
-                        if k not in IDENTITY_KEYS and not k.startswith(METHOD_SECTIONS)))
+                        if k not in IDENTITY_KEYS and k not in ignore and not k.startswith(METHOD_SECTIONS)))
 
 
 @dataclass
@@ -292,8 +345,33 @@ class Group:
         return mean([r.epochs_trained for r in self.runs])
 
     @property
-    def flops_x_dense(self) -> float:
-        return mean([r.train_flops_x_dense for r in self.runs])
+    def cost(self) -> float:
+        """Training cost relative to one dense cycle of the same settings, mean over seeds."""
+        return mean([r.cost_x_dense_cycle for r in self.runs])
+
+    @property
+    def cycles(self) -> float:
+        return mean([r.cycles for r in self.runs])
+
+    @property
+    def epochs_per_cycle(self) -> float:
+        return mean([r.epochs_per_cycle for r in self.runs])
+
+    @property
+    def budget_label(self) -> str:
+        """The budget axis: epochs per training cycle ('20 ep/cycle')."""
+        e = self.epochs_per_cycle
+        return "–" if math.isnan(e) else f"{e:g} ep/cycle"
+
+    @property
+    def protocol_key(self) -> tuple:
+        """Same data, model and settings but for the budget (epochs per cycle): groups on one cost axis."""
+        return (self.dataset, self.model, budget_key(self.first.science, (BUDGET_KEY,)))
+
+    def protocol(self, name: str) -> str | None:
+        """One protocol field (init, distribution, dense_layers, val_size) when all seeds agree, else None."""
+        values = {getattr(r, name) for r in self.runs}
+        return values.pop() if len(values) == 1 else None
 
     def sort_key(self) -> tuple:
         return (self.dataset, self.model, self.budget, self.sparsity_key, self.method,

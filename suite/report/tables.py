@@ -33,23 +33,53 @@ class Table:
     line: Callable[[dict], str] | None = None  # markdown: one sentence per row instead of a table
 
 
+COST_MEANING = ("training cost = training FLOPs (counted as if sparse kernels skipped every pruned weight; "
+                "mask-scoring passes included where the result records them) over the FLOPs of ONE dense training "
+                "cycle of the same settings; core-hours are the measured wall time of dense-masked training on "
+                "the machine named in the result's 'device', times threads and processes")
+
+
+def _dense_text(layers: Any) -> str | None:
+    return None if layers is None else (", ".join(layers) if layers else "none")
+
+
 def group_fields(g: Group) -> dict:
     return {"group": g.id, "dataset": g.dataset, "model": g.model, "method": g.method, "round": g.round_label,
-            "target_sparsity": g.target_sparsity, "settings": g.settings, "epochs_trained": g.epochs,
-            "train_flops_x_dense": g.flops_x_dense}
+            "target_sparsity": g.target_sparsity, "settings": g.settings, "budget": g.budget_label,
+            "epochs_per_cycle": g.epochs_per_cycle, "epochs_trained": g.epochs, "cycles": g.cycles,
+            "train_cost_x_dense_cycle": g.cost, "cost_derived": any(r.cost_derived for r in g.runs),
+            "train_flops": mean([r.train_flops for r in g.runs]),
+            "scoring_flops": mean([r.scoring_flops for r in g.runs]),
+            "core_hours": mean([r.core_hours for r in g.runs]), "device": g.protocol("device"),
+            "init": g.protocol("init"), "distribution": g.protocol("distribution"),
+            "dense_layers": _dense_text(g.protocol("dense_layers")), "val_size": g.protocol("val_size")}
+
+
+def _shown(value: Any) -> str:
+    return MISSING if value is None else str(value)
 
 
 def budget_columns(rows: list[dict], suffix: str = "") -> list[Column]:
-    """Epochs trained (and training FLOPs over dense, once the trainer records them) per row; with a
-    suffix ('_reference') the row's value is shown against the reference's."""
+    """Epochs trained and the training cost relative to one dense cycle per row; with a suffix
+    ('_reference') the row's value is shown against the reference's."""
     def pair(key: str, show: Callable[[Any], str]) -> Callable[[dict], str]:
         if not suffix:
             return lambda r: show(r[key])
         return lambda r: f"{show(r[key])} vs {show(r[key + suffix])}"
-    columns = [Column("Epochs", pair("epochs_trained", fmt_epochs))]
-    if any(not is_missing(r.get("train_flops_x_dense")) for r in rows):
-        columns.append(Column("Train FLOPs", pair("train_flops_x_dense", fmt_flops)))
-    return columns
+    return [Column("Epochs", pair("epochs_trained", fmt_epochs)),
+            Column("Cost (dense cycles)", pair("train_cost_x_dense_cycle", fmt_flops))]
+
+
+def protocol_columns(suffix: str = "") -> list[Column]:
+    """Budget (epochs per cycle), layer distribution and init of each group ('x vs y' against the reference)."""
+    def pair(key: str) -> Callable[[dict], str]:
+        if not suffix:
+            return lambda r: _shown(r[key])
+        return lambda r: (_shown(r[key]) if r[key] == r[key + suffix]
+                          else f"{_shown(r[key])} vs {_shown(r[key + suffix])}")
+    return [Column("Budget", pair("budget"), "left", "varies"),
+            Column("Distribution", pair("distribution"), "left", "varies"),
+            Column("Init", pair("init"), "left", "varies")]
 
 
 ROUND_TOLERANCE = 0.002  # a chain's round stands for a requested sparsity it cannot hit exactly (0.7903 for 0.789)
@@ -88,7 +118,7 @@ def summary_table(groups: Sequence[Group], alpha: float) -> Table:
         rows.append({
             **group_fields(g), "n": s.n, "seeds": g.seeds,
             "mean": s.mean, "sd": s.sd, "ci_low": s.ci_low, "ci_high": s.ci_high, "min": s.min, "max": s.max,
-            "best_mean": mean([r.best_accuracy for r in g.runs]),
+            "test_at_best_val_mean": mean([r.test_at_best_val for r in g.runs]),
             "achieved_sparsity": mean([r.achieved_sparsity for r in g.runs]),
             "params_remaining": mean([r.params_remaining for r in g.runs]),
             "params_total": mean([r.params_total for r in g.runs]),
@@ -101,13 +131,13 @@ def summary_table(groups: Sequence[Group], alpha: float) -> Table:
         Column("Method", lambda r: r["method"], "left"),
         Column("Round", lambda r: r["round"], "left"),
         Column("Target s", lambda r: fmt_sparsity(r["target_sparsity"])),
+        *protocol_columns(),
         Column("n", lambda r: str(r["n"])),
         Column("Mean", lambda r: fmt(r["mean"])),
         Column("SD", lambda r: fmt(r["sd"])),
         Column("95% CI", lambda r: fmt_ci(r["ci_low"], r["ci_high"])),
         Column("Min", lambda r: fmt(r["min"]), paper="no"),
         Column("Max", lambda r: fmt(r["max"]), paper="no"),
-        Column("Best epoch", lambda r: fmt(r["best_mean"]), paper="no"),
         Column("Achieved s", lambda r: fmt_sparsity(r["achieved_sparsity"]), paper="no"),
         Column("Params left", lambda r: MISSING if is_missing(r["params_remaining"])
                else f"{r['params_remaining']:,.0f}", paper="no"),
@@ -120,16 +150,26 @@ def summary_table(groups: Sequence[Group], alpha: float) -> Table:
         at = next(i for i, c in enumerate(columns) if c.header == "Target s") + 1
         columns.insert(at, Column("Settings", lambda r: ", ".join(
             f"{k}={value_text(v)}" for k, v in r["settings"].items()), "left", "no"))
+    validated = any((r["val_size"] or 0) > 0 for r in rows)
+    if validated:  # chosen on validation, reported on test; without a split only the final epoch counts
+        at = next(i for i, c in enumerate(columns) if c.header == "95% CI") + 1
+        columns.insert(at, Column("Test at best val.", lambda r: fmt(r["test_at_best_val_mean"])))
     if any(r["note"] for r in rows):
         columns.append(Column("Note", lambda r: "n<2, no tests" if r["note"] else "", "left"))
+    best = ("'Test at best val.' is the test accuracy at the epoch with the best validation accuracy (a split "
+            "of the training set held out, val_size > 0), mean over seeds; the test set never selects an epoch"
+            if validated else "no validation split was held out, so only the final epoch is reported (the test "
+            "set never selects an epoch)")
     caption = ("Final test accuracy (%) over seeds: mean, sample SD (n-1), 95% Student-t CI of the mean, "
-               "min and max; 'Best epoch' is the mean of each seed's best test accuracy at its final sparsity; "
-               "achieved sparsity and parameters remaining are seed means; Δ dense is the difference of means "
-               "to the dense baseline of the same model, data and budget. Rounds of an LTH chain are rows of "
-               "their own ('round r'); 'final' is the chain's last round, counted once. 'Epochs' is the "
-               "number of epochs trained to reach the result (a chain counts every round up to it); "
-               "'Train FLOPs' is the training cost over a dense run's, where the trainer records it. "
-               "Groups with n < 2 are reported without tests.")
+               f"min and max; {best}. Achieved sparsity and parameters remaining are seed means; Δ dense is "
+               "the difference of means to the dense baseline of the same model, data and budget. Rounds of an "
+               "LTH chain are rows of their own ('round r'); 'final' is the chain's last round, counted once. "
+               "'Budget' is the epochs of one training cycle (groups that differ only in it are separate rows); "
+               "'Distribution' the layer distribution of the sparsity and 'Init' the initialisation, as the "
+               "results record them ('–': not recorded). 'Epochs' is the number of epochs trained to reach the "
+               f"result (a chain counts every round up to it); 'Cost (dense cycles)' is the {COST_MEANING}; "
+               "'x' marks a multiple of one dense cycle (an LTH chain at round 7 cost about 4.2 of them, a "
+               "one-cycle sparse method less than 1). Groups with n < 2 are reported without tests.")
     return Table("summary", "Summary", caption, rows, columns)
 
 
@@ -153,6 +193,38 @@ def _min_p_text(min_p: float, n: str, alpha: float, p: float) -> str:
     return fmt_p(p)
 
 
+_REFERENCE_FIELDS = ("budget", "epochs_trained", "train_cost_x_dense_cycle", "init", "distribution",
+                     "dense_layers", "cycles")
+
+
+def equal_budget(a: Group, b: Group) -> bool:
+    """Equal training cost: the same total epochs trained (every round of a chain counts)."""
+    return not (math.isnan(a.epochs) or math.isnan(b.epochs)) and abs(a.epochs - b.epochs) < 1e-9
+
+
+def budget_pairing(g: Group, ref: Group) -> str:
+    """'equal budget', or the cost ratio of g to the reference (both relative to one dense cycle)."""
+    if equal_budget(g, ref):
+        return "equal budget"
+    if math.isnan(g.cost) or math.isnan(ref.cost) or ref.cost == 0:
+        return MISSING
+    return f"{g.cost / ref.cost:.3g}x the reference's"
+
+
+def protocol_differences(g: Group, ref: Group) -> list[str]:
+    """What differs between two compared groups besides the method: distribution, dense layers, init and
+    the budget (total epochs trained); fields a result does not record are not compared."""
+    out = []
+    for name, label in (("distribution", "distribution"), ("dense_layers", "dense layers"), ("init", "init")):
+        x, y = g.protocol(name), ref.protocol(name)
+        if x is not None and y is not None and x != y:
+            out.append(f"{label} {_dense_text(x) if name == 'dense_layers' else x} vs "
+                       f"{_dense_text(y) if name == 'dense_layers' else y}")
+    if not (equal_budget(g, ref) or math.isnan(g.epochs) or math.isnan(ref.epochs)):
+        out.append(f"budget {g.epochs:g} vs {ref.epochs:g} epochs")
+    return out
+
+
 FAMILY = "per table and sparsity"  # the rows one Holm correction spans
 
 
@@ -171,8 +243,11 @@ def head_to_head_table(groups: Sequence[Group], reference: str, alpha: float, po
         if g.method == reference or g.method in DENSE:
             continue
         for ref in groups:
-            if ref.method != reference or ref.round is not None or ref.match_key != g.match_key \
-                    or not stands_for(g, ref.target_sparsity, groups):
+            if ref.method != reference or ref.round is not None or not stands_for(g, ref.target_sparsity, groups):
+                continue
+            # the same settings, or another budget (epochs per cycle) at the same total epochs: equal cost
+            cross = ref.match_key != g.match_key
+            if cross and not (ref.protocol_key == g.protocol_key and equal_budget(g, ref)):
                 continue
             a, b = g.accuracies, ref.accuracies
             w = stats.welch(a, b)
@@ -193,7 +268,7 @@ def head_to_head_table(groups: Sequence[Group], reference: str, alpha: float, po
                 note = "no spread on either side: t undefined"
             rows.append({
                 **group_fields(g), "reference": reference, "reference_group": ref.id,
-                "budget_key": g.budget,
+                "budget_key": ref.budget, "cross_budget": cross,
                 "n": len(a), "n_reference": len(b), "mean": mean(a), "mean_reference": mean(b),
                 "diff": w.diff, "primary_test": primary, "paired": is_paired,
                 "primary_p": p_primary, "primary_se": se, "primary_df": df,
@@ -207,8 +282,9 @@ def head_to_head_table(groups: Sequence[Group], reference: str, alpha: float, po
                 "mannwhitney_min_p": stats.mann_whitney_min_p(len(a), len(b)) if min(len(a), len(b)) >= 2
                 else stats.NAN,
                 "hedges_g": stats.hedges_g(a, b), "alpha": alpha, "power": power, "note": note,
-                "reference_sparsity": ref.target_sparsity, "epochs_trained_reference": ref.epochs,
-                "train_flops_x_dense_reference": ref.flops_x_dense,
+                "reference_sparsity": ref.target_sparsity, **{f"{k}_reference": v for k, v in group_fields(ref).items()
+                                                              if k in _REFERENCE_FIELDS},
+                "budget_pairing": budget_pairing(g, ref), "protocol_differs": protocol_differences(g, ref),
             })
             retest[id(rows[-1])] = (functools.partial(stats.paired, by_seed_a, by_seed_b) if is_paired
                                     else functools.partial(stats.welch, a, b))
@@ -234,6 +310,7 @@ def head_to_head_table(groups: Sequence[Group], reference: str, alpha: float, po
         Column("Model", lambda r: r["model"], "left", "varies"),
         Column("Target s", lambda r: fmt_sparsity(r["target_sparsity"])),
         Column("Method", lambda r: r["method"] + (f" ({r['round']})" if r["round"] else ""), "left"),
+        *protocol_columns("_reference"),
         Column("n", lambda r: f"{r['n']} vs {r['n_reference']}"),
         Column("Test", lambda r: r["primary_test"], "left"),
         Column("Δ mean", lambda r: fmt(r["diff"], signed=True)),
@@ -248,10 +325,18 @@ def head_to_head_table(groups: Sequence[Group], reference: str, alpha: float, po
         Column("Wilcoxon (check)", lambda r: _min_p_text(r["wilcoxon_min_p"], f"n={r['n']}", alpha,
                                                          r["wilcoxon_p"]), paper="no"),
         *budget_columns(rows, "_reference"),
+        Column("Cost", lambda r: r["budget_pairing"], "left"),
+        Column("Protocol", lambda r: "; ".join(r["protocol_differs"]) or "same", "left"),
     ]
     caption = (f"Each method against the reference '{reference}' at the same data, model, target sparsity and "
                f"training settings (an LTH round stands for the requested sparsity nearest to it, within "
-               f"{ROUND_TOLERANCE:g}; its own sparsity is in its row). Δ mean = method − {reference}, in accuracy "
+               f"{ROUND_TOLERANCE:g}; its own sparsity is in its row), plus, where the study has one, the "
+               "reference at another budget (epochs per cycle) that trained the same total epochs: 'equal "
+               "budget' (e.g. progressive for 160 epochs against LTH's round 7, 8 cycles of 20). 'Cost' labels "
+               "every other row with its cost ratio (method's training cost over the reference's, both in dense "
+               "cycles). 'Protocol' names what differs between the two groups beyond the method (layer "
+               "distribution, layers kept dense, init, budget): such a row compares more than criteria. "
+               f"Δ mean = method − {reference}, in accuracy "
                "points. One primary test per row, chosen before looking at the numbers: the paired t-test when "
                "both sides ran the same seeds (pairs matched by seed), else Welch's t-test; 'Test' names it. "
                f"Multiplicity family: {FAMILY} (the rows at one data set, model, budget and target sparsity; m "
@@ -324,7 +409,7 @@ def published_table(groups: Sequence[Group], published: Sequence[Published], ref
                 "published_spread": pub.spread, "approximate": pub.approximate, "source": pub.source,
                 "checked": pub.checked, "published_runs": pub.runs}
         rows.append({**base, "kind": "published, not re-run", "method": pub.method, "group": "", "n": 0,
-                     "epochs_trained": stats.NAN, "train_flops_x_dense": stats.NAN, "mean": pub.accuracy,
+                     "epochs_trained": stats.NAN, "train_cost_x_dense_cycle": stats.NAN, "mean": pub.accuracy,
                      "diff": stats.NAN, "ci_low": stats.NAN, "ci_high": stats.NAN, "test": "",
                      "t": stats.NAN, "df": stats.NAN, "p": stats.NAN, "outcome": "", "note": pub.note})
         matches = [g for g in groups if g.dataset == pub.dataset and g.model == pub.model
@@ -342,7 +427,7 @@ def published_table(groups: Sequence[Group], published: Sequence[Published], ref
                        "differs from the published value under this recipe" if t.p < alpha
                        else "no significant difference from the published value")
             rows.append({**base, "kind": kind, "method": g.method_label, "group": g.id, "n": len(g.runs),
-                         "epochs_trained": g.epochs, "train_flops_x_dense": g.flops_x_dense,
+                         "epochs_trained": g.epochs, "train_cost_x_dense_cycle": g.cost,
                          "mean": mean(g.accuracies), "diff": mean(g.accuracies) - pub.accuracy,
                          "ci_low": t.ci_low, "ci_high": t.ci_high, "test": test, "t": t.statistic, "df": t.df,
                          "p": t.p, "outcome": outcome, "note": NO_TESTS if len(g.runs) < 2 else ""})
@@ -391,7 +476,7 @@ def power_table(head_to_head: Table) -> Table:
         rows.append({k: h[k] for k in ("group", "dataset", "model", "method", "round", "target_sparsity", "settings",
                                        "reference", "reference_group", "n", "n_reference", "primary_test",
                                        "primary_se", "primary_df", "ci_alpha", "family_size", "power", "mdd",
-                                       "epochs_trained", "train_flops_x_dense")})
+                                       "epochs_trained", "train_cost_x_dense_cycle")})
 
     def line(r: dict) -> str:
         method = r["method"] + (f" ({r['round']})" if r["round"] else "")
