@@ -346,7 +346,8 @@ def test_plots_written(json_run):
     names = sorted(p.name for p in (out / "plots").iterdir())
     stems = ["dynamics-synthetic-tiny_mlp-s0.5", "dynamics-synthetic-tiny_mlp-s0.9",
              "layers-synthetic-tiny_mlp-s0.5", "layers-synthetic-tiny_mlp-s0.9", "tradeoff-synthetic-tiny_mlp",
-             "forest-synthetic-tiny_mlp-s0.5", "forest-synthetic-tiny_mlp-s0.9"]
+             "forest-synthetic-tiny_mlp-s0.5", "forest-synthetic-tiny_mlp-s0.9",
+             "frontier-synthetic-tiny_mlp-s0.5", "frontier-synthetic-tiny_mlp-s0.9"]
     assert names == sorted([f"{s}.{ext}" for s in stems for ext in ("pdf", "png")]
                            + ["comparison_animation.gif", "training_animation.gif"])
     for name in names:
@@ -364,7 +365,7 @@ def test_wandb_offline_run_holds_the_tables(json_run):
     means = summary["data"]
     col = summary["columns"].index("mean")
     assert [row[col] for row in means] == [r["mean"] for r in tables["summary"]]
-    assert len(list((run / "files" / "media" / "images").rglob("*.png"))) == 7
+    assert len(list((run / "files" / "media" / "images").rglob("*.png"))) == 9
 
 
 def test_nothing_to_report_is_one_error_line_and_exit_2(tmp_path):
@@ -611,3 +612,53 @@ def test_equal_budget_pairs_a_chain_round_with_the_reference_at_the_same_total_e
     budgets = sorted(r["budget"] for r in built.table("summary").rows if r["method"] == "progressive")
     assert budgets == ["3 ep/cycle", "9 ep/cycle"]
     assert any("equal budget" in line for line in built.meta["headline"])
+
+
+# --- the command line's edges (issue 17, report side) ------------------------------------------------
+
+def test_plots_onto_a_file_is_one_error_line_and_exit_2(study, tmp_path, capsys):
+    target = tmp_path / "figures.png"
+    target.write_text("")
+    assert report.main([str(study), "--plots", str(target)]) == 2
+    captured = capsys.readouterr()
+    assert captured.err == f"error: --plots: {target} is a file, not a folder\n" and captured.out == ""
+
+
+def test_reference_without_results_is_one_error_line_and_exit_2(study, capsys):
+    assert report.main([str(study), "--reference", "grasp"]) == 2
+    captured = capsys.readouterr()
+    assert captured.err == ("error: --reference: no results of method 'grasp' here "
+                            "(methods: dense, lth, progressive, snip)\n") and captured.out == ""
+
+
+def test_help_names_every_option_with_its_default():
+    from suite.report.cli import build_parser
+    parser = build_parser()
+    options = [a for a in parser._actions if a.option_strings and a.dest != "help"]
+    assert len(options) == 17
+    for action in options:
+        assert action.help and "default" in action.help, action.option_strings
+
+
+def test_signed_numbers_never_print_minus_zero(tmp_path):
+    from suite.report.fmt import fmt
+    assert [fmt(v, signed=True) for v in (-0.001, 0.004, -0.0, 0.006, -0.006)] == [
+        "0.00", "0.00", "0.00", "+0.01", "-0.01"]
+    for seed, acc in PROG_90.items():  # a method 0.001 below the reference on every seed: Δ rounds to 0
+        _write_run(tmp_path, "progressive", 0.9, seed, acc)
+        _write_run(tmp_path, "snip", 0.9, seed, acc - 0.001 * (1 + seed % 2))
+    lines = report.build_report(tmp_path).meta["headline"]
+    assert lines[0].startswith("snip vs progressive at 90% (tiny MLP on synthetic data): Δ 0.00 points, paired t")
+    assert not any("-0.00" in line for line in lines)
+
+
+def test_every_method_keeps_one_colour_and_marker_from_the_registry():
+    from suite.methods import METHODS
+    from suite.report import figures
+    styles = {m: figures.method_style(m) for m in METHODS}
+    assert len({c for c, _ in styles.values()}) == len(METHODS) and len({k for _, k in styles.values()}) == len(METHODS)
+    assert styles["dense"][0] != styles["synflow"][0]
+    assert figures.method_style("progressive") == ("#d62728", "o")  # the same in every study and figure
+    # an interval that alone stretches the axis more than 3-fold is left off the scale
+    assert figures.off_scale([(93.5, 94.5), (94.0, 95.0), (43.4, 77.2), (96.3, 96.6)]) == {2}
+    assert figures.off_scale([(93.5, 94.5), (94.0, 95.0), (96.3, 96.6)]) == set()

@@ -115,10 +115,12 @@ def test_figures_and_animations(written):
         path = figures / name
         with Image.open(path) as gif:
             assert gif.format == "GIF" and gif.n_frames == 3  # one frame per epoch (3 epochs, cap 40)
+            assert 850 <= gif.size[0] <= 950  # about 900 px wide, as legible as the research's
         assert path.stat().st_size < 1_000_000
     pngs = sorted(p.name for p in figures.glob("*.png"))
     assert pngs == ["dynamics-synthetic-tiny_mlp-s0.75.png", "forest-synthetic-tiny_mlp-s0.75.png",
-                    "layers-synthetic-tiny_mlp-s0.75.png", "tradeoff-synthetic-tiny_mlp.png"]
+                    "frontier-synthetic-tiny_mlp-s0.75.png", "layers-synthetic-tiny_mlp-s0.75.png",
+                    "tradeoff-synthetic-tiny_mlp.png"]
     for name in pngs:
         with Image.open(figures / name) as png:
             assert png.format == "PNG" and png.size[0] > 600

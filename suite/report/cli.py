@@ -24,35 +24,53 @@ from suite.report.study import write_study_files
 FORMATS = ("markdown", "latex", "csv", "json")
 
 
-def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+DEFAULT_REFERENCE = "progressive"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Every option with its default in --help."""
     p = argparse.ArgumentParser(prog="python -m suite.report", description=__doc__.splitlines()[0])
-    p.add_argument("runs_dir", metavar="RUNS_DIR", help="folder searched recursively for run folders")
-    p.add_argument("--format", choices=FORMATS, default="markdown")
-    p.add_argument("--out", help="write the report here instead of stdout")
-    p.add_argument("--plots", metavar="DIR", help="write PNG and PDF figures and the two GIF animations to this folder")
+    p.add_argument("runs_dir", metavar="RUNS_DIR",
+                   help="folder searched recursively for run folders, or a --export JSON file of a study")
+    p.add_argument("--format", choices=FORMATS, default="markdown",
+                   help="output format of the tables (default: markdown)")
+    p.add_argument("--out", help="write the report to this file instead of stdout; with --format csv, a folder "
+                   "ending in / gets one file per table (default: stdout)")
+    p.add_argument("--plots", metavar="DIR", help="write PNG and PDF figures (trade-off, frontier, forest, "
+                   "dynamics, layers) and the two GIF animations to this folder (default: no figures)")
     p.add_argument("--log-x", action="store_true",
-                   help="trade-off figure against the fraction of weights remaining, on a log axis")
+                   help="trade-off figure against the weights remaining on a log axis even without high "
+                        f"sparsities (default: off; on by itself when a target reaches {0.9:g})")
     p.add_argument("--export", metavar="JSON", help="write the run summaries (results, epoch records, sweep wall "
-                   "time, machine) to this file, then build everything else from it; RUNS_DIR may be such a file")
+                   "time, machine) to this file, then build everything else from it (default: no export)")
     p.add_argument("--doc", metavar="MD", help="write the results document (command, machine, wall time, "
-                   "headline, tables, figures of --plots, what the published claims come to)")
-    p.add_argument("--readme", metavar="MD", help="put the headline table between its markers in this README")
-    p.add_argument("--reference", default="progressive", help="method every other method is compared with")
-    p.add_argument("--alpha", type=float, default=0.05, help="significance level of every test")
-    p.add_argument("--margin", type=float, default=0.1, help="TOST equivalence margin, accuracy points")
+                   "headline, tables, figures of --plots, what the published claims come to) (default: none)")
+    p.add_argument("--readme", metavar="MD",
+                   help="put the headline table between its markers in this README (default: none)")
+    p.add_argument("--reference", default=None, help="method every other method is compared with; naming a "
+                   f"method without results here is an error (default: {DEFAULT_REFERENCE})")
+    p.add_argument("--alpha", type=float, default=0.05,
+                   help="significance level of every test, before Holm's adjustment (default: 0.05)")
+    p.add_argument("--margin", type=float, default=0.1,
+                   help="TOST equivalence margin, accuracy points (default: 0.1)")
     p.add_argument("--published", default=None,
-                   help="YAML of published numbers (default: the repo's configs/published.yaml; "
-                        "'none' to leave them out)")
-    p.add_argument("--wandb", action="store_true", help="also push tables and plots to a W&B run")
-    p.add_argument("--wandb-project", default="progressive-pruning")
-    p.add_argument("--wandb-entity", default=None)
+                   help="YAML of published numbers, or 'none' to leave them out (default: the repo's "
+                        "configs/published.yaml)")
+    p.add_argument("--wandb", action="store_true", help="also push tables and plots to a W&B run (default: off)")
+    p.add_argument("--wandb-project", default="progressive-pruning",
+                   help="W&B project of that run (default: progressive-pruning)")
+    p.add_argument("--wandb-entity", default=None, help="W&B entity (default: W&B's own default)")
     p.add_argument("--wandb-dir", default=None, help="where W&B writes its run folder (default: W&B's own)")
     p.add_argument("--wandb-mode", default="offline", choices=("online", "offline", "disabled"),
-                   help="used when WANDB_MODE is not set")
+                   help="W&B mode, used when WANDB_MODE is not set (default: offline)")
     p.add_argument("--debug", action="store_true",
                    help="show the traceback of an unexpected error on stderr too (default: off; it is always "
                         "written to RUNS_DIR/error.log)")
-    return p.parse_args(argv)
+    return p
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    return build_parser().parse_args(argv)
 
 
 def _published_from(arg: str | None) -> list[Published]:
@@ -81,8 +99,14 @@ def _main(args: argparse.Namespace, given: list[str]) -> int:
     try:
         if args.doc and args.plots is None and args.export:
             raise ConfigError("--doc with --export needs --plots (the document links the figures)")
+        if args.plots and Path(args.plots).exists() and not Path(args.plots).is_dir():
+            raise ConfigError(f"--plots: {args.plots} is a file, not a folder")
         published = _published_from(args.published)
+        named, args.reference = args.reference, args.reference or DEFAULT_REFERENCE
         report = build_report(Path(args.runs_dir), args.reference, args.alpha, args.margin, published)
+        methods = sorted({g.method for g in report.groups})
+        if named is not None and named not in methods:
+            raise ConfigError(f"--reference: no results of method '{named}' here (methods: {', '.join(methods)})")
         for line in report.meta["warnings"]:
             print(line, file=sys.stderr)
         figures_rel = (os.path.relpath(args.plots, Path(args.doc).parent) if args.plots and args.doc

@@ -25,7 +25,7 @@ from suite.report.tables import stands_for  # noqa: E402
 
 _PDF_META = {"CreationDate": None}  # no timestamp: the same runs give byte-identical PDFs
 GIF_FRAMES = 40          # at most this many frames per animation: a few hundred kB, far under 5 MB
-GIF_DPI = 72
+GIF_DPI = 112         # 8 inch wide figures: about 900 px, as legible as the research's
 _MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*", "<", ">", "h", "p", "H", "d", "8")
 # one colour per registry entry, in suite.methods.METHODS order: progressive red, dense black, snip blue,
 # grasp green, lth purple, random grey, synflow cyan, rigl orange, set brown, gmp pink, oneshot olive, ...
@@ -153,6 +153,8 @@ def plot_tradeoff(groups: Sequence[Group], stem: Path, colors: dict[str, str], l
     for g in sorted(pruned, key=lambda g: (g.round is not None, -len(g.runs), g.sort_key())):
         points[g.variant].setdefault(g.sparsity_key, g)
     variants = sorted(points)
+    intervals: list[tuple[float, float]] = []
+    interval_labels: list[str] = []
     for i, variant in enumerate(variants):
         by_sparsity = points[variant]
         members = [by_sparsity[k] for k in sorted(by_sparsity)]
@@ -164,6 +166,8 @@ def plot_tradeoff(groups: Sequence[Group], stem: Path, colors: dict[str, str], l
             means.append(s.mean)
             lo.append(0.0 if math.isnan(s.ci_low) else s.mean - s.ci_low)   # n = 1: no bar
             hi.append(0.0 if math.isnan(s.ci_high) else s.ci_high - s.mean)
+            intervals.append(_interval(g)[1:])
+            interval_labels.append(f"{g.method} at {g.target_sparsity:g}")
         ns = sorted({len(g.runs) for g in members})
         style, label = styles[variant]
         ax.errorbar(xs, means, yerr=[lo, hi], marker=markers[variant[0]], ms=4, capsize=3,
@@ -174,12 +178,18 @@ def plot_tradeoff(groups: Sequence[Group], stem: Path, colors: dict[str, str], l
     if log_x:
         ax.set_xscale("log")
         ax.invert_xaxis()  # sparsity grows to the right, as on the linear axis
+        ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}%"))
+        ax.xaxis.set_minor_formatter(NullFormatter())
         ax.set_xlabel("weights remaining (% of prunable weights, log scale)")
     else:
         ax.set_xlabel("target sparsity (fraction of prunable weights at zero)")
     ax.set_ylabel("test accuracy (%)")
+    notes = keep_scale(ax, intervals, interval_labels)  # one outlier group (random at 98%) sets no scale
     low, high = ax.get_ylim()
     ax.set_ylim(max(low, 0.0), min(high, 100.0))  # a 2-seed CI can reach past what accuracy can be
+    if notes:
+        ax.set_title(ax.get_title() + "\n" + "; ".join(notes), fontsize=9)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), title="method (seeds, epochs trained)",
               title_fontsize=7)
@@ -239,8 +249,12 @@ def plot_dynamics(groups: Sequence[Group], sparsity: float, stem: Path, colors: 
         ax.set_xlabel("epoch of the cycle (LTH: of its final round)")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
-    ax_sp.legend(fontsize=7, title="mean ± 1 SD over seeds", title_fontsize=7, loc="upper left",
-                 bbox_to_anchor=(1.01, 1.0))
+    handles: dict[str, object] = {}
+    for ax in (ax_acc, ax_sp):  # every method drawn on either panel is in the legend, once
+        for h, label in zip(*ax.get_legend_handles_labels()):
+            handles.setdefault(label, h)
+    ax_sp.legend(list(handles.values()), list(handles), fontsize=7, title="mean ± 1 SD over seeds",
+                 title_fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     return _save(fig, stem)
 
 
@@ -253,6 +267,21 @@ def _layer_sizes(groups: Sequence[Group]) -> dict:
     return {}
 
 
+def kept_dense(groups: Sequence[Group], layers: Sequence[str]) -> set[str]:
+    """Layers the results say were kept dense: named in dense_layers, or 'first' / 'last' of the model order."""
+    out: set[str] = set()
+    for g in groups:
+        for r in g.runs:
+            for name in r.dense_layers or ():
+                if name == "first" and layers:
+                    out.add(layers[0])
+                elif name == "last" and layers:
+                    out.add(layers[-1])
+                else:
+                    out.add(name)
+    return {name for name in out if name in layers}
+
+
 def plot_layers(groups: Sequence[Group], stem: Path, colors: dict[str, str]) -> list[Path]:
     """Per-layer sparsity of the final mask, mean over seeds, one bar per method; 1.0 = layer collapse."""
     layers: list[str] = []
@@ -260,6 +289,7 @@ def plot_layers(groups: Sequence[Group], stem: Path, colors: dict[str, str]) -> 
         for r in g.runs:
             layers += [name for name in r.layer_sparsity if name not in layers]  # model order, as saved
     sizes = _layer_sizes(groups)
+    dense_here = kept_dense(groups, layers)
     styles = _variant_styles(groups)
     width = 0.8 / max(len(groups), 1)
     fig, ax = plt.subplots(figsize=(max(6.0, 0.6 * len(layers) + 3), 4.4))
@@ -270,6 +300,10 @@ def plot_layers(groups: Sequence[Group], stem: Path, colors: dict[str, str]) -> 
         hatch = {"-": None, "--": "//", ":": "..", "-.": "xx"}[styles[g.variant][0]]  # variants of one method
         ax.bar(x - 0.4 + (i + 0.5) * width, means, width, color=colors[g.method], hatch=hatch,
                label=f"{styles[g.variant][1]} (n={len(g.runs)})")
+        for xi, name in zip(x, layers):
+            if name in dense_here:
+                ax.annotate("kept dense", (xi - 0.4 + (i + 0.5) * width, 0.02), rotation=90, fontsize=6,
+                            ha="center", va="bottom", color="0.3")
         for xi, m in zip(x, means):
             if m >= 1.0:
                 ax.annotate("collapsed", (xi - 0.4 + (i + 0.5) * width, 1.0), rotation=90, fontsize=6,
@@ -277,7 +311,8 @@ def plot_layers(groups: Sequence[Group], stem: Path, colors: dict[str, str]) -> 
     ax.axhline(1.0, color="0.3", lw=0.8, ls="--", label="1.0: every weight of the layer pruned (collapse)")
     target = groups[0].target_sparsity
     ax.axhline(target, color="0.5", lw=0.8, ls=":", label=f"global target sparsity {target:g}")
-    ticks = [f"{name}\n{sizes[name]:,} weights" if name in sizes else name for name in layers]
+    ticks = [(f"{name}\n{sizes[name]:,} weights" if name in sizes else name) + ("\n(kept dense)" if name in dense_here
+                                                                                else "") for name in layers]
     ax.set_xticks(x, ticks, rotation=90 if len(layers) > 6 else 0, fontsize=7)
     ax.set_xlabel("prunable layer (weights in the layer)")
     ax.set_ylim(0, 1.15)
@@ -309,7 +344,7 @@ def animate_training(g: Group, path: Path, colors: dict[str, str]) -> list[Path]
     records = [r for r in (run_records(r) for r in g.runs) if r]
     x, acc, sd = _curve(records, "test_accuracy")
     _, sparsity, _ = _curve(records, "sparsity")
-    fig, (ax_acc, ax_sp) = plt.subplots(1, 2, figsize=(8.0, 3.4))
+    fig, (ax_acc, ax_sp) = plt.subplots(1, 2, figsize=(8.0, 3.4))  # x GIF_DPI: about 900 px wide
     ok = ~np.isnan(acc)
     lo, hi = np.nanmin((acc - np.nan_to_num(sd))[ok]), np.nanmax((acc + np.nan_to_num(sd))[ok])
     ax_acc.set_xlim(0.5, x[-1] + 0.5)
@@ -317,8 +352,10 @@ def animate_training(g: Group, path: Path, colors: dict[str, str]) -> list[Path]
     ax_sp.set_xlim(0.5, x[-1] + 0.5)
     ax_sp.set_ylim(0, 1.0)
     color = colors[g.method]
-    line_acc, = ax_acc.plot([], [], color=color, lw=2, label=f"{g.method_label}: mean (n={len(records)})")
-    line_sp, = ax_sp.plot([], [], color=color, lw=2, label="measured sparsity")
+    # markers: the first frame (one epoch, one point) is drawn, not blank axes
+    line_acc, = ax_acc.plot([], [], color=color, lw=2, marker="o", ms=3,
+                            label=f"{g.method_label}: mean (n={len(records)})")
+    line_sp, = ax_sp.plot([], [], color=color, lw=2, marker="o", ms=3, label="measured sparsity")
     ax_sp.axhline(g.target_sparsity, color="0.4", ls=":", lw=1, label=f"target {g.target_sparsity:g}")
     ax_acc.fill_between([], [], [], color=color, alpha=0.2, label="± 1 SD over seeds")
     ax_acc.set_title(f"{readable(g.model, g.dataset)}, {g.method_label}, {x[-1]:g} epochs", fontsize=9)
@@ -358,7 +395,7 @@ def animate_comparison(groups: Sequence[Group], sparsity: float, path: Path, col
         if records:
             x, mean, _ = _curve(records, "test_accuracy")
             curves.append((g, x, mean))
-    fig, ax = plt.subplots(figsize=(7.6, 3.8))
+    fig, ax = plt.subplots(figsize=(8.0, 3.8))  # x GIF_DPI: about 900 px wide
     length = max(len(x) for _, x, _ in curves)
     values = np.concatenate([m[~np.isnan(m)] for _, _, m in curves])
     ax.set_xlim(0.5, length + 0.5)
@@ -394,6 +431,14 @@ def _main_set(sets: dict[tuple, list]) -> tuple | None:
     if not sets:
         return None
     return max(sets, key=lambda k: (sum(len(g.runs) for g in sets[k]), k))
+
+
+HIGH_SPARSITY = 0.9  # from here on a linear sparsity axis spends its width on the easy low sparsities
+
+
+def high_sparsity(groups: Sequence[Group]) -> bool:
+    """Whether the study reaches high sparsities: the trade-off then uses a log weights-remaining axis."""
+    return any(g.target_sparsity >= HIGH_SPARSITY for g in groups)
 
 
 class Figure(NamedTuple):
@@ -467,6 +512,7 @@ def write_all(groups: Sequence[Group], out_dir: Path, log_x: bool = False,
     the written paths, sorted."""
     out_dir.mkdir(parents=True, exist_ok=True)
     colors = method_colors(groups)
+    log_x = log_x or high_sparsity(groups)
     written: list[Path] = []
     for f in plan(groups, reference, comparisons):
         if f.kind == "tradeoff":

@@ -145,7 +145,7 @@ def headline_table(report: Report) -> str:
     methods = sorted({g.method for g in groups}, key=lambda m: (m != ref, not (m in DENSE), m))
     headers = ["Method"]
     for s in sparsities:
-        headers += [f"{100 * s:g}%: accuracy (%)", "epochs", f"vs {ref}"]
+        headers += [f"{100 * s:g}%: accuracy (%)", "epochs (cost)", f"vs {ref}"]
     body = []
     for m in methods:
         line = [m]
@@ -167,12 +167,14 @@ def headline_table(report: Report) -> str:
             row = verdicts.get((m, g.round_label, s))
             verdict = "reference" if m == ref else ("–" if row is None else
                                                      f"{row['verdict']} (Holm p {fmt_p(row['primary_p_holm'])})")
-            line += [cell, f"{g.epochs:g}", verdict]
+            cost = "" if math.isnan(g.cost) else f" ({g.cost:.3g}x)"
+            line += [cell, f"{g.epochs:g}{cost}", verdict]
         body.append(line)
     first = groups[0] if groups else None
     n = max((len(g.runs) for g in groups), default=0)
     title = (f"{readable(first.model, first.dataset)}, {n} seeds, {first.first.science.get('train.epochs', '?')} epochs "
-             "per cycle: final test accuracy, mean ± SD over seeds") if first else "no results"
+             "per cycle: final test accuracy, mean ± SD over seeds; epochs trained and (cost) in dense training "
+             f"cycles; verdicts from paired/Welch t-tests, Holm within each sparsity") if first else "no results"
     return f"{title}\n\n" + tabulate(body, headers, tablefmt="github", disable_numparse=True)
 
 
