@@ -337,8 +337,10 @@ def test_markdown_and_latex(study, published_file, tmp_path):
     assert "tiny\\_mlp" in body and "Δ" not in body and "±" not in body and "–" not in body
     assert r"\resizebox" not in body and "Wilcoxon p &" not in body  # the columns a paper prints, unshrunk
     head = body[body.index(r"\label{tab:pp-head-to-head}"):]
-    # 10 columns: Target s, Method, n, Test, Δ, Adjusted CI, Holm p, Verdict, MDD, Epochs
-    assert head.split(r"\midrule")[0].count("&") == 9
+    # 13 columns: Target s, Method, n, Test, Δ, Adjusted CI, Holm p, Verdict, MDD, Epochs, Cost (dense cycles),
+    # Cost (the pairing) and Protocol; budget, distribution and init are the same in every row: in the caption
+    assert head.split(r"\midrule")[0].count("&") == 12
+    assert "Budget: 3 ep/cycle" in head.split(r"\label")[0] or "Budget: 3 ep/cycle" in body
 
 
 def test_plots_written(json_run):
