@@ -35,7 +35,7 @@ def fmt_p(p: Any) -> str:
 def fmt_ci(lo: Any, hi: Any, digits: int = 2) -> str:
     if is_missing(lo) or is_missing(hi):
         return MISSING
-    return f"[{lo:.{digits}f}, {hi:.{digits}f}]"
+    return f"[{fmt(lo, digits)}, {fmt(hi, digits)}]"
 
 
 def fmt_sparsity(s: Any) -> str:
