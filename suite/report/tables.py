@@ -74,9 +74,9 @@ def protocol_columns(suffix: str = "") -> list[Column]:
     """Budget (epochs per cycle), layer distribution and init of each group ('x vs y' against the reference)."""
     def pair(key: str) -> Callable[[dict], str]:
         if not suffix:
-            return lambda r: _shown(r[key])
-        return lambda r: (_shown(r[key]) if r[key] == r[key + suffix]
-                          else f"{_shown(r[key])} vs {_shown(r[key + suffix])}")
+            return lambda r: _shown(r.get(key))
+        return lambda r: (_shown(r.get(key)) if r.get(key) == r.get(key + suffix)
+                          else f"{_shown(r.get(key))} vs {_shown(r.get(key + suffix))}")
     return [Column("Budget", pair("budget"), "left", "varies"),
             Column("Distribution", pair("distribution"), "left", "varies"),
             Column("Init", pair("init"), "left", "varies")]
@@ -379,6 +379,7 @@ def equivalence_table(groups: Sequence[Group], margin: float, alpha: float) -> T
         Column("Model", lambda r: r["model"], "left", "varies"),
         Column("Method", lambda r: r["method"] + (f" ({r['round']})" if r["round"] else ""), "left"),
         Column("Target s", lambda r: fmt_sparsity(r["target_sparsity"])),
+        *protocol_columns(),
         Column("n", lambda r: f"{r['n']} vs {r['n_dense']}"),
         Column("Δ vs dense", lambda r: fmt(r["diff"], signed=True)),
         Column(f"{100 * (1 - 2 * alpha):g}% CI", lambda r: fmt_ci(r["ci90_low"], r["ci90_high"])),
@@ -427,6 +428,8 @@ def published_table(groups: Sequence[Group], published: Sequence[Published], ref
                        "differs from the published value under this recipe" if t.p < alpha
                        else "no significant difference from the published value")
             rows.append({**base, "kind": kind, "method": g.method_label, "group": g.id, "n": len(g.runs),
+                         "budget": g.budget_label, "distribution": g.protocol("distribution"),
+                         "init": g.protocol("init"),
                          "epochs_trained": g.epochs, "train_cost_x_dense_cycle": g.cost,
                          "mean": mean(g.accuracies), "diff": mean(g.accuracies) - pub.accuracy,
                          "ci_low": t.ci_low, "ci_high": t.ci_high, "test": test, "t": t.statistic, "df": t.df,
@@ -446,6 +449,7 @@ def published_table(groups: Sequence[Group], published: Sequence[Published], ref
         Column("Target s", lambda r: fmt_sparsity(r["target_sparsity"])),
         Column("Row", lambda r: r["kind"], "left"),
         Column("Method", lambda r: r["method"], "left"),
+        *protocol_columns(),
         Column("Published", published_text),
         Column("n", lambda r: str(r["n"]) if r["n"] else MISSING),
         Column("Our mean", lambda r: fmt(r["mean"]) if r["n"] else MISSING),
@@ -476,7 +480,8 @@ def power_table(head_to_head: Table) -> Table:
         rows.append({k: h[k] for k in ("group", "dataset", "model", "method", "round", "target_sparsity", "settings",
                                        "reference", "reference_group", "n", "n_reference", "primary_test",
                                        "primary_se", "primary_df", "ci_alpha", "family_size", "power", "mdd",
-                                       "epochs_trained", "train_cost_x_dense_cycle")})
+                                       "epochs_trained", "train_cost_x_dense_cycle", "budget", "distribution",
+                                       "init")})
 
     def line(r: dict) -> str:
         method = r["method"] + (f" ({r['round']})" if r["round"] else "")
@@ -494,6 +499,7 @@ def power_table(head_to_head: Table) -> Table:
         Column("Model", lambda r: r["model"], "left", "varies"),
         Column("Method", lambda r: r["method"] + (f" ({r['round']})" if r["round"] else ""), "left"),
         Column("Target s", lambda r: fmt_sparsity(r["target_sparsity"])),
+        *protocol_columns(),
         Column("Test", lambda r: r["primary_test"], "left"),
         Column("n", lambda r: f"{r['n']} vs {r['n_reference']}"),
         Column("Level", lambda r: MISSING if is_missing(r["ci_alpha"]) else f"{r['ci_alpha']:.4g}"),
