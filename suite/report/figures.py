@@ -119,7 +119,7 @@ def _epochs_text(groups: Sequence[Group]) -> str:
     return f"{values[0]:g} ep" if len(values) == 1 else f"{values[0]:g}-{values[-1]:g} ep"
 
 
-def _flops_text(groups: Sequence[Group]) -> str:
+def _cost_text(groups: Sequence[Group]) -> str:
     values = sorted({g.cost for g in groups if not math.isnan(g.cost)})
     if not values:
         return ""
@@ -172,7 +172,7 @@ def plot_tradeoff(groups: Sequence[Group], stem: Path, colors: dict[str, str], l
         style, label = styles[variant]
         ax.errorbar(xs, means, yerr=[lo, hi], marker=markers[variant[0]], ms=4, capsize=3,
                     color=colors[variant[0]], ls=style,
-                    label=f"{label} (n={'/'.join(map(str, ns))}, {_epochs_text(members)}{_flops_text(members)})")
+                    label=f"{label} (n={'/'.join(map(str, ns))}, {_epochs_text(members)}{_cost_text(members)})")
     ax.set_title(_title(groups, "final test accuracy, mean and 95% CI over seeds (points offset sideways)"),
                  fontsize=10)
     if log_x:
@@ -191,7 +191,7 @@ def plot_tradeoff(groups: Sequence[Group], stem: Path, colors: dict[str, str], l
     if notes:
         ax.set_title(ax.get_title() + "\n" + "; ".join(notes), fontsize=9)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), title="method (seeds, epochs trained)",
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), title="method (seeds, epochs trained, cost in dense cycles)",
               title_fontsize=7)
     return _save(fig, stem)
 

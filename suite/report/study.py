@@ -14,13 +14,13 @@ import json
 import math
 import os
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Sequence
 
 from tabulate import tabulate
 
 from suite.config import Config, ConfigError, read_yaml
 from suite.report.build import Report, results_sentence
-from suite.report.fmt import MISSING, fmt, fmt_p, readable
+from suite.report.fmt import fmt, fmt_p, readable
 from suite.report.load import DENSE, Group
 from suite.report.published import Published
 from suite.report.render import render_tables_markdown
