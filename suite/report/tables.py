@@ -410,6 +410,7 @@ def published_table(groups: Sequence[Group], published: Sequence[Published], ref
                 "published_spread": pub.spread, "approximate": pub.approximate, "source": pub.source,
                 "checked": pub.checked, "published_runs": pub.runs}
         rows.append({**base, "kind": "published, not re-run", "method": pub.method, "group": "", "n": 0,
+                     "budget": None, "distribution": None, "init": None,
                      "epochs_trained": stats.NAN, "train_cost_x_dense_cycle": stats.NAN, "mean": pub.accuracy,
                      "diff": stats.NAN, "ci_low": stats.NAN, "ci_high": stats.NAN, "test": "",
                      "t": stats.NAN, "df": stats.NAN, "p": stats.NAN, "outcome": "", "note": pub.note})
