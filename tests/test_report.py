@@ -664,3 +664,19 @@ def test_every_method_keeps_one_colour_and_marker_from_the_registry():
     # an interval that alone stretches the axis more than 3-fold is left off the scale
     assert figures.off_scale([(93.5, 94.5), (94.0, 95.0), (43.4, 77.2), (96.3, 96.6)]) == {2}
     assert figures.off_scale([(93.5, 94.5), (94.0, 95.0), (96.3, 96.6)]) == set()
+
+
+def test_a_head_to_head_across_distributions_or_inits_is_flagged(tmp_path):
+    for seed, acc in PROG_90.items():
+        _set_fields(_write_run(tmp_path, "progressive", 0.9, seed, acc), distribution="global", init="kaiming_normal")
+        _set_fields(_write_run(tmp_path, "rigl", 0.9, seed, acc + 0.2), distribution="erk", init="kaiming_normal")
+        _set_fields(_write_run(tmp_path, "snip", 0.9, seed, acc - 0.2), distribution="global", init="pytorch")
+    built = report.build_report(tmp_path)
+    rows = {r["method"]: r for r in built.table("head_to_head").rows}
+    assert rows["rigl"]["protocol_differs"] == ["distribution erk vs global"]
+    assert rows["snip"]["protocol_differs"] == ["init pytorch vs kaiming_normal"]
+    assert built.meta["warnings"] == [
+        "warning: 2 of 2 head-to-head rows compare groups whose distribution, dense layers, init or budget differ "
+        "(the 'Protocol' column names it): those rows compare more than the pruning criterion"]
+    text = report.render_markdown(built)
+    assert "| erk vs global" in text and "distribution erk vs global" in text

@@ -212,6 +212,7 @@ def render_document(report: Report, published: Sequence[Published], recorded: di
                f"{_duration(run_seconds)}.")
     out += [f"- {results_sentence(m)}.", ""]
     out += ["## Headline", ""] + [f"- {line}" for line in m.get("headline", [])] + [""]
+    out += [f"> {line}" for line in m.get("warnings", [])] + ([""] if m.get("warnings") else [])
     out += [headline_table(report), ""]
     out += ["## Tables", ""] + render_tables_markdown(report, "###")
     if figures:
