@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import itertools
 import json
 import os
@@ -38,11 +39,18 @@ import yaml  # noqa: E402
 from suite.config import Config, ConfigError, load_config, parse_override, read_yaml, run_dir  # noqa: E402
 from suite.results import (EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_LOCKED,  # noqa: E402
                            RunFolder, check_output_dir, crash_line, lock_held)
-from suite.methods import chain_methods  # noqa: E402
+from suite.methods import METHODS, method_class  # noqa: E402
 
 SWEEP_KEYS = ("base", "axes", "overrides")
 BACKENDS = ("local", "accelerate", "slurm", "print")
 SLURM_TEMPLATE = REPO / "launch" / "slurm" / "sweep_array.sbatch"
+
+
+@functools.cache
+def chain_methods() -> tuple[str, ...]:
+    """Methods that train several rounds in one run (`rounds() > 1` at their defaults), each round
+    a sparsity point of its own (LTH)."""
+    return tuple(name for name in METHODS if method_class(name)(load_config(None, [], method=name)).rounds() > 1)
 
 
 # --- the sweep file ----------------------------------------------------------------------------

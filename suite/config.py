@@ -16,11 +16,9 @@ from typing import Any
 
 import yaml
 
+from suite.errors import ConfigError  # noqa: F401  re-exported: the registry raises it without importing config
+
 SEEDS = (42, 123, 456, 789, 999)  # the default seed list of every study
-
-
-class ConfigError(ValueError):
-    """A config problem, reported to the user as one line."""
 
 
 def _plain(default: Any = dataclasses.MISSING, **kw: Any) -> Any:

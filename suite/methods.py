@@ -15,7 +15,7 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
-from suite.config import ConfigError
+from suite.errors import ConfigError
 from suite.masks import Mask
 
 if TYPE_CHECKING:  # suite.config builds Config from this registry: import it lazily, never at the top
@@ -202,11 +202,3 @@ def reads(cls: type[PruningMethod]) -> tuple[str, ...]:
 def dense_methods() -> tuple[str, ...]:
     """Registered methods that never prune (`prunes = False`): the dense controls."""
     return tuple(name for name in METHODS if not method_class(name).prunes)
-
-
-@functools.cache
-def chain_methods() -> tuple[str, ...]:
-    """Methods that train several rounds in one run (`rounds() > 1` at their defaults), each round
-    a sparsity point of its own (LTH)."""
-    from suite.config import load_config
-    return tuple(name for name in METHODS if method_class(name)(load_config(None, [], method=name)).rounds() > 1)

@@ -254,3 +254,105 @@ def verdict(diff: float, p: float, alpha: float) -> str:
     if p < alpha:
         return "better" if diff > 0 else "worse"
     return "no significant difference"
+
+
+# --- one family of comparisons: Holm's verdicts with intervals that agree with them ---------------
+
+def holm_alphas(pvalues: Sequence[float], alpha: float) -> list[float]:
+    """Per p-value, the two-sided level its confidence interval uses so that the interval excludes 0
+    exactly when Holm's step-down procedure rejects it (NaN entries are not in the family: NaN).
+
+    Sorted ascending, Holm rejects p_(1..r) while p_(k) < alpha / (m - k + 1). A rejected p_(k) gets
+    alpha / (m - k + 1), the level of its own step; every p it does not reject gets alpha / (m - r), the
+    level of the step where it stopped (p_(k) >= p_(r+1) >= alpha / (m - r), so that interval holds 0)."""
+    p = [float(v) for v in pvalues]
+    family = sorted((v, i) for i, v in enumerate(p) if not math.isnan(v))
+    m = len(family)
+    out = [NAN] * len(p)
+    rejected = 0
+    for k, (value, _) in enumerate(family):
+        if value < alpha / (m - k):
+            rejected += 1
+        else:
+            break
+    for k, (_, index) in enumerate(family):
+        out[index] = alpha / (m - k) if k < rejected else alpha / (m - rejected)
+    return out
+
+
+def power_shift(shift: float, se: float, df: float, alpha: float = 0.05) -> float:
+    """Power of a two-sided t-test at level alpha to detect a true difference `shift` whose estimate
+    has standard error se and df degrees of freedom: P(T' > t*) + P(T' < -t*), T' ~ nct(df, shift / se)."""
+    if not (df > 0) or not (se > 0):
+        return NAN
+    nc = abs(shift) / se
+    crit = stats.t.ppf(1 - alpha / 2, df)
+    far_tail = stats.nct.cdf(-crit, df, nc)
+    return float(stats.nct.sf(crit, df, nc) + (0.0 if math.isnan(far_tail) else far_tail))
+
+
+def min_detectable_shift(se: float, df: float, alpha: float = 0.05, power: float = 0.8) -> float:
+    """Smallest true difference (units of se's data) a two-sided t-test with this standard error and df
+    detects with the given power at level alpha: the root of power_shift(x, se, df, alpha) = power."""
+    if not (df > 0) or not (se > 0):
+        return NAN
+    high = se
+    while power_shift(high, se, df, alpha) < power:
+        high *= 2
+    return float(optimize.brentq(lambda x: power_shift(x, se, df, alpha) - power, 0.0, high, xtol=1e-12 * se))
+
+
+def paired_se(a: Sequence[float], b: Sequence[float]) -> tuple[float, float]:
+    """(standard error, df) of the mean paired difference a[i] - b[i]."""
+    d = _array(a) - _array(b)
+    if d.size < 2:
+        return NAN, NAN
+    return float(d.std(ddof=1)) / math.sqrt(d.size), float(d.size - 1)
+
+
+def welch_se(a: Sequence[float], b: Sequence[float]) -> tuple[float, float]:
+    """(standard error, Welch-Satterthwaite df) of mean(a) - mean(b)."""
+    x, y = _array(a), _array(b)
+    if x.size < 2 or y.size < 2:
+        return NAN, NAN
+    va, vb = x.var(ddof=1) / x.size, y.var(ddof=1) / y.size
+    if va + vb == 0:
+        return 0.0, NAN
+    return float(math.sqrt(va + vb)), float((va + vb) ** 2 / (va ** 2 / (x.size - 1) + vb ** 2 / (y.size - 1)))
+
+
+def wilcoxon_min_p(n: int) -> float:
+    """Smallest two-sided p the exact Wilcoxon signed-rank test can give with n pairs: 2 / 2^n."""
+    return 2.0 / 2 ** n if n >= 1 else NAN
+
+
+def mann_whitney_min_p(n_a: int, n_b: int) -> float:
+    """Smallest two-sided p the exact Mann-Whitney U test can give with these sizes: 2 / C(n_a + n_b, n_a)."""
+    return 2.0 / math.comb(n_a + n_b, n_a) if n_a >= 1 and n_b >= 1 else NAN
+
+
+def against_published(values: Sequence[float], published: float, spread: float = NAN, runs: int | None = None,
+                      confidence: float = 0.95) -> TTest:
+    """Our seeds against a published mean. Without a published spread: the one-sample t-test (the
+    published value taken as exact). With one: a Welch t-test from summary statistics, the published
+    side's variance spread^2 / runs; when the source does not say over how many runs, runs = 1 (its
+    spread taken as the uncertainty of the published number itself: wider, never narrower) and the
+    df are ours alone (n - 1)."""
+    if math.isnan(spread):
+        return one_sample(values, published, confidence)
+    x = _array(values)
+    if x.size < 2:
+        return _UNTESTABLE
+    diff = float(x.mean()) - published
+    va, vb = float(x.var(ddof=1)) / x.size, spread ** 2 / (runs or 1)
+    if va + vb == 0:
+        return TTest(diff, NAN, NAN, NAN, NAN, NAN)
+    se = math.sqrt(va + vb)
+    if runs and runs >= 2:
+        df = (va + vb) ** 2 / (va ** 2 / (x.size - 1) + vb ** 2 / (runs - 1))
+    else:
+        df = float(x.size - 1)
+    t = diff / se
+    p = float(2 * stats.t.sf(abs(t), df))
+    half = float(stats.t.ppf((1 + confidence) / 2, df)) * se
+    return TTest(diff, diff - half, diff + half, t, df, p)

@@ -30,9 +30,9 @@ DENSE_ACC = {42: 92.80, 123: 92.65, 456: 92.95}
 SNIP_ONE = {42: 90.40}                             # one seed: reported without tests
 
 
-def _config(method: str, sparsity: float, seed: int) -> Config:
+def _config(method: str, sparsity: float, seed: int, epochs: int = 3) -> Config:
     return Config(method=method, seed=seed, data=DataConfig(name="synthetic"), model=ModelConfig(name="tiny_mlp"),
-                  train=TrainConfig(epochs=3), prune=PruneConfig(target_sparsity=sparsity))
+                  train=TrainConfig(epochs=epochs), prune=PruneConfig(target_sparsity=sparsity))
 
 
 def _layer_sparsity(sparsity: float) -> dict:
@@ -72,8 +72,8 @@ def _metrics(cfg: Config, accuracy: float, targets: list[float]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _write_run(root: Path, method: str, sparsity: float, seed: int, accuracy: float) -> Path:
-    cfg = _config(method, sparsity, seed)
+def _write_run(root: Path, method: str, sparsity: float, seed: int, accuracy: float, epochs: int = 3) -> Path:
+    cfg = _config(method, sparsity, seed, epochs)
     folder = run_dir(cfg, root)
     folder.mkdir(parents=True)
     (folder / "config.json").write_text(json.dumps(to_dict(cfg)))
@@ -116,7 +116,7 @@ def write_study(root: Path) -> None:
 def _cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
     full_env = {**os.environ, "PYTHONPATH": str(REPO), "MPLBACKEND": "Agg", **(env or {})}
     return subprocess.run([sys.executable, "-m", "suite.report", *args], cwd=REPO, env=full_env,
-                          capture_output=True, text=True, timeout=120)
+                          capture_output=True, text=True, timeout=600)
 
 
 # --- independent recomputation from the result.json files ----------------------------------------
@@ -195,7 +195,7 @@ def test_summary_numbers_equal_recomputation(study, json_run):
         assert row["sd"] == pytest.approx(sd, rel=1e-12)
         assert row["ci_low"] == pytest.approx(lo, rel=1e-12) and row["ci_high"] == pytest.approx(hi, rel=1e-12)
         assert row["min"] == min(acc.values()) and row["max"] == max(acc.values())
-        assert row["best_mean"] == pytest.approx(mean + 0.1, rel=1e-12)
+        assert row["test_at_best_val_mean"] is None  # no validation split: no best epoch (never test-selected)
         if method != "dense":
             assert row["diff_dense"] == pytest.approx(mean - dense_mean, rel=1e-12)
     # 5 experiments, LTH contributes 2 round groups beside its final one; the final round is not doubled.
@@ -230,11 +230,15 @@ def test_head_to_head_numbers_equal_recomputation(study, json_run):
     assert unpaired["welch_p"] == pytest.approx(sps.ttest_ind(list(r1.values()), list(p50.values()),
                                                               equal_var=False).pvalue, rel=1e-12)
     assert unpaired["mannwhitney_p"] == pytest.approx(sps.mannwhitneyu(list(r1.values()), list(p50.values())).pvalue)
-    # Holm over the two real p-values (the n = 1 row has none): smaller x 2, larger = max(that, itself).
-    p_small, p_large = sorted([paired["primary_p"], unpaired["primary_p"]])
-    holm = {p_small: min(1, 2 * p_small), p_large: max(min(1, 2 * p_small), p_large)}
-    assert paired["primary_p_holm"] == pytest.approx(holm[paired["primary_p"]], rel=1e-12)
-    assert unpaired["primary_p_holm"] == pytest.approx(holm[unpaired["primary_p"]], rel=1e-12)
+    # Holm's family is the table at one sparsity: each row here is alone in its family (the n = 1 row has no
+    # p), so Holm leaves its p as it is and its CI is the plain 95% CI of its own test.
+    for row, x, test in ((paired, (list(lth.values()), list(prog.values())), sps.ttest_rel),
+                              (unpaired, (list(r1.values()), list(p50.values())), None)):
+        assert row["family_size"] == 1 and row["primary_p_holm"] == row["primary_p"] and row["ci_alpha"] == 0.05
+        res = test(*x) if test else sps.ttest_ind(*x, equal_var=False)
+        ci = res.confidence_interval(0.95)
+        assert (row["diff_ci_low"], row["diff_ci_high"]) == (pytest.approx(ci.low, rel=1e-12),
+                                                              pytest.approx(ci.high, rel=1e-12))
     assert paired["verdict"] == ("worse" if paired["primary_p_holm"] < 0.05 else "no significant difference")
     [snip] = _rows(tables, "head_to_head", method="snip")
     assert snip["primary_p"] is None and snip["primary_p_holm"] is None and snip["verdict"] == "not tested"
@@ -251,23 +255,39 @@ def test_equivalence_published_power_and_skipped(study, json_run):
     assert eq["p_lower"] == pytest.approx(sps.t.sf((diff + 0.1) / se, df), rel=1e-10)
     assert eq["p_upper"] == pytest.approx(sps.t.cdf((diff - 0.1) / se, df), rel=1e-10)
     assert eq["equivalent"] is False and eq["outcome"] == "not shown"
-    # published: our progressive seeds against 92.0 with a one-sample t-test (df = 2, closed form)
+    # published: our progressive seeds against 92.0 +- 0.1 (runs not given): the published SD is added as the
+    # uncertainty of the published number, df = ours (2, closed form)
     [ours] = _rows(tables, "published", kind="ours, same method", published_method="progressive")
     mean, sd, _, _ = _textbook_summary(prog)
-    t = (mean - 92.0) / (sd / math.sqrt(3))
+    t = (mean - 92.0) / math.sqrt(sd ** 2 / 3 + 0.1 ** 2)
     assert ours["t"] == pytest.approx(t, rel=1e-10) and ours["p"] == pytest.approx(_p_df2(t), rel=1e-10)
+    assert ours["test"] == "t-test with the published SD as its uncertainty"
+    half = T_975_DF2 * math.sqrt(sd ** 2 / 3 + 0.1 ** 2)
+    assert ours["ci_low"] == pytest.approx(mean - 92.0 - half, rel=1e-10)
+    # LTH's published number has no spread: the one-sample t-test
+    [lth_ours] = _rows(tables, "published", kind="ours, same method", published_method="lth")
+    lth_acc = list(_accuracies(study, "lth", 0.9).values())
+    m_l, sd_l, _, _ = _textbook_summary(lth_acc)
+    assert lth_ours["t"] == pytest.approx((m_l - 91.0) / (sd_l / math.sqrt(3)), rel=1e-10)
+    assert lth_ours["test"] == "one-sample t-test"
+    assert {r["outcome"] for r in tables["published"]} <= {
+        "", "differs from the published value under this recipe", "no significant difference from the published value"}
+    # the vgg19 / cifar10 number: no such runs here, so not in the table
     kinds = [(r["published_method"], r["kind"], r["method"]) for r in tables["published"]]
-    assert kinds == [("grasp", "published, not re-run", "grasp"),
-                     ("lth", "published, not re-run", "lth"), ("lth", "ours, same method", "lth"),
+    assert kinds == [("lth", "published, not re-run", "lth"), ("lth", "ours, same method", "lth"),
                      ("lth", "ours, reference method", "progressive"),
                      ("progressive", "published, not re-run", "progressive"),
                      ("progressive", "ours, same method", "progressive")]
-    assert "no matching runs" in tables["published"][0]["note"]
-    # power: the minimal detectable difference is d* x SD with d* the n = 3 root of power = 0.8
-    [pw] = _rows(tables, "power", method="progressive", target_sparsity=0.9)
-    assert pw["mdd"] == pytest.approx(pw["min_effect_d"] * sd, rel=1e-12)
-    assert sps.nct.sf(sps.t.ppf(0.975, 4), 4, pw["min_effect_d"] * math.sqrt(1.5)) + \
-        sps.nct.cdf(-sps.t.ppf(0.975, 4), 4, pw["min_effect_d"] * math.sqrt(1.5)) == pytest.approx(0.8, abs=1e-9)
+    # power: per comparison, for its own test (paired t, 3 pairs: SE of the differences, df 2) at the level it
+    # was judged at (alone in its family: 0.05); the MDD x solves power(x) = 0.8 under nct(2, x / SE)
+    [pw] = _rows(tables, "power", method="lth", round="final")
+    lth = _accuracies(study, "lth", 0.9)
+    d = [lth[s] - _accuracies(study, "progressive", 0.9)[s] for s in sorted(lth)]
+    se = _textbook_summary(d)[1] / math.sqrt(3)
+    assert pw["primary_test"] == "paired t" and pw["primary_se"] == pytest.approx(se, rel=1e-12)
+    crit = sps.t.ppf(0.975, 2)
+    nc = pw["mdd"] / se
+    assert sps.nct.sf(crit, 2, nc) + sps.nct.cdf(-crit, 2, nc) == pytest.approx(0.8, abs=1e-9)
     skipped = {r["status"]: r for r in tables["not_included"]}
     assert set(skipped) == {"failed", "unfinished"}
     assert skipped["failed"]["reason"] == "NaN loss at epoch 2" and skipped["failed"]["method"] == "grasp"
@@ -317,14 +337,19 @@ def test_markdown_and_latex(study, published_file, tmp_path):
     assert "tiny\\_mlp" in body and "Δ" not in body and "±" not in body and "–" not in body
     assert r"\resizebox" not in body and "Wilcoxon p &" not in body  # the columns a paper prints, unshrunk
     head = body[body.index(r"\label{tab:pp-head-to-head}"):]
-    assert head.split(r"\midrule")[0].count("&") == 8  # 9 columns: Target s, Method, n, Δ, CI, g, Holm p, Verdict, Epochs
+    # 13 columns: Target s, Method, n, Test, Δ, Adjusted CI, Holm p, Verdict, MDD, Epochs, Cost (dense cycles),
+    # Cost (the pairing) and Protocol; budget, distribution and init are the same in every row: in the caption
+    assert head.split(r"\midrule")[0].count("&") == 12
+    assert "Budget: 3 ep/cycle" in head.split(r"\label")[0] or "Budget: 3 ep/cycle" in body
 
 
 def test_plots_written(json_run):
     out, tables = json_run
     names = sorted(p.name for p in (out / "plots").iterdir())
     stems = ["dynamics-synthetic-tiny_mlp-s0.5", "dynamics-synthetic-tiny_mlp-s0.9",
-             "layers-synthetic-tiny_mlp-s0.5", "layers-synthetic-tiny_mlp-s0.9", "tradeoff-synthetic-tiny_mlp"]
+             "layers-synthetic-tiny_mlp-s0.5", "layers-synthetic-tiny_mlp-s0.9", "tradeoff-synthetic-tiny_mlp",
+             "forest-synthetic-tiny_mlp-s0.5", "forest-synthetic-tiny_mlp-s0.9",
+             "frontier-synthetic-tiny_mlp-s0.5", "frontier-synthetic-tiny_mlp-s0.9"]
     assert names == sorted([f"{s}.{ext}" for s in stems for ext in ("pdf", "png")]
                            + ["comparison_animation.gif", "training_animation.gif"])
     for name in names:
@@ -342,7 +367,7 @@ def test_wandb_offline_run_holds_the_tables(json_run):
     means = summary["data"]
     col = summary["columns"].index("mean")
     assert [row[col] for row in means] == [r["mean"] for r in tables["summary"]]
-    assert len(list((run / "files" / "media" / "images").rglob("*.png"))) == 5
+    assert len(list((run / "files" / "media" / "images").rglob("*.png"))) == 9
 
 
 def test_nothing_to_report_is_one_error_line_and_exit_2(tmp_path):
@@ -431,3 +456,227 @@ def test_wandb_disabled_pushes_nothing(tmp_path, monkeypatch):
     monkeypatch.setenv("WANDB_MODE", "disabled")
     outcome = report.push_to_wandb(built, [], "p", None, str(tmp_path / "wb"), "offline")
     assert outcome == "W&B disabled: nothing pushed" and not (tmp_path / "wb").exists()
+
+
+def test_report_package_imports_only_downward_and_no_private_names():
+    """Each module of suite/report imports only the modules below it (the order of suite/report/__init__.py's
+    docstring) and never another module's private names; suite.methods never imports suite.config."""
+    import ast
+    order = ["fmt", "load", "export", "published", "tables", "build", "render", "figures", "study", "cli"]
+    folder = REPO / "suite" / "report"
+    for i, name in enumerate(order):
+        tree = ast.parse((folder / f"{name}.py").read_text())
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("suite.report"):
+                target = node.module.split(".")[2]
+                assert target in order[:i], f"{name} imports {node.module}"
+                assert not any(a.name.startswith("_") for a in node.names), f"{name}: {ast.dump(node)}"
+            if isinstance(node, ast.ImportFrom) and node.module == "suite":
+                assert all(a.name not in ("report", "plots", "study") for a in node.names), name
+    methods = ast.parse((REPO / "suite" / "methods.py").read_text())
+    type_only = [n for n in methods.body if isinstance(n, ast.If) and ast.unparse(n.test) == "TYPE_CHECKING"]
+    allowed = {id(x) for block in type_only for x in ast.walk(block)}
+    assert not [n for n in ast.walk(methods) if isinstance(n, ast.ImportFrom) and n.module == "suite.config"
+                and id(n) not in allowed]
+
+
+# --- one test per row: Holm within the sparsity, CIs that agree with the verdicts --------------------
+
+FAMILY_90 = {"snip": {42: 90.00, 123: 90.40, 456: 89.75},     # far below progressive: rejected first
+             "random": {42: 91.60, 123: 92.05, 456: 91.20},   # about 0.5 below, tight: rejected second
+             "grasp": {42: 92.00, 123: 92.50, 456: 91.60}}    # within noise: not rejected
+
+
+def _family_study(root: Path) -> None:
+    for seed, acc in PROG_90.items():
+        _write_run(root, "progressive", 0.9, seed, acc)
+    for method, accs in FAMILY_90.items():
+        for seed, acc in accs.items():
+            _write_run(root, method, 0.9, seed, acc)
+    for seed, acc in LTH_FINAL.items():
+        _write_run(root, "lth", 0.9, seed, acc)
+    for seed, acc in LTH_ROUNDS[0][0].items():  # dense equal to LTH's round 0, seed for seed: the same runs
+        _write_run(root, "dense", 0.0, seed, acc)
+
+
+def test_holm_adjusted_cis_agree_with_the_verdicts_exactly(tmp_path):
+    """The four paired rows at 0.9 are one Holm family (m = 4); each row's CI is the paired t CI at its
+    Holm-consistent level, recomputed here by hand with scipy."""
+    _family_study(tmp_path)
+    rows = {r["method"]: r for r in report.build_report(tmp_path).table("head_to_head").rows}
+    prog = [PROG_90[s] for s in sorted(PROG_90)]
+    others = {**FAMILY_90, "lth": LTH_FINAL}
+    raw = {m: sps.ttest_rel([a[s] for s in sorted(a)], prog).pvalue for m, a in others.items()}
+    order = sorted(raw, key=raw.get)
+    assert order == ["snip", "lth", "random", "grasp"]
+    m = 4
+    rejected = 0
+    for k, name in enumerate(order):  # Holm's step-down by hand
+        if raw[name] < 0.05 / (m - k) and rejected == k:
+            rejected += 1
+    assert rejected == 3  # snip, lth and random differ; grasp does not
+    running = 0.0
+    for k, name in enumerate(order):
+        running = max(running, min(1.0, (m - k) * raw[name]))
+        level = 0.05 / (m - k) if k < rejected else 0.05 / (m - rejected)
+        d = [others[name][s] - PROG_90[s] for s in sorted(PROG_90)]
+        mean_d = sum(d) / 3
+        half = sps.t.ppf(1 - level / 2, 2) * _textbook_summary(d)[1] / math.sqrt(3)
+        row = rows[name]
+        assert row["family_size"] == 4 and row["primary_test"] == "paired t"
+        assert row["primary_p_holm"] == pytest.approx(running, rel=1e-12)
+        assert row["ci_alpha"] == pytest.approx(level, rel=1e-15)
+        assert row["diff_ci_low"] == pytest.approx(mean_d - half, rel=1e-10)
+        assert row["diff_ci_high"] == pytest.approx(mean_d + half, rel=1e-10)
+        excludes_zero = row["diff_ci_high"] < 0 or row["diff_ci_low"] > 0
+        assert excludes_zero == (row["verdict"] != "no significant difference")
+    assert rows["grasp"]["verdict"] == "no significant difference" and rows["snip"]["verdict"] == "worse"
+    # the exact numbers of the last step: level 0.05 / (4 - 3) = 0.05 for grasp, 0.05 / 2 for random
+    assert rows["grasp"]["ci_alpha"] == 0.05 and rows["random"]["ci_alpha"] == 0.025
+
+
+def test_same_runs_are_not_tested_and_not_in_the_equivalence_table(tmp_path):
+    _family_study(tmp_path)
+    built = report.build_report(tmp_path, reference="dense")
+    [row] = built.table("head_to_head").rows
+    assert (row["method"], row["round"], row["primary_test"], row["verdict"]) == ("lth", "round 0", "same runs",
+                                                                                  "same runs")
+    assert row["primary_p"] is None or math.isnan(row["primary_p"])
+    assert math.isnan(row["diff_ci_low"]) and row["diff"] == 0.0
+    assert not [r for r in built.table("equivalence").rows if r["round"] == "round 0"]
+    text = report.render_markdown(built)
+    assert "| same runs" in text
+
+
+def test_wilcoxon_says_it_cannot_reject_at_three_pairs(study):
+    text = report.render_markdown(report.build_report(study))
+    assert "cannot reject at n=3 (min p 0.25)" in text and "With 3 pairs" not in text
+    assert "{reference}" not in text
+
+
+# --- costs per dense cycle, budget as an axis ----------------------------------------------------------
+
+def _set_fields(folder: Path, **fields) -> None:
+    for path in [folder / "result.json", *folder.glob("round_*/result.json")]:
+        data = json.loads(path.read_text())
+        data.update({k: (v(data) if callable(v) else v) for k, v in fields.items()})
+        path.write_text(json.dumps(data))
+
+
+def test_cost_per_dense_cycle_from_new_fields_or_the_old_fallback(tmp_path):
+    """An older result has train_flops_x_dense (over a dense run of the same epochs per cycle): its cost in
+    dense cycles is that times the cycles trained (LTH round 7 of 20-epoch cycles: 0.52 x 160 / 20 = 4.16);
+    a new result's train_cost_x_dense_cycle is taken as it is."""
+    old = _write_run(tmp_path / "old", "progressive", 0.9, 42, 92.1, epochs=20)
+    _set_fields(old, train_flops_x_dense=0.52, total_epochs_trained=160)
+    new = _write_run(tmp_path / "new", "progressive", 0.9, 42, 92.1, epochs=20)
+    _set_fields(new, train_cost_x_dense_cycle=0.3, cycles=1.0, init="kaiming_normal", distribution="erk",
+                keep_first_dense=False, keep_last_dense=True, val_size=5000, test_accuracy_at_best_val=92.4)
+    [o] = report.scan_runs(tmp_path / "old")[0]
+    [n] = report.scan_runs(tmp_path / "new")[0]
+    assert o.cost_x_dense_cycle == pytest.approx(4.16, rel=1e-12) and o.cost_derived and o.cycles == 8
+    assert (o.init, o.distribution, o.val_size) == (None, None, None)
+    assert n.cost_x_dense_cycle == 0.3 and not n.cost_derived and n.cycles == 1.0
+    assert (n.init, n.distribution, n.dense_layers, n.val_size, n.test_at_best_val) == (
+        "kaiming_normal", "erk", ("last",), 5000, 92.4)
+    built = report.build_report(tmp_path / "new")
+    [row] = built.table("summary").rows
+    assert row["train_cost_x_dense_cycle"] == 0.3 and row["test_at_best_val_mean"] == 92.4
+    text = report.render_markdown(built)
+    assert "Test at best val." in text and "| erk" in text and "kaiming_normal" in text
+    # without a validation split no best epoch is shown: the test set never selects one
+    assert "Test at best val." not in report.render_markdown(report.build_report(tmp_path / "old"))
+
+
+def test_equal_budget_pairs_a_chain_round_with_the_reference_at_the_same_total_epochs(tmp_path):
+    """LTH's final round after 3 cycles of 3 epochs (9 epochs) pairs with progressive trained for 9
+    epochs: 'equal budget', in the same Holm family as the same-settings rows; the row against the
+    3-epoch progressive is labelled with its cost ratio."""
+    for seed, acc in PROG_90.items():
+        _write_run(tmp_path, "progressive", 0.9, seed, acc)
+        _write_run(tmp_path, "progressive", 0.9, seed, acc + 0.5, epochs=9)
+    for seed, acc in LTH_FINAL.items():
+        _write_run(tmp_path, "lth", 0.9, seed, acc)
+    for folder in tmp_path.rglob("seed_*"):
+        _set_fields(folder, train_cost_x_dense_cycle=lambda d: 0.5 * d["total_epochs_trained"] / d["epochs"])
+    built = report.build_report(tmp_path)
+    rows = [r for r in built.table("head_to_head").rows if r["round"] == "final"]
+    assert [(r["budget_reference"], r["budget_pairing"], r["cross_budget"]) for r in rows] == [
+        ("3 ep/cycle", "3x the reference's", False), ("9 ep/cycle", "equal budget", True)]
+    equal = rows[1]
+    assert equal["epochs_trained"] == equal["epochs_trained_reference"] == 9
+    assert equal["train_cost_x_dense_cycle"] == 1.5 and equal["train_cost_x_dense_cycle_reference"] == 0.5
+    assert equal["protocol_differs"] == [] and rows[0]["protocol_differs"] == ["budget 9 vs 3 epochs"]
+    prog9 = [PROG_90[s] + 0.5 for s in sorted(PROG_90)]
+    res = sps.ttest_rel([LTH_FINAL[s] for s in sorted(LTH_FINAL)], prog9)
+    assert equal["primary_test"] == "paired t" and equal["primary_p"] == pytest.approx(res.pvalue, rel=1e-12)
+    # the two budgets of progressive are separate groups, labelled by budget
+    budgets = sorted(r["budget"] for r in built.table("summary").rows if r["method"] == "progressive")
+    assert budgets == ["3 ep/cycle", "9 ep/cycle"]
+    assert any("equal budget" in line for line in built.meta["headline"])
+
+
+# --- the command line's edges (issue 17, report side) ------------------------------------------------
+
+def test_plots_onto_a_file_is_one_error_line_and_exit_2(study, tmp_path, capsys):
+    target = tmp_path / "figures.png"
+    target.write_text("")
+    assert report.main([str(study), "--plots", str(target)]) == 2
+    captured = capsys.readouterr()
+    assert captured.err == f"error: --plots: {target} is a file, not a folder\n" and captured.out == ""
+
+
+def test_reference_without_results_is_one_error_line_and_exit_2(study, capsys):
+    assert report.main([str(study), "--reference", "grasp"]) == 2
+    captured = capsys.readouterr()
+    assert captured.err == ("error: --reference: no results of method 'grasp' here "
+                            "(methods: dense, lth, progressive, snip)\n") and captured.out == ""
+
+
+def test_help_names_every_option_with_its_default():
+    from suite.report.cli import build_parser
+    parser = build_parser()
+    options = [a for a in parser._actions if a.option_strings and a.dest != "help"]
+    assert len(options) == 17
+    for action in options:
+        assert action.help and "default" in action.help, action.option_strings
+
+
+def test_signed_numbers_never_print_minus_zero(tmp_path):
+    from suite.report.fmt import fmt
+    assert [fmt(v, signed=True) for v in (-0.001, 0.004, -0.0, 0.006, -0.006)] == [
+        "0.00", "0.00", "0.00", "+0.01", "-0.01"]
+    for seed, acc in PROG_90.items():  # a method 0.001 below the reference on every seed: Δ rounds to 0
+        _write_run(tmp_path, "progressive", 0.9, seed, acc)
+        _write_run(tmp_path, "snip", 0.9, seed, acc - 0.001 * (1 + seed % 2))
+    lines = report.build_report(tmp_path).meta["headline"]
+    assert lines[0].startswith("snip vs progressive at 90% (tiny MLP on synthetic data): Δ 0.00 points, paired t")
+    assert not any("-0.00" in line for line in lines)
+
+
+def test_every_method_keeps_one_colour_and_marker_from_the_registry():
+    from suite.methods import METHODS
+    from suite.report import figures
+    styles = {m: figures.method_style(m) for m in METHODS}
+    assert len({c for c, _ in styles.values()}) == len(METHODS) and len({k for _, k in styles.values()}) == len(METHODS)
+    assert styles["dense"][0] != styles["synflow"][0]
+    assert figures.method_style("progressive") == ("#d62728", "o")  # the same in every study and figure
+    # an interval that alone stretches the axis more than 3-fold is left off the scale
+    assert figures.off_scale([(93.5, 94.5), (94.0, 95.0), (43.4, 77.2), (96.3, 96.6)]) == {2}
+    assert figures.off_scale([(93.5, 94.5), (94.0, 95.0), (96.3, 96.6)]) == set()
+
+
+def test_a_head_to_head_across_distributions_or_inits_is_flagged(tmp_path):
+    for seed, acc in PROG_90.items():
+        _set_fields(_write_run(tmp_path, "progressive", 0.9, seed, acc), distribution="global", init="kaiming_normal")
+        _set_fields(_write_run(tmp_path, "rigl", 0.9, seed, acc + 0.2), distribution="erk", init="kaiming_normal")
+        _set_fields(_write_run(tmp_path, "snip", 0.9, seed, acc - 0.2), distribution="global", init="pytorch")
+    built = report.build_report(tmp_path)
+    rows = {r["method"]: r for r in built.table("head_to_head").rows}
+    assert rows["rigl"]["protocol_differs"] == ["distribution erk vs global"]
+    assert rows["snip"]["protocol_differs"] == ["init pytorch vs kaiming_normal"]
+    assert built.meta["warnings"] == [
+        "warning: 2 of 2 head-to-head rows compare groups whose distribution, dense layers, init or budget differ "
+        "(the 'Protocol' column names it): those rows compare more than the pruning criterion"]
+    text = report.render_markdown(built)
+    assert "| erk vs global" in text and "distribution erk vs global" in text

@@ -6,7 +6,9 @@ from __future__ import annotations
 import itertools
 import math
 
+import numpy as np
 import pytest
+from scipy import stats as sps
 
 from suite import stats
 
@@ -252,3 +254,46 @@ def test_verdict_words():
     assert stats.verdict(-0.5, 0.01, 0.05) == "worse"
     assert stats.verdict(-0.5, 0.05, 0.05) == "no significant difference"  # p must be below alpha
     assert stats.verdict(0.5, float("nan"), 0.05) == "not tested"
+
+
+# --- Holm-consistent intervals, power of the test actually used, published spreads -------------------
+
+def test_holm_alphas_give_each_step_its_level_and_the_stopped_rest_the_stopping_level():
+    # m = 4 (NaN is not in the family): 0.001 < 0.05/4 and 0.01 < 0.05/3 reject; 0.03 >= 0.05/2 stops
+    levels = stats.holm_alphas([0.03, 0.001, float("nan"), 0.01, 0.2], 0.05)
+    assert levels[0] == 0.05 / 2 and levels[1] == 0.05 / 4 and levels[3] == 0.05 / 3 and levels[4] == 0.05 / 2
+    assert math.isnan(levels[2])
+    adjusted = stats.holm([0.03, 0.001, float("nan"), 0.01, 0.2])
+    for p, level, p_adj in zip([0.03, 0.001, 0.01, 0.2], [levels[0], levels[1], levels[3], levels[4]],
+                               [adjusted[0], adjusted[1], adjusted[3], adjusted[4]]):
+        assert (p < level) == (p_adj < 0.05)  # the CI at `level` excludes 0 exactly when Holm rejects
+
+
+def test_min_detectable_shift_is_the_root_of_the_noncentral_t_power():
+    se, df, level = 0.2, 4.0, 0.0125
+    x = stats.min_detectable_shift(se, df, level, 0.8)
+    crit = sps.t.ppf(1 - level / 2, df)
+    assert sps.nct.sf(crit, df, x / se) + sps.nct.cdf(-crit, df, x / se) == pytest.approx(0.8, abs=1e-9)
+    # the two-sample pooled case is the old formula: se = sd sqrt(2/n), df = 2n - 2
+    assert stats.min_detectable_shift(1.0 * math.sqrt(2 / 5), 8, 0.05) == pytest.approx(
+        stats.min_detectable_difference(1.0, 5, 0.05), rel=1e-9)
+
+
+def test_against_published_adds_the_published_variance():
+    ours = [94.1, 94.5, 93.8, 94.0, 94.3]
+    plain = stats.against_published(ours, 92.19)
+    assert plain.p == pytest.approx(sps.ttest_1samp(ours, 92.19).pvalue, rel=1e-12)
+    with_runs = stats.against_published(ours, 92.19, 0.12, runs=3)
+    ref = sps.ttest_ind_from_stats(np.mean(ours), np.std(ours, ddof=1), 5, 92.19, 0.12, 3, equal_var=False)
+    assert with_runs.statistic == pytest.approx(ref.statistic, rel=1e-12)
+    assert with_runs.p == pytest.approx(ref.pvalue, rel=1e-10)
+    one = stats.against_published(ours, 92.19, 0.12)  # runs unknown: the spread itself, our df
+    se = math.sqrt(np.var(ours, ddof=1) / 5 + 0.12 ** 2)
+    assert one.statistic == pytest.approx((np.mean(ours) - 92.19) / se, rel=1e-12) and one.df == 4
+    assert one.ci_high - one.ci_low == pytest.approx(2 * sps.t.ppf(0.975, 4) * se, rel=1e-12)
+
+
+def test_smallest_possible_p_of_the_rank_tests():
+    assert stats.wilcoxon_min_p(5) == 0.0625 and stats.wilcoxon_min_p(3) == 0.25
+    assert stats.mann_whitney_min_p(5, 5) == pytest.approx(2 / 252)
+    assert stats.wilcoxon([1, 2, 3, 4, 5], [0, 0, 0, 0, 0]) == pytest.approx(0.0625)

@@ -84,4 +84,5 @@ def test_csv_markdown_latex_and_plots(study, tmp_path):
     assert "\\toprule" in latex and "\\bottomrule" in latex and "Holm" in latex
     assert sorted(p.name for p in tmp_path.glob("*.gif")) == ["comparison_animation.gif", "training_animation.gif"]
     pngs = sorted(p.name for p in tmp_path.glob("*.png"))
-    assert len(pngs) == 3 and len(list(tmp_path.glob("*.pdf"))) == 3
+    # trade-off, dynamics, layers, the forest plot and the accuracy-cost frontier
+    assert len(pngs) == 5 and len(list(tmp_path.glob("*.pdf"))) == 5

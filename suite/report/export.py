@@ -1,0 +1,133 @@
+"""A finished study as one JSON file: every counted result.json (less its config), the epoch records the
+figures draw, the runs left out, the sweeps' wall time and the machine; and reading it back."""
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import platform
+import re
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+from suite.config import ConfigError
+from suite.report.load import Group, Run, Skipped, layer_sizes, parse_result, read_metrics
+
+EXPORT_FORMAT = "progressive-pruning results export v1"
+METRIC_KEYS = ("round", "epoch", "test_accuracy", "val_accuracy", "sparsity")  # what the figures draw
+FIELD_MEANINGS = {  # what the cost fields of each result mean, written into the export beside them
+    "train_flops": "training FLOPs, counted as if sparse kernels skipped every pruned weight (3 x forward per "
+                   "example), mask-scoring passes and every round included",
+    "scoring_flops": "the part of train_flops spent scoring masks outside training steps (SNIP, GraSP, SynFlow)",
+    "dense_cycle_flops": "FLOPs of ONE dense training cycle of the same settings",
+    "train_cost_x_dense_cycle": "train_flops / dense_cycle_flops (older results: train_flops_x_dense x cycles)",
+    "core_hours": "measured wall time x threads x processes / 3600 of dense-masked training (the masks zero "
+                  "weights, the kernels stay dense) on the machine named in 'device'",
+}
+DROPPED_RESULT_KEYS = ("config",)  # the full config is in the run folder; `science` is what identifies it
+_STAMP = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d) (.*)$")
+
+
+# --- the sweep logs: wall time of the study ----------------------------------------------------
+
+def sweep_records(root: Path) -> list[dict]:
+    """Each sweep that wrote under root (<root>/sweeps/<name>/sweep.log): its passes and their wall time,
+    from the log's own time stamps (a pass runs from 'sweep ... backend' to the 'sweep <name>:' summary)."""
+    out = []
+    for log in sorted(root.glob("sweeps/*/sweep.log")):
+        name = log.parent.name
+        passes, seconds, first, last, began = 0, 0.0, None, None, None
+        for line in log.read_text(errors="replace").splitlines():
+            m = _STAMP.match(line)
+            if not m:
+                continue
+            stamp = time.mktime(time.strptime(m.group(1), "%Y-%m-%d %H:%M:%S"))
+            text = m.group(2)
+            if text.startswith("sweep ") and " backend " in text:
+                began = stamp
+                first = first or m.group(1)
+            elif text.startswith(f"sweep {name}:") and began is not None:
+                passes, seconds, last, began = passes + 1, seconds + stamp - began, m.group(1), None
+        if passes:
+            out.append({"name": name, "passes": passes, "wall_time_s": seconds, "started": first, "finished": last})
+    return out
+
+
+def machine() -> dict:
+    """The machine writing the export (the study's machine when run where the study ran)."""
+    cpu = platform.processor() or ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {"cpu": cpu or "unknown", "cores": os.cpu_count(), "system": f"{platform.system()} {platform.machine()}"}
+
+
+# --- the export --------------------------------------------------------------------------------
+
+def _short(value: Any) -> Any:
+    """Metric values to 6 significant digits: the figures need no more, the export stays small."""
+    return float(f"{value:.6g}") if isinstance(value, float) and math.isfinite(value) else value
+
+
+def export_tree(groups: Sequence[Group], skipped: Sequence[Skipped], sweeps: list, runs_dir: str, root: Path,
+                command: str, figures: str | None) -> dict:
+    """The study as one JSON tree: every counted result.json (less its config), the epoch records the
+    figures draw (a chain's final round only), the runs left out, the sweeps' wall time, the machine."""
+    entries = []
+    for g in groups:
+        for run in g.runs:
+            raw = json.loads((run.path / "result.json").read_text())
+            entry: dict = {"path": run.path.relative_to(root).as_posix(), "round": run.round,
+                           "result": {k: v for k, v in raw.items() if k not in DROPPED_RESULT_KEYS}}
+            if run.round is None:
+                records = read_metrics(run.path)
+                if run.rounds > 1 and run.result_round is not None:
+                    records = [r for r in records if int(r.get("round") or 0) == run.result_round]
+                entry["metrics"] = [{k: _short(r.get(k)) for k in METRIC_KEYS} for r in records]
+                entry["layer_sizes"] = layer_sizes(run.path)
+            entries.append(entry)
+    return {"format": EXPORT_FORMAT, "runs_dir": runs_dir, "command": command,
+            "figures": figures, "machine": machine(), "sweeps": sweeps,
+            "results": entries, "skipped": [dataclasses.asdict(s) for s in skipped],
+            "field_meanings": FIELD_MEANINGS}
+
+
+def write_export(tree: dict, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(tree, indent=None, separators=(",", ":"), sort_keys=True, allow_nan=False) + "\n")
+
+
+def load_export(path: Path) -> tuple[list[Run], list[Skipped], dict]:
+    """Runs, skipped folders and the recorded study facts of an export written by write_export."""
+    try:
+        tree = json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        raise ConfigError(f"{path}: not a readable results export ({e})") from None
+    if not isinstance(tree, dict) or tree.get("format") != EXPORT_FORMAT:
+        raise ConfigError(f"{path}: not a results export (expected format '{EXPORT_FORMAT}')")
+    root = Path(tree["runs_dir"])
+    runs = []
+    for i, entry in enumerate(tree["results"]):
+        folder = root / entry["path"]
+        try:
+            run = parse_result(folder / "result.json", entry["result"], entry["round"])
+        except ValueError as e:
+            raise ConfigError(f"{path}: results[{i}] ({entry['path']}): {e}") from None
+        metrics = entry.get("metrics")
+        runs.append(dataclasses.replace(run, records=tuple(metrics) if metrics is not None else None,
+                                        layer_sizes=entry.get("layer_sizes")))
+    skipped = [Skipped(**s) for s in tree.get("skipped", [])]
+    recorded = {k: tree.get(k) for k in ("runs_dir", "command", "figures", "machine", "sweeps")}
+    # what produced the results, as the results themselves record it (distinct values, sorted)
+    recorded["versions"] = sorted({json.dumps(e["result"].get("versions"), sort_keys=True) for e in tree["results"]
+                                   if e["result"].get("versions")})
+    recorded["code"] = sorted({json.dumps(e["result"].get("code"), sort_keys=True) for e in tree["results"]
+                               if e["result"].get("code")})
+    return runs, skipped, recorded
+

@@ -1,0 +1,528 @@
+"""The report's tables: rows of raw numbers per comparison (for CSV/JSON) and how to show them to people."""
+from __future__ import annotations
+
+import functools
+import math
+from dataclasses import dataclass
+from typing import Any, Callable, Sequence
+
+from suite import stats
+from suite.report.fmt import (MISSING, fmt, fmt_ci, fmt_epochs, fmt_flops, fmt_p, fmt_sparsity, is_missing, mean,
+                              value_text)
+from suite.report.load import DENSE, SPARSITY_DECIMALS, Group, Skipped
+from suite.report.published import Published
+
+@dataclass(frozen=True)
+class Column:
+    """A column of the human-readable rendering: header and how to show a row."""
+    header: str
+    show: Callable[[dict], str]
+    align: str = "right"
+    paper: str = "yes"       # LaTeX: "yes" printed, "no" left out, "varies" only when rows differ in it
+
+
+@dataclass
+class Table:
+    """Rows of raw numbers (for CSV/JSON) plus how to render them for people."""
+    name: str
+    title: str
+    caption: str
+    rows: list[dict]
+    columns: list[Column]
+    empty: str = "none"         # what to say when there are no rows
+    line: Callable[[dict], str] | None = None  # markdown: one sentence per row instead of a table
+
+
+COST_MEANING = ("training cost = training FLOPs (counted as if sparse kernels skipped every pruned weight; "
+                "mask-scoring passes included where the result records them) over the FLOPs of ONE dense training "
+                "cycle of the same settings; core-hours are the measured wall time of dense-masked training on "
+                "the machine named in the result's 'device', times threads and processes")
+
+
+def _dense_text(layers: Any) -> str | None:
+    return None if layers is None else (", ".join(layers) if layers else "none")
+
+
+def group_fields(g: Group) -> dict:
+    return {"group": g.id, "dataset": g.dataset, "model": g.model, "method": g.method, "round": g.round_label,
+            "target_sparsity": g.target_sparsity, "settings": g.settings, "budget": g.budget_label,
+            "epochs_per_cycle": g.epochs_per_cycle, "epochs_trained": g.epochs, "cycles": g.cycles,
+            "train_cost_x_dense_cycle": g.cost, "cost_derived": any(r.cost_derived for r in g.runs),
+            "train_flops": mean([r.train_flops for r in g.runs]),
+            "scoring_flops": mean([r.scoring_flops for r in g.runs]),
+            "core_hours": mean([r.core_hours for r in g.runs]), "device": g.protocol("device"),
+            "init": g.protocol("init"), "distribution": g.protocol("distribution"),
+            "dense_layers": _dense_text(g.protocol("dense_layers")), "val_size": g.protocol("val_size")}
+
+
+def _shown(value: Any) -> str:
+    return MISSING if value is None else str(value)
+
+
+def budget_columns(rows: list[dict], suffix: str = "") -> list[Column]:
+    """Epochs trained and the training cost relative to one dense cycle per row; with a suffix
+    ('_reference') the row's value is shown against the reference's."""
+    def pair(key: str, show: Callable[[Any], str]) -> Callable[[dict], str]:
+        if not suffix:
+            return lambda r: show(r[key])
+        return lambda r: f"{show(r[key])} vs {show(r[key + suffix])}"
+    return [Column("Epochs", pair("epochs_trained", fmt_epochs)),
+            Column("Cost (dense cycles)", pair("train_cost_x_dense_cycle", fmt_flops))]
+
+
+def protocol_columns(suffix: str = "") -> list[Column]:
+    """Budget (epochs per cycle), layer distribution and init of each group ('x vs y' against the reference)."""
+    def pair(key: str) -> Callable[[dict], str]:
+        if not suffix:
+            return lambda r: _shown(r.get(key))
+        return lambda r: (_shown(r.get(key)) if r.get(key) == r.get(key + suffix)
+                          else f"{_shown(r.get(key))} vs {_shown(r.get(key + suffix))}")
+    return [Column("Budget", pair("budget"), "left", "varies"),
+            Column("Distribution", pair("distribution"), "left", "varies"),
+            Column("Init", pair("init"), "left", "varies")]
+
+
+ROUND_TOLERANCE = 0.002  # a chain's round stands for a requested sparsity it cannot hit exactly (0.7903 for 0.789)
+
+
+def stands_for(g: Group, sparsity: float, groups: Sequence[Group]) -> bool:
+    """Whether group g is the result at `sparsity`: a run at that target, or the round of an LTH chain
+    nearest to it (within ROUND_TOLERANCE) when the chain's own target is elsewhere."""
+    if g.round is None:
+        return g.sparsity_key == round(sparsity, SPARSITY_DECIMALS)
+    if abs(g.target_sparsity - sparsity) > ROUND_TOLERANCE:
+        return False
+    chain = [h for h in groups if h.experiment == g.experiment]
+    return min(chain, key=lambda h: (abs(h.target_sparsity - sparsity), h.round is not None)) is g
+
+
+def dense_for(g: Group, groups: Sequence[Group]) -> Group | None:
+    """The dense baseline with the same data, model and training budget, if one ran."""
+    if g.method in DENSE:
+        return None
+    for d in groups:
+        if d.method in DENSE and d.round is None and d.match_key == g.match_key:
+            return d
+    return None
+
+
+NO_TESTS = "n < 2: reported without tests (a spread needs at least 2 seeds)"
+
+
+def summary_table(groups: Sequence[Group], alpha: float) -> Table:
+    rows = []
+    for g in groups:
+        s = stats.summarize(g.accuracies)
+        dense = dense_for(g, groups)
+        dense_mean = mean(dense.accuracies) if dense else stats.NAN
+        rows.append({
+            **group_fields(g), "n": s.n, "seeds": g.seeds,
+            "mean": s.mean, "sd": s.sd, "ci_low": s.ci_low, "ci_high": s.ci_high, "min": s.min, "max": s.max,
+            "test_at_best_val_mean": mean([r.test_at_best_val for r in g.runs]),
+            "achieved_sparsity": mean([r.achieved_sparsity for r in g.runs]),
+            "params_remaining": mean([r.params_remaining for r in g.runs]),
+            "params_total": mean([r.params_total for r in g.runs]),
+            "dense_mean": dense_mean, "diff_dense": s.mean - dense_mean,
+            "note": NO_TESTS if s.n < 2 else "",
+        })
+    columns = [
+        Column("Data", lambda r: r["dataset"], "left", "varies"),
+        Column("Model", lambda r: r["model"], "left", "varies"),
+        Column("Method", lambda r: r["method"], "left"),
+        Column("Round", lambda r: r["round"], "left"),
+        Column("Target s", lambda r: fmt_sparsity(r["target_sparsity"])),
+        *protocol_columns(),
+        Column("n", lambda r: str(r["n"])),
+        Column("Mean", lambda r: fmt(r["mean"])),
+        Column("SD", lambda r: fmt(r["sd"])),
+        Column("95% CI", lambda r: fmt_ci(r["ci_low"], r["ci_high"])),
+        Column("Min", lambda r: fmt(r["min"]), paper="no"),
+        Column("Max", lambda r: fmt(r["max"]), paper="no"),
+        Column("Achieved s", lambda r: fmt_sparsity(r["achieved_sparsity"]), paper="no"),
+        Column("Params left", lambda r: MISSING if is_missing(r["params_remaining"])
+               else f"{r['params_remaining']:,.0f}", paper="no"),
+        *budget_columns(rows),
+        Column("Δ dense", lambda r: fmt(r["diff_dense"], signed=True)),
+    ]
+    if not any(r["round"] for r in rows):
+        columns = [c for c in columns if c.header != "Round"]
+    if any(r["settings"] for r in rows):
+        at = next(i for i, c in enumerate(columns) if c.header == "Target s") + 1
+        columns.insert(at, Column("Settings", lambda r: ", ".join(
+            f"{k}={value_text(v)}" for k, v in r["settings"].items()), "left", "no"))
+    validated = any((r["val_size"] or 0) > 0 for r in rows)
+    if validated:  # chosen on validation, reported on test; without a split only the final epoch counts
+        at = next(i for i, c in enumerate(columns) if c.header == "95% CI") + 1
+        columns.insert(at, Column("Test at best val.", lambda r: fmt(r["test_at_best_val_mean"])))
+    if any(r["note"] for r in rows):
+        columns.append(Column("Note", lambda r: "n<2, no tests" if r["note"] else "", "left"))
+    best = ("'Test at best val.' is the test accuracy at the epoch with the best validation accuracy (a split "
+            "of the training set held out, val_size > 0), mean over seeds; the test set never selects an epoch"
+            if validated else "no validation split was held out, so only the final epoch is reported (the test "
+            "set never selects an epoch)")
+    caption = ("Final test accuracy (%) over seeds: mean, sample SD (n-1), 95% Student-t CI of the mean, "
+               f"min and max; {best}. Achieved sparsity and parameters remaining are seed means; Δ dense is "
+               "the difference of means to the dense baseline of the same model, data and budget. Rounds of an "
+               "LTH chain are rows of their own ('round r'); 'final' is the chain's last round, counted once. "
+               "'Budget' is the epochs of one training cycle (groups that differ only in it are separate rows); "
+               "'Distribution' the layer distribution of the sparsity and 'Init' the initialisation, as the "
+               "results record them ('–': not recorded). 'Epochs' is the number of epochs trained to reach the "
+               f"result (a chain counts every round up to it); 'Cost (dense cycles)' is the {COST_MEANING}; "
+               "'x' marks a multiple of one dense cycle (an LTH chain at round 7 cost about 4.2 of them, a "
+               "one-cycle sparse method less than 1). Groups with n < 2 are reported without tests.")
+    return Table("summary", "Summary", caption, rows, columns)
+
+
+def same_runs(a: Group, b: Group) -> bool:
+    """Whether two groups are the same trainings: the same seeds with identical final accuracies (an LTH
+    chain's round 0 is its dense training); comparing them tests nothing."""
+    by_seed = {r.seed: r.final_accuracy for r in a.runs}
+    return by_seed == {r.seed: r.final_accuracy for r in b.runs}
+
+
+def _seed_ordered(g: Group) -> list[float]:
+    return [r.final_accuracy for r in sorted(g.runs, key=lambda r: r.seed)]
+
+
+def _min_p_text(min_p: float, n: str, alpha: float, p: float) -> str:
+    """A non-parametric check's p, or why it cannot reject at this n (its smallest possible p >= alpha)."""
+    if is_missing(min_p):
+        return MISSING
+    if min_p >= alpha:
+        return f"cannot reject at {n} (min p {min_p:.3g})"
+    return fmt_p(p)
+
+
+_REFERENCE_FIELDS = ("budget", "epochs_trained", "train_cost_x_dense_cycle", "init", "distribution",
+                     "dense_layers", "cycles")
+
+
+def equal_budget(a: Group, b: Group) -> bool:
+    """Equal training cost: the same total epochs trained (every round of a chain counts)."""
+    return not (math.isnan(a.epochs) or math.isnan(b.epochs)) and abs(a.epochs - b.epochs) < 1e-9
+
+
+def budget_pairing(g: Group, ref: Group) -> str:
+    """'equal budget', or the cost ratio of g to the reference (both relative to one dense cycle)."""
+    if equal_budget(g, ref):
+        return "equal budget"
+    if math.isnan(g.cost) or math.isnan(ref.cost) or ref.cost == 0:
+        return MISSING
+    return f"{g.cost / ref.cost:.3g}x the reference's"
+
+
+def protocol_differences(g: Group, ref: Group) -> list[str]:
+    """What differs between two compared groups besides the method: distribution, dense layers, init and
+    the budget (total epochs trained); fields a result does not record are not compared."""
+    out = []
+    for name, label in (("distribution", "distribution"), ("dense_layers", "dense layers"), ("init", "init")):
+        x, y = g.protocol(name), ref.protocol(name)
+        if x is not None and y is not None and x != y:
+            out.append(f"{label} {_dense_text(x) if name == 'dense_layers' else x} vs "
+                       f"{_dense_text(y) if name == 'dense_layers' else y}")
+    if not (equal_budget(g, ref) or math.isnan(g.epochs) or math.isnan(ref.epochs)):
+        out.append(f"budget {g.epochs:g} vs {ref.epochs:g} epochs")
+    return out
+
+
+FAMILY = "per table and sparsity"  # the rows one Holm correction spans
+
+
+def family_key(row: dict) -> tuple:
+    """The Holm family of a head-to-head row: the rows at the same data, model, budget and sparsity."""
+    return (row["dataset"], row["model"], row["budget_key"], row["reference_sparsity"])
+
+
+def head_to_head_table(groups: Sequence[Group], reference: str, alpha: float, power: float = 0.8) -> Table:
+    """Each method against the reference at the same data, model, sparsity and training settings: one
+    primary test per row (paired t over shared seeds, else Welch), Holm-adjusted within the row's family,
+    and the row's CI at the level that makes it agree with the verdict."""
+    rows = []
+    retest: dict[int, Callable[[float], stats.TTest]] = {}  # id(row) -> its primary test at a confidence
+    for g in groups:
+        if g.method == reference or g.method in DENSE:
+            continue
+        for ref in groups:
+            if ref.method != reference or ref.round is not None or not stands_for(g, ref.target_sparsity, groups):
+                continue
+            # the same settings, or another budget (epochs per cycle) at the same total epochs: equal cost
+            cross = ref.match_key != g.match_key
+            if cross and not (ref.protocol_key == g.protocol_key and equal_budget(g, ref)):
+                continue
+            a, b = g.accuracies, ref.accuracies
+            w = stats.welch(a, b)
+            is_paired = sorted(g.seeds) == sorted(ref.seeds) and len(a) >= 2
+            by_seed_a, by_seed_b = _seed_ordered(g), _seed_ordered(ref)
+            pt = stats.paired(by_seed_a, by_seed_b) if is_paired else None
+            u, p_mw = stats.mann_whitney(a, b)
+            identical = same_runs(g, ref)
+            primary = "same runs" if identical else ("paired t" if is_paired else "Welch t")
+            p_primary = stats.NAN if identical else (pt.p if pt is not None else w.p)
+            se, df = stats.paired_se(by_seed_a, by_seed_b) if is_paired else stats.welch_se(a, b)
+            note = ""
+            if identical:
+                note = "same runs: the same seeds with identical results, not a comparison"
+            elif len(a) < 2 or len(b) < 2:
+                note = "n < 2 on one side: no tests"
+            elif math.isnan(p_primary):
+                note = "no spread on either side: t undefined"
+            rows.append({
+                **group_fields(g), "reference": reference, "reference_group": ref.id,
+                "budget_key": ref.budget, "cross_budget": cross,
+                "n": len(a), "n_reference": len(b), "mean": mean(a), "mean_reference": mean(b),
+                "diff": w.diff, "primary_test": primary, "paired": is_paired,
+                "primary_p": p_primary, "primary_se": se, "primary_df": df,
+                "welch_t": w.statistic, "welch_df": w.df, "welch_p": w.p,
+                "welch_ci95_low": w.ci_low, "welch_ci95_high": w.ci_high,
+                "paired_diff": pt.diff if pt else stats.NAN,
+                "paired_t": pt.statistic if pt else stats.NAN, "paired_p": pt.p if pt else stats.NAN,
+                "wilcoxon_p": stats.wilcoxon(by_seed_a, by_seed_b) if is_paired else stats.NAN,
+                "wilcoxon_min_p": stats.wilcoxon_min_p(len(a)) if is_paired else stats.NAN,
+                "mannwhitney_u": u, "mannwhitney_p": p_mw,
+                "mannwhitney_min_p": stats.mann_whitney_min_p(len(a), len(b)) if min(len(a), len(b)) >= 2
+                else stats.NAN,
+                "hedges_g": stats.hedges_g(a, b), "alpha": alpha, "power": power, "note": note,
+                "reference_sparsity": ref.target_sparsity, **{f"{k}_reference": v for k, v in group_fields(ref).items()
+                                                              if k in _REFERENCE_FIELDS},
+                "budget_pairing": budget_pairing(g, ref), "protocol_differs": protocol_differences(g, ref),
+            })
+            retest[id(rows[-1])] = (functools.partial(stats.paired, by_seed_a, by_seed_b) if is_paired
+                                    else functools.partial(stats.welch, a, b))
+    families: dict[tuple, list[dict]] = {}
+    for row in rows:
+        families.setdefault(family_key(row), []).append(row)
+    for members in families.values():
+        ps = [r["primary_p"] for r in members]
+        m = sum(1 for p in ps if not math.isnan(p))
+        for row, p_adj, level in zip(members, stats.holm(ps), stats.holm_alphas(ps, alpha)):
+            row.update({"family": FAMILY, "family_size": m, "primary_p_holm": p_adj, "ci_alpha": level,
+                        "verdict": "same runs" if row["primary_test"] == "same runs"
+                        else stats.verdict(row["diff"], p_adj, alpha)})
+            test = (retest[id(row)](1 - level) if not math.isnan(level)
+                    else stats.TTest(row["diff"], stats.NAN, stats.NAN, stats.NAN, stats.NAN, stats.NAN))
+            row.update({"diff_ci_low": test.ci_low, "diff_ci_high": test.ci_high,
+                        "mdd": stats.min_detectable_shift(row["primary_se"], row["primary_df"], level, power)
+                        if not math.isnan(level) else stats.NAN})
+    for row in rows:
+        row.pop("budget_key")  # only the family needed it: the settings column says the same
+    columns = [
+        Column("Data", lambda r: r["dataset"], "left", "varies"),
+        Column("Model", lambda r: r["model"], "left", "varies"),
+        Column("Target s", lambda r: fmt_sparsity(r["target_sparsity"])),
+        Column("Method", lambda r: r["method"] + (f" ({r['round']})" if r["round"] else ""), "left"),
+        *protocol_columns("_reference"),
+        Column("n", lambda r: f"{r['n']} vs {r['n_reference']}"),
+        Column("Test", lambda r: r["primary_test"], "left"),
+        Column("Δ mean", lambda r: fmt(r["diff"], signed=True)),
+        Column("Adjusted CI", lambda r: fmt_ci(r["diff_ci_low"], r["diff_ci_high"]) + (
+            "" if is_missing(r["ci_alpha"]) else f" ({100 * (1 - r['ci_alpha']):.4g}%)")),
+        Column("p", lambda r: fmt_p(r["primary_p"]), paper="no"),
+        Column("Holm p", lambda r: fmt_p(r["primary_p_holm"]) + (
+            "" if is_missing(r["primary_p_holm"]) else f" (m={r['family_size']})")),
+        Column("Verdict", lambda r: r["verdict"], "left"),
+        Column("Hedges g", lambda r: fmt(r["hedges_g"]), paper="no"),
+        Column(f"MDD ({100 * power:g}%)", lambda r: fmt(r["mdd"])),
+        Column("Wilcoxon (check)", lambda r: _min_p_text(r["wilcoxon_min_p"], f"n={r['n']}", alpha,
+                                                         r["wilcoxon_p"]), paper="no"),
+        *budget_columns(rows, "_reference"),
+        Column("Cost", lambda r: r["budget_pairing"], "left"),
+        Column("Protocol", lambda r: "; ".join(r["protocol_differs"]) or "same", "left"),
+    ]
+    caption = (f"Each method against the reference '{reference}' at the same data, model, target sparsity and "
+               f"training settings (an LTH round stands for the requested sparsity nearest to it, within "
+               f"{ROUND_TOLERANCE:g}; its own sparsity is in its row), plus, where the study has one, the "
+               "reference at another budget (epochs per cycle) that trained the same total epochs: 'equal "
+               "budget' (e.g. progressive for 160 epochs against LTH's round 7, 8 cycles of 20). 'Cost' labels "
+               "every other row with its cost ratio (method's training cost over the reference's, both in dense "
+               "cycles). 'Protocol' names what differs between the two groups beyond the method (layer "
+               "distribution, layers kept dense, init, budget): such a row compares more than criteria. "
+               f"Δ mean = method − {reference}, in accuracy "
+               "points. One primary test per row, chosen before looking at the numbers: the paired t-test when "
+               "both sides ran the same seeds (pairs matched by seed), else Welch's t-test; 'Test' names it. "
+               f"Multiplicity family: {FAMILY} (the rows at one data set, model, budget and target sparsity; m "
+               "beside 'Holm p' is its size). 'Holm p' is the primary p adjusted by Holm-Bonferroni within the "
+               f"family; the verdict (method better / worse than {reference}, or no significant difference) is "
+               f"'Holm p < {alpha:g}'. 'Adjusted CI' is the primary test's CI of Δ at a Holm-consistent level "
+               "(shown beside it): a row Holm rejects at step k of m gets 1 − alpha/(m − k + 1); a row it does "
+               "not reject gets 1 − alpha/(m − r), the level of the step where Holm stopped after r rejections. "
+               "So a CI excludes 0 exactly when the verdict is a difference. Rows whose two groups are the same "
+               "runs (same seeds, identical results) are not tested: 'same runs'. MDD is the smallest true Δ "
+               f"the row's own test detects with {100 * power:g}% power at the row's adjusted level, from its "
+               "observed standard error and df. 'Wilcoxon (check)', paired rows only, unadjusted and not used "
+               "for the verdict: the exact signed-rank test cannot give p below 2/2^n (0.0625 at n = 5), and "
+               "says so where that is not below alpha. 'Epochs' shows the epochs each side trained.")
+    methods = sorted({g.method for g in groups})
+    empty = (f"no method ran at the same data, model, sparsity and budget as a '{reference}' group"
+             if reference in methods else
+             f"no runs of the reference method '{reference}' (methods here: {', '.join(methods)})")
+    return Table("head_to_head", f"Head-to-head against {reference}", caption, rows, columns, empty)
+
+
+def equivalence_table(groups: Sequence[Group], margin: float, alpha: float) -> Table:
+    rows = []
+    for g in groups:
+        dense = dense_for(g, groups)
+        if dense is None or g.target_sparsity == 0 or same_runs(g, dense):
+            continue  # nothing pruned (an LTH chain's round 0 is a dense training): no drop to rule out
+        t = stats.tost(g.accuracies, dense.accuracies, margin, alpha)
+        if math.isnan(t.p):
+            outcome = ("not tested: n < 2 on one side" if min(len(g.runs), len(dense.runs)) < 2
+                       else "not tested: no spread on either side")
+        else:
+            outcome = f"equivalent within ±{margin:g}" if t.equivalent else "not shown"
+        rows.append({**group_fields(g), "dense_group": dense.id, "n": len(g.runs), "n_dense": len(dense.runs),
+                     "mean": mean(g.accuracies), "dense_mean": mean(dense.accuracies), "diff": t.diff,
+                     "ci90_low": t.ci_low, "ci90_high": t.ci_high, "margin": margin, "p_lower": t.p_lower,
+                     "p_upper": t.p_upper, "p_tost": t.p, "equivalent": t.equivalent, "outcome": outcome})
+    columns = [
+        Column("Data", lambda r: r["dataset"], "left", "varies"),
+        Column("Model", lambda r: r["model"], "left", "varies"),
+        Column("Method", lambda r: r["method"] + (f" ({r['round']})" if r["round"] else ""), "left"),
+        Column("Target s", lambda r: fmt_sparsity(r["target_sparsity"])),
+        *protocol_columns(),
+        Column("n", lambda r: f"{r['n']} vs {r['n_dense']}"),
+        Column("Δ vs dense", lambda r: fmt(r["diff"], signed=True)),
+        Column(f"{100 * (1 - 2 * alpha):g}% CI", lambda r: fmt_ci(r["ci90_low"], r["ci90_high"])),
+        Column("TOST p", lambda r: fmt_p(r["p_tost"])),
+        Column("Equivalence", lambda r: r["outcome"], "left"),
+        *budget_columns(rows),
+    ]
+    caption = (f"'No accuracy drop' checked as equivalence: TOST (two one-sided Welch t-tests) of each pruned "
+               f"group against the dense baseline of the same data, model and budget, margin ±{margin:g} "
+               f"accuracy points, alpha = {alpha:g}. Equivalence is shown when both one-sided tests reject, i.e. "
+               f"the {100 * (1 - 2 * alpha):g}% CI of the difference lies inside the margin. With few seeds the "
+               "CI is wide and 'not shown' is the expected, honest outcome: it means the data cannot rule out a "
+               "drop larger than the margin, not that a drop was found.")
+    return Table("equivalence", f"Equivalence to dense (TOST, margin ±{margin:g})", caption, rows, columns,
+                 "no pruned group has a dense baseline with the same data, model and budget")
+
+
+def published_table(groups: Sequence[Group], published: Sequence[Published], reference: str,
+                    alpha: float = 0.05) -> Table:
+    """Published numbers for the data and models run here, each with our groups of the same method (and of
+    the reference method) at its sparsity, tested against it; numbers for models not run here are left out."""
+    rows = []
+    present = {(g.dataset, g.model) for g in groups}
+    shown = [p for p in published if (p.dataset, p.model) in present]
+    for pub in sorted(shown, key=lambda p: (p.dataset, p.model, p.target_sparsity, p.method)):
+        base = {"dataset": pub.dataset, "model": pub.model, "target_sparsity": pub.target_sparsity,
+                "published_method": pub.method, "published_accuracy": pub.accuracy,
+                "published_spread": pub.spread, "approximate": pub.approximate, "source": pub.source,
+                "checked": pub.checked, "published_runs": pub.runs}
+        rows.append({**base, "kind": "published, not re-run", "method": pub.method, "group": "", "n": 0,
+                     "budget": None, "distribution": None, "init": None,
+                     "epochs_trained": stats.NAN, "train_cost_x_dense_cycle": stats.NAN, "mean": pub.accuracy,
+                     "diff": stats.NAN, "ci_low": stats.NAN, "ci_high": stats.NAN, "test": "",
+                     "t": stats.NAN, "df": stats.NAN, "p": stats.NAN, "outcome": "", "note": pub.note})
+        matches = [g for g in groups if g.dataset == pub.dataset and g.model == pub.model
+                   and g.method in (pub.method, reference)
+                   and (abs(g.target_sparsity - pub.target_sparsity) <= pub.sparsity_tolerance
+                        or (g.round is not None and stands_for(g, pub.target_sparsity, groups)))]
+        matches.sort(key=lambda g: (g.method != pub.method, g.sort_key()))
+        for g in matches:
+            t = stats.against_published(g.accuracies, pub.accuracy, pub.spread, pub.runs)
+            kind = "ours, same method" if g.method == pub.method else "ours, reference method"
+            test = ("one-sample t-test" if is_missing(pub.spread) else
+                    f"Welch t-test with the published SD over {pub.runs} runs" if pub.runs and pub.runs >= 2 else
+                    "t-test with the published SD as its uncertainty")
+            outcome = ("not tested" if is_missing(t.p) else
+                       "differs from the published value under this recipe" if t.p < alpha
+                       else "no significant difference from the published value")
+            rows.append({**base, "kind": kind, "method": g.method_label, "group": g.id, "n": len(g.runs),
+                         "budget": g.budget_label, "distribution": g.protocol("distribution"),
+                         "init": g.protocol("init"),
+                         "epochs_trained": g.epochs, "train_cost_x_dense_cycle": g.cost,
+                         "mean": mean(g.accuracies), "diff": mean(g.accuracies) - pub.accuracy,
+                         "ci_low": t.ci_low, "ci_high": t.ci_high, "test": test, "t": t.statistic, "df": t.df,
+                         "p": t.p, "outcome": outcome, "note": NO_TESTS if len(g.runs) < 2 else ""})
+        if not matches:
+            rows[-1]["note"] = (rows[-1]["note"] + " " if rows[-1]["note"] else "") + "(no matching runs here)"
+
+    def published_text(r: dict) -> str:
+        if r["kind"] != "published, not re-run":
+            return ""
+        spread = "" if is_missing(r["published_spread"]) else f" ± {r['published_spread']:.2f}"
+        return ("≈" if r["approximate"] else "") + f"{r['published_accuracy']:.2f}{spread}"
+
+    columns = [
+        Column("Data", lambda r: r["dataset"], "left", "varies"),
+        Column("Model", lambda r: r["model"], "left", "varies"),
+        Column("Target s", lambda r: fmt_sparsity(r["target_sparsity"])),
+        Column("Row", lambda r: r["kind"], "left"),
+        Column("Method", lambda r: r["method"], "left"),
+        *protocol_columns(),
+        Column("Published", published_text),
+        Column("n", lambda r: str(r["n"]) if r["n"] else MISSING),
+        Column("Our mean", lambda r: fmt(r["mean"]) if r["n"] else MISSING),
+        Column("Δ vs published", lambda r: fmt(r["diff"], signed=True)),
+        Column("95% CI of Δ", lambda r: fmt_ci(r["ci_low"], r["ci_high"]), paper="no"),
+        Column("p", lambda r: fmt_p(r["p"])),
+        Column("Outcome", lambda r: r["outcome"], "left"),
+        *budget_columns(rows),
+        Column("Source", lambda r: r["source"] if r["kind"] == "published, not re-run" else "", "left", "no"),
+    ]
+    caption = ("Numbers from the literature ('published, not re-run': copied from the source, never trained "
+               "here; ≈ marks values read off a figure or rounded in the paper), for the data and models run here. "
+               f"Below each, our groups of the same method and of the reference method '{reference}' at the same "
+               "data, model and sparsity, tested against it: a one-sample t-test of our seeds when the source "
+               "gives no spread; when it gives one, a t-test that adds the published variance (SD² over its "
+               "runs; over 1 run when the source does not say how many, which can only widen the CI). 95% CI of "
+               f"Δ = ours − published; p-values unadjusted, alpha = {alpha:g}. Training recipes differ from the "
+               "papers', so a significant Δ means our result differs from the published value under this "
+               "recipe: a property of the whole recipe, never a refutation of the paper.")
+    return Table("published", "Published references", caption, rows, columns, "no published references loaded")
+
+
+def power_table(head_to_head: Table) -> Table:
+    """Per head-to-head row: the smallest true difference its own primary test detects with the stated
+    power at the row's Holm-adjusted level, from the row's observed standard error and df."""
+    rows = []
+    for h in head_to_head.rows:
+        rows.append({k: h[k] for k in ("group", "dataset", "model", "method", "round", "target_sparsity", "settings",
+                                       "reference", "reference_group", "n", "n_reference", "primary_test",
+                                       "primary_se", "primary_df", "ci_alpha", "family_size", "power", "mdd",
+                                       "epochs_trained", "train_cost_x_dense_cycle", "budget", "distribution",
+                                       "init")})
+
+    def line(r: dict) -> str:
+        method = r["method"] + (f" ({r['round']})" if r["round"] else "")
+        name = f"{method} vs {r['reference']} · {r['model']} · {r['dataset']} · s={r['target_sparsity']:g}"
+        if r["primary_test"] == "same runs":
+            return f"{name}: same runs, nothing to detect"
+        if is_missing(r["mdd"]):
+            return f"{name}: n={r['n']} vs {r['n_reference']}, no spread to estimate, no power statement"
+        return (f"{name}: {r['primary_test']}, n={r['n']} vs {r['n_reference']}, SE {r['primary_se']:.3f} on "
+                f"{r['primary_df']:.3g} df, level {r['ci_alpha']:.4g} (Holm, m={r['family_size']}) → smallest "
+                f"difference detectable at {100 * r['power']:g}% power: {r['mdd']:.2f} points")
+
+    columns = [
+        Column("Data", lambda r: r["dataset"], "left", "varies"),
+        Column("Model", lambda r: r["model"], "left", "varies"),
+        Column("Method", lambda r: r["method"] + (f" ({r['round']})" if r["round"] else ""), "left"),
+        Column("Target s", lambda r: fmt_sparsity(r["target_sparsity"])),
+        *protocol_columns(),
+        Column("Test", lambda r: r["primary_test"], "left"),
+        Column("n", lambda r: f"{r['n']} vs {r['n_reference']}"),
+        Column("Level", lambda r: MISSING if is_missing(r["ci_alpha"]) else f"{r['ci_alpha']:.4g}"),
+        Column("Min. detectable Δ", lambda r: fmt(r["mdd"])),
+    ]
+    power = head_to_head.rows[0]["power"] if head_to_head.rows else 0.8
+    caption = (f"For each head-to-head row, the smallest true difference in mean accuracy (points) that the row's "
+               f"own primary test (paired t or Welch t) detects with {100 * power:g}% power at the alpha it was "
+               "actually judged at (its Holm-consistent level), taking the observed standard error and df of the "
+               "row as the truth: the root x of P(T' > t*) + P(T' < −t*) = power, T' ~ nct(df, x / SE), "
+               "t* = t(1 − level/2, df) (scipy's noncentral t).")
+    return Table("power", "Power: smallest detectable difference per comparison", caption, rows, columns,
+                 "no head-to-head comparisons", line=line)
+
+
+def skipped_table(skipped: Sequence[Skipped]) -> Table:
+    rows = [{"path": s.path, "status": s.status, "method": s.method, "seed": s.seed, "reason": s.reason}
+            for s in sorted(skipped, key=lambda s: (s.path, s.status))]
+    columns = [Column("Path", lambda r: r["path"], "left"), Column("Status", lambda r: r["status"], "left"),
+               Column("Method", lambda r: r["method"], "left"), Column("Seed", lambda r: str(r["seed"])),
+               Column("Reason", lambda r: r["reason"], "left")]
+    caption = ("Run folders not in the tables: failed (reason from failed.json), unfinished (no result.json "
+               "yet), unreadable, or a duplicate of a seed already counted.")
+    return Table("not_included", "Runs not included", caption, rows, columns)
+
