@@ -115,13 +115,18 @@ def answers(rows: Sequence[dict], ref: str) -> list[str]:
         def names(verdict: str) -> str:
             return ", ".join(f"{_label(r)} ({_cost(r['train_cost_x_dense_cycle'])}"
                              + (", equal budget" if r["budget_pairing"] == "equal budget" else "") + ")"
-                             for r in at if r["verdict"] == verdict) or "none"
+                             for r in at if r["verdict"] == verdict)
+        parts = [f"{words} {names(verdict)}" for words, verdict in
+                 (("better than", "worse"), ("worse than", "better"),
+                  ("not significantly different from", "no significant difference")) if names(verdict)]
+        parts = [f"{ref} is {'; '.join(parts)}"] if parts else []
+        untested = [_label(r) for r in at if r["verdict"] not in ("worse", "better", "no significant difference")]
+        if untested:
+            parts.append(f"not tested: {', '.join(untested)}")
         first = at[0]
         out.append(f"At {100 * sparsity:g}% ({readable(model, dataset)}, {budget}, {ref} at "
-                   f"{_cost(first['train_cost_x_dense_cycle_reference'])} one dense cycle): {ref} is better than "
-                   f"{names('worse')}; worse than {names('better')}; not significantly different from "
-                   f"{names('no significant difference')} (costs in dense cycles; {first['primary_test']} tests, "
-                   f"Holm within the sparsity).")
+                   f"{_cost(first['train_cost_x_dense_cycle_reference'])} one dense cycle): {'; '.join(parts)} "
+                   f"(costs in dense cycles; {first['primary_test']} tests, Holm within the sparsity).")
     return out
 
 
