@@ -575,7 +575,11 @@ def test_cost_per_dense_cycle_from_new_fields_or_the_old_fallback(tmp_path):
     [o] = report.scan_runs(tmp_path / "old")[0]
     [n] = report.scan_runs(tmp_path / "new")[0]
     assert o.cost_x_dense_cycle == pytest.approx(4.16, rel=1e-12) and o.cost_derived and o.cycles == 8
-    assert (o.init, o.distribution, o.val_size) == (None, None, None)
+    assert (o.init, o.distribution, o.val_size) == (None, "global", None)  # no science key: the default
+    erk = _write_run(tmp_path / "erk", "rigl", 0.9, 42, 92.1, epochs=20)
+    _set_fields(erk, science=lambda d: {**d.get("science", {}), "prune.distribution": "erk"})
+    [e] = report.scan_runs(tmp_path / "erk")[0]
+    assert e.distribution == "erk"  # an older result's science settings name a non-default distribution
     assert n.cost_x_dense_cycle == 0.3 and not n.cost_derived and n.cycles == 1.0
     assert (n.init, n.distribution, n.dense_layers, n.val_size, n.test_at_best_val) == (
         "kaiming_normal", "erk", ("last",), 5000, 92.4)

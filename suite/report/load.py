@@ -132,10 +132,14 @@ def _cost_and_protocol(data: dict) -> dict:
         cost, derived = _number(data.get("train_flops_x_dense")) * cycles, True
         derived = not math.isnan(cost)
     val_size = data.get("val_size")
+    distribution = _text(data.get("distribution"))
+    science = data.get("science")
+    if distribution is None and isinstance(science, dict):  # older results: their science settings list
+        distribution = _text(science.get("prune.distribution", "global"))  # every non-default, so absent = global
     return {"epochs_per_cycle": epochs, "cycles": cycles, "cost_x_dense_cycle": cost, "cost_derived": derived,
             "train_flops": _number(data.get("train_flops")), "scoring_flops": _number(data.get("scoring_flops")),
             "core_hours": _number(data.get("core_hours")), "device": _text(data.get("device")),
-            "init": _text(data.get("init")), "distribution": _text(data.get("distribution")),
+            "init": _text(data.get("init")), "distribution": distribution,
             "dense_layers": _dense_layers(data), "val_size": val_size if isinstance(val_size, int) else None,
             "test_at_best_val": _number(data.get("test_accuracy_at_best_val"))}
 
