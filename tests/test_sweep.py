@@ -213,7 +213,7 @@ def test_values_reach_run_py_unchanged(value, text):
 # --- schema errors -----------------------------------------------------------------------------
 
 @pytest.mark.parametrize("body, message", [
-    ("axes: {seed: [1]}\nseeds: [1]\n", "unknown key 'seeds' (valid: base, axes, overrides)"),
+    ("axes: {seed: [1]}\nseeds: [1]\n", "unknown key 'seeds' (valid: base, axes, overrides, ablate)"),
     ("axes: {seed: [1]}\nbase: 3\n", "base: expected the path of a config file"),
     ("axes: {seed: [1]}\nbase: configs/nope.yaml\n", "base: config file not found: configs/nope.yaml"),
     ("", "axes: expected a mapping of config keys to lists of values"),
