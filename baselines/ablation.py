@@ -206,7 +206,11 @@ class Ablation(PruningMethod):
 
     def source_mask(self, mask: Mask) -> Mask:
         """The source's final mask (on the CPU), checked against the layers of this run."""
-        source = RunFolder(self.source().path).read_mask()
+        try:
+            source = RunFolder(self.source().path).read_mask()
+        except Exception as e:  # safetensors raises its own error types for a damaged file
+            raise SourceError(f"ablate.source: {self.source().path}/mask.safetensors is unreadable "
+                              f"({type(e).__name__})") from None
         shapes = {n: tuple(m.shape) for n, m in mask.items()}
         if {n: tuple(m.shape) for n, m in source.items()} != shapes:
             raise SourceError(f"ablate.source: {self.source().path}/mask.safetensors does not fit this model's "

@@ -230,3 +230,13 @@ def test_two_ranks_compute_the_masks_of_one_process(sources, ablated, tmp_path):
         assert held["alive"] == PRUNABLE - 5453
         assert held["mask"] == fingerprint(ablated[kind].runner.masked.mask), kind  # the 1-process mask
         assert json.loads((Path(held["dir"]) / "result.json").read_text())["world_size"] == 2
+
+
+def test_a_damaged_source_mask_is_one_error_line(sources, tmp_path):
+    damaged = tmp_path / "damaged" / "seed_42"
+    shutil.copytree(sources["snip"], damaged)
+    (damaged / "mask.safetensors").write_bytes(b"not a safetensors file")
+    runner = Runner(_cfg("shuffle", damaged), tmp_path / "run", Accelerator(cpu=True))
+    with pytest.raises(C.ConfigError) as e:
+        runner.method.start_round(0, runner.ctx, runner.masked.mask)
+    assert str(e.value).startswith(f"ablate.source: {damaged}/mask.safetensors is unreadable (")
