@@ -240,3 +240,26 @@ def test_a_damaged_source_mask_is_one_error_line(sources, tmp_path):
     with pytest.raises(C.ConfigError) as e:
         runner.method.start_round(0, runner.ctx, runner.masked.mask)
     assert str(e.value).startswith(f"ablate.source: {damaged}/mask.safetensors is unreadable (")
+
+
+def test_a_killed_ablation_resumes_to_the_uninterrupted_result(tmp_path):
+    """SIGKILL after 2 of 6 epochs, then the same run again: the same mask, weights and metrics, bit
+    for bit (reinit: the run whose init is not the seed's own)."""
+    from helpers import kill_at_epoch, metrics, tensors
+    slow = ["data.name=synthetic", "data.synthetic_train=6000", "data.synthetic_shape=[1,28,28]",
+            "model.name=lenet300", "train.batch_size=50", "wandb.mode=disabled"]
+    source = run_experiment(C.load_config(None, [*slow, "train.epochs=1", "prune.target_sparsity=0.9"],
+                                          method="snip"), tmp_path / "source", Accelerator(cpu=True),
+                            progress=False).run_dir
+    args = ["--method", "reinit", f"ablate.source={source}", "train.epochs=6"]
+    cfg = C.load_config(None, args[2:], method="reinit")
+    straight = run_experiment(cfg, tmp_path / "a", Accelerator(cpu=True), progress=False).run_dir
+    kill_at_epoch(tmp_path / "b", args, 2)
+    resumed = run_experiment(cfg, tmp_path / "b", Accelerator(cpu=True), progress=False)
+    assert resumed.status == "finished" and resumed.run_dir.name == straight.name
+    for file in ("mask.safetensors", "model.safetensors"):
+        a, b = tensors(straight / file), tensors(resumed.run_dir / file)
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), file
+    strip = lambda rows: [{k: v for k, v in row.items() if k not in ("epoch_time_s", "images_per_s")} for row in rows]
+    assert strip(metrics(straight)) == strip(metrics(resumed.run_dir))
+    assert len(metrics(straight)) == 6
