@@ -128,11 +128,14 @@ class Grasp(PruningMethod):
     config_keys = ("prune.target_sparsity", "prune.keep_", "prune.distribution")
 
     def start_round(self, round_index: int, ctx: Context, mask: Mask) -> Mask | None:
-        target, g = self.cfg.prune.target_sparsity, self.cfg.grasp
+        target = self.cfg.prune.target_sparsity
         if already_at(mask, target):
             return None  # already pruned (or target 0): never score trained weights
+        return mask_at_sparsity(self.init_scores(ctx), target, alive=mask, **layout(self.cfg.prune))
+
+    def init_scores(self, ctx: Context) -> Scores:
+        g = self.cfg.grasp
         total = g.samples_per_class * ctx.data.spec.num_classes
         batches = official_halves(ctx.data.class_balanced(g.samples_per_class), ctx.rank, ctx.world_size, total)
-        scores = grasp_scores(ctx.model, batches, ctx.loss_fn, g.temperature, weights=ctx.weights,
-                              bn_mode=g.bn_mode, all_reduce=ctx.all_reduce_sum)
-        return mask_at_sparsity(scores, target, alive=mask, **layout(self.cfg.prune))
+        return grasp_scores(ctx.model, batches, ctx.loss_fn, g.temperature, weights=ctx.weights,
+                            bn_mode=g.bn_mode, all_reduce=ctx.all_reduce_sum)

@@ -87,6 +87,8 @@ class Snip(PruningMethod):
         target = self.cfg.prune.target_sparsity
         if already_at(mask, target):
             return None  # already pruned (or target 0): never score trained weights
-        scores = snip_scores(ctx.model, ctx.data.scoring_batches(self.cfg.snip.batches), ctx.loss_fn,
-                             weights=ctx.weights, bn_mode=self.cfg.snip.bn_mode, all_reduce=ctx.all_reduce_sum)
-        return mask_at_sparsity(scores, target, alive=mask, **layout(self.cfg.prune))
+        return mask_at_sparsity(self.init_scores(ctx), target, alive=mask, **layout(self.cfg.prune))
+
+    def init_scores(self, ctx: Context) -> Scores:
+        return snip_scores(ctx.model, ctx.data.scoring_batches(self.cfg.snip.batches), ctx.loss_fn,
+                           weights=ctx.weights, bn_mode=self.cfg.snip.bn_mode, all_reduce=ctx.all_reduce_sum)

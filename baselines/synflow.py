@@ -155,3 +155,8 @@ class SynFlow(PruningMethod):
         return synflow_mask(ctx.model, ctx.data.spec.input_shape, target, self.cfg.synflow.iterations,
                             weights=ctx.weights, mask=mask,
                             build=lambda scores, s, alive: mask_at_sparsity(scores, s, alive, **pattern))
+
+    def init_scores(self, ctx: Context) -> Scores:
+        """The one-shot SynFlow score of the dense network at init (the iterative pruning re-scores
+        after each step; an inverted mask keeps the lowest of the first scores)."""
+        return synflow_scores(ctx.model, ctx.data.spec.input_shape, weights=ctx.weights)

@@ -38,10 +38,11 @@ import yaml  # noqa: E402
 
 from suite.config import Config, ConfigError, load_config, parse_override, read_yaml, run_dir  # noqa: E402
 from suite.results import (EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_LOCKED,  # noqa: E402
-                           RunFolder, check_output_dir, crash_line, lock_held)
-from suite.methods import METHODS, method_class  # noqa: E402
+                           RunFolder, check_output_dir, crash_line, lock_held, moved_aside)
+from suite.methods import METHODS, PruningMethod, SourceError, ablation_methods, dense_methods, method_class  # noqa: E402
 
-SWEEP_KEYS = ("base", "axes", "overrides")
+SWEEP_KEYS = ("base", "axes", "overrides", "ablate")
+ABLATE_KEYS = ("sources", "kinds", "methods")
 BACKENDS = ("local", "accelerate", "slurm", "print")
 SLURM_TEMPLATE = REPO / "launch" / "slurm" / "sweep_array.sbatch"
 
@@ -50,7 +51,9 @@ SLURM_TEMPLATE = REPO / "launch" / "slurm" / "sweep_array.sbatch"
 def chain_methods() -> tuple[str, ...]:
     """Methods that train several rounds in one run (`rounds() > 1` at their defaults), each round
     a sparsity point of its own (LTH)."""
-    return tuple(name for name in METHODS if method_class(name)(load_config(None, [], method=name)).rounds() > 1)
+    # a class that keeps the one-round default is no chain (and an ablation has no config without its source)
+    return tuple(name for name in METHODS if method_class(name).rounds is not PruningMethod.rounds
+                 and method_class(name)(load_config(None, [], method=name)).rounds() > 1)
 
 
 # --- the sweep file ----------------------------------------------------------------------------
@@ -63,6 +66,16 @@ class Sweep:
     base: str                       # config file as written (relative paths: from the repo root)
     grids: tuple[dict[str, tuple], ...]  # each: dotted config key -> values, in file order
     overrides: dict[str, Any]       # dotted config key -> value, for every run
+    ablate: "Ablate | None" = None  # an ablation sweep: base and grids are empty
+
+
+@dataclass(frozen=True)
+class Ablate:
+    """`ablate:` of a sweep file: every kind of ablation of every finished result of another sweep
+    (or of a runs folder)."""
+    sources: str                    # a sweep file (its runs under --out) or a runs folder, as written
+    kinds: tuple[str, ...]          # registered ablation methods: shuffle, reinit, invert
+    methods: tuple[str, ...] = ()   # only sources of these methods (empty: every pruned source)
 
 
 def _fail(path: Path, text: str) -> ConfigError:
@@ -83,6 +96,8 @@ def load_sweep(path: str | Path, extra: list[str] = ()) -> Sweep:
     for key in tree:
         if key not in SWEEP_KEYS:
             raise _fail(path, f"unknown key '{key}' (valid: {', '.join(SWEEP_KEYS)})")
+    if "ablate" in tree:
+        return _load_ablation_sweep(path, tree, extra)
     base = tree.get("base")
     if not isinstance(base, str) or not base:
         raise _fail(path, "base: expected the path of a config file, e.g. configs/quickstart.yaml")
@@ -98,6 +113,14 @@ def load_sweep(path: str | Path, extra: list[str] = ()) -> Sweep:
         raise _fail(path, "axes: expected a mapping of config keys to lists of values (e.g. seed: [42, 123]), "
                           "or a list of such mappings")
 
+    overrides = _overrides(path, tree, extra)
+    for key in overrides:
+        if any(key in grid for grid in grids):
+            raise _fail(path, f"'{key}' is both an axis and a fixed override; keep one")
+    return Sweep(path=path, name=path.stem, base=base, grids=grids, overrides=overrides)
+
+
+def _overrides(path: Path, tree: dict, extra: list[str]) -> dict[str, Any]:
     overrides_tree = tree.get("overrides") or {}
     if not isinstance(overrides_tree, dict):
         raise _fail(path, "overrides: expected a mapping of config keys to values, e.g. train.epochs: 10")
@@ -108,9 +131,36 @@ def load_sweep(path: str | Path, extra: list[str] = ()) -> Sweep:
     for key in overrides:
         if not isinstance(key, str):
             raise _fail(path, f"overrides: key {key!r} is not a config key name")
-        if any(key in grid for grid in grids):
-            raise _fail(path, f"'{key}' is both an axis and a fixed override; keep one")
-    return Sweep(path=path, name=path.stem, base=base, grids=grids, overrides=overrides)
+    return overrides
+
+
+def _load_ablation_sweep(path: Path, tree: dict, extra: list[str]) -> Sweep:
+    """A sweep file with `ablate:` (and optional `overrides:`): no base, no axes (the sources bring
+    their own settings)."""
+    both = [k for k in ("base", "axes") if k in tree]
+    if both:
+        raise _fail(path, f"{both[0]}: an ablation sweep takes its settings from its sources; "
+                          f"give either ablate or base and axes")
+    spec = tree["ablate"]
+    if not isinstance(spec, dict):
+        raise _fail(path, "ablate: expected a mapping with sources, kinds and optionally methods")
+    for key in spec:
+        if key not in ABLATE_KEYS:
+            raise _fail(path, f"ablate: unknown key '{key}' (valid: {', '.join(ABLATE_KEYS)})")
+    sources = spec.get("sources")
+    if not isinstance(sources, str) or not sources:
+        raise _fail(path, "ablate.sources: expected a sweep file (e.g. configs/sweeps/quickstart.yaml) or a runs folder")
+    from suite.methods import METHODS
+    kinds, methods = spec.get("kinds"), spec.get("methods", [])
+    if not isinstance(kinds, list) or not kinds or any(k not in ablation_methods() for k in kinds):
+        raise _fail(path, f"ablate.kinds: expected a list of {', '.join(ablation_methods())}, got {kinds!r}")
+    if not isinstance(methods, list) or any(m not in METHODS for m in methods):
+        raise _fail(path, f"ablate.methods: expected a list of registered methods, got {methods!r}")
+    for key in ("method", "ablate.source"):
+        if key in (tree.get("overrides") or {}) or any(t.split("=", 1)[0] == key for t in extra):
+            raise _fail(path, f"overrides: {key} is set by ablate (kinds, sources)")
+    return Sweep(path=path, name=path.stem, base="", grids=(), overrides=_overrides(path, tree, extra),
+                 ablate=Ablate(sources=sources, kinds=tuple(kinds), methods=tuple(methods)))
 
 
 def _grid(path: Path, where: str, tree: Any) -> dict[str, tuple]:
@@ -160,6 +210,9 @@ class Expansion:
     runs: list[Run]
     points: int                     # grid points before merging
     merged: dict[str, list[dict]] = field(default_factory=dict)  # run label -> other points it stands for
+    # an ablation sweep: each source folder and its state; each (kind, source) that cannot run (yet), why
+    sources: list[tuple[Path, str]] = field(default_factory=list)
+    held_back: dict[str, list[str]] = field(default_factory=dict)  # reason -> "<kind> of <source>"
 
 
 def _point_text(point: dict) -> str:
@@ -170,7 +223,9 @@ def expand(sweep: Sweep, out: str | Path, out_arg: str | None = None) -> Expansi
     """The grids as runs: the cartesian product of each grid's axes, then points that land in one run folder
     merged (e.g. dense ignores prune.target_sparsity), then each LTH chain kept only at its highest
     sparsity (its rounds yield the lower points). `out` locates the folders; `out_arg` is the --out
-    that run.py gets (default: `out`)."""
+    that run.py gets (default: `out`). An ablation sweep: see `expand_ablations`."""
+    if sweep.ablate is not None:
+        return expand_ablations(sweep, out, out_arg)
     config_file = base_path(sweep.base)
     points = [dict(zip(grid, values)) for grid in sweep.grids for values in itertools.product(*grid.values())]
     by_dir: dict[Path, Run] = {}
@@ -219,6 +274,92 @@ def _collapse_chains(runs: list[Run], sweep: Sweep, out: str | Path, merged: dic
         else:  # this point, and any that shared its folder, now stand with the chain
             merged.setdefault(top.label, []).extend([run.point, *merged.pop(run.label, [])])
     return kept
+
+
+NOT_FINISHED = "source not finished: run its sweep first"
+NOT_APPLICABLE = "does not apply to its source"
+
+
+def ablation_sources(sweep: Sweep, out: str | Path) -> list[Path]:
+    """The result folders an ablation sweep ablates, finished or not: each run of the source sweep under
+    `out` (an LTH chain: the round folder of each sparsity it covers), or each seed folder of a runs
+    folder (an LTH chain: its final result). Dense runs and ablations are never sources; `methods`
+    keeps only sources of those methods."""
+    spec = sweep.ablate
+
+    def keep(method: str) -> bool:
+        return method not in dense_methods() + ablation_methods() and (not spec.methods or method in spec.methods)
+
+    source = base_path(spec.sources) if spec.sources.endswith((".yaml", ".yml")) else Path(spec.sources)
+    found: list[Path] = []
+    if source.suffix in (".yaml", ".yml"):
+        if not source.is_file():
+            raise _fail(sweep.path, f"ablate.sources: sweep file not found: {spec.sources} (relative paths start "
+                                    f"at the repo root)")
+        inner = load_sweep(source)
+        if inner.ablate is not None:
+            raise _fail(sweep.path, f"ablate.sources: {spec.sources} is itself an ablation sweep")
+        for run in expand(inner, out).runs:
+            if not keep(run.cfg.method):
+                continue
+            if run.covers:  # the rounds that stand for the requested sparsities
+                rounds = chain_sparsities(run.cfg)
+                found += [run.dir / f"round_{min(range(len(rounds)), key=lambda i: abs(rounds[i] - s))}"
+                          for s in run.covers]
+            else:
+                found.append(run.dir)
+    else:
+        if not source.is_dir():
+            raise _fail(sweep.path, f"ablate.sources: {spec.sources} is neither a sweep file nor a runs folder")
+        for folder in sorted(source.glob("*/seed_*")):
+            if moved_aside(folder.parent.name) or moved_aside(folder.name) or not folder.is_dir():
+                continue
+            try:
+                method = json.loads((folder / "config.json").read_text())["method"]
+            except (OSError, ValueError, KeyError, TypeError):
+                continue  # not a run folder of this suite
+            if keep(method):
+                found.append(folder)
+    return list(dict.fromkeys(found))
+
+
+def expand_ablations(sweep: Sweep, out: str | Path, out_arg: str | None = None) -> Expansion:
+    """Every kind of `ablate.kinds` for every finished source (ablation_sources): one run each, under
+    the source's own settings plus the sweep's overrides. A source not finished yet, and a kind that
+    does not apply to its source (invert of a method without scores at init), are held back with the
+    reason; two sources with one mask (an LTH seed folder and its last round) run once."""
+    spec = sweep.ablate
+    out_text = str(out) if out_arg is None else out_arg
+    texts = [f"{k}={format_value(v)}" for k, v in sweep.overrides.items()]
+    sources = ablation_sources(sweep, out)
+    by_dir: dict[Path, Run] = {}
+    merged: dict[str, list[dict]] = {}
+    states: list[tuple[Path, str]] = []
+    held_back: dict[str, list[str]] = {}
+    for folder in sources:
+        status = RunFolder(folder).status()
+        states.append((folder, status.state + (f" ({status.detail})" if status.detail else "")))
+        for kind in spec.kinds:
+            point = {"method": kind, "ablate.source": str(folder)}
+            if status.state != "finished":
+                held_back.setdefault(NOT_FINISHED, []).append(f"{kind} of {folder}")
+                continue
+            try:
+                cfg = load_config(None, [f"ablate.source={folder}", *texts], kind)
+            except SourceError as e:
+                held_back.setdefault(NOT_APPLICABLE, []).append(f"{kind} of {folder}: {e}")
+                continue
+            except ConfigError as e:
+                raise _fail(sweep.path, f"({kind} of {folder}): {e}") from None
+            run_folder = run_dir(cfg, out)
+            if run_folder in by_dir:
+                merged.setdefault(by_dir[run_folder].label, []).append(point)
+                continue
+            args = ["--out", out_text, "--no-progress", "--method", kind, f"ablate.source={_relative_out(folder)}",
+                    *texts]
+            by_dir[run_folder] = Run(index=len(by_dir), cfg=cfg, dir=run_folder, args=tuple(args), point=point)
+    return Expansion(runs=list(by_dir.values()), points=len(sources) * len(spec.kinds), merged=merged,
+                     sources=states, held_back=held_back)
 
 
 def chain_sparsities(cfg: Config) -> list[float]:
@@ -520,7 +661,18 @@ def _relative_out(out: Path) -> str:
 def _print_dry_run(sweep: Sweep, expansion: Expansion, statuses: list[Status], todo: list[Run],
                    backend: str) -> None:
     runs = expansion.runs
-    print(f"sweep {sweep.path}: {expansion.points} grid points -> {len(runs)} runs")
+    if sweep.ablate is not None:
+        finished = sum(state == "finished" for _, state in expansion.sources)
+        print(f"sweep {sweep.path}: {', '.join(sweep.ablate.kinds)} of {len(expansion.sources)} sources "
+              f"({finished} finished) from {sweep.ablate.sources} -> {len(runs)} runs")
+        for folder, state in expansion.sources:
+            print(f"  source {state}: {folder}")
+        for why, items in expansion.held_back.items():
+            print(f"  held back ({why}): {len(items)}")
+            if why != NOT_FINISHED:  # the unfinished sources are listed above
+                print("\n".join(f"    {item}" for item in items))
+    else:
+        print(f"sweep {sweep.path}: {expansion.points} grid points -> {len(runs)} runs")
     width = len(str(len(runs)))
     for run, status in zip(runs, statuses):
         notes = [status.detail] if status.detail else []
@@ -587,7 +739,8 @@ def _main(args: argparse.Namespace) -> int:
     expansion = expand(sweep, out, _relative_out(out))
     runs = expansion.runs
     statuses = [run_status(r.dir) for r in runs]
-    skipped: dict[str, list[str]] = {"finished earlier": [], "failed earlier, see --retry-failed": []}
+    skipped: dict[str, list[str]] = {"finished earlier": [], "failed earlier, see --retry-failed": [],
+                                     **expansion.held_back}
     todo = []
     for run, status in zip(runs, statuses):
         if status.state == "done":

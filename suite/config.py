@@ -309,10 +309,22 @@ def _from_tree(tree: dict) -> Config:
 
     name = tree.get("method", config_class()().method)
     if isinstance(name, str):
+        tree = _merged(method_class(name).base_config(tree), tree)  # e.g. an ablation's source config
         for key, value in method_class(name).defaults.items():
             if not _has_dotted(tree, key):
                 _set_dotted(tree, key, copy.deepcopy(value))
     return validate(resolve(_build(config_class(), tree, "")))
+
+
+def _merged(base: dict, over: dict) -> dict:
+    """`base` with `over` on top, section by section (over wins)."""
+    out = copy.deepcopy(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merged(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
 
 
 def _reset_unused(cfg: Config, keys: tuple[str, ...]) -> Config:

@@ -16,7 +16,7 @@ import torch.distributed as dist
 from torch import Tensor, nn
 
 from suite.errors import ConfigError
-from suite.masks import Mask
+from suite.masks import Mask, Scores
 
 if TYPE_CHECKING:  # suite.config builds Config from this registry: import it lazily, never at the top
     from suite.config import Config
@@ -76,9 +76,29 @@ class PruningMethod:
     # True: `after_backward` reads the gradients of dead weights. They are computed anyway (the
     # backward is dense); the FLOPs accounting counts the weight-gradient of those steps as dense
     dense_grads: ClassVar[bool] = False
+    # True: the method trains the mask of another finished run (`ablate.source`), not one it finds
+    ablates: ClassVar[bool] = False
 
     def __init__(self, cfg: Config):
         self.cfg = cfg
+
+    @classmethod
+    def base_config(cls, tree: dict) -> dict:
+        """Config values that lie below the YAML file and the overrides (above the defaults), read from
+        somewhere else: an ablation takes its source run's config. `tree` is what the file and the
+        overrides set; {} for most methods."""
+        return {}
+
+    def init_seed(self) -> int:
+        """The seed of the model's initialisation (torch.manual_seed before the model is built): the
+        run's seed, except for a method that asks for an initialisation of its own (reinit)."""
+        return self.cfg.seed
+
+    def init_scores(self, ctx: Context) -> Scores | None:
+        """The method's score of every prunable weight at initialisation (higher = kept first), for
+        methods that prune by such a score (SNIP, GraSP, SynFlow); None for every other method. An
+        `invert` ablation keeps the lowest of these."""
+        return None
 
     def rounds(self) -> int:
         """Training cycles: 1 for one-shot and progressive methods, levels + 1 for LTH."""
@@ -131,6 +151,11 @@ class PruningMethod:
         return None
 
 
+class SourceError(ConfigError):
+    """An ablation's source cannot be used: missing, unfinished, or of a kind the ablation does not
+    apply to (one line naming it; exit 2)."""
+
+
 class Dense(PruningMethod):
     """No pruning: the reference every table needs."""
     name = "dense"
@@ -150,6 +175,9 @@ METHODS: dict[str, str] = {
     "set": "baselines.set:SparseEvolutionary",
     "gmp": "baselines.gmp:GradualMagnitude",
     "oneshot": "baselines.oneshot:OneShot",
+    "shuffle": "baselines.ablation:Shuffle",
+    "reinit": "baselines.ablation:Reinit",
+    "invert": "baselines.ablation:Invert",
 }
 
 
@@ -202,3 +230,8 @@ def reads(cls: type[PruningMethod]) -> tuple[str, ...]:
 def dense_methods() -> tuple[str, ...]:
     """Registered methods that never prune (`prunes = False`): the dense controls."""
     return tuple(name for name in METHODS if not method_class(name).prunes)
+
+
+def ablation_methods() -> tuple[str, ...]:
+    """Registered methods that train another finished run's mask (`ablates = True`)."""
+    return tuple(name for name in METHODS if method_class(name).ablates)

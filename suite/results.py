@@ -184,6 +184,7 @@ RESULT_FIELDS = ("method", "model", "dataset", "seed", "experiment", "target_spa
                  "final_test_accuracy")
 FINITE_FIELDS = ("target_sparsity", "achieved_sparsity", "final_test_accuracy")
 FINAL_FILES = ("metrics.jsonl", "mask.safetensors", "model.safetensors")  # written before result.json
+ROUND_FILES = ("metrics.jsonl", "mask.safetensors")  # a chain's round_<r>/ folder keeps no weights
 CHECKPOINT_KEYS = ("round", "epoch", "round_started", "records", "rewind", "epochs_trained", "wall_time_s",
                    "model", "optimizer", "mask", "threshold", "rng", "experiment", "seed")
 MOVED_ASIDE = ".old-"  # `<run>.old-<timestamp>`: a run moved aside by --force; readers skip these folders
@@ -274,9 +275,19 @@ class RunFolder:
             return f"{self.result_path}: {e}"
         return None
 
+    def is_round(self) -> bool:
+        """A chain's `round_<r>/` folder (inside a seed folder), not a seed folder."""
+        name = self.path.name
+        return name.startswith("round_") and name[len("round_"):].isdigit()
+
     def missing_finals(self) -> list[str]:
-        """Files a finished run has next to result.json that are not there."""
-        return [name for name in FINAL_FILES if not (self.path / name).is_file()]
+        """Files a finished run (or round) has next to result.json that are not there."""
+        return [name for name in (ROUND_FILES if self.is_round() else FINAL_FILES) if not (self.path / name).is_file()]
+
+    def read_mask(self) -> dict:
+        """The final mask (name -> bool tensor, on the CPU) of a finished run or round."""
+        from safetensors.torch import load_file
+        return {n: m.bool() for n, m in load_file(str(self.path / "mask.safetensors")).items()}
 
     def finished(self) -> bool:
         return self.result_problem() is None and not self.missing_finals()

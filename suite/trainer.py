@@ -105,7 +105,7 @@ class Runner:
                                 f"({self.data.spec.n_train} examples)")
         if self.device.type == "cuda":
             torch.backends.cudnn.benchmark = True  # fixed input shapes: pick the fastest conv kernels once
-        torch.manual_seed(cfg.seed)  # the init is seeded, and the same on every rank
+        torch.manual_seed(self.method.init_seed())  # the init is seeded, and the same on every rank
         self.model = build_model(cfg.model.name, self.data.spec, cfg.model.init).to(self.device)
         if cfg.train.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)

@@ -6,10 +6,14 @@ mask is checked: the same keys, shapes and dtype bool as the mask in force, that
 no revived weight unless the method declares `regrows`."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 
 from suite import config as C
 from suite.masks import Mask
+from suite.methods import method_class
+from suite.results import RunFolder
 
 # a run of every method on the tiny synthetic data: 3 epochs, 8 steps each
 CONTRACT_RUN = ["data.name=synthetic", "model.name=tiny_mlp", "train.epochs=3", "train.batch_size=64",
@@ -24,8 +28,23 @@ FITS_TINY_RUN = {
 }
 
 
-def contract_config(name: str) -> C.Config:
-    return C.load_config(None, [*CONTRACT_RUN, *FITS_TINY_RUN.get(name, [])], method=name)
+# an ablation (shuffle, reinit, invert) ablates the contract run of this method, in the same runs
+# folder: SNIP scores weights at init, so every kind applies to it
+ABLATION_SOURCE = "snip"
+
+
+def contract_config(name: str, out=None) -> C.Config:
+    extra = list(FITS_TINY_RUN.get(name, []))
+    if method_class(name).ablates:
+        if out is None:
+            raise ValueError(f"{name} ablates a finished run: give the runs folder that holds its source")
+        extra.append(f"ablate.source={source_dir(out)}")
+    return C.load_config(None, [*CONTRACT_RUN, *extra], method=name)
+
+
+def source_dir(out) -> Path:
+    """Where the ablations' source run (ABLATION_SOURCE's contract run) lives under `out`."""
+    return C.run_dir(contract_config(ABLATION_SOURCE), out)
 
 
 class ContractBroken(AssertionError):
@@ -86,7 +105,12 @@ class Checked:
 def run_checked(name: str, out, accelerator):
     """Train `name` through the real Runner with its hooks checked; the runner and its result."""
     from suite.trainer import Runner
-    cfg = contract_config(name)
+    if method_class(name).ablates:
+        accelerator.wait_for_everyone()  # every rank sees the source as the main process left it
+        if not RunFolder(source_dir(out)).finished():
+            run_checked(ABLATION_SOURCE, out, accelerator)
+            accelerator.wait_for_everyone()
+    cfg = contract_config(name, out)
     runner = Runner(cfg, C.run_dir(cfg, out), accelerator)
     runner.method = Checked(runner.method)
     return runner, runner.run(progress=False)

@@ -8,12 +8,20 @@ import torch
 from accelerate import Accelerator
 
 from helpers import ROOT, launch_2proc
-from method_contract import Checked, ContractBroken, contract_config, run_checked
+from method_contract import ABLATION_SOURCE, Checked, ContractBroken, contract_config, run_checked
 from suite.methods import METHODS, PruningMethod, method_class, reads, settings_section
 
 
+@pytest.fixture(scope="module")
+def sources(tmp_path_factory):
+    """A runs folder holding the finished run the ablations ablate (method_contract.ABLATION_SOURCE)."""
+    out = tmp_path_factory.mktemp("contract_sources")
+    run_checked(ABLATION_SOURCE, out, Accelerator(cpu=True))
+    return out
+
+
 @pytest.mark.parametrize("name", list(METHODS))
-def test_the_class_declares_what_the_config_needs(name):
+def test_the_class_declares_what_the_config_needs(name, sources):
     cls = method_class(name)
     assert cls.name, "a method names itself"
     if cls.settings is not None:
@@ -22,13 +30,13 @@ def test_the_class_declares_what_the_config_needs(name):
     for key in cls.defaults:  # a default the method does not read would be reset under it
         assert any(key.startswith(prefix) for prefix in reads(cls)), key
     section = settings_section(cls)
-    cfg = contract_config(name)
+    cfg = contract_config(name, sources)
     assert section is None or dataclasses.is_dataclass(getattr(cfg, section))
 
 
 @pytest.mark.parametrize("name", list(METHODS))
-def test_every_hook_keeps_the_contract_and_the_run_ends_at_the_exact_count(name, tmp_path):
-    runner, r = run_checked(name, tmp_path, Accelerator(cpu=True))
+def test_every_hook_keeps_the_contract_and_the_run_ends_at_the_exact_count(name, tmp_path, sources):
+    runner, r = run_checked(name, sources if method_class(name).ablates else tmp_path, Accelerator(cpu=True))
     n = r["prunable_total"]
     target = 0.8 if method_class(name).prunes else 0.0
     assert r["target_sparsity"] == target

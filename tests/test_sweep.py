@@ -73,6 +73,7 @@ SHIPPED = {  # file: (grid points, runs, {method: runs})
                                       "lth": 5, "synflow": 10, "rigl": 10, "set": 10, "gmp": 10, "oneshot": 10}),
     "quickstart": (33, 33, {m: 3 for m in ("progressive", "dense", "random", "snip", "grasp", "lth", "synflow", "rigl",
                                            "set", "gmp", "oneshot")}),
+    "quickstart_ablations": (45, 0, {}),  # 15 sources x 3 kinds; no source is finished in a fresh folder
 }
 
 
@@ -97,7 +98,8 @@ def test_shipped_sweeps_expand_to_exact_counts(name, tmp_path):
     assert len({r.dir for r in expansion.runs}) == n_runs
     assert [r.index for r in expansion.runs] == list(range(n_runs))
     seeds = {r.cfg.seed for r in expansion.runs}
-    assert seeds == (set(SEEDS) if name != "quickstart" else {42, 123, 456})
+    assert seeds == (set(SEEDS) if name not in ("quickstart", "quickstart_ablations") else
+                     {42, 123, 456} if name == "quickstart" else set())
 
 
 def test_resnet18_sparsity_points_and_dense_control(tmp_path):
@@ -122,9 +124,10 @@ def test_lenet300_lth_chain_covers_both_points(tmp_path):
 
 
 def test_cpu_study_is_every_registered_method_at_its_budget(tmp_path):
-    from suite.methods import METHODS
+    from suite.methods import METHODS, ablation_methods
     sweep = S.load_sweep(ROOT / "configs" / "sweeps" / "lenet300_mnist_cpu.yaml", ["data.root=../shared/data"])
-    assert {m for grid in sweep.grids for m in grid["method"]} == set(METHODS)  # every registered method
+    # every registered method (the ablations, which need a finished source, have a sweep of their own)
+    assert {m for grid in sweep.grids for m in grid["method"]} == set(METHODS) - set(ablation_methods())
     expansion = S.expand(sweep, tmp_path)
     assert {r.cfg.prune.schedule for r in expansion.runs if r.cfg.method == "gmp"} == {"cubic"}  # Zhu & Gupta's
     assert {r.cfg.prune.schedule for r in expansion.runs if r.cfg.method == "progressive"} == {"linear"}
@@ -210,7 +213,7 @@ def test_values_reach_run_py_unchanged(value, text):
 # --- schema errors -----------------------------------------------------------------------------
 
 @pytest.mark.parametrize("body, message", [
-    ("axes: {seed: [1]}\nseeds: [1]\n", "unknown key 'seeds' (valid: base, axes, overrides)"),
+    ("axes: {seed: [1]}\nseeds: [1]\n", "unknown key 'seeds' (valid: base, axes, overrides, ablate)"),
     ("axes: {seed: [1]}\nbase: 3\n", "base: expected the path of a config file"),
     ("axes: {seed: [1]}\nbase: configs/nope.yaml\n", "base: config file not found: configs/nope.yaml"),
     ("", "axes: expected a mapping of config keys to lists of values"),
@@ -241,7 +244,7 @@ def test_the_cli_prints_one_error_line_and_exits_2(tmp_path, capsys):
     path = write_sweep(tmp_path, "axes: {seed: [1]}\nextra: 1\n")
     assert S.main([str(path), "--dry-run"]) == 2
     err = capsys.readouterr().err
-    assert err == f"error: {path}: unknown key 'extra' (valid: base, axes, overrides)\n"
+    assert err == f"error: {path}: unknown key 'extra' (valid: base, axes, overrides, ablate)\n"
     assert S.main([str(tmp_path / "missing.yaml")]) == 2
     assert capsys.readouterr().err == f"error: sweep file not found: {tmp_path / 'missing.yaml'}\n"
     assert S.main([str(path), "--submit"]) == 2
@@ -584,3 +587,88 @@ def test_multinode_script_runs_ddp_and_requeues_on_sigterm(tmp_path):
     assert metric_epochs(folder) == list(range(1, 16))
     assert json.loads((folder / "result.json").read_text())["world_size"] == 2
     assert (tmp_path / "scontrol.calls").read_text() == "requeue 77\n"
+
+
+# --- ablation sweeps ---------------------------------------------------------------------------
+
+def test_an_ablation_sweep_ablates_the_finished_results_of_another(tmp_path, capsys):
+    from accelerate import Accelerator
+    from suite.run import main as run_main
+    from suite.trainer import run_experiment
+    source = write_sweep(tmp_path, """\
+        axes:
+          - method: [snip, progressive, dense]
+            prune.target_sparsity: [0.75]
+            seed: [1, 2]
+          - method: [lth]
+            prune.target_sparsity: [0.5, 0.75]
+            lth.rate: [0.5]
+            seed: [1]
+        """, name="source")
+    path = tmp_path / "ablations.yaml"
+    path.write_text(f"# python launch/sweep.py {path}\nablate:\n  sources: {source}\n  kinds: [shuffle, invert]\n")
+    out = tmp_path / "runs"
+    inner = S.expand(S.load_sweep(source), out).runs
+    sources = [r.dir for r in inner if r.cfg.method in ("snip", "progressive")]
+    lth = next(r for r in inner if r.cfg.method == "lth")
+    assert S.ablation_sources(S.load_sweep(path), out) == sources + [lth.dir / "round_1", lth.dir / "round_2"]
+    assert S.main([str(path), "--out", str(out), "--dry-run"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == f"sweep {path}: shuffle, invert of 6 sources (0 finished) from {source} -> 0 runs"
+    assert lines[1:7] == [f"  source pending: {folder}" for folder in sources + [lth.dir / "round_1", lth.dir / "round_2"]]
+    assert lines[7:] == ["  held back (source not finished: run its sweep first): 12",
+                         "status: 0 done, 0 running, 0 failed, 0 invalid, 0 partial, 0 pending",
+                         "would start 0 runs with backend local"]
+
+    for run in inner:  # finish SNIP seed 1, progressive seed 1 and the LTH chain (rounds 1 and 2)
+        if run.cfg.seed == 1 and run.cfg.method != "dense":
+            run_experiment(run.cfg, out, Accelerator(cpu=True), progress=False)
+    expansion = S.expand(S.load_sweep(path), out, str(out))
+    assert [(r.cfg.method, r.cfg.ablate.source_method, r.cfg.ablate.source_round, r.cfg.seed,
+             r.cfg.prune.target_sparsity) for r in expansion.runs] == [
+        ("shuffle", "snip", 0, 1, 0.75), ("invert", "snip", 0, 1, 0.75), ("shuffle", "progressive", 0, 1, 0.75),
+        ("shuffle", "lth", 1, 1, 0.5), ("shuffle", "lth", 2, 1, 0.75)]
+    assert expansion.runs[0].args == ("--out", str(out), "--no-progress", "--method", "shuffle",
+                                      f"ablate.source={sources[0]}")
+    not_applicable = expansion.held_back[S.NOT_APPLICABLE]
+    assert [line.split(":")[0] for line in not_applicable] == [
+        f"invert of {sources[2]}", f"invert of {lth.dir / 'round_1'}", f"invert of {lth.dir / 'round_2'}"]
+    assert expansion.held_back[S.NOT_FINISHED] == [f"{kind} of {folder}" for folder in (sources[1], sources[3])
+                                                   for kind in ("shuffle", "invert")]
+
+    # one run of the sweep, kept to one (the machine is shared): reinit of the finished SNIP seed,
+    # by the command the sweep gives run.py (in this process: no interpreter to start)
+    one = tmp_path / "one.yaml"
+    one.write_text(f"ablate:\n  sources: {source}\n  kinds: [reinit]\n  methods: [snip]\n")
+    assert S.main([str(one), "--out", str(out), "--backend", "print"]) == 0
+    (line,) = capsys.readouterr().out.splitlines()
+    (run,) = S.expand(S.load_sweep(one), out, str(out)).runs
+    assert line == S.shell_line(["python", "suite/run.py", *run.args])
+    assert run_main(list(run.args)) == 0
+    result = json.loads((run.dir / "result.json").read_text())
+    assert (result["method"], result["seed"], result["target_sparsity"]) == ("reinit", 1, 0.75)
+    assert result["science"]["ablate.source_experiment"] == json.loads((sources[0] / "result.json").read_text())["experiment"]
+    assert S.main([str(one), "--out", str(out), "--dry-run"]) == 0
+    assert "status: 1 done, 0 running, 0 failed, 0 invalid, 0 partial, 0 pending" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("body, message", [
+    ("ablate: {sources: x.yaml, kinds: [shuffle]}\naxes: {seed: [1]}\n",
+     "axes: an ablation sweep takes its settings from its sources; give either ablate or base and axes"),
+    ("ablate: [1]\n", "ablate: expected a mapping with sources, kinds and optionally methods"),
+    ("ablate: {sources: x.yaml, kinds: [shuffle], seed: 1}\n", "ablate: unknown key 'seed' (valid: sources, kinds, methods)"),
+    ("ablate: {kinds: [shuffle]}\n", "ablate.sources: expected a sweep file"),
+    ("ablate: {sources: x.yaml, kinds: [snip]}\n", "ablate.kinds: expected a list of shuffle, reinit, invert, got ['snip']"),
+    ("ablate: {sources: x.yaml, kinds: [shuffle], methods: [magic]}\n",
+     "ablate.methods: expected a list of registered methods, got ['magic']"),
+    ("ablate: {sources: x.yaml, kinds: [shuffle]}\noverrides: {method: dense}\n",
+     "overrides: method is set by ablate (kinds, sources)"),
+    ("ablate: {sources: configs/nope.yaml, kinds: [shuffle]}\n", "ablate.sources: sweep file not found: configs/nope.yaml"),
+    ("ablate: {sources: /no/runs, kinds: [shuffle]}\n", "ablate.sources: /no/runs is neither a sweep file nor a runs folder"),
+])
+def test_ablation_sweep_errors_are_one_line(tmp_path, body, message):
+    path = tmp_path / "bad.yaml"
+    path.write_text(body)
+    with pytest.raises(ConfigError) as e:
+        S.expand(S.load_sweep(path), tmp_path)
+    assert str(e.value) == f"{path}: {message}" or (str(e.value).startswith(f"{path}: {message}") and "\n" not in str(e.value))

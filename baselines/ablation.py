@@ -1,0 +1,271 @@
+"""Sanity ablations of a finished pruned result: is it the mask, the weights, or only the layer densities?
+
+Each kind trains the mask of another finished run (`ablate.source`: its seed folder, or an LTH chain's
+`round_<r>/` folder) for one cycle, under the source's own settings (model, data, seed, budget):
+
+- `shuffle`: the source's mask permuted uniformly at random within each layer (the same per-layer
+  counts: Su et al.'s "random ticket" at the source's layer densities), trained from the source's
+  initialisation (for LTH, its rewinding point at epoch 0);
+- `reinit`: the source's mask, trained from a fresh initialisation (a seed stream of its own: Frankle
+  & Carbin's random re-initialisation control);
+- `invert`: for a source whose method scores weights at initialisation (`init_scores`: SNIP, GraSP,
+  SynFlow), the mask keeping the lowest scores at the source's per-layer counts, trained from the
+  source's initialisation (Frankle et al., ICLR 2021).
+
+The three share one file because they share everything but the mask they derive (and `reinit` its
+init seed): reading and checking the source, the settings section `ablate` (declared once, by the
+parent class), and the rules for which overrides are allowed. Each is still one registry line.
+
+The source fixes the model, the data, the seed, the prunable set and the sparsity: an override that
+changes any of them is one error line. The source's experiment hash, method and round enter this
+run's hash (its path does not: moving a runs folder renames nothing), and the run's seed is the
+source's, so the ablation of seed s lands in `seed_<s>` beside its source's seeds, paired.
+
+Not yet: sources that rewind to an epoch after 0 (LTH with `lth.rewind_epoch > 0`) keep their
+rewinding weights only in the checkpoint, which is deleted when the run finishes, so `shuffle` and
+`invert` refuse them (one line); `reinit` applies. There is no structured pruning in the suite yet,
+so `shuffle` permutes single weights.
+"""
+from __future__ import annotations
+
+import copy
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from suite.config import ConfigError
+from suite.masks import Mask, keep_top
+from suite.methods import Context, PruningMethod, SourceError
+from suite.results import RunFolder
+
+if TYPE_CHECKING:
+    from suite.config import Config
+
+FROM_SOURCE = ("seed", "prune.target_sparsity", "prune.keep_first_dense", "prune.keep_last_dense",
+               "ablate.source_experiment", "ablate.source_method", "ablate.source_round")
+
+
+@dataclass(frozen=True)
+class AblateConfig:
+    source: str = field(default="", metadata={"science": False})  # the finished result to ablate: its seed folder, or an LTH round_<r> folder
+    source_experiment: str = ""   # set from the source: its experiment hash (part of this run's hash)
+    source_method: str = ""       # set from the source: its method
+    source_round: int = 0         # set from the source: the round its mask comes from (LTH; else 0)
+
+    def validate(self, cfg: Config) -> None:
+        from suite.methods import method_class
+        kind = method_class(cfg.method)
+        if not kind.ablates:
+            return
+        if not self.source:
+            raise ConfigError(f"ablate.source: {cfg.method} needs a finished result to ablate: its seed folder "
+                              f"(runs/<experiment>/seed_<s>) or an LTH round folder (.../seed_<s>/round_<r>)")
+        source = read_source(self.source)
+        check_fixed(cfg, source)
+        kind.check_source(source)
+
+
+@dataclass(frozen=True)
+class Source:
+    """A finished result to ablate, as its run folder has it."""
+    path: Path
+    result: dict    # its result.json (a round folder's for an LTH round)
+
+    @property
+    def config(self) -> dict:
+        return self.result["config"]
+
+    def cfg(self) -> Config:
+        from suite.config import from_dict
+        return from_dict(self.config)
+
+    def method(self) -> PruningMethod:
+        """The source's method, at the source's settings (what it scored and how it initialised)."""
+        from suite.methods import build_method
+        return build_method(self.cfg())
+
+    def fixed(self) -> dict[str, Any]:
+        """The values of FROM_SOURCE this source gives an ablation."""
+        r = self.result
+        return {"seed": r["seed"], "prune.target_sparsity": r["target_sparsity"],
+                "prune.keep_first_dense": self.config["prune"].get("keep_first_dense", False),
+                "prune.keep_last_dense": self.config["prune"].get("keep_last_dense", False),
+                "ablate.source_experiment": r["experiment"], "ablate.source_method": r["method"],
+                "ablate.source_round": int(r.get("round") or 0)}
+
+
+def read_source(text: str) -> Source:
+    """The finished result at `text`; SourceError (one line naming it) when it is missing or unfinished."""
+    path = Path(text).expanduser()
+    if not path.exists():
+        raise SourceError(f"ablate.source: {path}: no such run folder")
+    if not path.is_dir():
+        raise SourceError(f"ablate.source: {path}: not a run folder")
+    folder = RunFolder(path)
+    if not folder.finished():
+        status = folder.status()
+        detail = f": {status.detail}" if status.detail else ""
+        raise SourceError(f"ablate.source: {path} is not a finished result ({status.state}{detail})")
+    result = folder.read_result()
+    if not isinstance(result.get("config"), dict):
+        raise SourceError(f"ablate.source: {path}/result.json has no config")
+    if result["achieved_sparsity"] == 0:
+        raise SourceError(f"ablate.source: {path} is dense ({result['method']}): there is no mask to ablate")
+    return Source(path, result)
+
+
+def _value(cfg: Config, dotted: str) -> Any:
+    node: Any = cfg
+    for part in dotted.split("."):
+        node = getattr(node, part)
+    return list(node) if isinstance(node, tuple) else node
+
+
+def _section(settings: dict, prefixes: tuple[str, ...]) -> dict:
+    return {k: v for k, v in settings.items() if k.startswith(prefixes)}
+
+
+def check_fixed(cfg: Config, source: Source) -> None:
+    """One ConfigError line for the first setting that differs from what the source fixes: its model
+    and data (every science setting of those sections), seed, prunable set and sparsity."""
+    from suite.config import science_settings
+    where = f"(ablate.source {source.path})"
+    for key, value in source.fixed().items():
+        if _value(cfg, key) != value:
+            raise ConfigError(f"{key}: {_value(cfg, key)!r} differs from the source's {value!r} {where}: an "
+                              f"ablation keeps its source's seed, prunable layers and sparsity; leave {key} out")
+    mine = _section(science_settings(cfg), ("data.", "model."))
+    theirs = _section(science_settings(source.cfg()), ("data.", "model."))
+    for key in sorted(mine.keys() | theirs.keys()):
+        if mine.get(key) != theirs.get(key):
+            raise ConfigError(f"{key}: {_value(cfg, key)!r} differs from the source's "
+                              f"{_value(source.cfg(), key)!r} {where}: an ablation trains on its source's "
+                              f"model and data")
+
+
+def stream_seed(kind: str, cfg: Config) -> int:
+    """A seed of its own for one kind of ablation of one source seed (never the run's seed itself,
+    whose stream initialised the source)."""
+    a = cfg.ablate
+    text = f"ablate-{kind}/{a.source_experiment}/{a.source_round}/{cfg.seed}"
+    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "little")
+
+
+class Ablation(PruningMethod):
+    """Train another finished run's mask, changed by one kind of ablation (the subclasses)."""
+    name = "ablate"  # the settings section the kinds share (the registry names the kinds)
+    settings = AblateConfig
+    ablates = True
+    config_keys = ("prune.target_sparsity", "prune.keep_")
+    from_source_init = True  # trains from the source's initialisation (its rewinding point)
+
+    def __init__(self, cfg: Config):
+        super().__init__(cfg)
+        self._source: Source | None = None
+
+    @classmethod
+    def base_config(cls, tree: dict) -> dict:
+        """The source's config below the file and the overrides: its model, data, seed and budget
+        apply unless overridden (and check_fixed refuses overrides of model, data, seed, sparsity)."""
+        from suite.methods import method_sections
+        section = tree.get("ablate")
+        text = section.get("source") if isinstance(section, dict) else None
+        if not text or not isinstance(text, str):
+            return {}  # AblateConfig.validate says what is missing
+        source = read_source(text)
+        others = (set(method_sections()) - {"prune"}) | {"method"}  # other methods' settings: not this run's
+        base = {k: copy.deepcopy(v) for k, v in source.config.items() if k not in others}
+        for key, value in source.fixed().items():
+            section_name, name = key.split(".") if "." in key else (None, key)
+            if section_name is None:
+                base[name] = value
+            else:
+                base.setdefault(section_name, {})[name] = value
+        return base
+
+    @classmethod
+    def check_source(cls, source: Source) -> None:
+        """SourceError when this kind does not apply to the source."""
+        if cls.from_source_init:
+            method = source.method()
+            if method.rounds() > 1 and method.rewind_epoch() > 0:
+                raise SourceError(f"ablate.source: {source.path} rewinds to epoch {method.rewind_epoch()}, whose "
+                                  f"weights are not kept on disk, so {cls.name} cannot start from them "
+                                  f"(reinit applies)")
+
+    def source(self) -> Source:
+        if self._source is None:
+            self._source = read_source(self.cfg.ablate.source)
+        return self._source
+
+    def init_seed(self) -> int:
+        return self.source().method().init_seed()  # the source's own initialisation
+
+    def source_mask(self, mask: Mask) -> Mask:
+        """The source's final mask (on the CPU), checked against the layers of this run."""
+        try:
+            source = RunFolder(self.source().path).read_mask()
+        except Exception as e:  # safetensors raises its own error types for a damaged file
+            raise SourceError(f"ablate.source: {self.source().path}/mask.safetensors is unreadable "
+                              f"({type(e).__name__})") from None
+        shapes = {n: tuple(m.shape) for n, m in mask.items()}
+        if {n: tuple(m.shape) for n, m in source.items()} != shapes:
+            raise SourceError(f"ablate.source: {self.source().path}/mask.safetensors does not fit this model's "
+                              f"prunable layers {sorted(shapes)}")
+        return source
+
+    def start_round(self, round_index: int, ctx: Context, mask: Mask) -> Mask | None:
+        return self.ablate(self.source_mask(mask), ctx)
+
+    def ablate(self, source: Mask, ctx: Context) -> Mask:
+        raise NotImplementedError
+
+
+class Shuffle(Ablation):
+    """The source's mask permuted uniformly at random within each layer, from the source's init."""
+    name = "shuffle"
+
+    def ablate(self, source: Mask, ctx: Context) -> Mask:
+        generator = torch.Generator().manual_seed(stream_seed(self.name, self.cfg))  # CPU: the same on every rank
+        return {n: m.reshape(-1)[torch.randperm(m.numel(), generator=generator)].view(m.shape)
+                for n, m in source.items()}
+
+
+class Reinit(Ablation):
+    """The source's mask, trained from a fresh initialisation of its own seed stream."""
+    name = "reinit"
+    from_source_init = False
+
+    def init_seed(self) -> int:
+        return stream_seed(self.name, self.cfg)
+
+    def ablate(self, source: Mask, ctx: Context) -> Mask:
+        return {n: m.clone() for n, m in source.items()}
+
+
+def keep_lowest(scores: dict[str, torch.Tensor], counts: dict[str, int]) -> Mask:
+    """Per layer, exactly `counts[layer]` weights alive: those with the lowest scores (ties: the
+    earliest positions; NaN scores last)."""
+    return {n: keep_top({n: -scores[n].detach()}, counts[n])[n].cpu() for n in counts}
+
+
+class Invert(Ablation):
+    """The lowest scores at init of the source's own method, at the source's per-layer counts."""
+    name = "invert"
+
+    @classmethod
+    def check_source(cls, source: Source) -> None:
+        from suite.methods import METHODS, method_class
+        method = method_class(source.result["method"])
+        if method.init_scores is PruningMethod.init_scores:
+            scoring = [n for n in METHODS if method_class(n).init_scores is not PruningMethod.init_scores]
+            raise SourceError(f"ablate.source: {source.path} is a result of {source.result['method']}, which does not "
+                              f"score weights at initialisation (invert applies to {', '.join(scoring)})")
+        super().check_source(source)
+
+    def ablate(self, source: Mask, ctx: Context) -> Mask:
+        scores = self.source().method().init_scores(ctx)  # at the source's init, on the source's data
+        return keep_lowest(scores, {n: int(torch.count_nonzero(m)) for n, m in source.items()})

@@ -1,0 +1,265 @@
+"""The ablations (baselines/ablation.py) of real finished runs: the exact mask of each kind, the
+initialisation it trains from, the run hash, the command-line errors and 2-rank DDP equality."""
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+from accelerate import Accelerator
+
+from baselines.snip import snip_scores
+from helpers import ROOT, launch_2proc, run_cli
+from suite import config as C
+from suite.masks import count_alive, fingerprint, mask_at_sparsity
+from suite.results import RunFolder
+from suite.run import main
+from suite.trainer import Runner, run_experiment
+
+TINY = ["data.name=synthetic", "model.name=tiny_mlp", "train.epochs=2", "train.batch_size=64", "train.lr=0.05",
+        "wandb.mode=disabled"]
+PRUNABLE = 192 * 32 + 32 * 16 + 16 * 10  # tiny_mlp on the synthetic 3x8x8 data: 6816 weights
+KINDS = ("shuffle", "reinit", "invert")
+
+
+def _train(out, method, *extra):
+    cfg = C.load_config(None, [*TINY, *extra], method=method)
+    return run_experiment(cfg, out, Accelerator(cpu=True), progress=False).run_dir
+
+
+@pytest.fixture(scope="module")
+def sources(tmp_path_factory):
+    """Finished runs to ablate: SNIP at 80%, an LTH chain (50% per round to 75%: rounds 0, 1, 2) and
+    progressive at 80%."""
+    out = tmp_path_factory.mktemp("sources")
+    return {"out": out, "snip": _train(out, "snip", "prune.target_sparsity=0.8"),
+            "lth": _train(out, "lth", "prune.target_sparsity=0.75", "lth.rate=0.5"),
+            "progressive": _train(out, "progressive", "prune.target_sparsity=0.8", "prune.t_end=1")}
+
+
+def _cfg(kind, source, *extra):
+    return C.load_config(None, [f"ablate.source={source}", *extra], method=kind)
+
+
+def _start(kind, source, tmp_path):
+    """A real Runner of the ablation before training, and the mask its start_round returns."""
+    runner = Runner(_cfg(kind, source), tmp_path / kind, Accelerator(cpu=True))
+    init = {k: v.clone() for k, v in runner.model.state_dict().items()}
+    runner._new_optimizer()
+    return runner, init, runner.method.start_round(0, runner.ctx, runner.masked.mask)
+
+
+def _source_init(source, tmp_path):
+    """The weights the source run started from, rebuilt by a Runner of the source's own config."""
+    cfg = C.from_dict(json.loads((source / "config.json").read_text()))
+    return Runner(cfg, tmp_path / "source", Accelerator(cpu=True)).model.state_dict()
+
+
+def _alive(mask):
+    return {n: int(torch.count_nonzero(m)) for n, m in mask.items()}
+
+
+def test_shuffle_keeps_each_layers_count_moves_positions_and_starts_from_the_source_init(sources, tmp_path):
+    source_mask = RunFolder(sources["snip"]).read_mask()
+    runner, init, mask = _start("shuffle", sources["snip"], tmp_path)
+    assert _alive(mask) == _alive(source_mask) == {"fc1.weight": 1005, "fc2.weight": 276, "fc3.weight": 82}
+    assert PRUNABLE - count_alive(mask) == round(0.8 * PRUNABLE) == 5453
+    for name, m in mask.items():  # every layer is partly pruned here, so a permutation moves weights
+        assert 0 < _alive(mask)[name] < m.numel()
+        assert not torch.equal(m, source_mask[name]), name
+    # a uniform permutation keeps about density * alive of the source's positions, not all of them
+    kept = int((mask["fc1.weight"] & source_mask["fc1.weight"]).sum())
+    assert kept < 0.5 * 1005
+    source_init = _source_init(sources["snip"], tmp_path)
+    assert init.keys() == source_init.keys()
+    assert all(torch.equal(init[k], source_init[k]) for k in init)  # the source's init, bit for bit
+    again = _start("shuffle", sources["snip"], tmp_path / "again")[2]
+    assert all(torch.equal(mask[n], again[n]) for n in mask)  # one seeded stream
+
+
+def test_reinit_keeps_the_mask_and_starts_from_other_weights(sources, tmp_path):
+    source_mask = RunFolder(sources["snip"]).read_mask()
+    runner, init, mask = _start("reinit", sources["snip"], tmp_path)
+    assert mask.keys() == source_mask.keys() and all(torch.equal(mask[n], source_mask[n]) for n in mask)
+    assert runner.cfg.seed == 42 and runner.method.init_seed() != 42
+    source_init = _source_init(sources["snip"], tmp_path)
+    for name in runner.weights:
+        assert int((init[name] == source_init[name]).sum()) == 0, name  # no weight starts where the source's did
+        # the same initialiser (kaiming normal, std sqrt(2 / fan_in)), another draw
+        assert abs(init[name].std() / source_init[name].std() - 1) < 0.15, name
+    again = _start("reinit", sources["snip"], tmp_path / "again")[1]
+    assert all(torch.equal(init[k], again[k]) for k in init)  # reproducible from its own seed stream
+
+
+def test_invert_keeps_exactly_the_lowest_init_scores_at_the_source_counts(sources, tmp_path):
+    source_mask = RunFolder(sources["snip"]).read_mask()
+    runner = Runner(_cfg("invert", sources["snip"]), tmp_path / "invert", Accelerator(cpu=True))
+    runner._new_optimizer()
+    # SNIP's score, computed here independently on the ablation's model and data before it prunes
+    scores = snip_scores(runner.model, runner.data.scoring_batches(1), F.cross_entropy, weights=runner.weights)
+    # the ablation reproduces the source's init and data exactly: its top scores are the source's mask
+    top = mask_at_sparsity(scores, 0.8)
+    assert all(torch.equal(top[n].cpu(), source_mask[n]) for n in top)
+    mask = runner.method.start_round(0, runner.ctx, runner.masked.mask)
+    assert _alive(mask) == _alive(source_mask) == {"fc1.weight": 1005, "fc2.weight": 276, "fc3.weight": 82}
+    for name, m in mask.items():
+        flat = scores[name].reshape(-1)
+        lowest = torch.zeros(flat.numel(), dtype=torch.bool)
+        lowest[torch.argsort(flat, stable=True)[:_alive(mask)[name]]] = True
+        assert torch.equal(m.reshape(-1), lowest), name
+        assert float(flat[m.reshape(-1)].max()) <= float(flat[~m.reshape(-1)].min())
+        # the lowest k and the highest k of n distinct scores share exactly max(0, 2k - n) positions
+        k = _alive(mask)[name]
+        assert int((m & source_mask[name]).sum()) == max(0, 2 * k - m.numel()), name
+
+
+@pytest.fixture(scope="module")
+def ablated(sources):
+    """Each kind of ablation of the SNIP source, trained to the end in one process."""
+    return {kind: run_experiment(_cfg(kind, sources["snip"]), sources["out"], Accelerator(cpu=True), progress=False)
+            for kind in KINDS}
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_an_ablation_trains_the_mask_it_started_with_under_the_source_budget(kind, sources, ablated):
+    source = json.loads((sources["snip"] / "result.json").read_text())
+    result = ablated[kind].result
+    assert result["method"] == kind and result["seed"] == 42 and result["total_epochs_trained"] == 2
+    assert result["target_sparsity"] == source["target_sparsity"] == 0.8
+    assert result["achieved_sparsity"] == source["achieved_sparsity"] == 5453 / PRUNABLE
+    assert result["layer_sparsity"] == source["layer_sparsity"]
+    assert result["science"]["ablate.source_experiment"] == source["experiment"]
+    assert ablated[kind].run_dir.name == "seed_42"
+    assert RunFolder(ablated[kind].run_dir).finished()
+
+
+def test_the_source_enters_the_hash_and_its_path_does_not(sources, tmp_path):
+    snip = json.loads((sources["snip"] / "result.json").read_text())
+    science = C.science_settings(_cfg("shuffle", sources["snip"]))
+    assert science == {"method": "shuffle", "ablate.source_experiment": snip["experiment"],
+                       "ablate.source_method": "snip", "data.name": "synthetic", "model.name": "tiny_mlp",
+                       "prune.target_sparsity": 0.8, "train.batch_size": 64, "train.epochs": 2, "train.lr": 0.05}
+    moved = tmp_path / "elsewhere" / "seed_42"
+    shutil.copytree(sources["snip"], moved)
+    assert C.experiment_hash(_cfg("shuffle", moved)) == C.experiment_hash(_cfg("shuffle", sources["snip"]))
+    hashes = {kind: C.experiment_hash(_cfg(kind, sources["snip"])) for kind in KINDS}
+    assert len(set(hashes.values())) == 3
+    lth = sources["lth"]
+    chain = {name: C.experiment_hash(_cfg("shuffle", path))
+             for name, path in (("final", lth), ("round_2", lth / "round_2"), ("round_1", lth / "round_1"))}
+    assert chain["final"] == chain["round_2"] != chain["round_1"]  # the chain's last round is its final result
+    assert _cfg("shuffle", lth / "round_1").ablate.source_round == 1
+    assert C.science_settings(_cfg("shuffle", lth))["ablate.source_round"] == 2
+    assert chain["final"] not in hashes.values()
+
+
+def test_an_lth_round_is_ablated_at_its_own_sparsity_from_the_rewinding_point(sources, tmp_path):
+    round_1 = sources["lth"] / "round_1"
+    runner, init, mask = _start("shuffle", round_1, tmp_path)
+    assert runner.cfg.prune.target_sparsity == 0.5
+    assert PRUNABLE - count_alive(mask) == 3408
+    assert _alive(mask) == _alive(RunFolder(round_1).read_mask())
+    source_init = _source_init(sources["lth"], tmp_path)  # rewinding to epoch 0: the chain's init
+    assert all(torch.equal(init[k], source_init[k]) for k in init)
+
+
+def _error(argv, capsys):
+    code = main(["--no-progress", *argv])
+    err = capsys.readouterr().err
+    return code, err.strip().splitlines()
+
+
+def test_cli_errors_are_one_line_exit_2(sources, tmp_path, capsys):
+    snip, lth = sources["snip"], sources["lth"]
+    unfinished = tmp_path / "unfinished" / "seed_42"
+    shutil.copytree(snip, unfinished)
+    (unfinished / "result.json").unlink()
+    cases = [
+        (["--method", "shuffle"], "error: ablate.source: shuffle needs a finished result to ablate: its seed folder "
+         "(runs/<experiment>/seed_<s>) or an LTH round folder (.../seed_<s>/round_<r>)"),
+        (["--method", "reinit", f"ablate.source={tmp_path / 'nowhere'}"],
+         f"error: ablate.source: {tmp_path / 'nowhere'}: no such run folder"),
+        (["--method", "shuffle", f"ablate.source={unfinished}"],
+         f"error: ablate.source: {unfinished} is not a finished result (partial: stopped after round 0 epoch 2)"),
+        (["--method", "invert", f"ablate.source={sources['progressive']}"],
+         f"error: ablate.source: {sources['progressive']} is a result of progressive, which does not score weights "
+         "at initialisation (invert applies to snip, grasp, synflow)"),
+        (["--method", "invert", f"ablate.source={lth / 'round_1'}"],
+         f"error: ablate.source: {lth / 'round_1'} is a result of lth, which does not score weights "
+         "at initialisation (invert applies to snip, grasp, synflow)"),
+        (["--method", "shuffle", f"ablate.source={lth / 'round_0'}"],
+         f"error: ablate.source: {lth / 'round_0'} is dense (lth): there is no mask to ablate"),
+        (["--method", "shuffle", f"ablate.source={snip}", "model.name=lenet300"],
+         f"error: model.name: 'lenet300' differs from the source's 'tiny_mlp' (ablate.source {snip}): an ablation "
+         "trains on its source's model and data"),
+        (["--method", "shuffle", f"ablate.source={snip}", "data.synthetic_train=256"],
+         f"error: data.synthetic_train: 256 differs from the source's 512 (ablate.source {snip}): an ablation "
+         "trains on its source's model and data"),
+        (["--method", "reinit", f"ablate.source={snip}", "seed=123"],
+         f"error: seed: 123 differs from the source's 42 (ablate.source {snip}): an ablation keeps its source's "
+         "seed, prunable layers and sparsity; leave seed out"),
+        (["--method", "shuffle", f"ablate.source={snip}", "prune.target_sparsity=0.9"],
+         f"error: prune.target_sparsity: 0.9 differs from the source's 0.8 (ablate.source {snip}): an ablation "
+         "keeps its source's seed, prunable layers and sparsity; leave prune.target_sparsity out"),
+    ]
+    for argv, line in cases:
+        code, lines = _error(argv, capsys)
+        assert (code, lines) == (2, [line]), argv
+    # a budget override is the user's to make: it is a science setting of the run like any other
+    assert _cfg("shuffle", snip, "train.epochs=3").train.epochs == 3
+
+
+def test_the_real_command_exits_2_naming_the_missing_source(tmp_path):
+    proc = run_cli(["--method", "shuffle", f"ablate.source={tmp_path / 'gone'}", "--out", str(tmp_path)])
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [f"error: ablate.source: {tmp_path / 'gone'}: no such run folder"]
+
+
+def test_two_ranks_compute_the_masks_of_one_process(sources, ablated, tmp_path):
+    report = tmp_path / "ranks"
+    report.mkdir()
+    proc = launch_2proc([str(ROOT / "tests" / "ddp_ablation_script.py"), str(sources["snip"]), str(tmp_path / "runs"),
+                         str(report)], timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    ranks = [json.loads((report / f"rank_{i}.json").read_text()) for i in (0, 1)]
+    assert ranks[0]["world_size"] == ranks[1]["world_size"] == 2
+    assert ranks[0]["held"] == ranks[1]["held"]
+    for kind in KINDS:
+        held = ranks[0]["held"][kind]
+        assert held["alive"] == PRUNABLE - 5453
+        assert held["mask"] == fingerprint(ablated[kind].runner.masked.mask), kind  # the 1-process mask
+        assert json.loads((Path(held["dir"]) / "result.json").read_text())["world_size"] == 2
+
+
+def test_a_damaged_source_mask_is_one_error_line(sources, tmp_path):
+    damaged = tmp_path / "damaged" / "seed_42"
+    shutil.copytree(sources["snip"], damaged)
+    (damaged / "mask.safetensors").write_bytes(b"not a safetensors file")
+    runner = Runner(_cfg("shuffle", damaged), tmp_path / "run", Accelerator(cpu=True))
+    with pytest.raises(C.ConfigError) as e:
+        runner.method.start_round(0, runner.ctx, runner.masked.mask)
+    assert str(e.value).startswith(f"ablate.source: {damaged}/mask.safetensors is unreadable (")
+
+
+def test_a_killed_ablation_resumes_to_the_uninterrupted_result(tmp_path):
+    """SIGKILL after 2 of 6 epochs, then the same run again: the same mask, weights and metrics, bit
+    for bit (reinit: the run whose init is not the seed's own)."""
+    from helpers import kill_at_epoch, metrics, tensors
+    slow = ["data.name=synthetic", "data.synthetic_train=6000", "data.synthetic_shape=[1,28,28]",
+            "model.name=lenet300", "train.batch_size=50", "wandb.mode=disabled"]
+    source = run_experiment(C.load_config(None, [*slow, "train.epochs=1", "prune.target_sparsity=0.9"],
+                                          method="snip"), tmp_path / "source", Accelerator(cpu=True),
+                            progress=False).run_dir
+    args = ["--method", "reinit", f"ablate.source={source}", "train.epochs=6"]
+    cfg = C.load_config(None, args[2:], method="reinit")
+    straight = run_experiment(cfg, tmp_path / "a", Accelerator(cpu=True), progress=False).run_dir
+    kill_at_epoch(tmp_path / "b", args, 2)
+    resumed = run_experiment(cfg, tmp_path / "b", Accelerator(cpu=True), progress=False)
+    assert resumed.status == "finished" and resumed.run_dir.name == straight.name
+    for file in ("mask.safetensors", "model.safetensors"):
+        a, b = tensors(straight / file), tensors(resumed.run_dir / file)
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), file
+    strip = lambda rows: [{k: v for k, v in row.items() if k not in ("epoch_time_s", "images_per_s")} for row in rows]
+    assert strip(metrics(straight)) == strip(metrics(resumed.run_dir))
+    assert len(metrics(straight)) == 6
