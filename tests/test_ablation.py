@@ -263,3 +263,39 @@ def test_a_killed_ablation_resumes_to_the_uninterrupted_result(tmp_path):
     strip = lambda rows: [{k: v for k, v in row.items() if k not in ("epoch_time_s", "images_per_s")} for row in rows]
     assert strip(metrics(straight)) == strip(metrics(resumed.run_dir))
     assert len(metrics(straight)) == 6
+
+
+def test_the_report_tests_each_ablation_against_its_source(tmp_path):
+    """Two seeds of SNIP at 80% and their shuffle and reinit ablations: the ablation table pairs each with its
+    source by seed (Δ = source − ablation, paired t, Holm over the 2 rows), and the head-to-head leaves them out."""
+    from scipy import stats as sps
+
+    from suite import report
+    sources = [_train(tmp_path, "snip", "prune.target_sparsity=0.8", f"seed={seed}") for seed in (1, 2)]
+    for kind in ("shuffle", "reinit"):
+        for source in sources:
+            cfg = C.load_config(None, [f"ablate.source={source}", "wandb.mode=disabled"], method=kind)
+            run_experiment(cfg, tmp_path, Accelerator(cpu=True), progress=False)
+    acc = {p.parent.name + p.parent.parent.name.split("-")[0]: json.loads(p.read_text())["final_test_accuracy"]
+           for p in tmp_path.glob("*/seed_*/result.json")}
+    built = report.build_report(tmp_path)
+    rows = {r["kind"]: r for r in built.table("ablations").rows}
+    assert sorted(rows) == ["reinit", "shuffle"]
+    assert not [r for r in built.table("head_to_head").rows if r["method"] in ("shuffle", "reinit")]
+    p_raw = {}
+    for kind, row in rows.items():
+        src = [acc[f"seed_{s}snip"] for s in (1, 2)]
+        abl = [acc[f"seed_{s}{kind}"] for s in (1, 2)]
+        assert row["primary_test"] == "paired t" and (row["n"], row["n_source"]) == (2, 2)
+        assert row["diff"] == pytest.approx(sum(src) / 2 - sum(abl) / 2, abs=1e-12)
+        d = [a - b for a, b in zip(src, abl)]
+        p_raw[kind] = float("nan") if d[0] == d[1] else sps.ttest_rel(src, abl).pvalue
+        assert row["source_method"] == "snip"
+    assert {r["family_size"] for r in rows.values()} == {sum(p == p for p in p_raw.values())}
+    tested = sorted((p, k) for k, p in p_raw.items() if p == p)
+    if len(tested) == 2:  # Holm over two: the smaller p doubled, the larger max(2 p_min, p_max)
+        (p1, k1), (p2, k2) = tested
+        assert rows[k1]["primary_p_holm"] == pytest.approx(min(1, 2 * p1), rel=1e-9)
+        assert rows[k2]["primary_p_holm"] == pytest.approx(min(1, max(2 * p1, p2)), rel=1e-9)
+    lines = [x for x in built.meta["headline"] if "mask matters" in x]
+    assert len(lines) == 1 and lines[0].startswith("snip at 0.8000: the mask matters beyond its layer densities: ")

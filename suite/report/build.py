@@ -10,8 +10,8 @@ from suite.report.export import load_export, machine, sweep_records
 from suite.report.fmt import fmt, fmt_epochs, fmt_p, is_missing, readable
 from suite.report.load import Group, Skipped, group_runs, code_warnings, scan_runs
 from suite.report.published import Published
-from suite.report.tables import (Table, equivalence_table, head_to_head_table, power_table, published_table,
-                                 skipped_table, summary_table)
+from suite.report.tables import (Table, ablation_table, equivalence_table, head_to_head_table, mask_matters,
+                                 power_table, published_table, skipped_table, summary_table)
 
 @dataclass
 class Report:
@@ -49,7 +49,10 @@ def build_report(root: Path, reference: str = "progressive", alpha: float = 0.05
     groups = group_runs(runs, skipped, root)
     head = head_to_head_table(groups, reference, alpha)
     tables = [summary_table(groups, alpha), head, equivalence_table(groups, margin, alpha),
-              published_table(groups, published, reference, alpha), power_table(head), skipped_table(skipped)]
+              published_table(groups, published, reference, alpha), power_table(head)]
+    ablations = ablation_table(groups, alpha, margin)
+    tables += [ablations] if ablations.rows else []  # only a study with ablation runs has the section
+    tables.append(skipped_table(skipped))
     counted = [r for g in groups for r in g.runs]
     meta = {"runs_dir": recorded["runs_dir"], "finished_results": len(counted),
             "groups": len(groups), "reference": reference, "alpha": alpha, "margin": margin,
@@ -67,7 +70,7 @@ def build_report(root: Path, reference: str = "progressive", alpha: float = 0.05
             f"warning: {len(differs)} of {len(head.rows)} head-to-head rows compare groups whose distribution, "
             "dense layers, init or budget differ (the 'Protocol' column names it): those rows compare more than "
             "the pruning criterion")
-    meta["headline"] = headline(report)
+    meta["headline"] = headline(report) + mask_matters(ablations)
     return report
 
 

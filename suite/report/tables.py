@@ -240,8 +240,8 @@ def head_to_head_table(groups: Sequence[Group], reference: str, alpha: float, po
     rows = []
     retest: dict[int, Callable[[float], stats.TTest]] = {}  # id(row) -> its primary test at a confidence
     for g in groups:
-        if g.method == reference or g.method in DENSE:
-            continue
+        if g.method == reference or g.method in DENSE or "ablate.source_experiment" in g.first.science:
+            continue  # an ablation is compared with its source (ablation_table), not with the reference
         for ref in groups:
             if ref.method != reference or ref.round is not None or not stands_for(g, ref.target_sparsity, groups):
                 continue
@@ -395,6 +395,112 @@ def equivalence_table(groups: Sequence[Group], margin: float, alpha: float) -> T
                "drop larger than the margin, not that a drop was found.")
     return Table("equivalence", f"Equivalence to dense (TOST, margin ±{margin:g})", caption, rows, columns,
                  "no pruned group has a dense baseline with the same data, model and budget")
+
+
+ABLATION_KEYS = ("ablate.source_experiment", "ablate.source_round", "ablate.source_method")
+
+
+def ablation_source(g: Group, groups: Sequence[Group]) -> Group | None:
+    """The group an ablation group ablates: the source's experiment, at the round its mask came from
+    (a chain's last round is the run result itself); None for a group that ablates nothing."""
+    science = g.first.science
+    if "ablate.source_experiment" not in science:
+        return None
+    experiment, source_round = science["ablate.source_experiment"], int(science.get("ablate.source_round", 0))
+    for s in groups:
+        at = s.round if s.round is not None else (s.first.result_round or 0)
+        if s.experiment == experiment and at == source_round:
+            return s
+    return None
+
+
+def ablation_table(groups: Sequence[Group], alpha: float, margin: float) -> Table:
+    """Each ablation (shuffle, reinit, invert) against its source: Δ = source − ablation, one primary test
+    per row (paired t over the shared seeds, else Welch), Holm within the family, Holm-consistent CIs."""
+    rows, retest = [], {}
+    for g in groups:
+        source = ablation_source(g, groups)
+        if source is None:
+            continue
+        a, b = _seed_ordered(source), _seed_ordered(g)
+        shared = sorted(set(source.seeds) & set(g.seeds))
+        is_paired = len(shared) >= 2 and sorted(source.seeds) == sorted(g.seeds)
+        test = functools.partial(stats.paired if is_paired else stats.welch,
+                                 a if is_paired else source.accuracies, b if is_paired else g.accuracies)
+        t = test()
+        rows.append({**group_fields(g), "kind": g.method, "source_method": source.method,
+                     "source_group": source.id, "source_round": source.round_label,
+                     "n": len(g.runs), "n_source": len(source.runs), "mean": mean(g.accuracies),
+                     "mean_source": mean(source.accuracies), "diff": t.diff,
+                     "primary_test": "paired t" if is_paired else "Welch t", "primary_p": t.p,
+                     "margin": margin})
+        retest[id(rows[-1])] = test
+    families: dict[tuple, list[dict]] = {}
+    for row in rows:
+        families.setdefault((row["dataset"], row["model"], row["target_sparsity"], row["budget"]), []).append(row)
+    for members in families.values():
+        ps = [r["primary_p"] for r in members]
+        m = sum(1 for p in ps if not math.isnan(p))
+        for row, p_adj, level in zip(members, stats.holm(ps), stats.holm_alphas(ps, alpha)):
+            ci = retest[id(row)](1 - level) if not math.isnan(level) else None
+            low, high = (ci.ci_low, ci.ci_high) if ci is not None else (stats.NAN, stats.NAN)
+            if math.isnan(p_adj):
+                outcome = "not tested (n < 2 or no spread)"
+            elif p_adj < alpha and row["diff"] > 0:
+                outcome = "the source is better: its mask matters beyond what this ablation keeps"
+            elif p_adj < alpha:
+                outcome = "the ablation is better"
+            elif -margin < low and high < margin:
+                outcome = f"no difference beyond ±{margin:g}: this ablation keeps what the mask gives"
+            else:
+                outcome = "not shown (the CI is wider than the margin)"
+            row.update({"family_size": m, "primary_p_holm": p_adj, "ci_alpha": level, "diff_ci_low": low,
+                        "diff_ci_high": high, "outcome": outcome})
+    columns = [
+        Column("Data", lambda r: r["dataset"], "left", "varies"),
+        Column("Model", lambda r: r["model"], "left", "varies"),
+        Column("Target s", lambda r: fmt_sparsity(r["target_sparsity"])),
+        Column("Source", lambda r: r["source_method"] + (f" ({r['source_round']})" if r["source_round"] else ""),
+               "left"),
+        Column("Ablation", lambda r: r["kind"], "left"),
+        Column("n", lambda r: f"{r['n_source']} vs {r['n']}"),
+        Column("Source mean", lambda r: fmt(r["mean_source"])),
+        Column("Ablation mean", lambda r: fmt(r["mean"])),
+        Column("Test", lambda r: r["primary_test"], "left"),
+        Column("Δ (source − ablation)", lambda r: fmt(r["diff"], signed=True)),
+        Column("Adjusted CI", lambda r: fmt_ci(r["diff_ci_low"], r["diff_ci_high"]) + (
+            "" if is_missing(r["ci_alpha"]) else f" ({100 * (1 - r['ci_alpha']):.4g}%)")),
+        Column("Holm p", lambda r: fmt_p(r["primary_p_holm"]) + (
+            "" if is_missing(r["primary_p_holm"]) else f" (m={r['family_size']})")),
+        Column("Outcome", lambda r: r["outcome"], "left"),
+    ]
+    caption = ("Sanity ablations (Frankle et al. 2021; Su et al. 2020): each ablation group trained the mask of a "
+               "finished source group under the source's budget and data, seed by seed: 'shuffle' permutes the "
+               "source's final mask within each layer (a random mask at the source's layer densities) and trains "
+               "from the source's initialisation; 'reinit' keeps the mask and trains from a fresh initialisation; "
+               "'invert' keeps the lowest initialisation scores at the source's per-layer counts. Δ = source − "
+               "ablation, in accuracy points. The same procedure as the head-to-head table: one primary test per "
+               "row (paired t when both ran the same seeds, else Welch), Holm-Bonferroni within the rows of one "
+               "data set, model, sparsity and budget, the CI at the Holm-consistent level shown beside it. "
+               f"'No difference' needs that CI inside ±{margin:g} points (the --margin); otherwise a non-significant "
+               "row is 'not shown'.")
+    return Table("ablations", "Ablations: source minus ablation", caption, rows, columns,
+                 "no ablation runs (methods shuffle, reinit, invert)")
+
+
+def mask_matters(ablations: Table) -> list[str]:
+    """One line per source method: does its mask matter beyond its layer densities? From the shuffle rows."""
+    out = []
+    for row in ablations.rows:
+        if row["kind"] != "shuffle":
+            continue
+        answer = ("yes" if row["outcome"].startswith("the source is better") else
+                  "no" if row["outcome"].startswith("no difference") else "not shown")
+        out.append(f"{row['source_method']}" + (f" ({row['source_round']})" if row["source_round"] else "")
+                   + f" at {fmt_sparsity(row['target_sparsity'])}: the mask matters beyond its layer densities: "
+                   f"{answer} (source − shuffle {fmt(row['diff'], signed=True)} points, "
+                   f"{row['primary_test']}, Holm p {fmt_p(row['primary_p_holm'])})")
+    return out
 
 
 def published_table(groups: Sequence[Group], published: Sequence[Published], reference: str,
