@@ -131,3 +131,17 @@ def test_gpu_check_refuses_without_a_gpu(capsys):
     assert bench.main(["--gpu-check"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err == ["error: --gpu-check: no CUDA device is visible to torch; run it on a machine with a GPU"]
+    # the report shows it beside the accuracy tables, from the run folder and from an export of it
+    from suite import report
+    from suite.report.export import export_tree, write_export
+    built = report.build_report(tmp_path)
+    rows = {r["format"]: r for r in built.table("measured_cost").rows}
+    dense, compacted = data["formats"]["dense_masked"], data["formats"]["compacted"]
+    assert rows["compacted"]["speedup_b32"] == dense["latency_s"]["32"] / compacted["latency_s"]["32"]
+    assert rows["compacted"]["size_ratio"] == compacted["size_bytes"] / dense["size_bytes"]
+    assert rows["semi_structured_2_4"]["status"] == "skipped"
+    assert "Measured cost on this machine" in report.render_markdown(built)
+    write_export(export_tree(built.groups, built.skipped, [], str(tmp_path), tmp_path, "cmd", None),
+                 tmp_path / "export.json")
+    again = report.build_report(tmp_path / "export.json")
+    assert again.table("measured_cost").rows == built.table("measured_cost").rows

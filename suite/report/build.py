@@ -10,7 +10,8 @@ from suite.report.export import load_export, machine, sweep_records
 from suite.report.fmt import fmt, fmt_epochs, fmt_p, is_missing, readable
 from suite.report.load import Group, Skipped, group_runs, code_warnings, scan_runs
 from suite.report.published import Published
-from suite.report.tables import (Table, ablation_table, equivalence_table, head_to_head_table, mask_matters,
+from suite.report.load import read_cost
+from suite.report.tables import (Table, ablation_table, measured_cost_table, equivalence_table, head_to_head_table, mask_matters,
                                  power_table, published_table, skipped_table, summary_table)
 
 @dataclass
@@ -52,6 +53,10 @@ def build_report(root: Path, reference: str = "progressive", alpha: float = 0.05
               published_table(groups, published, reference, alpha), power_table(head)]
     ablations = ablation_table(groups, alpha, margin)
     tables += [ablations] if ablations.rows else []  # only a study with ablation runs has the section
+    costs = recorded.get("costs")
+    if costs is None:
+        costs = [c for r in runs if r.round is None for c in [read_cost(r.path)] if c is not None]
+    tables += [measured_cost_table(costs)] if costs else []  # only where python -m suite.cost measured runs
     tables.append(skipped_table(skipped))
     counted = [r for g in groups for r in g.runs]
     meta = {"runs_dir": recorded["runs_dir"], "finished_results": len(counted),

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from suite.config import ConfigError
-from suite.report.load import Group, Run, Skipped, layer_sizes, parse_result, read_metrics
+from suite.report.load import Group, Run, Skipped, layer_sizes, parse_result, read_cost, read_metrics
 
 EXPORT_FORMAT = "progressive-pruning results export v1"
 METRIC_KEYS = ("round", "epoch", "test_accuracy", "val_accuracy", "sparsity")  # what the figures draw
@@ -91,6 +91,9 @@ def export_tree(groups: Sequence[Group], skipped: Sequence[Skipped], sweeps: lis
                     records = [r for r in records if int(r.get("round") or 0) == run.result_round]
                 entry["metrics"] = [{k: _short(r.get(k)) for k in METRIC_KEYS} for r in records]
                 entry["layer_sizes"] = layer_sizes(run.path)
+                cost = read_cost(run.path)
+                if cost is not None:
+                    entry["cost"] = cost  # the measured deployment cost (python -m suite.cost), when taken
             entries.append(entry)
     return {"format": EXPORT_FORMAT, "runs_dir": runs_dir, "command": command,
             "figures": figures, "machine": machine(), "sweeps": sweeps,
@@ -124,6 +127,7 @@ def load_export(path: Path) -> tuple[list[Run], list[Skipped], dict]:
                                         layer_sizes=entry.get("layer_sizes")))
     skipped = [Skipped(**s) for s in tree.get("skipped", [])]
     recorded = {k: tree.get(k) for k in ("runs_dir", "command", "figures", "machine", "sweeps")}
+    recorded["costs"] = [e["cost"] for e in tree["results"] if isinstance(e.get("cost"), dict)]
     # what produced the results, as the results themselves record it (distinct values, sorted)
     recorded["versions"] = sorted({json.dumps(e["result"].get("versions"), sort_keys=True) for e in tree["results"]
                                    if e["result"].get("versions")})

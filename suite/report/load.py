@@ -426,3 +426,13 @@ def layer_sizes(run_folder: Path) -> dict | None:
     except (OSError, ValueError):
         return None
     return {name: math.prod(info["shape"]) for name, info in header.items() if name != "__metadata__"}
+
+
+def read_cost(folder: Path) -> dict | None:
+    """A run's cost.json (written by python -m suite.cost) as a dict, or None when there is none or it
+    is not a readable cost record (then the measured-cost table simply has no row for it)."""
+    try:
+        data = json.loads((folder / "cost.json").read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) and isinstance(data.get("formats"), dict) else None

@@ -503,6 +503,33 @@ def mask_matters(ablations: Table) -> list[str]:
     return out
 
 
+def measured_cost_table(costs: Sequence[dict]) -> Table:
+    """Measured deployment cost per finished run and format (cost.json from python -m suite.cost)."""
+    from suite.cost import BATCHES, cost_rows  # torch: only when a study has measured costs
+
+    rows = cost_rows(list(costs))
+    speed = [Column(f"Speed-up b{b}", lambda r, b=b: fmt(r[f"speedup_b{b}"])) for b in BATCHES]
+    latency = [Column(f"ms b{b}", lambda r, b=b: fmt(r[f"latency_ms_b{b}"], 3), paper="no") for b in BATCHES]
+    columns = [
+        Column("Model", lambda r: _shown(r["model"]), "left", "varies"),
+        Column("Method", lambda r: _shown(r["method"]), "left"),
+        Column("Structure", lambda r: _shown(r["structure"]), "left"),
+        Column("Sparsity", lambda r: fmt_sparsity(r["sparsity"]) if r["sparsity"] is not None else MISSING),
+        Column("Format", lambda r: r["format"], "left"),
+        Column("Status", lambda r: r["status"] if r["status"] != "skipped" else f"skipped: {r['reason']}", "left"),
+        *latency, *speed,
+        Column("Size ratio", lambda r: fmt(r["size_ratio"], 3)),
+        Column("Device", lambda r: f"{_shown(r['device'])}, {_shown(r['threads'])} threads", "left", "varies"),
+    ]
+    caption = ("Measured cost of the finished networks as they would be deployed (python -m suite.cost): median "
+               "latency at each batch size after warm-up, speed-up = the dense-masked model's latency over the "
+               "format's on the same device and threads (the dense-masked model runs the dense arithmetic), size "
+               "ratio = the format's saved weights over the dense-masked model's. Every format was checked to "
+               "give the masked model's outputs on the test set (max difference in cost.json). Timings are of "
+               "the machine named, not of sparse-FLOPs arithmetic.")
+    return Table("measured_cost", "Measured cost on this machine", caption, rows, columns, "no cost.json")
+
+
 def published_table(groups: Sequence[Group], published: Sequence[Published], reference: str,
                     alpha: float = 0.05) -> Table:
     """Published numbers for the data and models run here, each with our groups of the same method (and of
