@@ -17,7 +17,7 @@ if __package__ in (None, ""):  # `python suite/run.py` and `accelerate launch su
 
 from suite import config as C  # noqa: E402
 from suite.results import (EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_LOCKED,  # noqa: E402
-                           check_output_dir, crash_line)
+                           RunFolder, check_output_dir, crash_line)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -69,7 +69,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.print_dir:
             print(C.run_dir(cfg, args.out))
             return 0
-        check_output_dir(args.out)
+        if args.force or not RunFolder(C.run_dir(cfg, args.out)).finished():  # a finished run needs neither
+            from suite.preflight import check_run
+            check_output_dir(args.out)
+            check_run(cfg)  # data files present, batch and target possible: before any data or folder
         log_dir = C.run_dir(cfg, args.out)
         return _accelerate(args, cfg)
     except C.ConfigError as e:
