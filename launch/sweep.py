@@ -444,6 +444,16 @@ def execute(tasks: list[Task], jobs: int, slot_env: list[dict[str, str]], log: S
 
 # --- SLURM -------------------------------------------------------------------------------------
 
+def sbatch_quote(value: str) -> str:
+    """A value for an `#SBATCH --opt=` line: in double quotes, so spaces and `$(...)` stay literal
+    (sbatch expands nothing there; bash never reads these lines). A double quote, backslash or newline
+    cannot be written safely: one ConfigError line."""
+    bad = [c for c in ('"', "\\", "\n") if c in value]
+    if bad:
+        raise ConfigError(f"{value!r}: a SLURM #SBATCH value cannot hold {bad[0]!r}; use another --out or sweep name")
+    return f'"{value}"'
+
+
 def slurm_script(sweep: Sweep, runs: list[Run], gpus: int, jobs: int | None, log_folder: Path,
                  template: str | None = None) -> str:
     """The job array for `runs`: task i runs runs[i]; an interrupted task requeues itself."""
@@ -455,8 +465,9 @@ def slurm_script(sweep: Sweep, runs: list[Run], gpus: int, jobs: int | None, log
                      f"       set -- {shell_line(argv)} ;;")
     array = f"0-{len(runs) - 1}" + (f"%{jobs}" if jobs else "")
     gpu_line = f"#SBATCH --gpus-per-node={gpus}" if gpus > 0 else "# (no GPUs requested: --gpus 0)"
-    filled = {
-        "@NAME@": f"pp-{sweep.name}", "@ARRAY@": array, "@LOGS@": str(log_folder),
+    filled = {  # #SBATCH values are read by sbatch, not bash: double quotes, % doubled in file patterns
+        "--job-name=@NAME@": f"--job-name={sbatch_quote(f'pp-{sweep.name}')}", "@ARRAY@": array,
+        "--output=@LOGS@/%A_%a.out": f"--output={sbatch_quote(str(log_folder).replace('%', '%%') + '/%A_%a.out')}",
         "@REPO@": shlex.quote(str(REPO)),
     }
     text = "".join(line for line in template.splitlines(keepends=True) if not line.startswith("#|"))

@@ -3,8 +3,10 @@
 all ask it)."""
 from __future__ import annotations
 
+import errno
 import fcntl
 import hashlib
+import io
 import json
 import math
 import os
@@ -39,9 +41,21 @@ def atomic_write(path: Path, write) -> None:
         write(tmp)
         os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; results are meant to be shared
         os.replace(tmp, path)
+    except OSError as e:
+        Path(tmp).unlink(missing_ok=True)
+        if e.errno == errno.ENOSPC:  # name the file we meant to write, not the temp file
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path)) from None
+        raise
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def write_bytes(tmp: str, data: bytes) -> None:
+    """Write through Python's file object, so a full disk is OSError ENOSPC (torch.save and safetensors
+    writing a file themselves report it as an opaque RuntimeError)."""
+    with open(tmp, "wb") as f:
+        f.write(data)
 
 
 def _clean(obj: Any) -> Any:
@@ -72,10 +86,11 @@ def read_json(path: Path) -> Any:
 def save_tensors(path: Path, tensors: dict) -> None:
     """safetensors file (bool masks are stored as uint8 0/1)."""
     import torch  # late, here and below: the report and the sweep read folders without torch
-    from safetensors.torch import save_file
+    from safetensors.torch import save
     plain = {k: (v.to(torch.uint8) if v.dtype == torch.bool else v).detach().contiguous().cpu()
              for k, v in tensors.items()}
-    atomic_write(path, lambda tmp: save_file(plain, tmp))
+    data = save(plain)
+    atomic_write(path, lambda tmp: write_bytes(tmp, data))
 
 
 def previous_checkpoint(path: Path) -> Path:
@@ -91,7 +106,9 @@ def save_checkpoint(path: Path, state: dict) -> None:
     path = Path(path)
 
     def write(tmp: str) -> None:
-        torch.save(state, tmp)
+        buffer = io.BytesIO()
+        torch.save(state, buffer)
+        write_bytes(tmp, buffer.getbuffer())
         if path.exists():  # a kill right after this leaves only .prev.pt: the loader falls back to it
             os.replace(path, previous_checkpoint(path))
     atomic_write(path, write)
@@ -564,12 +581,29 @@ def log_crash(error: BaseException, folder: Path | None, name: str = "error.log"
         path = where / (name if where == folder else f"progressive-pruning-{os.getpid()}-{name}")
         try:
             where.mkdir(parents=True, exist_ok=True)
-            with open(path, "a") as f:
-                f.write(text)
+            size = path.stat().st_size if path.exists() else 0
+            try:
+                with open(path, "a") as f:
+                    f.write(text)
+            except OSError:
+                os.truncate(path, size)  # a full disk: leave no torn (or empty) log behind
+                if size == 0:
+                    path.unlink(missing_ok=True)
+                raise
             return path
         except OSError:
             continue
     return Path("(no writable folder for the log)")
+
+
+def disk_full_line(error: BaseException) -> str | None:
+    """`error: no space left on <folder> (writing <file>) ...` for a full disk, else None."""
+    if not (isinstance(error, OSError) and error.errno == errno.ENOSPC):
+        return None
+    where = Path(error.filename) if error.filename else None
+    place = f"{where.parent} (writing {where.name})" if where else "the device"
+    return (f"error: no space left on {place}; free some space and run the same command again (it resumes "
+            f"from the last checkpoint)")
 
 
 def crash_line(error: BaseException, folder: Path | None, debug: bool = False) -> str:
@@ -578,6 +612,9 @@ def crash_line(error: BaseException, folder: Path | None, debug: bool = False) -
     if debug:
         import traceback
         traceback.print_exception(type(error), error, error.__traceback__)
+    full = disk_full_line(error)
+    if full is not None:
+        return full  # no log: there is no room for one
     log = log_crash(error, folder)
     what = str(error).strip().splitlines()[0] if str(error).strip() else "no message"
     return f"error: unexpected {type(error).__name__}: {what} (details in {log})"

@@ -49,6 +49,9 @@ class Outcome:
 
 
 def _on_sigterm(signum, frame):
+    # the first SIGTERM stops the run; a second one (SLURM and launchers may send two in quick
+    # succession) must not break the orderly stop, nor kill the process once the handler is restored
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     raise Interrupted()
 
 
@@ -564,7 +567,8 @@ def run_experiment(cfg: C.Config, out: str | Path, accelerator, force: bool = Fa
                 write_json(run_dir / "failed.json", {"status": "failed", "reason": str(e)})
             raise
         finally:
-            signal.signal(signal.SIGTERM, previous)
+            if signal.getsignal(signal.SIGTERM) is not signal.SIG_IGN:  # stopping: keep ignoring a second one
+                signal.signal(signal.SIGTERM, previous)
             # finish this run's trackers but keep the process group: a script may run several
             # experiments in one job (Accelerator.end_training would destroy the group)
             for tracker in accelerator.trackers:
