@@ -287,11 +287,13 @@ def check_safetensors_header(path: Path) -> None:
         with open(path, "rb") as f:
             head = f.read(8)
             n = int.from_bytes(head, "little") if len(head) == 8 else -1
-            if n < 2 or n > min(size - 8, MAX_HEADER):
-                raise InvalidResult(f"{path.name} is damaged (header length {n} in a file of {size} bytes)")
-            header = json.loads(f.read(n))
+            text = f.read(n) if 2 <= n <= min(size - 8, MAX_HEADER) else None
     except OSError as e:
         raise InvalidResult(f"{path.name} is unreadable ({e.strerror})") from None
+    if text is None:
+        raise InvalidResult(f"{path.name} is damaged (header length {n} in a file of {size} bytes)")
+    try:
+        header = json.loads(text)
     except (UnicodeDecodeError, ValueError):
         raise InvalidResult(f"{path.name} is damaged (its header is not JSON)") from None
     if not isinstance(header, dict):

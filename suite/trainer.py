@@ -514,10 +514,10 @@ def _tracker_summary(accelerator, cfg: C.Config, run_dir: Path, result: dict) ->
     """The final result as the W&B summary, and each LTH round's under `round_<r>/` (so round 7 can be
     charted); a tracker failure is a warning, never the run's results."""
     summary = {k: v for k, v in result.items() if k not in ("config", "layer_sparsity")}
-    for path in sorted(run_dir.glob("round_*/result.json")):
-        rec = json.loads(path.read_text())
-        summary.update({f"round_{rec['round']}/{k}": rec.get(k) for k in ROUND_SUMMARY})
     try:
+        for path in sorted(run_dir.glob("round_*/result.json")):
+            rec = json.loads(path.read_text())
+            summary.update({f"round_{rec['round']}/{k}": rec.get(k) for k in ROUND_SUMMARY})
         tracker = accelerator.get_tracker("wandb", unwrap=True)
         tracker.summary.update(summary)
         if cfg.wandb.log_mask:
