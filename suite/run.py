@@ -130,7 +130,11 @@ def _run(args: argparse.Namespace, cfg: C.Config, accelerator) -> int:
     try:
         check_world_size(accelerator.num_processes)
     except C.ConfigError as e:  # every process finds it alone; one line is enough
-        return _error(str(e), EXIT_BAD_INPUT) if os.environ.get("RANK", "0") == "0" else EXIT_BAD_INPUT
+        if os.environ.get("RANK", "0") == "0":
+            return _error(str(e), EXIT_BAD_INPUT)
+        import time
+        time.sleep(3)  # torchrun kills the other ranks when one exits: let rank 0 say why first
+        return EXIT_BAD_INPUT
     asked = launcher_processes()
     if asked > accelerator.num_processes == 1:
         print(f"warning: accelerate launch was asked for {asked} processes but started one (world size 1): "

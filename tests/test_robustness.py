@@ -1072,3 +1072,16 @@ def test_accelerate_launch_of_two_processes_without_multi_gpu_warns(tmp_path):
            "alone; for 2 processes add --multi_gpu (on a machine without GPUs also ACCELERATE_USE_CPU=1)" \
            in proc.stderr.splitlines()
     assert result(Path(proc.stdout.strip().splitlines()[-1]))["world_size"] == 1
+
+
+def test_multi_gpu_launch_on_a_cpu_without_accelerate_use_cpu_says_why_first(tmp_path):
+    """`--multi_gpu` on a machine without GPUs and without ACCELERATE_USE_CPU=1: the suite's line comes
+    first on stderr; torchrun's ChildFailedError report follows (exit 1), as the README shows."""
+    from helpers import launch_2proc
+    proc = launch_2proc(["suite/run.py", "--no-progress", "--out", str(tmp_path / "runs"), *TINY], use_cpu=False)
+    assert proc.returncode == 1
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert lines[0] == ("error: launched as 2 processes but Accelerate sees a world size of 1; on a machine without "
+                        "GPUs launch with: ACCELERATE_USE_CPU=1 accelerate launch --multi_gpu --num_processes 2 "
+                        "suite/run.py ..."), lines[:3]
+    assert "ChildFailedError" in proc.stderr
