@@ -593,6 +593,16 @@ def execute(tasks: list[Task], jobs: int, slot_env: list[dict[str, str]], log: S
 
 # --- SLURM -------------------------------------------------------------------------------------
 
+def sbatch_quote(value: str) -> str:
+    """A value for an `#SBATCH --opt=` line: in double quotes, so spaces and `$(...)` stay literal
+    (sbatch expands nothing there; bash never reads these lines). A double quote, backslash or newline
+    cannot be written safely: one ConfigError line."""
+    bad = [c for c in ('"', "\\", "\n") if c in value]
+    if bad:
+        raise ConfigError(f"{value!r}: a SLURM #SBATCH value cannot hold {bad[0]!r}; use another --out or sweep name")
+    return f'"{value}"'
+
+
 def slurm_script(sweep: Sweep, runs: list[Run], gpus: int, jobs: int | None, log_folder: Path,
                  template: str | None = None) -> str:
     """The job array for `runs`: task i runs runs[i]; an interrupted task requeues itself."""
@@ -604,8 +614,9 @@ def slurm_script(sweep: Sweep, runs: list[Run], gpus: int, jobs: int | None, log
                      f"       set -- {shell_line(argv)} ;;")
     array = f"0-{len(runs) - 1}" + (f"%{jobs}" if jobs else "")
     gpu_line = f"#SBATCH --gpus-per-node={gpus}" if gpus > 0 else "# (no GPUs requested: --gpus 0)"
-    filled = {
-        "@NAME@": f"pp-{sweep.name}", "@ARRAY@": array, "@LOGS@": str(log_folder),
+    filled = {  # #SBATCH values are read by sbatch, not bash: double quotes, % doubled in file patterns
+        "--job-name=@NAME@": f"--job-name={sbatch_quote(f'pp-{sweep.name}')}", "@ARRAY@": array,
+        "--output=@LOGS@/%A_%a.out": f"--output={sbatch_quote(str(log_folder).replace('%', '%%') + '/%A_%a.out')}",
         "@REPO@": shlex.quote(str(REPO)),
     }
     text = "".join(line for line in template.splitlines(keepends=True) if not line.startswith("#|"))
@@ -753,6 +764,7 @@ def _main(args: argparse.Namespace) -> int:
                       flush=True)
             todo.append(run)
 
+    _check_before_start(args, todo)
     if args.dry_run:
         _print_dry_run(sweep, expansion, statuses, todo, args.backend)
         return 0
@@ -801,6 +813,35 @@ def _main(args: argparse.Namespace) -> int:
         return EXIT_INTERRUPTED
     failed_now = any(o.state == "failed" for o in outcomes)
     return EXIT_FAILED if failed_now or skipped["failed earlier, see --retry-failed"] else 0
+
+
+def _check_before_start(args: argparse.Namespace, todo: list[Run]) -> None:
+    """What would fail every run, or the launch itself, checked once before anything starts (the dry
+    run too): GPUs asked for that are not here, data files that are not where data.root says, a batch
+    or a target no run could train with. ConfigError: exit 2."""
+    from suite.preflight import check_run, data_files_problem
+
+    if args.gpus and args.backend == "local":  # (accelerate on a CPU: --gpus N is N CPU processes)
+        import torch
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        ids = visible_gpus(os.environ.get("CUDA_VISIBLE_DEVICES"), count) if count else []
+        if args.gpus > len(ids):
+            raise ConfigError(f"--gpus {args.gpus}: {len(ids)} GPUs visible here "
+                              f"({'no CUDA device' if not count else 'CUDA_VISIBLE_DEVICES=' + os.environ.get('CUDA_VISIBLE_DEVICES', '')}); "
+                              f"leave --gpus out to run on the CPU")
+    problems: dict[str, int] = {}
+    for run in todo:
+        problem = data_files_problem(run.cfg.data)
+        if problem:
+            problems[problem] = problems.get(problem, 0) + 1
+    if problems:
+        problem, n = next(iter(problems.items()))
+        raise ConfigError(f"{problem}; {n} of the {len(todo)} runs to start read it, none started")
+    for run in todo:
+        try:
+            check_run(run.cfg, files=False)
+        except ConfigError as e:
+            raise ConfigError(f"{run.label}: {e}") from None
 
 
 def _slurm(args: argparse.Namespace, sweep: Sweep, todo: list[Run], log: SweepLog) -> int:

@@ -170,6 +170,8 @@ def _check_type(value: Any, tp: Any, key: str) -> Any:
         raise ConfigError(f"{key}: expected int, got {value!r}")
     if not isinstance(value, tp):
         raise ConfigError(f"{key}: expected {_type_name(tp)}, got {value!r}")
+    if tp is float:
+        return value + 0.0  # -0.0 is 0.0: one folder, one hash
     return value
 
 
@@ -228,6 +230,8 @@ class _StrictLoader(yaml.SafeLoader):
     def construct_mapping(self, node, deep=False):
         seen: dict = {}
         for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue  # `<<: *anchor` merges a mapping (the keys written beside it win); not a duplicate
             key = self.construct_object(key_node, deep=True)
             try:
                 first = seen.setdefault(key, key_node.start_mark.line + 1)
@@ -391,6 +395,8 @@ def check_structure(cfg: Config) -> None:
 def validate(cfg: Config) -> Config:
     """Range checks; each failure is one line naming the key."""
     t, p, d = cfg.train, cfg.prune, cfg.data
+    if not 0 <= cfg.seed < 2 ** 63:  # torch and the data streams take a 63-bit seed; the folder is seed_<n>
+        raise ConfigError(f"seed: must be in [0, 2**63 - 1], got {cfg.seed}")
     if t.epochs < 1:
         raise ConfigError(f"train.epochs: must be at least 1, got {t.epochs}")
     if t.batch_size < 1:

@@ -3,11 +3,14 @@
 all ask it)."""
 from __future__ import annotations
 
+import errno
 import fcntl
 import hashlib
+import io
 import json
 import math
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -38,9 +41,21 @@ def atomic_write(path: Path, write) -> None:
         write(tmp)
         os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; results are meant to be shared
         os.replace(tmp, path)
+    except OSError as e:
+        Path(tmp).unlink(missing_ok=True)
+        if e.errno == errno.ENOSPC:  # name the file we meant to write, not the temp file
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path)) from None
+        raise
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def write_bytes(tmp: str, data: bytes) -> None:
+    """Write through Python's file object, so a full disk is OSError ENOSPC (torch.save and safetensors
+    writing a file themselves report it as an opaque RuntimeError)."""
+    with open(tmp, "wb") as f:
+        f.write(data)
 
 
 def _clean(obj: Any) -> Any:
@@ -71,10 +86,11 @@ def read_json(path: Path) -> Any:
 def save_tensors(path: Path, tensors: dict) -> None:
     """safetensors file (bool masks are stored as uint8 0/1)."""
     import torch  # late, here and below: the report and the sweep read folders without torch
-    from safetensors.torch import save_file
+    from safetensors.torch import save
     plain = {k: (v.to(torch.uint8) if v.dtype == torch.bool else v).detach().contiguous().cpu()
              for k, v in tensors.items()}
-    atomic_write(path, lambda tmp: save_file(plain, tmp))
+    data = save(plain)
+    atomic_write(path, lambda tmp: write_bytes(tmp, data))
 
 
 def previous_checkpoint(path: Path) -> Path:
@@ -90,7 +106,9 @@ def save_checkpoint(path: Path, state: dict) -> None:
     path = Path(path)
 
     def write(tmp: str) -> None:
-        torch.save(state, tmp)
+        buffer = io.BytesIO()
+        torch.save(state, buffer)
+        write_bytes(tmp, buffer.getbuffer())
         if path.exists():  # a kill right after this leaves only .prev.pt: the loader falls back to it
             os.replace(path, previous_checkpoint(path))
     atomic_write(path, write)
@@ -104,6 +122,11 @@ def load_checkpoint(path: Path, device) -> dict:
 
 class RunLocked(RuntimeError):
     """Another process holds this run folder."""
+
+
+class RunLost(RunLocked):
+    """The run folder was deleted or replaced while this process held its lock: another process may
+    hold the new one, so this one stops before writing anything more."""
 
 
 class RunLock:
@@ -125,6 +148,21 @@ class RunLock:
         os.write(fd, f"{os.getpid()}\n".encode())
         self._fd = fd
         return self
+
+    def check(self) -> None:
+        """Raise RunLost unless `.lock` on disk is still the file this process locked: a folder deleted
+        (rm -rf) or replaced while the run writes to it would otherwise let a second process take a new
+        lock there, and both would finish into one folder."""
+        if self._fd is None:
+            return
+        held = os.fstat(self._fd)
+        try:
+            now = os.stat(self.path)
+        except FileNotFoundError:
+            now = None
+        if now is None or (now.st_dev, now.st_ino) != (held.st_dev, held.st_ino):
+            raise RunLost(f"the run folder {self.path.parent} was deleted or replaced while this run wrote to "
+                          f"it; stopped without writing more (run the same command again)")
 
     def __exit__(self, *exc) -> None:
         if self._fd is not None:
@@ -188,6 +226,11 @@ ROUND_FILES = ("metrics.jsonl", "mask.safetensors")  # a chain's round_<r>/ fold
 CHECKPOINT_KEYS = ("round", "epoch", "round_started", "records", "rewind", "epochs_trained", "wall_time_s",
                    "model", "optimizer", "mask", "threshold", "rng", "experiment", "seed")
 MOVED_ASIDE = ".old-"  # `<run>.old-<timestamp>`: a run moved aside by --force; readers skip these folders
+ROUND_FINAL_FILES = ("metrics.jsonl", "mask.safetensors")  # what round_<r>/ holds beside its result.json
+_MOVED_ASIDE_NAME = re.compile(r"seed_\d+\.old-\d{8}-\d{6}(-\d+)?")  # only a seed folder is ever moved aside
+_SEED_DIR = re.compile(r"seed_(\d+)")
+_ROUND_DIR = re.compile(r"round_(\d+)")
+MAX_HEADER = 100_000_000  # bytes: a safetensors header beyond this is damaged (a mask's is a few KiB)
 
 
 class InvalidResult(ValueError):
@@ -213,10 +256,85 @@ def check_result(data: Any) -> None:
             raise InvalidResult(f"{key} is {value!r}, not a finite number")
     if not isinstance(data["seed"], int) or isinstance(data["seed"], bool):
         raise InvalidResult(f"seed is {data['seed']!r}, not an integer")
+    check_exact_count(data)
+
+
+def check_exact_count(data: dict) -> None:
+    """The achieved sparsity is the target's exact count: round(target * N) zeros over the N prunable
+    weights (suite.masks.n_pruned), and achieved_sparsity says that count. A result without the counts
+    (older files) must state its target to within 1e-6."""
+    target, achieved = data["target_sparsity"], data["achieved_sparsity"]
+    total, remaining = data.get("prunable_total"), data.get("prunable_remaining")
+    if not (_is_number(total) and _is_number(remaining)):
+        if abs(achieved - target) > 1e-6:
+            raise InvalidResult(f"achieved sparsity {achieved:.6f} is not its target {target:.6f}")
+        return
+    if not (isinstance(total, int) and isinstance(remaining, int) and 0 <= remaining <= total and total > 0):
+        raise InvalidResult(f"prunable_remaining {remaining!r} of prunable_total {total!r} is not a count")
+    zeros, expected = total - remaining, round(target * total)
+    if zeros != expected:
+        raise InvalidResult(f"achieved sparsity {achieved:.6f} ({zeros} of {total} weights pruned) is not its "
+                            f"target {target:.6f} ({expected} pruned by the exact-count rule)")
+    if abs(achieved - zeros / total) > 1e-9:
+        raise InvalidResult(f"achieved_sparsity {achieved!r} does not match its counts ({zeros} of {total} pruned)")
+
+
+def check_safetensors_header(path: Path) -> None:
+    """A safetensors file whose header is readable JSON of the length its first 8 bytes give (the
+    tensors are not read); InvalidResult naming the file otherwise, never a MemoryError."""
+    path = Path(path)
+    try:
+        size = path.stat().st_size
+        with open(path, "rb") as f:
+            head = f.read(8)
+            n = int.from_bytes(head, "little") if len(head) == 8 else -1
+            text = f.read(n) if 2 <= n <= min(size - 8, MAX_HEADER) else None
+    except OSError as e:
+        raise InvalidResult(f"{path.name} is unreadable ({e.strerror})") from None
+    if text is None:
+        raise InvalidResult(f"{path.name} is damaged (header length {n} in a file of {size} bytes)")
+    try:
+        header = json.loads(text)
+    except (UnicodeDecodeError, ValueError):
+        raise InvalidResult(f"{path.name} is damaged (its header is not JSON)") from None
+    if not isinstance(header, dict):
+        raise InvalidResult(f"{path.name} is damaged (its header is not a JSON object)")
+
+
+def _run_folder_of(result_path: Path) -> tuple[Path, bool]:
+    """The run folder a result.json belongs to, and whether it is a round's (round_<r>/result.json)."""
+    folder = Path(result_path).parent
+    if _ROUND_DIR.fullmatch(folder.name):
+        return folder.parent, True
+    return folder, False
+
+
+def check_result_folder(path: Path, data: dict) -> None:
+    """A result.json counts only with its folder: the files written before it are there (a round's
+    mask and metrics; a run's metrics, mask and weights), the mask's header is sound, and the folder
+    is the one this result was written to (`<...>-<experiment>/seed_<seed>`: a seed folder copied to
+    another seed, or into another experiment, is not that result)."""
+    path = Path(path)
+    run, is_round = _run_folder_of(path)
+    needed = ROUND_FINAL_FILES if is_round else FINAL_FILES
+    missing = [name for name in needed if not (path.parent / name).is_file()]
+    if missing:
+        raise InvalidResult(f"no {', '.join(missing)} beside it")
+    check_safetensors_header(path.parent / "mask.safetensors")
+    seed_dir = _SEED_DIR.fullmatch(run.name)
+    if seed_dir is None:
+        return  # not a folder named by suite.config.run_dir: nothing to match
+    if int(seed_dir.group(1)) != data["seed"]:
+        raise InvalidResult(f"holds seed {data['seed']}'s result, not this folder's seed {seed_dir.group(1)} "
+                            f"(a copied folder? the same command trains it)")
+    if not run.parent.name.endswith(f"-{data['experiment']}"):
+        raise InvalidResult(f"holds experiment {data['experiment']}'s result, not {run.parent.name}'s "
+                            f"(a copied folder? the same command trains it)")
 
 
 def read_result(path: Path) -> dict:
-    """A result.json that passes check_result; InvalidResult says why not (never a traceback)."""
+    """A result.json that passes check_result and whose folder holds what it should (check_result_folder);
+    InvalidResult says why not (never a traceback)."""
     try:
         data = json.loads(Path(path).read_text())
     except FileNotFoundError:
@@ -224,6 +342,7 @@ def read_result(path: Path) -> dict:
     except (OSError, UnicodeDecodeError, ValueError) as e:
         raise InvalidResult(f"unreadable ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})") from None
     check_result(data)
+    check_result_folder(path, data)
     return data
 
 
@@ -363,14 +482,24 @@ class RunFolder:
             n += 1
             target = self.path.with_name(f"{self.path.name}{MOVED_ASIDE}{stamp}-{n}")
         target.mkdir()
-        for p in entries:
+        for p in aside_order(entries):
             shutil.move(str(p), str(target / p.name))
         return target
 
 
+def aside_order(entries: list[Path]) -> list[Path]:
+    """The order move_aside moves a run's files in: result.json (the commit point) first, so a kill
+    part-way leaves a folder that is no longer finished, never a finished one with files missing; then
+    the round results; then the rest."""
+    def rank(p: Path) -> tuple:
+        return (p.name != "result.json", _ROUND_DIR.fullmatch(p.name) is None, p.name)
+    return sorted(entries, key=rank)
+
+
 def moved_aside(name: str) -> bool:
-    """True for a folder that --force moved aside (readers leave it out)."""
-    return MOVED_ASIDE in name
+    """True for a folder that --force moved aside, `seed_<n>.old-<timestamp>` (readers leave it out);
+    a folder above the results that happens to hold `.old-` in its name is not one."""
+    return _MOVED_ASIDE_NAME.fullmatch(name) is not None
 
 
 # --- checkpoints with a fallback ----------------------------------------------------------------
@@ -437,7 +566,10 @@ def check_output_dir(path: str | Path, what: str = "--out") -> Path:
     """A folder results can go in (it may not exist yet); else one ConfigError line naming the path.
     Asked before any data is loaded."""
     from suite.config import ConfigError
-    path = Path(path).expanduser()
+    if str(path).startswith("~"):  # `--out=~/x`: the shell expands ~ only at the start of a word
+        raise ConfigError(f"{what} {path}: starts with '~', which the shell did not expand (after '=' it "
+                          f"does not); write `{what} ~/...` with a space, or the full path")
+    path = Path(path)
     if path.exists() and not path.is_dir():
         raise ConfigError(f"{what} {path}: is a file, not a folder")
     existing = path
@@ -462,12 +594,29 @@ def log_crash(error: BaseException, folder: Path | None, name: str = "error.log"
         path = where / (name if where == folder else f"progressive-pruning-{os.getpid()}-{name}")
         try:
             where.mkdir(parents=True, exist_ok=True)
-            with open(path, "a") as f:
-                f.write(text)
+            size = path.stat().st_size if path.exists() else 0
+            try:
+                with open(path, "a") as f:
+                    f.write(text)
+            except OSError:
+                os.truncate(path, size)  # a full disk: leave no torn (or empty) log behind
+                if size == 0:
+                    path.unlink(missing_ok=True)
+                raise
             return path
         except OSError:
             continue
     return Path("(no writable folder for the log)")
+
+
+def disk_full_line(error: BaseException) -> str | None:
+    """`error: no space left on <folder> (writing <file>) ...` for a full disk, else None."""
+    if not (isinstance(error, OSError) and error.errno == errno.ENOSPC):
+        return None
+    where = Path(error.filename) if error.filename else None
+    place = f"{where.parent} (writing {where.name})" if where else "the device"
+    return (f"error: no space left on {place}; free some space and run the same command again (it resumes "
+            f"from the last checkpoint)")
 
 
 def crash_line(error: BaseException, folder: Path | None, debug: bool = False) -> str:
@@ -476,6 +625,9 @@ def crash_line(error: BaseException, folder: Path | None, debug: bool = False) -
     if debug:
         import traceback
         traceback.print_exception(type(error), error, error.__traceback__)
+    full = disk_full_line(error)
+    if full is not None:
+        return full  # no log: there is no room for one
     log = log_crash(error, folder)
     what = str(error).strip().splitlines()[0] if str(error).strip() else "no message"
     return f"error: unexpected {type(error).__name__}: {what} (details in {log})"

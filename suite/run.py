@@ -17,7 +17,7 @@ if __package__ in (None, ""):  # `python suite/run.py` and `accelerate launch su
 
 from suite import config as C  # noqa: E402
 from suite.results import (EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_LOCKED,  # noqa: E402
-                           check_output_dir, crash_line)
+                           RunFolder, check_output_dir, crash_line)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -55,6 +55,28 @@ def check_world_size(num_processes: int) -> None:
             f"--num_processes {launched} suite/run.py ...")
 
 
+def launcher_processes(pid: int | None = None) -> int:
+    """How many processes the launcher that started us was asked for (`--num_processes N` on its
+    command line, read from /proc), else 1: `accelerate launch --num_processes 2` without --multi_gpu
+    starts one plain process and tells it nothing."""
+    pid = os.getppid() if pid is None else pid
+    try:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")
+    except OSError:
+        return 1
+    if not any("accelerate" in a for a in argv):
+        return 1
+    for i, arg in enumerate(argv):
+        value = arg.split("=", 1)[1] if arg.startswith("--num_processes=") else \
+            (argv[i + 1] if arg == "--num_processes" and i + 1 < len(argv) else None)
+        if value is not None:
+            try:
+                return int(value)
+            except ValueError:
+                return 1
+    return 1
+
+
 def _error(text: str, code: int) -> int:
     print(f"error: {text}", file=sys.stderr, flush=True)
     return code
@@ -69,7 +91,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.print_dir:
             print(C.run_dir(cfg, args.out))
             return 0
-        check_output_dir(args.out)
+        if args.force or not RunFolder(C.run_dir(cfg, args.out)).finished():  # a finished run needs neither
+            from suite.preflight import check_run
+            check_output_dir(args.out)
+            check_run(cfg)  # data files present, batch and target possible: before any data or folder
         log_dir = C.run_dir(cfg, args.out)
         return _accelerate(args, cfg)
     except C.ConfigError as e:
@@ -105,7 +130,16 @@ def _run(args: argparse.Namespace, cfg: C.Config, accelerator) -> int:
     try:
         check_world_size(accelerator.num_processes)
     except C.ConfigError as e:  # every process finds it alone; one line is enough
-        return _error(str(e), EXIT_BAD_INPUT) if os.environ.get("RANK", "0") == "0" else EXIT_BAD_INPUT
+        if os.environ.get("RANK", "0") == "0":
+            return _error(str(e), EXIT_BAD_INPUT)
+        import time
+        time.sleep(3)  # torchrun kills the other ranks when one exits: let rank 0 say why first
+        return EXIT_BAD_INPUT
+    asked = launcher_processes()
+    if asked > accelerator.num_processes == 1:
+        print(f"warning: accelerate launch was asked for {asked} processes but started one (world size 1): "
+              f"this run trains alone; for {asked} processes add --multi_gpu (on a machine without GPUs also "
+              f"ACCELERATE_USE_CPU=1)", file=sys.stderr, flush=True)
     try:
         outcome = run_experiment(cfg, args.out, accelerator, force=args.force, progress=not args.no_progress)
     except C.ConfigError as e:

@@ -49,6 +49,9 @@ class Outcome:
 
 
 def _on_sigterm(signum, frame):
+    # the first SIGTERM stops the run; a second one (SLURM and launchers may send two in quick
+    # succession) must not break the orderly stop, nor kill the process once the handler is restored
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     raise Interrupted()
 
 
@@ -130,6 +133,7 @@ class Runner:
         self.threshold = float("nan")
         self.collapsed: list[str] = []  # layers already reported as pruned to zero weights
         self.code = code_version()  # the code this process runs, read once: every round's result says the same
+        self.lock: RunLock | None = None  # the main process's lock on the folder, checked before each write
 
     # --- state ---------------------------------------------------------------------------------
 
@@ -177,8 +181,14 @@ class Runner:
         """The prunable weights' current gradients (zeros for a weight the loss did not reach)."""
         return {n: w.grad if w.grad is not None else torch.zeros_like(w) for n, w in self.weights.items()}
 
+    def _still_ours(self) -> None:
+        """Before writing: the folder is still the one this process locked (else RunLost)."""
+        if self.lock is not None:
+            self.lock.check()
+
     def _checkpoint(self, state: dict) -> None:
         if self.acc.is_main_process:
+            self._still_ours()
             save_checkpoint(self.dir / "checkpoint.pt", {
                 **state,
                 "model": self.model.state_dict(),
@@ -199,6 +209,21 @@ class Runner:
             if bad:
                 raise BadCheckpoint(f"its {what} tensor {bad[0]} has shape {tuple(theirs[bad[0]].shape)}, "
                                     f"not {tuple(ours[bad[0]].shape)}")
+        # a mask of another dtype (0.5 floats) would load as all-True: a dense run under a pruned name
+        wrong = [n for n, m in saved["mask"].items() if m.dtype != torch.bool]
+        if wrong:
+            raise BadCheckpoint(f"its mask {wrong[0]} is {saved['mask'][wrong[0]].dtype}, not bool")
+        try:
+            records = json.loads(saved["records"])
+            last = records[-1] if records else None
+        except (TypeError, ValueError, AttributeError, KeyError):
+            raise BadCheckpoint("its epoch records are not JSON") from None
+        if (saved["round_started"] and isinstance(last, dict) and (last.get("round"), last.get("epoch")) ==
+                (saved["round"], saved["epoch"])):
+            alive = M.count_alive(saved["mask"])
+            if alive != last.get("prunable_remaining"):
+                raise BadCheckpoint(f"its mask keeps {alive} weights, but its last epoch recorded "
+                                    f"{last.get('prunable_remaining')}")
 
     def _broadcast_buffers(self) -> None:
         """BatchNorm statistics as the main process has them, on every rank. DDP broadcasts them at
@@ -353,6 +378,7 @@ class Runner:
         result["wall_time_s"] = state["wall_time_s"] + time.time() - started
         result["core_hours"] = result["wall_time_s"] * result["threads"] * result["world_size"] / 3600
         if acc.is_main_process:
+            self._still_ours()
             save_tensors(self.dir / "mask.safetensors", self.masked.mask)
             save_tensors(self.dir / "model.safetensors", self.model.state_dict())
             write_jsonl(self.dir / "metrics.jsonl", records)
@@ -454,16 +480,96 @@ def _track(acc, record: dict, step: int) -> None:
 SWEEP_ENV = "PP_SWEEP"  # set by launch/sweep.py for its runs: the sweep's name becomes a W&B tag
 
 
+ROUND_SUMMARY = ("final_test_accuracy", "best_test_accuracy", "achieved_sparsity", "target_sparsity",
+                 "total_epochs_trained", "train_flops_x_dense")  # per LTH round: round_<r>/<key> in the summary
+
+
+def wandb_group(model: str, dataset: str, method: str, sparsity: float) -> str:
+    """The W&B group of a training run, readable: `<model>-<data>-<method>-s<sparsity>` (the
+    experiment hash is in the run's config, `experiment`)."""
+    return f"{model}-{dataset}-{method}-s{sparsity:g}"
+
+
 def wandb_init_kwargs(cfg: C.Config, run_dir: Path, mode: str) -> dict:
-    """One W&B run per training run: grouped by experiment so a dashboard groups the seeds."""
+    """One W&B run per training run: grouped by model, data, method and sparsity so a dashboard
+    groups the seeds; a sweep's runs carry its name as their job type and a tag."""
+    sweep = os.environ.get(SWEEP_ENV)
     name = f"{cfg.method}-s{cfg.prune.target_sparsity:g}-seed{cfg.seed}"
-    kwargs = {"name": name, "group": f"{cfg.method}-{cfg.model.name}-{cfg.data.name}-{C.experiment_hash(cfg)}",
-              "tags": [cfg.model.name, cfg.data.name, cfg.method, *filter(None, [os.environ.get(SWEEP_ENV)])],
+    kwargs = {"name": name, "group": wandb_group(cfg.model.name, cfg.data.name, cfg.method, cfg.prune.target_sparsity),
+              "tags": [cfg.model.name, cfg.data.name, cfg.method, *filter(None, [sweep])],
               "dir": str(run_dir), "mode": mode,
-              "id": f"{C.experiment_hash(cfg)}-{cfg.seed}", "resume": "allow", "job_type": "train"}
+              "id": f"{C.experiment_hash(cfg)}-{cfg.seed}", "resume": "allow", "job_type": sweep or "train"}
     if cfg.wandb.entity:
         kwargs["entity"] = cfg.wandb.entity
+    if mode == "online" and "WANDB_INIT_TIMEOUT" not in os.environ:
+        import wandb
+        kwargs["settings"] = wandb.Settings(init_timeout=WANDB_INIT_TIMEOUT)
     return kwargs
+
+
+WANDB_INIT_TIMEOUT = 30.0  # s: W&B's own default (90 s) leaves a run silent for minutes without a network
+
+
+def wandb_config(cfg: C.Config) -> dict:
+    """The run's config for W&B: every section but the method settings the method does not read (the
+    other methods' sections would only clutter the dashboard), plus the experiment hash."""
+    from suite.methods import method_class, method_sections, reads
+    read = reads(method_class(cfg.method))
+    tree = C.to_dict(cfg)
+    for section in method_sections():
+        kept = {k: v for k, v in tree[section].items() if any(f"{section}.{k}".startswith(p) for p in read)}
+        if kept:
+            tree[section] = kept
+        else:
+            del tree[section]
+    return {"experiment": C.experiment_hash(cfg), **tree}
+
+
+def _start_tracking(accelerator, cfg: C.Config, run_dir: Path, mode: str) -> None:
+    """Start W&B on the main process. Online W&B that cannot start (no API key, no network) says why in
+    one line and logs offline instead, so the run and its results go on."""
+    kwargs = wandb_init_kwargs(cfg, run_dir, mode)
+    try:
+        accelerator.init_trackers(cfg.wandb.project, config=wandb_config(cfg), init_kwargs={"wandb": kwargs})
+        return
+    except Exception as e:  # wandb raises UsageError, CommError, AuthenticationError, ...
+        accelerator.trackers = []  # Accelerate keeps a tracker without a run: finishing it would fail too
+        if mode != "online":
+            raise
+        cause = " ".join(str(e).split()) or "no message"
+        _log(accelerator, f"warning: W&B online could not start ({type(e).__name__}: {cause[:300]}); logging "
+                          f"offline to {run_dir / 'wandb'} instead (upload later with `wandb sync`; set "
+                          f"wandb.mode=offline to skip the attempt)")
+    import wandb
+    wandb.teardown()  # the failed attempt still holds the run id in W&B's service process
+    kwargs.pop("settings", None)
+    try:
+        accelerator.init_trackers(cfg.wandb.project, config=wandb_config(cfg),
+                                  init_kwargs={"wandb": {**kwargs, "mode": "offline"}})
+    except Exception as e:
+        accelerator.trackers = []
+        _log(accelerator, f"warning: W&B offline could not start either ({type(e).__name__}: "
+                          f"{' '.join(str(e).split())[:200]}); this run goes on without W&B")
+
+
+def _tracker_summary(accelerator, cfg: C.Config, run_dir: Path, result: dict) -> None:
+    """The final result as the W&B summary, and each LTH round's under `round_<r>/` (so round 7 can be
+    charted); a tracker failure is a warning, never the run's results."""
+    summary = {k: v for k, v in result.items() if k not in ("config", "layer_sparsity")}
+    try:
+        for path in sorted(run_dir.glob("round_*/result.json")):
+            rec = json.loads(path.read_text())
+            summary.update({f"round_{rec['round']}/{k}": rec.get(k) for k in ROUND_SUMMARY})
+        tracker = accelerator.get_tracker("wandb", unwrap=True)
+        tracker.summary.update(summary)
+        if cfg.wandb.log_mask:
+            import wandb
+            artifact = wandb.Artifact(f"mask-{C.experiment_hash(cfg)}-{cfg.seed}", type="mask")
+            artifact.add_file(str(run_dir / "mask.safetensors"))
+            tracker.log_artifact(artifact)
+    except Exception as e:
+        _log(accelerator, f"warning: W&B summary not recorded ({type(e).__name__}: {' '.join(str(e).split())[:200]}); "
+                          f"the results are in {run_dir}")
 
 
 def run_experiment(cfg: C.Config, out: str | Path, accelerator, force: bool = False,
@@ -476,7 +582,7 @@ def run_experiment(cfg: C.Config, out: str | Path, accelerator, force: bool = Fa
             _clean_finished(folder)
         return Outcome("skipped", run_dir, None)
     with contextlib.ExitStack() as stack:
-        _lock_on_main(stack, run_dir, accelerator)
+        lock = _lock_on_main(stack, run_dir, accelerator)
         if accelerator.is_main_process:
             folder.remove_orphans()
             # result.json is the commit point: a run that starts over never mixes with the old files
@@ -490,30 +596,29 @@ def run_experiment(cfg: C.Config, out: str | Path, accelerator, force: bool = Fa
         accelerator.wait_for_everyone()
         mode = os.environ.get("WANDB_MODE", cfg.wandb.mode)
         if mode != "disabled":
-            accelerator.init_trackers(cfg.wandb.project, config=C.to_dict(cfg),
-                                      init_kwargs={"wandb": wandb_init_kwargs(cfg, run_dir, mode)})
+            _start_tracking(accelerator, cfg, run_dir, mode)
         previous = signal.signal(signal.SIGTERM, _on_sigterm)
         try:
             runner = Runner(cfg, run_dir, accelerator)
+            runner.lock = lock
             result = runner.run(progress=progress)
             if accelerator.trackers and accelerator.is_main_process:
-                tracker = accelerator.get_tracker("wandb", unwrap=True)
-                tracker.summary.update({k: v for k, v in result.items() if k not in ("config", "layer_sparsity")})
-                if cfg.wandb.log_mask:
-                    import wandb
-                    artifact = wandb.Artifact(f"mask-{C.experiment_hash(cfg)}-{cfg.seed}", type="mask")
-                    artifact.add_file(str(run_dir / "mask.safetensors"))
-                    tracker.log_artifact(artifact)
+                _tracker_summary(accelerator, cfg, run_dir, result)
         except (RunFailed, M.RankMismatch) as e:
             if accelerator.is_main_process:
                 write_json(run_dir / "failed.json", {"status": "failed", "reason": str(e)})
             raise
         finally:
-            signal.signal(signal.SIGTERM, previous)
+            if signal.getsignal(signal.SIGTERM) is not signal.SIG_IGN:  # stopping: keep ignoring a second one
+                signal.signal(signal.SIGTERM, previous)
             # finish this run's trackers but keep the process group: a script may run several
             # experiments in one job (Accelerator.end_training would destroy the group)
             for tracker in accelerator.trackers:
-                tracker.finish()
+                try:
+                    tracker.finish()
+                except Exception as e:  # an upload that fails at the end: the run's files are on disk
+                    _log(accelerator, f"warning: W&B did not finish ({type(e).__name__}: "
+                                      f"{' '.join(str(e).split())[:200]}); the results are in {run_dir}")
             accelerator.trackers = []
     return Outcome("finished", run_dir, result, runner)
 
@@ -527,18 +632,22 @@ def _clean_finished(folder: RunFolder) -> None:
                 folder.remove_orphans()
     except RunLocked:
         pass  # another process is at it (--force): leave its files alone
+    except OSError:
+        pass  # a read-only folder: the result stands, the stale checkpoint stays
 
 
-def _lock_on_main(stack: contextlib.ExitStack, run_dir: Path, accelerator) -> None:
-    """The main process takes the run folder's lock and tells every rank whether it got it."""
+def _lock_on_main(stack: contextlib.ExitStack, run_dir: Path, accelerator) -> RunLock | None:
+    """The main process takes the run folder's lock and tells every rank whether it got it; the lock
+    (None on the other ranks)."""
     from accelerate.utils import broadcast_object_list
-    message = [None]
+    message, lock = [None], None
     if accelerator.is_main_process:
         try:
-            stack.enter_context(RunLock(run_dir))
+            lock = stack.enter_context(RunLock(run_dir))
         except RunLocked as e:
             message = [str(e)]
     if accelerator.num_processes > 1:
         broadcast_object_list(message)
     if message[0] is not None:
         raise RunLocked(message[0])
+    return lock

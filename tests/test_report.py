@@ -30,6 +30,9 @@ DENSE_ACC = {42: 92.80, 123: 92.65, 456: 92.95}
 SNIP_ONE = {42: 90.40}                             # one seed: reported without tests
 
 
+EMPTY_SAFETENSORS = (2).to_bytes(8, "little") + b"{}"  # a valid safetensors file holding no tensor
+
+
 def _config(method: str, sparsity: float, seed: int, epochs: int = 3) -> Config:
     return Config(method=method, seed=seed, data=DataConfig(name="synthetic"), model=ModelConfig(name="tiny_mlp"),
                   train=TrainConfig(epochs=epochs), prune=PruneConfig(target_sparsity=sparsity))
@@ -80,7 +83,8 @@ def _write_run(root: Path, method: str, sparsity: float, seed: int, accuracy: fl
     targets = [LTH_ROUNDS[0][1], LTH_ROUNDS[1][1], sparsity] if method == "lth" else [sparsity]
     (folder / "metrics.jsonl").write_text(_metrics(cfg, accuracy, targets))
     (folder / "result.json").write_text(json.dumps(_result(cfg, accuracy, sparsity, len(targets), len(targets) - 1)))
-    (folder / "mask.safetensors").write_bytes(b"")
+    for name in ("mask.safetensors", "model.safetensors"):  # a run's final files (empty: no tensors)
+        (folder / name).write_bytes(EMPTY_SAFETENSORS)
     if method == "lth":
         for r, target in enumerate(targets):
             acc = accuracy if r == len(targets) - 1 else LTH_ROUNDS[r][0][seed]
@@ -88,6 +92,7 @@ def _write_run(root: Path, method: str, sparsity: float, seed: int, accuracy: fl
             sub.mkdir()
             (sub / "result.json").write_text(json.dumps(_result(cfg, acc, target, len(targets), r)))
             (sub / "metrics.jsonl").write_text(_metrics(cfg, acc, [target]))
+            (sub / "mask.safetensors").write_bytes(EMPTY_SAFETENSORS)
     return folder
 
 

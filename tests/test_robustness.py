@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 import torch
 
-from helpers import ROOT, TINY, env, metrics, result, tensors
+from helpers import ROOT, TINY, env, metrics, result, run_cli, tensors
 from launch import sweep as S
 from suite import report as R
 from suite import run as RUN
@@ -717,3 +717,371 @@ def test_unexpected_error_in_report_is_one_line(straight, tmp_path, capsys):
     assert code == EXIT_FAILED
     one_error(err, "unexpected IsADirectoryError", f"(details in {out / 'error.log'})")
     assert "Traceback (most recent call last)" in (out / "error.log").read_text()
+
+
+# --- issue 17: a run folder proves what it holds --------------------------------------------------
+
+def _damage_result(folder: Path, damage: str) -> Path:
+    """Apply one damage to a finished run folder; the folder whose result must no longer count."""
+    path = folder / "result.json"
+    data = json.loads(path.read_text())
+    if damage == "achieved sparsity off":  # one weight more alive than the exact count says
+        data["prunable_remaining"] += 1
+        data["achieved_sparsity"] = 1 - data["prunable_remaining"] / data["prunable_total"]
+        path.write_text(json.dumps(data))
+    elif damage.endswith(" missing"):
+        (folder / damage.split()[0]).unlink()
+    elif damage == "mask header damaged":  # a header length of 2**60 bytes: reading it was a MemoryError
+        raw = (folder / "mask.safetensors").read_bytes()
+        (folder / "mask.safetensors").write_bytes((2 ** 60).to_bytes(8, "little") + raw[8:])
+    elif damage == "copied to another seed":  # cp -a seed_42 seed_43
+        copy = folder.parent / "seed_43"
+        shutil.copytree(folder, copy, symlinks=True)
+        shutil.rmtree(folder)
+        return copy
+    return folder
+
+
+RESULT_DAMAGE = {
+    "achieved sparsity off": "result.json: achieved sparsity 0.899795 (6133 of 6816 weights pruned) is not its "
+                             "target 0.900000 (6134 pruned by the exact-count rule)",
+    "mask.safetensors missing": "result.json: no mask.safetensors beside it",
+    "model.safetensors missing": "result.json: no model.safetensors beside it",
+    "metrics.jsonl missing": "result.json: no metrics.jsonl beside it",
+    "mask header damaged": "result.json: mask.safetensors is damaged (header length 1152921504606846976 in a file "
+                           "of ",
+    "copied to another seed": "result.json: holds seed 42's result, not this folder's seed 43 (a copied folder? "
+                              "the same command trains it)",
+}
+
+
+@pytest.mark.parametrize("damage", RESULT_DAMAGE)
+def test_a_result_counts_only_with_what_its_folder_holds(damage, straight, tmp_path):
+    """RunFolder (run.py and the sweep) and the report read one rule: none counts the result."""
+    out, folder = copy_run(straight, tmp_path)
+    folder = _damage_result(folder, damage)
+    status = RunFolder(folder).status()
+    assert status.state == "invalid" and status.detail.startswith(f"{folder}/{RESULT_DAMAGE[damage]}"), status
+    assert S.run_status(folder).state == "invalid"  # the sweep runs it (seed 43 trains), never "done"
+    runs, skipped = R.scan_runs(out)
+    assert runs == [] and [(s.status, s.path) for s in skipped] == \
+        [("invalid", folder.relative_to(out).as_posix())]
+    assert RESULT_DAMAGE[damage] in skipped[0].reason
+
+
+def test_report_cli_does_not_count_a_result_its_folder_disowns(straight, tmp_path):
+    """python -m suite.report, as a user runs it: a copied seed and a result without its weights are
+    listed as invalid; only the true result is counted."""
+    out, folder = copy_run(straight, tmp_path)
+    shutil.copytree(folder, folder.parent / "seed_43")
+    shutil.copytree(folder, folder.parent / "seed_44")
+    (folder.parent / "seed_44" / "model.safetensors").unlink()
+    proc = subprocess.run([sys.executable, "-m", "suite.report", str(out), "--format", "json"], capture_output=True,
+                          text=True, cwd=ROOT, env=env(), timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    tables = json.loads(proc.stdout)
+    text = json.dumps(tables)
+    assert "seed 42's result, not this folder's seed 43" in text and "no model.safetensors beside it" in text
+    (row,) = [r for r in tables["summary"]]
+    assert row["n"] == 1
+
+
+def test_moved_aside_means_a_seed_folder_only():
+    from suite.results import moved_aside
+    assert moved_aside("seed_42.old-20261203-171500") and moved_aside("seed_42.old-20261203-171500-2")
+    assert not moved_aside("runs.old-2024") and not moved_aside("study.old-20261203-171500")
+
+
+def test_results_under_a_folder_named_old_are_counted(straight, tmp_path):
+    out = tmp_path / "study.old-20250101-000000"  # a user's folder name: not a run --force moved aside
+    copy_run(straight, out)
+    runs, skipped = R.scan_runs(out)
+    assert [r.seed for r in runs] == [42] and skipped == []
+
+
+def test_a_force_killed_inside_the_move_aside_never_leaves_a_finished_folder(straight, tmp_path):
+    """move_aside moves result.json first: after a kill at any point of the move, the folder is either
+    the whole old run or not finished, and the report counts nothing twice."""
+    from suite.results import aside_order
+    entries = sorted(p.name for p in straight.iterdir() if p.name != ".lock")
+    order = [p.name for p in aside_order([straight / n for n in entries])]
+    assert order[0] == "result.json"
+    for k in range(1, len(order)):
+        out, folder = copy_run(straight, tmp_path / f"k{k}")
+        half = folder.parent / "seed_42.old-20261203-120000"
+        half.mkdir()
+        for name in order[:k]:  # the kill came after k moves
+            shutil.move(str(folder / name), str(half / name))
+        assert not RunFolder(folder).finished(), k
+        runs, _ = R.scan_runs(out)
+        assert runs == [], k
+
+
+@pytest.mark.parametrize("damage,part,fallback", [
+    ("float 0.5 mask in both", "its mask fc1.weight is torch.float32, not bool", "no usable checkpoint, starting"),
+    ("one weight revived", "its mask keeps", "resuming from the previous checkpoint"),
+])
+def test_checkpoint_mask_must_be_bool_with_the_recorded_count(damage, part, fallback, straight, stopped, tmp_path,
+                                                              capsys):
+    out, folder = copy_run(stopped, tmp_path)
+    paths = [folder / "checkpoint.pt", previous_checkpoint(folder / "checkpoint.pt")]
+    for path in paths if damage.endswith("in both") else paths[:1]:
+        saved = torch.load(path, weights_only=True)
+        if damage.startswith("float"):
+            saved["mask"] = {n: torch.full(m.shape, 0.5) for n, m in saved["mask"].items()}
+        else:
+            m = saved["mask"]["fc1.weight"].clone()
+            m.view(-1)[torch.nonzero(~m.view(-1))[0]] = True
+            saved["mask"]["fc1.weight"] = m
+        torch.save(saved, path)
+    code, err, _ = run_main(capsys, out)
+    assert code == 0, err
+    (warning,) = [line for line in err if line.startswith("warning:")]
+    assert part in warning and fallback in warning and str(folder) in warning
+    same_run(straight, folder)  # a pruned run at its exact count, never a dense one under a pruned name
+
+
+def test_a_run_whose_folder_is_deleted_stops_and_the_new_owner_finishes(straight, tmp_path):
+    """rm -rf of a running run's folder: a second process takes the new folder's lock; the first stops
+    at its next write (exit 3, one line) instead of both finishing into one folder."""
+    out = tmp_path / "runs"
+    cmd = [sys.executable, str(ROOT / "suite" / "run.py"), "--no-progress", "--out", str(out), *LONG]
+    first = subprocess.Popen(cmd, cwd=ROOT, env=env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline, folder = time.time() + 240, None
+    while time.time() < deadline and folder is None:
+        found = list(out.rglob("metrics.jsonl"))
+        if found and len(read_metrics(found[0])) >= 2:
+            folder = found[0].parent
+        time.sleep(0.005)
+    assert folder is not None
+    while folder.exists():  # rm -rf while the run writes into it: a file it adds mid-way fails one pass
+        shutil.rmtree(folder, ignore_errors=True)
+    second = subprocess.run(cmd, cwd=ROOT, env=env(), capture_output=True, text=True, timeout=300)
+    _, err = first.communicate(timeout=120)
+    assert first.returncode == 3, err
+    one_error(err.splitlines(), f"the run folder {folder} was deleted or replaced while this run wrote to it")
+    assert second.returncode == 0, second.stderr
+    same_run(straight, folder)
+
+
+# --- issue 17: bad input, one line, exit 2, before data or folders ---------------------------------
+
+BAD_INPUT = {
+    "--out=~/x": (["--out=~/x"], "--out ~/x: starts with '~', which the shell did not expand"),
+    "seed beyond 64 bits": (["seed=18446744073709551616"], "seed: must be in [0, 2**63 - 1], got 18446744073709551616"),
+    "negative seed": (["seed=-1"], "seed: must be in [0, 2**63 - 1], got -1"),
+    "batch larger than the training set": (["train.batch_size=600"],
+                                           "train.batch_size: 600 is larger than the training set (512 examples)"),
+    "target that leaves no weight": (["prune.target_sparsity=0.99999"],
+                                     "prune.target_sparsity: 0.99999 prunes all 6816 prunable weights of tiny_mlp"),
+    "data.root without the data": (["data.name=mnist", "model.name=lenet300", "data.root=/nonexistent"],
+                                   "MNIST not found: no train-images-idx3-ubyte[.gz] in /nonexistent/MNIST/raw"),
+}
+
+
+@pytest.mark.parametrize("case", BAD_INPUT)
+def test_bad_input_is_one_line_before_any_folder(case, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    extra, part = BAD_INPUT[case]
+    argv = ["--out", str(tmp_path / "runs"), *TINY, *extra]
+    code, err, _ = cli(capsys, RUN.main, argv)
+    assert code == EXIT_BAD_INPUT
+    one_error(err, part)
+    assert sorted(p.name for p in tmp_path.iterdir()) == []  # no runs/ folder, no literal ./~
+
+
+def test_negative_zero_sparsity_is_zero(tmp_path, capsys):
+    dirs = [cli(capsys, RUN.main, ["--print-dir", "--out", str(tmp_path), *TINY, f"prune.target_sparsity={s}"])[2]
+            for s in ("-0.0", "0.0", "0")]
+    assert dirs[0] == dirs[1] == dirs[2] and "-s0-" in dirs[0]
+
+
+def test_yaml_merge_keys_load_and_duplicates_still_fail(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("snip: &scoring {bn_mode: train}\ngrasp:\n  <<: *scoring\n  temperature: 100\n")
+    cfg = load_config(path, [], "grasp")
+    assert (cfg.grasp.bn_mode, cfg.grasp.temperature) == ("train", 100)
+    path.write_text("snip: &scoring {bn_mode: train}\ngrasp:\n  <<: *scoring\n  temperature: 1\n  temperature: 2\n")
+    with pytest.raises(ConfigError, match="duplicate key 'temperature' on line 5"):
+        load_config(path, [], "grasp")
+
+
+def test_sweep_with_a_wrong_data_root_fails_once_before_starting(tmp_path, capsys):
+    (tmp_path / "base.yaml").write_text("data: {name: mnist, root: /nonexistent}\nmodel: {name: lenet300}\n")
+    sweep = tmp_path / "s.yaml"
+    sweep.write_text(f"base: {tmp_path / 'base.yaml'}\naxes:\n  seed: [1, 2, 3, 4]\n")
+    out = tmp_path / "runs"
+    started = time.time()
+    code, err, _ = cli(capsys, S.main, [str(sweep), "--out", str(out)])
+    assert code == EXIT_BAD_INPUT and time.time() - started < 30
+    one_error(err, "MNIST not found: no train-images-idx3-ubyte[.gz] in /nonexistent/MNIST/raw",
+              "; 4 of the 4 runs to start read it, none started")
+    assert not out.exists()
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without a GPU")
+@pytest.mark.parametrize("dry", [True, False], ids=["dry run", "run"])
+def test_sweep_gpus_without_a_gpu_is_one_line(dry, tmp_path, capsys):
+    code, err, _ = cli(capsys, S.main, ["configs/sweeps/quickstart.yaml", "--out", str(tmp_path / "runs"), "--gpus",
+                                        "1", *(["--dry-run"] if dry else [])])
+    assert code == EXIT_BAD_INPUT
+    one_error(err, "--gpus 1: 0 GPUs visible here (no CUDA device); leave --gpus out to run on the CPU")
+
+
+# --- issue 17: W&B that cannot reach its server ---------------------------------------------------
+
+def _closed_port() -> int:
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]  # closed again when the block ends: nothing listens there
+
+
+@pytest.mark.parametrize("case,cause", [
+    ("no API key", "(UsageError: No API key configured. Use `wandb login` to log in.)"),
+    ("server unreachable", "(CommError: "),
+])
+def test_wandb_online_that_cannot_start_says_why_and_keeps_the_run(case, cause, tmp_path):
+    """WANDB_MODE=online with no key, or a key and a server nobody answers: one warning line with W&B's
+    own reason and how to go offline; the run trains, logs offline, and its results are on disk."""
+    extra = dict(HOME=str(tmp_path), WANDB_BASE_URL=f"http://127.0.0.1:{_closed_port()}", WANDB_SILENT="true")
+    if case == "server unreachable":
+        extra.update(WANDB_API_KEY="x" * 40, WANDB_INIT_TIMEOUT="5")
+    proc = run_cli(["--out", str(tmp_path / "runs"), *TINY], wandb="online", **extra)
+    assert proc.returncode == 0, proc.stderr
+    folder = Path(proc.stdout.strip().splitlines()[-1])
+    (warning,) = [line for line in proc.stderr.splitlines() if line.startswith("warning: W&B")]
+    assert warning.startswith(f"warning: W&B online could not start {cause}"), warning
+    assert warning.endswith(f"); logging offline to {folder / 'wandb'} instead (upload later with `wandb sync`; "
+                            f"set wandb.mode=offline to skip the attempt)")
+    if case == "server unreachable":
+        assert "connection refused" in warning
+    assert RunFolder(folder).finished() and list(folder.glob("wandb/offline-run-*/run-*.wandb"))
+    assert "unexpected" not in proc.stderr and not (folder / "error.log").exists()
+
+
+# --- issue 17: other faults -----------------------------------------------------------------------
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 64 KiB tmpfs: room for config.json, not for a checkpoint (needs root and mount)."""
+    folder = tmp_path / "disk"
+    folder.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(folder)], capture_output=True)
+    if done.returncode != 0:
+        pytest.skip("no tmpfs mount allowed here (needs root)")
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", str(folder)], capture_output=True)
+
+
+def test_full_disk_says_no_space_left_on_the_folder(small_disk, capsys):
+    """A real full file system (tmpfs), through the real write path: one line naming the folder and the
+    file, exit 1, and no empty error.log (there is no room for one)."""
+    code, err, _ = cli(capsys, RUN.main, ["--no-progress", "--out", str(small_disk / "runs"), *TINY])
+    assert code == EXIT_FAILED
+    (folder,) = {p.parent for p in (small_disk / "runs").rglob("config.json")}
+    assert err == [f"error: no space left on {folder} (writing checkpoint.pt); free some space and run the same "
+                   f"command again (it resumes from the last checkpoint)"]
+    assert sorted(p.name for p in folder.iterdir()) == [".lock", "config.json"]  # no temp file, no empty log
+
+
+@pytest.mark.parametrize("gap", [0.0, 0.05], ids=["at once", "50 ms apart"])
+def test_two_sigterms_in_quick_succession_still_exit_75(gap, tmp_path):
+    out = tmp_path / "runs"
+    cmd = [sys.executable, str(ROOT / "suite" / "run.py"), "--no-progress", "--out", str(out), *LONG]
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 240
+    while time.time() < deadline:
+        found = list(out.rglob("metrics.jsonl"))
+        if found and len(read_metrics(found[0])) >= 2:
+            break
+        time.sleep(0.005)
+    proc.send_signal(signal.SIGTERM)
+    time.sleep(gap)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 75, err
+    assert err.splitlines()[-1].startswith("interrupted: run the same command again to resume") and "Traceback" not in err
+
+
+@pytest.fixture
+def read_only_copy(straight, tmp_path):
+    """The finished run under a read-only bind mount (root writes through chmod; a mount it cannot)."""
+    source, view = tmp_path / "source", tmp_path / "view"
+    out, folder = copy_run(straight, source)
+    shutil.copy(folder / "result.json", folder / "checkpoint.pt")  # a stale checkpoint: the cleaner tries to lock
+    view.mkdir()
+    done = subprocess.run(["mount", "--bind", str(source), str(view)], capture_output=True)
+    if done.returncode != 0:
+        pytest.skip("no bind mount allowed here")
+    try:
+        if subprocess.run(["mount", "-o", "remount,bind,ro", str(view)], capture_output=True).returncode != 0:
+            pytest.skip("no read-only remount allowed here")
+        yield view / "runs", view / folder.relative_to(source)
+    finally:
+        subprocess.run(["umount", str(view)], capture_output=True)
+
+
+def test_a_finished_run_on_a_read_only_folder_is_exit_0(read_only_copy, capsys):
+    out, folder = read_only_copy
+    code, err, stdout = cli(capsys, RUN.main, ["--no-progress", "--out", str(out), *LONG])
+    assert (code, err, stdout.strip()) == (0, [f"already finished (use --force to run again): {folder}"], str(folder))
+
+
+def test_slurm_script_quotes_paths_and_names_with_spaces_and_command_substitution(tmp_path):
+    """#SBATCH values in double quotes (sbatch reads them; bash never does), the run lines shell-quoted:
+    under bash the task runs exactly the planned argv and `$(...)` never runs."""
+    import shlex
+    (tmp_path / "base.yaml").write_text("data: {name: synthetic}\nmodel: {name: tiny_mlp}\ntrain: {epochs: 1}\n")
+    sweep = tmp_path / "my study $(touch pwned).yaml"
+    sweep.write_text(f"base: {tmp_path / 'base.yaml'}\naxes:\n  seed: [1, 2]\n")
+    out = tmp_path / "my runs $(touch pwned)"
+    assert S.main([str(sweep), "--out", str(out), "--backend", "slurm"]) == 0
+    script = out / "sweeps" / sweep.stem / "array.sbatch"
+    text = script.read_text()
+    directives = dict(shlex.split(line[len("#SBATCH "):])[0].split("=", 1) for line in text.splitlines()
+                      if line.startswith("#SBATCH --") and "=" in line)
+    assert directives["--job-name"] == "pp-my study $(touch pwned)"
+    assert directives["--output"] == f"{out / 'sweeps' / sweep.stem / 'slurm'}/%A_%a.out"
+    assert subprocess.run(["bash", "-n", str(script)]).returncode == 0
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "python").write_text(f'#!/bin/bash\nprintf "%s\\n" "$@" > {shlex.quote(str(tmp_path / "argv"))}\n')
+    (bin_dir / "python").chmod(0o755)
+    task_env = dict(os.environ, PATH=f"{bin_dir}:{os.environ['PATH']}", SLURM_ARRAY_TASK_ID="1", SLURM_JOB_ID="9")
+    proc = subprocess.run(["bash", str(script)], cwd=tmp_path, env=task_env, capture_output=True, text=True,
+                          timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    run = S.expand(S.load_sweep(sweep), out.resolve(), str(out.resolve())).runs[1]
+    assert (tmp_path / "argv").read_text().splitlines() == S.run_command(run)[1:]
+    assert not list(tmp_path.rglob("pwned")) and not (ROOT / "pwned").exists()
+
+
+def test_accelerate_launch_of_two_processes_without_multi_gpu_warns(tmp_path):
+    """On a CPU, `accelerate launch --num_processes 2` without --multi_gpu starts ONE process: the run
+    says so in one line and trains (world size 1, exit 0)."""
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", "2", "--num_machines", "1",
+           "--mixed_precision", "no", "--dynamo_backend", "no", "suite/run.py", "--no-progress", "--out",
+           str(tmp_path / "runs"), *TINY]
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, env=env(CUDA_VISIBLE_DEVICES=""),
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert "warning: accelerate launch was asked for 2 processes but started one (world size 1): this run trains " \
+           "alone; for 2 processes add --multi_gpu (on a machine without GPUs also ACCELERATE_USE_CPU=1)" \
+           in proc.stderr.splitlines()
+    assert result(Path(proc.stdout.strip().splitlines()[-1]))["world_size"] == 1
+
+
+def test_multi_gpu_launch_on_a_cpu_without_accelerate_use_cpu_says_why_first(tmp_path):
+    """`--multi_gpu` on a machine without GPUs and without ACCELERATE_USE_CPU=1: the suite's line comes
+    first on stderr; torchrun's ChildFailedError report follows (exit 1), as the README shows."""
+    from helpers import launch_2proc
+    proc = launch_2proc(["suite/run.py", "--no-progress", "--out", str(tmp_path / "runs"), *TINY], use_cpu=False)
+    assert proc.returncode == 1
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert lines[0] == ("error: launched as 2 processes but Accelerate sees a world size of 1; on a machine without "
+                        "GPUs launch with: ACCELERATE_USE_CPU=1 accelerate launch --multi_gpu --num_processes 2 "
+                        "suite/run.py ..."), lines[:3]
+    assert "ChildFailedError" in proc.stderr

@@ -263,7 +263,7 @@ def test_command_line_overrides_join_the_fixed_ones(tmp_path):
 # --- what run folders say ----------------------------------------------------------------------
 
 def test_run_status_from_the_files(tmp_path):
-    folder = tmp_path / "run" / "seed_1"
+    folder = tmp_path / "run-e" / "seed_1"  # experiment e, seed 1: the folder _finished's result names
     assert S.run_status(folder) == S.Status("pending")
     folder.mkdir(parents=True)
     (folder / "metrics.jsonl").write_text('{"round": 0, "epoch": 1}\n{"round": 0, "epoch": 2}\n')
@@ -295,9 +295,12 @@ def test_run_status_from_the_files(tmp_path):
 def _finished(folder):
     """The files of a finished run, as the trainer writes them (result.json last)."""
     for name in ("metrics.jsonl", "mask.safetensors", "model.safetensors"):
-        (folder / name).write_text("")
+        (folder / name).write_bytes((2).to_bytes(8, "little") + b"{}" if name.endswith(".safetensors") else b"")
+    # the seed and experiment its folder names (`<...>-<experiment>/seed_<seed>`): a result counts only there
+    seed = int(folder.name[len("seed_"):]) if folder.name.startswith("seed_") else 1
     (folder / "result.json").write_text(json.dumps({
-        "status": "finished", "method": "dense", "model": "m", "dataset": "d", "seed": 1, "experiment": "e",
+        "status": "finished", "method": "dense", "model": "m", "dataset": "d", "seed": seed,
+        "experiment": folder.parent.name.rsplit("-", 1)[-1],
         "target_sparsity": 0.0, "achieved_sparsity": 0.0, "final_test_accuracy": 50.0}))
 
 
