@@ -484,18 +484,12 @@ ROUND_SUMMARY = ("final_test_accuracy", "best_test_accuracy", "achieved_sparsity
                  "total_epochs_trained", "train_flops_x_dense")  # per LTH round: round_<r>/<key> in the summary
 
 
-def wandb_group(model: str, dataset: str, method: str, sparsity: float) -> str:
-    """The W&B group of a training run, readable: `<model>-<data>-<method>-s<sparsity>` (the
-    experiment hash is in the run's config, `experiment`)."""
-    return f"{model}-{dataset}-{method}-s{sparsity:g}"
-
-
 def wandb_init_kwargs(cfg: C.Config, run_dir: Path, mode: str) -> dict:
     """One W&B run per training run: grouped by model, data, method and sparsity so a dashboard
     groups the seeds; a sweep's runs carry its name as their job type and a tag."""
     sweep = os.environ.get(SWEEP_ENV)
     name = f"{cfg.method}-s{cfg.prune.target_sparsity:g}-seed{cfg.seed}"
-    kwargs = {"name": name, "group": wandb_group(cfg.model.name, cfg.data.name, cfg.method, cfg.prune.target_sparsity),
+    kwargs = {"name": name, "group": C.wandb_group(cfg.model.name, cfg.data.name, cfg.method, cfg.prune.target_sparsity),
               "tags": [cfg.model.name, cfg.data.name, cfg.method, *filter(None, [sweep])],
               "dir": str(run_dir), "mode": mode,
               "id": f"{C.experiment_hash(cfg)}-{cfg.seed}", "resume": "allow", "job_type": sweep or "train"}

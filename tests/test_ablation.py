@@ -140,7 +140,7 @@ def test_the_source_enters_the_hash_and_its_path_does_not(sources, tmp_path):
     assert science == {"method": "shuffle", "ablate.source_experiment": snip["experiment"],
                        "ablate.source_method": "snip", "data.name": "synthetic", "model.name": "tiny_mlp",
                        "prune.target_sparsity": 0.8, "train.batch_size": 64, "train.epochs": 2, "train.lr": 0.05}
-    moved = tmp_path / "elsewhere" / "seed_42"
+    moved = tmp_path / "elsewhere" / sources["snip"].parent.name / "seed_42"  # the folder moved whole
     shutil.copytree(sources["snip"], moved)
     assert C.experiment_hash(_cfg("shuffle", moved)) == C.experiment_hash(_cfg("shuffle", sources["snip"]))
     hashes = {kind: C.experiment_hash(_cfg(kind, sources["snip"])) for kind in KINDS}

@@ -689,3 +689,16 @@ def test_a_head_to_head_across_distributions_or_inits_is_flagged(tmp_path):
         "(the 'Protocol' column names it): those rows compare more than the pruning criterion"]
     text = report.render_markdown(built)
     assert "| erk vs global" in text and "distribution erk vs global" in text
+
+
+def test_empty_metrics_files_are_named_on_the_figure_not_drawn_as_empty_axes(tmp_path):
+    from suite.report.figures import missing_records_note, write_all
+    for seed in (42, 123):
+        _write_run(tmp_path, "progressive", 0.9, seed, 92.0)
+        folder = _write_run(tmp_path, "snip", 0.9, seed, 90.0)
+        (folder / "metrics.jsonl").write_text("")  # empty: the result still counts, its curve cannot be drawn
+    built = report.build_report(tmp_path)
+    assert missing_records_note(built.groups) == ("no epoch records (metrics.jsonl empty or missing) for: snip")
+    assert missing_records_note([g for g in built.groups if g.method == "progressive"]) is None
+    written = write_all(built.groups, tmp_path / "figures")
+    assert any(p.name.startswith("dynamics") and p.suffix == ".png" for p in written)

@@ -1085,3 +1085,19 @@ def test_multi_gpu_launch_on_a_cpu_without_accelerate_use_cpu_says_why_first(tmp
                         "GPUs launch with: ACCELERATE_USE_CPU=1 accelerate launch --multi_gpu --num_processes 2 "
                         "suite/run.py ..."), lines[:3]
     assert "ChildFailedError" in proc.stderr
+
+
+def test_report_follows_a_linked_run_folder_and_lists_a_link_to_one_it_read(straight, tmp_path):
+    """A seed folder kept elsewhere and linked in is counted, as the sweep counts it; a link to a folder
+    the report already read is listed as a duplicate, never counted twice."""
+    out, folder = copy_run(straight, tmp_path)
+    elsewhere = tmp_path / "elsewhere" / folder.parent.name
+    elsewhere.mkdir(parents=True)
+    shutil.move(str(folder), elsewhere / folder.name)
+    folder.symlink_to(elsewhere / folder.name, target_is_directory=True)
+    runs, skipped = R.scan_runs(out)
+    assert [(r.seed, r.path) for r in runs] == [(42, folder)] and skipped == []
+    assert S.run_status(folder).state == "done"
+    (out / "zz-link").symlink_to(folder.parent, target_is_directory=True)  # walked after the folder itself
+    runs, skipped = R.scan_runs(out)
+    assert len(runs) == 1 and [(s.status, s.path) for s in skipped] == [("duplicate", "zz-link")]

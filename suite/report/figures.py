@@ -219,6 +219,15 @@ def _dynamics_label(g: Group, label: str, n: int) -> str:
     return f"{label} (n={n})"
 
 
+def missing_records_note(groups: Sequence[Group]) -> str | None:
+    """What a dynamics figure cannot draw: the groups none of whose runs has epoch records (an empty or
+    missing metrics.jsonl), said on the figure instead of leaving empty axes."""
+    missing = [g.method_label for g in groups if not any(run_records(r) for r in g.runs)]
+    if not missing:
+        return None
+    return f"no epoch records (metrics.jsonl empty or missing) for: {', '.join(missing)}"
+
+
 def plot_dynamics(groups: Sequence[Group], sparsity: float, stem: Path, colors: dict[str, str]) -> list[Path]:
     """Test accuracy and measured sparsity against epoch: mean over seeds with a +-1 SD band; each
     method over its own cycle (LTH: its final round, beside the one-cycle methods)."""
@@ -253,8 +262,16 @@ def plot_dynamics(groups: Sequence[Group], sparsity: float, stem: Path, colors: 
     for ax in (ax_acc, ax_sp):  # every method drawn on either panel is in the legend, once
         for h, label in zip(*ax.get_legend_handles_labels()):
             handles.setdefault(label, h)
-    ax_sp.legend(list(handles.values()), list(handles), fontsize=7, title="mean ± 1 SD over seeds",
-                 title_fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    if handles:
+        ax_sp.legend(list(handles.values()), list(handles), fontsize=7, title="mean ± 1 SD over seeds",
+                     title_fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    note = missing_records_note(groups)
+    if note is not None:
+        if handles:
+            fig.text(0.01, 0.005, note, fontsize=7, color="0.3", ha="left", va="bottom")
+        else:  # nothing to draw: the figure says why instead of showing empty axes
+            for ax in (ax_acc, ax_sp):
+                ax.text(0.5, 0.5, note, transform=ax.transAxes, ha="center", va="center", fontsize=8, wrap=True)
     return _save(fig, stem)
 
 

@@ -192,7 +192,15 @@ def scan_runs(root: Path) -> tuple[list[Run], list[Skipped]]:
     """Every finished result under root (LTH rounds included) and every run folder left out."""
     runs: list[Run] = []
     skipped: list[Skipped] = []
-    for dirpath, dirnames, filenames in os.walk(root):
+    seen: set[str] = set()  # real paths walked: links are followed (as the sweep does), loops are not
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
+        real = os.path.realpath(dirpath)
+        if real in seen:  # a link to a folder already read: listed, never counted twice
+            dirnames[:] = []
+            skipped.append(Skipped(Path(dirpath).relative_to(root).as_posix(), "duplicate", "?", "?",
+                                   f"a link to {real}, which is already read"))
+            continue
+        seen.add(real)
         # wandb/ holds tracker files, never runs; a run --force moved aside is history, not a result;
         # sorting keeps the output deterministic.
         dirnames[:] = sorted(d for d in dirnames if d != "wandb" and not moved_aside(d))
