@@ -6,6 +6,7 @@ from __future__ import annotations
 import errno
 import fcntl
 import hashlib
+import platform
 import io
 import json
 import math
@@ -189,6 +190,17 @@ def lock_held(folder: Path) -> bool:
 
 
 # --- provenance ----------------------------------------------------------------------------------
+
+def cpu_name() -> str:
+    """The CPU's model name as /proc/cpuinfo gives it (else what platform knows), for provenance."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown"
+
 
 def code_version(repo: Path | None = None) -> dict:
     """The git commit of the code, whether the tree has uncommitted changes, and the sha256 of

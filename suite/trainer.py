@@ -25,7 +25,7 @@ from suite import masks as M
 from suite.data import build_data
 from suite.methods import Context, build_method
 from suite.models import build_model, resolve_init
-from suite.results import (BadCheckpoint, RunFolder, RunLock, RunLocked, code_version, load_resumable,
+from suite.results import (BadCheckpoint, RunFolder, cpu_name, RunLock, RunLocked, code_version, load_resumable,
                            save_checkpoint, save_tensors, write_json, write_jsonl)
 from suite.schedules import lr_factor
 
@@ -438,14 +438,7 @@ def device_name(device: torch.device) -> str:
     """The training device in words, e.g. "cpu (AMD EPYC 7B13)" or "cuda (NVIDIA H200)"."""
     if device.type == "cuda":
         return f"cuda ({torch.cuda.get_device_name(device)})"
-    name = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                name = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    name = cpu_name()
     return f"{device.type} ({name})"
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from suite.config import ConfigError
+from suite.results import cpu_name
 from suite.report.load import Group, Run, Skipped, layer_sizes, parse_result, read_cost, read_metrics
 
 EXPORT_FORMAT = "progressive-pruning results export v1"
@@ -57,15 +58,8 @@ def sweep_records(root: Path) -> list[dict]:
 
 def machine() -> dict:
     """The machine writing the export (the study's machine when run where the study ran)."""
-    cpu = platform.processor() or ""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {"cpu": cpu or "unknown", "cores": os.cpu_count(), "system": f"{platform.system()} {platform.machine()}"}
+    cpu = cpu_name()
+    return {"cpu": cpu, "cores": os.cpu_count(), "system": f"{platform.system()} {platform.machine()}"}
 
 
 # --- the export --------------------------------------------------------------------------------
