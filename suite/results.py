@@ -284,7 +284,12 @@ def check_exact_count(data: dict) -> None:
     if not (isinstance(total, int) and isinstance(remaining, int) and 0 <= remaining <= total and total > 0):
         raise InvalidResult(f"prunable_remaining {remaining!r} of prunable_total {total!r} is not a count")
     zeros, expected = total - remaining, round(target * total)
-    if zeros != expected:
+    science = data.get("science") if isinstance(data.get("science"), dict) else {}
+    if science.get("prune.structure") == "channel":  # whole channels: at most the target's count, never more
+        if zeros > expected:
+            raise InvalidResult(f"achieved sparsity {achieved:.6f} ({zeros} of {total} weights pruned) exceeds its "
+                                f"target {target:.6f} ({expected} at most, in whole channels)")
+    elif zeros != expected:
         raise InvalidResult(f"achieved sparsity {achieved:.6f} ({zeros} of {total} weights pruned) is not its "
                             f"target {target:.6f} ({expected} pruned by the exact-count rule)")
     if abs(achieved - zeros / total) > 1e-9:

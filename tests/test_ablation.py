@@ -236,10 +236,12 @@ def test_a_damaged_source_mask_is_one_error_line(sources, tmp_path):
     damaged = tmp_path / "damaged" / "seed_42"
     shutil.copytree(sources["snip"], damaged)
     (damaged / "mask.safetensors").write_bytes(b"not a safetensors file")
-    runner = Runner(_cfg("shuffle", damaged), tmp_path / "run", Accelerator(cpu=True))
-    with pytest.raises(C.ConfigError) as e:
+    with pytest.raises(C.ConfigError) as e:  # when the config reads its source, before anything trains
+        runner = Runner(_cfg("shuffle", damaged), tmp_path / "run", Accelerator(cpu=True))
         runner.method.start_round(0, runner.ctx, runner.masked.mask)
-    assert str(e.value).startswith(f"ablate.source: {damaged}/mask.safetensors is unreadable (")
+    # the one rule of what a finished result is (suite.results.read_result) already refuses it
+    assert str(e.value).startswith(f"ablate.source: {damaged} is not a finished result (invalid: {damaged}/result.json: "
+                                   "mask.safetensors is damaged (header length ")
 
 
 def test_a_killed_ablation_resumes_to_the_uninterrupted_result(tmp_path):

@@ -112,6 +112,22 @@ def test_cost_command_on_a_finished_run_writes_cost_json(tmp_path, capsys):
     assert data["formats"]["compacted"]["size_bytes"] < data["formats"]["dense_masked"]["size_bytes"]
     assert data["formats"]["semi_structured_2_4"]["status"] == "skipped"
     assert "| compacted" in capsys.readouterr().out
+    # the report shows it beside the accuracy tables, from the run folder and from an export of it
+    from suite import report
+    from suite.report.export import export_tree, write_export
+    built = report.build_report(tmp_path)
+    rows = {r["format"]: r for r in built.table("measured_cost").rows}
+    dense, compacted = data["formats"]["dense_masked"], data["formats"]["compacted"]
+    assert rows["compacted"]["speedup_b32"] == dense["latency_s"]["32"] / compacted["latency_s"]["32"]
+    assert rows["compacted"]["size_ratio"] == compacted["size_bytes"] / dense["size_bytes"]
+    assert rows["semi_structured_2_4"]["status"] == "skipped"
+    assert "Measured cost on this machine" in report.render_markdown(built)
+    write_export(export_tree(built.groups, built.skipped, [], str(tmp_path), tmp_path, "cmd", None),
+                 tmp_path / "export.json")
+    again = report.build_report(tmp_path / "export.json")
+    # the export keeps every number (its JSON sorts keys, so the formats come in another order)
+    assert sorted(again.table("measured_cost").rows, key=lambda r: r["format"]) == \
+        sorted(built.table("measured_cost").rows, key=lambda r: r["format"])
 
 
 def test_bad_folders_are_one_line_and_exit_2(tmp_path, capsys):
@@ -131,17 +147,3 @@ def test_gpu_check_refuses_without_a_gpu(capsys):
     assert bench.main(["--gpu-check"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err == ["error: --gpu-check: no CUDA device is visible to torch; run it on a machine with a GPU"]
-    # the report shows it beside the accuracy tables, from the run folder and from an export of it
-    from suite import report
-    from suite.report.export import export_tree, write_export
-    built = report.build_report(tmp_path)
-    rows = {r["format"]: r for r in built.table("measured_cost").rows}
-    dense, compacted = data["formats"]["dense_masked"], data["formats"]["compacted"]
-    assert rows["compacted"]["speedup_b32"] == dense["latency_s"]["32"] / compacted["latency_s"]["32"]
-    assert rows["compacted"]["size_ratio"] == compacted["size_bytes"] / dense["size_bytes"]
-    assert rows["semi_structured_2_4"]["status"] == "skipped"
-    assert "Measured cost on this machine" in report.render_markdown(built)
-    write_export(export_tree(built.groups, built.skipped, [], str(tmp_path), tmp_path, "cmd", None),
-                 tmp_path / "export.json")
-    again = report.build_report(tmp_path / "export.json")
-    assert again.table("measured_cost").rows == built.table("measured_cost").rows

@@ -1101,3 +1101,14 @@ def test_report_follows_a_linked_run_folder_and_lists_a_link_to_one_it_read(stra
     (out / "zz-link").symlink_to(folder.parent, target_is_directory=True)  # walked after the folder itself
     runs, skipped = R.scan_runs(out)
     assert len(runs) == 1 and [(s.status, s.path) for s in skipped] == [("duplicate", "zz-link")]
+
+
+def test_a_channel_structured_result_counts_up_to_its_target_in_whole_channels():
+    from suite.results import InvalidResult, check_exact_count
+    base = {"target_sparsity": 0.5, "prunable_total": 100, "science": {"prune.structure": "channel"}}
+    check_exact_count({**base, "prunable_remaining": 52, "achieved_sparsity": 0.48})  # whole channels: under
+    with pytest.raises(InvalidResult, match=r"0.510000 \(51 of 100 weights pruned\) exceeds its target 0.500000 "
+                                            r"\(50 at most, in whole channels\)"):
+        check_exact_count({**base, "prunable_remaining": 49, "achieved_sparsity": 0.51})
+    with pytest.raises(InvalidResult, match=r"\(48 of 100 weights pruned\) is not its target 0.500000 \(50 pruned"):
+        check_exact_count({**base, "science": {}, "prunable_remaining": 52, "achieved_sparsity": 0.48})

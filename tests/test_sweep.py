@@ -69,8 +69,11 @@ SHIPPED = {  # file: (grid points, runs, {method: runs})
     "vgg_like_vs_snip": (10, 10, {"progressive": 5, "snip": 5}),
     "vgg19_vs_grasp": (10, 10, {"progressive": 5, "grasp": 5}),
     "lenet300_mnist": (30, 25, {"progressive": 10, "lth": 5, "snip": 10}),
-    "lenet300_mnist_cpu": (110, 100, {"progressive": 10, "dense": 5, "random": 10, "snip": 10, "grasp": 10,
-                                      "lth": 5, "synflow": 10, "rigl": 10, "set": 10, "gmp": 10, "oneshot": 10}),
+    # the common protocol grid (10 methods x 2 sparsities + gmp), the init grid (5 methods at 98% from PyTorch's
+    # init) and the authors' distributions at 98% (rigl, set: ERK; gmp: uniform)
+    "lenet300_mnist_cpu": (150, 140, {"progressive": 15, "dense": 5, "random": 15, "snip": 15, "grasp": 15,
+                                      "lth": 5, "synflow": 15, "rigl": 15, "set": 15, "gmp": 15, "oneshot": 10}),
+    "lenet300_mnist_protocol": (25, 25, {"lth": 5, "progressive": 10, "dense": 5, "snip": 5}),
     "quickstart": (33, 33, {m: 3 for m in ("progressive", "dense", "random", "snip", "grasp", "lth", "synflow", "rigl",
                                            "set", "gmp", "oneshot")}),
     "quickstart_ablations": (45, 0, {}),  # 15 sources x 3 kinds; no source is finished in a fresh folder
@@ -135,6 +138,25 @@ def test_cpu_study_is_every_registered_method_at_its_budget(tmp_path):
     assert {r.cfg.prune.t_end for r in expansion.runs if r.cfg.method == "progressive"} == {10.0}
     (chain, *_) = [r for r in expansion.runs if r.cfg.method == "lth"]
     assert S.describe_chain(chain) == "chain of 19 rounds covers 0.789 <- round 7 (0.7903), 0.98 <- round 18 (0.9800)"
+    # one common distribution, except the authors' own recipes (98% only) kept as groups of their own
+    own = {(r.cfg.method, r.cfg.prune.distribution) for r in expansion.runs if r.cfg.prune.distribution != "global"}
+    assert own == {("rigl", "erk"), ("set", "erk"), ("gmp", "uniform")}
+    assert {r.cfg.prune.target_sparsity for r in expansion.runs if r.cfg.prune.distribution != "global"} == {0.98}
+    inits = {(r.cfg.method, r.cfg.prune.target_sparsity) for r in expansion.runs if r.cfg.model.init == "pytorch"}
+    assert inits == {(m, 0.98) for m in ("progressive", "snip", "grasp", "synflow", "random")}
+
+
+def test_protocol_study_is_the_stated_budget_with_an_equal_budget_lth_partner(tmp_path):
+    sweep = S.load_sweep(ROOT / "configs" / "sweeps" / "lenet300_mnist_protocol.yaml", ["data.root=../shared/data"])
+    expansion = S.expand(sweep, tmp_path)
+    cells = {(r.cfg.method, r.cfg.prune.target_sparsity, r.cfg.train.epochs, r.cfg.prune.t_end) for r in expansion.runs
+             if r.cfg.method != "lth"}
+    assert cells == {("progressive", 0.789, 160, 80.0), ("progressive", 0.98, 160, 80.0), ("dense", 0.0, 160, None),
+                     ("snip", 0.98, 160, None)}
+    (chain, *_) = [r for r in expansion.runs if r.cfg.method == "lth"]
+    # 8 cycles of 20 epochs = 160 epochs, the same budget as one 160-epoch cycle, and it reaches 98%
+    assert (chain.cfg.train.epochs, chain.cfg.lth.rate) == (20, 0.43)
+    assert S.describe_chain(chain) == "chain of 8 rounds covers 0.98 <- round 7 (0.9800)"
 
 
 # --- grid expansion ----------------------------------------------------------------------------

@@ -63,7 +63,7 @@ def test_sweep_runs_and_the_report_run_are_linked_by_the_sweep_name(tmp_path):
     assert proc.returncode == 0, proc.stderr
     (report_log,) = (tmp_path / "wb").rglob("run-*.wandb")
     raw = report_log.read_bytes()
-    for needle in (b"report-runs", b"tagcheck_study", b"dense-tiny_mlp-synthetic-"):
+    for needle in (b"report-runs", b"tagcheck_study", b"tiny_mlp-synthetic-dense-s0"):
         assert needle in raw, needle
 
 
