@@ -255,9 +255,14 @@ def test_a_killed_ablation_resumes_to_the_uninterrupted_result(tmp_path):
                             progress=False).run_dir
     args = ["--method", "reinit", f"ablate.source={source}", "train.epochs=6"]
     cfg = C.load_config(None, args[2:], method="reinit")
-    straight = run_experiment(cfg, tmp_path / "a", Accelerator(cpu=True), progress=False).run_dir
-    kill_at_epoch(tmp_path / "b", args, 2)
-    resumed = run_experiment(cfg, tmp_path / "b", Accelerator(cpu=True), progress=False)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as the killed run.py (OMP_NUM_THREADS=1): bitwise only at one thread count
+    try:
+        straight = run_experiment(cfg, tmp_path / "a", Accelerator(cpu=True), progress=False).run_dir
+        kill_at_epoch(tmp_path / "b", args, 2)
+        resumed = run_experiment(cfg, tmp_path / "b", Accelerator(cpu=True), progress=False)
+    finally:
+        torch.set_num_threads(threads)
     assert resumed.status == "finished" and resumed.run_dir.name == straight.name
     for file in ("mask.safetensors", "model.safetensors"):
         a, b = tensors(straight / file), tensors(resumed.run_dir / file)
