@@ -54,6 +54,7 @@ import torch.nn.functional as F
 
 from suite import config as C
 from suite import masks as M
+from suite.results import cpu_name
 
 TARGET_SPARSITY = 0.9      # sparsity of the masked runs (fraction of prunable weights that are zero)
 FROM_SPARSITY = 0.8        # the mask-update benchmark prunes from this sparsity to TARGET_SPARSITY
@@ -140,20 +141,9 @@ def verdict(measured: float | None, limit: float, kind: str, unit: str = "") -> 
     return met, ("met" if met else "missed") + f" by {amount}"
 
 
-def cpu_model() -> str:
-    """The CPU's model name from /proc/cpuinfo (platform's guess elsewhere)."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def machine(device: str) -> dict:
     gpu = torch.cuda.get_device_name(0) if device == "cuda" else None
-    info = {"cpu": cpu_model(), "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+    info = {"cpu": cpu_name(), "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
             "torch": torch.__version__, "python": platform.python_version(), "gpu": gpu}
     label = f"{info['cpu']}, {info['cores']} cores, torch {info['torch']}"
     info["label"] = f"{gpu}, {label}" if gpu else label

@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from suite import bench as B
+from suite.results import cpu_name
 from suite.data import DeviceData, TorchvisionData
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -43,7 +44,7 @@ def test_report_has_every_section(quick):
     m = report["machine"]
     assert list(m) == ["cpu", "cores", "torch_threads", "torch", "python", "gpu", "label"]
     assert (m["cores"], m["torch_threads"], m["torch"], m["gpu"]) == (os.cpu_count(), 1, torch.__version__, None)
-    assert m["label"] == f"{B.cpu_model()}, {os.cpu_count()} cores, torch {torch.__version__}"
+    assert m["label"] == f"{cpu_name()}, {os.cpu_count()} cores, torch {torch.__version__}"
     assert report["gpu_epoch"] is None  # CPU run
     assert positive(report["seconds"])
 
