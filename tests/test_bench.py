@@ -12,8 +12,8 @@ import pytest
 import torch
 
 from suite import bench as B
-from suite.results import cpu_name
 from suite.data import DeviceData, TorchvisionData
+from suite.results import cpu_name
 
 ROOT = Path(__file__).resolve().parents[1]
 
