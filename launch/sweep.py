@@ -36,13 +36,13 @@ if str(REPO) not in sys.path:  # `python launch/sweep.py` works without installi
 
 import yaml  # noqa: E402
 
-from suite.config import Config, ConfigError, load_config, parse_override, read_yaml, run_dir  # noqa: E402
+from suite.config import Config, ConfigError, load_config, parse_override, read_yaml, run_dir, to_dict  # noqa: E402
 from suite.results import (EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_LOCKED,  # noqa: E402
                            RunFolder, check_output_dir, crash_line, lock_held, moved_aside)
 from suite.methods import METHODS, PruningMethod, SourceError, ablation_methods, dense_methods, method_class  # noqa: E402
 
 SWEEP_KEYS = ("base", "axes", "overrides", "ablate")
-ABLATE_KEYS = ("sources", "kinds", "methods")
+ABLATE_KEYS = ("sources", "kinds", "methods", "where")
 BACKENDS = ("local", "accelerate", "slurm", "print")
 SLURM_TEMPLATE = REPO / "launch" / "slurm" / "sweep_array.sbatch"
 
@@ -76,6 +76,32 @@ class Ablate:
     sources: str                    # a sweep file (its runs under --out) or a runs folder, as written
     kinds: tuple[str, ...]          # registered ablation methods: shuffle, reinit, invert
     methods: tuple[str, ...] = ()   # only sources of these methods (empty: every pruned source)
+    where: tuple[tuple[str, tuple], ...] = ()  # only sources whose setting `key` is one of the values
+
+
+def dotted(tree: dict, key: str) -> Any:
+    """The value at a dotted key of a config tree (`to_dict`, config.json); KeyError if absent."""
+    for part in key.split("."):
+        if not isinstance(tree, dict) or part not in tree:
+            raise KeyError(key)
+        tree = tree[part]
+    return tree
+
+
+def _where(path: Path, spec: Any) -> tuple[tuple[str, tuple], ...]:
+    """`ablate.where`: dotted config key -> a value or a list of values, each key a known setting."""
+    if not isinstance(spec, dict):
+        raise _fail(path, "ablate.where: expected a mapping of settings to values, e.g. {prune.target_sparsity: [0.98]}")
+    defaults = to_dict(load_config(None, []))
+    out = []
+    for key, values in spec.items():
+        try:
+            dotted(defaults, str(key))
+        except KeyError:
+            raise _fail(path, f"ablate.where: unknown setting '{key}'") from None
+        values = tuple(values) if isinstance(values, list) else (values,)
+        out.append((str(key), tuple(list(v) if isinstance(v, tuple) else v for v in values)))
+    return tuple(out)
 
 
 def _fail(path: Path, text: str) -> ConfigError:
@@ -143,7 +169,7 @@ def _load_ablation_sweep(path: Path, tree: dict, extra: list[str]) -> Sweep:
                           f"give either ablate or base and axes")
     spec = tree["ablate"]
     if not isinstance(spec, dict):
-        raise _fail(path, "ablate: expected a mapping with sources, kinds and optionally methods")
+        raise _fail(path, "ablate: expected a mapping with sources, kinds and optionally methods and where")
     for key in spec:
         if key not in ABLATE_KEYS:
             raise _fail(path, f"ablate: unknown key '{key}' (valid: {', '.join(ABLATE_KEYS)})")
@@ -160,7 +186,8 @@ def _load_ablation_sweep(path: Path, tree: dict, extra: list[str]) -> Sweep:
         if key in (tree.get("overrides") or {}) or any(t.split("=", 1)[0] == key for t in extra):
             raise _fail(path, f"overrides: {key} is set by ablate (kinds, sources)")
     return Sweep(path=path, name=path.stem, base="", grids=(), overrides=_overrides(path, tree, extra),
-                 ablate=Ablate(sources=sources, kinds=tuple(kinds), methods=tuple(methods)))
+                 ablate=Ablate(sources=sources, kinds=tuple(kinds), methods=tuple(methods),
+                               where=_where(path, spec.get("where", {}))))
 
 
 def _grid(path: Path, where: str, tree: Any) -> dict[str, tuple]:
@@ -284,11 +311,17 @@ def ablation_sources(sweep: Sweep, out: str | Path) -> list[Path]:
     """The result folders an ablation sweep ablates, finished or not: each run of the source sweep under
     `out` (an LTH chain: the round folder of each sparsity it covers), or each seed folder of a runs
     folder (an LTH chain: its final result). Dense runs and ablations are never sources; `methods`
-    keeps only sources of those methods."""
+    keeps only sources of those methods, `where` only those whose settings match."""
     spec = sweep.ablate
 
     def keep(method: str) -> bool:
         return method not in dense_methods() + ablation_methods() and (not spec.methods or method in spec.methods)
+
+    def matches(tree: dict) -> bool:
+        try:
+            return all(dotted(tree, key) in values for key, values in spec.where)
+        except KeyError:
+            return False
 
     source = base_path(spec.sources) if spec.sources.endswith((".yaml", ".yml")) else Path(spec.sources)
     found: list[Path] = []
@@ -300,7 +333,7 @@ def ablation_sources(sweep: Sweep, out: str | Path) -> list[Path]:
         if inner.ablate is not None:
             raise _fail(sweep.path, f"ablate.sources: {spec.sources} is itself an ablation sweep")
         for run in expand(inner, out).runs:
-            if not keep(run.cfg.method):
+            if not keep(run.cfg.method) or not matches(to_dict(run.cfg)):
                 continue
             if run.covers:  # the rounds that stand for the requested sparsities
                 rounds = chain_sparsities(run.cfg)
@@ -315,10 +348,11 @@ def ablation_sources(sweep: Sweep, out: str | Path) -> list[Path]:
             if moved_aside(folder.parent.name) or moved_aside(folder.name) or not folder.is_dir():
                 continue
             try:
-                method = json.loads((folder / "config.json").read_text())["method"]
+                tree = json.loads((folder / "config.json").read_text())
+                method = tree["method"]
             except (OSError, ValueError, KeyError, TypeError):
                 continue  # not a run folder of this suite
-            if keep(method):
+            if keep(method) and matches(tree):
                 found.append(folder)
     return list(dict.fromkeys(found))
 

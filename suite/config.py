@@ -78,7 +78,7 @@ class PruneConfig:
     keep_last_dense: bool = False   # leave the last prunable layer (the classifier) dense
     distribution: str = "global"  # global: one threshold over all layers | uniform: each layer at the target | erk
     structure: str = "unstructured"  # unstructured | nm: N of every M consecutive inputs of a row live | channel: whole output neurons/filters
-    nm: tuple[int, ...] = (2, 4)  # [N, M] of structure nm; the target must then be 1 - N/M
+    nm: tuple[int, ...] = (2, 4)  # [N, M] of structure nm; the target must then be at least 1 - N/M
 
 
 @dataclass(frozen=True)
@@ -370,7 +370,8 @@ def check_choice(key: str, value: str, options: tuple[str, ...]) -> None:
 
 def check_structure(cfg: Config) -> None:
     """prune.structure and prune.nm: a known structure that the method supports, a valid [N, M]
-    whose sparsity 1 - N/M is the target, and a classifier kept whole under channel pruning."""
+    whose sparsity 1 - N/M is at most the target (exactly it for drop-and-grow methods), and a
+    classifier kept whole under channel pruning."""
     from suite.masks import STRUCTURES
     from suite.methods import method_class
 
@@ -384,9 +385,15 @@ def check_structure(cfg: Config) -> None:
         raise ConfigError(f"prune.nm: expected [N, M] with 1 <= N < M, got {list(p.nm)}")
     if p.structure == "nm" and method_class(cfg.method).prunes:
         n, m = p.nm
-        if abs(p.target_sparsity - (1 - n / m)) > 1e-9:
+        pattern = 1 - n / m
+        if method_class(cfg.method).regrows and abs(p.target_sparsity - pattern) > 1e-9:
+            # drop and grow within each group keeps exactly N alive there: the pattern's own sparsity
             raise ConfigError(f"prune.target_sparsity: {p.target_sparsity:g} is not the sparsity of the {n}:{m} "
-                              f"pattern; set prune.target_sparsity={1 - n / m!r} (1 - {n}/{m})")
+                              f"pattern, which method '{cfg.method}' keeps exactly; "
+                              f"set prune.target_sparsity={pattern!r} (1 - {n}/{m})")
+        if p.target_sparsity < pattern - 1e-9:
+            raise ConfigError(f"prune.target_sparsity: {p.target_sparsity:g} is below the {pattern:g} of the {n}:{m} "
+                              f"pattern (its mask would keep dense groups); set prune.target_sparsity >= {pattern!r}")
     if p.structure == "channel" and not p.keep_last_dense:
         raise ConfigError("prune.structure: channel pruning of the last layer would remove classes; "
                           "set prune.keep_last_dense=true")

@@ -257,14 +257,21 @@ def nm_mask(scores: Scores, sparsity: float, alive: Mask | None = None, distribu
     ranking over all layers under `global`, K split over the layers in proportion to their groups
     (largest remainder) otherwise. A converted group (any dead member) stays converted, so masks only
     lose groups. Layers whose row length is not a multiple of M take the rest of the exact count
-    round(s * N) without structure, by `distribution`. Sparsities above 1 - N/M are refused."""
+    round(s * N) without structure, by `distribution`.
+
+    Above 1 - N/M (e.g. 98% under 2:4) the mask is the full pattern's, pruned further without
+    structure to exactly round(s * N) zeros over all layers, by `distribution`: every group then has
+    at most N alive, which the N:M kernels take (a zero among the N kept is stored as a value)."""
     n, m = nm
     if not 1 <= n < m:
         raise ValueError(f"nm: expected [N, M] with 1 <= N < M, got {list(nm)}")
     pattern = 1 - n / m
-    if sparsity > pattern + 1e-9:
-        raise ValueError(f"sparsity {sparsity} exceeds the {n}:{m} pattern's {pattern:g}")
     total = sum(s.numel() for s in scores.values())
+    if sparsity > pattern + 1e-9:
+        full = nm_mask(scores, pattern, alive, distribution, nm)
+        if alive is not None:
+            full = {k: v & alive[k].to(v.device) for k, v in full.items()}
+        return _unstructured_zeros(scores, sparsity, n_zeros_for(sparsity, total), full, distribution)
     structured = nm_layers({k: s.shape for k, s in scores.items()}, m)
     groups, converted, cost = {}, {}, {}
     for k in structured:

@@ -72,9 +72,36 @@ def test_nm_partial_sparsity_converts_whole_groups_and_only_loses_them():
     assert (counts == 2).all()
 
 
-def test_nm_refuses_a_sparsity_beyond_the_pattern():
-    with pytest.raises(ValueError, match="exceeds the 2:4 pattern's 0.5"):
-        M.mask_at_sparsity({"w": torch.rand(2, 4)}, 0.6, structure="nm", nm=(2, 4))
+def test_nm_beyond_the_pattern_by_hand():
+    # 16 weights at 0.625: round(0.625 * 16) = 10 zeros. The 2:4 pattern keeps 8 (4, 3 | 9, 8 | 7, 6 |
+    # and the first two 0s of row 2's second group); the two lowest of those 8 (the 0s) go as well
+    scores = {"w": torch.tensor([[4.0, 1.0, 3.0, 2.0, 9.0, 8.0, 0.5, 0.1], [6.0, 7.0, 5.0, 0.0, 0.0, 0.0, 0.0, 0.0]])}
+    mask = M.mask_at_sparsity(scores, 0.625, structure="nm", nm=(2, 4), distribution="global")["w"]
+    assert mask.int().tolist() == [[1, 0, 1, 0, 1, 1, 0, 0], [1, 1, 0, 0, 0, 0, 0, 0]]
+
+
+@pytest.mark.parametrize("distribution", M.DISTRIBUTIONS)
+def test_nm_beyond_the_pattern_keeps_at_most_n_and_the_exact_count_and_only_loses_weights(distribution):
+    torch.manual_seed(3)
+    weights = {"a": torch.randn(8, 16), "b": torch.randn(4, 8, 1, 1), "c": torch.randn(3, 5)}
+    total = sum(v.numel() for v in weights.values())  # 175
+    alive, previous = None, M.full_mask(weights)
+    for step, s in enumerate([0.3, 0.5, 0.7, 0.9, 0.98]):
+        w = {k: v + 0.3 * torch.randn_like(v) * step for k, v in weights.items()}
+        mask = M.mask_at_sparsity(M.magnitude_scores(w), s, alive=alive, distribution=distribution,
+                                  structure="nm", nm=(2, 4))
+        assert total - M.count_alive(mask) == round(s * total)  # exact count at every step
+        assert all(bool((mask[k] <= previous[k]).all()) for k in mask)  # monotonic across the pattern
+        if s >= 0.5:
+            for k in ("a", "b"):
+                assert int(nm_groups(mask[k], 4).max()) <= 2  # the kernels' pattern holds beyond it
+        previous = alive = mask
+    # beyond the pattern the survivors are the highest scores among the full pattern's survivors
+    scores = {k: torch.rand(v.shape) for k, v in weights.items()}
+    full = M.mask_at_sparsity(scores, 0.5, structure="nm", nm=(2, 4))
+    beyond = M.mask_at_sparsity(scores, 0.9, structure="nm", nm=(2, 4))
+    expected = M.mask_at_sparsity(scores, 0.9, alive=full)
+    assert all(torch.equal(beyond[k], expected[k]) for k in beyond)
 
 
 def test_channel_global_by_hand():
@@ -156,8 +183,8 @@ def test_structure_settings_keep_old_hashes_and_are_checked():
     nm = C.load_config(None, ["train.epochs=4", "prune.structure=nm", "prune.target_sparsity=0.5"])
     assert nm.prune.structure == "nm" and C.experiment_hash(nm) != C.experiment_hash(base)
     for override, message in [
-        (["prune.structure=nm"], "prune.target_sparsity: 0.9 is not the sparsity of the 2:4 pattern; "
-                                 "set prune.target_sparsity=0.5 (1 - 2/4)"),
+        (["prune.structure=nm", "prune.target_sparsity=0.3"], "prune.target_sparsity: 0.3 is below the 0.5 of "
+                                 "the 2:4 pattern (its mask would keep dense groups); set prune.target_sparsity >= 0.5"),
         (["prune.structure=nm", "prune.nm=[4,4]"], "prune.nm: expected [N, M] with 1 <= N < M, got [4, 4]"),
         (["prune.structure=channel"], "prune.structure: channel pruning of the last layer would remove classes; "
                                       "set prune.keep_last_dense=true"),
@@ -172,6 +199,12 @@ def test_structure_settings_keep_old_hashes_and_are_checked():
                           method=method)
         assert str(err.value) == (f"prune.structure: method '{method}' supports only unstructured, nm (got channel); "
                                   "set prune.structure=unstructured")
+    for method in ("rigl", "set"):  # drop and grow keeps every group at exactly N: the pattern's sparsity only
+        with pytest.raises(C.ConfigError) as err:
+            C.load_config(None, ["train.epochs=4", "prune.structure=nm"], method=method)
+        assert str(err.value) == (f"prune.target_sparsity: 0.9 is not the sparsity of the 2:4 pattern, which method "
+                                  f"'{method}' keeps exactly; set prune.target_sparsity=0.5 (1 - 2/4)")
+    assert C.load_config(None, ["train.epochs=4", "prune.structure=nm"]).prune.target_sparsity == 0.9
     # every method that ranks weights keeps the setting (the dense control resets it)
     for method in ("progressive", "gmp", "lth", "oneshot", "snip", "grasp", "synflow", "random", "rigl", "set"):
         cfg = C.load_config(None, ["train.epochs=4", "prune.structure=nm", "prune.target_sparsity=0.5"], method=method)

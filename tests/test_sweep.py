@@ -637,6 +637,12 @@ def test_an_ablation_sweep_ablates_the_finished_results_of_another(tmp_path, cap
     sources = [r.dir for r in inner if r.cfg.method in ("snip", "progressive")]
     lth = next(r for r in inner if r.cfg.method == "lth")
     assert S.ablation_sources(S.load_sweep(path), out) == sources + [lth.dir / "round_1", lth.dir / "round_2"]
+    # `where` keeps the sources whose settings match: the LTH chain run (lth.rate 0.5) and its rounds
+    where = tmp_path / "where.yaml"
+    where.write_text(f"ablate:\n  sources: {source}\n  kinds: [shuffle]\n  where: {{lth.rate: [0.5]}}\n")
+    assert S.ablation_sources(S.load_sweep(where), out) == [lth.dir / "round_1", lth.dir / "round_2"]
+    where.write_text(f"ablate:\n  sources: {source}\n  kinds: [shuffle]\n  where: {{seed: 2, method: [snip, lth]}}\n")
+    assert S.ablation_sources(S.load_sweep(where), out) == [sources[1]]
     assert S.main([str(path), "--out", str(out), "--dry-run"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[0] == f"sweep {path}: shuffle, invert of 6 sources (0 finished) from {source} -> 0 runs"
@@ -680,8 +686,13 @@ def test_an_ablation_sweep_ablates_the_finished_results_of_another(tmp_path, cap
 @pytest.mark.parametrize("body, message", [
     ("ablate: {sources: x.yaml, kinds: [shuffle]}\naxes: {seed: [1]}\n",
      "axes: an ablation sweep takes its settings from its sources; give either ablate or base and axes"),
-    ("ablate: [1]\n", "ablate: expected a mapping with sources, kinds and optionally methods"),
-    ("ablate: {sources: x.yaml, kinds: [shuffle], seed: 1}\n", "ablate: unknown key 'seed' (valid: sources, kinds, methods)"),
+    ("ablate: [1]\n", "ablate: expected a mapping with sources, kinds and optionally methods and where"),
+    ("ablate: {sources: x.yaml, kinds: [shuffle], seed: 1}\n",
+     "ablate: unknown key 'seed' (valid: sources, kinds, methods, where)"),
+    ("ablate: {sources: x.yaml, kinds: [shuffle], where: {prune.sparsity: [0.9]}}\n",
+     "ablate.where: unknown setting 'prune.sparsity'"),
+    ("ablate: {sources: x.yaml, kinds: [shuffle], where: [0.9]}\n",
+     "ablate.where: expected a mapping of settings to values, e.g. {prune.target_sparsity: [0.98]}"),
     ("ablate: {kinds: [shuffle]}\n", "ablate.sources: expected a sweep file"),
     ("ablate: {sources: x.yaml, kinds: [snip]}\n", "ablate.kinds: expected a list of shuffle, reinit, invert, got ['snip']"),
     ("ablate: {sources: x.yaml, kinds: [shuffle], methods: [magic]}\n",
