@@ -23,8 +23,9 @@ source's, so the ablation of seed s lands in `seed_<s>` beside its source's seed
 
 Not yet: sources that rewind to an epoch after 0 (LTH with `lth.rewind_epoch > 0`) keep their
 rewinding weights only in the checkpoint, which is deleted when the run finishes, so `shuffle` and
-`invert` refuse them (one line); `reinit` applies. There is no structured pruning in the suite yet,
-so `shuffle` permutes single weights.
+`invert` refuse them (one line); `reinit` applies. Under a structured source (`prune.structure`)
+`shuffle` permutes whole units (N:M groups, channels), so the random ticket keeps the pattern;
+`invert` still ranks single weights at the per-layer counts.
 """
 from __future__ import annotations
 
@@ -37,7 +38,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from suite.config import ConfigError
-from suite.masks import Mask, keep_top
+from suite.masks import Mask, keep_top, nm_layers, rows_of
 from suite.methods import Context, PruningMethod, SourceError
 from suite.results import RunFolder
 
@@ -230,8 +231,23 @@ class Shuffle(Ablation):
 
     def ablate(self, source: Mask, ctx: Context) -> Mask:
         generator = torch.Generator().manual_seed(stream_seed(self.name, self.cfg))  # CPU: the same on every rank
-        return {n: m.reshape(-1)[torch.randperm(m.numel(), generator=generator)].view(m.shape)
-                for n, m in source.items()}
+        out = {}
+        for n, m in source.items():
+            units = shuffle_units(m, self.cfg.prune)
+            out[n] = units[torch.randperm(units.shape[0], generator=generator)].reshape(m.shape)
+        return out
+
+
+def shuffle_units(mask: torch.Tensor, prune) -> torch.Tensor:
+    """A layer's mask as (units, unit size): the pieces `shuffle` permutes, so that a structured
+    source stays in its pattern. Unstructured: single weights; nm: the groups of M consecutive
+    inputs of a row (`suite.masks.rows_of`), in the layers the pattern covers; channel: whole rows."""
+    rows = rows_of(mask)
+    if prune.structure == "channel":
+        return rows
+    if prune.structure == "nm" and nm_layers({"w": mask.shape}, prune.nm[1]):
+        return rows.reshape(-1, prune.nm[1])
+    return mask.reshape(-1, 1)
 
 
 class Reinit(Ablation):

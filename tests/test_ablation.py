@@ -78,6 +78,34 @@ def test_shuffle_keeps_each_layers_count_moves_positions_and_starts_from_the_sou
     assert all(torch.equal(mask[n], again[n]) for n in mask)  # one seeded stream
 
 
+@pytest.mark.parametrize("structure", ["nm", "channel"])
+def test_shuffle_of_a_structured_source_permutes_whole_units(structure):
+    from types import SimpleNamespace
+
+    from baselines.ablation import shuffle_units
+    from suite.masks import rows_of
+    torch.manual_seed(0)
+    scores = {"a": torch.rand(6, 16), "b": torch.rand(5, 6)}  # b: rows of 6, no 2:4 groups
+    prune = SimpleNamespace(structure=structure, nm=(2, 4))
+    mask = mask_at_sparsity(scores, 0.5 if structure == "nm" else 0.4, structure=structure, nm=(2, 4))
+    units = {n: shuffle_units(m, prune) for n, m in mask.items()}
+    assert units["a"].shape == ((24, 4) if structure == "nm" else (6, 16))
+    assert units["b"].shape == ((30, 1) if structure == "nm" else (5, 6))
+    cfg = SimpleNamespace(prune=prune, seed=1, ablate=SimpleNamespace(source_experiment="x", source_round=0))
+    from baselines.ablation import Shuffle
+    shuffled = Shuffle.ablate(SimpleNamespace(name="shuffle", cfg=cfg), mask, None)
+    for n in mask:  # the same units, in other places: each unit's pattern is one of the source's
+        before, after = units[n], shuffle_units(shuffled[n], prune)
+        assert sorted(map(tuple, after.int().tolist())) == sorted(map(tuple, before.int().tolist()))
+        assert _alive({n: shuffled[n]}) == _alive({n: mask[n]})
+    assert not torch.equal(shuffled["a"], mask["a"])
+    rows = rows_of(shuffled["a"])
+    if structure == "nm":
+        assert (rows.reshape(6, 4, 4).sum(-1) == 2).all()  # still 2:4
+    else:
+        assert bool((rows.all(1) | ~rows.any(1)).all())  # still whole channels
+
+
 def test_reinit_keeps_the_mask_and_starts_from_other_weights(sources, tmp_path):
     source_mask = RunFolder(sources["snip"]).read_mask()
     runner, init, mask = _start("reinit", sources["snip"], tmp_path)
