@@ -334,3 +334,21 @@ def test_the_report_tests_each_ablation_against_its_source(tmp_path):
         assert rows[k2]["primary_p_holm"] == pytest.approx(min(1, max(2 * p1, p2)), rel=1e-9)
     lines = [x for x in built.meta["headline"] if "mask matters" in x]
     assert len(lines) == 1 and lines[0].startswith("snip at 0.8000: the mask matters beyond its layer densities: ")
+    # the figures: ablations stand hollow beside their source in the trade-off and on the frontier, and
+    # draw no lines or figures of their own (dynamics, layers, animations)
+    from suite.report import figures
+    plan = figures.plan(built.groups)
+    drawn = {f.kind: [g.method for g in f.groups] for f in plan}
+    assert [f.kind for f in plan if f.kind in ("tradeoff", "frontier")] == ["tradeoff", "frontier"]
+    assert sorted(drawn["tradeoff"]) == sorted(drawn["frontier"]) == ["reinit", "shuffle", "snip"]
+    assert [f.stem for f in plan if f.kind == "frontier"] == [next(f.stem for f in plan if f.kind == "frontier")]
+    for f in plan:
+        if f.kind not in ("tradeoff", "frontier"):
+            assert not {"reinit", "shuffle"} & {g.method for g in f.groups}, f.kind
+    colors = figures.method_colors(built.groups)
+    frontier = next(f for f in plan if f.kind == "frontier")
+    (tmp_path / "fig").mkdir()
+    written = figures.plot_tradeoff(next(f for f in plan if f.kind == "tradeoff").groups, tmp_path / "fig" / "tradeoff",
+                                    colors)
+    written += figures.plot_frontier(frontier.groups, frontier.sparsity, tmp_path / "fig" / "frontier", colors)
+    assert sorted(p.name for p in written) == ["frontier.pdf", "frontier.png", "tradeoff.pdf", "tradeoff.png"]

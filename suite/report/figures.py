@@ -21,7 +21,7 @@ from suite import stats  # noqa: E402
 from suite.methods import METHODS  # noqa: E402
 from suite.report.fmt import fmt_p, is_missing, readable  # noqa: E402
 from suite.report.load import DENSE, SPARSITY_DECIMALS, Group, layer_sizes, run_records  # noqa: E402
-from suite.report.tables import stands_for  # noqa: E402
+from suite.report.tables import ablation_source, stands_for  # noqa: E402
 
 _PDF_META = {"CreationDate": None}  # no timestamp: the same runs give byte-identical PDFs
 GIF_FRAMES = 40          # at most this many frames per animation: a few hundred kB, far under 5 MB
@@ -144,7 +144,8 @@ def plot_tradeoff(groups: Sequence[Group], stem: Path, colors: dict[str, str], l
         ax.axhline(s.mean, color="0.3", lw=1, label=f"dense mean, 95% CI band (n={s.n}, {_epochs_text([g])})")
         if s.n >= 2:
             ax.axhspan(s.ci_low, s.ci_high, color="0.6", alpha=0.3, lw=0)
-    pruned = [g for g in groups if g.method not in DENSE]
+    ablations = [g for g in groups if is_ablation(g)]
+    pruned = [g for g in groups if g.method not in DENSE and not is_ablation(g)]
     styles = _variant_styles(pruned)
     markers = markers_for({g.method for g in pruned})
     points: dict[tuple, dict[float, Group]] = defaultdict(dict)
@@ -173,6 +174,13 @@ def plot_tradeoff(groups: Sequence[Group], stem: Path, colors: dict[str, str], l
         ax.errorbar(xs, means, yerr=[lo, hi], marker=markers[variant[0]], ms=4, capsize=3,
                     color=colors[variant[0]], ls=style,
                     label=f"{label} (n={'/'.join(map(str, ns))}, {_epochs_text(members)}{_cost_text(members)})")
+        for g in members:  # this variant's ablations: hollow, beside their source's point
+            for a in (a for a in ablations if ablation_source(a, groups) is g):
+                m, lo_a, hi_a = _interval(a)
+                x = tradeoff_x(g.target_sparsity, shift + 0.25 * (1 + ABLATION_KINDS.index(a.method)), log_x)
+                _hollow(ax, x, m, lo_a, hi_a, a.method, colors[variant[0]])
+                intervals.append((lo_a, hi_a))
+                interval_labels.append(f"{a.method} of {g.method} at {g.target_sparsity:g}")
     ax.set_title(_title(groups, "final test accuracy, mean and 95% CI over seeds (points offset sideways)"),
                  fontsize=10)
     if log_x:
@@ -191,9 +199,32 @@ def plot_tradeoff(groups: Sequence[Group], stem: Path, colors: dict[str, str], l
     if notes:
         ax.set_title(ax.get_title() + "\n" + "; ".join(notes), fontsize=9)
     ax.grid(alpha=0.3)
+    _ablation_legend(ax, ablations)
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), title="method (seeds, epochs trained, cost in dense cycles)",
               title_fontsize=7)
     return _save(fig, stem)
+
+
+ABLATION_KINDS = ("shuffle", "reinit", "invert")  # hollow markers, in the order drawn beside a source
+_ABLATION_MARKERS = {"shuffle": "o", "reinit": "s", "invert": "v"}
+
+
+def is_ablation(g: Group) -> bool:
+    """A group that trains another result's mask (shuffle, reinit, invert): drawn hollow beside its source."""
+    return "ablate.source_experiment" in g.first.science
+
+
+def _hollow(ax, x: float, mean: float, lo: float, hi: float, kind: str, color: str) -> None:
+    ax.errorbar([x], [mean], yerr=[[mean - lo], [hi - mean]], marker=_ABLATION_MARKERS.get(kind, "o"), ms=5,
+                mfc="none", mec=color, color=color, capsize=2, ls="none", lw=0.8, alpha=0.9)
+
+
+def _ablation_legend(ax, ablations: Sequence[Group]) -> None:
+    """One legend entry per ablation kind drawn (hollow, black: each point takes its source's colour)."""
+    for kind in (k for k in ABLATION_KINDS if any(a.method == k for a in ablations)):
+        n = sorted({len(a.runs) for a in ablations if a.method == kind})
+        ax.errorbar([], [], marker=_ABLATION_MARKERS[kind], mfc="none", mec="0.2", color="0.2", ls="none", ms=5,
+                    label=f"{kind} of the method's mask (hollow, its colour; n={'/'.join(map(str, n))})")
 
 
 def _curve(runs_records: list[list[dict]], key: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -479,8 +510,8 @@ def plan(groups: Sequence[Group], reference: str = "progressive", comparisons: S
             out.append(Figure("tradeoff", f"tradeoff-{base}", members, None))
         dense = [g for g in members if g.method in DENSE and g.round is None]
         by_sparsity: dict[float, list] = defaultdict(list)
-        for g in members:
-            if g.method not in DENSE and g.round is None:  # round groups are inside their chain's curves
+        for g in members:  # round groups are inside their chain's curves, ablations beside their source's point
+            if g.method not in DENSE and g.round is None and not is_ablation(g):
                 by_sparsity[g.sparsity_key].append(g)
         for sparsity, pruned in sorted(by_sparsity.items()):
             tag = f"{base}-s{sparsity:g}"
@@ -497,12 +528,13 @@ def plan(groups: Sequence[Group], reference: str = "progressive", comparisons: S
         protocols[g.protocol_key].append(g)
     for key, members in sorted(protocols.items()):
         base = _stem_base(key, list(protocols))
-        for sparsity in sorted({g.sparsity_key for g in members if g.method not in DENSE and g.round is None}):
+        for sparsity in sorted({g.sparsity_key for g in members
+                                if g.method not in DENSE and g.round is None and not is_ablation(g)}):
             out.append(Figure("frontier", f"frontier-{base}-s{sparsity:g}", members, sparsity))
     main = _main_set(sets)
     if main is not None:
         members = sets[main]
-        one_cycle = [g for g in members if g.round is None and g.method not in DENSE]
+        one_cycle = [g for g in members if g.round is None and g.method not in DENSE and not is_ablation(g)]
         if one_cycle:
             top = max(g.sparsity_key for g in one_cycle)
             at_top = [g for g in one_cycle if g.sparsity_key == top]
@@ -643,7 +675,7 @@ def plot_frontier(groups: Sequence[Group], sparsity: float, stem: Path, colors: 
     fig, ax = plt.subplots(figsize=(7.6, 4.6))
     drawn: list[tuple[float, float]] = []
     labels: list[str] = []
-    at = [g for g in groups if g.method not in DENSE and stands_for(g, sparsity, groups)]
+    at = [g for g in groups if g.method not in DENSE and not is_ablation(g) and stands_for(g, sparsity, groups)]
     by_method: dict[str, list[Group]] = defaultdict(list)
     for g in at:
         by_method[g.method].append(g)
@@ -680,6 +712,13 @@ def plot_frontier(groups: Sequence[Group], sparsity: float, stem: Path, colors: 
         color, marker = method_style(d.method)
         ax.errorbar([d.cost], [m], yerr=[[m - lo], [hi - m]], color=color, marker=marker, ms=5, capsize=3, ls="none",
                     label=f"{d.method} (no pruning, {d.budget_label})")
+    ablations = [a for a in groups if is_ablation(a) and ablation_source(a, groups) in at and not math.isnan(a.cost)]
+    for a in ablations:  # at their own cost (one cycle of the source's mask), in the source's colour
+        m, lo, hi = _interval(a)
+        _hollow(ax, a.cost, m, lo, hi, a.method, method_style(ablation_source(a, groups).method)[0])
+        drawn.append((lo, hi))
+        labels.append(f"{a.method} of {ablation_source(a, groups).method}")
+    _ablation_legend(ax, ablations)
     notes = keep_scale(ax, drawn, labels)
     _cost_axis(ax)
     ax.set_xlabel("training cost (FLOPs over one dense training cycle, log scale; sparse kernels assumed)")
