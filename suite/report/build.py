@@ -12,6 +12,7 @@ from suite.report.load import Group, Skipped, group_runs, code_warnings, scan_ru
 from suite.report.published import Published
 from suite.report.load import read_cost
 from suite.report.tables import (Table, ablation_table, measured_cost_table, equivalence_table, head_to_head_table, mask_matters,
+                                 pattern_costs, structure_table,
                                  power_table, published_table, skipped_table, summary_table)
 
 @dataclass
@@ -53,6 +54,8 @@ def build_report(root: Path, reference: str = "progressive", alpha: float = 0.05
               published_table(groups, published, reference, alpha), power_table(head)]
     ablations = ablation_table(groups, alpha, margin)
     tables += [ablations] if ablations.rows else []  # only a study with ablation runs has the section
+    structure = structure_table(groups, alpha, margin)
+    tables += [structure] if structure.rows else []  # only a study with structured runs
     costs = recorded.get("costs")
     if costs is None:
         costs = [c for r in runs if r.round is None for c in [read_cost(r.path)] if c is not None]
@@ -75,7 +78,7 @@ def build_report(root: Path, reference: str = "progressive", alpha: float = 0.05
             f"warning: {len(differs)} of {len(head.rows)} head-to-head rows compare groups whose distribution, "
             "dense layers, init or budget differ (the 'Protocol' column names it): those rows compare more than "
             "the pruning criterion")
-    meta["headline"] = headline(report) + mask_matters(ablations)
+    meta["headline"] = headline(report) + mask_matters(ablations) + pattern_costs(structure)
     return report
 
 

@@ -676,20 +676,23 @@ def plot_frontier(groups: Sequence[Group], sparsity: float, stem: Path, colors: 
     drawn: list[tuple[float, float]] = []
     labels: list[str] = []
     at = [g for g in groups if g.method not in DENSE and not is_ablation(g) and stands_for(g, sparsity, groups)]
-    by_method: dict[str, list[Group]] = defaultdict(list)
+    by_variant: dict[tuple, list[Group]] = defaultdict(list)  # a method's variants (structure, ...) apart
     for g in at:
-        by_method[g.method].append(g)
-    for method in sorted(by_method):
-        members = sorted((g for g in by_method[method] if not math.isnan(g.cost)), key=lambda g: g.cost)
+        by_variant[g.variant].append(g)
+    styles = _variant_styles(at)
+    for variant in sorted(by_variant):
+        members = sorted((g for g in by_variant[variant] if not math.isnan(g.cost)), key=lambda g: g.cost)
         if not members:
             continue
         pts = [_interval(g) for g in members]
-        color, marker = method_style(method)
+        color, marker = method_style(variant[0])
+        style, label = styles[variant]
         ax.errorbar([g.cost for g in members], [m for m, _, _ in pts],
                     yerr=[[m - lo for m, lo, _ in pts], [hi - m for m, _, hi in pts]], color=color, marker=marker,
-                    ms=5, capsize=3, lw=1.4, label=f"{method} ({', '.join(g.budget_label for g in members)})")
+                    ms=5, capsize=3, lw=1.4, ls=style,
+                    label=f"{label} ({', '.join(g.budget_label for g in members)})")
         drawn += [(lo, hi) for _, lo, hi in pts]
-        labels += [method] * len(pts)
+        labels += [variant[0]] * len(pts)
     chains = [g for g in groups if g.round is None and g.first.rounds > 1 and g.method not in DENSE]
     for chain in chains:
         rounds = sorted((h for h in groups if h.experiment == chain.experiment and h.round is not None

@@ -225,6 +225,23 @@ def protocol_differences(g: Group, ref: Group) -> list[str]:
     return out
 
 
+def closest_references(g: Group, candidates: Sequence[Group]) -> list[Group]:
+    """The reference groups g is compared with: those under g's own structure (prune.structure), and of
+    several at one budget (epochs trained) the one whose protocol differs least from g's (distribution,
+    dense layers, init): a structured variant or a control that keeps a layer dense is never the reference
+    of a method that ran without, when the reference also ran the same way."""
+    same = [r for r in candidates if structure_text(r) == structure_text(g)]
+    best: dict[float, list[Group]] = {}
+    for r in same:
+        differs = len([d for d in protocol_differences(g, r) if not d.startswith("budget")])
+        best.setdefault(r.epochs, []).append((differs, r))
+    out = []
+    for members in best.values():
+        fewest = min(d for d, _ in members)
+        out += [r for d, r in members if d == fewest]
+    return [r for r in candidates if any(r is o for o in out)]
+
+
 FAMILY = "per table and sparsity"  # the rows one Holm correction spans
 
 
@@ -242,13 +259,16 @@ def head_to_head_table(groups: Sequence[Group], reference: str, alpha: float, po
     for g in groups:
         if g.method == reference or g.method in DENSE or "ablate.source_experiment" in g.first.science:
             continue  # an ablation is compared with its source (ablation_table), not with the reference
+        candidates = []
         for ref in groups:
             if ref.method != reference or ref.round is not None or not stands_for(g, ref.target_sparsity, groups):
                 continue
             # the same settings, or another budget (epochs per cycle) at the same total epochs: equal cost
-            cross = ref.match_key != g.match_key
-            if cross and not (ref.protocol_key == g.protocol_key and equal_budget(g, ref)):
+            if ref.match_key != g.match_key and not (ref.protocol_key == g.protocol_key and equal_budget(g, ref)):
                 continue
+            candidates.append(ref)
+        for ref in closest_references(g, candidates):
+            cross = ref.match_key != g.match_key
             a, b = g.accuracies, ref.accuracies
             w = stats.welch(a, b)
             is_paired = sorted(g.seeds) == sorted(ref.seeds) and len(a) >= 2
@@ -414,26 +434,22 @@ def ablation_source(g: Group, groups: Sequence[Group]) -> Group | None:
     return None
 
 
-def ablation_table(groups: Sequence[Group], alpha: float, margin: float) -> Table:
-    """Each ablation (shuffle, reinit, invert) against its source: Δ = source − ablation, one primary test
-    per row (paired t over the shared seeds, else Welch), Holm within the family, Holm-consistent CIs."""
+def paired_rows(pairs: Sequence[tuple[Group, Group, dict]], alpha: float, margin: float,
+                outcomes: tuple[str, str, str]) -> list[dict]:
+    """Rows of (control, treated, fields): Δ = control − treated, one primary test per row (paired t over
+    the shared seeds when both ran the same ones, else Welch), Holm-Bonferroni within the rows of one data
+    set, model, sparsity and budget, the CI at the Holm-consistent level. `outcomes`: the texts for a
+    significant positive Δ, a significant negative Δ, and a CI inside ±margin."""
     rows, retest = [], {}
-    for g in groups:
-        source = ablation_source(g, groups)
-        if source is None:
-            continue
-        a, b = _seed_ordered(source), _seed_ordered(g)
-        shared = sorted(set(source.seeds) & set(g.seeds))
-        is_paired = len(shared) >= 2 and sorted(source.seeds) == sorted(g.seeds)
+    for control, g, fields in pairs:
+        a, b = _seed_ordered(control), _seed_ordered(g)
+        is_paired = len(set(control.seeds) & set(g.seeds)) >= 2 and sorted(control.seeds) == sorted(g.seeds)
         test = functools.partial(stats.paired if is_paired else stats.welch,
-                                 a if is_paired else source.accuracies, b if is_paired else g.accuracies)
+                                 a if is_paired else control.accuracies, b if is_paired else g.accuracies)
         t = test()
-        rows.append({**group_fields(g), "kind": g.method, "source_method": source.method,
-                     "source_group": source.id, "source_round": source.round_label,
-                     "n": len(g.runs), "n_source": len(source.runs), "mean": mean(g.accuracies),
-                     "mean_source": mean(source.accuracies), "diff": t.diff,
-                     "primary_test": "paired t" if is_paired else "Welch t", "primary_p": t.p,
-                     "margin": margin})
+        rows.append({**group_fields(g), **fields, "n": len(g.runs), "n_source": len(control.runs),
+                     "mean": mean(g.accuracies), "mean_source": mean(control.accuracies), "diff": t.diff,
+                     "primary_test": "paired t" if is_paired else "Welch t", "primary_p": t.p, "margin": margin})
         retest[id(rows[-1])] = test
     families: dict[tuple, list[dict]] = {}
     for row in rows:
@@ -447,33 +463,53 @@ def ablation_table(groups: Sequence[Group], alpha: float, margin: float) -> Tabl
             if math.isnan(p_adj):
                 outcome = "not tested (n < 2 or no spread)"
             elif p_adj < alpha and row["diff"] > 0:
-                outcome = "the source is better: its mask matters beyond what this ablation keeps"
+                outcome = outcomes[0]
             elif p_adj < alpha:
-                outcome = "the ablation is better"
+                outcome = outcomes[1]
             elif -margin < low and high < margin:
-                outcome = f"no difference beyond ±{margin:g}: this ablation keeps what the mask gives"
+                outcome = f"no difference beyond ±{margin:g}: {outcomes[2]}"
             else:
                 outcome = "not shown (the CI is wider than the margin)"
             row.update({"family_size": m, "primary_p_holm": p_adj, "ci_alpha": level, "diff_ci_low": low,
                         "diff_ci_high": high, "outcome": outcome})
-    columns = [
+    return rows
+
+
+def _paired_columns(control: str, treated: str, control_label: Callable[[dict], str],
+                    treated_label: Callable[[dict], str]) -> list[Column]:
+    return [
         Column("Data", lambda r: r["dataset"], "left", "varies"),
         Column("Model", lambda r: r["model"], "left", "varies"),
         Column("Target s", lambda r: fmt_sparsity(r["target_sparsity"])),
-        Column("Source", lambda r: r["source_method"] + (f" ({r['source_round']})" if r["source_round"] else ""),
-               "left"),
-        Column("Ablation", lambda r: r["kind"], "left"),
+        Column(control, control_label, "left"),
+        Column(treated, treated_label, "left"),
         Column("n", lambda r: f"{r['n_source']} vs {r['n']}"),
-        Column("Source mean", lambda r: fmt(r["mean_source"])),
-        Column("Ablation mean", lambda r: fmt(r["mean"])),
+        Column(f"{control} mean", lambda r: fmt(r["mean_source"])),
+        Column(f"{treated} mean", lambda r: fmt(r["mean"])),
         Column("Test", lambda r: r["primary_test"], "left"),
-        Column("Δ (source − ablation)", lambda r: fmt(r["diff"], signed=True)),
+        Column(f"Δ ({control.lower()} − {treated.lower()})", lambda r: fmt(r["diff"], signed=True)),
         Column("Adjusted CI", lambda r: fmt_ci(r["diff_ci_low"], r["diff_ci_high"]) + (
             "" if is_missing(r["ci_alpha"]) else f" ({100 * (1 - r['ci_alpha']):.4g}%)")),
         Column("Holm p", lambda r: fmt_p(r["primary_p_holm"]) + (
             "" if is_missing(r["primary_p_holm"]) else f" (m={r['family_size']})")),
         Column("Outcome", lambda r: r["outcome"], "left"),
     ]
+
+
+def ablation_table(groups: Sequence[Group], alpha: float, margin: float) -> Table:
+    """Each ablation (shuffle, reinit, invert) against its source: Δ = source − ablation (paired_rows)."""
+    pairs = []
+    for g in groups:
+        source = ablation_source(g, groups)
+        if source is not None:
+            pairs.append((source, g, {"kind": g.method, "source_method": source.method, "source_group": source.id,
+                                      "source_round": source.round_label}))
+    rows = paired_rows(pairs, alpha, margin, (
+        "the source is better: its mask matters beyond what this ablation keeps", "the ablation is better",
+        "this ablation keeps what the mask gives"))
+    columns = _paired_columns(
+        "Source", "Ablation",
+        lambda r: r["source_method"] + (f" ({r['source_round']})" if r["source_round"] else ""), lambda r: r["kind"])
     caption = ("Sanity ablations (Frankle et al. 2021; Su et al. 2020): each ablation group trained the mask of a "
                "finished source group under the source's budget and data, seed by seed: 'shuffle' permutes the "
                "source's final mask within each layer (a random mask at the source's layer densities) and trains "
@@ -486,6 +522,57 @@ def ablation_table(groups: Sequence[Group], alpha: float, margin: float) -> Tabl
                "row is 'not shown'.")
     return Table("ablations", "Ablations: source minus ablation", caption, rows, columns,
                  "no ablation runs (methods shuffle, reinit, invert)")
+
+
+STRUCTURE_KEYS = ("prune.structure", "prune.nm")
+
+
+def structure_control(g: Group, groups: Sequence[Group]) -> Group | None:
+    """The unstructured group a structured one (prune.structure nm or channel) is measured against: the same
+    method, data, model, budget and sparsity, and every other setting equal; None for an unstructured group."""
+    science = g.first.science
+    if science.get("prune.structure", "unstructured") == "unstructured":
+        return None
+    rest = {k: v for k, v in science.items() if k not in STRUCTURE_KEYS}
+    for h in groups:
+        if (h is not g and h.round is None and h.sparsity_key == g.sparsity_key
+                and h.first.science.get("prune.structure", "unstructured") == "unstructured"
+                and {k: v for k, v in h.first.science.items() if k not in STRUCTURE_KEYS} == rest):
+            return h
+    return None
+
+
+def structure_text(g: Group) -> str:
+    science = g.first.science
+    kind = science.get("prune.structure", "unstructured")
+    return f"{':'.join(map(str, science.get('prune.nm', [2, 4])))} (N:M)" if kind == "nm" else kind
+
+
+def structure_table(groups: Sequence[Group], alpha: float, margin: float) -> Table:
+    """What a hardware pattern costs in accuracy: each structured group against the unstructured group of the
+    same settings, Δ = unstructured − structured (paired_rows)."""
+    pairs = []
+    for g in groups:
+        control = structure_control(g, groups) if g.round is None else None
+        if control is not None:
+            pairs.append((control, g, {"structure": structure_text(g), "control_group": control.id}))
+    rows = paired_rows(pairs, alpha, margin, (
+        "unstructured is better: the pattern costs accuracy", "the pattern is better",
+        "the pattern costs no accuracy here"))
+    columns = _paired_columns("Unstructured", "Structured", lambda r: r["method"],
+                              lambda r: f"{r['method']} {r['structure']}")
+    columns.insert(3, Column("Kept dense", lambda r: r["dense_layers"], "left", "varies"))
+    caption = ("The accuracy cost of a hardware pattern (prune.structure): each structured group against the "
+               "unstructured group of the same method and every other setting (data, model, budget, seeds, layer "
+               "distribution, layers kept dense), Δ = unstructured − structured, in accuracy points. 'N:M' keeps "
+               "the N best of every M consecutive inputs of a row, and above the pattern's own sparsity prunes its "
+               "survivors further by the same ranking; 'channel' prunes whole neurons or filters and keeps the "
+               "classifier whole, so its control keeps it whole too. The same procedure as the head-to-head "
+               "table: one primary test per row (paired t over the same seeds, else Welch), Holm-Bonferroni "
+               "within the rows of one data set, model, sparsity and budget, the CI at the Holm-consistent level. "
+               f"'No difference' needs that CI inside ±{margin:g} points.")
+    return Table("structure", "Structured patterns: unstructured minus structured", caption, rows, columns,
+                 "no structured runs (prune.structure nm or channel)")
 
 
 def mask_matters(ablations: Table) -> list[str]:
@@ -501,6 +588,13 @@ def mask_matters(ablations: Table) -> list[str]:
                    f"{answer} (source − shuffle {fmt(row['diff'], signed=True)} points, "
                    f"{row['primary_test']}, Holm p {fmt_p(row['primary_p_holm'])})")
     return out
+
+
+def pattern_costs(structure: Table) -> list[str]:
+    """One headline line per structured group: its accuracy cost against unstructured (structure_table)."""
+    return [f"{r['method']} {r['structure']} at {fmt_sparsity(r['target_sparsity'])}: unstructured − structured "
+            f"{fmt(r['diff'], signed=True)} points ({r['primary_test']}, Holm p {fmt_p(r['primary_p_holm'])}): "
+            f"{r['outcome']}" for r in structure.rows]
 
 
 def measured_cost_table(costs: Sequence[dict]) -> Table:
