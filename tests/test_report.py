@@ -33,9 +33,9 @@ SNIP_ONE = {42: 90.40}                             # one seed: reported without 
 EMPTY_SAFETENSORS = (2).to_bytes(8, "little") + b"{}"  # a valid safetensors file holding no tensor
 
 
-def _config(method: str, sparsity: float, seed: int, epochs: int = 3) -> Config:
+def _config(method: str, sparsity: float, seed: int, epochs: int = 3, **prune) -> Config:
     return Config(method=method, seed=seed, data=DataConfig(name="synthetic"), model=ModelConfig(name="tiny_mlp"),
-                  train=TrainConfig(epochs=epochs), prune=PruneConfig(target_sparsity=sparsity))
+                  train=TrainConfig(epochs=epochs), prune=PruneConfig(target_sparsity=sparsity, **prune))
 
 
 def _layer_sparsity(sparsity: float) -> dict:
@@ -75,8 +75,9 @@ def _metrics(cfg: Config, accuracy: float, targets: list[float]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _write_run(root: Path, method: str, sparsity: float, seed: int, accuracy: float, epochs: int = 3) -> Path:
-    cfg = _config(method, sparsity, seed, epochs)
+def _write_run(root: Path, method: str, sparsity: float, seed: int, accuracy: float, epochs: int = 3,
+               **prune) -> Path:
+    cfg = _config(method, sparsity, seed, epochs, **prune)
     folder = run_dir(cfg, root)
     folder.mkdir(parents=True)
     (folder / "config.json").write_text(json.dumps(to_dict(cfg)))
@@ -623,6 +624,44 @@ def test_equal_budget_pairs_a_chain_round_with_the_reference_at_the_same_total_e
     budgets = sorted(r["budget"] for r in built.table("summary").rows if r["method"] == "progressive")
     assert budgets == ["3 ep/cycle", "9 ep/cycle"]
     assert any("equal budget" in line for line in built.meta["headline"])
+
+
+def test_structured_groups_are_measured_against_unstructured_of_the_same_settings(tmp_path):
+    """progressive under 1:10 N:M and under channel pruning (classifier kept whole) at 0.9, each against the
+    unstructured group of its own settings (channel: the one that also keeps the classifier whole): Δ =
+    unstructured − structured, paired t, Holm over the 2 rows. SNIP is compared with the plain
+    unstructured reference only, never with a structured variant or the kept-whole control."""
+    nm = {42: 90.1, 123: 90.9, 456: 89.8}
+    channel = {42: 85.0, 123: 86.1, 456: 84.2}
+    control = {42: 91.0, 123: 91.3, 456: 90.6}
+    for seed, acc in PROG_90.items():
+        _write_run(tmp_path, "progressive", 0.9, seed, acc)
+        _write_run(tmp_path, "progressive", 0.9, seed, nm[seed], structure="nm", nm=(1, 10))
+        _write_run(tmp_path, "progressive", 0.9, seed, channel[seed], structure="channel", keep_last_dense=True)
+        _write_run(tmp_path, "progressive", 0.9, seed, control[seed], keep_last_dense=True)
+        _write_run(tmp_path, "snip", 0.9, seed, FAMILY_90["snip"][seed])
+    for folder in tmp_path.rglob("seed_*"):  # the layers a result keeps dense are read from its fields
+        _set_fields(folder, keep_first_dense=False,
+                    keep_last_dense=json.loads((folder / "config.json").read_text())["prune"]["keep_last_dense"])
+    built = report.build_report(tmp_path)
+    rows = {r["structure"]: r for r in built.table("structure").rows}
+    assert sorted(rows) == ["1:10 (N:M)", "channel"]
+    seeds = sorted(PROG_90)
+    for name, treated, base in (("1:10 (N:M)", nm, PROG_90), ("channel", channel, control)):
+        row = rows[name]
+        assert row["primary_test"] == "paired t" and (row["n"], row["n_source"], row["family_size"]) == (3, 3, 2)
+        assert row["diff"] == pytest.approx(sum(base[s] - treated[s] for s in seeds) / 3, abs=1e-12)
+        assert row["primary_p"] == pytest.approx(sps.ttest_rel([base[s] for s in seeds],
+                                                               [treated[s] for s in seeds]).pvalue, rel=1e-12)
+    ps = sorted(r["primary_p"] for r in rows.values())
+    assert sorted(r["primary_p_holm"] for r in rows.values()) == pytest.approx([min(1, 2 * ps[0]),
+                                                                               min(1, max(2 * ps[0], ps[1]))])
+    assert rows["channel"]["dense_layers"] == "last"
+    [snip] = [r for r in built.table("head_to_head").rows if r["method"] == "snip"]
+    assert snip["protocol_differs"] == [] and snip["mean_reference"] == pytest.approx(sum(PROG_90.values()) / 3)
+    lines = [x for x in built.meta["headline"] if "unstructured − structured" in x]
+    assert sorted(line.split(" at ")[0] for line in lines) == ["progressive 1:10 (N:M)", "progressive channel"]
+    assert all(line.endswith("unstructured is better: the pattern costs accuracy") for line in lines)
 
 
 # --- the command line's edges (issue 17, report side) ------------------------------------------------
