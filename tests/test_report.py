@@ -664,6 +664,15 @@ def test_structured_groups_are_measured_against_unstructured_of_the_same_setting
     assert all(line.endswith("unstructured is better: the pattern costs accuracy") for line in lines)
 
 
+def test_the_document_names_the_cost_command_per_device_and_thread_count():
+    from suite.report.study import cost_commands
+    costs = [{"run": "runs/s/a/seed_42", "device": "cpu (Intel Xeon)", "threads": 1},
+             {"run": "runs/s/b/seed_42", "device": "cpu (Intel Xeon)", "threads": 1},
+             {"run": "runs/s/b/seed_42", "device": "cuda (NVIDIA H200)", "threads": 16}, {"device": "cpu"}]
+    assert cost_commands(costs) == ["python -m suite.cost --device cpu --threads 1 runs/s/a/seed_42 runs/s/b/seed_42",
+                                    "python -m suite.cost --device cuda --threads 16 runs/s/b/seed_42"]
+
+
 # --- the command line's edges (issue 17, report side) ------------------------------------------------
 
 def test_plots_onto_a_file_is_one_error_line_and_exit_2(study, tmp_path, capsys):
