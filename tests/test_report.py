@@ -33,9 +33,10 @@ SNIP_ONE = {42: 90.40}                             # one seed: reported without 
 EMPTY_SAFETENSORS = (2).to_bytes(8, "little") + b"{}"  # a valid safetensors file holding no tensor
 
 
-def _config(method: str, sparsity: float, seed: int, epochs: int = 3, **prune) -> Config:
-    return Config(method=method, seed=seed, data=DataConfig(name="synthetic"), model=ModelConfig(name="tiny_mlp"),
-                  train=TrainConfig(epochs=epochs), prune=PruneConfig(target_sparsity=sparsity, **prune))
+def _config(method: str, sparsity: float, seed: int, epochs: int = 3, init: str = "model", **prune) -> Config:
+    return Config(method=method, seed=seed, data=DataConfig(name="synthetic"),
+                  model=ModelConfig(name="tiny_mlp", init=init), train=TrainConfig(epochs=epochs),
+                  prune=PruneConfig(target_sparsity=sparsity, **prune))
 
 
 def _layer_sparsity(sparsity: float) -> dict:
@@ -76,8 +77,8 @@ def _metrics(cfg: Config, accuracy: float, targets: list[float]) -> str:
 
 
 def _write_run(root: Path, method: str, sparsity: float, seed: int, accuracy: float, epochs: int = 3,
-               **prune) -> Path:
-    cfg = _config(method, sparsity, seed, epochs, **prune)
+               init: str = "model", **prune) -> Path:
+    cfg = _config(method, sparsity, seed, epochs, init, **prune)
     folder = run_dir(cfg, root)
     folder.mkdir(parents=True)
     (folder / "config.json").write_text(json.dumps(to_dict(cfg)))
@@ -662,6 +663,35 @@ def test_structured_groups_are_measured_against_unstructured_of_the_same_setting
     lines = [x for x in built.meta["headline"] if "unstructured − structured" in x]
     assert sorted(line.split(" at ")[0] for line in lines) == ["progressive 1:10 (N:M)", "progressive channel"]
     assert all(line.endswith("unstructured is better: the pattern costs accuracy") for line in lines)
+    assert "init" not in [t.name for t in built.tables]  # no init contrast: no section
+
+
+def test_another_init_is_measured_against_the_models_default(tmp_path):
+    """progressive and SNIP from PyTorch's init against their runs from the model's default (recorded as
+    kaiming_normal): Δ = default − other per method, paired t, Holm over the 2 rows; the head-to-head compares
+    SNIP with progressive within each init only."""
+    other = {"progressive": {42: 93.0, 123: 93.6, 456: 92.9}, "snip": {42: 90.2, 123: 90.3, 456: 90.0}}
+    for seed, acc in PROG_90.items():
+        _write_run(tmp_path, "progressive", 0.9, seed, acc)
+        _write_run(tmp_path, "snip", 0.9, seed, FAMILY_90["snip"][seed])
+        for method in other:
+            _write_run(tmp_path, method, 0.9, seed, other[method][seed], init="pytorch")
+    for folder in tmp_path.rglob("seed_*"):
+        _set_fields(folder, init=json.loads((folder / "config.json").read_text())["model"]["init"].replace(
+            "model", "kaiming_normal"))
+    built = report.build_report(tmp_path)
+    rows = {r["method"]: r for r in built.table("init").rows}
+    seeds = sorted(PROG_90)
+    for method, base in (("progressive", PROG_90), ("snip", FAMILY_90["snip"])):
+        row = rows[method]
+        assert (row["init_control"], row["init"], row["family_size"]) == ("kaiming_normal", "pytorch", 2)
+        assert row["diff"] == pytest.approx(sum(base[s] - other[method][s] for s in seeds) / 3, abs=1e-12)
+        assert row["primary_p"] == pytest.approx(
+            sps.ttest_rel([base[s] for s in seeds], [other[method][s] for s in seeds]).pvalue, rel=1e-12)
+    head = built.table("head_to_head").rows
+    assert sorted((r["init"], r["init_reference"]) for r in head) == [("kaiming_normal", "kaiming_normal"),
+                                                                      ("pytorch", "pytorch")]
+    assert sum("init kaiming_normal − pytorch" in line for line in built.meta["headline"]) == 2
 
 
 def test_the_document_names_the_cost_command_per_device_and_thread_count():

@@ -12,7 +12,7 @@ from suite.report.load import Group, Skipped, group_runs, code_warnings, scan_ru
 from suite.report.published import Published
 from suite.report.load import read_cost
 from suite.report.tables import (Table, ablation_table, measured_cost_table, equivalence_table, head_to_head_table, mask_matters,
-                                 pattern_costs, structure_table,
+                                 init_effects, init_table, pattern_costs, structure_table,
                                  power_table, published_table, skipped_table, summary_table)
 
 @dataclass
@@ -56,6 +56,8 @@ def build_report(root: Path, reference: str = "progressive", alpha: float = 0.05
     tables += [ablations] if ablations.rows else []  # only a study with ablation runs has the section
     structure = structure_table(groups, alpha, margin)
     tables += [structure] if structure.rows else []  # only a study with structured runs
+    inits = init_table(groups, alpha, margin)
+    tables += [inits] if inits.rows else []  # only a study that ran another init
     costs = recorded.get("costs")
     if costs is None:
         costs = [c for r in runs if r.round is None for c in [read_cost(r.path)] if c is not None]
@@ -78,7 +80,7 @@ def build_report(root: Path, reference: str = "progressive", alpha: float = 0.05
             f"warning: {len(differs)} of {len(head.rows)} head-to-head rows compare groups whose distribution, "
             "dense layers, init or budget differ (the 'Protocol' column names it): those rows compare more than "
             "the pruning criterion")
-    meta["headline"] = headline(report) + mask_matters(ablations) + pattern_costs(structure)
+    meta["headline"] = headline(report) + mask_matters(ablations) + pattern_costs(structure) + init_effects(inits)
     return report
 
 

@@ -527,19 +527,25 @@ def ablation_table(groups: Sequence[Group], alpha: float, margin: float) -> Tabl
 STRUCTURE_KEYS = ("prune.structure", "prune.nm")
 
 
-def structure_control(g: Group, groups: Sequence[Group]) -> Group | None:
-    """The unstructured group a structured one (prune.structure nm or channel) is measured against: the same
-    method, data, model, budget and sparsity, and every other setting equal; None for an unstructured group."""
+def contrast_control(g: Group, groups: Sequence[Group], keys: tuple[str, ...]) -> Group | None:
+    """The group g is contrasted with when it sets one of `keys` away from its default (a structure, an init):
+    the one-cycle group at the same sparsity with none of `keys` set and every other setting equal (method,
+    data, model, budget, distribution, layers kept dense); None when g sets none of them."""
     science = g.first.science
-    if science.get("prune.structure", "unstructured") == "unstructured":
+    if g.round is not None or not any(k in science for k in keys):
         return None
-    rest = {k: v for k, v in science.items() if k not in STRUCTURE_KEYS}
+    rest = {k: v for k, v in science.items() if k not in keys}
     for h in groups:
         if (h is not g and h.round is None and h.sparsity_key == g.sparsity_key
-                and h.first.science.get("prune.structure", "unstructured") == "unstructured"
-                and {k: v for k, v in h.first.science.items() if k not in STRUCTURE_KEYS} == rest):
+                and not any(k in h.first.science for k in keys)
+                and {k: v for k, v in h.first.science.items() if k not in keys} == rest):
             return h
     return None
+
+
+def structure_control(g: Group, groups: Sequence[Group]) -> Group | None:
+    """The unstructured group a structured one (prune.structure nm or channel) is measured against."""
+    return contrast_control(g, groups, STRUCTURE_KEYS)
 
 
 def structure_text(g: Group) -> str:
@@ -588,6 +594,38 @@ def mask_matters(ablations: Table) -> list[str]:
                    f"{answer} (source − shuffle {fmt(row['diff'], signed=True)} points, "
                    f"{row['primary_test']}, Holm p {fmt_p(row['primary_p_holm'])})")
     return out
+
+
+INIT_KEYS = ("model.init",)
+
+
+def init_table(groups: Sequence[Group], alpha: float, margin: float) -> Table:
+    """The initialisation as a protocol choice: each group started from another init (model.init) against the
+    group of the same settings from the model's own default, Δ = default − other (paired_rows)."""
+    pairs = []
+    for g in groups:
+        control = contrast_control(g, groups, INIT_KEYS)
+        if control is not None:
+            pairs.append((control, g, {"init_control": control.protocol("init"), "control_group": control.id}))
+    rows = paired_rows(pairs, alpha, margin, (
+        "the default init is better", "this init is better", "the init changes nothing here"))
+    columns = _paired_columns("Default", "Other", lambda r: f"{r['method']} ({_shown(r['init_control'])})",
+                              lambda r: f"{r['method']} ({_shown(r['init'])})")
+    caption = ("The initialisation is part of the protocol (model.init): each group started from another init "
+               "against the group of the same method and every other setting from the model's own default init "
+               "(named in brackets), Δ = default − other, in accuracy points. The same procedure as the "
+               "head-to-head table: one primary test per row (paired t over the same seeds, else Welch), "
+               "Holm-Bonferroni within the rows of one data set, model, sparsity and budget, the CI at the "
+               f"Holm-consistent level. 'No difference' needs that CI inside ±{margin:g} points.")
+    return Table("init", "Initialisation: the model's default minus another init", caption, rows, columns,
+                 "no runs from another init (model.init)")
+
+
+def init_effects(table: Table) -> list[str]:
+    """One headline line per init contrast (init_table)."""
+    return [f"{r['method']} at {fmt_sparsity(r['target_sparsity'])}: init {_shown(r['init_control'])} − "
+            f"{_shown(r['init'])} {fmt(r['diff'], signed=True)} points ({r['primary_test']}, Holm p "
+            f"{fmt_p(r['primary_p_holm'])}): {r['outcome']}" for r in table.rows]
 
 
 def pattern_costs(structure: Table) -> list[str]:
