@@ -664,6 +664,16 @@ def test_structured_groups_are_measured_against_unstructured_of_the_same_setting
     assert sorted(line.split(" at ")[0] for line in lines) == ["progressive 1:10 (N:M)", "progressive channel"]
     assert all(line.endswith("unstructured is better: the pattern costs accuracy") for line in lines)
     assert "init" not in [t.name for t in built.tables]  # no init contrast: no section
+    # the headline table: one row per method, the plain reference and SNIP's verdict against it; the
+    # structured groups (their own table) and the kept-whole control (no row's reference) stay out
+    from suite.report.study import headline_table
+    table = headline_table(built).splitlines()
+    assert [line.split("|")[1].strip() for line in table[4:]] == ["progressive", "snip"]
+    from statistics import stdev
+
+    from suite.report.fmt import fmt_p
+    assert table[4].split("|")[2].strip() == f"{sum(PROG_90.values()) / 3:.2f} ± {stdev(PROG_90.values()):.2f}"
+    assert table[5].split("|")[4].strip() == f"{snip['verdict']} (Holm p {fmt_p(snip['primary_p_holm'])})"
 
 
 def test_another_init_is_measured_against_the_models_default(tmp_path):

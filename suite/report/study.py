@@ -136,25 +136,60 @@ def _headline_groups(report: Report) -> list[Group]:
     return max(sets.values(), key=lambda gs: (sum(len(g.runs) for g in gs), -len(gs))) if sets else []
 
 
+def _default_text(key: str) -> str:
+    """The default value of a dotted setting, as a label shows it (a setting at its default is not in the
+    science settings of a result)."""
+    from suite.config import config_class, to_dict
+    value: object = to_dict(config_class()())
+    for part in key.split("."):
+        value = value.get(part) if isinstance(value, dict) else None
+    return "default" if value is None else f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def _headline_rows(report: Report, groups: list[Group]) -> list[tuple[str, tuple, list[Group]]]:
+    """(label, variant, groups) per row of the headline table: one row per method variant (a method with
+    several, e.g. LTH at two rates, gets a row each, labelled by the settings that tell them apart);
+    ablations and structured groups have their own tables and stay out, and so do reference groups that
+    are no head-to-head row's reference (a control such as a kept-whole classifier)."""
+    ref = report.meta["reference"]
+    used = {r["reference_group"] for r in report.table("head_to_head").rows}
+    shown = [g for g in groups if "ablate.source_experiment" not in g.first.science
+             and "prune.structure" not in g.first.science
+             and not (g.method == ref and g.round is None and used and g.id not in used
+                      and any(h.method == ref and h.id in used for h in groups))]
+    variants: dict[tuple, list[Group]] = {}
+    for g in shown:
+        variants.setdefault(g.variant, []).append(g)
+    out = []
+    for variant in sorted(variants, key=lambda v: (v[0] != ref, v[0] not in DENSE, v)):
+        siblings = [v for v in variants if v[0] == variant[0]]
+        differing = sorted({k for v in siblings for k, x in v[1] if any(dict(w[1]).get(k) != x for w in siblings)})
+        own = dict(variant[1])
+        shown_settings = ", ".join(f"{k}={own.get(k, _default_text(k))}" for k in differing)
+        label = variant[0] + (f" ({shown_settings})" if differing else "")
+        out.append((label, variant, variants[variant]))
+    return out
+
+
 def headline_table(report: Report) -> str:
-    """Mean ± SD per method at each of the reference's sparsities, its epochs and its verdict against
-    the reference (Holm-adjusted)."""
+    """Mean ± SD per method (variant) at each of the reference's sparsities, its epochs and its verdict
+    against the reference (Holm-adjusted), from the head-to-head row of that very group."""
     ref = report.meta["reference"]
     groups = _headline_groups(report)
-    sparsities = sorted({g.target_sparsity for g in groups if g.method == ref and g.round is None})
-    verdicts = {(r["method"], r["round"], r["reference_sparsity"]): r for r in report.table("head_to_head").rows}
-    methods = sorted({g.method for g in groups}, key=lambda m: (m != ref, not (m in DENSE), m))
+    rows = _headline_rows(report, groups)
+    sparsities = sorted({g.target_sparsity for _, v, gs in rows for g in gs if v[0] == ref and g.round is None})
+    head = [r for r in report.table("head_to_head").rows if not r["cross_budget"]]
     headers = ["Method"]
     for s in sparsities:
         headers += [f"{100 * s:g}%: accuracy (%)", "epochs (cost)", f"vs {ref}"]
     body = []
-    for m in methods:
-        line = [m]
+    for label, variant, members in rows:
+        line = [label]
         for s in sparsities:
-            if (m in DENSE):
-                found = [g for g in groups if g.method == m and g.round is None]
+            if variant[0] in DENSE:
+                found = [g for g in members if g.round is None]
             else:
-                found = [g for g in groups if g.method == m and stands_for(g, s, groups)]
+                found = [g for g in members if stands_for(g, s, groups)]
             if not found:
                 line += ["–", "–", "–"]
                 continue
@@ -165,9 +200,9 @@ def headline_table(report: Report) -> str:
             cell = f"{mean:.2f} ± {sd:.2f}" if len(accs) > 1 else f"{mean:.2f}"
             if g.round is not None:
                 cell += f" (round {g.round}, s={g.target_sparsity:.4f})"
-            row = verdicts.get((m, g.round_label, s))
-            verdict = "reference" if m == ref else ("–" if row is None else
-                                                     f"{row['verdict']} (Holm p {fmt_p(row['primary_p_holm'])})")
+            row = next((r for r in head if r["group"] == g.id and abs(r["reference_sparsity"] - s) < 1e-9), None)
+            verdict = "reference" if variant[0] == ref else ("–" if row is None else
+                                                             f"{row['verdict']} (Holm p {fmt_p(row['primary_p_holm'])})")
             cost = "" if math.isnan(g.cost) else f" ({g.cost:.3g}x)"
             line += [cell, f"{g.epochs:g}{cost}", verdict]
         body.append(line)
