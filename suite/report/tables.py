@@ -225,20 +225,33 @@ def protocol_differences(g: Group, ref: Group) -> list[str]:
     return out
 
 
-def closest_references(g: Group, candidates: Sequence[Group]) -> list[Group]:
+def common_protocol(groups: Sequence[Group], reference: str) -> tuple:
+    """(distribution, dense layers) of most of the reference's groups: the study's common protocol."""
+    counts: dict[tuple, int] = {}
+    for r in groups:
+        if r.method == reference and r.round is None and "prune.structure" not in r.first.science:
+            key = (r.protocol("distribution"), r.protocol("dense_layers"))
+            counts[key] = counts.get(key, 0) + len(r.runs)
+    return max(counts, key=lambda k: (counts[k], str(k))) if counts else (None, None)
+
+
+def closest_references(g: Group, candidates: Sequence[Group], common: tuple = (None, None)) -> list[Group]:
     """The reference groups g is compared with: those under g's own structure (prune.structure), and of
-    several at one budget (epochs trained) the one whose protocol differs least from g's (distribution,
-    dense layers, init): a structured variant or a control that keeps a layer dense is never the reference
-    of a method that ran without, when the reference also ran the same way."""
+    several at one budget (epochs trained) the one run under g's own protocol (distribution, dense layers,
+    init), else the one under the study's common protocol (`common_protocol`), else the closest: a
+    structured variant or a control that keeps a layer dense is never the reference of a method that ran
+    without, and a method run under its authors' own distribution is compared with the common protocol."""
     same = [r for r in candidates if structure_text(r) == structure_text(g)]
-    best: dict[float, list[Group]] = {}
+    by_epochs: dict[float, list[Group]] = {}
     for r in same:
-        differs = len([d for d in protocol_differences(g, r) if not d.startswith("budget")])
-        best.setdefault(r.epochs, []).append((differs, r))
+        by_epochs.setdefault(r.epochs, []).append(r)
     out = []
-    for members in best.values():
-        fewest = min(d for d, _ in members)
-        out += [r for d, r in members if d == fewest]
+    for members in by_epochs.values():
+        differs = {id(r): len([d for d in protocol_differences(g, r) if not d.startswith("budget")]) for r in members}
+        exact = [r for r in members if differs[id(r)] == 0]
+        usual = [r for r in members if (r.protocol("distribution"), r.protocol("dense_layers")) == common]
+        fewest = min(differs.values())
+        out += exact or usual or [r for r in members if differs[id(r)] == fewest]
     return [r for r in candidates if any(r is o for o in out)]
 
 
@@ -256,6 +269,7 @@ def head_to_head_table(groups: Sequence[Group], reference: str, alpha: float, po
     and the row's CI at the level that makes it agree with the verdict."""
     rows = []
     retest: dict[int, Callable[[float], stats.TTest]] = {}  # id(row) -> its primary test at a confidence
+    common = common_protocol(groups, reference)
     for g in groups:
         if g.method == reference or g.method in DENSE or "ablate.source_experiment" in g.first.science:
             continue  # an ablation is compared with its source (ablation_table), not with the reference
@@ -267,7 +281,7 @@ def head_to_head_table(groups: Sequence[Group], reference: str, alpha: float, po
             if ref.match_key != g.match_key and not (ref.protocol_key == g.protocol_key and equal_budget(g, ref)):
                 continue
             candidates.append(ref)
-        for ref in closest_references(g, candidates):
+        for ref in closest_references(g, candidates, common):
             cross = ref.match_key != g.match_key
             a, b = g.accuracies, ref.accuracies
             w = stats.welch(a, b)
