@@ -85,7 +85,10 @@ def build_report(root: Path, reference: str = "progressive", alpha: float = 0.05
 
 
 def _label(r: dict) -> str:
-    return r["method"] + (f" ({r['round']}, s={r['target_sparsity']:.4f})" if r["round"] else "")
+    """The row's method (its round), and its distribution where it is not the reference's (an authors' recipe)."""
+    other = r.get("distribution") and r.get("distribution_reference") and r["distribution"] != r["distribution_reference"]
+    return (r["method"] + (f" ({r['round']}, s={r['target_sparsity']:.4f})" if r["round"] else "")
+            + (f" [{r['distribution']}]" if other else ""))
 
 
 def _cost(x: float) -> str:
@@ -120,10 +123,13 @@ def answers(rows: Sequence[dict], ref: str) -> list[str]:
     """Per sparsity, the README's question ('does the reference, in one training cycle, beat the others?')
     answered from the head-to-head verdicts, each method with its cost."""
     out = []
-    keys = sorted({(r["dataset"], r["model"], r["reference_sparsity"], r["budget_reference"]) for r in rows})
-    for dataset, model, sparsity, budget in keys:
-        at = [r for r in rows if (r["dataset"], r["model"], r["reference_sparsity"], r["budget_reference"])
-              == (dataset, model, sparsity, budget)]
+    def key(r: dict) -> tuple:
+        return (r["dataset"], r["model"], r["reference_sparsity"], r["budget_reference"], str(r.get("init_reference")))
+    inits = {str(r.get("init_reference")) for r in rows}
+    for dataset, model, sparsity, budget, init in sorted({key(r) for r in rows}):
+        at = [r for r in rows if key(r) == (dataset, model, sparsity, budget, init)]
+        if len(inits) > 1:  # the study ran several inits: each sentence names its own
+            budget = f"{budget}, init {init}"
 
         def names(verdict: str) -> str:
             return ", ".join(f"{_label(r)} ({_cost(r['train_cost_x_dense_cycle'])}"
