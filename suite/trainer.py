@@ -595,6 +595,10 @@ def run_experiment(cfg: C.Config, out: str | Path, accelerator, force: bool = Fa
             if accelerator.is_main_process:
                 write_json(run_dir / "failed.json", {"status": "failed", "reason": str(e)})
             raise
+        except OSError:
+            if lock is not None:  # the folder went (rm -rf) during a write that began before it did:
+                lock.check()      # RunLost, as at the next write, not an unexpected crash
+            raise
         finally:
             if signal.getsignal(signal.SIGTERM) is not signal.SIG_IGN:  # stopping: keep ignoring a second one
                 signal.signal(signal.SIGTERM, previous)

@@ -864,6 +864,23 @@ def test_a_run_whose_folder_is_deleted_stops_and_the_new_owner_finishes(straight
     same_run(straight, folder)
 
 
+def test_a_folder_deleted_during_a_write_is_run_lost_not_a_crash(tmp_path, monkeypatch):
+    """The race the test above can hit: rm -rf lands after the pre-write check, inside the checkpoint write,
+    whose temp file then vanishes (FileNotFoundError). The run stops as RunLost (exit 3), not as a crash."""
+    from accelerate import Accelerator
+
+    from suite import trainer as T
+    from suite.results import RunLost
+
+    def vanish(path, state):
+        shutil.rmtree(Path(path).parent)
+        raise FileNotFoundError(2, "No such file or directory", str(path) + ".tmp")
+    monkeypatch.setattr(T, "save_checkpoint", vanish)
+    cfg = load_config(None, [*TINY, "wandb.mode=disabled"])
+    with pytest.raises(RunLost, match="was deleted or replaced while this run wrote to it"):
+        T.run_experiment(cfg, tmp_path / "runs", Accelerator(cpu=True), progress=False)
+
+
 # --- issue 17: bad input, one line, exit 2, before data or folders ---------------------------------
 
 BAD_INPUT = {
