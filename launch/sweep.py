@@ -36,7 +36,8 @@ if str(REPO) not in sys.path:  # `python launch/sweep.py` works without installi
 
 import yaml  # noqa: E402
 
-from suite.config import Config, ConfigError, load_config, parse_override, read_yaml, run_dir, to_dict  # noqa: E402
+from suite.config import (Config, ConfigError, dotted_value, load_config, parse_override, read_yaml,  # noqa: E402
+                          run_dir, to_dict)
 from suite.results import (EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_LOCKED,  # noqa: E402
                            RunFolder, check_output_dir, crash_line, lock_held, moved_aside)
 from suite.methods import METHODS, PruningMethod, SourceError, ablation_methods, dense_methods, method_class  # noqa: E402
@@ -79,15 +80,6 @@ class Ablate:
     where: tuple[tuple[str, tuple], ...] = ()  # only sources whose setting `key` is one of the values
 
 
-def dotted(tree: dict, key: str) -> Any:
-    """The value at a dotted key of a config tree (`to_dict`, config.json); KeyError if absent."""
-    for part in key.split("."):
-        if not isinstance(tree, dict) or part not in tree:
-            raise KeyError(key)
-        tree = tree[part]
-    return tree
-
-
 def _where(path: Path, spec: Any) -> tuple[tuple[str, tuple], ...]:
     """`ablate.where`: dotted config key -> a value or a list of values, each key a known setting."""
     if not isinstance(spec, dict):
@@ -96,7 +88,7 @@ def _where(path: Path, spec: Any) -> tuple[tuple[str, tuple], ...]:
     out = []
     for key, values in spec.items():
         try:
-            dotted(defaults, str(key))
+            dotted_value(defaults, str(key))
         except KeyError:
             raise _fail(path, f"ablate.where: unknown setting '{key}'") from None
         values = tuple(values) if isinstance(values, list) else (values,)
@@ -319,7 +311,7 @@ def ablation_sources(sweep: Sweep, out: str | Path) -> list[Path]:
 
     def matches(tree: dict) -> bool:
         try:
-            return all(dotted(tree, key) in values for key, values in spec.where)
+            return all(dotted_value(tree, key) in values for key, values in spec.where)
         except KeyError:
             return False
 

@@ -298,12 +298,21 @@ def from_dict(tree: dict) -> Config:
     return _from_tree(copy.deepcopy(tree))
 
 
-def _has_dotted(tree: dict, dotted: str) -> bool:
+def dotted_value(tree: dict, dotted: str) -> Any:
+    """The value at a dotted key of a config tree (`to_dict`, config.json); KeyError if absent."""
     node: Any = tree
     for part in dotted.split("."):
         if not isinstance(node, dict) or part not in node:
-            return False
+            raise KeyError(dotted)
         node = node[part]
+    return node
+
+
+def _has_dotted(tree: dict, dotted: str) -> bool:
+    try:
+        dotted_value(tree, dotted)
+    except KeyError:
+        return False
     return True
 
 

@@ -149,10 +149,11 @@ def _headline_groups(report: Report) -> list[Group]:
 def _default_text(key: str) -> str:
     """The default value of a dotted setting, as a label shows it (a setting at its default is not in the
     science settings of a result)."""
-    from suite.config import config_class, to_dict
-    value: object = to_dict(config_class()())
-    for part in key.split("."):
-        value = value.get(part) if isinstance(value, dict) else None
+    from suite.config import config_class, dotted_value, to_dict
+    try:
+        value = dotted_value(to_dict(config_class()()), key)
+    except KeyError:
+        return "default"
     return "default" if value is None else f"{value:g}" if isinstance(value, float) else str(value)
 
 

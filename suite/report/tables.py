@@ -448,6 +448,15 @@ def ablation_source(g: Group, groups: Sequence[Group]) -> Group | None:
     return None
 
 
+def paired_procedure(margin: float) -> str:
+    """The caption sentence of every paired_rows table: its test, family and interval."""
+    return ("The same procedure as the head-to-head table: one primary test per row (paired t when both ran the "
+            "same seeds, else Welch), Holm-Bonferroni within the rows of one data set, model, sparsity and budget, "
+            f"the CI at the Holm-consistent level shown beside it. 'No difference' needs that CI inside ±{margin:g} "
+            "points (the --margin); otherwise a non-significant row is 'not shown'. Epochs and cost (in dense "
+            "training cycles) are each side's own.")
+
+
 def paired_rows(pairs: Sequence[tuple[Group, Group, dict]], alpha: float, margin: float,
                 outcomes: tuple[str, str, str]) -> list[dict]:
     """Rows of (control, treated, fields): Δ = control − treated, one primary test per row (paired t over
@@ -462,6 +471,7 @@ def paired_rows(pairs: Sequence[tuple[Group, Group, dict]], alpha: float, margin
                                  a if is_paired else control.accuracies, b if is_paired else g.accuracies)
         t = test()
         rows.append({**group_fields(g), **fields, "n": len(g.runs), "n_source": len(control.runs),
+                     "epochs_trained_source": control.epochs, "train_cost_x_dense_cycle_source": control.cost,
                      "mean": mean(g.accuracies), "mean_source": mean(control.accuracies), "diff": t.diff,
                      "primary_test": "paired t" if is_paired else "Welch t", "primary_p": t.p, "margin": margin})
         retest[id(rows[-1])] = test
@@ -500,6 +510,9 @@ def _paired_columns(control: str, treated: str, control_label: Callable[[dict], 
         Column("n", lambda r: f"{r['n_source']} vs {r['n']}"),
         Column(f"{control} mean", lambda r: fmt(r["mean_source"])),
         Column(f"{treated} mean", lambda r: fmt(r["mean"])),
+        Column("Epochs", lambda r: f"{fmt_epochs(r['epochs_trained_source'])} vs {fmt_epochs(r['epochs_trained'])}"),
+        Column("Cost (dense cycles)", lambda r: f"{fmt_flops(r['train_cost_x_dense_cycle_source'])} vs "
+                                                f"{fmt_flops(r['train_cost_x_dense_cycle'])}"),
         Column("Test", lambda r: r["primary_test"], "left"),
         Column(f"Δ ({control.lower()} − {treated.lower()})", lambda r: fmt(r["diff"], signed=True)),
         Column("Adjusted CI", lambda r: fmt_ci(r["diff_ci_low"], r["diff_ci_high"]) + (
@@ -525,15 +538,12 @@ def ablation_table(groups: Sequence[Group], alpha: float, margin: float) -> Tabl
         "Source", "Ablation",
         lambda r: r["source_method"] + (f" ({r['source_round']})" if r["source_round"] else ""), lambda r: r["kind"])
     caption = ("Sanity ablations (Frankle et al. 2021; Su et al. 2020): each ablation group trained the mask of a "
-               "finished source group under the source's budget and data, seed by seed: 'shuffle' permutes the "
+               "finished source group for one cycle of the source's budget, on its data, seed by seed (an LTH "
+               "source trained one cycle per round, so the epochs and costs differ): 'shuffle' permutes the "
                "source's final mask within each layer (a random mask at the source's layer densities) and trains "
                "from the source's initialisation; 'reinit' keeps the mask and trains from a fresh initialisation; "
                "'invert' keeps the lowest initialisation scores at the source's per-layer counts. Δ = source − "
-               "ablation, in accuracy points. The same procedure as the head-to-head table: one primary test per "
-               "row (paired t when both ran the same seeds, else Welch), Holm-Bonferroni within the rows of one "
-               "data set, model, sparsity and budget, the CI at the Holm-consistent level shown beside it. "
-               f"'No difference' needs that CI inside ±{margin:g} points (the --margin); otherwise a non-significant "
-               "row is 'not shown'.")
+               "ablation, in accuracy points. " + paired_procedure(margin))
     return Table("ablations", "Ablations: source minus ablation", caption, rows, columns,
                  "no ablation runs (methods shuffle, reinit, invert)")
 
@@ -557,9 +567,15 @@ def contrast_control(g: Group, groups: Sequence[Group], keys: tuple[str, ...]) -
     return None
 
 
-def structure_control(g: Group, groups: Sequence[Group]) -> Group | None:
-    """The unstructured group a structured one (prune.structure nm or channel) is measured against."""
-    return contrast_control(g, groups, STRUCTURE_KEYS)
+def contrast_pairs(groups: Sequence[Group], keys: tuple[str, ...],
+                   fields: Callable[[Group, Group], dict]) -> list[tuple[Group, Group, dict]]:
+    """(control, group, fields) for every group that sets one of `keys` and has a control (contrast_control)."""
+    pairs = []
+    for g in groups:
+        control = contrast_control(g, groups, keys)
+        if control is not None:
+            pairs.append((control, g, {**fields(control, g), "control_group": control.id}))
+    return pairs
 
 
 def structure_text(g: Group) -> str:
@@ -571,11 +587,7 @@ def structure_text(g: Group) -> str:
 def structure_table(groups: Sequence[Group], alpha: float, margin: float) -> Table:
     """What a hardware pattern costs in accuracy: each structured group against the unstructured group of the
     same settings, Δ = unstructured − structured (paired_rows)."""
-    pairs = []
-    for g in groups:
-        control = structure_control(g, groups) if g.round is None else None
-        if control is not None:
-            pairs.append((control, g, {"structure": structure_text(g), "control_group": control.id}))
+    pairs = contrast_pairs(groups, STRUCTURE_KEYS, lambda control, g: {"structure": structure_text(g)})
     rows = paired_rows(pairs, alpha, margin, (
         "unstructured is better: the pattern costs accuracy", "the pattern is better",
         "the pattern costs no accuracy here"))
@@ -587,10 +599,7 @@ def structure_table(groups: Sequence[Group], alpha: float, margin: float) -> Tab
                "distribution, layers kept dense), Δ = unstructured − structured, in accuracy points. 'N:M' keeps "
                "the N best of every M consecutive inputs of a row, and above the pattern's own sparsity prunes its "
                "survivors further by the same ranking; 'channel' prunes whole neurons or filters and keeps the "
-               "classifier whole, so its control keeps it whole too. The same procedure as the head-to-head "
-               "table: one primary test per row (paired t over the same seeds, else Welch), Holm-Bonferroni "
-               "within the rows of one data set, model, sparsity and budget, the CI at the Holm-consistent level. "
-               f"'No difference' needs that CI inside ±{margin:g} points.")
+               "classifier whole, so its control keeps it whole too. " + paired_procedure(margin))
     return Table("structure", "Structured patterns: unstructured minus structured", caption, rows, columns,
                  "no structured runs (prune.structure nm or channel)")
 
@@ -616,21 +625,14 @@ INIT_KEYS = ("model.init",)
 def init_table(groups: Sequence[Group], alpha: float, margin: float) -> Table:
     """The initialisation as a protocol choice: each group started from another init (model.init) against the
     group of the same settings from the model's own default, Δ = default − other (paired_rows)."""
-    pairs = []
-    for g in groups:
-        control = contrast_control(g, groups, INIT_KEYS)
-        if control is not None:
-            pairs.append((control, g, {"init_control": control.protocol("init"), "control_group": control.id}))
+    pairs = contrast_pairs(groups, INIT_KEYS, lambda control, g: {"init_control": control.protocol("init")})
     rows = paired_rows(pairs, alpha, margin, (
-        "the default init is better", "this init is better", "the init changes nothing here"))
+        "the default init is better", "the other init is better", "the init changes nothing here"))
     columns = _paired_columns("Default", "Other", lambda r: f"{r['method']} ({_shown(r['init_control'])})",
                               lambda r: f"{r['method']} ({_shown(r['init'])})")
     caption = ("The initialisation is part of the protocol (model.init): each group started from another init "
                "against the group of the same method and every other setting from the model's own default init "
-               "(named in brackets), Δ = default − other, in accuracy points. The same procedure as the "
-               "head-to-head table: one primary test per row (paired t over the same seeds, else Welch), "
-               "Holm-Bonferroni within the rows of one data set, model, sparsity and budget, the CI at the "
-               f"Holm-consistent level. 'No difference' needs that CI inside ±{margin:g} points.")
+               "(named in brackets), Δ = default − other, in accuracy points. " + paired_procedure(margin))
     return Table("init", "Initialisation: the model's default minus another init", caption, rows, columns,
                  "no runs from another init (model.init)")
 
