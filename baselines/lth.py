@@ -13,11 +13,11 @@ from fractions import Fraction
 from typing import TYPE_CHECKING
 
 from suite.masks import Mask, layout, magnitude_scores
-from suite.config import ConfigError
+from suite.errors import ConfigError
 from suite.methods import Context, PruningMethod
 
 if TYPE_CHECKING:
-    from suite.config import Config
+    from suite.experiment import Config
 
 from baselines.scoring import mask_at_sparsity
 

@@ -20,7 +20,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from suite.config import ConfigError, check_choice
+from suite.config import check_choice
+from suite.errors import ConfigError
 from suite.masks import Mask, already_at, layout, magnitude_scores, mask_at_sparsity
 from suite.methods import Context, PruningMethod
 

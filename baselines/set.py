@@ -36,7 +36,7 @@ import torch
 from torch import Tensor
 
 from baselines.rigl import drop_and_grow, random_start, regrowth_groups
-from suite.config import ConfigError
+from suite.errors import ConfigError
 from suite.masks import Mask
 from suite.methods import Context, PruningMethod
 

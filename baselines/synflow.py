@@ -36,7 +36,7 @@ import torch
 from torch import Tensor, nn
 
 from baselines.scoring import device_of, resolve_weights
-from suite.config import ConfigError
+from suite.errors import ConfigError
 from suite.masks import Mask, Scores, already_at, layout, mask_at_sparsity
 from suite.methods import Context, PruningMethod
 

@@ -5,7 +5,7 @@ Accelerate DDP jobs, or as a SLURM job array.
         [--backend local|accelerate|slurm|print] [--dry-run] [--gpus N] [--jobs N] [--submit]
         [--retry-failed]
 
-A run's folder (suite.config.run_dir) is the only state: finished runs (result.json) are skipped, an
+A run's folder (suite.experiment.run_dir) is the only state: finished runs (result.json) are skipped, an
 interrupted run resumes from its checkpoint when run.py sees it again, a failed one (failed.json)
 is left alone unless --retry-failed, and a result.json that does not parse or lacks a field is reported
 and run again. Exit (suite.results): 0 every run finished, 1 some run failed (or an unexpected error:
@@ -36,8 +36,9 @@ if str(REPO) not in sys.path:  # `python launch/sweep.py` works without installi
 
 import yaml  # noqa: E402
 
-from suite.config import (Config, ConfigError, dotted_value, load_config, parse_override, read_yaml,  # noqa: E402
-                          run_dir, to_dict)
+from suite.config import dotted_value, parse_override, read_yaml, to_dict
+from suite.errors import ConfigError
+from suite.experiment import Config, load_config, run_dir
 from suite.results import (EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_LOCKED,  # noqa: E402
                            RunFolder, check_output_dir, crash_line, lock_held, moved_aside)
 from suite.methods import METHODS, PruningMethod, SourceError, ablation_methods, dense_methods, method_class  # noqa: E402

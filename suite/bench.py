@@ -52,7 +52,8 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
-from suite import config as C
+from suite import experiment as E
+from suite.errors import ConfigError
 from suite import masks as M
 from suite.results import cpu_name
 
@@ -186,9 +187,9 @@ def dataset_exists(name: str, root: str) -> bool:
     key = (name, root)
     if key not in _FOUND:
         try:
-            DATASETS[name](C.load_config(None, [f"data.name={name}", f"data.root={root}"], "dense").data)
+            DATASETS[name](E.load_config(None, [f"data.name={name}", f"data.root={root}"], "dense").data)
             _FOUND[key] = True
-        except C.ConfigError:
+        except ConfigError:
             _FOUND[key] = False
     return _FOUND[key]
 
@@ -219,7 +220,7 @@ def make_runner(method: str, overrides: list[str], acc, folder: Path):
     """A runner as run.py builds it, with its optimizer (Runner.run would make it at the start)."""
     from suite.trainer import Runner, build_optimizer
 
-    cfg = C.load_config(None, [*overrides, "wandb.mode=disabled"], method)
+    cfg = E.load_config(None, [*overrides, "wandb.mode=disabled"], method)
     runner = Runner(cfg, folder, acc)
     runner.optimizer = acc.prepare(build_optimizer(cfg.train, runner.model))
     return runner
@@ -372,7 +373,7 @@ def bench_data_path(name: str, plan: Plan, info: dict) -> dict:
     found = [c for c in candidates if not plan.synthetic and dataset_exists(c, plan.data_root)]
     if found:
         dataset = found[0]
-        source = D.DATASETS[dataset](C.load_config(None, [f"data.name={dataset}", f"data.root={plan.data_root}"],
+        source = D.DATASETS[dataset](E.load_config(None, [f"data.name={dataset}", f"data.root={plan.data_root}"],
                                                    "dense").data)
     else:
         n = plan.data_batches * BATCH
@@ -450,7 +451,7 @@ def bench_openlth(plan: Plan, info: dict) -> dict:
 
         # the whole runner, as `suite/run.py` drives it: one-shot 90% mask at the start (t_end 0)
         run_epochs = 2 if plan.quick else 3
-        cfg = C.load_config(None, [*overrides, f"train.epochs={run_epochs}", "wandb.mode=disabled"], "progressive")
+        cfg = E.load_config(None, [*overrides, f"train.epochs={run_epochs}", "wandb.mode=disabled"], "progressive")
         result = Runner(cfg, Path(tmp) / "run", acc).run(progress=False)
     epoch, bare = median(epoch_s), median(bare_s)
     return {"machine": info["label"], "load": load_1min(), "model": "lenet300", "dataset": dataset,
@@ -577,7 +578,7 @@ def _check_loader(plan: Plan) -> dict:
     """One epoch of the device loader (CIFAR-10 subset, augmentation on the GPU)."""
     from suite.data import build_data
 
-    cfg = C.load_config(None, ["data.name=cifar10_subset", f"data.root={plan.data_root}"], "dense")
+    cfg = E.load_config(None, ["data.name=cifar10_subset", f"data.root={plan.data_root}"], "dense")
     data = build_data(cfg.data, batch_size=BATCH, seed=0, device="cuda")
     images = 0
 
@@ -610,7 +611,7 @@ def _check_run(plan: Plan, folder: Path) -> dict:
 
     from suite.trainer import run_experiment
 
-    cfg = C.load_config(None, [f"model.name={GPU_CHECK_MODEL}", "data.name=cifar10_subset",
+    cfg = E.load_config(None, [f"model.name={GPU_CHECK_MODEL}", "data.name=cifar10_subset",
                                f"data.root={plan.data_root}", "train.epochs=2", f"train.batch_size={BATCH}",
                                "train.precision=bf16", "train.channels_last=true", "prune.target_sparsity=0.9",
                                "wandb.mode=disabled"], "progressive")
@@ -734,14 +735,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def plan_from(args: argparse.Namespace) -> Plan:
     if args.device not in ("cpu", "cuda"):
-        raise C.ConfigError(f"--device: '{args.device}' is not one of cpu, cuda")
+        raise ConfigError(f"--device: '{args.device}' is not one of cpu, cuda")
     if args.device == "cuda" and not torch.cuda.is_available():
-        raise C.ConfigError("--device cuda: no CUDA device is visible to torch")
+        raise ConfigError("--device cuda: no CUDA device is visible to torch")
     unknown = [m for m in args.models if m not in MODEL_DATA]
     if unknown:
-        raise C.ConfigError(f"--models: unknown {', '.join(unknown)} (valid: {', '.join(MODEL_DATA)})")
+        raise ConfigError(f"--models: unknown {', '.join(unknown)} (valid: {', '.join(MODEL_DATA)})")
     if args.threads is not None and args.threads < 1:
-        raise C.ConfigError(f"--threads: must be at least 1, got {args.threads}")
+        raise ConfigError(f"--threads: must be at least 1, got {args.threads}")
     models = tuple(dict.fromkeys(args.models))
     return Plan(device=args.device, quick=args.quick, models=models, data_root=args.data_root,
                 synthetic=args.synthetic)
@@ -794,7 +795,7 @@ def main(argv: list[str] | None = None) -> int:
                   f"and timings will be noisy (with several torch threads, badly so; --threads 1 suffers least)",
                   file=sys.stderr, flush=True)
         report = run_all(plan, say=lambda text: print(f"bench: {text}", file=sys.stderr, flush=True))
-    except C.ConfigError as e:
+    except ConfigError as e:
         print(f"error: {e}", file=sys.stderr, flush=True)
         return 2
     print(format_report(report), flush=True)

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import dataclasses
 import os
 import statistics
 import sys
@@ -46,15 +47,16 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from suite import config as C
+from suite import experiment as E
 from suite import masks as M
+from suite.errors import ConfigError
 
 BATCHES = (1, 32, 256)
 FP32_TOLERANCE = 1e-4   # times max(1, max |logit|) of the masked model
 FP16_TOLERANCE = 1e-2
 
 
-class CostError(C.ConfigError):
+class CostError(ConfigError):
     """Bad input to suite.cost: one line, exit 2."""
 
 
@@ -79,8 +81,8 @@ def load_run(folder: Path, device: torch.device, data_root: str | None = None):
         tree = read_json(folder / "config.json")
     except (OSError, ValueError) as e:
         raise CostError(f"{folder / 'config.json'}: cannot be read ({e})") from None
-    cfg = C.from_dict(tree)
-    data_cfg = cfg.data if data_root is None else C.dataclasses.replace(cfg.data, root=data_root)
+    cfg = E.from_dict(tree)
+    data_cfg = cfg.data if data_root is None else dataclasses.replace(cfg.data, root=data_root)
     data = build_data(data_cfg, batch_size=cfg.train.batch_size, seed=cfg.seed, device=device)
     torch.manual_seed(cfg.seed)
     model = build_model(cfg.model.name, data.spec, cfg.model.init)
@@ -413,7 +415,7 @@ def measure_run(folder: Path, device: torch.device, warmup: int, repeats: int,
     test = [x for x, _y in data.test_batches()]
     result = {
         "run": str(folder), "method": cfg.method, "model": cfg.model.name, "dataset": cfg.data.name,
-        "seed": cfg.seed, "experiment": C.experiment_hash(cfg), "structure": cfg.prune.structure,
+        "seed": cfg.seed, "experiment": E.experiment_hash(cfg), "structure": cfg.prune.structure,
         "nm": list(cfg.prune.nm) if cfg.prune.structure == "nm" else None,
         "target_sparsity": cfg.prune.target_sparsity, "achieved_sparsity": M.sparsity_of(mask),
         "device": device_name(device), "threads": torch.get_num_threads(), "torch": torch.__version__,
@@ -540,7 +542,7 @@ def main(argv: list[str] | None = None) -> int:
             cost = measure_run(folder, device, args.warmup, args.repeats, args.data_root)
             write_json(folder / "cost.json", cost)
             costs.append(cost)
-    except C.ConfigError as e:
+    except ConfigError as e:
         print(f"error: {e}", file=sys.stderr, flush=True)
         return EXIT_BAD_INPUT
     except Exception as e:  # noqa: BLE001 - one line, the traceback in the log

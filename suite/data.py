@@ -20,7 +20,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from suite.config import ConfigError, DataConfig
+from suite.config import DataConfig
+from suite.errors import ConfigError
 from suite.results import atomic_write
 
 # Normalisation constants: per-channel mean/std of the training set on the [0, 1] scale.

@@ -18,8 +18,8 @@ from torch import Tensor, nn
 from suite.errors import ConfigError
 from suite.masks import Mask, Scores
 
-if TYPE_CHECKING:  # suite.config builds Config from this registry: import it lazily, never at the top
-    from suite.config import Config
+if TYPE_CHECKING:  # suite.experiment builds Config from this registry: a method never imports it at run time
+    from suite.experiment import Config
 
 
 @dataclass

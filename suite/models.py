@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from suite.config import ConfigError
+from suite.errors import ConfigError
 from suite.data import DataSpec
 
 

@@ -7,7 +7,9 @@ import functools
 import zipfile
 from pathlib import Path
 
-from suite.config import Config, ConfigError, DataConfig
+from suite.config import DataConfig
+from suite.errors import ConfigError
+from suite.experiment import Config
 
 # What a dataset's loader will give, known without loading it: (input shape, classes, training examples).
 # mnist1d: the package's default arguments, 5000 examples split 80/20.

@@ -15,7 +15,8 @@ from pathlib import Path
 if __package__ in (None, ""):  # `python suite/run.py` and `accelerate launch suite/run.py`
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from suite import config as C  # noqa: E402
+from suite import experiment as E  # noqa: E402
+from suite.errors import ConfigError  # noqa: E402
 from suite.results import (EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_LOCKED,  # noqa: E402
                            RunFolder, check_output_dir, crash_line)
 
@@ -27,7 +28,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         description="Train one model under one pruning method; results go to a folder named by the "
                     "hash of the science settings plus the seed.",
         epilog="config keys (override with key=value; a YAML file sets the same keys as nested sections):\n"
-               + "\n".join(C.help_lines()),
+               + "\n".join(E.help_lines()),
         formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--method", default=None,
                         help=f"pruning method, one of: {', '.join(sorted(METHODS))} "
@@ -49,7 +50,7 @@ def check_world_size(num_processes: int) -> None:
     machine with no GPU each process would silently train alone)."""
     launched = max(int(os.environ.get(k, "1") or 1) for k in ("WORLD_SIZE", "LOCAL_WORLD_SIZE"))
     if launched > 1 and num_processes != launched:
-        raise C.ConfigError(
+        raise ConfigError(
             f"launched as {launched} processes but Accelerate sees a world size of {num_processes}; on a "
             f"machine without GPUs launch with: ACCELERATE_USE_CPU=1 accelerate launch --multi_gpu "
             f"--num_processes {launched} suite/run.py ...")
@@ -87,24 +88,24 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     log_dir = None
     try:
-        cfg = C.load_config(args.config, args.overrides, args.method)
+        cfg = E.load_config(args.config, args.overrides, args.method)
         if args.print_dir:
-            print(C.run_dir(cfg, args.out))
+            print(E.run_dir(cfg, args.out))
             return 0
-        if args.force or not RunFolder(C.run_dir(cfg, args.out)).finished():  # a finished run needs neither
+        if args.force or not RunFolder(E.run_dir(cfg, args.out)).finished():  # a finished run needs neither
             from suite.preflight import check_run
             check_output_dir(args.out)
             check_run(cfg)  # data files present, batch and target possible: before any data or folder
-        log_dir = C.run_dir(cfg, args.out)
+        log_dir = E.run_dir(cfg, args.out)
         return _accelerate(args, cfg)
-    except C.ConfigError as e:
+    except ConfigError as e:
         return _error(str(e), EXIT_BAD_INPUT)
     except Exception as e:
         print(crash_line(e, log_dir, args.debug), file=sys.stderr, flush=True)
         return EXIT_FAILED
 
 
-def _accelerate(args: argparse.Namespace, cfg: C.Config) -> int:
+def _accelerate(args: argparse.Namespace, cfg: E.Config) -> int:
     from accelerate import Accelerator
 
     mode = os.environ.get("WANDB_MODE", cfg.wandb.mode)
@@ -116,20 +117,20 @@ def _accelerate(args: argparse.Namespace, cfg: C.Config) -> int:
     try:
         if cfg.train.precision == "fp16" and accelerator.device.type == "cpu":
             # Accelerate would quietly train fp32 while result.json and the run hash say fp16
-            raise C.ConfigError(f"train.precision=fp16: needs a CUDA GPU, but this run is on "
+            raise ConfigError(f"train.precision=fp16: needs a CUDA GPU, but this run is on "
                                 f"{accelerator.device.type} (use train.precision=fp32 or bf16)")
         return _run(args, cfg, accelerator)
     finally:
         accelerator.end_training()  # finish trackers, destroy the process group (else gloo aborts at exit)
 
 
-def _run(args: argparse.Namespace, cfg: C.Config, accelerator) -> int:
+def _run(args: argparse.Namespace, cfg: E.Config, accelerator) -> int:
     from suite.masks import RankMismatch
     from suite.results import RunLocked
     from suite.trainer import Interrupted, RunFailed, run_experiment
     try:
         check_world_size(accelerator.num_processes)
-    except C.ConfigError as e:  # every process finds it alone; one line is enough
+    except ConfigError as e:  # every process finds it alone; one line is enough
         if os.environ.get("RANK", "0") == "0":
             return _error(str(e), EXIT_BAD_INPUT)
         import time
@@ -142,7 +143,7 @@ def _run(args: argparse.Namespace, cfg: C.Config, accelerator) -> int:
               f"ACCELERATE_USE_CPU=1)", file=sys.stderr, flush=True)
     try:
         outcome = run_experiment(cfg, args.out, accelerator, force=args.force, progress=not args.no_progress)
-    except C.ConfigError as e:
+    except ConfigError as e:
         return _error(str(e), EXIT_BAD_INPUT)
     except RunLocked as e:
         return _error(str(e), EXIT_LOCKED)
@@ -151,7 +152,7 @@ def _run(args: argparse.Namespace, cfg: C.Config, accelerator) -> int:
     except Interrupted:
         if accelerator.is_main_process:
             print(f"interrupted: run the same command again to resume from the last checkpoint "
-                  f"in {C.run_dir(cfg, args.out)}", file=sys.stderr, flush=True)
+                  f"in {E.run_dir(cfg, args.out)}", file=sys.stderr, flush=True)
         return EXIT_INTERRUPTED
     if accelerator.is_main_process:
         if outcome.status == "skipped":

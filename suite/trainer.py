@@ -20,6 +20,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from suite import config as C
+from suite import experiment as E
+from suite.errors import ConfigError
 from suite import flops as FL
 from suite import masks as M
 from suite.data import build_data
@@ -95,7 +97,7 @@ def evaluate(model: nn.Module, data, loss_fn, accelerator, split: str = "test") 
 class Runner:
     """Runs one configured experiment in one run folder, resuming from its checkpoint."""
 
-    def __init__(self, cfg: C.Config, run_dir: Path, accelerator):
+    def __init__(self, cfg: E.Config, run_dir: Path, accelerator):
         self.cfg, self.dir, self.acc = cfg, Path(run_dir), accelerator
         self.device = accelerator.device
         self.loss_fn = F.cross_entropy
@@ -104,7 +106,7 @@ class Runner:
                                rank=accelerator.process_index, world_size=accelerator.num_processes,
                                device=self.device)
         if self.data.steps_per_epoch < 1:
-            raise C.ConfigError(f"train.batch_size: {cfg.train.batch_size} is larger than the training set "
+            raise ConfigError(f"train.batch_size: {cfg.train.batch_size} is larger than the training set "
                                 f"({self.data.spec.n_train} examples)")
         if self.device.type == "cuda":
             torch.backends.cudnn.benchmark = True  # fixed input shapes: pick the fastest conv kernels once
@@ -114,7 +116,7 @@ class Runner:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.weights = M.prunable_weights(self.model, cfg.prune.keep_first_dense, cfg.prune.keep_last_dense)
         if not self.weights:
-            raise C.ConfigError("prune.keep_first_dense/keep_last_dense leave no prunable layer")
+            raise ConfigError("prune.keep_first_dense/keep_last_dense leave no prunable layer")
         self.masked = M.MaskedWeights(self.weights)
         # dense forward FLOPs per example, counted once; a step's cost follows the mask's densities
         self.flops = FL.count_model_flops(self.model, self.weights, self.data.spec.input_shape, self.device)
@@ -196,7 +198,7 @@ class Runner:
                 "mask": self.masked.mask,
                 "threshold": self.threshold,
                 "rng": torch.get_rng_state(),
-                "experiment": C.experiment_hash(self.cfg), "seed": self.cfg.seed,  # refuse another run's file
+                "experiment": E.experiment_hash(self.cfg), "seed": self.cfg.seed,  # refuse another run's file
             })
 
     def _check_saved(self, saved: dict) -> None:
@@ -298,7 +300,7 @@ class Runner:
         state = {"round": 0, "epoch": 0, "round_started": False, "records": "[]",
                  "rewind": {}, "epochs_trained": 0, "wall_time_s": 0.0}
         self._new_optimizer()
-        expect = {"experiment": C.experiment_hash(cfg), "seed": cfg.seed}
+        expect = {"experiment": E.experiment_hash(cfg), "seed": cfg.seed}
         if acc.is_main_process:  # decides which checkpoint counts (deleting a damaged one) before the others read
             saved, warning = load_resumable(RunFolder(self.dir), self.device, expect, self._check_saved)
         acc.wait_for_everyone()
@@ -403,7 +405,7 @@ class Runner:
         threads = torch.get_num_threads()
         return {
             "status": "finished", "method": cfg.method, "model": cfg.model.name, "dataset": cfg.data.name,
-            "seed": cfg.seed, "experiment": C.experiment_hash(cfg), "science": C.science_settings(cfg),
+            "seed": cfg.seed, "experiment": E.experiment_hash(cfg), "science": E.science_settings(cfg),
             "round": r, "rounds": self.method.rounds(),
             "target_sparsity": self.method.target_at(r, float(cfg.train.epochs)),
             "achieved_sparsity": (prunable_total - alive) / prunable_total,
@@ -477,7 +479,7 @@ ROUND_SUMMARY = ("final_test_accuracy", "best_test_accuracy", "achieved_sparsity
                  "total_epochs_trained", "train_flops_x_dense")  # per LTH round: round_<r>/<key> in the summary
 
 
-def wandb_init_kwargs(cfg: C.Config, run_dir: Path, mode: str) -> dict:
+def wandb_init_kwargs(cfg: E.Config, run_dir: Path, mode: str) -> dict:
     """One W&B run per training run: grouped by model, data, method and sparsity so a dashboard
     groups the seeds; a sweep's runs carry its name as their job type and a tag."""
     sweep = os.environ.get(SWEEP_ENV)
@@ -485,7 +487,7 @@ def wandb_init_kwargs(cfg: C.Config, run_dir: Path, mode: str) -> dict:
     kwargs = {"name": name, "group": C.wandb_group(cfg.model.name, cfg.data.name, cfg.method, cfg.prune.target_sparsity),
               "tags": [cfg.model.name, cfg.data.name, cfg.method, *filter(None, [sweep])],
               "dir": str(run_dir), "mode": mode,
-              "id": f"{C.experiment_hash(cfg)}-{cfg.seed}", "resume": "allow", "job_type": sweep or "train"}
+              "id": f"{E.experiment_hash(cfg)}-{cfg.seed}", "resume": "allow", "job_type": sweep or "train"}
     if cfg.wandb.entity:
         kwargs["entity"] = cfg.wandb.entity
     if mode == "online" and "WANDB_INIT_TIMEOUT" not in os.environ:
@@ -497,7 +499,7 @@ def wandb_init_kwargs(cfg: C.Config, run_dir: Path, mode: str) -> dict:
 WANDB_INIT_TIMEOUT = 30.0  # s: W&B's own default (90 s) leaves a run silent for minutes without a network
 
 
-def wandb_config(cfg: C.Config) -> dict:
+def wandb_config(cfg: E.Config) -> dict:
     """The run's config for W&B: every section but the method settings the method does not read (the
     other methods' sections would only clutter the dashboard), plus the experiment hash."""
     from suite.methods import method_class, method_sections, reads
@@ -509,10 +511,10 @@ def wandb_config(cfg: C.Config) -> dict:
             tree[section] = kept
         else:
             del tree[section]
-    return {"experiment": C.experiment_hash(cfg), **tree}
+    return {"experiment": E.experiment_hash(cfg), **tree}
 
 
-def _start_tracking(accelerator, cfg: C.Config, run_dir: Path, mode: str) -> None:
+def _start_tracking(accelerator, cfg: E.Config, run_dir: Path, mode: str) -> None:
     """Start W&B on the main process. Online W&B that cannot start (no API key, no network) says why in
     one line and logs offline instead, so the run and its results go on."""
     kwargs = wandb_init_kwargs(cfg, run_dir, mode)
@@ -539,7 +541,7 @@ def _start_tracking(accelerator, cfg: C.Config, run_dir: Path, mode: str) -> Non
                           f"{' '.join(str(e).split())[:200]}); this run goes on without W&B")
 
 
-def _tracker_summary(accelerator, cfg: C.Config, run_dir: Path, result: dict) -> None:
+def _tracker_summary(accelerator, cfg: E.Config, run_dir: Path, result: dict) -> None:
     """The final result as the W&B summary, and each LTH round's under `round_<r>/` (so round 7 can be
     charted); a tracker failure is a warning, never the run's results."""
     summary = {k: v for k, v in result.items() if k not in ("config", "layer_sparsity")}
@@ -551,7 +553,7 @@ def _tracker_summary(accelerator, cfg: C.Config, run_dir: Path, result: dict) ->
         tracker.summary.update(summary)
         if cfg.wandb.log_mask:
             import wandb
-            artifact = wandb.Artifact(f"mask-{C.experiment_hash(cfg)}-{cfg.seed}", type="mask")
+            artifact = wandb.Artifact(f"mask-{E.experiment_hash(cfg)}-{cfg.seed}", type="mask")
             artifact.add_file(str(run_dir / "mask.safetensors"))
             tracker.log_artifact(artifact)
     except Exception as e:
@@ -559,10 +561,10 @@ def _tracker_summary(accelerator, cfg: C.Config, run_dir: Path, result: dict) ->
                           f"the results are in {run_dir}")
 
 
-def run_experiment(cfg: C.Config, out: str | Path, accelerator, force: bool = False,
+def run_experiment(cfg: E.Config, out: str | Path, accelerator, force: bool = False,
                    progress: bool = True) -> Outcome:
     """Run (or resume, or skip) one experiment; the main process writes the run folder."""
-    run_dir = C.run_dir(cfg, out)
+    run_dir = E.run_dir(cfg, out)
     folder = RunFolder(run_dir)
     if folder.finished() and not force:
         if accelerator.is_main_process and folder.has_checkpoint():

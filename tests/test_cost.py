@@ -7,7 +7,7 @@ import torch
 from accelerate import Accelerator
 from torch import nn
 
-from suite import config as C
+from suite import experiment as E
 from suite import cost
 from suite import masks as M
 from suite.data import DataSpec
@@ -94,7 +94,7 @@ def test_cost_rows_speed_up_and_size_ratio():
 
 
 def test_cost_command_on_a_finished_run_writes_cost_json(tmp_path, capsys):
-    cfg = C.load_config(None, [*TINY, "train.epochs=2", "wandb.mode=disabled", "prune.structure=channel",
+    cfg = E.load_config(None, [*TINY, "train.epochs=2", "wandb.mode=disabled", "prune.structure=channel",
                                "prune.keep_last_dense=true", "prune.target_sparsity=0.5"])
     folder = run_experiment(cfg, tmp_path, Accelerator(cpu=True), progress=False).run_dir
     assert cost.main([str(folder), "--device", "cpu", "--warmup", "0", "--repeats", "1"]) == 0

@@ -6,7 +6,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from suite.config import ConfigError, DataConfig
+from suite.config import DataConfig
+from suite.errors import ConfigError
 from suite.data import DataSpec, build_data
 from suite.masks import PRUNABLE_TYPES
 from suite.models import MODELS, build_model

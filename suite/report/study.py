@@ -19,7 +19,9 @@ from typing import Sequence
 
 from tabulate import tabulate
 
-from suite.config import Config, ConfigError, read_yaml
+from suite.config import dotted_value, read_yaml, to_dict
+from suite.errors import ConfigError
+from suite.experiment import Config
 from suite.report.build import Report, results_sentence
 from suite.report.fmt import fmt, fmt_p, readable
 from suite.report.load import DENSE, Group
@@ -149,9 +151,8 @@ def _headline_groups(report: Report) -> list[Group]:
 def _default_text(key: str) -> str:
     """The default value of a dotted setting, as a label shows it (a setting at its default is not in the
     science settings of a result)."""
-    from suite.config import config_class, dotted_value, to_dict
     try:
-        value = dotted_value(to_dict(config_class()()), key)
+        value = dotted_value(to_dict(Config()), key)
     except KeyError:
         return "default"
     return "default" if value is None else f"{value:g}" if isinstance(value, float) else str(value)
