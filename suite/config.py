@@ -67,7 +67,7 @@ class TrainConfig:
 @dataclass(frozen=True)
 class PruneConfig:
     target_sparsity: float = 0.9  # fraction of prunable weights that are zero at the end
-    schedule: str = "linear"      # linear | cubic (Zhu & Gupta 2017), progressive only
+    schedule: str = "linear"      # linear | cubic (Zhu & Gupta 2017) | exponential (constant rate), progressive only
     initial_sparsity: float = 0.0  # s_initial of the schedule
     t_start: float = 0.0          # epoch where the schedule starts
     t_end: float | None = None    # epoch where it reaches the target; None = half the epochs

@@ -23,6 +23,7 @@ from suite.errors import ConfigError
 from suite.masks import STRUCTURES
 from suite.methods import method_class, method_sections, method_settings, reads
 from suite.models import INITS
+from suite.schedules import SPARSITY_SCHEDULES
 
 # The tree: these sections, then one section per method that has settings (its class's
 # `settings` dataclass under the method's name, in registry order: snip, grasp, lth, ...), then wandb.
@@ -167,7 +168,7 @@ def validate(cfg: Config) -> Config:
             raise ConfigError(f"{key}: must be in [0, 1), got {s}")
     if p.initial_sparsity > p.target_sparsity:
         raise ConfigError(f"prune.initial_sparsity: {p.initial_sparsity} exceeds prune.target_sparsity {p.target_sparsity}")
-    check_choice("prune.schedule", p.schedule, ("linear", "cubic"))
+    check_choice("prune.schedule", p.schedule, tuple(SPARSITY_SCHEDULES))
     check_choice("prune.distribution", p.distribution, ("global", "uniform", "erk"))
     check_structure(cfg)
     if p.t_start < 0:

@@ -15,7 +15,7 @@ import pytest
 from scipy import stats as sps
 
 from helpers import ROOT, cli, copy_run, env, one_error
-from launch import sweep as S
+import launch as S
 from suite import report
 from suite import report as R
 from suite.config import DataConfig, ModelConfig, PruneConfig, TrainConfig, to_dict

@@ -14,7 +14,7 @@ import torch
 
 from helpers import (LONG, ROOT, TINY, cli, copy_run, env, epoch_of, interrupt, metrics, one_error, result, run_main,
                      same_run, snapshot)
-from launch import sweep as S
+import launch as S
 from suite import report as R
 from suite import run as RUN
 from suite.experiment import load_config

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from helpers import LONG, ROOT, TINY, a_file, cli, copy_run, env, one_error, result
-from launch import sweep as S
+import launch as S
 from suite import run as RUN
 from suite.experiment import load_config, run_dir
 from suite.results import EXIT_BAD_INPUT, EXIT_FAILED, read_metrics
