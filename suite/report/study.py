@@ -263,6 +263,8 @@ def render_document(report: Report, published: Sequence[Published], recorded: di
     out += ["## Headline", ""] + [f"- {line}" for line in m.get("headline", [])] + [""]
     out += [f"> {line}" for line in m.get("warnings", [])] + ([""] if m.get("warnings") else [])
     out += [headline_table(report), ""]
+    if m.get("declaration"):  # stated before any table
+        out += ["## Confirmatory family", "", *m["declaration"], ""]
     out += ["## Tables", ""] + render_tables_markdown(report, "###")
     if figures:
         out += ["## Figures", ""]
