@@ -252,3 +252,12 @@ def test_predictions_and_mcnemar_end_to_end(tiny):
     assert test.diff == pytest.approx(source.result["final_test_accuracy"] - ticket.result["final_test_accuracy"],
                                       abs=1e-9)
     assert K.mcnemar_runs(source.run_dir, source.run_dir.parent) is None  # no predictions file there
+
+
+def test_a_bad_plan_is_one_error_line_and_exit_2(tmp_path, capsys):
+    from suite import report
+    bad = tmp_path / "plan.yaml"
+    bad.write_text("unit_epochs: 20\nmargin: 0.3\nconfirmatory:\n  - {name: x, kind: claim, group: {method: dense}}\n")
+    assert report.main([str(EXPORT), "--plan", str(bad)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1] == f"error: {bad}: confirmatory[0] (x): a claim needs its number (claim: accuracy in percent)"

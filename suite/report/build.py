@@ -79,6 +79,8 @@ def build_report(root: Path, reference: str = "progressive", alpha: float = 0.05
             "chain_methods": sorted({r.method for r in counted if r.round is None and r.rounds > 1}),
             "sweeps": recorded.get("sweeps") or [], "recorded": recorded,
             "declaration": declaration(plan) if plan is not None else []}
+    if plan is not None:
+        meta["claim_margin"] = plan.margin  # the one margin, also for the published-claim paragraphs
     report = Report(meta, tables, groups, skipped, list(published))
     differs = [r for r in head.rows if r["protocol_differs"]]
     if differs:
