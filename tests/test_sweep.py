@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 from helpers import ROOT, env
-from launch import sweep as S
-from suite.config import SEEDS, ConfigError, parse_override
-from suite.results import RunLock
+import launch as S
+from suite.config import SEEDS, ConfigError, load_config, parse_override, run_dir
+from suite.results import RunLock, lock_held
 
 SWEEP = [sys.executable, str(ROOT / "launch" / "sweep.py")]
 
@@ -340,10 +340,10 @@ def test_run_status_from_the_files(tmp_path):
     fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # as run.py holds it
     try:
         assert S.run_status(folder) == S.Status("running", "locked by another process")
-        assert S.lock_held(folder)
+        assert lock_held(folder)
     finally:
         os.close(fd)
-    assert not S.lock_held(folder)
+    assert not lock_held(folder)
     (folder / "failed.json").unlink()
     (folder / "result.json").write_text("{}")  # not a finished result: reported, and run again
     assert S.run_status(folder) == S.Status(
@@ -636,7 +636,7 @@ def test_multinode_script_runs_ddp_and_requeues_on_sigterm(tmp_path):
     args = ["bash", "launch/slurm/multinode.sbatch", "--out", str(out), "--no-progress", "seed=3",
             "data.name=synthetic", "model.name=tiny_mlp", "train.epochs=15", "prune.t_end=1"]
     proc = subprocess.Popen(args, cwd=ROOT, env=job_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    folder = S.run_dir(S.load_config(None, args[5:]), out)
+    folder = run_dir(load_config(None, args[5:]), out)
     wait_for(folder / "metrics.jsonl", proc)
     proc.send_signal(signal.SIGTERM)
     stdout, _ = proc.communicate(timeout=120)
