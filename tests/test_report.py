@@ -256,12 +256,18 @@ def test_equivalence_published_power_and_skipped(study, json_run):
     prog = list(_accuracies(study, "progressive", 0.9).values())
     dense = list(_accuracies(study, "dense", 0.0).values())
     [eq] = _rows(tables, "equivalence", method="progressive", target_sparsity=0.9)
-    va, vb = sps.tvar(prog) / 3, sps.tvar(dense) / 3
-    se, df = math.sqrt(va + vb), (va + vb) ** 2 / (va ** 2 / 2 + vb ** 2 / 2)
-    diff = sum(prog) / 3 - sum(dense) / 3
+    # both ran seeds 42, 123, 456: the TOST of the paired differences (df 2), not Welch's
+    d = [p - q for p, q in zip(prog, dense)]
+    se, df = math.sqrt(sps.tvar(d) / 3), 2
+    diff = sum(d) / 3
+    assert eq["test"] == "paired TOST"
     assert eq["p_lower"] == pytest.approx(sps.t.sf((diff + 0.1) / se, df), rel=1e-10)
     assert eq["p_upper"] == pytest.approx(sps.t.cdf((diff - 0.1) / se, df), rel=1e-10)
-    assert eq["equivalent"] is False and eq["outcome"] == "not shown"
+    half = sps.t.ppf(0.95, df) * se
+    assert eq["ci90_low"] == pytest.approx(diff - half, rel=1e-10)
+    drop = diff + half < -0.1  # the whole 90% interval below the margin: a drop was found, not "not shown"
+    assert eq["equivalent"] is False
+    assert eq["outcome"] == ("drop larger than the margin" if drop else "not shown (the interval crosses the margin)")
     # published: our progressive seeds against 92.0 +- 0.1 (runs not given): the published SD is added as the
     # uncertainty of the published number, df = ours (2, closed form)
     [ours] = _rows(tables, "published", kind="ours, same method", published_method="progressive")

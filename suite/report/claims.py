@@ -20,7 +20,7 @@ from suite import stats
 from suite.config import ConfigError, config_class, dotted_value, read_yaml, to_dict
 from suite.report.fmt import fmt, fmt_ci, fmt_p, fmt_sparsity, mean
 from suite.report.load import Group
-from suite.report.tables import Column, Table, ablation_source
+from suite.report.tables import Column, Table, ablation_source, equivalence_words
 
 KINDS = ("claim", "contrast", "did")
 SELECTOR_EXTRA = ("method", "round", "target_sparsity")  # keys a selector may use besides science keys
@@ -222,19 +222,6 @@ def _paired_values(a: Group, b: Group) -> tuple[list[float], list[float]]:
     shared = sorted(set(a.seeds) & set(b.seeds))
     acc_a, acc_b = dict(zip(a.seeds, a.accuracies)), dict(zip(b.seeds, b.accuracies))
     return [acc_a[s] for s in shared], [acc_b[s] for s in shared]
-
-
-def equivalence_words(low: float, high: float, margin: float) -> str:
-    """What an interval of a difference says against the one margin."""
-    if math.isnan(low) or math.isnan(high):
-        return "not tested"
-    if -margin < low and high < margin:
-        return f"equivalent within ±{margin:g}"
-    if high < -margin:
-        return "drop larger than the margin"
-    if low > margin:
-        return "gain larger than the margin"
-    return "not shown (the interval crosses the margin)"
 
 
 def _row(entry: Entry, groups: Sequence[Group], plan: Plan) -> dict:
