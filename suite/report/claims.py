@@ -8,6 +8,7 @@ are in ONE unit per table: dense cycles of the plan's `unit_epochs` (e.g. "20-ep
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 import statistics
 from dataclasses import dataclass
@@ -29,10 +30,9 @@ SELECTOR_EXTRA = ("method", "round", "target_sparsity")  # keys a selector may u
 # --- cost in one unit ---------------------------------------------------------------------------------
 
 def cost_in_unit(g: Group, unit_epochs: float) -> float:
-    """The group's training FLOPs in dense cycles of `unit_epochs` epochs (mean over seeds): each result's
-    cost over ONE dense cycle of its own epochs, times its epochs per cycle, over unit_epochs (a dense cycle's
-    FLOPs grow linearly with its epochs, the model, data and batch being the same)."""
-    return mean([r.cost_x_dense_cycle * r.epochs_per_cycle / unit_epochs for r in g.runs])
+    """The group's training FLOPs in dense cycles of `unit_epochs` epochs (mean over seeds): the figures' and
+    tables' one unit (Group.cost with the unit set)."""
+    return dataclasses.replace(g, unit_epochs=unit_epochs).cost
 
 
 def unit_name(unit_epochs: float) -> str:

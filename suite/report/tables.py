@@ -35,8 +35,9 @@ class Table:
 
 COST_MEANING = ("training cost = training FLOPs (counted as if sparse kernels skipped every pruned weight; "
                 "mask-scoring passes included where the result records them) over the FLOPs of ONE dense training "
-                "cycle of the same settings; core-hours are the measured wall time of dense-masked training on "
-                "the machine named in the result's 'device', times threads and processes")
+                "cycle of the study's base cycle (the shortest epochs per cycle run for that model and data, e.g. "
+                "20-epoch dense cycles: every cost of a table in one unit; absolute FLOPs are in the export); "
+                "core-hours are the measured wall time of dense-masked training on the machine named in the result's 'device', times threads and processes")
 
 
 def _dense_text(layers: Any) -> str | None:
@@ -47,7 +48,8 @@ def group_fields(g: Group) -> dict:
     return {"group": g.id, "dataset": g.dataset, "model": g.model, "method": g.method, "round": g.round_label,
             "target_sparsity": g.target_sparsity, "settings": g.settings, "budget": g.budget_label,
             "epochs_per_cycle": g.epochs_per_cycle, "epochs_trained": g.epochs, "cycles": g.cycles,
-            "train_cost_x_dense_cycle": g.cost, "cost_derived": any(r.cost_derived for r in g.runs),
+            "train_cost_x_dense_cycle": g.cost, "cost_unit": g.cost_unit,
+            "cost_derived": any(r.cost_derived for r in g.runs),
             "train_flops": mean([r.train_flops for r in g.runs]),
             "scoring_flops": mean([r.scoring_flops for r in g.runs]),
             "core_hours": mean([r.core_hours for r in g.runs]), "device": g.protocol("device"),
@@ -202,10 +204,13 @@ def equal_budget(a: Group, b: Group) -> bool:
     return not (math.isnan(a.epochs) or math.isnan(b.epochs)) and abs(a.epochs - b.epochs) < 1e-9
 
 
+EQUAL_EPOCHS = "equal budget (epochs)"  # what is equal: total epochs trained, not training FLOPs or time
+
+
 def budget_pairing(g: Group, ref: Group) -> str:
-    """'equal budget', or the cost ratio of g to the reference (both relative to one dense cycle)."""
+    """'equal budget (epochs)', or the cost ratio of g to the reference (both in the one cost unit)."""
     if equal_budget(g, ref):
-        return "equal budget"
+        return EQUAL_EPOCHS
     if math.isnan(g.cost) or math.isnan(ref.cost) or ref.cost == 0:
         return MISSING
     return f"{g.cost / ref.cost:.3g}x the reference's"
