@@ -181,12 +181,12 @@ _FOUND: dict[tuple[str, str], bool] = {}
 
 def dataset_exists(name: str, root: str) -> bool:
     """Whether the suite's own loader finds dataset `name` under `root` (it raises ConfigError if not)."""
-    from suite.data import DATASETS
+    from suite.datasets import dataset
 
     key = (name, root)
     if key not in _FOUND:
         try:
-            DATASETS[name](C.load_config(None, [f"data.name={name}", f"data.root={root}"], "dense").data)
+            dataset(name).load(C.load_config(None, [f"data.name={name}", f"data.root={root}"], "dense").data)
             _FOUND[key] = True
         except C.ConfigError:
             _FOUND[key] = False
@@ -358,7 +358,10 @@ def synthetic_source(name: str, n_train: int, n_test: int):
         t = torch.from_numpy(a)
         return t.unsqueeze(1).contiguous() if t.ndim == 3 else t.permute(0, 3, 1, 2).contiguous()
 
-    mean, std = (D.MNIST_MEAN, D.MNIST_STD) if name == "mnist" else (D.CIFAR_MEAN, D.CIFAR_STD)
+    from suite.datasets import dataset
+
+    real = dataset(name)
+    mean, std = real.mean, real.std
     spec = D.DataSpec(name, tuple(chw(x[:1]).shape[1:]), 10, n_train, n_test)
     return D.Source(spec, chw(x), y, chw(vx), vy, D.RGBImages(x, y.numpy()), D.RGBImages(vx, vy.numpy()),
                     mean, std, augmentable=name != "mnist")
@@ -372,8 +375,10 @@ def bench_data_path(name: str, plan: Plan, info: dict) -> dict:
     found = [c for c in candidates if not plan.synthetic and dataset_exists(c, plan.data_root)]
     if found:
         dataset = found[0]
-        source = D.DATASETS[dataset](C.load_config(None, [f"data.name={dataset}", f"data.root={plan.data_root}"],
-                                                   "dense").data)
+        from suite.datasets import dataset as registered
+
+        source = registered(dataset).load(C.load_config(None, [f"data.name={dataset}", f"data.root={plan.data_root}"],
+                                                        "dense").data)
     else:
         n = plan.data_batches * BATCH
         dataset, source = f"synthetic {name}", synthetic_source(name, n, BATCH)
@@ -575,7 +580,7 @@ def _check(rows: list[dict], name: str, fn: Callable[[], dict], say: Callable[[s
 
 def _check_loader(plan: Plan) -> dict:
     """One epoch of the device loader (CIFAR-10 subset, augmentation on the GPU)."""
-    from suite.data import build_data
+    from suite.datasets import build_data
 
     cfg = C.load_config(None, ["data.name=cifar10_subset", f"data.root={plan.data_root}"], "dense")
     data = build_data(cfg.data, batch_size=BATCH, seed=0, device="cuda")

@@ -64,7 +64,7 @@ def load_run(folder: Path, device: torch.device, data_root: str | None = None):
     """(config, masked model in eval mode, mask, data) of a finished run folder."""
     from safetensors.torch import load_file
 
-    from suite.data import build_data
+    from suite.datasets import build_data
     from suite.models import build_model
     from suite.results import RunFolder, read_json
 

@@ -22,7 +22,7 @@ from torch import Tensor, nn
 from suite import config as C
 from suite import flops as FL
 from suite import masks as M
-from suite.data import build_data
+from suite.datasets import build_data
 from suite.methods import Context, build_method
 from suite.models import build_model, resolve_init
 from suite.results import (BadCheckpoint, RunFolder, cpu_name, RunLock, RunLocked, code_version, load_resumable,

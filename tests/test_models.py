@@ -7,7 +7,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from suite.config import ConfigError, DataConfig
-from suite.data import DataSpec, build_data
+from suite.data import DataSpec
+from suite.datasets import build_data
 from suite.masks import PRUNABLE_TYPES
 from suite.models import MODELS, build_model
 
