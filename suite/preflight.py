@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import functools
 
-from suite.config import Config, ConfigError, DataConfig
+from suite.config import Config, ConfigError, DataConfig, ModelConfig
 
 
 def data_files_problem(cfg: DataConfig) -> str | None:
@@ -26,8 +26,8 @@ def known_spec(cfg: DataConfig) -> tuple[tuple[int, ...], int, int] | None:
 
 
 @functools.lru_cache(maxsize=None)  # a sweep asks once per model and data shape
-def prunable_count(model_name: str, input_shape: tuple[int, ...], classes: int, keep_first_dense: bool,
-                   keep_last_dense: bool) -> int:
+def prunable_count(model: ModelConfig, input_shape: tuple[int, ...], classes: int, keep_first_dense: bool,
+                   keep_last_dense: bool, include: tuple[str, ...] = ()) -> int:
     """Prunable weights of the configured model, built once on the CPU (the meta device would import
     torch's reference ops, ~5 s) with the caller's RNG state left as it was."""
     import torch
@@ -36,8 +36,8 @@ def prunable_count(model_name: str, input_shape: tuple[int, ...], classes: int, 
     from suite.masks import prunable_weights
     from suite.models import build_model
     with torch.random.fork_rng(devices=[]):
-        model = build_model(model_name, DataSpec("preflight", input_shape, classes, 1, 1))
-    return sum(w.numel() for w in prunable_weights(model, keep_first_dense, keep_last_dense).values())
+        net = build_model(model.name, DataSpec("preflight", input_shape, classes, 1, 1), config=model)
+    return sum(w.numel() for w in prunable_weights(net, keep_first_dense, keep_last_dense, include).values())
 
 
 def check_run(cfg: Config, files: bool = True) -> None:
@@ -57,8 +57,8 @@ def check_run(cfg: Config, files: bool = True) -> None:
                           f"({n_train} examples)")
     target = cfg.prune.target_sparsity
     if method_class(cfg.method).prunes and target > 0:
-        n = prunable_count(cfg.model.name, tuple(shape), classes, cfg.prune.keep_first_dense,
-                           cfg.prune.keep_last_dense)
+        n = prunable_count(cfg.model, tuple(shape), classes, cfg.prune.keep_first_dense,
+                           cfg.prune.keep_last_dense, cfg.prune.include)
         if n and round(target * n) >= n:
             raise ConfigError(f"prune.target_sparsity: {target:g} prunes all {n} prunable weights of "
                               f"{cfg.model.name} (round(s * N) = N); a target below {1 - 0.5 / n:.6g} "

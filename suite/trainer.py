@@ -109,10 +109,11 @@ class Runner:
         if self.device.type == "cuda":
             torch.backends.cudnn.benchmark = True  # fixed input shapes: pick the fastest conv kernels once
         torch.manual_seed(self.method.init_seed())  # the init is seeded, and the same on every rank
-        self.model = build_model(cfg.model.name, self.data.spec, cfg.model.init).to(self.device)
+        self.model = build_model(cfg.model.name, self.data.spec, cfg.model.init, cfg.model).to(self.device)
         if cfg.train.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
-        self.weights = M.prunable_weights(self.model, cfg.prune.keep_first_dense, cfg.prune.keep_last_dense)
+        self.weights = M.prunable_weights(self.model, cfg.prune.keep_first_dense, cfg.prune.keep_last_dense,
+                                          cfg.prune.include)
         if not self.weights:
             raise C.ConfigError("prune.keep_first_dense/keep_last_dense leave no prunable layer")
         self.masked = M.MaskedWeights(self.weights)
@@ -429,7 +430,11 @@ class Runner:
             "train_cost_x_dense_cycle": self.train_flops / dense_cycle if dense_cycle else None,
             "inference_flops": inference,
             "inference_flops_x_dense": inference / self.flops.total,
-            "dense_layers": [n for n in M.prunable_weights(self.model) if n not in self.weights],
+            "dense_layers": [n for n in M.prunable_weights(self.model, include=cfg.prune.include)
+                             if n not in self.weights],
+            # what pruning may touch and what stays dense whatever the mask (name -> parameters)
+            "prunable_set": {n: w.numel() for n, w in self.weights.items()},
+            "dense_set": M.dense_parameters(self.model, self.weights),
             "versions": versions(), "code": self.code, "config": C.to_dict(cfg),
         }
 
