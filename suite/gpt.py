@@ -104,7 +104,7 @@ class GPT(nn.Module):
         super().__init__()
         if n_embd % n_head:
             raise ConfigError(f"model.n_embd: {n_embd} is not divisible by model.n_head={n_head}")
-        self.block_size = block_size
+        self.block_size, self.n_embd = block_size, n_embd
         self.transformer = nn.ModuleDict(dict(
             wte=nn.Embedding(vocab_size, n_embd),
             wpe=nn.Embedding(block_size, n_embd),
@@ -124,6 +124,11 @@ class GPT(nn.Module):
         wanted = {m for g in include for m in OPTIONAL_GROUPS[g]}
         return {f"{name}.weight": m.weight for name, m in self.named_modules()
                 if name in wanted or name.endswith(BLOCK_MATRICES) and name.startswith("transformer.h.")}
+
+    def embedded_shape(self, input_shape: tuple[int, ...]) -> tuple[int, int]:
+        """The shape of one example at the embedding output, (context, n_embd): where SynFlow's
+        all-ones input goes (`forward(x, embedded=True)`)."""
+        return (input_shape[0], self.n_embd)
 
     def forward(self, x: torch.Tensor, embedded: bool = False) -> torch.Tensor:
         """Logits (B, vocabulary, T) of token ids x (B, T); with `embedded`, x is the (B, T, n_embd)
