@@ -132,7 +132,7 @@ def test_ablations_train_the_sources_mask(tmp_path):
     source = train(tmp_path, "snip", "prune.target_sparsity=0.8")
     folder = tmp_path / "snip" / str(abs(hash(("prune.target_sparsity=0.8",))))
     assert source["prunable_remaining"] == 24_576 - 19_661
-    for kind in ("shuffle", "reinit", "invert"):
+    for kind in ("shuffle", "reinit", "invert", "ticket", "rewire"):
         r = train(tmp_path, kind, f"ablate.source={folder}")
         assert r["prunable_total"] - r["prunable_remaining"] == 19_661, kind
 
