@@ -21,9 +21,9 @@ from torch import Tensor, nn
 
 from baselines.scoring import (AllReduce, Batches, already_at, batch_count, device_of, grads_of,
                                mask_at_sparsity, reduce_mean, resolve_weights, scoring_mode, zeros_for)
-from suite.masks import Mask, Scores, layout
 from suite.config import check_choice
 from suite.errors import ConfigError
+from suite.masks import Mask, Scores, layout
 from suite.methods import Context, PruningMethod
 
 if TYPE_CHECKING:

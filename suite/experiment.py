@@ -189,6 +189,15 @@ def validate(cfg: Config) -> Config:
         check_choice("model.init", cfg.model.init, ("model",) + tuple(INITS))
     if d.num_workers < 0:
         raise ConfigError(f"data.num_workers: must be non-negative, got {d.num_workers}")
+    if d.context < 1:
+        raise ConfigError(f"data.context: must be at least 1, got {d.context}")
+    m = cfg.model
+    if min(m.n_layer, m.n_head, m.n_embd) < 1:
+        raise ConfigError(f"model.n_layer/n_head/n_embd: must be at least 1, got {m.n_layer}/{m.n_head}/{m.n_embd}")
+    if m.n_embd % m.n_head:
+        raise ConfigError(f"model.n_embd: {m.n_embd} is not divisible by model.n_head={m.n_head}")
+    if not 0 <= m.dropout < 1:
+        raise ConfigError(f"model.dropout: must be in [0, 1), got {m.dropout}")
     if d.synthetic_train < 1 or d.synthetic_test < 1:
         raise ConfigError("data.synthetic_train/synthetic_test: must be at least 1")
     if len(d.synthetic_shape) not in (1, 3) or min(d.synthetic_shape) < 1:

@@ -5,15 +5,15 @@ import json
 import pytest
 import torch
 from accelerate import Accelerator
+from tests.helpers import TINY
 from torch import nn
 
-from suite import experiment as E
 from suite import cost
+from suite import experiment as E
 from suite import masks as M
 from suite.data import DataSpec
 from suite.models import build_model
 from suite.trainer import run_experiment
-from tests.helpers import TINY
 
 TOLERANCE = 1e-5  # fp32 logits of these tiny models are O(1): compaction and CSR change only the summation order
 

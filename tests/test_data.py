@@ -17,10 +17,12 @@ from PIL import Image
 from helpers import cli, one_error, snapshot
 from suite import run as RUN
 from suite.config import DataConfig
-from suite.data import (CIFAR_MEAN, CIFAR_STD, CROP_PADDING, JITTER, MNIST_FILES, build_data, color_jitter,
-                        crop_flip, draw_augment_params, epoch_permutation, generator, shard_global_batches,
-                        validation_indices)
-from suite.data import _mnist_root, load_cifar10_subset
+from suite.data import (CROP_PADDING, JITTER, color_jitter, crop_flip, draw_augment_params, epoch_permutation,
+                        generator, shard_global_batches, validation_indices)
+from suite.datasets import build_data
+from suite.datasets.cifar10 import CIFAR_MEAN, CIFAR_STD
+from suite.datasets.cifar10_subset import Cifar10Subset
+from suite.datasets.mnist import MNIST_FILES, _mnist_root
 from suite.errors import ConfigError
 from suite.results import EXIT_BAD_INPUT
 
@@ -106,7 +108,7 @@ def test_batch_not_divisible_by_world_size():
 
 
 def test_unknown_dataset():
-    valid = r"\(valid: cifar10, cifar10_subset, mnist, mnist1d, synthetic\)"
+    valid = r"\(valid: cifar10, cifar10_subset, mnist, mnist1d, shakespeare_char, synthetic, synthetic_text\)"
     with pytest.raises(ConfigError, match=r"unknown dataset 'imagenet' " + valid):
         build_data(DataConfig(name="imagenet"), batch_size=8, seed=0)
 
@@ -619,7 +621,7 @@ def test_bad_npz_is_one_error_naming_the_file(case, tmp_path):
     path = tmp_path / "cifar10-subset" / "cifar10_exact_subset.npz"
     write_npz(path, **arrays)
     with pytest.raises(ConfigError) as e:
-        load_cifar10_subset(DataConfig(name="cifar10_subset", root=str(tmp_path)))
+        Cifar10Subset().load(DataConfig(name="cifar10_subset", root=str(tmp_path)))
     assert str(e.value).startswith(f"{path}: ") and part in str(e.value) and "\n" not in str(e.value)
 
 

@@ -3,12 +3,12 @@ weights; exact patterns and counts, monotonic progressive runs, enforcement afte
 import pytest
 import torch
 from accelerate import Accelerator
+from tests.helpers import TINY, tensors
 
 from suite import experiment as E
-from suite.errors import ConfigError
 from suite import masks as M
+from suite.errors import ConfigError
 from suite.trainer import Runner, run_experiment
-from tests.helpers import TINY, tensors
 
 CNN = ["data.name=synthetic", "model.name=tiny_cnn", "train.epochs=2", "train.batch_size=64", "train.lr=0.05",
        "wandb.mode=disabled"]
