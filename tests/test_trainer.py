@@ -235,7 +235,7 @@ def test_bf16_keeps_pruned_weights_exactly_zero(tmp_path):
 def test_a_layer_pruned_to_zero_is_warned_once_and_recorded(tmp_path, capsys):
     from accelerate import Accelerator
 
-
+    from suite import experiment as E
     from suite.trainer import Runner
     cfg = E.load_config(None, [*TINY, "wandb.mode=disabled"], method="dense")
     runner = Runner(cfg, tmp_path, Accelerator(cpu=True))
