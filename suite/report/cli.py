@@ -51,8 +51,9 @@ def build_parser() -> argparse.ArgumentParser:
                    f"method without results here is an error (default: {DEFAULT_REFERENCE})")
     p.add_argument("--alpha", type=float, default=0.05,
                    help="significance level of every test, before Holm's adjustment (default: 0.05)")
-    p.add_argument("--margin", type=float, default=0.1,
-                   help="TOST equivalence margin, accuracy points (default: 0.1)")
+    p.add_argument("--margin", type=float, default=None,
+                   help="TOST equivalence margin in the metric's units (default: 0.1 accuracy points; 0.01 nats "
+                        "for a loss metric)")
     p.add_argument("--published", default=None,
                    help="YAML of published numbers, or 'none' to leave them out (default: the repo's "
                         "configs/published.yaml)")

@@ -140,7 +140,7 @@ def plot_tradeoff(groups: Sequence[Group], stem: Path, colors: dict[str, str], l
     the fraction of weights remaining on a log axis (papers' way of showing extreme sparsity)."""
     fig, ax = plt.subplots(figsize=(7.2, 4.4))
     for g in (g for g in groups if g.method in DENSE and g.round is None):
-        s = stats.summarize(g.accuracies)
+        s = stats.summarize(g.values)
         ax.axhline(s.mean, color="0.3", lw=1, label=f"dense mean, 95% CI band (n={s.n}, {_epochs_text([g])})")
         if s.n >= 2:
             ax.axhspan(s.ci_low, s.ci_high, color="0.6", alpha=0.3, lw=0)
@@ -162,7 +162,7 @@ def plot_tradeoff(groups: Sequence[Group], stem: Path, colors: dict[str, str], l
         shift = i - (len(variants) - 1) / 2  # centred offsets: the middle method sits on its sparsity
         xs, means, lo, hi = [], [], [], []
         for g in members:
-            s = stats.summarize(g.accuracies)
+            s = stats.summarize(g.values)
             xs.append(tradeoff_x(g.target_sparsity, shift, log_x))
             means.append(s.mean)
             lo.append(0.0 if math.isnan(s.ci_low) else s.mean - s.ci_low)   # n = 1: no bar
@@ -662,7 +662,7 @@ def keep_scale(ax, intervals: Sequence[tuple[float, float]], labels: Sequence[st
 
 
 def _interval(g: Group) -> tuple[float, float, float]:
-    s = stats.summarize(g.accuracies)
+    s = stats.summarize(g.values)
     lo = s.mean if math.isnan(s.ci_low) else s.ci_low
     hi = s.mean if math.isnan(s.ci_high) else s.ci_high
     return s.mean, lo, hi

@@ -26,6 +26,7 @@ class Published:
     checked: str               # how far the number was verified against its source
     sparsity_tolerance: float  # |ours - published| within this counts as the same sparsity
     runs: int | None = None    # how many runs the published mean +- spread is over, when the source says
+    metric: str = "test_accuracy"  # the metric the number is of (a result's metric name): compared only with it
 
 
 def load_published(path: Path) -> list[Published]:
@@ -49,7 +50,8 @@ def load_published(path: Path) -> list[Published]:
         s, acc = e["target_sparsity"], e["accuracy"]
         if not isinstance(s, (int, float)) or not 0 <= s < 1:
             raise ConfigError(f"{where}: target_sparsity must be a fraction in [0, 1), got {s!r}")
-        if not isinstance(acc, (int, float)) or not 0 <= acc <= 100:
+        metric = str(e.get("metric", "test_accuracy"))
+        if not isinstance(acc, (int, float)) or (metric.endswith("accuracy") and not 0 <= acc <= 100):
             raise ConfigError(f"{where}: accuracy must be in percent (0-100), got {acc!r}")
         spread = e.get("spread")
         runs = e.get("runs")
@@ -58,6 +60,6 @@ def load_published(path: Path) -> list[Published]:
         out.append(Published(str(e["method"]), str(e["model"]), str(e["dataset"]), float(s), float(acc),
                              float(spread) if spread is not None else stats.NAN, str(e["source"]),
                              bool(e.get("approximate", False)), str(e.get("note", "")),
-                             str(e.get("checked", "")), float(e.get("sparsity_tolerance", 0.0005)), runs))
+                             str(e.get("checked", "")), float(e.get("sparsity_tolerance", 0.0005)), runs, metric))
     return out
 

@@ -205,7 +205,7 @@ def headline_table(report: Report) -> str:
                 line += ["–", "–", "–"]
                 continue
             g = found[0]
-            accs = g.accuracies
+            accs = g.values
             mean = sum(accs) / len(accs)
             sd = (sum((a - mean) ** 2 for a in accs) / (len(accs) - 1)) ** 0.5 if len(accs) > 1 else float("nan")
             cell = f"{mean:.2f} ± {sd:.2f}" if len(accs) > 1 else f"{mean:.2f}"
