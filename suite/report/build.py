@@ -110,6 +110,7 @@ def headline(report: Report) -> list[str]:
     and training costs (the group's first) relative to one dense cycle; then one sentence per family
     answering the README's question under the study's protocol."""
     rows = report.table("head_to_head").rows
+    one_study = len({(r["dataset"], r["model"]) for r in rows}) == 1
     lines = []
     for r in rows:
         p = r["primary_p_holm"]
@@ -119,12 +120,14 @@ def headline(report: Report) -> list[str]:
             test = "no test (n < 2 or no spread)"
         else:
             test = f"{r['primary_test']}, Holm p = {fmt_p(p)} (m={r['family_size']}): {r['verdict']}"
-        cost = (f"{r['budget_pairing']} (training cost {_cost(r['train_cost_x_dense_cycle'])} vs "
-                f"{_cost(r['train_cost_x_dense_cycle_reference'])} one dense cycle, "
-                f"{fmt_epochs(r['epochs_trained'])} vs {fmt_epochs(r['epochs_trained_reference'])} epochs)")
-        lines.append(f"{family_of({**r, 'target_sparsity': r['reference_sparsity'], 'epochs_per_cycle': _per_cycle(r), 'init': r.get('init_reference')})} "
-                     f"{r['label']} vs {r['label_reference']} ({readable(r['model'], r['dataset'])}): "
-                     f"Δ {diff_text(r)}, {test}; {cost}")
+        epochs = ("equal epochs" if r["equal_epochs"] else
+                  f"{fmt_epochs(r['epochs_trained'])} vs {fmt_epochs(r['epochs_trained_reference'])} epochs")
+        cost = (f"{epochs}, training cost {_cost(r['train_cost_x_dense_cycle'])} vs "
+                f"{_cost(r['train_cost_x_dense_cycle_reference'])} dense cycles")
+        family = family_of({**r, "target_sparsity": r["reference_sparsity"], "epochs_per_cycle": _per_cycle(r),
+                            "init": r.get("init_reference")})
+        where = "" if one_study else f" ({readable(r['model'], r['dataset'])})"
+        lines.append(f"{family} {r['label']} vs {r['label_reference']}{where}: Δ {diff_text(r)}, {test}; {cost}")
     return lines + answers(rows, report.meta["reference"])
 
 

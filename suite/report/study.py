@@ -22,6 +22,7 @@ from tabulate import tabulate
 from suite.config import Config, ConfigError, read_yaml
 from suite.report.build import Report, results_sentence
 from suite.report.fmt import fmt, fmt_p, readable
+from suite.report.labels import family_text
 from suite.report.load import DENSE, Group
 from suite.report.published import Published
 from suite.report.render import render_tables_markdown
@@ -146,83 +147,95 @@ def _headline_groups(report: Report) -> list[Group]:
     return max(sets.values(), key=lambda gs: (sum(len(g.runs) for g in gs), -len(gs))) if sets else []
 
 
-def _default_text(key: str) -> str:
-    """The default value of a dotted setting, as a label shows it (a setting at its default is not in the
-    science settings of a result)."""
-    from suite.config import config_class, dotted_value, to_dict
-    try:
-        value = dotted_value(to_dict(config_class()()), key)
-    except KeyError:
-        return "default"
-    return "default" if value is None else f"{value:g}" if isinstance(value, float) else str(value)
+def _base_label(g: Group) -> str:
+    """A group's label without its round: one row of the headline table per variant (a chain's rounds are
+    its cells at lower sparsities)."""
+    label = g.label
+    if g.round is None or not label.endswith("]"):
+        return label
+    parts = [p for p in label[label.index("[") + 1:-1].split(", ") if p != f"round {g.round}"]
+    return g.method + (f" [{', '.join(parts)}]" if parts else "")
 
 
-def _headline_rows(report: Report, groups: list[Group]) -> list[tuple[str, tuple, list[Group]]]:
-    """(label, variant, groups) per row of the headline table: one row per method variant (a method with
-    several, e.g. LTH at two rates, gets a row each, labelled by the settings that tell them apart);
-    ablations and structured groups have their own tables and stay out, and so do reference groups that
-    are no head-to-head row's reference (a control such as a kept-whole classifier)."""
+def _headline_sections(report: Report) -> list[tuple[str, list[tuple[str, dict]]]]:
+    """(caption, rows) per family of the headline table: the reference's largest set first, then every other
+    (budget, init) family with head-to-head rows (the equal-epochs rows among them); each row a variant's
+    label and, per sparsity, (group, head-to-head row or None)."""
     ref = report.meta["reference"]
-    used = {r["reference_group"] for r in report.table("head_to_head").rows}
-    shown = [g for g in groups if "ablate.source_experiment" not in g.first.science
-             and "prune.structure" not in g.first.science
-             and not (g.method == ref and g.round is None and used and g.id not in used
-                      and any(h.method == ref and h.id in used for h in groups))]
-    variants: dict[tuple, list[Group]] = {}
-    for g in shown:
-        variants.setdefault(g.variant, []).append(g)
-    out = []
-    for variant in sorted(variants, key=lambda v: (v[0] != ref, v[0] not in DENSE, v)):
-        siblings = [v for v in variants if v[0] == variant[0]]
-        differing = sorted({k for v in siblings for k, x in v[1] if any(dict(w[1]).get(k) != x for w in siblings)})
-        own = dict(variant[1])
-        shown_settings = ", ".join(f"{k}={own.get(k, _default_text(k))}" for k in differing)
-        label = variant[0] + (f" ({shown_settings})" if differing else "")
-        out.append((label, variant, variants[variant]))
-    return out
+    head = report.table("head_to_head").rows
+    by_id = {g.id: g for g in report.groups}
+    main = _headline_groups(report)
+    main_key = main[0].match_key if main else None
+    families: dict[tuple, list[dict]] = {}
+    for r in head:
+        families.setdefault(by_id[r["reference_group"]].match_key, []).append(r)
+    order = sorted(families, key=lambda k: (k != main_key, str(k)))
+    sections = []
+    for key in order:
+        rows_of: dict[str, dict] = {}
+        refs = sorted({r["reference_group"] for r in families[key]}, key=lambda i: by_id[i].sort_key())
+        dense = [g for g in report.groups if g.method in DENSE and g.round is None and g.match_key == key]
+        for g in dense:
+            rows_of.setdefault(g.label, {})[None] = (g, None)
+        for i in refs:
+            g = by_id[i]
+            rows_of.setdefault(g.label, {})[g.sparsity_key] = (g, None)
+        for r in sorted(families[key], key=lambda r: (r["method"], r["label"])):
+            g = by_id[r["group"]]
+            rows_of.setdefault(_base_label(g), {})[round(r["reference_sparsity"], 4)] = (g, r)
+        first = by_id[refs[0]]
+        references = " / ".join(sorted({by_id[i].label for i in refs}))
+        seeds = max(len(g.runs) for cells in rows_of.values() for g, _ in cells.values())
+        metric = first.metric
+        caption = (f"**{family_text(first.first.science.get('train.epochs'), first.protocol('init'))}** "
+                   f"({readable(first.model, first.dataset)}, up to {seeds} seeds), against {references}: final "
+                   f"{metric.label}, mean ± SD over seeds; epochs trained (cost in dense training cycles): a chain's "
+                   f"epochs count every round; verdicts from paired/Welch t-tests, Holm within each sparsity of "
+                   f"this family" + ("" if metric.higher_is_better else "; lower is better"))
+        ordered = sorted(rows_of.items(), key=lambda kv: (
+            not any(g.method == ref for g, _ in kv[1].values()), not any(g.method in DENSE for g, _ in kv[1].values()),
+            kv[0]))
+        sections.append((caption, ordered))
+    return sections
 
 
 def headline_table(report: Report) -> str:
-    """Mean ± SD per method (variant) at each of the reference's sparsities, its epochs and its verdict
-    against the reference (Holm-adjusted), from the head-to-head row of that very group."""
-    ref = report.meta["reference"]
-    groups = _headline_groups(report)
-    rows = _headline_rows(report, groups)
-    sparsities = sorted({g.target_sparsity for _, v, gs in rows for g in gs if v[0] == ref and g.round is None})
-    head = [r for r in report.table("head_to_head").rows if not r["cross_budget"]]
-    headers = ["Method"]
-    for s in sparsities:
-        headers += [f"{100 * s:g}%: accuracy (%)", "epochs (cost)", f"vs {ref}"]
-    body = []
-    for label, variant, members in rows:
-        line = [label]
+    """Mean ± SD per group at each of the reference's sparsities, its epochs and its verdict against the
+    reference (Holm-adjusted) from the head-to-head row of that very group: one table per family (budget and
+    init of the reference), the reference's largest set first."""
+    sections = _headline_sections(report)
+    if not sections:
+        return "no head-to-head comparisons"
+    out = []
+    for caption, rows in sections:
+        sparsities = sorted({s for _, cells in rows for s in cells if s is not None})
+        metric = next(g for _, cells in rows for g, _ in cells.values()).metric
+        headers = ["Group"]
         for s in sparsities:
-            if variant[0] in DENSE:
-                found = [g for g in members if g.round is None]
-            else:
-                found = [g for g in members if stands_for(g, s, groups)]
-            if not found:
-                line += ["–", "–", "–"]
-                continue
-            g = found[0]
-            accs = g.values
-            mean = sum(accs) / len(accs)
-            sd = (sum((a - mean) ** 2 for a in accs) / (len(accs) - 1)) ** 0.5 if len(accs) > 1 else float("nan")
-            cell = f"{mean:.2f} ± {sd:.2f}" if len(accs) > 1 else f"{mean:.2f}"
-            if g.round is not None:
-                cell += f" (round {g.round}, s={g.target_sparsity:.4f})"
-            row = next((r for r in head if r["group"] == g.id and abs(r["reference_sparsity"] - s) < 1e-9), None)
-            verdict = "reference" if variant[0] == ref else ("–" if row is None else
-                                                             f"{row['verdict']} (Holm p {fmt_p(row['primary_p_holm'])})")
-            cost = "" if math.isnan(g.cost) else f" ({g.cost:.3g}x)"
-            line += [cell, f"{g.epochs:g}{cost}", verdict]
-        body.append(line)
-    first = groups[0] if groups else None
-    n = max((len(g.runs) for g in groups), default=0)
-    title = (f"{readable(first.model, first.dataset)}, {n} seeds, {first.first.science.get('train.epochs', '?')} epochs "
-             "per cycle: final test accuracy, mean ± SD over seeds; epochs trained and (cost) in dense training "
-             f"cycles; verdicts from paired/Welch t-tests, Holm within each sparsity") if first else "no results"
-    return f"{title}\n\n" + tabulate(body, headers, tablefmt="github", disable_numparse=True)
+            headers += [f"{100 * s:g}%: {metric.short}", "epochs (cost)", "verdict"]
+        body = []
+        for label, cells in rows:
+            line = [label]
+            for s in sparsities:
+                found = cells.get(s) or cells.get(None)
+                if found is None:
+                    line += ["–", "–", "–"]
+                    continue
+                g, row = found
+                values = g.values
+                mean = sum(values) / len(values)
+                sd = (sum((a - mean) ** 2 for a in values) / (len(values) - 1)) ** 0.5 if len(values) > 1 else math.nan
+                d = metric.digits
+                cell = f"{mean:.{d}f} ± {sd:.{d}f}" if len(values) > 1 else f"{mean:.{d}f}"
+                if g.round is not None:
+                    cell += f" (round {g.round}, s={g.target_sparsity:.4f})"
+                verdict = ("reference" if row is None and g.method not in DENSE else "dense" if row is None else
+                           f"{row['verdict']} (Holm p {fmt_p(row['primary_p_holm'])})")
+                cost = "" if math.isnan(g.cost) else f" ({g.cost:.3g}x)"
+                line += [cell, f"{g.epochs:g}{cost}", verdict]
+            body.append(line)
+        out += [caption, "", tabulate(body, headers, tablefmt="github", disable_numparse=True), ""]
+    return "\n".join(out).rstrip("\n")
 
 
 def render_document(report: Report, published: Sequence[Published], recorded: dict,

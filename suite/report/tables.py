@@ -1,6 +1,7 @@
 """The report's tables: rows of raw numbers per comparison (for CSV/JSON) and how to show them to people."""
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 from dataclasses import dataclass
@@ -19,7 +20,8 @@ class Column:
     header: str
     show: Callable[[dict], str]
     align: str = "right"
-    paper: str = "yes"       # LaTeX: "yes" printed, "no" left out, "varies" only when rows differ in it
+    paper: str = "yes"       # LaTeX: "yes" printed, "no" left out, "varies" only when rows differ in it;
+                             # "data": in CSV/JSON only (the group's label says it in words)
 
 
 @dataclass
@@ -181,7 +183,7 @@ def summary_table(groups: Sequence[Group], alpha: float) -> Table:
     if any(r["settings"] for r in rows):
         at = next(i for i, c in enumerate(columns) if c.header == "Target s") + 1
         columns.insert(at, Column("Settings", lambda r: ", ".join(
-            f"{k}={value_text(v)}" for k, v in r["settings"].items()), "left", "no"))
+            f"{k}={value_text(v)}" for k, v in r["settings"].items()), "left", "data"))
     validated = any((r["val_size"] or 0) > 0 for r in rows)
     if validated:  # chosen on validation, reported on test; without a split only the final epoch counts
         at = next(i for i, c in enumerate(columns) if c.header == "95% CI") + 1
@@ -394,7 +396,7 @@ def head_to_head_table(groups: Sequence[Group], reference: str, alpha: float, po
         Column("Target s", lambda r: fmt_sparsity(r["target_sparsity"])),
         Column("Group", lambda r: r["label"], "left"),
         Column("Against", lambda r: r["label_reference"], "left"),
-        *protocol_columns("_reference"),
+        *[dataclasses.replace(c, paper="data") for c in protocol_columns("_reference")],  # 'Protocol' says it
         Column("n", lambda r: f"{r['n']} vs {r['n_reference']}"),
         Column("Test", lambda r: r["primary_test"], "left"),
         Column("Δ mean", lambda r: fmt(r["diff"], metric.digits, signed=True)),
@@ -742,7 +744,9 @@ def measured_cost_table(costs: Sequence[dict]) -> Table:
                "ratio = the format's saved weights over the dense-masked model's. Every format was checked to "
                "give the masked model's outputs on the test set (max difference in cost.json). Timings are of "
                "the machine named, not of sparse-FLOPs arithmetic.")
-    return Table("measured_cost", "Measured cost on this machine", caption, rows, columns, "no cost.json")
+    return Table("measured_cost", "Measured cost on this machine", caption, rows, columns, "no cost.json",
+                 main=("Method", "Structure", "Sparsity", "Format", *(f"Speed-up b{b}" for b in BATCHES), "Size ratio"),
+                 keys=4)
 
 
 def published_table(groups: Sequence[Group], published: Sequence[Published], reference: str,
@@ -799,7 +803,7 @@ def published_table(groups: Sequence[Group], published: Sequence[Published], ref
         Column("Target s", lambda r: fmt_sparsity(r["target_sparsity"])),
         Column("Row", lambda r: r["kind"], "left"),
         Column("Method", lambda r: r["method"], "left"),
-        *protocol_columns(),
+        *[dataclasses.replace(c, paper="data") for c in protocol_columns()],  # the label says them
         Column("Published", published_text),
         Column("n", lambda r: str(r["n"]) if r["n"] else MISSING),
         Column("Our mean", lambda r: fmt(r["mean"]) if r["n"] else MISSING),
@@ -819,7 +823,9 @@ def published_table(groups: Sequence[Group], published: Sequence[Published], ref
                f"Δ = ours − published; p-values unadjusted, alpha = {alpha:g}. Training recipes differ from the "
                "papers', so a significant Δ means our result differs from the published value under this "
                "recipe: a property of the whole recipe, never a refutation of the paper.")
-    return Table("published", "Published references", caption, rows, columns, "no published references loaded")
+    return Table("published", "Published references", caption, rows, columns, "no published references loaded",
+                 main=("Target s", "Method", "Row", "Published", "n", "Our mean", "Δ vs published", "p", "Outcome"),
+                 keys=3)
 
 
 def power_table(head_to_head: Table) -> Table:
