@@ -8,7 +8,39 @@ from pathlib import Path
 from suite import stats
 from suite.config import ConfigError, read_yaml
 
-DEFAULT_PUBLISHED = Path(__file__).resolve().parent.parent.parent / "configs" / "published.yaml"
+REPO = Path(__file__).resolve().parent.parent.parent
+DEFAULT_PUBLISHED = REPO / "configs" / "published.yaml"
+
+
+def stated_epochs(model: str, dataset: str) -> int | None:
+    """Epochs of the seed config for this model and data (configs/<model>_<data>.yaml): the suite's stated
+    protocol for it (the research's recipe, not necessarily the paper's whose number is compared)."""
+    for path in sorted((REPO / "configs").glob("*.yaml")):
+        tree = read_yaml(path, "config file")
+        if isinstance(tree, dict) and (tree.get("model") or {}).get("name") == model \
+                and (tree.get("data") or {}).get("name") == dataset:
+            return (tree.get("train") or {}).get("epochs")
+    return None
+
+
+def claim_outcome(diff: float, p: float, ci_low: float, ci_high: float, n: int, alpha: float,
+                  higher_is_better: bool, margin: float, per_cycle: float | None, stated: float | None) -> str:
+    """The outcome of one of our groups against a published number, in the words every section uses:
+    'confirmed and exceeded', 'confirmed', 'not shown at this budget', 'not shown with these seeds' or
+    'differs under this suite's recipe'."""
+    if n < 2 or p != p:
+        return "not shown (no test with fewer than 2 seeds)"
+    better = (diff > 0) == higher_is_better
+    shortfall_ruled_out = ci_low >= -margin if higher_is_better else ci_high <= margin
+    if p < alpha and better:
+        return "confirmed and exceeded"
+    if p >= alpha and shortfall_ruled_out:
+        return "confirmed"
+    if p >= alpha:
+        return "not shown with these seeds"
+    if stated is not None and per_cycle is not None and per_cycle < stated:
+        return "not shown at this budget"
+    return "differs under this suite's recipe"
 
 
 @dataclass(frozen=True)
