@@ -277,8 +277,9 @@ def test_equivalence_published_power_and_skipped(study, json_run):
     m_l, sd_l, _, _ = _textbook_summary(lth_acc)
     assert lth_ours["t"] == pytest.approx((m_l - 91.0) / (sd_l / math.sqrt(3)), rel=1e-10)
     assert lth_ours["test"] == "one-sample t-test"
+    # the words of the document's claims (claim_outcome); no seed config states tiny_mlp's epochs
     assert {r["outcome"] for r in tables["published"]} <= {
-        "", "differs from the published value under this recipe", "no significant difference from the published value"}
+        "", "confirmed and exceeded", "confirmed", "not shown with these seeds", "differs under this suite's recipe"}
     # the vgg19 / cifar10 number: no such runs here, so not in the table
     kinds = [(r["published_method"], r["kind"], r["method"]) for r in tables["published"]]
     assert kinds == [("lth", "published, not re-run", "lth"), ("lth", "ours, same method", "lth"),
@@ -333,7 +334,7 @@ def test_markdown_and_latex(study, published_file, tmp_path):
                     "## 4. Published references", "## 5. Power", "## 6. Runs not included"):
         assert heading in text
     assert "Holm-Bonferroni" in text and "published, not re-run" in text and "NaN loss at epoch 2" in text
-    assert "lth (round 1)" in text and "n<2, no tests" in text
+    assert "lth [round 1]" in text and "n<2, no tests" in text
     again = _cli(str(study), "--published", str(published_file), "--out", str(tmp_path / "r.md"))
     assert (tmp_path / "r.md").read_text() == text  # deterministic
     tex = _cli(str(study), "--format", "latex", "--published", str(published_file))
@@ -344,19 +345,20 @@ def test_markdown_and_latex(study, published_file, tmp_path):
     assert "tiny\\_mlp" in body and "Δ" not in body and "±" not in body and "–" not in body
     assert r"\resizebox" not in body and "Wilcoxon p &" not in body  # the columns a paper prints, unshrunk
     head = body[body.index(r"\label{tab:pp-head-to-head}"):]
-    # 13 columns: Target s, Method, n, Test, Δ, Adjusted CI, Holm p, Verdict, MDD, Epochs, Cost (dense cycles),
-    # Cost (the pairing) and Protocol; budget, distribution and init are the same in every row: in the caption
-    assert head.split(r"\midrule")[0].count("&") == 12
+    # 14 columns: Target s, Group, Against, n, Test, Δ, Adjusted CI, Holm p, Verdict, MDD, Epochs, Cost (dense
+    # cycles), Budget pairing and Protocol; budget, distribution and init are in the labels and 'Protocol'
+    assert head.split(r"\midrule")[0].count("&") == 13
     assert "Budget: 3 ep/cycle" in head.split(r"\label")[0] or "Budget: 3 ep/cycle" in body
 
 
 def test_plots_written(json_run):
     out, tables = json_run
     names = sorted(p.name for p in (out / "plots").iterdir())
-    stems = ["dynamics-synthetic-tiny_mlp-s0.5", "dynamics-synthetic-tiny_mlp-s0.9",
-             "layers-synthetic-tiny_mlp-s0.5", "layers-synthetic-tiny_mlp-s0.9", "tradeoff-synthetic-tiny_mlp",
-             "forest-synthetic-tiny_mlp-s0.5", "forest-synthetic-tiny_mlp-s0.9",
-             "frontier-synthetic-tiny_mlp-s0.5", "frontier-synthetic-tiny_mlp-s0.9"]
+    # named by their family in words: sparsity in percent, epochs per cycle, init (not recorded here)
+    stems = ["dynamics-50-3ep-init-unknown", "dynamics-90-3ep-init-unknown",
+             "layers-50-3ep-init-unknown", "layers-90-3ep-init-unknown", "tradeoff-3ep-init-unknown",
+             "forest-50-3ep-init-unknown", "forest-90-3ep-init-unknown",
+             "frontier-50-init-unknown", "frontier-90-init-unknown"]
     assert names == sorted([f"{s}.{ext}" for s in stems for ext in ("pdf", "png")]
                            + ["comparison_animation.gif", "training_animation.gif"])
     for name in names:
@@ -469,7 +471,7 @@ def test_report_package_imports_only_downward_and_no_private_names():
     """Each module of suite/report imports only the modules below it (the order of suite/report/__init__.py's
     docstring) and never another module's private names; suite.methods never imports suite.config."""
     import ast
-    order = ["fmt", "load", "export", "published", "tables", "build", "render", "figures", "study", "cli"]
+    order = ["fmt", "load", "labels", "export", "published", "tables", "build", "render", "figures", "study", "cli"]
     folder = REPO / "suite" / "report"
     for i, name in enumerate(order):
         tree = ast.parse((folder / f"{name}.py").read_text())
@@ -594,7 +596,8 @@ def test_cost_per_dense_cycle_from_new_fields_or_the_old_fallback(tmp_path):
     [row] = built.table("summary").rows
     assert row["train_cost_x_dense_cycle"] == 0.3 and row["test_at_best_val_mean"] == 92.4
     text = report.render_markdown(built)
-    assert "Test at best val." in text and "| erk" in text and "kaiming_normal" in text
+    # one row: the distribution and init columns hold one value each, said once in the caption
+    assert "Test at best val." in text and "Distribution: erk" in text and "kaiming_normal" in text
     # without a validation split no best epoch is shown: the test set never selects one
     assert "Test at best val." not in report.render_markdown(report.build_report(tmp_path / "old"))
 
@@ -612,19 +615,23 @@ def test_equal_budget_pairs_a_chain_round_with_the_reference_at_the_same_total_e
         _set_fields(folder, train_cost_x_dense_cycle=lambda d: 0.5 * d["total_epochs_trained"] / d["epochs"])
     built = report.build_report(tmp_path)
     rows = [r for r in built.table("head_to_head").rows if r["round"] == "final"]
+    # equal epochs are not an equal cost: every row gives the cost ratio (1.5 / 0.5 dense cycles)
     assert [(r["budget_reference"], r["budget_pairing"], r["cross_budget"]) for r in rows] == [
-        ("3 ep/cycle", "3x the reference's", False), ("9 ep/cycle", "equal budget", True)]
+        ("3 ep/cycle", "9 vs 3 epochs, cost ratio 3x", False), ("9 ep/cycle", "equal epochs, cost ratio 3x", True)]
     equal = rows[1]
-    assert equal["epochs_trained"] == equal["epochs_trained_reference"] == 9
+    assert equal["epochs_trained"] == equal["epochs_trained_reference"] == 9 and equal["equal_epochs"]
     assert equal["train_cost_x_dense_cycle"] == 1.5 and equal["train_cost_x_dense_cycle_reference"] == 0.5
-    assert equal["protocol_differs"] == [] and rows[0]["protocol_differs"] == ["budget 9 vs 3 epochs"]
+    # 'Protocol' lists the schedule too: the same 9 epochs as 3 cycles of 3 against one cycle of 9
+    assert equal["protocol_differs"] == ["budget schedule 3 ep/cycle x 3 vs 9 ep/cycle x 1"]
+    assert rows[0]["protocol_differs"] == ["budget 9 vs 3 epochs"]
     prog9 = [PROG_90[s] + 0.5 for s in sorted(PROG_90)]
     res = sps.ttest_rel([LTH_FINAL[s] for s in sorted(LTH_FINAL)], prog9)
     assert equal["primary_test"] == "paired t" and equal["primary_p"] == pytest.approx(res.pvalue, rel=1e-12)
     # the two budgets of progressive are separate groups, labelled by budget
     budgets = sorted(r["budget"] for r in built.table("summary").rows if r["method"] == "progressive")
     assert budgets == ["3 ep/cycle", "9 ep/cycle"]
-    assert any("equal budget" in line for line in built.meta["headline"])
+    assert any("; equal epochs, training cost 1.5x vs 0.5x dense cycles" in line for line in built.meta["headline"])
+    assert not any("equal budget" in line for line in built.meta["headline"])
 
 
 def test_structured_groups_are_measured_against_unstructured_of_the_same_settings(tmp_path):
@@ -661,7 +668,8 @@ def test_structured_groups_are_measured_against_unstructured_of_the_same_setting
     [snip] = [r for r in built.table("head_to_head").rows if r["method"] == "snip"]
     assert snip["protocol_differs"] == [] and snip["mean_reference"] == pytest.approx(sum(PROG_90.values()) / 3)
     lines = [x for x in built.meta["headline"] if "unstructured − structured" in x]
-    assert sorted(line.split(" at ")[0] for line in lines) == ["progressive 1:10 (N:M)", "progressive channel"]
+    assert sorted(line.split("] ", 1)[1].split(": ")[0] for line in lines) == [
+        "progressive [1:10] against progressive", "progressive [channel, last kept dense] against progressive [last kept dense]"]
     assert all(line.endswith("unstructured is better: the pattern costs accuracy") for line in lines)
     assert "init" not in [t.name for t in built.tables]  # no init contrast: no section
     # the headline table: one row per method, the plain reference and SNIP's verdict against it; the
@@ -747,7 +755,7 @@ def test_signed_numbers_never_print_minus_zero(tmp_path):
         _write_run(tmp_path, "progressive", 0.9, seed, acc)
         _write_run(tmp_path, "snip", 0.9, seed, acc - 0.001 * (1 + seed % 2))
     lines = report.build_report(tmp_path).meta["headline"]
-    assert lines[0].startswith("snip vs progressive at 90% (tiny MLP on synthetic data): Δ 0.00 points, paired t")
+    assert lines[0].startswith("[90%, 3 ep/cycle, init not recorded] snip vs progressive: Δ 0.00 points, paired t")
     assert not any("-0.00" in line for line in lines)
 
 
@@ -776,7 +784,8 @@ def test_a_head_to_head_across_distributions_or_inits_is_flagged(tmp_path):
         "warning: 2 of 2 head-to-head rows compare groups whose distribution, dense layers, init or budget differ "
         "(the 'Protocol' column names it): those rows compare more than the pruning criterion"]
     text = report.render_markdown(built)
-    assert "| erk vs global" in text and "distribution erk vs global" in text
+    # the group's label says what differs from the common protocol; 'Protocol' says what differs in the pair
+    assert "| rigl [erk]" in text and "| snip [pytorch init]" in text and "distribution erk vs global" in text
 
 
 def test_empty_metrics_files_are_named_on_the_figure_not_drawn_as_empty_axes(tmp_path):

@@ -227,7 +227,7 @@ def headline_table(report: Report) -> str:
 
 
 def render_document(report: Report, published: Sequence[Published], recorded: dict,
-                    figures: Sequence[str], doc_name: str) -> str:
+                    figures: dict[str, str], doc_name: str) -> str:
     """The results document: command, machine and wall time, headline, tables, figures, claims."""
     m = report.meta
     runs = [r for g in report.groups for r in g.runs if r.round is None]
@@ -267,8 +267,8 @@ def render_document(report: Report, published: Sequence[Published], recorded: di
     out += ["## Tables", ""] + render_tables_markdown(report, "###")
     if figures:
         out += ["## Figures", ""]
-        for f in figures:
-            out += [f"![{Path(f).stem}]({f})", ""]
+        for f, caption in figures.items():
+            out += [f"![{Path(f).stem}]({f})", "", f"*{caption}*" if caption else "", ""]
     metric = study_metric(report.groups)
     worse = "lower" if metric.higher_is_better else "higher"
     out += ["## What it shows", "",
@@ -330,11 +330,11 @@ def write_study_files(report: Report, doc: Path | None, readme: Path | None, fig
     at doc_link (default: its path relative to the README)."""
     written = []
     if doc is not None:
-        from suite.report.figures import planned  # late: matplotlib only when figures are asked for
+        from suite.report.figures import captions  # late: matplotlib only when figures are asked for
 
-        names = (planned(report.groups, report.meta["reference"], report.table("head_to_head").rows)
-                 if figures_dir is not None else [])
-        links = [f"{figures_dir}/{n}" for n in names if n.endswith((".png", ".gif"))]
+        said = (captions(report.groups, report.meta["reference"], report.table("head_to_head").rows)
+                if figures_dir is not None else {})
+        links = {f"{figures_dir}/{n}": text for n, text in said.items()}
         doc.parent.mkdir(parents=True, exist_ok=True)
         doc.write_text(render_document(report, report.published, report.meta["recorded"], links,
                                              study_name(doc)))

@@ -59,7 +59,8 @@ def diff_text(r: dict, key: str = "diff") -> str:
 def family_of(r: dict) -> str:
     """The headline prefix of a row: its sparsity, budget (epochs per cycle) and init, in brackets."""
     epochs = "–" if is_missing(r.get("epochs_per_cycle")) else f"{r['epochs_per_cycle']:g}"
-    return f"[{100 * r['target_sparsity']:.4g}%, {epochs} ep/cycle, {_shown(r.get('init'))} init]"
+    init = "init not recorded" if r.get("init") is None else f"{r['init']} init"
+    return f"[{100 * r['target_sparsity']:.4g}%, {epochs} ep/cycle, {init}]"
 
 
 def _dense_text(layers: Any) -> str | None:
@@ -760,7 +761,8 @@ def published_table(groups: Sequence[Group], published: Sequence[Published], ref
         base = {"dataset": pub.dataset, "model": pub.model, "target_sparsity": pub.target_sparsity,
                 "published_method": pub.method, "published_accuracy": pub.accuracy,
                 "published_spread": pub.spread, "approximate": pub.approximate, "source": pub.source,
-                "checked": pub.checked, "published_runs": pub.runs}
+                "checked": pub.checked, "published_runs": pub.runs, "higher_is_better": True,
+                "metric": pub.metric, "metric_label": "", "epochs_per_cycle": stats.NAN}
         rows.append({**base, "kind": "published, not re-run", "method": pub.method, "group": "", "n": 0,
                      "budget": None, "distribution": None, "init": None,
                      "epochs_trained": stats.NAN, "train_cost_x_dense_cycle": stats.NAN, "mean": pub.accuracy,
@@ -782,14 +784,14 @@ def published_table(groups: Sequence[Group], published: Sequence[Published], ref
                                     g.metric.higher_is_better, g.metric.claim_margin,
                                     None if math.isnan(per_cycle) else per_cycle, stated_epochs(pub.model, pub.dataset))
             rows.append({**base, "kind": kind, "method": g.label, "group": g.id, "n": len(g.runs),
-                         "higher_is_better": g.metric.higher_is_better, "metric": g.metric.name,
-                         "metric_label": g.metric.label, "epochs_per_cycle": per_cycle,
                          "budget": g.budget_label, "distribution": g.protocol("distribution"),
                          "init": g.protocol("init"),
                          "epochs_trained": g.epochs, "train_cost_x_dense_cycle": g.cost,
                          "mean": mean(g.values), "diff": mean(g.values) - pub.accuracy,
                          "ci_low": t.ci_low, "ci_high": t.ci_high, "test": test, "t": t.statistic, "df": t.df,
-                         "p": t.p, "outcome": outcome, "note": NO_TESTS if len(g.runs) < 2 else ""})
+                         "p": t.p, "outcome": outcome, "note": NO_TESTS if len(g.runs) < 2 else "",
+                         "higher_is_better": g.metric.higher_is_better, "metric_label": g.metric.label,
+                         "epochs_per_cycle": per_cycle})
         if not matches:
             rows[-1]["note"] = (rows[-1]["note"] + " " if rows[-1]["note"] else "") + "(no matching runs here)"
 
