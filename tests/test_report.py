@@ -799,3 +799,70 @@ def test_empty_metrics_files_are_named_on_the_figure_not_drawn_as_empty_axes(tmp
     assert missing_records_note([g for g in built.groups if g.method == "progressive"]) is None
     written = write_all(built.groups, tmp_path / "figures")
     assert any(p.name.startswith("dynamics") and p.suffix == ".png" for p in written)
+
+
+# --- a metric where lower is better (issue 22, item 4) ---------------------------------------------
+
+LOSS = {"name": "test_loss", "label": "held-out loss (nats/char)", "higher_is_better": False}
+LOSS_PROG = {42: 1.50, 123: 1.52, 456: 1.49}
+LOSS_SNIP = {42: 1.60, 123: 1.63, 456: 1.61}     # higher loss than progressive on every seed: worse
+LOSS_RANDOM = {42: 1.45, 123: 1.46, 456: 1.44}   # lower loss on every seed: better
+LOSS_DENSE = {42: 1.40, 123: 1.41, 456: 1.39}
+LOSS_PYTORCH = {42: 1.60, 123: 1.62, 456: 1.61}  # progressive from another init, worse than its default
+
+
+@pytest.fixture(scope="module")
+def loss_study(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("loss")
+    for method, values, init in (("progressive", LOSS_PROG, "model"), ("snip", LOSS_SNIP, "model"),
+                                 ("random", LOSS_RANDOM, "model"), ("dense", LOSS_DENSE, "model"),
+                                 ("progressive", LOSS_PYTORCH, "pytorch")):
+        for seed, loss in values.items():
+            folder = _write_run(root, method, 0.0 if method == "dense" else 0.9, seed, 50.0, init=init)
+            _set_fields(folder, metric=LOSS, final_test_loss=loss,
+                        init="pytorch" if init == "pytorch" else "kaiming_normal")
+    return root
+
+
+def test_a_lower_is_better_metric_turns_every_verdict(loss_study):
+    """Δ = method − reference in nats/char, and 'better' means a lower loss: SNIP's higher loss is worse,
+    random's lower loss better, the default init (lower loss) better than PyTorch's; bits and perplexity
+    beside the loss; the margin defaults to 0.01 nats; every caption names the metric and its direction."""
+    pub = report.Published("progressive", "tiny_mlp", "synthetic", 0.9, 1.55, float("nan"), "made up", False, "",
+                           "", 0.0005, None, "test_loss")
+    built = report.build_report(loss_study, published=[pub])
+    assert built.meta["metric"] == LOSS and built.meta["margin"] == 0.01
+    rows = {r["label"]: r for r in built.table("head_to_head").rows}
+    assert set(rows) == {"snip", "random"}  # the pytorch-init progressive is its own family's reference
+    mean = lambda d: sum(d.values()) / 3  # noqa: E731
+    assert rows["snip"]["diff"] == pytest.approx(mean(LOSS_SNIP) - mean(LOSS_PROG), abs=1e-12) and rows["snip"]["diff"] > 0
+    assert rows["random"]["diff"] == pytest.approx(mean(LOSS_RANDOM) - mean(LOSS_PROG), abs=1e-12)
+    assert (rows["snip"]["verdict"], rows["random"]["verdict"]) == ("worse", "better")
+    line = next(x for x in built.meta["headline"] if " snip vs progressive" in x)
+    assert line.startswith("[90%, 3 ep/cycle, kaiming_normal init] snip vs progressive: Δ +0.110 nats/char, paired t, ")
+    assert ": worse; " in line
+    [summary] = [r for r in built.table("summary").rows if r["label"] == "progressive"]
+    assert summary["mean"] == pytest.approx(mean(LOSS_PROG), abs=1e-12)
+    assert summary["bits"] == pytest.approx(mean(LOSS_PROG) / math.log(2), abs=1e-12)
+    assert summary["perplexity"] == pytest.approx(math.exp(mean(LOSS_PROG)), abs=1e-12)
+    [init] = built.table("init").rows  # default − other = 1.5033 − 1.61 < 0: the default's loss is lower
+    assert init["diff"] == pytest.approx(mean(LOSS_PROG) - mean(LOSS_PYTORCH), abs=1e-12)
+    assert init["outcome"] == "the default init is better"
+    [ours] = [r for r in built.table("published").rows if r["kind"] == "ours, same method" and r["method"] == "progressive"]
+    assert ours["diff"] == pytest.approx(mean(LOSS_PROG) - 1.55, abs=1e-12) and ours["outcome"] == "confirmed and exceeded"
+    from suite.report.study import claim_paragraphs
+    [claim] = claim_paragraphs(built, [pub])
+    assert "Confirmed and exceeded: our mean is significantly lower" in claim and "Δ -0.047 nats/char" in claim
+    for table in built.tables[:5]:
+        assert "held-out loss (nats/char)" in table.caption or "nats/char of held-out loss" in table.caption, table.name
+    assert "lower is better" in built.table("head_to_head").caption
+    text = report.render_markdown(built)
+    main = text[text.index("## 1. Summary"):text.index("*Summary: details*")]
+    assert "bits/char |" in main and "Perplexity |" in main
+
+
+def test_results_without_a_metric_read_as_accuracy(study):
+    """An older result (no "metric" key) is test accuracy, higher is better, as before."""
+    built = report.build_report(study)
+    assert built.meta["metric"] == {"name": "test_accuracy", "label": "test accuracy (%)", "higher_is_better": True}
+    assert all(g.values == g.accuracies for g in built.groups) and built.meta["margin"] == 0.1

@@ -210,7 +210,7 @@ def summary_table(groups: Sequence[Group], alpha: float) -> Table:
                "is named by its method and, in brackets, what differs from the study's common protocol (the "
                "same name in every table and figure)." + direction_note(metric))
     return Table("summary", "Summary", caption, rows, columns,
-                 main=("Group", "Target s", "n", "Mean", "SD", "95% CI", "Δ dense"))
+                 main=("Group", "Target s", "n", "Mean", "SD", "95% CI", "bits/char", "Perplexity", "Δ dense"))
 
 
 def same_runs(a: Group, b: Group) -> bool:
