@@ -471,7 +471,8 @@ def test_report_package_imports_only_downward_and_no_private_names():
     """Each module of suite/report imports only the modules below it (the order of suite/report/__init__.py's
     docstring) and never another module's private names; suite.methods never imports suite.config."""
     import ast
-    order = ["fmt", "load", "labels", "export", "published", "tables", "build", "render", "figures", "study", "cli"]
+    order = ["fmt", "load", "labels", "export", "published", "tables", "claims", "build", "render", "figures", "study",
+             "cli"]
     folder = REPO / "suite" / "report"
     for i, name in enumerate(order):
         tree = ast.parse((folder / f"{name}.py").read_text())
@@ -742,7 +743,7 @@ def test_help_names_every_option_with_its_default():
     from suite.report.cli import build_parser
     parser = build_parser()
     options = [a for a in parser._actions if a.option_strings and a.dest != "help"]
-    assert len(options) == 17
+    assert len(options) == 18  # --plan (the declared family) is the 18th
     for action in options:
         assert action.help and "default" in action.help, action.option_strings
 
@@ -829,7 +830,7 @@ def test_a_lower_is_better_metric_turns_every_verdict(loss_study):
     random's lower loss better, the default init (lower loss) better than PyTorch's; bits and perplexity
     beside the loss; the margin defaults to 0.01 nats; every caption names the metric and its direction."""
     pub = report.Published("progressive", "tiny_mlp", "synthetic", 0.9, 1.55, float("nan"), "made up", False, "",
-                           "", 0.0005, None, "test_loss")
+                           "", 0.0005, metric="test_loss")
     built = report.build_report(loss_study, published=[pub])
     assert built.meta["metric"] == LOSS and built.meta["margin"] == 0.01
     rows = {r["label"]: r for r in built.table("head_to_head").rows}

@@ -10,6 +10,7 @@ from suite.report.export import load_export, machine, sweep_records
 from suite.report.fmt import fmt, fmt_epochs, fmt_p, is_missing, readable
 from suite.report.load import Group, Skipped, group_runs, code_warnings, scan_runs, study_metric
 from suite.report.labels import study_labels
+from suite.report.claims import Plan, declaration, plan_tables
 from suite.report.published import Published
 from suite.report.load import read_cost
 from suite.report.tables import (Table, ablation_table, diff_text, family_of, row_metric, measured_cost_table, equivalence_table, head_to_head_table, mask_matters,
@@ -29,7 +30,7 @@ class Report:
 
 
 def build_report(root: Path, reference: str = "progressive", alpha: float = 0.05, margin: float | None = None,
-                 published: Sequence[Published] = ()) -> Report:
+                 published: Sequence[Published] = (), plan: Plan | None = None) -> Report:
     """Read RUNS_DIR and compute every table; raises ConfigError when there is nothing to report. The margin
     (None: the metric's own, 0.1 accuracy points or 0.01 nats) is in the study metric's units."""
     if not 0 < alpha < 0.5:
@@ -58,7 +59,8 @@ def build_report(root: Path, reference: str = "progressive", alpha: float = 0.05
     margin = metric.margin if margin is None else margin
     head = head_to_head_table(groups, reference, alpha)
     tables = [summary_table(groups, alpha), head, equivalence_table(groups, margin, alpha),
-              published_table(groups, published, reference, alpha), power_table(head)]
+              published_table(groups, published, reference, alpha, plan.margin if plan is not None else None),
+              power_table(head)]
     ablations = ablation_table(groups, alpha, margin)
     tables += [ablations] if ablations.rows else []  # only a study with ablation runs has the section
     structure = structure_table(groups, alpha, margin)
@@ -70,6 +72,10 @@ def build_report(root: Path, reference: str = "progressive", alpha: float = 0.05
         costs = [c for r in runs if r.round is None for c in [read_cost(r.path)] if c is not None]
     tables += [measured_cost_table(costs)] if costs else []  # only where python -m suite.cost measured runs
     tables.append(skipped_table(skipped))
+    if plan is not None:  # the declared family first; every other table is exploratory
+        for table in tables:
+            table.caption = f"Exploratory (outside the declared family). {table.caption}"
+        tables = plan_tables(groups, plan) + tables
     counted = [r for g in groups for r in g.runs]
     meta = {"runs_dir": recorded["runs_dir"], "finished_results": len(counted),
             "groups": len(groups), "reference": reference, "alpha": alpha, "margin": margin,
@@ -82,7 +88,10 @@ def build_report(root: Path, reference: str = "progressive", alpha: float = 0.05
             "round_results": sum(1 for r in counted if r.round is not None),
             "chains": sum(1 for r in counted if r.round is None and r.rounds > 1),
             "chain_methods": sorted({r.method for r in counted if r.round is None and r.rounds > 1}),
-            "sweeps": recorded.get("sweeps") or [], "recorded": recorded}
+            "sweeps": recorded.get("sweeps") or [], "recorded": recorded,
+            "declaration": declaration(plan) if plan is not None else []}
+    if plan is not None:
+        meta["claim_margin"] = plan.margin  # the one margin, also for the published-claim paragraphs
     report = Report(meta, tables, groups, skipped, list(published))
     differs = [r for r in head.rows if r["protocol_differs"]]
     if differs:

@@ -156,6 +156,7 @@ class Run:
     test_at_best_val: float = stats.NAN     # test accuracy at the epoch validation chose; NaN without a split
     metric: Metric = ACCURACY               # the primary metric, from result.json's "metric" (default: accuracy)
     value: float = stats.NAN                # the primary metric's final value (final_<metric name>)
+    live_per_class: tuple | None = None     # the output layer's live weights per class; None: not recorded
 
 
 @dataclass(frozen=True)
@@ -197,6 +198,8 @@ def parse_result(path: Path, data: Any, round_index: int | None) -> Run:
         epochs_trained=_number(data.get("total_epochs_trained")),
         wall_time_s=_number(data.get("wall_time_s")),
         code=_code_text(data.get("code")), metric=metric, value=value, **_cost_and_protocol(data),
+        live_per_class=tuple(int(v) for v in data["live_per_class"]) if isinstance(data.get("live_per_class"), list)
+        else None,
     )
 
 

@@ -106,7 +106,7 @@ def claim_paragraphs(report: Report, published: Sequence[Published]) -> list[str
                   + (f"; its seed config for the model states {stated:g}" if stated is not None else "")
                   + f"), not the {pub.method} paper's own training recipe")
         worse = "lower" if metric.higher_is_better else "higher"
-        margin = metric.claim_margin
+        margin = report.meta.get("claim_margin", metric.claim_margin)  # a report plan's one margin, else the metric's
         verdict = {
             "confirmed and exceeded": f"Confirmed and exceeded: our mean is significantly {metric.better}",
             "confirmed": (f"Confirmed: no significant difference, and the 95% CI of Δ rules out a shortfall of more "
@@ -264,6 +264,8 @@ def render_document(report: Report, published: Sequence[Published], recorded: di
     out += ["## Headline", ""] + [f"- {line}" for line in m.get("headline", [])] + [""]
     out += [f"> {line}" for line in m.get("warnings", [])] + ([""] if m.get("warnings") else [])
     out += [headline_table(report), ""]
+    if m.get("declaration"):  # stated before any table
+        out += ["## Confirmatory family", "", *m["declaration"], ""]
     out += ["## Tables", ""] + render_tables_markdown(report, "###")
     if figures:
         out += ["## Figures", ""]
@@ -276,7 +278,8 @@ def render_document(report: Report, published: Sequence[Published], recorded: di
             f"with the published SD where the source gives one; alpha = {m['alpha']:g}), the group trained at the "
             f"epochs per cycle of this suite's seed config for the model deciding: "
             f"confirmed when our mean is significantly {metric.better}, or not significantly different with a "
-            f"95% CI that rules out a shortfall of more than {metric.claim_margin:g} {metric.unit}; not shown with "
+            f"95% CI that rules out a shortfall of more than {m.get('claim_margin', metric.claim_margin):g} "
+            f"{metric.unit}; not shown with "
             f"these seeds when the CI is too wide to say; not shown at this budget when our mean is significantly "
             f"{worse} after fewer epochs per cycle than the seed config states; different from the published "
             f"value under this suite's recipe when it is significantly {worse} at those epochs. The recipe run "
@@ -302,8 +305,23 @@ def cost_commands(costs: list) -> list[str]:
     return out
 
 
+def confirmatory_lines(report: Report) -> list[str]:
+    """The declared family's answer, one line per row (empty without a report plan)."""
+    table = next((t for t in report.tables if t.name == "confirmatory"), None)
+    if table is None:
+        return []
+    out = []
+    for r in table.rows:
+        tested = r["status"] == "tested" and not math.isnan(r["diff"])
+        numbers = (f": Δ {fmt(r['diff'], signed=True)} points, n = {r['n']}, Holm p = {fmt_p(r['p_holm'])}"
+                   if tested else "")
+        out.append(f"- {r['entry']}{numbers}: **{r['verdict']}**")
+    return ["Confirmatory answer (the declared family, Holm over it; every other number is exploratory):", "", *out]
+
+
 def readme_block(report: Report, name: str, doc_link: str) -> str:
-    return "\n".join([README_START.format(name=name), "", headline_table(report), "",
+    answer = confirmatory_lines(report)
+    return "\n".join([README_START.format(name=name), "", *answer, *([""] if answer else []), headline_table(report), "",
                       f"Full tables, tests, figures and what they say about the published claims: "
                       f"[{doc_link}]({doc_link}).", "", README_END.format(name=name)])
 

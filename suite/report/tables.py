@@ -751,7 +751,7 @@ def measured_cost_table(costs: Sequence[dict]) -> Table:
 
 
 def published_table(groups: Sequence[Group], published: Sequence[Published], reference: str,
-                    alpha: float = 0.05) -> Table:
+                    alpha: float = 0.05, claim_margin: float | None = None) -> Table:
     """Published numbers for the data and models run here, each with our groups of the same method (and of
     the reference method) at its sparsity, tested against it; numbers for models not run here are left out."""
     rows = []
@@ -781,7 +781,8 @@ def published_table(groups: Sequence[Group], published: Sequence[Published], ref
                     "t-test with the published SD as its uncertainty")
             per_cycle = g.epochs_per_cycle
             outcome = claim_outcome(mean(g.values) - pub.accuracy, t.p, t.ci_low, t.ci_high, len(g.runs), alpha,
-                                    g.metric.higher_is_better, g.metric.claim_margin,
+                                    g.metric.higher_is_better,
+                                    g.metric.claim_margin if claim_margin is None else claim_margin,
                                     None if math.isnan(per_cycle) else per_cycle, stated_epochs(pub.model, pub.dataset))
             rows.append({**base, "kind": kind, "method": g.label, "group": g.id, "n": len(g.runs),
                          "budget": g.budget_label, "distribution": g.protocol("distribution"),
