@@ -743,7 +743,7 @@ def test_help_names_every_option_with_its_default():
     from suite.report.cli import build_parser
     parser = build_parser()
     options = [a for a in parser._actions if a.option_strings and a.dest != "help"]
-    assert len(options) == 18  # --plan (the declared family) is the 18th
+    assert len(options) == 17  # --plan (the declared family) came, --log-x went (one panel per sparsity)
     for action in options:
         assert action.help and "default" in action.help, action.option_strings
 
@@ -767,9 +767,9 @@ def test_every_method_keeps_one_colour_and_marker_from_the_registry():
     assert len({c for c, _ in styles.values()}) == len(METHODS) and len({k for _, k in styles.values()}) == len(METHODS)
     assert styles["dense"][0] != styles["synflow"][0]
     assert figures.method_style("progressive") == ("#d62728", "o")  # the same in every study and figure
-    # an interval that alone stretches the axis more than 3-fold is left off the scale
-    assert figures.off_scale([(93.5, 94.5), (94.0, 95.0), (43.4, 77.2), (96.3, 96.6)]) == {2}
-    assert figures.off_scale([(93.5, 94.5), (94.0, 95.0), (96.3, 96.6)]) == set()
+    # a group far on the worse side of the others is left off the scale (tests/test_figures.py)
+    assert figures.collapsed([(93.5, 93.0, 94.5), (94.0, 93.5, 95.0), (60.3, 43.4, 77.2), (96.3, 96.2, 96.6)]) == {2}
+    assert figures.collapsed([(93.5, 93.0, 94.5), (94.0, 93.5, 95.0), (96.3, 96.2, 96.6)]) == set()
 
 
 def test_a_head_to_head_across_distributions_or_inits_is_flagged(tmp_path):

@@ -2,8 +2,6 @@
 sparsity) and two GIF animations (training of the main experiment, every method at one sparsity)."""
 from __future__ import annotations
 
-import hashlib
-import json
 import math
 from collections import defaultdict
 from pathlib import Path
@@ -131,15 +129,6 @@ def _variant_styles(groups: Sequence[Group]) -> dict[str, tuple[str, str, str]]:
     return out
 
 
-def cycle_epochs(groups: Sequence[Group]) -> float:
-    """Epochs of one training cycle here: what a one-cycle method trains (a chain trains it per round)."""
-    one_cycle = [g.epochs for g in groups if g.round is None and g.first.rounds == 1 and not math.isnan(g.epochs)]
-    if one_cycle:
-        return max(one_cycle)
-    chains = [g.epochs / g.first.rounds for g in groups if g.round is None and not math.isnan(g.epochs)]
-    return max(chains) if chains else math.nan
-
-
 def _title(groups: Sequence[Group], what: str) -> str:
     """'LeNet-300-100 on MNIST, 20 ep/cycle, kaiming_normal init' over what the figure shows."""
     first = groups[0]
@@ -207,7 +196,7 @@ def _note_below(fig, ax, notes: Sequence[str], header: str) -> None:
                  transform=fig.transFigure)
 
 
-def plot_tradeoff(groups: Sequence[Group], stem: Path, colors: dict[str, str], log_x: bool = False) -> list[Path]:
+def plot_tradeoff(groups: Sequence[Group], stem: Path, colors: dict[str, str]) -> list[Path]:
     """Mean final metric with its 95% CI per variant at each measured target sparsity (one slot each, points
     only, no lines between sparsities); dense as a band; collapsed groups in a note under the axes."""
     metric = study_metric(groups)
@@ -588,12 +577,7 @@ def _main_set(sets: dict[tuple, list]) -> tuple | None:
     return max(sets, key=lambda k: (sum(len(g.runs) for g in sets[k]), k))
 
 
-HIGH_SPARSITY = 0.9  # from here on a linear sparsity axis spends its width on the easy low sparsities
-
-
-def high_sparsity(groups: Sequence[Group]) -> bool:
-    """Whether the study reaches high sparsities: the trade-off then uses a log weights-remaining axis."""
-    return any(g.target_sparsity >= HIGH_SPARSITY for g in groups)
+HIGH_SPARSITY = 0.9  # from here on layer densities go on a log axis: a linear one hides a 3-fold difference
 
 
 class Figure(NamedTuple):
@@ -734,17 +718,16 @@ def captions(groups: Sequence[Group], reference: str = "progressive",
             for f in plan(groups, reference, comparisons)}
 
 
-def write_all(groups: Sequence[Group], out_dir: Path, log_x: bool = False,
-              reference: str = "progressive", comparisons: Sequence[dict] = ()) -> list[Path]:
+def write_all(groups: Sequence[Group], out_dir: Path, reference: str = "progressive",
+              comparisons: Sequence[dict] = ()) -> list[Path]:
     """Every figure for these groups (PNG and PDF) and the two animations (GIF) in out_dir; returns
     the written paths, sorted."""
     out_dir.mkdir(parents=True, exist_ok=True)
     colors = method_colors(groups)
-    log_x = log_x or high_sparsity(groups)
     written: list[Path] = []
     for f in plan(groups, reference, comparisons):
         if f.kind == "tradeoff":
-            written += plot_tradeoff(f.groups, out_dir / f.stem, colors, log_x=log_x)
+            written += plot_tradeoff(f.groups, out_dir / f.stem, colors)
         elif f.kind == "dynamics":
             written += plot_dynamics(f.groups, f.sparsity, out_dir / f.stem, colors, f.reference)
         elif f.kind == "layers":
@@ -761,22 +744,6 @@ def write_all(groups: Sequence[Group], out_dir: Path, log_x: bool = False,
 
 
 # --- the forest plot of the head-to-head comparisons ----------------------------------------------
-
-def off_scale(intervals: Sequence[tuple[float, float]]) -> set[int]:
-    """Indices of intervals that alone stretch the common axis more than 3-fold (random at 98% beside ten
-    methods within 4 points): drawn as a note with their values instead of setting the scale."""
-    ok = [(i, lo, hi) for i, (lo, hi) in enumerate(intervals) if not (math.isnan(lo) or math.isnan(hi))]
-    if len(ok) < 3:
-        return set()
-    full = max(h for _, _, h in ok) - min(lo for _, lo, _ in ok)
-    out = set()
-    for i, _, _ in ok:
-        rest = [(lo, hi) for j, lo, hi in ok if j != i]
-        width = max(h for _, h in rest) - min(lo for lo, _ in rest)
-        if full > 3 * max(width, 1e-9):
-            out.add(i)
-    return out if len(out) < len(ok) / 2 else set()
-
 
 def plot_forest(rows: Sequence[dict], groups: Sequence[Group], sparsity: float, stem: Path,
                 colors: dict[str, str]) -> list[Path]:
@@ -834,19 +801,6 @@ def _cost_axis(ax) -> None:
     ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
     ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}x"))
     ax.xaxis.set_minor_formatter(NullFormatter())
-
-
-def keep_scale(ax, intervals: Sequence[tuple[float, float]], labels: Sequence[str]) -> list[str]:
-    """Set the y limits from the intervals that do not alone stretch the axis (off_scale); returns a note per
-    interval left out, with its values, for the title."""
-    far = off_scale(intervals)
-    kept = [iv for i, iv in enumerate(intervals) if i not in far and not math.isnan(iv[0])]
-    if far and kept:
-        low, high = min(lo for lo, _ in kept), max(hi for _, hi in kept)
-        pad = 0.08 * max(high - low, 0.2)
-        ax.set_ylim(low - pad, high + pad)
-    return [f"{labels[i]}: {(intervals[i][0] + intervals[i][1]) / 2:.2f} [{intervals[i][0]:.2f}, "
-            f"{intervals[i][1]:.2f}] off scale" for i in sorted(far)]
 
 
 def _interval(g: Group) -> tuple[float, float, float]:
