@@ -337,6 +337,9 @@ def _columns(plan: Plan) -> list[Column]:
             Column("Verdict", lambda r: r["verdict"], "left")]
 
 
+_MAIN = ("Comparison", "n", "Δ", "95% CI", "Holm p", "Verdict")  # the short table; the rest below it
+
+
 def confirmatory_table(groups: Sequence[Group], plan: Plan) -> Table:
     caption = (f"The confirmatory family, declared in {plan.path.name} before the results were read: "
                f"{len(plan.confirmatory)} comparisons, Holm-Bonferroni over exactly these. A claim is a one-sided "
@@ -346,7 +349,7 @@ def confirmatory_table(groups: Sequence[Group], plan: Plan) -> Table:
                f"through the paired TOST at the one margin ±{plan.margin:g} points. The smallest detectable Δ is the "
                f"true difference the test finds with 80% power. Costs in {unit_name(plan.unit_epochs)}.")
     return Table("confirmatory", "Confirmatory family", caption, family_rows(plan.confirmatory, groups, plan),
-                 _columns(plan))
+                 _columns(plan), main=_MAIN, keys=1)
 
 
 def exploratory_table(groups: Sequence[Group], plan: Plan) -> Table:
@@ -354,7 +357,7 @@ def exploratory_table(groups: Sequence[Group], plan: Plan) -> Table:
                "table only); differences in differences subtract each side's dense model of its own cycle length. "
                f"Costs in {unit_name(plan.unit_epochs)}.")
     return Table("exploratory", "Exploratory comparisons", caption, family_rows(plan.exploratory, groups, plan),
-                 _columns(plan))
+                 _columns(plan), main=_MAIN, keys=1)
 
 
 TICKET_CONTRASTS = (("ticket", "reinit"), ("ticket", "shuffle"), ("reinit", "shuffle"), ("rewire", "shuffle"))

@@ -762,6 +762,9 @@ def plot_forest(rows: Sequence[dict], groups: Sequence[Group], sparsity: float, 
         r = rows[i]
         level = "" if is_missing(r["ci_alpha"]) else f"{100 * (1 - r['ci_alpha']):.4g}% CI, "
         text = f"  {r['verdict']} ({level}Holm p {fmt_p(r['primary_p_holm'])})"
+        if r.get("cycles") != r.get("cycles_reference") and not is_missing(r.get("cycles")):  # a chain: its budget
+            text += (f"; {r['epochs_trained']:g} epochs in {r['cycles']:g} cycles vs {r['epochs_trained_reference']:g}"
+                     f" in {r['cycles_reference']:g}")
         if i in off:
             m, lo, hi = points[i]
             text += f"; off the axis: Δ {m:+.{d}f} [{lo:.{d}f}, {hi:.{d}f}]"
