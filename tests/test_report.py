@@ -256,12 +256,18 @@ def test_equivalence_published_power_and_skipped(study, json_run):
     prog = list(_accuracies(study, "progressive", 0.9).values())
     dense = list(_accuracies(study, "dense", 0.0).values())
     [eq] = _rows(tables, "equivalence", method="progressive", target_sparsity=0.9)
-    va, vb = sps.tvar(prog) / 3, sps.tvar(dense) / 3
-    se, df = math.sqrt(va + vb), (va + vb) ** 2 / (va ** 2 / 2 + vb ** 2 / 2)
-    diff = sum(prog) / 3 - sum(dense) / 3
+    # both ran seeds 42, 123, 456: the TOST of the paired differences (df 2), not Welch's
+    d = [p - q for p, q in zip(prog, dense)]
+    se, df = math.sqrt(sps.tvar(d) / 3), 2
+    diff = sum(d) / 3
+    assert eq["test"] == "paired TOST"
     assert eq["p_lower"] == pytest.approx(sps.t.sf((diff + 0.1) / se, df), rel=1e-10)
     assert eq["p_upper"] == pytest.approx(sps.t.cdf((diff - 0.1) / se, df), rel=1e-10)
-    assert eq["equivalent"] is False and eq["outcome"] == "not shown"
+    half = sps.t.ppf(0.95, df) * se
+    assert eq["ci90_low"] == pytest.approx(diff - half, rel=1e-10)
+    drop = diff + half < -0.1  # the whole 90% interval below the margin: a drop was found, not "not shown"
+    assert eq["equivalent"] is False
+    assert eq["outcome"] == ("drop larger than the margin" if drop else "not shown (the interval crosses the margin)")
     # published: our progressive seeds against 92.0 +- 0.1 (runs not given): the published SD is added as the
     # uncertainty of the published number, df = ours (2, closed form)
     [ours] = _rows(tables, "published", kind="ours, same method", published_method="progressive")
@@ -618,10 +624,12 @@ def test_equal_budget_pairs_a_chain_round_with_the_reference_at_the_same_total_e
     rows = [r for r in built.table("head_to_head").rows if r["round"] == "final"]
     # equal epochs are not an equal cost: every row gives the cost ratio (1.5 / 0.5 dense cycles)
     assert [(r["budget_reference"], r["budget_pairing"], r["cross_budget"]) for r in rows] == [
-        ("3 ep/cycle", "9 vs 3 epochs, cost ratio 3x", False), ("9 ep/cycle", "equal epochs, cost ratio 3x", True)]
+        ("3 ep/cycle", "9 vs 3 epochs, cost ratio 3x", False), ("9 ep/cycle", "equal epochs, cost ratio 1x", True)]
     equal = rows[1]
     assert equal["epochs_trained"] == equal["epochs_trained_reference"] == 9 and equal["equal_epochs"]
-    assert equal["train_cost_x_dense_cycle"] == 1.5 and equal["train_cost_x_dense_cycle_reference"] == 0.5
+    # one unit, the 3-epoch base cycle: 9 epochs at half a dense cycle's FLOPs per epoch cost 1.5 on both sides
+    assert equal["train_cost_x_dense_cycle"] == equal["train_cost_x_dense_cycle_reference"] == 1.5
+    assert equal["cost_unit"] == "3-epoch dense cycles"
     # 'Protocol' lists the schedule too: the same 9 epochs as 3 cycles of 3 against one cycle of 9
     assert equal["protocol_differs"] == ["budget schedule 3 ep/cycle x 3 vs 9 ep/cycle x 1"]
     assert rows[0]["protocol_differs"] == ["budget 9 vs 3 epochs"]
@@ -631,7 +639,8 @@ def test_equal_budget_pairs_a_chain_round_with_the_reference_at_the_same_total_e
     # the two budgets of progressive are separate groups, labelled by budget
     budgets = sorted(r["budget"] for r in built.table("summary").rows if r["method"] == "progressive")
     assert budgets == ["3 ep/cycle", "9 ep/cycle"]
-    assert any("; equal epochs, training cost 1.5x vs 0.5x dense cycles" in line for line in built.meta["headline"])
+    assert any("; equal epochs, training cost 1.5x vs 1.5x in 3-epoch dense cycles" in line
+               for line in built.meta["headline"])
     assert not any("equal budget" in line for line in built.meta["headline"])
 
 

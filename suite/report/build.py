@@ -132,7 +132,7 @@ def headline(report: Report) -> list[str]:
         epochs = ("equal epochs" if r["equal_epochs"] else
                   f"{fmt_epochs(r['epochs_trained'])} vs {fmt_epochs(r['epochs_trained_reference'])} epochs")
         cost = (f"{epochs}, training cost {_cost(r['train_cost_x_dense_cycle'])} vs "
-                f"{_cost(r['train_cost_x_dense_cycle_reference'])} dense cycles")
+                f"{_cost(r['train_cost_x_dense_cycle_reference'])} in {r['cost_unit']}")
         family = family_of({**r, "target_sparsity": r["reference_sparsity"], "epochs_per_cycle": _per_cycle(r),
                             "init": r.get("init_reference")})
         where = "" if one_study else f" ({readable(r['model'], r['dataset'])})"
@@ -178,8 +178,8 @@ def answers(rows: Sequence[dict], ref: str) -> list[str]:
         metric = row_metric(first)
         better = "" if metric.higher_is_better else f"; better = lower {metric.short}"
         out.append(f"{family} Answer ({readable(model, dataset)}, {' / '.join(refs)} at "
-                   f"{_cost(first['train_cost_x_dense_cycle_reference'])} one dense cycle): {'; '.join(parts)} "
-                   f"(costs in dense cycles; {first['primary_test']} tests, Holm within this family{better}).")
+                   f"{_cost(first['train_cost_x_dense_cycle_reference'])} {first['cost_unit']}): {'; '.join(parts)} "
+                   f"(costs in {first['cost_unit']}; {first['primary_test']} tests, Holm within this family{better}).")
     return out
 
 

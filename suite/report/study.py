@@ -177,7 +177,7 @@ def _headline_sections(report: Report) -> list[tuple[str, list[tuple[str, dict]]
         metric = first.metric
         caption = (f"**{family_text(first.first.science.get('train.epochs'), first.protocol('init'))}** "
                    f"({readable(first.model, first.dataset)}, up to {seeds} seeds), against {references}: final "
-                   f"{metric.label}, mean ± SD over seeds; epochs trained (cost in dense training cycles): a chain's "
+                   f"{metric.label}, mean ± SD over seeds; epochs trained (cost in {first.cost_unit}): a chain's "
                    f"epochs count every round; verdicts from paired/Welch t-tests, Holm within each sparsity of "
                    f"this family" + ("" if metric.higher_is_better else "; lower is better"))
         ordered = sorted(rows_of.items(), key=lambda kv: (
