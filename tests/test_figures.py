@@ -1,31 +1,22 @@
 """The figures (suite.report.figures) cannot lie: the reference group by protocol and named, 'kept dense' only
 where a group kept the layer, one Holm family per forest plot, files named by their family in words."""
 import re
-from pathlib import Path
 
 import pytest
 
-from suite import report
 from suite.report import figures
 
-EXPORT = Path(__file__).resolve().parent.parent / "docs" / "results" / "lenet300_mnist.json"
-
 
 @pytest.fixture(scope="module")
-def built():
-    if not EXPORT.is_file():
-        pytest.skip("the committed study's export is not here")
-    return report.build_report(EXPORT)
-
-
-@pytest.fixture(scope="module")
-def plan(built):
+def plan(committed_study):
+    built = committed_study
     return figures.plan(built.groups, "progressive", built.table("head_to_head").rows)
 
 
-def test_the_animations_and_dynamics_show_the_reference_group_by_protocol(built, plan):
+def test_the_animations_and_dynamics_show_the_reference_group_by_protocol(committed_study, plan):
     """Not the variant whose settings sort first (the channel-structured one): the group most head-to-head rows
     are compared with, named in the caption."""
+    built = committed_study
     head = built.table("head_to_head").rows
     [animation] = [f for f in plan if f.kind == "training_animation"]
     [g] = animation.groups
@@ -38,7 +29,8 @@ def test_the_animations_and_dynamics_show_the_reference_group_by_protocol(built,
         assert f"the reference group {f.reference.label}," in f.caption
 
 
-def test_kept_dense_only_on_the_groups_that_kept_the_layer(built, plan, monkeypatch, tmp_path):
+def test_kept_dense_only_on_the_groups_that_kept_the_layer(committed_study, plan, monkeypatch, tmp_path):
+    built = committed_study
     drawn = []
     monkeypatch.setattr(figures, "_save", lambda fig, stem: drawn.append(fig) or [])
     [layers] = [f for f in plan if f.kind == "layers" and f.stem == "layers-98-20ep-kaiming"]
@@ -52,7 +44,8 @@ def test_kept_dense_only_on_the_groups_that_kept_the_layer(built, plan, monkeypa
     assert drawn[0].axes[0].get_yscale() == "log"  # density at 98%: a 3-fold difference stays visible
 
 
-def test_one_holm_family_per_forest_plot_and_files_named_in_words(built, plan):
+def test_one_holm_family_per_forest_plot_and_files_named_in_words(committed_study, plan):
+    built = committed_study
     by_id = {g.id: g for g in built.groups}
     forests = [f for f in plan if f.kind == "forest"]
     assert sorted(f.stem for f in forests) == ["forest-78_9-160ep-kaiming", "forest-78_9-20ep-kaiming",

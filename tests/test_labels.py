@@ -4,20 +4,11 @@ from pathlib import Path
 
 import pytest
 
-from suite import report
 from suite.report.labels import duplicates, study_labels
 
-EXPORT = Path(__file__).resolve().parent.parent / "docs" / "results" / "lenet300_mnist.json"
 
-
-@pytest.fixture(scope="module")
-def built():
-    if not EXPORT.is_file():
-        pytest.skip("the committed study's export is not here")
-    return report.build_report(EXPORT)
-
-
-def test_the_committed_study_has_no_two_groups_alike(built):
+def test_the_committed_study_has_no_two_groups_alike(committed_study):
+    built = committed_study
     labels = {g.id: g.label for g in built.groups}
     assert duplicates(built.groups, labels) == {}
     at_98 = {g.label for g in built.groups if g.sparsity_key == 0.98 and g.round is None}
@@ -30,7 +21,8 @@ def test_the_committed_study_has_no_two_groups_alike(built):
     assert {g.label for g in built.groups if g.method == "shuffle" and g.sparsity_key == 0.7903} == {"shuffle of lth [round 7]"}
 
 
-def test_every_table_and_headline_line_uses_the_labels(built):
+def test_every_table_and_headline_line_uses_the_labels(committed_study):
+    built = committed_study
     labels = {g.id: g.label for g in built.groups}
     for table in built.tables:
         for row in table.rows:
