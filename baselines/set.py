@@ -70,10 +70,6 @@ class SetSettings:
             raise ConfigError(f"set.drop_fraction: must be in (0, 1), got {self.drop_fraction}")
         if self.update_every < 0:
             raise ConfigError(f"set.update_every: must be non-negative, got {self.update_every}")
-        if cfg.train.steps and not self.update_every:
-            # a step budget may hold fewer epoch ends than the rewirings SET needs (or none at all)
-            raise ConfigError("set.update_every: under train.steps SET rewires every N optimizer steps; "
-                              "set set.update_every (e.g. the steps of one epoch)")
 
 
 class SparseEvolutionary(PruningMethod):
@@ -91,6 +87,12 @@ class SparseEvolutionary(PruningMethod):
 
     def step_interval(self) -> int:
         return self.cfg.set.update_every
+
+    def check_budget(self) -> None:
+        if self.cfg.train.steps and not self.cfg.set.update_every:
+            # a step budget may hold fewer epoch ends than the rewirings SET needs (or none at all)
+            raise ConfigError(f"set.update_every: under train.steps SET rewires every N optimizer steps; set "
+                              f"set.update_every (e.g. {self.budget.steps_per_epoch}, the steps of one epoch)")
 
     def _rewire(self, round_index: int, seed: int, ctx: Context, mask: Mask) -> Mask:
         generator = torch.Generator().manual_seed(seed)

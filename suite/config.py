@@ -387,7 +387,10 @@ def _schedule_points(p: PruneConfig, t: TrainConfig) -> PruneConfig:
     the initialisation). Under `train.steps` the epochs of the budget are known only with the data,
     so the points stay fractions (the default end: 0.5)."""
     for name in ("t_start", "t_end"):
-        if getattr(p, f"{name}_frac") is not None and getattr(p, name) != getattr(PruneConfig(), name):
+        frac = getattr(p, f"{name}_frac")
+        if frac is not None and not 0 <= frac <= 1:
+            raise ConfigError(f"prune.{name}_frac: must be a fraction of the budget in [0, 1], got {frac}")
+        if frac is not None and getattr(p, name) != getattr(PruneConfig(), name):
             raise ConfigError(f"prune.{name}_frac: give prune.{name} (epochs) or prune.{name}_frac "
                               f"(a fraction of the budget), not both")
     if t.steps:
@@ -498,9 +501,6 @@ def validate(cfg: Config) -> Config:
     check_structure(cfg)
     if p.t_start < 0:
         raise ConfigError(f"prune.t_start: must be non-negative, got {p.t_start}")
-    for key, frac in (("prune.t_start_frac", p.t_start_frac), ("prune.t_end_frac", p.t_end_frac)):
-        if frac is not None and not 0 <= frac <= 1:
-            raise ConfigError(f"{key}: must be a fraction of the budget in [0, 1], got {frac}")
     if p.t_start_frac is not None and p.t_end_frac is not None and p.t_end_frac < p.t_start_frac:
         raise ConfigError(f"prune.t_end_frac: {p.t_end_frac} is before prune.t_start_frac {p.t_start_frac}")
     if p.t_end is not None and p.t_end > t.epochs:

@@ -179,7 +179,7 @@ class Runner:
         """Run a method hook outside the training steps, adding the FLOPs of any passes it makes
         (SNIP's, GraSP's and SynFlow's scoring) to the run's cost, summed over ranks (what was spent:
         a data-free score computed on every rank costs once per rank)."""
-        with FL.FlopCounterMode(display=False) as counter:
+        with FL.counter() as counter:
             mask = hook(*args)
         spent = _reduce_sum(torch.tensor([float(counter.get_total_flops())], dtype=torch.float64,
                                          device=self.device)).item()
