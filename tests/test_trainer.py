@@ -1,6 +1,7 @@
 """End to end through the real CLI: one process, synthetic data, exact counts."""
 import json
 import math
+from pathlib import Path
 import signal
 import subprocess
 import sys
@@ -169,18 +170,17 @@ SLOW = ["data.name=synthetic", "data.synthetic_train=6000", "data.synthetic_shap
         "model.name=lenet300", "train.epochs=6", "train.batch_size=50", "prune.t_end=4"]
 
 
-def test_sigkill_mid_training_then_resume_is_bitwise_identical(tmp_path):
-    straight = run_cli(["--out", str(tmp_path / "a"), *SLOW])
+def _resumed_equals_straight(tmp_path, args: list[str]) -> Path:
+    """Run `args` straight through, and again killed after epoch 2 then resumed: the two agree bit for
+    bit (results, mask, weights, every epoch's record); the straight run's folder."""
+    straight = run_cli(["--out", str(tmp_path / "a"), *args])
     assert straight.returncode == 0, straight.stderr
     folder_a = run_folder(straight.stdout)
-
-    out_b = tmp_path / "b"
-    kill_at_epoch(out_b, SLOW, 2)
-    resumed = run_cli(["--out", str(out_b), *SLOW])
+    kill_at_epoch(tmp_path / "b", args, 2)
+    resumed = run_cli(["--out", str(tmp_path / "b"), *args])
     assert resumed.returncode == 0, resumed.stderr
     assert "resuming" in resumed.stderr
     folder_b = run_folder(resumed.stdout)
-
     ra, rb = result(folder_a), result(folder_b)
     for key in ("final_test_accuracy", "final_test_loss", "train_flops", "scoring_flops", "achieved_sparsity",
                 "prunable_remaining", "layer_sparsity", "total_epochs_trained"):
@@ -190,6 +190,11 @@ def test_sigkill_mid_training_then_resume_is_bitwise_identical(tmp_path):
         assert all(torch.equal(a[k], b[k]) for k in a), file
     strip = lambda rows: [{k: v for k, v in row.items() if k not in ("epoch_time_s", "images_per_s")} for row in rows]
     assert strip(metrics(folder_a)) == strip(metrics(folder_b))
+    return folder_a
+
+
+def test_sigkill_mid_training_then_resume_is_bitwise_identical(tmp_path):
+    _resumed_equals_straight(tmp_path, SLOW)
 
 
 SLOW_STEPS = [*SLOW[:4], SLOW[5], "train.steps=650", "train.optimizer=adamw", "train.lr=0.002", "train.weight_decay=0.1",
@@ -198,22 +203,8 @@ SLOW_STEPS = [*SLOW[:4], SLOW[5], "train.steps=650", "train.optimizer=adamw", "t
 
 
 def test_sigkill_then_resume_under_a_step_budget_is_bitwise_identical(tmp_path):
-    straight = run_cli(["--out", str(tmp_path / "a"), *SLOW_STEPS])
-    assert straight.returncode == 0, straight.stderr
-    folder_a = run_folder(straight.stdout)
-    assert [rec["steps"] for rec in metrics(folder_a)] == [120] * 5 + [50]
-    kill_at_epoch(tmp_path / "b", SLOW_STEPS, 2)
-    resumed = run_cli(["--out", str(tmp_path / "b"), *SLOW_STEPS])
-    assert resumed.returncode == 0 and "resuming" in resumed.stderr, resumed.stderr
-    folder_b = run_folder(resumed.stdout)
-    ra, rb = result(folder_a), result(folder_b)
-    for key in ("final_test_loss", "train_flops", "achieved_sparsity", "layer_sparsity", "total_epochs_trained"):
-        assert ra[key] == rb[key], key
-    for file in ("mask.safetensors", "model.safetensors"):
-        a, b = tensors(folder_a / file), tensors(folder_b / file)
-        assert all(torch.equal(a[k], b[k]) for k in a), file
-    strip = lambda rows: [{k: v for k, v in row.items() if k not in ("epoch_time_s", "images_per_s")} for row in rows]
-    assert strip(metrics(folder_a)) == strip(metrics(folder_b))
+    folder = _resumed_equals_straight(tmp_path, SLOW_STEPS)
+    assert [rec["steps"] for rec in metrics(folder)] == [120] * 5 + [50]
 
 
 def test_sigterm_exits_75_after_a_checkpoint_and_the_rerun_resumes(tmp_path):
