@@ -149,3 +149,14 @@ def test_include_makes_the_head_prunable(tmp_path):
     assert r["prunable_total"] - r["prunable_remaining"] == round(0.8 * (24_576 + 640))
     assert C.experiment_hash(C.load_config(None, [*TINY_GPT, "prune.include=[head]"], "snip")) != \
         C.experiment_hash(C.load_config(None, TINY_GPT, "snip"))
+
+
+def test_the_cli_names_the_datasets_primary_metric(tmp_path):
+    from helpers import run_cli
+
+    proc = run_cli(["--method", "snip", "--out", str(tmp_path), *TINY_GPT, "train.epochs=1",
+                    "prune.target_sparsity=0.8"])
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    done = [line for line in proc.stderr.splitlines() if line.startswith("done: ")]
+    assert len(done) == 1 and done[0].startswith("done: snip gpt_char/synthetic_text seed 42: test loss ")
+    assert " at sparsity 0.8000 (target 0.8000) " in done[0]
