@@ -2,7 +2,9 @@
 context 64, batch 12, Adam at lr 1e-3): the runner's step dense against 80% masks on the block
 matrices (ratio = masked / dense step time), the runner's dense step against a plain PyTorch loop of
 the same model and batches (forward, cross-entropy, backward, Adam step on pre-made tensors: no
-mask, no loader, no Accelerate), and tokens (predicted characters) per second per torch thread.
+mask, no loader, no Accelerate), tokens (predicted characters) per second per torch thread, and the
+milliseconds of the mask enforcement alone (weights before the forward, gradients, weights after the
+step) to set beside a step's.
 Runs alternate ABBA, so drift in a shared machine's load hits both sides alike."""
 from __future__ import annotations
 
@@ -73,6 +75,14 @@ def bench_gpt(plan: Plan, info: dict) -> dict:
                     rates[name].append(tokens / timed(plain, plan.device))
                 else:
                     rates[name].append(runner.train_epoch(0, 1 + rep)["images_per_s"])
+        def enforce() -> None:  # what the masked step adds: the mask applied at its three points
+            masked.masked.apply_to_weights()
+            masked.masked.apply_to_grads()
+            masked.masked.apply_to_weights()
+
+        for w in masked.weights.values():  # the step's zero_grad dropped them: time a real gradient's masking
+            w.grad = torch.ones_like(w)
+        enforce_s = median([timed(enforce, plan.device) for _ in range(20)])
     threads = torch.get_num_threads()
     masked_ratio = median([d / m for d, m in zip(rates["dense"], rates["masked"])])  # per pair: same load
     over_plain = median([p / d for p, d in zip(rates["plain"], rates["dense"])])
@@ -82,5 +92,5 @@ def bench_gpt(plan: Plan, info: dict) -> dict:
             "dense_tokens_per_s": median(rates["dense"]), "masked_tokens_per_s": median(rates["masked"]),
             "plain_tokens_per_s": median(rates["plain"]),
             "dense_step_ms": 1e3 * GPT_BATCH * GPT_CONTEXT / median(rates["dense"]),
-            "masked_over_dense": masked_ratio, "suite_over_plain": over_plain,
+            "enforce_ms": 1e3 * enforce_s, "masked_over_dense": masked_ratio, "suite_over_plain": over_plain,
             "tokens_per_s_per_thread": median(rates["dense"]) / threads}
