@@ -9,8 +9,9 @@ A run's folder (suite.config.run_dir) is the only state: finished runs (result.j
 interrupted run resumes from its checkpoint when run.py sees it again, a failed one (failed.json)
 is left alone unless --retry-failed, and a result.json that does not parse or lacks a field is reported
 and run again. Exit (suite.results): 0 every run finished, 1 some run failed (or an unexpected error:
-one line, the traceback in <out>/sweeps/<name>/error.log), 2 bad input, 75 interrupted (run the same
-command again to go on).
+one line, the traceback in <out>/sweeps/<name>/error.log), 2 bad input, 3 some run is still training
+in another process (nothing failed; run the same command again once it is done), 75 interrupted (run the
+same command again to go on).
 """
 from __future__ import annotations
 
@@ -34,10 +35,9 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:  # `python launch/sweep.py` works without installing the package
     sys.path.insert(0, str(REPO))
 
-import yaml  # noqa: E402
 
-from suite.config import (Config, ConfigError, dotted_value, load_config, parse_override, read_yaml,  # noqa: E402
-                          run_dir, to_dict)
+from suite.config import (Config, ConfigError, dotted_value, load_config, override_text, parse_override,  # noqa: E402
+                          read_yaml, run_dir, to_dict, yaml_text)
 from suite.results import (EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_LOCKED,  # noqa: E402
                            RunFolder, check_output_dir, crash_line, lock_held, moved_aside)
 from suite.methods import METHODS, PruningMethod, SourceError, ablation_methods, dense_methods, method_class  # noqa: E402
@@ -68,6 +68,7 @@ class Sweep:
     grids: tuple[dict[str, tuple], ...]  # each: dotted config key -> values, in file order
     overrides: dict[str, Any]       # dotted config key -> value, for every run
     ablate: "Ablate | None" = None  # an ablation sweep: base and grids are empty
+    cli: tuple[str, ...] = ()       # the command line's `key=value` overrides (in `overrides` too)
 
 
 @dataclass(frozen=True)
@@ -91,6 +92,9 @@ def _where(path: Path, spec: Any) -> tuple[tuple[str, tuple], ...]:
             dotted_value(defaults, str(key))
         except KeyError:
             raise _fail(path, f"ablate.where: unknown setting '{key}'") from None
+        one_list = isinstance(dotted_value(defaults, str(key)), list)  # prune.nm: [2, 4] is one value
+        if one_list and isinstance(values, list) and not any(isinstance(v, list) for v in values):
+            values = [values]
         values = tuple(values) if isinstance(values, list) else (values,)
         out.append((str(key), tuple(list(v) if isinstance(v, tuple) else v for v in values)))
     return tuple(out)
@@ -135,7 +139,7 @@ def load_sweep(path: str | Path, extra: list[str] = ()) -> Sweep:
     for key in overrides:
         if any(key in grid for grid in grids):
             raise _fail(path, f"'{key}' is both an axis and a fixed override; keep one")
-    return Sweep(path=path, name=path.stem, base=base, grids=grids, overrides=overrides)
+    return Sweep(path=path, name=path.stem, base=base, grids=grids, overrides=overrides, cli=tuple(extra))
 
 
 def _overrides(path: Path, tree: dict, extra: list[str]) -> dict[str, Any]:
@@ -178,7 +182,7 @@ def _load_ablation_sweep(path: Path, tree: dict, extra: list[str]) -> Sweep:
         if key in (tree.get("overrides") or {}) or any(t.split("=", 1)[0] == key for t in extra):
             raise _fail(path, f"overrides: {key} is set by ablate (kinds, sources)")
     return Sweep(path=path, name=path.stem, base="", grids=(), overrides=_overrides(path, tree, extra),
-                 ablate=Ablate(sources=sources, kinds=tuple(kinds), methods=tuple(methods),
+                 cli=tuple(extra), ablate=Ablate(sources=sources, kinds=tuple(kinds), methods=tuple(methods),
                                where=_where(path, spec.get("where", {}))))
 
 
@@ -202,8 +206,7 @@ def _grid(path: Path, where: str, tree: Any) -> dict[str, tuple]:
 
 def format_value(value: Any) -> str:
     """A value as run.py's `key=value` reads it back (YAML, one line): 1e30 -> 1.0e+30, 'yes' -> "'yes'"."""
-    text = yaml.safe_dump(value, default_flow_style=True, width=1 << 30).strip()
-    return text[:-len("\n...")] if text.endswith("\n...") else text  # drop YAML's end-of-document mark
+    return yaml_text(value)
 
 
 # --- grid expansion ----------------------------------------------------------------------------
@@ -252,7 +255,7 @@ def expand(sweep: Sweep, out: str | Path, out_arg: str | None = None) -> Expansi
     for point in points:
         settings = {**sweep.overrides, **point}
         method = settings.pop("method", None)
-        texts = [f"{k}={format_value(v)}" for k, v in settings.items()]
+        texts = [override_text(k, v) for k, v in settings.items()]
         try:
             cfg = load_config(config_file, texts, None if method is None else str(method))
         except ConfigError as e:
@@ -296,6 +299,7 @@ def _collapse_chains(runs: list[Run], sweep: Sweep, out: str | Path, merged: dic
 
 
 NOT_FINISHED = "source not finished: run its sweep first"
+ALREADY_FINISHED = "already finished"  # the line run.py starts with when another process finished the run
 NOT_APPLICABLE = "does not apply to its source"
 
 
@@ -321,17 +325,20 @@ def ablation_sources(sweep: Sweep, out: str | Path) -> list[Path]:
         if not source.is_file():
             raise _fail(sweep.path, f"ablate.sources: sweep file not found: {spec.sources} (relative paths start "
                                     f"at the repo root)")
-        inner = load_sweep(source)
+        inner = load_sweep(source, sweep.cli)  # the command line's overrides made the sources too
         if inner.ablate is not None:
             raise _fail(sweep.path, f"ablate.sources: {spec.sources} is itself an ablation sweep")
         for run in expand(inner, out).runs:
-            if not keep(run.cfg.method) or not matches(to_dict(run.cfg)):
+            if not keep(run.cfg.method):
                 continue
-            if run.covers:  # the rounds that stand for the requested sparsities
+            tree = to_dict(run.cfg)
+            if run.covers:  # the rounds that stand for the requested sparsities, each matched at its own
                 rounds = chain_sparsities(run.cfg)
-                found += [run.dir / f"round_{min(range(len(rounds)), key=lambda i: abs(rounds[i] - s))}"
-                          for s in run.covers]
-            else:
+                for s in run.covers:
+                    tree["prune"]["target_sparsity"] = s
+                    if matches(tree):
+                        found.append(run.dir / f"round_{min(range(len(rounds)), key=lambda i: abs(rounds[i] - s))}")
+            elif matches(tree):
                 found.append(run.dir)
     else:
         if not source.is_dir():
@@ -356,7 +363,7 @@ def expand_ablations(sweep: Sweep, out: str | Path, out_arg: str | None = None) 
     reason; two sources with one mask (an LTH seed folder and its last round) run once."""
     spec = sweep.ablate
     out_text = str(out) if out_arg is None else out_arg
-    texts = [f"{k}={format_value(v)}" for k, v in sweep.overrides.items()]
+    texts = [override_text(k, v) for k, v in sweep.overrides.items()]
     sources = ablation_sources(sweep, out)
     by_dir: dict[Path, Run] = {}
     merged: dict[str, list[dict]] = {}
@@ -489,7 +496,7 @@ class Task:
 @dataclass(frozen=True)
 class Outcome:
     run: Run
-    state: str                      # done | failed | locked | interrupted
+    state: str                      # done | elsewhere | failed | locked | interrupted
     reason: str = ""
     seconds: float = 0.0
 
@@ -516,6 +523,10 @@ def classify(rc: int, folder: Path, stderr_tail: list[str], started: float, stop
     if rc == EXIT_LOCKED or (rc != 0 and run.locked()):
         return "locked", "running elsewhere"
     if run.finished():
+        # run.py's "already finished" line, or a result older than this process: another process trained it
+        written = run.result_path.stat().st_mtime if run.result_path.exists() else 0.0
+        if any(line.startswith(ALREADY_FINISHED) for line in stderr_tail) or written < started - 1.0:
+            return "elsewhere", "finished by another process"
         return "done", ""
     failed = folder / "failed.json"
     if failed.is_file() and failed.stat().st_mtime >= started - 1.0:  # written by this process
@@ -604,7 +615,7 @@ def execute(tasks: list[Task], jobs: int, slot_env: list[dict[str, str]], log: S
                 state, reason = classify(rc, task.run.dir, tail, started, bool(signals[0]))
                 seconds = time.time() - started
                 outcomes.append(Outcome(task.run, state, reason, seconds))
-                shown = {"locked": "skipped", "interrupted": "stopped"}.get(state, state)
+                shown = {"locked": "skipped", "elsewhere": "skipped", "interrupted": "stopped"}.get(state, state)
                 note = f": {reason}" if reason else ""
                 print(f"[{task.run.index + 1}/{total}] {shown:<7} {task.run.label} ({seconds:.1f} s){note}", flush=True)
                 log.write(f"{state} {task.run.label} exit {rc} after {seconds:.1f} s{note}")
@@ -738,8 +749,10 @@ def _summary(sweep: Sweep, outcomes: list[Outcome], skipped: dict[str, list[str]
     done = [o for o in outcomes if o.state == "done"]
     failed = [o for o in outcomes if o.state == "failed"]
     locked = [o.run.label for o in outcomes if o.state == "locked"]
+    elsewhere = [o.run.label for o in outcomes if o.state == "elsewhere"]
     stopped = [o.run.label for o in outcomes if o.state == "interrupted"] + [r.label for r in not_started]
-    skipped = {**skipped, "running elsewhere": skipped.get("running elsewhere", []) + locked}
+    skipped = {**skipped, "running elsewhere": skipped.get("running elsewhere", []) + locked,
+               "finished by another process": skipped.get("finished by another process", []) + elsewhere}
     n_skipped = sum(len(v) for v in skipped.values())
     lines = [f"sweep {sweep.name}: {len(done)} done, {n_skipped} skipped, {len(failed)} failed"
              + (f", {len(stopped)} stopped" if stopped else "")]
@@ -838,7 +851,10 @@ def _main(args: argparse.Namespace) -> int:
     if stopped or any(o.state == "interrupted" for o in outcomes):
         return EXIT_INTERRUPTED
     failed_now = any(o.state == "failed" for o in outcomes)
-    return EXIT_FAILED if failed_now or skipped["failed earlier, see --retry-failed"] else 0
+    if failed_now or skipped["failed earlier, see --retry-failed"]:
+        return EXIT_FAILED
+    # a run another process still trains is not finished: the sweep is not done until it is
+    return EXIT_LOCKED if any(o.state == "locked" for o in outcomes) else 0
 
 
 def _check_before_start(args: argparse.Namespace, todo: list[Run]) -> None:

@@ -31,6 +31,21 @@ SNIP_ONE = {42: 90.40}                             # one seed: reported without 
 
 
 EMPTY_SAFETENSORS = (2).to_bytes(8, "little") + b"{}"  # a valid safetensors file holding no tensor
+FAKE_LAYERS = {"fc1.weight": (50, 160), "fc2.weight": (10, 150), "fc3.weight": (10, 50)}  # 10,000 prunable weights
+
+
+def _mask_bytes(remaining: int) -> bytes:
+    """A mask of the fake study's 10,000 prunable weights with `remaining` alive (the result's own counts:
+    suite.results reads them back)."""
+    import numpy as np
+    from safetensors.numpy import save
+    alive = np.arange(10_000) < remaining
+    out, start = {}, 0
+    for name, shape in FAKE_LAYERS.items():
+        size = shape[0] * shape[1]
+        out[name] = alive[start:start + size].reshape(shape).astype(np.uint8)
+        start += size
+    return save(out)
 
 
 def _config(method: str, sparsity: float, seed: int, epochs: int = 3, init: str = "model", **prune) -> Config:
@@ -85,8 +100,8 @@ def _write_run(root: Path, method: str, sparsity: float, seed: int, accuracy: fl
     targets = [LTH_ROUNDS[0][1], LTH_ROUNDS[1][1], sparsity] if method == "lth" else [sparsity]
     (folder / "metrics.jsonl").write_text(_metrics(cfg, accuracy, targets))
     (folder / "result.json").write_text(json.dumps(_result(cfg, accuracy, sparsity, len(targets), len(targets) - 1)))
-    for name in ("mask.safetensors", "model.safetensors"):  # a run's final files (empty: no tensors)
-        (folder / name).write_bytes(EMPTY_SAFETENSORS)
+    (folder / "model.safetensors").write_bytes(EMPTY_SAFETENSORS)  # a run's final files (no weights here)
+    (folder / "mask.safetensors").write_bytes(_mask_bytes(round(10_000 * (1 - sparsity))))
     if method == "lth":
         for r, target in enumerate(targets):
             acc = accuracy if r == len(targets) - 1 else LTH_ROUNDS[r][0][seed]
@@ -94,7 +109,7 @@ def _write_run(root: Path, method: str, sparsity: float, seed: int, accuracy: fl
             sub.mkdir()
             (sub / "result.json").write_text(json.dumps(_result(cfg, acc, target, len(targets), r)))
             (sub / "metrics.jsonl").write_text(_metrics(cfg, acc, [target]))
-            (sub / "mask.safetensors").write_bytes(EMPTY_SAFETENSORS)
+            (sub / "mask.safetensors").write_bytes(_mask_bytes(round(10_000 * (1 - target))))
     return folder
 
 
