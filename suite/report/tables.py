@@ -311,7 +311,7 @@ def head_to_head_table(groups: Sequence[Group], reference: str, alpha: float, po
             se, df = stats.paired_se(by_seed_a, by_seed_b) if is_paired else stats.welch_se(a, b)
             note = ""
             if identical:
-                note = "same runs: the same seeds with identical results, not a comparison"
+                note = "same runs: the same trainings, seed for seed, not a comparison"
             elif len(a) < 2 or len(b) < 2:
                 note = "n < 2 on one side: no tests"
             elif math.isnan(p_primary):
@@ -396,7 +396,8 @@ def head_to_head_table(groups: Sequence[Group], reference: str, alpha: float, po
                "(shown beside it): a row Holm rejects at step k of m gets 1 − alpha/(m − k + 1); a row it does "
                "not reject gets 1 − alpha/(m − r), the level of the step where Holm stopped after r rejections. "
                "So a CI excludes 0 exactly when the verdict is a difference. Rows whose two groups are the same "
-               "runs (same seeds, identical results) are not tested: 'same runs'. MDD is the smallest true Δ "
+               "trainings (the same experiment and seeds, or an LTH chain's round 0 and dense runs of its settings) "
+               "are not tested: 'same runs' (equal numbers alone never make them so). MDD is the smallest true Δ "
                f"the row's own test detects with {100 * power:g}% power at the row's adjusted level, from its "
                "observed standard error and df. 'Wilcoxon (check)', paired rows only, unadjusted and not used "
                "for the verdict: the exact signed-rank test cannot give p below 2/2^n (0.0625 at n = 5), and "
@@ -466,8 +467,8 @@ def ablation_source(g: Group, groups: Sequence[Group]) -> Group | None:
 
 def paired_procedure(margin: float) -> str:
     """The caption sentence of every paired_rows table: its test, family and interval."""
-    return ("The same procedure as the head-to-head table: one primary test per row (paired t when both ran the "
-            "same seeds, else Welch), Holm-Bonferroni within the rows of one data set, model, sparsity and budget, "
+    return ("The procedure of the head-to-head table: one primary test per row (paired t over the seeds both sides "
+            "ran, when at least two, else Welch), Holm-Bonferroni within the rows of one data set, model, sparsity and budget, "
             f"the CI at the Holm-consistent level shown beside it. 'No difference' needs that CI inside ±{margin:g} "
             "points (the --margin); otherwise a non-significant row is 'not shown'. Epochs and cost (in dense "
             "training cycles) are each side's own.")
@@ -476,7 +477,7 @@ def paired_procedure(margin: float) -> str:
 def paired_rows(pairs: Sequence[tuple[Group, Group, dict]], alpha: float, margin: float,
                 outcomes: tuple[str, str, str]) -> list[dict]:
     """Rows of (control, treated, fields): Δ = control − treated, one primary test per row (paired t over
-    the shared seeds when both ran the same ones, else Welch), Holm-Bonferroni within the rows of one data
+    the seeds both ran when at least two, else Welch), Holm-Bonferroni within the rows of one data
     set, model, sparsity and budget, the CI at the Holm-consistent level. `outcomes`: the texts for a
     significant positive Δ, a significant negative Δ, and a CI inside ±margin."""
     rows, retest = [], {}
