@@ -357,7 +357,7 @@ def check_mask_counts(path: Path, data: dict) -> None:
     alive, entries = mask_counts(path)
     if (alive, entries) != (remaining, total):
         raise InvalidResult(f"{path.name} holds {alive} live of {entries} weights, not the result's {remaining} of "
-                            f"{total} (a replaced mask? the same command trains it again)")
+                            f"{total} (a replaced mask?)")
 
 
 def _run_folder_of(result_path: Path) -> tuple[Path, bool]:

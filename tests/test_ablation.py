@@ -403,7 +403,7 @@ def test_a_source_whose_mask_is_not_its_results_is_no_finished_result(sources, t
     assert (code, lines) == (2, [
         f"error: ablate.source: {copy} is not a finished result (invalid: {copy}/result.json: mask.safetensors "
         f"holds {PRUNABLE} live of {PRUNABLE} weights, not the result's {PRUNABLE - 5453} of {PRUNABLE} (a replaced "
-        "mask? the same command trains it again); the same command runs it again)"])
+        "mask?); the same command runs it again)"])
 
 
 def test_a_source_whose_result_and_config_disagree_is_one_line(sources, tmp_path, capsys):
