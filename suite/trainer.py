@@ -25,8 +25,8 @@ from suite import masks as M
 from suite.data import build_data
 from suite.methods import Context, build_method
 from suite.models import build_model, resolve_init
-from suite.results import (BadCheckpoint, RunFolder, cpu_name, RunLock, RunLocked, code_version, load_resumable,
-                           save_checkpoint, save_tensors, write_json, write_jsonl)
+from suite.results import (BadCheckpoint, InvalidResult, RunFolder, cpu_name, RunLock, RunLocked, check_exact_count,
+                           code_version, load_resumable, save_checkpoint, save_tensors, write_json, write_jsonl)
 from suite.schedules import lr_factor
 
 SUITE_VERSION = "0.1.0"
@@ -367,6 +367,10 @@ class Runner:
                 bar.close()
             round_records = [rec for rec in records if rec["round"] == r]
             result = self._result(r, round_records, state)
+            try:  # never a result the suite would not count: "done" with exit 0, then rerun forever
+                check_exact_count(result)
+            except InvalidResult as e:
+                raise RunFailed(f"round {r}'s result is not valid: {e}") from None
             if rounds > 1 and acc.is_main_process:
                 write_json(self.dir / f"round_{r}" / "result.json", result)
                 write_jsonl(self.dir / f"round_{r}" / "metrics.jsonl", round_records)
