@@ -523,9 +523,7 @@ def classify(rc: int, folder: Path, stderr_tail: list[str], started: float, stop
     if rc == EXIT_LOCKED or (rc != 0 and run.locked()):
         return "locked", "running elsewhere"
     if run.finished():
-        # run.py's "already finished" line, or a result older than this process: another process trained it
-        written = run.result_path.stat().st_mtime if run.result_path.exists() else 0.0
-        if any(line.startswith(ALREADY_FINISHED) for line in stderr_tail) or written < started - 1.0:
+        if any(line.startswith(ALREADY_FINISHED) for line in stderr_tail):  # run.py found it finished by another
             return "elsewhere", "finished by another process"
         return "done", ""
     failed = folder / "failed.json"
