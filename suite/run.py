@@ -107,7 +107,9 @@ def main(argv: list[str] | None = None) -> int:
 def _accelerate(args: argparse.Namespace, cfg: C.Config) -> int:
     from accelerate import Accelerator
 
-    mode = os.environ.get("WANDB_MODE", cfg.wandb.mode)
+    from suite.tracking import wandb_mode
+
+    mode = wandb_mode(cfg)
     precision = {"fp32": "no", "bf16": "bf16", "fp16": "fp16"}[cfg.train.precision]
     try:
         accelerator = Accelerator(mixed_precision=precision, log_with="wandb" if mode != "disabled" else None)

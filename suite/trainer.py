@@ -7,7 +7,6 @@ import contextlib
 import copy
 import json
 import math
-import os
 import platform
 import signal
 import sys
@@ -22,11 +21,13 @@ from torch import Tensor, nn
 from suite import config as C
 from suite import flops as FL
 from suite import masks as M
+from suite import tracking as T
 from suite.data import build_data
 from suite.methods import Context, build_method
 from suite.models import build_model, resolve_init
 from suite.results import (BadCheckpoint, InvalidResult, RunFolder, cpu_name, RunLock, RunLocked, check_exact_count,
-                           code_version, load_resumable, save_checkpoint, save_tensors, write_json, write_jsonl)
+                           code_version, load_resumable, save_checkpoint, save_predictions, save_tensors, write_json,
+                           write_jsonl)
 from suite.schedules import lr_factor
 
 SUITE_VERSION = "0.1.0"
@@ -90,6 +91,37 @@ def evaluate(model: nn.Module, data, loss_fn, accelerator, split: str = "test") 
     loss_sum, correct, count = _reduce_sum(sums).tolist()
     model.train(was_training)
     return loss_sum / count, 100.0 * correct / count
+
+
+PREDICTIONS_FILE = "predictions.npy"  # per test example: row 0 the predicted class, row 1 the label (uint8)
+
+
+@torch.no_grad()
+def test_predictions(model: nn.Module, data, accelerator) -> Tensor | None:
+    """Per test example, in the test set's order, the predicted class and the label: a (2, n) uint8
+    tensor on the CPU, gathered over ranks (each rank fills its own disjoint positions, then one sum);
+    None when a class index does not fit a byte. Per-example predictions back a paired McNemar test."""
+    n, classes = data.spec.n_test, data.spec.num_classes
+    if classes > 256:
+        return None
+    was_training = model.training
+    model.eval()
+    full = torch.zeros(2, n, dtype=torch.int64, device=accelerator.device)
+    with accelerator.autocast():
+        for idx, (x, y) in zip(data.test_plan(), data.test_batches()):
+            idx = idx.to(accelerator.device)
+            full[0, idx] = model(x).argmax(1)
+            full[1, idx] = y
+    model.train(was_training)
+    return _reduce_sum(full).to(torch.uint8).cpu()
+
+
+def live_per_class(model: nn.Module, mask: M.Mask) -> tuple[str, list[int]]:
+    """The model's output layer and, per class (its rows), how many of its weights are alive: the
+    collapse diagnostic of a random draw in the classifier (a kept-dense layer counts every weight)."""
+    name, weight = list(M.prunable_weights(model).items())[-1]
+    rows = M.rows_of(mask[name]) if name in mask else torch.ones(M.rows_of(weight).shape, dtype=torch.bool)
+    return name, [int(v) for v in torch.count_nonzero(rows, dim=1).tolist()]
 
 
 class Runner:
@@ -358,7 +390,7 @@ class Runner:
                 self._checkpoint(state)
                 if acc.is_main_process:
                     write_jsonl(self.dir / "metrics.jsonl", records)
-                _track(acc, record, len(records))
+                T.log_epoch(acc, record, len(records))
                 if bar is not None:
                     bar.update(1)
                     bar.set_postfix(loss=f"{metrics['train_loss']:.3f}", acc=_fmt(test_acc),
@@ -371,7 +403,10 @@ class Runner:
                 check_exact_count(result)
             except InvalidResult as e:
                 raise RunFailed(f"round {r}'s result is not valid: {e}") from None
+            predictions = test_predictions(self.model, self.data, acc)  # every rank: one collective sum
             if rounds > 1 and acc.is_main_process:
+                if predictions is not None:
+                    save_predictions(self.dir / f"round_{r}" / PREDICTIONS_FILE, predictions.numpy())
                 write_json(self.dir / f"round_{r}" / "result.json", result)
                 write_jsonl(self.dir / f"round_{r}" / "metrics.jsonl", round_records)
                 save_tensors(self.dir / f"round_{r}" / "mask.safetensors", self.masked.mask)
@@ -385,6 +420,8 @@ class Runner:
             self._still_ours()
             save_tensors(self.dir / "mask.safetensors", self.masked.mask)
             save_tensors(self.dir / "model.safetensors", self.model.state_dict())
+            if predictions is not None:
+                save_predictions(self.dir / PREDICTIONS_FILE, predictions.numpy())
             write_jsonl(self.dir / "metrics.jsonl", records)
             write_json(self.dir / "result.json", result)  # the commit point: the run is finished
             RunFolder(self.dir).remove_checkpoints()
@@ -405,6 +442,7 @@ class Runner:
         dense_cycle = 3.0 * self.flops.total * cycle_examples  # one dense training cycle of these settings
         inference = self.flops.forward(FL.densities(mask))  # one example's forward under the final mask
         threads = torch.get_num_threads()
+        output_layer, per_class = live_per_class(self.model, mask)
         return {
             "status": "finished", "method": cfg.method, "model": cfg.model.name, "dataset": cfg.data.name,
             "seed": cfg.seed, "experiment": C.experiment_hash(cfg), "science": C.science_settings(cfg),
@@ -428,6 +466,8 @@ class Runner:
             "threads": threads, "core_hours": state["wall_time_s"] * threads * self.acc.num_processes / 3600,
             "device": device_name(self.device),
             "layer_sparsity": layers, "collapsed_layers": collapsed,
+            "live_per_class": per_class, "live_per_class_layer": output_layer,
+            "predictions_file": PREDICTIONS_FILE if self.data.spec.num_classes <= 256 else None,
             "train_flops": self.train_flops, "scoring_flops": self.scoring_flops,
             "dense_cycle_flops": dense_cycle,
             "train_cost_x_dense_cycle": self.train_flops / dense_cycle if dense_cycle else None,
@@ -464,105 +504,6 @@ def _progress(acc, enabled: bool, first: int, epochs: int, done: int, desc: str)
                 file=sys.stderr, dynamic_ncols=True)
 
 
-def _track(acc, record: dict, step: int) -> None:
-    """Mirror an epoch's record to the trackers (W&B), per-layer sparsity as its own panel group."""
-    if not acc.trackers:
-        return
-    flat = {k: v for k, v in record.items() if k != "layer_sparsity" and v is not None}
-    flat.update({f"layer_sparsity/{name}": s for name, s in record["layer_sparsity"].items()})
-    flat["epochs_trained"] = step  # cumulative over LTH rounds: the W&B step never goes back
-    acc.log(flat, step=step)
-
-
-SWEEP_ENV = "PP_SWEEP"  # set by launch/sweep.py for its runs: the sweep's name becomes a W&B tag
-
-
-ROUND_SUMMARY = ("final_test_accuracy", "best_test_accuracy", "achieved_sparsity", "target_sparsity",
-                 "total_epochs_trained", "train_flops_x_dense")  # per LTH round: round_<r>/<key> in the summary
-
-
-def wandb_init_kwargs(cfg: C.Config, run_dir: Path, mode: str) -> dict:
-    """One W&B run per training run: grouped by model, data, method and sparsity so a dashboard
-    groups the seeds; a sweep's runs carry its name as their job type and a tag."""
-    sweep = os.environ.get(SWEEP_ENV)
-    name = f"{cfg.method}-s{cfg.prune.target_sparsity:g}-seed{cfg.seed}"
-    kwargs = {"name": name, "group": C.wandb_group(cfg.model.name, cfg.data.name, cfg.method, cfg.prune.target_sparsity),
-              "tags": [cfg.model.name, cfg.data.name, cfg.method, *filter(None, [sweep])],
-              "dir": str(run_dir), "mode": mode,
-              "id": f"{C.experiment_hash(cfg)}-{cfg.seed}", "resume": "allow", "job_type": sweep or "train"}
-    if cfg.wandb.entity:
-        kwargs["entity"] = cfg.wandb.entity
-    if mode == "online" and "WANDB_INIT_TIMEOUT" not in os.environ:
-        import wandb
-        kwargs["settings"] = wandb.Settings(init_timeout=WANDB_INIT_TIMEOUT)
-    return kwargs
-
-
-WANDB_INIT_TIMEOUT = 30.0  # s: W&B's own default (90 s) leaves a run silent for minutes without a network
-
-
-def wandb_config(cfg: C.Config) -> dict:
-    """The run's config for W&B: every section but the method settings the method does not read (the
-    other methods' sections would only clutter the dashboard), plus the experiment hash."""
-    from suite.methods import method_class, method_sections, reads
-    read = reads(method_class(cfg.method))
-    tree = C.to_dict(cfg)
-    for section in method_sections():
-        kept = {k: v for k, v in tree[section].items() if any(f"{section}.{k}".startswith(p) for p in read)}
-        if kept:
-            tree[section] = kept
-        else:
-            del tree[section]
-    return {"experiment": C.experiment_hash(cfg), **tree}
-
-
-def _start_tracking(accelerator, cfg: C.Config, run_dir: Path, mode: str) -> None:
-    """Start W&B on the main process. Online W&B that cannot start (no API key, no network) says why in
-    one line and logs offline instead, so the run and its results go on."""
-    kwargs = wandb_init_kwargs(cfg, run_dir, mode)
-    try:
-        accelerator.init_trackers(cfg.wandb.project, config=wandb_config(cfg), init_kwargs={"wandb": kwargs})
-        return
-    except Exception as e:  # wandb raises UsageError, CommError, AuthenticationError, ...
-        accelerator.trackers = []  # Accelerate keeps a tracker without a run: finishing it would fail too
-        if mode != "online":
-            raise
-        cause = " ".join(str(e).split()) or "no message"
-        _log(accelerator, f"warning: W&B online could not start ({type(e).__name__}: {cause[:300]}); logging "
-                          f"offline to {run_dir / 'wandb'} instead (upload later with `wandb sync`; set "
-                          f"wandb.mode=offline to skip the attempt)")
-    import wandb
-    wandb.teardown()  # the failed attempt still holds the run id in W&B's service process
-    kwargs.pop("settings", None)
-    try:
-        accelerator.init_trackers(cfg.wandb.project, config=wandb_config(cfg),
-                                  init_kwargs={"wandb": {**kwargs, "mode": "offline"}})
-    except Exception as e:
-        accelerator.trackers = []
-        _log(accelerator, f"warning: W&B offline could not start either ({type(e).__name__}: "
-                          f"{' '.join(str(e).split())[:200]}); this run goes on without W&B")
-
-
-def _tracker_summary(accelerator, cfg: C.Config, run_dir: Path, result: dict) -> None:
-    """The final result as the W&B summary, and each LTH round's under `round_<r>/` (so round 7 can be
-    charted); a tracker failure is a warning, never the run's results."""
-    summary = {k: v for k, v in result.items() if k not in ("config", "layer_sparsity")}
-    try:
-        for path in sorted(run_dir.glob("round_*/result.json")):
-            rec = json.loads(path.read_text())
-            summary.update({f"round_{rec['round']}/{k}": rec.get(k) for k in ROUND_SUMMARY})
-        tracker = accelerator.get_tracker("wandb", unwrap=True)
-        tracker.summary.update(summary)
-        if cfg.wandb.log_mask:
-            import wandb
-            artifact = wandb.Artifact(f"mask-{C.experiment_hash(cfg)}-{cfg.seed}", type="mask")
-            artifact.add_file(str(run_dir / "mask.safetensors"))
-            tracker.log_artifact(artifact)
-    except Exception as e:
-        _log(accelerator, f"warning: W&B summary not recorded ({type(e).__name__}: {' '.join(str(e).split())[:200]}); "
-                          f"the results are in {run_dir}")
-
-
 def run_experiment(cfg: C.Config, out: str | Path, accelerator, force: bool = False,
                    progress: bool = True) -> Outcome:
     """Run (or resume, or skip) one experiment; the main process writes the run folder."""
@@ -585,16 +526,16 @@ def run_experiment(cfg: C.Config, out: str | Path, accelerator, force: bool = Fa
             (run_dir / "failed.json").unlink(missing_ok=True)
             write_json(run_dir / "config.json", C.to_dict(cfg))
         accelerator.wait_for_everyone()
-        mode = os.environ.get("WANDB_MODE", cfg.wandb.mode)
+        mode = T.wandb_mode(cfg)
         if mode != "disabled":
-            _start_tracking(accelerator, cfg, run_dir, mode)
+            T.start_tracking(accelerator, cfg, run_dir, mode)
         previous = signal.signal(signal.SIGTERM, _on_sigterm)
         try:
             runner = Runner(cfg, run_dir, accelerator)
             runner.lock = lock
             result = runner.run(progress=progress)
             if accelerator.trackers and accelerator.is_main_process:
-                _tracker_summary(accelerator, cfg, run_dir, result)
+                T.record_summary(accelerator, cfg, run_dir, result)
         except (RunFailed, M.RankMismatch) as e:
             if accelerator.is_main_process:
                 write_json(run_dir / "failed.json", {"status": "failed", "reason": str(e)})
@@ -606,15 +547,7 @@ def run_experiment(cfg: C.Config, out: str | Path, accelerator, force: bool = Fa
         finally:
             if signal.getsignal(signal.SIGTERM) is not signal.SIG_IGN:  # stopping: keep ignoring a second one
                 signal.signal(signal.SIGTERM, previous)
-            # finish this run's trackers but keep the process group: a script may run several
-            # experiments in one job (Accelerator.end_training would destroy the group)
-            for tracker in accelerator.trackers:
-                try:
-                    tracker.finish()
-                except Exception as e:  # an upload that fails at the end: the run's files are on disk
-                    _log(accelerator, f"warning: W&B did not finish ({type(e).__name__}: "
-                                      f"{' '.join(str(e).split())[:200]}); the results are in {run_dir}")
-            accelerator.trackers = []
+            T.finish_tracking(accelerator, run_dir)
     return Outcome("finished", run_dir, result, runner)
 
 

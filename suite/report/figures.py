@@ -18,7 +18,7 @@ from matplotlib.animation import FuncAnimation, PillowWriter  # noqa: E402
 from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormatter  # noqa: E402
 
 from suite import stats  # noqa: E402
-from suite.methods import METHODS  # noqa: E402
+from suite.methods import METHODS, ablation_methods  # noqa: E402
 from suite.report.fmt import fmt_p, is_missing, readable  # noqa: E402
 from suite.report.load import DENSE, SPARSITY_DECIMALS, Group, layer_sizes, run_records  # noqa: E402
 from suite.report.tables import ablation_source, stands_for  # noqa: E402
@@ -205,8 +205,8 @@ def plot_tradeoff(groups: Sequence[Group], stem: Path, colors: dict[str, str], l
     return _save(fig, stem)
 
 
-ABLATION_KINDS = ("shuffle", "reinit", "invert")  # hollow markers, in the order drawn beside a source
-_ABLATION_MARKERS = {"shuffle": "o", "reinit": "s", "invert": "v"}
+ABLATION_KINDS = ablation_methods()  # hollow markers, in the order drawn beside a source (registry order)
+_ABLATION_MARKERS = {"shuffle": "o", "reinit": "s", "invert": "v", "ticket": "D", "rewire": "^"}
 
 
 def is_ablation(g: Group) -> bool:

@@ -187,7 +187,7 @@ def _wandb_columns(rows: list[dict]) -> tuple[list[str], list[list[Any]]]:
 
 
 def training_group(g: Group) -> str:
-    """The W&B group of a training run (suite.trainer.wandb_init_kwargs)."""
+    """The W&B group of a training run (suite.tracking.wandb_init_kwargs)."""
     return wandb_group(g.model, g.dataset, g.method, g.target_sparsity)
 
 
