@@ -812,5 +812,6 @@ def test_an_ablation_sweep_expands_quotes_and_counts_as_its_sources_ran(tmp_path
                       False) == ("elsewhere", "finished by another process")
     assert S.classify(0, inner.dir, [], time.time(), False) == ("done", "")
     outcome = S.Outcome(run=inner, state="elsewhere", reason="finished by another process")
-    assert S._summary(S.load_sweep(source), [outcome], {}, []) == [
+    from launch.accounting import summary
+    assert summary(S.load_sweep(source), [outcome], {}, []) == [
         "sweep source: 0 done, 1 skipped, 0 failed", f"  skipped (finished by another process): {inner.label}"]
