@@ -26,7 +26,7 @@ from suite.report.tables import ablation_source, stands_for  # noqa: E402
 _PDF_META = {"CreationDate": None}  # no timestamp: the same runs give byte-identical PDFs
 GIF_FRAMES = 40          # at most this many frames per animation: a few hundred kB, far under 5 MB
 GIF_DPI = 112         # 8 inch wide figures: about 900 px, as legible as the research's
-_MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*", "<", ">", "h", "p", "H", "d", "8")
+_MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*", "<", ">", "h", "p", "H", "d", "8", "1", "2")
 # one colour per registry entry, in suite.methods.METHODS order: progressive red, dense black, snip blue,
 # grasp green, lth purple, random grey, synflow cyan, rigl orange, set brown, gmp pink, oneshot olive, ...
 _PALETTE = ("#d62728", "#000000", "#1f77b4", "#2ca02c", "#9467bd", "#7f7f7f", "#17becf", "#ff7f0e", "#8c564b",
