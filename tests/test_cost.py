@@ -172,7 +172,7 @@ def test_cost_of_a_finished_ablation_reads_its_own_config_only(tmp_path, monkeyp
 def test_a_mask_of_other_shapes_is_one_line_exit_2(tmp_path, capsys):
     """Issue 25, case 13: the right layer names in other shapes exited 1 "unexpected RuntimeError"."""
     from suite.results import RunFolder, save_tensors
-    cfg = C.load_config(None, [*TINY, "train.epochs=1", "wandb.mode=disabled"])
+    cfg = C.load_config(None, [*TINY, "train.epochs=2", "wandb.mode=disabled"])
     folder = run_experiment(cfg, tmp_path, Accelerator(cpu=True), progress=False).run_dir
     mask = RunFolder(folder).read_mask()
     save_tensors(folder / "mask.safetensors", {n: (m.t().contiguous() if n == "fc1.weight" else m) for n, m in mask.items()})
