@@ -28,9 +28,9 @@ changes any of them is one error line. The source's experiment hash, method and 
 run's hash (its path does not: moving a runs folder renames nothing), and the run's seed is the
 source's, so the ablation of seed s lands in `seed_<s>` beside its source's seeds, paired.
 
-Not yet: sources that rewind to an epoch after 0 (LTH with `lth.rewind_epoch` or `lth.rewind_step` > 0) keep their
-rewinding weights only in the checkpoint, which is deleted when the run finishes, so `shuffle` and
-`invert` refuse them (one line); `reinit` applies. Under a structured source (`prune.structure`)
+Not yet: sources that rewind to a point after the init (LTH with `lth.rewind_epoch` or `lth.rewind_step`
+> 0) keep their rewinding weights in `rewind.safetensors`, but an ablation still starts from a seed's
+init, so `shuffle` and `invert` refuse them (one line); `reinit` applies. Under a structured source (`prune.structure`)
 `shuffle` permutes whole units (N:M groups, channels), so the random ticket keeps the pattern;
 `invert` still ranks single weights at the per-layer counts.
 """

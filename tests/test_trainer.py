@@ -411,3 +411,28 @@ def test_lth_rewinds_to_a_step_inside_an_epoch_and_keeps_those_weights(tmp_path)
     dense.run(progress=False)
     kept, trained = tensors(tmp_path / "lth" / "rewind.safetensors"), tensors(tmp_path / "dense" / "model.safetensors")
     assert kept.keys() == trained.keys() and all(torch.equal(kept[k], trained[k]) for k in kept)
+
+
+def test_the_language_model_recipe_under_bf16_autocast(tmp_path):
+    # bf16 autocast (Accelerate), AdamW, warm-up + cosine, clipping and a step budget on the same code
+    from accelerate import Accelerator
+    from accelerate.state import AcceleratorState
+    from suite import config as C
+    from suite.trainer import Runner
+    AcceleratorState._reset_state(True)
+    cfg = C.load_config(None, [*TINY, "wandb.mode=disabled", *STEPS, "train.precision=bf16", "train.grad_clip=0.5",
+                               "prune.update_every_steps=2", "prune.target_sparsity=0.8"], method="progressive")
+    runner = Runner(cfg, tmp_path, Accelerator(cpu=True, mixed_precision="bf16"))
+    try:
+        r = runner.run(progress=False)
+    finally:
+        AcceleratorState._reset_state(True)
+    assert math.isfinite(r["final_test_loss"]) and r["steps"] == 20
+    assert r["prunable_total"] - r["prunable_remaining"] == round(0.8 * r["prunable_total"])
+    opt = runner.optimizer.optimizer
+    for name, w in runner.weights.items():
+        dead = ~runner.masked.mask[name]
+        assert w.dtype == torch.float32 and int(torch.count_nonzero(w.detach()[dead])) == 0
+        assert int(torch.count_nonzero(opt.state[w]["exp_avg"][dead])) == 0
+        assert int(torch.count_nonzero(opt.state[w]["exp_avg_sq"][dead])) == 0
+    assert all(rec["grad_norm"] > 0 for rec in metrics(tmp_path))
