@@ -157,7 +157,7 @@ def _run(args: argparse.Namespace, cfg: C.Config, accelerator) -> int:
         return EXIT_INTERRUPTED
     if accelerator.is_main_process:
         if outcome.status == "skipped":
-            print(f"already finished (use --force to run again): {outcome.run_dir}", file=sys.stderr)
+            print(f"already finished (use --force to run again): {outcome.run_dir}", file=sys.stderr)  # launch/sweep.py reads these words
         else:
             r = outcome.result
             from suite.datasets import dataset  # the dataset's own primary metric: accuracy, or loss for text

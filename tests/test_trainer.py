@@ -276,6 +276,22 @@ def test_wandb_offline_run_mirrors_the_result_and_can_carry_the_mask(tmp_path):
         assert needle.encode() in raw, needle
 
 
+def test_a_result_the_suite_would_not_count_fails_instead_of_finishing(tmp_path, monkeypatch, capsys):
+    """Issue 25, case 8: a run whose final mask missed its target printed "done ... sparsity 0.0000 (target
+    0.9000)", exited 0 with a result nothing counts, and every rerun looped; it fails (failed.json, exit 1)."""
+    from baselines.snip import Snip
+    from suite.run import main
+    monkeypatch.setattr(Snip, "start_round", lambda self, r, ctx, mask: None)  # a method that never prunes
+    code = main(["--no-progress", "--method", "snip", "--out", str(tmp_path), *TINY, "train.epochs=1",
+                 "wandb.mode=disabled"])
+    assert (code, capsys.readouterr().err.strip().splitlines()) == (1, [
+        "error: run failed: round 0's result is not valid: achieved sparsity 0.000000 (0 of 6816 weights pruned) "
+        "is not its target 0.900000 (6134 pruned by the exact-count rule)"])
+    [folder] = tmp_path.glob("*/seed_42")
+    assert json.loads((folder / "failed.json").read_text())["reason"].startswith("round 0's result is not valid")
+    assert not (folder / "result.json").exists()
+
+
 # --- budgets in optimizer steps, AdamW, warm-up + cosine, clipping (in process, 8 steps per epoch) ---
 
 def _runner(tmp_path, method="dense", *overrides):
