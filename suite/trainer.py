@@ -26,8 +26,9 @@ from suite import tracking as T
 from suite.datasets import build_data
 from suite.methods import Context, build_method
 from suite.models import build_model, resolve_init
-from suite.results import (BadCheckpoint, RunFolder, cpu_name, RunLock, RunLocked, code_version, load_resumable,
-                           save_checkpoint, save_predictions, save_tensors, write_json, write_jsonl)
+from suite.results import (BadCheckpoint, InvalidResult, RunFolder, cpu_name, RunLock, RunLocked, check_exact_count,
+                           code_version, load_resumable, save_checkpoint, save_predictions, save_tensors, write_json,
+                           write_jsonl)
 from suite.schedules import budget as budget_of, learning_rate
 
 SUITE_VERSION = "0.1.0"
@@ -489,6 +490,10 @@ class Runner:
         rounds, acc = self.method.rounds(), self.acc
         round_records = [rec for rec in records if rec["round"] == r]
         result = self._result(r, round_records, state)
+        try:  # never a result the suite would not count: "done" with exit 0, then rerun forever
+            check_exact_count(result)
+        except InvalidResult as e:
+            raise RunFailed(f"round {r}'s result is not valid: {e}") from None
         self.predictions = test_predictions(self.model, self.data, acc)  # every rank: one collective sum
         if self.predictions is None:
             result["predictions_file"] = None
