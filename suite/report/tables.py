@@ -792,7 +792,7 @@ def measured_cost_table(costs: Sequence[dict]) -> Table:
                "give the masked model's outputs on the test set (max difference in cost.json). Timings are of "
                "the machine named, not of sparse-FLOPs arithmetic.")
     return Table("measured_cost", "Measured cost on this machine", caption, rows, columns, "no cost.json",
-                 main=("Method", "Structure", "Sparsity", "Format", *(f"Speed-up b{b}" for b in BATCHES), "Size ratio"),
+                 main=("Method", "Structure", "Sparsity", "Format", *(f"Speed-up b{b}" for b in batches), "Size ratio"),
                  keys=4)
 
 
