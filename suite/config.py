@@ -2,6 +2,8 @@
 coercion and dotted keys. A leaf: it knows no method (the assembled experiment is suite.experiment)."""
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import copy
 import dataclasses
 import json
@@ -10,7 +12,7 @@ import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import yaml
 
@@ -24,17 +26,23 @@ def _plain(default: Any = dataclasses.MISSING, **kw: Any) -> Any:
     return field(default=default, metadata={"science": False}, **kw)
 
 
+def path_field(default: str = "") -> Any:
+    """A path setting (not in the run hash): a `key=value` override gives it verbatim, never read as
+    YAML, so a path holding " #" or ": " stays that path."""
+    return field(default=default, metadata={"science": False, "path": True})
+
+
 @dataclass(frozen=True)
 class DataConfig:
     name: str = "mnist1d"         # synthetic | mnist1d | mnist | cifar10 | cifar10_subset
     val_size: int = 0             # training examples held out for validation (a fixed seeded draw, the same for every method and seed; text: characters off the end of the training text); 0 = none
-    root: str = _plain("data")    # folder holding dataset files, e.g. ../shared/data
+    root: str = path_field("data")  # folder holding dataset files, e.g. ../shared/data
     download: bool = _plain(False)  # let torchvision fetch missing files (needs internet)
     loader: str = _plain("device")  # device: whole set on the training device | torchvision: DataLoader
     augment: bool = True          # the research's augmentation where the dataset has one (CIFAR)
     jitter: float = 0.2           # colour jitter strength (brightness = contrast = saturation); 0 = crop + flip only
     num_workers: int = _plain(0)  # DataLoader workers (torchvision loader only)
-    cache_dir: str = _plain("")   # where .gz files are unpacked; "" = ~/.cache/progressive-pruning
+    cache_dir: str = path_field("")  # where .gz files are unpacked; "" = ~/.cache/progressive-pruning
     synthetic_train: int = 512    # synthetic dataset: training images; synthetic_text: characters of the whole text
     synthetic_test: int = 256     # synthetic dataset: test images
     synthetic_shape: tuple[int, ...] = (3, 8, 8)  # synthetic dataset: C, H, W
@@ -55,15 +63,20 @@ class ModelConfig:
 @dataclass(frozen=True)
 class TrainConfig:
     epochs: int = 30
+    steps: int = 0                # optimizer steps per training cycle (round), used instead of epochs; 0 = train.epochs
     batch_size: int = 128         # global batch over all processes (per-process = batch / world)
-    optimizer: str = "sgd"        # sgd | adam
+    optimizer: str = "sgd"        # sgd | adam | adamw (decoupled weight decay on tensors of 2+ dims only)
     lr: float = 0.1               # never rescaled with the world size
     momentum: float = 0.9
     nesterov: bool = False
     weight_decay: float = 5e-4
-    lr_schedule: str = "cosine"   # cosine | step | constant, stepped once per epoch
+    betas: tuple[float, ...] = (0.9, 0.999)  # adam and adamw: decay rates of the two moments
+    lr_schedule: str = "cosine"   # cosine | step | constant, stepped once per epoch | warmup_cosine, stepped every optimizer step
     milestones: tuple[int, ...] = ()  # epochs where the step schedule multiplies lr by gamma
     gamma: float = 0.1
+    warmup_steps: int = 0         # warmup_cosine: optimizer steps of linear warm-up to train.lr
+    min_lr: float = 0.0           # warmup_cosine: the learning rate the cosine ends at
+    grad_clip: float = 0.0        # clip the global gradient norm (of the masked gradients) to this; 0 = off
     precision: str = "fp32"       # fp32 | bf16 | fp16 (Accelerate mixed precision)
     channels_last: bool = _plain(False)
     compile: bool = _plain(False)  # torch.compile the model
@@ -76,7 +89,9 @@ class PruneConfig:
     schedule: str = "linear"      # linear | cubic (Zhu & Gupta 2017) | exponential (constant rate), progressive only
     initial_sparsity: float = 0.0  # s_initial of the schedule
     t_start: float = 0.0          # epoch where the schedule starts
-    t_end: float | None = None    # epoch where it reaches the target; None = half the epochs
+    t_end: float | None = None    # epoch where it reaches the target; None = half the budget
+    t_start_frac: float | None = None  # t_start as a fraction of the budget (instead of t_start)
+    t_end_frac: float | None = None    # t_end as a fraction of the budget (instead of t_end), e.g. 0.5
     update_every_steps: int = 0   # 0: update the mask at each epoch end; N: every N optimizer steps
     keep_first_dense: bool = False  # leave the first prunable layer dense
     keep_last_dense: bool = False   # leave the last prunable layer (the classifier) dense
@@ -175,18 +190,28 @@ def set_dotted(tree: dict, dotted: str, value: Any) -> None:
     node[parts[-1]] = value
 
 
-def parse_override(text: str) -> tuple[str, Any]:
-    """`train.lr=0.01` -> ("train.lr", 0.01); the value is read as YAML."""
+def yaml_text(value: Any) -> str:
+    """A value as one line of YAML that reads back to it: 1e30 -> 1.0e+30, 'yes' -> "'yes'"."""
+    text = yaml.safe_dump(value, default_flow_style=True, width=1 << 30).strip()
+    return text[:-len("\n...")] if text.endswith("\n...") else text  # drop YAML's end-of-document mark
+
+
+def split_override(text: str) -> tuple[str, str]:
+    """`train.lr=0.01` -> ("train.lr", "0.01"): the key and the raw text of its value."""
     if "=" not in text:
         raise ConfigError(f"override '{text}' is not of the form key=value")
     key, raw = text.split("=", 1)
     if not key:
         raise ConfigError(f"override '{text}' has an empty key")
+    return key.strip(), raw
+
+
+def yaml_value(raw: str) -> Any:
+    """An override's value read as YAML (text that is not YAML stays text)."""
     try:
-        value = yaml.safe_load(raw) if raw != "" else ""
+        return yaml.safe_load(raw) if raw != "" else ""
     except yaml.YAMLError:
-        value = raw
-    return key.strip(), value
+        return raw
 
 
 class _StrictLoader(yaml.SafeLoader):
@@ -270,6 +295,26 @@ def merged(base: dict, over: dict) -> dict:
         else:
             out[key] = copy.deepcopy(value)
     return out
+
+
+_REBUILDING: contextvars.ContextVar[bool] = contextvars.ContextVar("rebuilding", default=False)
+
+
+@contextlib.contextmanager
+def saved_config() -> Iterator[None]:
+    """While a saved config (suite.experiment.from_dict) is rebuilt: see `rebuilding`."""
+    token = _REBUILDING.set(True)
+    try:
+        yield
+    finally:
+        _REBUILDING.reset(token)
+
+
+def rebuilding() -> bool:
+    """Whether the config being validated is a saved one (`from_dict`): what ran, complete, checked when
+    it ran; a settings check that reads other folders (an ablation's source, which may have moved since)
+    leaves it alone."""
+    return _REBUILDING.get()
 
 
 def check_choice(key: str, value: str, options: tuple[str, ...]) -> None:

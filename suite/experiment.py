@@ -18,11 +18,12 @@ from pathlib import Path
 from typing import Any
 
 from suite.config import (DataConfig, ModelConfig, PruneConfig, TrainConfig, WandbConfig, build_section,
-                          check_choice, has_dotted, merged, parse_override, read_yaml, set_dotted, type_name)
+                          check_choice, has_dotted, merged, read_yaml, rebuilding, saved_config, set_dotted,
+                          split_override, type_name, yaml_text, yaml_value)
 from suite.errors import ConfigError
 from suite.masks import STRUCTURES
 from suite.methods import method_class, method_sections, method_settings, reads
-from suite.models import INITS
+from suite.models import INITS, MODEL_INITS
 from suite.schedules import SPARSITY_SCHEDULES
 
 # The tree: these sections, then one section per method that has settings (its class's
@@ -54,6 +55,29 @@ Config = _config_class(method_settings())
 
 # --- loading -----------------------------------------------------------------------------------
 
+def is_path_key(dotted: str) -> bool:
+    """Whether a dotted key names a path setting (`path_field`: data.root, ablate.source, ...)."""
+    node: Any = Config()
+    *sections, name = dotted.split(".")
+    for part in sections:
+        node = getattr(node, part, None)
+    if not dataclasses.is_dataclass(node):
+        return False
+    found = {f.name: f for f in dataclasses.fields(node)}.get(name)
+    return bool(found and found.metadata.get("path"))
+
+
+def override_text(key: str, value: Any) -> str:
+    """`key=value` that parse_override reads back to `value` (a path verbatim, anything else as YAML)."""
+    return f"{key}={value}" if isinstance(value, str) and is_path_key(key) else f"{key}={yaml_text(value)}"
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """`train.lr=0.01` -> ("train.lr", 0.01); the value is read as YAML, a path setting's verbatim."""
+    key, raw = split_override(text)
+    return (key, raw) if is_path_key(key) else (key, yaml_value(raw))
+
+
 def load_config(path: str | Path | None = None, overrides: list[str] = (), method: str | None = None) -> Config:
     """Build the config: defaults < YAML file < `key=value` overrides < --method; then validate."""
     tree: dict = {}
@@ -71,15 +95,17 @@ def load_config(path: str | Path | None = None, overrides: list[str] = (), metho
 
 
 def from_dict(tree: dict) -> Config:
-    """Rebuild a config from `to_dict` output (e.g. a run's saved config.json)."""
-    return _from_tree(copy.deepcopy(tree))
+    """Rebuild a config from `to_dict` output (e.g. a run's saved config.json), reading nothing else."""
+    with saved_config():
+        return _from_tree(copy.deepcopy(tree))
 
 
 def _from_tree(tree: dict) -> Config:
     """Defaults < the method's own `defaults` < the given tree; then resolve and validate."""
     name = tree.get("method", Config().method)
     if isinstance(name, str):
-        tree = merged(method_class(name).base_config(tree), tree)  # e.g. an ablation's source config
+        if not rebuilding():  # a saved config already holds what its base gave it
+            tree = merged(method_class(name).base_config(tree), tree)  # e.g. an ablation's source config
         for key, value in method_class(name).defaults.items():
             if not has_dotted(tree, key):
                 set_dotted(tree, key, copy.deepcopy(value))
@@ -104,13 +130,51 @@ def resolve(cfg: Config) -> Config:
     """Fill derived defaults so the saved config says exactly what ran."""
     method = method_class(cfg.method)
     cfg = _reset_unused(cfg, reads(method))
+    if cfg.train.steps:  # the budget is in steps: train.epochs is not read and must not split run folders
+        cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, epochs=TrainConfig().epochs))
     if not method.prunes:
         cfg = dataclasses.replace(cfg, prune=dataclasses.replace(cfg.prune, target_sparsity=0.0))
     if cfg.prune.structure != "nm":  # [N, M] means nothing then: it must not split run folders
         cfg = dataclasses.replace(cfg, prune=dataclasses.replace(cfg.prune, nm=PruneConfig().nm))
-    if cfg.prune.t_end is None and any("prune.t_end".startswith(k) for k in reads(method)):
-        cfg = dataclasses.replace(cfg, prune=dataclasses.replace(cfg.prune, t_end=float(cfg.train.epochs // 2)))
+    if any("prune.t_end".startswith(k) for k in reads(method)):
+        cfg = dataclasses.replace(cfg, prune=_schedule_points(cfg.prune, cfg.train))
+    if cfg.model.init == MODEL_INITS.get(cfg.model.name):  # naming the model's own init is its default experiment
+        cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, init="model"))
     return cfg
+
+
+def _schedule_points(p: PruneConfig, t: TrainConfig) -> PruneConfig:
+    """prune.t_start/t_end as the run uses them. Under an epoch budget a fraction becomes epochs
+    (`t_end_frac: 0.5` at 40 epochs is `t_end: 20`, one experiment, one hash) and the default end is
+    half the epochs (floored as before; 0.5 at one epoch, never 0: the schedule cannot collapse onto
+    the initialisation). Under `train.steps` the epochs of the budget are known only with the data,
+    so the points stay fractions (the default end: 0.5)."""
+    for name in ("t_start", "t_end"):
+        frac = getattr(p, f"{name}_frac")
+        if frac is not None and not 0 <= frac <= 1:
+            raise ConfigError(f"prune.{name}_frac: must be a fraction of the budget in [0, 1], got {frac}")
+        if frac is not None and getattr(p, name) != getattr(PruneConfig(), name):
+            raise ConfigError(f"prune.{name}_frac: give prune.{name} (epochs) or prune.{name}_frac "
+                              f"(a fraction of the budget), not both")
+    if t.steps:
+        given = [f"prune.{name}" for name in ("t_start", "t_end") if getattr(p, name) != getattr(PruneConfig(), name)]
+        if given:
+            raise ConfigError(f"{given[0]}: under train.steps give schedule points as fractions of the budget "
+                              f"({given[0]}_frac), not in epochs")
+        return p if p.t_end_frac is not None else dataclasses.replace(p, t_end_frac=0.5)
+    changes: dict = {}
+    for name in ("t_start", "t_end"):
+        frac = getattr(p, f"{name}_frac")
+        if frac is not None:
+            changes.update({name: round(frac * t.epochs, 9) + 0.0, f"{name}_frac": None})
+    if p.t_end is None and "t_end" not in changes:
+        changes["t_end"] = float(t.epochs // 2) or t.epochs / 2  # the floor keeps past hashes; 1 epoch: 0.5
+        t_start = changes.get("t_start", p.t_start)
+        if t_start > changes["t_end"]:  # named here, while it is known that the user never set t_end
+            raise ConfigError(f"prune.t_start: {t_start:g} is after the schedule's end, epoch {changes['t_end']:g} "
+                              f"(prune.t_end unset: half of train.epochs={t.epochs}); set prune.t_end "
+                              f"between {t_start:g} and {t.epochs}, or an earlier prune.t_start")
+    return dataclasses.replace(p, **changes)
 
 
 def check_structure(cfg: Config) -> None:
@@ -141,6 +205,28 @@ def check_structure(cfg: Config) -> None:
                           "set prune.keep_last_dense=true")
 
 
+def _check_steps(t: TrainConfig) -> None:
+    """The step budget, the optimizer's betas, warm-up, final learning rate and clipping."""
+    if t.steps < 0:
+        raise ConfigError(f"train.steps: must be non-negative (0 = train.epochs), got {t.steps}")
+    if len(t.betas) != 2 or not all(0 <= b < 1 for b in t.betas):
+        raise ConfigError(f"train.betas: expected [beta1, beta2] each in [0, 1), got {list(t.betas)}")
+    if t.warmup_steps < 0:
+        raise ConfigError(f"train.warmup_steps: must be non-negative, got {t.warmup_steps}")
+    if t.steps and t.warmup_steps >= t.steps:
+        raise ConfigError(f"train.warmup_steps: {t.warmup_steps} leaves no step of the {t.steps}-step budget "
+                          f"(train.steps) to the cosine; set it below {t.steps}")
+    if not 0 <= t.min_lr <= t.lr:
+        raise ConfigError(f"train.min_lr: must be in [0, train.lr = {t.lr:g}], got {t.min_lr}")
+    if t.grad_clip < 0:
+        raise ConfigError(f"train.grad_clip: must be non-negative (0 = off), got {t.grad_clip}")
+    unused = [f"train.{k}" for k in ("warmup_steps", "min_lr")
+              if getattr(t, k) != getattr(TrainConfig(), k) and t.lr_schedule != "warmup_cosine"]
+    if unused:
+        raise ConfigError(f"{unused[0]}: is read by train.lr_schedule=warmup_cosine only "
+                          f"(train.lr_schedule is {t.lr_schedule})")
+
+
 def validate(cfg: Config) -> Config:
     """Range checks; each failure is one line naming the key."""
     t, p, d = cfg.train, cfg.prune, cfg.data
@@ -158,10 +244,11 @@ def validate(cfg: Config) -> Config:
         raise ConfigError(f"train.weight_decay: must be non-negative, got {t.weight_decay}")
     if t.eval_every < 1:
         raise ConfigError(f"train.eval_every: must be at least 1, got {t.eval_every}")
-    if any(m < 1 or m > t.epochs for m in t.milestones):
+    if any(m < 1 or (m > t.epochs and not t.steps) for m in t.milestones):
         raise ConfigError(f"train.milestones: each must be an epoch in [1, {t.epochs}], got {list(t.milestones)}")
-    check_choice("train.optimizer", t.optimizer, ("sgd", "adam"))
-    check_choice("train.lr_schedule", t.lr_schedule, ("cosine", "step", "constant"))
+    check_choice("train.optimizer", t.optimizer, ("sgd", "adam", "adamw"))
+    check_choice("train.lr_schedule", t.lr_schedule, ("cosine", "step", "constant", "warmup_cosine"))
+    _check_steps(t)
     check_choice("train.precision", t.precision, ("fp32", "bf16", "fp16"))
     for key, s in (("prune.target_sparsity", p.target_sparsity), ("prune.initial_sparsity", p.initial_sparsity)):
         if not 0 <= s < 1:
@@ -173,6 +260,8 @@ def validate(cfg: Config) -> Config:
     check_structure(cfg)
     if p.t_start < 0:
         raise ConfigError(f"prune.t_start: must be non-negative, got {p.t_start}")
+    if p.t_start_frac is not None and p.t_end_frac is not None and p.t_end_frac < p.t_start_frac:
+        raise ConfigError(f"prune.t_end_frac: {p.t_end_frac} is before prune.t_start_frac {p.t_start_frac}")
     if p.t_end is not None and p.t_end > t.epochs:
         raise ConfigError(f"prune.t_end: {p.t_end:g} is beyond the last epoch ({t.epochs}); set prune.t_end=null "
                           f"(half the epochs, which follows train.epochs) or an epoch up to {t.epochs}")

@@ -55,3 +55,11 @@ def stopped(tmp_path_factory):
     folder = interrupt(tmp_path_factory.mktemp("stopped"), 3)
     assert previous_checkpoint(folder / "checkpoint.pt").is_file()
     return folder
+@pytest.fixture(scope="session")
+def committed_study():
+    """The report built from the committed study's export (docs/results/lenet300_mnist.json)."""
+    export = ROOT / "docs" / "results" / "lenet300_mnist.json"
+    if not export.is_file():
+        pytest.skip("the committed study's export is not here")
+    from suite import report
+    return report.build_report(export)
