@@ -21,8 +21,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from suite.config import ConfigError, check_choice
-from suite.masks import Mask, already_at, layout, magnitude_scores, mask_at_sparsity
-from suite.methods import Context, PruningMethod
+from suite.masks import Mask, Scores, magnitude_scores
+from suite.methods import Context, Prune, PruningMethod
 
 
 @dataclass(frozen=True)
@@ -58,8 +58,8 @@ class OneShot(PruningMethod):
     def target_at(self, round_index: int, t_epochs: float) -> float:
         return self.cfg.prune.target_sparsity if t_epochs >= dense_epochs(self.cfg) else 0.0
 
-    def end_epoch(self, round_index: int, epoch: int, ctx: Context, mask: Mask) -> Mask | None:
-        target = self.cfg.prune.target_sparsity
-        if epoch != dense_epochs(self.cfg) or already_at(mask, target):
-            return None
-        return mask_at_sparsity(magnitude_scores(ctx.weights), target, mask, **layout(self.cfg.prune))
+    def scores(self, ctx: Context, mask: Mask) -> Scores:
+        return magnitude_scores(ctx.weights)
+
+    def end_epoch(self, round_index: int, epoch: int, ctx: Context, mask: Mask) -> Prune | None:
+        return Prune(self.cfg.prune.target_sparsity) if epoch == dense_epochs(self.cfg) else None
