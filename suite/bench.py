@@ -54,7 +54,7 @@ import torch.nn.functional as F
 
 from suite import config as C
 from suite import masks as M
-from suite.results import cpu_name
+from suite.provenance import cpu_name
 
 TARGET_SPARSITY = 0.9      # sparsity of the masked runs (fraction of prunable weights that are zero)
 FROM_SPARSITY = 0.8        # the mask-update benchmark prunes from this sparsity to TARGET_SPARSITY

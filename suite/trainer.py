@@ -25,8 +25,9 @@ from suite import tracking as T
 from suite.data import build_data
 from suite.methods import Context, Prune, build_method
 from suite.models import build_model, resolve_init
-from suite.results import (BadCheckpoint, RunFolder, cpu_name, RunLock, RunLocked, code_version, load_resumable,
-                           save_checkpoint, save_tensors, write_json, write_jsonl)
+from suite.provenance import code_version, cpu_name
+from suite.results import (BadCheckpoint, RunFolder, RunLock, RunLocked, load_resumable, save_checkpoint, save_tensors,
+                           write_json, write_jsonl)
 from suite.schedules import lr_factor
 from suite.selection import select
 

@@ -26,8 +26,9 @@ from suite import report as R
 from suite import run as RUN
 from suite.config import ConfigError, DataConfig, load_config, run_dir
 from suite.data import _mnist_root, load_cifar10_subset
-from suite.results import (EXIT_BAD_INPUT, EXIT_FAILED, RunFolder, code_version, previous_checkpoint,
-                           read_metrics)
+from suite.exits import EXIT_BAD_INPUT, EXIT_FAILED
+from suite.provenance import code_version
+from suite.results import RunFolder, previous_checkpoint, read_metrics
 
 
 @pytest.fixture(autouse=True)
