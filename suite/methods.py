@@ -196,6 +196,8 @@ METHODS: dict[str, str] = {
     "shuffle": "baselines.ablation:Shuffle",
     "reinit": "baselines.ablation:Reinit",
     "invert": "baselines.ablation:Invert",
+    "ticket": "baselines.ablation:Ticket",
+    "rewire": "baselines.ablation:Rewire",
 }
 
 
@@ -240,8 +242,9 @@ def method_sections() -> tuple[str, ...]:
 def reads(cls: type[PruningMethod]) -> tuple[str, ...]:
     """Every config prefix the method reads: its `config_keys` and its own section."""
     section = settings_section(cls)
-    # every method that prunes has its scores turned into a mask under prune.structure (the shared selection)
-    structure = ("prune.structure", "prune.nm") if cls.prunes else ()
+    # every method that prunes has its scores turned into a mask under prune.structure (the shared
+    # selection), over the model's prunable set (prune.include)
+    structure = ("prune.structure", "prune.nm", "prune.include") if cls.prunes else ()
     return cls.config_keys + structure + ((f"{section}.",) if section else ())
 
 

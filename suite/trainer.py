@@ -22,12 +22,12 @@ from suite import config as C
 from suite import flops as FL
 from suite import masks as M
 from suite import tracking as T
-from suite.data import build_data
+from suite.datasets import build_data
 from suite.methods import Context, Prune, build_method
 from suite.models import build_model, resolve_init
 from suite.provenance import code_version, cpu_name
-from suite.results import (BadCheckpoint, RunFolder, RunLock, RunLocked, load_resumable, save_checkpoint, save_tensors,
-                           write_json, write_jsonl)
+from suite.results import (BadCheckpoint, RunFolder, RunLock, RunLocked, load_resumable, save_checkpoint,
+                           save_predictions, save_tensors, write_json, write_jsonl)
 from suite.schedules import lr_factor
 from suite.selection import select
 
@@ -94,6 +94,42 @@ def evaluate(model: nn.Module, data, loss_fn, accelerator, split: str = "test") 
     return loss_sum / count, 100.0 * correct / count
 
 
+PREDICTIONS_FILE = "predictions.npy"  # per test example: row 0 the predicted class, row 1 the label (uint8)
+
+
+@torch.no_grad()
+def test_predictions(model: nn.Module, data, accelerator) -> Tensor | None:
+    """Per test example, in the test set's order, the predicted class and the label: a (2, n) uint8
+    tensor on the CPU, gathered over ranks (each rank fills its own disjoint positions, then one sum);
+    None when a class index does not fit a byte. Per-example predictions back a paired McNemar test."""
+    n, classes = data.spec.n_test, data.spec.num_classes
+    if classes > 256:
+        return None
+    was_training = model.training
+    model.eval()
+    full = torch.zeros(2, n, dtype=torch.int64, device=accelerator.device)
+    with accelerator.autocast():
+        for idx, (x, y) in zip(data.test_plan(), data.test_batches()):
+            if y.dim() != 1:  # a target per position (text windows): no one class per example to pair
+                model.train(was_training)
+                return None
+            idx = idx.to(accelerator.device)
+            full[0, idx] = model(x).argmax(1)
+            full[1, idx] = y
+    model.train(was_training)
+    return _reduce_sum(full).to(torch.uint8).cpu()
+
+
+def live_per_class(model: nn.Module, mask: M.Mask) -> tuple[str, list[int]]:
+    """The model's output layer and, per class (its rows), how many of its weights are alive: the
+    collapse diagnostic of a random draw in the classifier (a kept-dense layer counts every weight)."""
+    # the last Conv/Linear layer: a model's classifier (or a GPT's head), prunable or not
+    name, weight = [(f"{n}.weight" if n else "weight", m.weight) for n, m in model.named_modules()
+                    if isinstance(m, M.PRUNABLE_TYPES)][-1]
+    rows = M.rows_of(mask[name]) if name in mask else torch.ones(M.rows_of(weight).shape, dtype=torch.bool)
+    return name, [int(v) for v in torch.count_nonzero(rows, dim=1).tolist()]
+
+
 class Runner:
     """Runs one configured experiment in one run folder, resuming from its checkpoint."""
 
@@ -111,10 +147,11 @@ class Runner:
         if self.device.type == "cuda":
             torch.backends.cudnn.benchmark = True  # fixed input shapes: pick the fastest conv kernels once
         torch.manual_seed(self.method.init_seed())  # the init is seeded, and the same on every rank
-        self.model = build_model(cfg.model.name, self.data.spec, cfg.model.init).to(self.device)
+        self.model = build_model(cfg.model.name, self.data.spec, cfg.model.init, cfg.model).to(self.device)
         if cfg.train.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
-        self.weights = M.prunable_weights(self.model, cfg.prune.keep_first_dense, cfg.prune.keep_last_dense)
+        self.weights = M.prunable_weights(self.model, cfg.prune.keep_first_dense, cfg.prune.keep_last_dense,
+                                          cfg.prune.include)
         if not self.weights:
             raise C.ConfigError("prune.keep_first_dense/keep_last_dense leave no prunable layer")
         self.masked = M.MaskedWeights(self.weights)
@@ -371,7 +408,12 @@ class Runner:
                 bar.close()
             round_records = [rec for rec in records if rec["round"] == r]
             result = self._result(r, round_records, state)
+            predictions = test_predictions(self.model, self.data, acc)  # every rank: one collective sum
+            if predictions is None:
+                result["predictions_file"] = None
             if rounds > 1 and acc.is_main_process:
+                if predictions is not None:
+                    save_predictions(self.dir / f"round_{r}" / PREDICTIONS_FILE, predictions.numpy())
                 write_json(self.dir / f"round_{r}" / "result.json", result)
                 write_jsonl(self.dir / f"round_{r}" / "metrics.jsonl", round_records)
                 save_tensors(self.dir / f"round_{r}" / "mask.safetensors", self.masked.mask)
@@ -385,6 +427,8 @@ class Runner:
             self._still_ours()
             save_tensors(self.dir / "mask.safetensors", self.masked.mask)
             save_tensors(self.dir / "model.safetensors", self.model.state_dict())
+            if predictions is not None:
+                save_predictions(self.dir / PREDICTIONS_FILE, predictions.numpy())
             write_jsonl(self.dir / "metrics.jsonl", records)
             write_json(self.dir / "result.json", result)  # the commit point: the run is finished
             RunFolder(self.dir).remove_checkpoints()
@@ -405,6 +449,7 @@ class Runner:
         dense_cycle = 3.0 * self.flops.total * cycle_examples  # one dense training cycle of these settings
         inference = self.flops.forward(FL.densities(mask))  # one example's forward under the final mask
         threads = torch.get_num_threads()
+        output_layer, per_class = live_per_class(self.model, mask)
         return {
             "status": "finished", "method": cfg.method, "model": cfg.model.name, "dataset": cfg.data.name,
             "seed": cfg.seed, "experiment": C.experiment_hash(cfg), "science": C.science_settings(cfg),
@@ -428,12 +473,18 @@ class Runner:
             "threads": threads, "core_hours": state["wall_time_s"] * threads * self.acc.num_processes / 3600,
             "device": device_name(self.device),
             "layer_sparsity": layers, "collapsed_layers": collapsed,
+            "live_per_class": per_class, "live_per_class_layer": output_layer,
+            "predictions_file": PREDICTIONS_FILE if self.data.spec.num_classes <= 256 else None,
             "train_flops": self.train_flops, "scoring_flops": self.scoring_flops,
             "dense_cycle_flops": dense_cycle,
             "train_cost_x_dense_cycle": self.train_flops / dense_cycle if dense_cycle else None,
             "inference_flops": inference,
             "inference_flops_x_dense": inference / self.flops.total,
-            "dense_layers": [n for n in M.prunable_weights(self.model) if n not in self.weights],
+            "dense_layers": [n for n in M.prunable_weights(self.model, include=cfg.prune.include)
+                             if n not in self.weights],
+            # what pruning may touch and what stays dense whatever the mask (name -> parameters)
+            "prunable_set": {n: w.numel() for n, w in self.weights.items()},
+            "dense_set": M.dense_parameters(self.model, self.weights),
             "versions": versions(), "code": self.code, "config": C.to_dict(cfg),
         }
 

@@ -14,9 +14,11 @@ import torchvision.transforms.functional as TF
 from PIL import Image
 
 from suite.config import ConfigError, DataConfig
-from suite.data import (CIFAR_MEAN, CIFAR_STD, CROP_PADDING, JITTER, MNIST_FILES, build_data, color_jitter,
-                        crop_flip, draw_augment_params, epoch_permutation, generator, shard_global_batches,
-                        validation_indices)
+from suite.data import (CROP_PADDING, JITTER, color_jitter, crop_flip, draw_augment_params, epoch_permutation,
+                        generator, shard_global_batches, validation_indices)
+from suite.datasets import build_data
+from suite.datasets.cifar10 import CIFAR_MEAN, CIFAR_STD
+from suite.datasets.mnist import MNIST_FILES
 
 SHARED = Path(__file__).parents[2] / "shared" / "data"
 needs_shared = pytest.mark.skipif(not SHARED.is_dir(), reason=f"offline data not found at {SHARED}")
@@ -100,7 +102,7 @@ def test_batch_not_divisible_by_world_size():
 
 
 def test_unknown_dataset():
-    valid = r"\(valid: cifar10, cifar10_subset, mnist, mnist1d, synthetic\)"
+    valid = r"\(valid: cifar10, cifar10_subset, mnist, mnist1d, shakespeare_char, synthetic, synthetic_text\)"
     with pytest.raises(ConfigError, match=r"unknown dataset 'imagenet' " + valid):
         build_data(DataConfig(name="imagenet"), batch_size=8, seed=0)
 
