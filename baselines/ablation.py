@@ -28,9 +28,9 @@ changes any of them is one error line. The source's experiment hash, method and 
 run's hash (its path does not: moving a runs folder renames nothing), and the run's seed is the
 source's, so the ablation of seed s lands in `seed_<s>` beside its source's seeds, paired.
 
-Not yet: sources that rewind to an epoch after 0 (LTH with `lth.rewind_epoch > 0`) keep their
-rewinding weights only in the checkpoint, which is deleted when the run finishes, so `shuffle` and
-`invert` refuse them (one line); `reinit` applies. Under a structured source (`prune.structure`)
+Not yet: sources that rewind to a point after the init (LTH with `lth.rewind_epoch` or `lth.rewind_step`
+> 0) keep their rewinding weights in `rewind.safetensors`, but an ablation still starts from a seed's
+init, so `shuffle` and `invert` refuse them (one line); `reinit` applies. Under a structured source (`prune.structure`)
 `shuffle` permutes whole units (N:M groups, channels), so the random ticket keeps the pattern;
 `invert` still ranks single weights at the per-layer counts.
 """
@@ -170,8 +170,8 @@ class Ablation(PruningMethod):
     config_keys = ("prune.target_sparsity", "prune.keep_")
     from_source_init = True  # trains from the source's initialisation (its rewinding point)
 
-    def __init__(self, cfg: Config):
-        super().__init__(cfg)
+    def __init__(self, cfg: Config, budget=None):
+        super().__init__(cfg, budget)
         self._source: Source | None = None
 
     @classmethod
@@ -199,9 +199,9 @@ class Ablation(PruningMethod):
         """SourceError when this kind does not apply to the source."""
         if cls.from_source_init:
             method = source.method()
-            if method.rounds() > 1 and method.rewind_epoch() > 0:
-                raise SourceError(f"ablate.source: {source.path} rewinds to epoch {method.rewind_epoch()}, whose "
-                                  f"weights are not kept on disk, so {cls.name} cannot start from them "
+            if method.rounds() > 1 and method.rewind_step() > 0:
+                raise SourceError(f"ablate.source: {source.path} rewinds to a point after its initialisation, "
+                                  f"whose weights the ablations do not read yet, so {cls.name} cannot start from them "
                                   f"(reinit applies)")
 
     def source(self) -> Source:

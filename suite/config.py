@@ -58,15 +58,20 @@ class ModelConfig:
 @dataclass(frozen=True)
 class TrainConfig:
     epochs: int = 30
+    steps: int = 0                # optimizer steps per training cycle (round), used instead of epochs; 0 = train.epochs
     batch_size: int = 128         # global batch over all processes (per-process = batch / world)
-    optimizer: str = "sgd"        # sgd | adam
+    optimizer: str = "sgd"        # sgd | adam | adamw (decoupled weight decay on tensors of 2+ dims only)
     lr: float = 0.1               # never rescaled with the world size
     momentum: float = 0.9
     nesterov: bool = False
     weight_decay: float = 5e-4
-    lr_schedule: str = "cosine"   # cosine | step | constant, stepped once per epoch
+    betas: tuple[float, ...] = (0.9, 0.999)  # adam and adamw: decay rates of the two moments
+    lr_schedule: str = "cosine"   # cosine | step | constant, stepped once per epoch | warmup_cosine, stepped every optimizer step
     milestones: tuple[int, ...] = ()  # epochs where the step schedule multiplies lr by gamma
     gamma: float = 0.1
+    warmup_steps: int = 0         # warmup_cosine: optimizer steps of linear warm-up to train.lr
+    min_lr: float = 0.0           # warmup_cosine: the learning rate the cosine ends at
+    grad_clip: float = 0.0        # clip the global gradient norm (of the masked gradients) to this; 0 = off
     precision: str = "fp32"       # fp32 | bf16 | fp16 (Accelerate mixed precision)
     channels_last: bool = _plain(False)
     compile: bool = _plain(False)  # torch.compile the model
@@ -79,7 +84,9 @@ class PruneConfig:
     schedule: str = "linear"      # linear | cubic (Zhu & Gupta 2017) | exponential (constant rate), progressive only
     initial_sparsity: float = 0.0  # s_initial of the schedule
     t_start: float = 0.0          # epoch where the schedule starts
-    t_end: float | None = None    # epoch where it reaches the target; None = half the epochs
+    t_end: float | None = None    # epoch where it reaches the target; None = half the budget
+    t_start_frac: float | None = None  # t_start as a fraction of the budget (instead of t_start)
+    t_end_frac: float | None = None    # t_end as a fraction of the budget (instead of t_end), e.g. 0.5
     update_every_steps: int = 0   # 0: update the mask at each epoch end; N: every N optimizer steps
     keep_first_dense: bool = False  # leave the first prunable layer dense
     keep_last_dense: bool = False   # leave the last prunable layer (the classifier) dense
@@ -370,13 +377,44 @@ def resolve(cfg: Config) -> Config:
 
     method = method_class(cfg.method)
     cfg = _reset_unused(cfg, reads(method))
+    if cfg.train.steps:  # the budget is in steps: train.epochs is not read and must not split run folders
+        cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, epochs=TrainConfig().epochs))
     if not method.prunes:
         cfg = dataclasses.replace(cfg, prune=dataclasses.replace(cfg.prune, target_sparsity=0.0))
     if cfg.prune.structure != "nm":  # [N, M] means nothing then: it must not split run folders
         cfg = dataclasses.replace(cfg, prune=dataclasses.replace(cfg.prune, nm=PruneConfig().nm))
-    if cfg.prune.t_end is None and any("prune.t_end".startswith(k) for k in reads(method)):
-        cfg = dataclasses.replace(cfg, prune=dataclasses.replace(cfg.prune, t_end=float(cfg.train.epochs // 2)))
+    if any("prune.t_end".startswith(k) for k in reads(method)):
+        cfg = dataclasses.replace(cfg, prune=_schedule_points(cfg.prune, cfg.train))
     return cfg
+
+
+def _schedule_points(p: PruneConfig, t: TrainConfig) -> PruneConfig:
+    """prune.t_start/t_end as the run uses them. Under an epoch budget a fraction becomes epochs
+    (`t_end_frac: 0.5` at 40 epochs is `t_end: 20`, one experiment, one hash) and the default end is
+    half the epochs (floored as before; 0.5 at one epoch, never 0: the schedule cannot collapse onto
+    the initialisation). Under `train.steps` the epochs of the budget are known only with the data,
+    so the points stay fractions (the default end: 0.5)."""
+    for name in ("t_start", "t_end"):
+        frac = getattr(p, f"{name}_frac")
+        if frac is not None and not 0 <= frac <= 1:
+            raise ConfigError(f"prune.{name}_frac: must be a fraction of the budget in [0, 1], got {frac}")
+        if frac is not None and getattr(p, name) != getattr(PruneConfig(), name):
+            raise ConfigError(f"prune.{name}_frac: give prune.{name} (epochs) or prune.{name}_frac "
+                              f"(a fraction of the budget), not both")
+    if t.steps:
+        given = [f"prune.{name}" for name in ("t_start", "t_end") if getattr(p, name) != getattr(PruneConfig(), name)]
+        if given:
+            raise ConfigError(f"{given[0]}: under train.steps give schedule points as fractions of the budget "
+                              f"({given[0]}_frac), not in epochs")
+        return p if p.t_end_frac is not None else dataclasses.replace(p, t_end_frac=0.5)
+    changes: dict = {}
+    for name in ("t_start", "t_end"):
+        frac = getattr(p, f"{name}_frac")
+        if frac is not None:
+            changes.update({name: round(frac * t.epochs, 9) + 0.0, f"{name}_frac": None})
+    if p.t_end is None and "t_end" not in changes:
+        changes["t_end"] = float(t.epochs // 2) or t.epochs / 2  # the floor keeps past hashes; 1 epoch: 0.5
+    return dataclasses.replace(p, **changes)
 
 
 def check_choice(key: str, value: str, options: tuple[str, ...]) -> None:
@@ -416,6 +454,28 @@ def check_structure(cfg: Config) -> None:
                           "set prune.keep_last_dense=true")
 
 
+def _check_steps(t: TrainConfig) -> None:
+    """The step budget, the optimizer's betas, warm-up, final learning rate and clipping."""
+    if t.steps < 0:
+        raise ConfigError(f"train.steps: must be non-negative (0 = train.epochs), got {t.steps}")
+    if len(t.betas) != 2 or not all(0 <= b < 1 for b in t.betas):
+        raise ConfigError(f"train.betas: expected [beta1, beta2] each in [0, 1), got {list(t.betas)}")
+    if t.warmup_steps < 0:
+        raise ConfigError(f"train.warmup_steps: must be non-negative, got {t.warmup_steps}")
+    if t.steps and t.warmup_steps >= t.steps:
+        raise ConfigError(f"train.warmup_steps: {t.warmup_steps} leaves no step of the {t.steps}-step budget "
+                          f"(train.steps) to the cosine; set it below {t.steps}")
+    if not 0 <= t.min_lr <= t.lr:
+        raise ConfigError(f"train.min_lr: must be in [0, train.lr = {t.lr:g}], got {t.min_lr}")
+    if t.grad_clip < 0:
+        raise ConfigError(f"train.grad_clip: must be non-negative (0 = off), got {t.grad_clip}")
+    unused = [f"train.{k}" for k in ("warmup_steps", "min_lr")
+              if getattr(t, k) != getattr(TrainConfig(), k) and t.lr_schedule != "warmup_cosine"]
+    if unused:
+        raise ConfigError(f"{unused[0]}: is read by train.lr_schedule=warmup_cosine only "
+                          f"(train.lr_schedule is {t.lr_schedule})")
+
+
 def validate(cfg: Config) -> Config:
     """Range checks; each failure is one line naming the key."""
     t, p, d = cfg.train, cfg.prune, cfg.data
@@ -433,10 +493,11 @@ def validate(cfg: Config) -> Config:
         raise ConfigError(f"train.weight_decay: must be non-negative, got {t.weight_decay}")
     if t.eval_every < 1:
         raise ConfigError(f"train.eval_every: must be at least 1, got {t.eval_every}")
-    if any(m < 1 or m > t.epochs for m in t.milestones):
+    if any(m < 1 or (m > t.epochs and not t.steps) for m in t.milestones):
         raise ConfigError(f"train.milestones: each must be an epoch in [1, {t.epochs}], got {list(t.milestones)}")
-    check_choice("train.optimizer", t.optimizer, ("sgd", "adam"))
-    check_choice("train.lr_schedule", t.lr_schedule, ("cosine", "step", "constant"))
+    check_choice("train.optimizer", t.optimizer, ("sgd", "adam", "adamw"))
+    check_choice("train.lr_schedule", t.lr_schedule, ("cosine", "step", "constant", "warmup_cosine"))
+    _check_steps(t)
     check_choice("train.precision", t.precision, ("fp32", "bf16", "fp16"))
     for key, s in (("prune.target_sparsity", p.target_sparsity), ("prune.initial_sparsity", p.initial_sparsity)):
         if not 0 <= s < 1:
@@ -448,6 +509,8 @@ def validate(cfg: Config) -> Config:
     check_structure(cfg)
     if p.t_start < 0:
         raise ConfigError(f"prune.t_start: must be non-negative, got {p.t_start}")
+    if p.t_start_frac is not None and p.t_end_frac is not None and p.t_end_frac < p.t_start_frac:
+        raise ConfigError(f"prune.t_end_frac: {p.t_end_frac} is before prune.t_start_frac {p.t_start_frac}")
     if p.t_end is not None and p.t_end > t.epochs:
         raise ConfigError(f"prune.t_end: {p.t_end:g} is beyond the last epoch ({t.epochs}); set prune.t_end=null "
                           f"(half the epochs, which follows train.epochs) or an epoch up to {t.epochs}")

@@ -101,7 +101,7 @@ def format_report(report: dict) -> str:
                     f"{lth['speedup_vs_openlth']:.1f}x OpenLTH's epoch; machine: {lth['machine']}"]
     if report.get("gpt"):
         g = report["gpt"]
-        parts += ["", f"GPT ({g['model']} on {g['dataset']}, batch {g['batch_size']} x context {g['context']}, Adam; "
+        parts += ["", f"GPT ({g['model']} on {g['dataset']}, batch {g['batch_size']} x context {g['context']}, AdamW + clipping; "
                       f"median tokens/s; masks at {g['sparsity']:.4f} of the block matrices)",
                   table([g], [("steps", "steps", ""), ("dense tok/s", "dense_tokens_per_s", ".0f"),
                               ("masked tok/s", "masked_tokens_per_s", ".0f"), ("plain loop tok/s", "plain_tokens_per_s", ".0f"),
