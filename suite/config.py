@@ -1,6 +1,7 @@
 """One frozen dataclass tree for a run: YAML files plus `key=value` overrides, validated."""
 from __future__ import annotations
 
+import contextvars
 import copy
 import dataclasses
 import hashlib
@@ -27,17 +28,23 @@ def _plain(default: Any = dataclasses.MISSING, **kw: Any) -> Any:
     return field(default=default, metadata={"science": False}, **kw)
 
 
+def path_field(default: str = "") -> Any:
+    """A path setting (not in the run hash): a `key=value` override gives it verbatim, never read as
+    YAML, so a path holding " #" or ": " stays that path."""
+    return field(default=default, metadata={"science": False, "path": True})
+
+
 @dataclass(frozen=True)
 class DataConfig:
     name: str = "mnist1d"         # synthetic | mnist1d | mnist | cifar10 | cifar10_subset
     val_size: int = 0             # training examples held out for validation (a fixed seeded draw, the same for every method and seed; text: characters off the end of the training text); 0 = none
-    root: str = _plain("data")    # folder holding dataset files, e.g. ../shared/data
+    root: str = path_field("data")  # folder holding dataset files, e.g. ../shared/data
     download: bool = _plain(False)  # let torchvision fetch missing files (needs internet)
     loader: str = _plain("device")  # device: whole set on the training device | torchvision: DataLoader
     augment: bool = True          # the research's augmentation where the dataset has one (CIFAR)
     jitter: float = 0.2           # colour jitter strength (brightness = contrast = saturation); 0 = crop + flip only
     num_workers: int = _plain(0)  # DataLoader workers (torchvision loader only)
-    cache_dir: str = _plain("")   # where .gz files are unpacked; "" = ~/.cache/progressive-pruning
+    cache_dir: str = path_field("")  # where .gz files are unpacked; "" = ~/.cache/progressive-pruning
     synthetic_train: int = 512    # synthetic dataset: training images; synthetic_text: characters of the whole text
     synthetic_test: int = 256     # synthetic dataset: test images
     synthetic_shape: tuple[int, ...] = (3, 8, 8)  # synthetic dataset: C, H, W
@@ -225,13 +232,38 @@ def _set_dotted(tree: dict, dotted: str, value: Any) -> None:
     node[parts[-1]] = value
 
 
+def is_path_key(dotted: str) -> bool:
+    """Whether a dotted key names a path setting (`path_field`: data.root, ablate.source, ...)."""
+    node: Any = config_class()()
+    *sections, name = dotted.split(".")
+    for part in sections:
+        node = getattr(node, part, None)
+    if not dataclasses.is_dataclass(node):
+        return False
+    found = {f.name: f for f in dataclasses.fields(node)}.get(name)
+    return bool(found and found.metadata.get("path"))
+
+
+def yaml_text(value: Any) -> str:
+    """A value as one line of YAML that reads back to it: 1e30 -> 1.0e+30, 'yes' -> "'yes'"."""
+    text = yaml.safe_dump(value, default_flow_style=True, width=1 << 30).strip()
+    return text[:-len("\n...")] if text.endswith("\n...") else text  # drop YAML's end-of-document mark
+
+
+def override_text(key: str, value: Any) -> str:
+    """`key=value` that parse_override reads back to `value` (a path verbatim, anything else as YAML)."""
+    return f"{key}={value}" if isinstance(value, str) and is_path_key(key) else f"{key}={yaml_text(value)}"
+
+
 def parse_override(text: str) -> tuple[str, Any]:
-    """`train.lr=0.01` -> ("train.lr", 0.01); the value is read as YAML."""
+    """`train.lr=0.01` -> ("train.lr", 0.01); the value is read as YAML, a path setting's verbatim."""
     if "=" not in text:
         raise ConfigError(f"override '{text}' is not of the form key=value")
     key, raw = text.split("=", 1)
     if not key:
         raise ConfigError(f"override '{text}' has an empty key")
+    if is_path_key(key.strip()):
+        return key.strip(), raw
     try:
         value = yaml.safe_load(raw) if raw != "" else ""
     except yaml.YAMLError:
@@ -308,9 +340,23 @@ def load_config(path: str | Path | None = None, overrides: list[str] = (), metho
     return _from_tree(tree)
 
 
+_REBUILDING: contextvars.ContextVar[bool] = contextvars.ContextVar("rebuilding", default=False)
+
+
+def rebuilding() -> bool:
+    """Whether the config being validated is a saved one (`from_dict`): what ran, complete, checked when
+    it ran; a settings check that reads other folders (an ablation's source, which may have moved since)
+    leaves it alone."""
+    return _REBUILDING.get()
+
+
 def from_dict(tree: dict) -> Config:
-    """Rebuild a config from `to_dict` output (e.g. a run's saved config.json)."""
-    return _from_tree(copy.deepcopy(tree))
+    """Rebuild a config from `to_dict` output (e.g. a run's saved config.json), reading nothing else."""
+    token = _REBUILDING.set(True)
+    try:
+        return _from_tree(copy.deepcopy(tree))
+    finally:
+        _REBUILDING.reset(token)
 
 
 def dotted_value(tree: dict, dotted: str) -> Any:
@@ -337,7 +383,8 @@ def _from_tree(tree: dict) -> Config:
 
     name = tree.get("method", config_class()().method)
     if isinstance(name, str):
-        tree = _merged(method_class(name).base_config(tree), tree)  # e.g. an ablation's source config
+        if not rebuilding():  # a saved config already holds what its base gave it
+            tree = _merged(method_class(name).base_config(tree), tree)  # e.g. an ablation's source config
         for key, value in method_class(name).defaults.items():
             if not _has_dotted(tree, key):
                 _set_dotted(tree, key, copy.deepcopy(value))
@@ -385,6 +432,9 @@ def resolve(cfg: Config) -> Config:
         cfg = dataclasses.replace(cfg, prune=dataclasses.replace(cfg.prune, nm=PruneConfig().nm))
     if any("prune.t_end".startswith(k) for k in reads(method)):
         cfg = dataclasses.replace(cfg, prune=_schedule_points(cfg.prune, cfg.train))
+    from suite.models import MODEL_INITS
+    if cfg.model.init == MODEL_INITS.get(cfg.model.name):  # naming the model's own init is its default experiment
+        cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, init="model"))
     return cfg
 
 
@@ -414,6 +464,11 @@ def _schedule_points(p: PruneConfig, t: TrainConfig) -> PruneConfig:
             changes.update({name: round(frac * t.epochs, 9) + 0.0, f"{name}_frac": None})
     if p.t_end is None and "t_end" not in changes:
         changes["t_end"] = float(t.epochs // 2) or t.epochs / 2  # the floor keeps past hashes; 1 epoch: 0.5
+        t_start = changes.get("t_start", p.t_start)
+        if t_start > changes["t_end"]:  # named here, while it is known that the user never set t_end
+            raise ConfigError(f"prune.t_start: {t_start:g} is after the schedule's end, epoch {changes['t_end']:g} "
+                              f"(prune.t_end unset: half of train.epochs={t.epochs}); set prune.t_end "
+                              f"between {t_start:g} and {t.epochs}, or an earlier prune.t_start")
     return dataclasses.replace(p, **changes)
 
 

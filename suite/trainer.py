@@ -27,8 +27,8 @@ from suite.datasets import build_data
 from suite.methods import Context, Prune, build_method
 from suite.models import build_model, resolve_init
 from suite.provenance import code_version, cpu_name
-from suite.results import (BadCheckpoint, RunFolder, RunLock, RunLocked, load_resumable, save_checkpoint,
-                           save_predictions, save_tensors, write_json, write_jsonl)
+from suite.results import (BadCheckpoint, InvalidResult, RunFolder, RunLock, RunLocked, check_exact_count,
+                           load_resumable, save_checkpoint, save_predictions, save_tensors, write_json, write_jsonl)
 from suite.schedules import budget as budget_of, learning_rate
 from suite.selection import select
 
@@ -493,6 +493,10 @@ class Runner:
         rounds, acc = self.method.rounds(), self.acc
         round_records = [rec for rec in records if rec["round"] == r]
         result = self._result(r, round_records, state)
+        try:  # never a result the suite would not count: "done" with exit 0, then rerun forever
+            check_exact_count(result)
+        except InvalidResult as e:
+            raise RunFailed(f"round {r}'s result is not valid: {e}") from None
         self.predictions = test_predictions(self.model, self.data, acc)  # every rank: one collective sum
         if self.predictions is None:
             result["predictions_file"] = None

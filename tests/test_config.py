@@ -167,6 +167,31 @@ def test_init_and_validation_split_are_settings_that_keep_old_names():
         C.load_config(None, ["data.val_size=-1"])
 
 
+def test_naming_the_models_own_init_is_the_default_experiment():
+    """Issue 25, case 4: model.init=kaiming_normal on LeNet (its own) made a second, bitwise identical
+    experiment; the hash resolves it, and every existing hash stays (the pinned one above)."""
+    default = C.load_config(None, ["model.name=lenet300"])
+    named = C.load_config(None, ["model.name=lenet300", "model.init=kaiming_normal"])
+    assert named.model.init == "model"
+    assert C.experiment_hash(named) == C.experiment_hash(default)
+    assert "model.init" not in C.science_settings(named)
+    other = C.load_config(None, ["model.name=lenet300", "model.init=pytorch"])
+    assert C.science_settings(other)["model.init"] == "pytorch"  # another init is another experiment
+    resnet = C.load_config(None, ["model.name=resnet18", "model.init=kaiming_normal"])
+    assert resnet.model.init == "kaiming_normal"  # not resnet18's own (torchvision_resnet)
+
+
+def test_a_derived_t_end_is_never_named_as_if_the_user_set_it():
+    """Issue 25, partial: t_start after half the epochs was blamed on prune.t_end, which the user never set."""
+    with pytest.raises(C.ConfigError) as e:
+        C.load_config(None, ["train.epochs=10", "prune.t_start=6"])
+    assert str(e.value) == ("prune.t_start: 6 is after the schedule's end, epoch 5 (prune.t_end unset: half of "
+                            "train.epochs=10); set prune.t_end between 6 and 10, or an earlier prune.t_start")
+    with pytest.raises(C.ConfigError) as e:  # set by the user: named as such
+        C.load_config(None, ["train.epochs=10", "prune.t_start=6", "prune.t_end=4"])
+    assert str(e.value) == "prune.t_end: 4.0 is before prune.t_start 6.0"
+
+
 def test_quickstart_shortens_with_one_override_and_keeps_its_name():
     # issue 25 case 21: the quick start writes its schedule end as half the budget (t_end_frac 0.5)
     assert C.load_config("configs/quickstart.yaml", ["train.epochs=10"]).prune.t_end == 5.0

@@ -151,6 +151,17 @@ def test_include_makes_the_head_prunable(tmp_path):
         C.experiment_hash(C.load_config(None, TINY_GPT, "snip"))
 
 
+def test_the_cli_names_the_datasets_primary_metric(tmp_path):
+    from helpers import run_cli
+
+    proc = run_cli(["--method", "snip", "--out", str(tmp_path), *TINY_GPT, "train.epochs=1",
+                    "prune.target_sparsity=0.8"])
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    done = [line for line in proc.stderr.splitlines() if line.startswith("done: ")]
+    assert len(done) == 1 and done[0].startswith("done: snip gpt_char/synthetic_text seed 42: test loss ")
+    assert " at sparsity 0.8000 (target 0.8000) " in done[0]
+
+
 def test_the_gpt_flops_count_attention_beside_the_block_matrices(tmp_path):
     cfg = C.load_config(None, TINY_GPT, "dense")
     flops = Runner(cfg, tmp_path, Accelerator(cpu=True)).flops

@@ -276,6 +276,22 @@ def test_wandb_offline_run_mirrors_the_result_and_can_carry_the_mask(tmp_path):
         assert needle.encode() in raw, needle
 
 
+def test_a_result_the_suite_would_not_count_fails_instead_of_finishing(tmp_path, monkeypatch, capsys):
+    """Issue 25, case 8: a run whose final mask missed its target printed "done ... sparsity 0.0000 (target
+    0.9000)", exited 0 with a result nothing counts, and every rerun looped; it fails (failed.json, exit 1)."""
+    from baselines.snip import Snip
+    from suite.run import main
+    monkeypatch.setattr(Snip, "start_round", lambda self, r, ctx, mask: None)  # a method that never prunes
+    code = main(["--no-progress", "--method", "snip", "--out", str(tmp_path), *TINY, "train.epochs=1",
+                 "wandb.mode=disabled"])
+    assert (code, capsys.readouterr().err.strip().splitlines()) == (1, [
+        "error: run failed: round 0's result is not valid: achieved sparsity 0.000000 (0 of 6816 weights pruned) "
+        "is not its target 0.900000 (6134 pruned by the exact-count rule)"])
+    [folder] = tmp_path.glob("*/seed_42")
+    assert json.loads((folder / "failed.json").read_text())["reason"].startswith("round 0's result is not valid")
+    assert not (folder / "result.json").exists()
+
+
 # --- budgets in optimizer steps, AdamW, warm-up + cosine, clipping (in process, 8 steps per epoch) ---
 
 def _runner(tmp_path, method="dense", *overrides):
@@ -395,3 +411,28 @@ def test_lth_rewinds_to_a_step_inside_an_epoch_and_keeps_those_weights(tmp_path)
     dense.run(progress=False)
     kept, trained = tensors(tmp_path / "lth" / "rewind.safetensors"), tensors(tmp_path / "dense" / "model.safetensors")
     assert kept.keys() == trained.keys() and all(torch.equal(kept[k], trained[k]) for k in kept)
+
+
+def test_the_language_model_recipe_under_bf16_autocast(tmp_path):
+    # bf16 autocast (Accelerate), AdamW, warm-up + cosine, clipping and a step budget on the same code
+    from accelerate import Accelerator
+    from accelerate.state import AcceleratorState
+    from suite import config as C
+    from suite.trainer import Runner
+    AcceleratorState._reset_state(True)
+    cfg = C.load_config(None, [*TINY, "wandb.mode=disabled", *STEPS, "train.precision=bf16", "train.grad_clip=0.5",
+                               "prune.update_every_steps=2", "prune.target_sparsity=0.8"], method="progressive")
+    runner = Runner(cfg, tmp_path, Accelerator(cpu=True, mixed_precision="bf16"))
+    try:
+        r = runner.run(progress=False)
+    finally:
+        AcceleratorState._reset_state(True)
+    assert math.isfinite(r["final_test_loss"]) and r["steps"] == 20
+    assert r["prunable_total"] - r["prunable_remaining"] == round(0.8 * r["prunable_total"])
+    opt = runner.optimizer.optimizer
+    for name, w in runner.weights.items():
+        dead = ~runner.masked.mask[name]
+        assert w.dtype == torch.float32 and int(torch.count_nonzero(w.detach()[dead])) == 0
+        assert int(torch.count_nonzero(opt.state[w]["exp_avg"][dead])) == 0
+        assert int(torch.count_nonzero(opt.state[w]["exp_avg_sq"][dead])) == 0
+    assert all(rec["grad_norm"] > 0 for rec in metrics(tmp_path))
