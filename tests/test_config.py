@@ -7,13 +7,13 @@ import yaml
 from helpers import ROOT, TINY, cli, one_error
 from suite import config as C
 from suite import experiment as E
-from suite.errors import ConfigError
 from suite import experiment as E
 from suite import run as RUN
 from suite.errors import ConfigError
+from suite.errors import ConfigError
+from suite.exits import EXIT_BAD_INPUT
 from suite.experiment import load_config
 from suite.methods import PruningMethod
-from suite.results import EXIT_BAD_INPUT
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 

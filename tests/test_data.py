@@ -24,7 +24,7 @@ from suite.datasets.cifar10 import CIFAR_MEAN, CIFAR_STD
 from suite.datasets.cifar10_subset import Cifar10Subset
 from suite.datasets.mnist import MNIST_FILES, _mnist_root
 from suite.errors import ConfigError
-from suite.results import EXIT_BAD_INPUT
+from suite.exits import EXIT_BAD_INPUT
 
 SHARED = Path(__file__).parents[2] / "shared" / "data"
 needs_shared = pytest.mark.skipif(not SHARED.is_dir(), reason=f"offline data not found at {SHARED}")

@@ -20,8 +20,8 @@ from suite import report
 from suite import report as R
 from suite.config import DataConfig, ModelConfig, PruneConfig, TrainConfig, to_dict
 from suite.errors import ConfigError
+from suite.exits import EXIT_FAILED
 from suite.experiment import Config, experiment_hash, run_dir, science_settings
-from suite.results import EXIT_FAILED
 
 REPO = Path(__file__).resolve().parent.parent
 T_975_DF2 = 0.95 * math.sqrt(2 / (1 - 0.95 ** 2))  # t_{0.975, 2}, inverse of F(t) = 1/2 + t / (2 sqrt(2 + t^2))

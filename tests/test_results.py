@@ -17,8 +17,10 @@ from helpers import (LONG, ROOT, TINY, cli, copy_run, env, epoch_of, interrupt, 
 import launch as S
 from suite import report as R
 from suite import run as RUN
+from suite.exits import EXIT_FAILED
 from suite.experiment import load_config
-from suite.results import EXIT_FAILED, RunFolder, code_version, previous_checkpoint, read_metrics
+from suite.provenance import code_version
+from suite.results import RunFolder, previous_checkpoint, read_metrics
 
 pytestmark = pytest.mark.usefixtures("quiet")  # W&B off, one torch thread: bitwise comparisons with subprocesses
 

@@ -15,8 +15,9 @@ import pytest
 from helpers import LONG, ROOT, TINY, a_file, cli, copy_run, env, one_error, result
 import launch as S
 from suite import run as RUN
+from suite.exits import EXIT_BAD_INPUT, EXIT_FAILED
 from suite.experiment import load_config, run_dir
-from suite.results import EXIT_BAD_INPUT, EXIT_FAILED, read_metrics
+from suite.results import read_metrics
 
 pytestmark = pytest.mark.usefixtures("quiet")  # W&B off, one torch thread: bitwise comparisons with subprocesses
 

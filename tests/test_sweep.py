@@ -20,8 +20,9 @@ from helpers import ROOT, a_file, cli, copy_run, env, one_error
 import launch as S
 from suite.config import SEEDS
 from suite.errors import ConfigError
+from suite.exits import EXIT_BAD_INPUT, EXIT_FAILED
 from suite.experiment import load_config, parse_override, run_dir
-from suite.results import EXIT_BAD_INPUT, EXIT_FAILED, RunLock, lock_held
+from suite.results import RunLock, lock_held
 
 SWEEP = [sys.executable, str(ROOT / "launch" / "sweep.py")]
 

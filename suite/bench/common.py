@@ -13,9 +13,9 @@ from typing import Callable
 import torch
 
 from suite import experiment as E
-from suite import masks as M
 from suite.errors import ConfigError
-from suite.results import cpu_name
+from suite import masks as M
+from suite.provenance import cpu_name
 
 
 TARGET_SPARSITY = 0.9      # sparsity of the masked runs (fraction of prunable weights that are zero)

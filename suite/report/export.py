@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from suite.errors import ConfigError
+from suite.provenance import cpu_name
 from suite.report.load import Group, Run, Skipped, layer_sizes, parse_result, read_cost, read_metrics
-from suite.results import cpu_name
 
 EXPORT_FORMAT = "progressive-pruning results export v1"
 METRIC_KEYS = ("round", "epoch", "test_accuracy", "val_accuracy", "sparsity")  # what the figures draw
