@@ -242,6 +242,7 @@ def test_adamw_moments_restart_at_zero_wherever_rigl_changes_the_mask(tmp_path):
 def test_rigl_and_set_updates_follow_a_step_budget():
     from baselines.set import SparseEvolutionary
     from suite import experiment as E
+    from suite.errors import ConfigError
     from suite.methods import Context, build_method
     from suite.schedules import Budget
     cfg = E.load_config(None, ["train.steps=20", "rigl.drop_fraction=0.4"], method="rigl")
