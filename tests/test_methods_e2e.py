@@ -76,6 +76,8 @@ def ddp_runs(tmp_path_factory):
     return out, report
 
 
+@pytest.mark.ddp
+@pytest.mark.slow
 @pytest.mark.parametrize("method", NEW)
 def test_every_new_method_under_two_ranks_agrees_and_hits_the_target(ddp_runs, method):
     out, report = ddp_runs

@@ -65,6 +65,8 @@ def test_foreign_checkpoint_falls_back_to_the_previous_one(damage, part, straigh
     same_run(straight, folder)
 
 
+@pytest.mark.ddp
+@pytest.mark.slow
 def test_two_process_job_falls_back_to_the_previous_checkpoint(stopped, tmp_path):
     """Rank 0 decides which checkpoint counts (deleting the damaged one) before rank 1 reads: both
     resume from the same one (the same config is the same experiment on 1 or 2 processes)."""

@@ -606,6 +606,8 @@ def test_slurm_array_task_requeues_itself_on_sigterm_and_resumes(tmp_path):
     assert (tmp_path / "scontrol.calls").read_text() == "requeue 4242\n"  # not requeued again
 
 
+@pytest.mark.ddp
+@pytest.mark.slow
 def test_accelerate_backend_runs_a_real_two_process_job_on_cpu(tmp_path):
     path = write_sweep(tmp_path, "axes: {method: [progressive]}\noverrides: {prune.target_sparsity: 0.6}\n")
     out = tmp_path / "runs"
@@ -620,6 +622,8 @@ def test_accelerate_backend_runs_a_real_two_process_job_on_cpu(tmp_path):
             "launch/accelerate/cpu_2proc.yaml --multi_gpu --num_processes 2 suite/run.py") in log
 
 
+@pytest.mark.ddp
+@pytest.mark.slow
 def test_multinode_script_runs_ddp_and_requeues_on_sigterm(tmp_path):
     """launch/slurm/multinode.sbatch on one stand-in node: srun runs the command here as node 0, and
     2 CPU processes stand in for the node's GPUs."""

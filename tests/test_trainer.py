@@ -256,7 +256,7 @@ def test_a_layer_pruned_to_zero_is_warned_once_and_recorded(tmp_path, capsys):
     from suite.trainer import Runner
     cfg = E.load_config(None, [*TINY, "wandb.mode=disabled"], method="dense")
     runner = Runner(cfg, tmp_path, Accelerator(cpu=True))
-    runner._new_optimizer()
+    runner.new_optimizer()
     mask = {n: torch.ones_like(w, dtype=torch.bool) for n, w in runner.weights.items()}
     mask["fc3.weight"][:] = False
     assert runner._install(mask) and runner._install({n: m.clone() for n, m in mask.items()})
@@ -326,7 +326,7 @@ def test_a_step_budget_trains_exactly_its_steps_and_records_the_partial_epoch(tm
 
 def test_adamw_decays_matrices_only(tmp_path):
     runner = _runner(tmp_path, "dense", *STEPS)
-    runner._new_optimizer()
+    runner.new_optimizer()
     groups = runner.optimizer.optimizer.param_groups
     assert [(g["weight_decay"], g["betas"], sorted(p.dim() for p in g["params"])) for g in groups] == [
         (0.1, (0.9, 0.999), [2, 2, 2]), (0.0, (0.9, 0.999), [1, 1, 1])]
@@ -337,7 +337,7 @@ def test_gradient_clipping_bounds_the_masked_gradient_norm(tmp_path):
     # plain SGD (no momentum, no decay, lr 1): one step moves the weights by exactly the clipped gradient
     runner = _runner(tmp_path, "dense", "train.steps=1", "train.lr=1", "train.momentum=0", "train.weight_decay=0",
                      "train.lr_schedule=constant", "train.grad_clip=0.01")
-    runner._new_optimizer()
+    runner.new_optimizer()
     w = runner.weights["net.0.weight"] if "net.0.weight" in runner.weights else next(iter(runner.weights.values()))
     name = next(n for n, p in runner.weights.items() if p is w)
     mask = {n: torch.ones_like(p, dtype=torch.bool) for n, p in runner.weights.items()}
