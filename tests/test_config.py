@@ -164,3 +164,33 @@ def test_init_and_validation_split_are_settings_that_keep_old_names():
         C.load_config(None, ["model.init=xavier"])
     with pytest.raises(C.ConfigError, match="data.val_size: must be non-negative, got -1"):
         C.load_config(None, ["data.val_size=-1"])
+
+
+# --- issue 25 case 20: `2:4` is the N:M pattern, never YAML 1.1's base-60 integer 124 -----------------
+
+NM = ["prune.structure=nm", "prune.target_sparsity=0.5"]
+
+
+def test_nm_written_as_n_colon_m_on_the_command_line_is_the_pattern():
+    assert C.parse_override("prune.nm=2:4") == ("prune.nm", "2:4")  # PyYAML's safe_load gives 124
+    colon = C.load_config(None, [*NM, "prune.nm=2:4"])
+    listed = C.load_config(None, [*NM, "prune.nm=[2, 4]"])
+    assert colon.prune.nm == (2, 4) and C.experiment_hash(colon) == C.experiment_hash(listed)
+    assert C.load_config(None, [*NM, "prune.target_sparsity=0.75", "prune.nm=1:4"]).prune.nm == (1, 4)
+
+
+def test_nm_written_as_n_colon_m_in_a_yaml_file_is_the_pattern(tmp_path):
+    path = tmp_path / "nm.yaml"
+    path.write_text("prune:\n  structure: nm\n  target_sparsity: 0.5\n  nm: 2:4\n")
+    assert C.load_config(path).prune.nm == (2, 4)
+
+
+@pytest.mark.parametrize("override, message", [
+    ("train.epochs=1:30", "train.epochs: expected int, got '1:30'"),  # not 90
+    ("train.lr=1:30.5", "train.lr: expected float, got '1:30.5'"),  # not 90.5
+    ("prune.nm=124", "prune.nm: expected a list of int, got 124"),
+])
+def test_base_60_numbers_are_text_that_a_number_field_refuses(override, message):
+    with pytest.raises(C.ConfigError) as e:
+        C.load_config(None, [override])
+    assert str(e.value) == message
