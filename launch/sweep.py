@@ -38,7 +38,7 @@ import yaml  # noqa: E402
 
 from suite.config import (Config, ConfigError, dotted_value, load_config, parse_override, read_yaml,  # noqa: E402
                           run_dir, to_dict)
-from suite.results import (EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_LOCKED,  # noqa: E402
+from suite.results import (EXIT_BAD_INPUT, EXIT_CTRL_C, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_LOCKED,  # noqa: E402
                            RunFolder, check_output_dir, crash_line, lock_held, moved_aside)
 from suite.methods import METHODS, PruningMethod, SourceError, ablation_methods, dense_methods, method_class  # noqa: E402
 
@@ -520,7 +520,7 @@ def classify(rc: int, folder: Path, stderr_tail: list[str], started: float, stop
     failed = folder / "failed.json"
     if failed.is_file() and failed.stat().st_mtime >= started - 1.0:  # written by this process
         return "failed", failure_reason(folder) or "failed.json without a reason"
-    if rc == EXIT_INTERRUPTED or stopped:
+    if rc in (EXIT_INTERRUPTED, EXIT_CTRL_C) or stopped:
         return "interrupted", "stopped by a signal; run again to resume from the checkpoint"
     # run.py's own one-line `error: ...` says more than a launcher's closing words after it
     errors = [line for line in stderr_tail if line.startswith("error: ")]

@@ -4,11 +4,12 @@ Parses the config, builds the Accelerator, calls the runner; nothing else. Exit 
 0 finished or already finished, 1 the run failed (reason in failed.json) or an unexpected error (one
 line; the traceback in <run folder>/error.log, on stderr too with --debug), 2 bad input (config,
 data file, precision, output path), 3 the run is locked by another process, 75 interrupted by
-SIGTERM (run the same command again to resume)."""
+SIGTERM, 130 interrupted by Ctrl-C (run the same command again to resume)."""
 from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -16,7 +17,7 @@ if __package__ in (None, ""):  # `python suite/run.py` and `accelerate launch su
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from suite import config as C  # noqa: E402
-from suite.results import (EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_LOCKED,  # noqa: E402
+from suite.results import (EXIT_BAD_INPUT, EXIT_CTRL_C, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_LOCKED,  # noqa: E402
                            RunFolder, check_output_dir, crash_line)
 
 
@@ -99,6 +100,9 @@ def main(argv: list[str] | None = None) -> int:
         return _accelerate(args, cfg)
     except C.ConfigError as e:
         return _error(str(e), EXIT_BAD_INPUT)
+    except KeyboardInterrupt:  # Ctrl-C while starting up (imports, config, Accelerate), before the runner
+        print("interrupted while starting up; the same command resumes", file=sys.stderr, flush=True)
+        return EXIT_CTRL_C
     except Exception as e:
         print(crash_line(e, log_dir, args.debug), file=sys.stderr, flush=True)
         return EXIT_FAILED
@@ -150,11 +154,10 @@ def _run(args: argparse.Namespace, cfg: C.Config, accelerator) -> int:
         return _error(str(e), EXIT_LOCKED)
     except (RunFailed, RankMismatch) as e:
         return _error(f"run failed: {e}", EXIT_FAILED)
-    except Interrupted:
+    except Interrupted as e:
         if accelerator.is_main_process:
-            print(f"interrupted: run the same command again to resume from the last checkpoint "
-                  f"in {C.run_dir(cfg, args.out)}", file=sys.stderr, flush=True)
-        return EXIT_INTERRUPTED
+            print(e.line(), file=sys.stderr, flush=True)
+        return EXIT_CTRL_C if e.signum == signal.SIGINT else EXIT_INTERRUPTED
     if accelerator.is_main_process:
         if outcome.status == "skipped":
             print(f"already finished (use --force to run again): {outcome.run_dir}", file=sys.stderr)

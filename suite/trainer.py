@@ -37,7 +37,20 @@ class RunFailed(RuntimeError):
 
 
 class Interrupted(BaseException):
-    """SIGTERM: stop now; the checkpoint of the last finished epoch is on disk."""
+    """SIGTERM or Ctrl-C (SIGINT): stop now; the checkpoint of the last finished epoch is on disk."""
+
+    def __init__(self, signum: int = signal.SIGTERM, at: tuple[int, int, int] | None = None):
+        super().__init__(signum, at)
+        self.signum = signum
+        self.at = at  # (round, epoch the same command resumes at, from 1, rounds); None while starting up
+
+    def line(self) -> str:
+        """What the terminal shows: one line, where the run stopped and how to go on."""
+        if self.at is None:
+            return STARTING_UP
+        r, epoch, rounds = self.at
+        where = f"round {r} epoch {epoch}" if rounds > 1 else f"epoch {epoch}"
+        return f"interrupted at {where}; the same command resumes"
 
 
 @dataclass
@@ -48,11 +61,17 @@ class Outcome:
     runner: "Runner | None" = None  # the trained model and mask, for programmatic use
 
 
-def _on_sigterm(signum, frame):
-    # the first SIGTERM stops the run; a second one (SLURM and launchers may send two in quick
-    # succession) must not break the orderly stop, nor kill the process once the handler is restored
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    raise Interrupted()
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+STARTING_UP = "interrupted while starting up; the same command resumes"
+
+
+def _on_stop_signal(signum, frame):
+    # the first SIGTERM or Ctrl-C stops the run; a second one (SLURM and launchers may send two in quick
+    # succession, a user presses Ctrl-C twice) must not break the orderly stop into a traceback, nor kill
+    # the process once the handlers are restored
+    for s in STOP_SIGNALS:
+        signal.signal(s, signal.SIG_IGN)
+    raise Interrupted(signum)
 
 
 def _log(accelerator, text: str) -> None:
@@ -134,6 +153,8 @@ class Runner:
         self.collapsed: list[str] = []  # layers already reported as pruned to zero weights
         self.code = code_version()  # the code this process runs, read once: every round's result says the same
         self.lock: RunLock | None = None  # the main process's lock on the folder, checked before each write
+        self.at: tuple[int, int, int] | None = None  # (round, epoch a rerun starts, rounds), for a stop
+        self.bar = None  # the progress bar: closed on a stop, so the stop's line starts a line of its own
 
     # --- state ---------------------------------------------------------------------------------
 
@@ -186,7 +207,12 @@ class Runner:
         if self.lock is not None:
             self.lock.check()
 
+    def _resumes_at(self, state: dict) -> None:
+        """Where the same command would go on from: the epoch after the last one checkpointed."""
+        self.at = (state["round"], min(state["epoch"] + 1, self.cfg.train.epochs), self.method.rounds())
+
     def _checkpoint(self, state: dict) -> None:
+        self._resumes_at(state)
         if self.acc.is_main_process:
             self._still_ours()
             save_checkpoint(self.dir / "checkpoint.pt", {
@@ -315,6 +341,7 @@ class Runner:
             torch.set_rng_state(saved["rng"].cpu())
             state = {key: saved[key] for key in state}
             _log(acc, f"resuming {self.dir} at round {state['round']} epoch {state['epoch']}")
+        self._resumes_at(state)
         records = json.loads(state["records"])
         if saved is not None and acc.is_main_process:  # metrics.jsonl as the checkpoint has it: a kill
             write_jsonl(self.dir / "metrics.jsonl", records)  # may have come between their writes
@@ -333,7 +360,7 @@ class Runner:
                     state["rewind"] = copy.deepcopy(self.model.state_dict())
                 self._install(self._scored(method.start_round, r, self.ctx, self.masked.mask))
                 state.update(round=r, epoch=first, round_started=True)
-            bar = _progress(acc, progress, first, epochs, state["epoch"], f"round {r}" if rounds > 1 else "")
+            bar = self.bar = _progress(acc, progress, first, epochs, state["epoch"], f"round {r}" if rounds > 1 else "")
             for epoch in range(state["epoch"], epochs):
                 metrics = self.train_epoch(r, epoch)
                 if r == 0 and rounds > 1 and k > 0 and epoch + 1 == k:
@@ -485,7 +512,8 @@ def run_experiment(cfg: C.Config, out: str | Path, accelerator, force: bool = Fa
         mode = T.wandb_mode(cfg)
         if mode != "disabled":
             T.start_tracking(accelerator, cfg, run_dir, mode)
-        previous = signal.signal(signal.SIGTERM, _on_sigterm)
+        previous = {s: signal.signal(s, _on_stop_signal) for s in STOP_SIGNALS}
+        runner = None
         try:
             runner = Runner(cfg, run_dir, accelerator)
             runner.lock = lock
@@ -500,9 +528,15 @@ def run_experiment(cfg: C.Config, out: str | Path, accelerator, force: bool = Fa
             if lock is not None:  # the folder went (rm -rf) during a write that began before it did:
                 lock.check()      # RunLost, as at the next write, not an unexpected crash
             raise
+        except (Interrupted, KeyboardInterrupt) as e:  # KeyboardInterrupt: a SIGINT before our handler
+            signum = e.signum if isinstance(e, Interrupted) else signal.SIGINT
+            if runner is not None and runner.bar is not None:
+                runner.bar.close()
+            raise Interrupted(signum, runner.at if runner is not None else None) from None
         finally:
-            if signal.getsignal(signal.SIGTERM) is not signal.SIG_IGN:  # stopping: keep ignoring a second one
-                signal.signal(signal.SIGTERM, previous)
+            for s, handler in previous.items():
+                if signal.getsignal(s) is not signal.SIG_IGN:  # stopping: keep ignoring a second signal
+                    signal.signal(s, handler)
             T.finish_tracking(accelerator, run_dir)
     return Outcome("finished", run_dir, result, runner)
 

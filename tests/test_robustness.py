@@ -1020,7 +1020,7 @@ def test_two_sigterms_in_quick_succession_still_exit_75(gap, tmp_path):
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 75, err
-    assert err.splitlines()[-1].startswith("interrupted: run the same command again to resume") and "Traceback" not in err
+    assert err.splitlines()[-1].endswith("; the same command resumes") and "Traceback" not in err
 
 
 @pytest.fixture
