@@ -493,8 +493,8 @@ def run_experiment(cfg: C.Config, out: str | Path, accelerator, force: bool = Fa
     run_dir = C.run_dir(cfg, out)
     folder = RunFolder(run_dir)
     if folder.finished() and not force:
-        if accelerator.is_main_process and folder.has_checkpoint():
-            _clean_finished(folder)
+        if accelerator.is_main_process and (folder.has_checkpoint() or (run_dir / ".lock").exists()):
+            _clean_finished(folder)  # also a lock file left by a run of an older version
         return Outcome("skipped", run_dir, None)
     with contextlib.ExitStack() as stack:
         lock = _lock_on_main(stack, run_dir, accelerator)
@@ -518,6 +518,8 @@ def run_experiment(cfg: C.Config, out: str | Path, accelerator, force: bool = Fa
             runner = Runner(cfg, run_dir, accelerator)
             runner.lock = lock
             result = runner.run(progress=progress)
+            if lock is not None:
+                lock.remove = True  # finished: the folder keeps its results, not the lock file
             if accelerator.trackers and accelerator.is_main_process:
                 T.record_summary(accelerator, cfg, run_dir, result)
         except (RunFailed, M.RankMismatch) as e:
@@ -542,12 +544,14 @@ def run_experiment(cfg: C.Config, out: str | Path, accelerator, force: bool = Fa
 
 
 def _clean_finished(folder: RunFolder) -> None:
-    """A kill after result.json but before the checkpoint was deleted leaves a stale checkpoint."""
+    """A kill after result.json but before the checkpoint was deleted leaves a stale checkpoint (and
+    the lock file)."""
     try:
-        with RunLock(folder.path):
+        with RunLock(folder.path) as lock:
             if folder.finished():
                 folder.remove_checkpoints()
                 folder.remove_orphans()
+                lock.remove = True
     except RunLocked:
         pass  # another process is at it (--force): leave its files alone
     except OSError:

@@ -235,3 +235,20 @@ def test_wandb_offline_run_mirrors_the_result_and_can_carry_the_mask(tmp_path):
     r = result(folder)
     for needle in (f"mask-{r['experiment']}-42", "mask.safetensors", "final_test_accuracy", "tiny_mlp", "synthetic"):
         assert needle.encode() in raw, needle
+
+
+FINISHED_FILES = ["config.json", "mask.safetensors", "metrics.jsonl", "model.safetensors", "result.json"]
+
+
+def test_a_finished_run_folder_holds_its_results_and_no_lock_file(tmp_path):
+    """Issue 25 case 24: `.lock` stayed in every finished run folder. A folder an older version finished
+    (its lock file left behind) loses only the lock file when the same command runs again."""
+    proc = run_cli(["--out", str(tmp_path), *TINY])
+    assert proc.returncode == 0, proc.stderr
+    folder = run_folder(proc.stdout)
+    assert sorted(p.name for p in folder.iterdir()) == FINISHED_FILES
+    (folder / ".lock").write_text("12345\n")  # as every finished folder of an older version has it
+    before = {p.name: p.read_bytes() for p in folder.iterdir() if p.name != ".lock"}
+    again = run_cli(["--out", str(tmp_path), *TINY])
+    assert again.returncode == 0 and "already finished" in again.stderr
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == before
