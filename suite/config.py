@@ -534,12 +534,6 @@ def run_dir(cfg: Config, root: str | Path) -> Path:
     return Path(root) / name / f"seed_{cfg.seed}"
 
 
-def wandb_group(model: str, dataset: str, method: str, sparsity: float) -> str:
-    """The W&B group of a training run, readable: `<model>-<data>-<method>-s<sparsity>` (the
-    experiment hash is in the run's config, `experiment`)."""
-    return f"{model}-{dataset}-{method}-s{sparsity:g}"
-
-
 def _comments(cls: type) -> dict[str, str]:
     """The comment after each field of a dataclass's source (units and meaning), for --help."""
     try:

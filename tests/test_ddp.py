@@ -53,9 +53,9 @@ def test_wandb_offline_run_written_once_by_the_main_process(ddp_run):
     raw = data_file.read_bytes()  # protobuf records: logged keys and run settings appear verbatim
     folder = next(out.rglob("result.json")).parent
     experiment = result(folder)["experiment"]
-    for needle in ("tiny_cnn-synthetic-progressive-s0.8",             # the group: model, data, method, sparsity
+    for needle in (f"tiny_cnn-synthetic-progressive-s0.8-{experiment}",  # the group: model, data, method, ...
                    f'"{experiment}"',                                 # the experiment hash, in the config
-                   "progressive-s0.8-seed42",                         # the run name
+                   f"progressive-s0.8-{experiment}-seed42",           # the run name
                    "test_accuracy", "target_sparsity", "layer_sparsity/conv1.weight", "achieved_sparsity"):
         assert needle.encode() in raw, needle
 

@@ -969,11 +969,11 @@ def test_wandb_online_that_cannot_start_says_why_and_keeps_the_run(case, cause, 
     folder = Path(proc.stdout.strip().splitlines()[-1])
     (warning,) = [line for line in proc.stderr.splitlines() if line.startswith("warning: W&B")]
     assert warning.startswith(f"warning: W&B online could not start {cause}"), warning
-    assert warning.endswith(f"); logging offline to {folder / 'wandb'} instead (upload later with `wandb sync`; "
+    assert warning.endswith(f"); logging offline to {tmp_path / 'runs' / 'wandb'} instead (upload later with `wandb sync`; "
                             f"set wandb.mode=offline to skip the attempt)")
     if case == "server unreachable":
         assert "connection refused" in warning
-    assert RunFolder(folder).finished() and list(folder.glob("wandb/offline-run-*/run-*.wandb"))
+    assert RunFolder(folder).finished() and list((tmp_path / "runs").glob("wandb/offline-run-*/run-*.wandb"))
     assert "unexpected" not in proc.stderr and not (folder / "error.log").exists()
 
 
