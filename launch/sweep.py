@@ -40,6 +40,7 @@ from suite.config import (Config, ConfigError, dotted_value, load_config, parse_
                           run_dir, to_dict)
 from suite.results import (EXIT_BAD_INPUT, EXIT_CTRL_C, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_LOCKED,  # noqa: E402
                            RunFolder, check_output_dir, crash_line, lock_held, moved_aside)
+from suite.threads import CORES_ENV, available_cores  # noqa: E402
 from suite.methods import METHODS, PruningMethod, SourceError, ablation_methods, dense_methods, method_class  # noqa: E402
 
 SWEEP_KEYS = ("base", "axes", "overrides", "ablate")
@@ -435,6 +436,16 @@ def run_command(run: Run) -> list[str]:
     return ["python", "suite/run.py", *run.args]
 
 
+def accelerate_processes(gpus: int | None) -> int:
+    """The processes of one accelerate-backend run: --gpus N, else every visible GPU, else 2 on the CPU."""
+    import torch
+    if gpus:
+        return gpus
+    if not torch.cuda.is_available():
+        return 2
+    return len(visible_gpus(os.environ.get("CUDA_VISIBLE_DEVICES"), torch.cuda.device_count()))
+
+
 def accelerate_command(run: Run, processes: int, gpus_present: bool) -> tuple[list[str], dict[str, str]]:
     """`accelerate launch ... suite/run.py ...` and the environment it needs. With no GPU the processes
     form a gloo group on the CPU: Accelerate needs ACCELERATE_USE_CPU=1 and --multi_gpu for that,
@@ -771,7 +782,10 @@ def _main(args: argparse.Namespace) -> int:
             raise ConfigError(f"--{flag}: must be at least {0 if flag == 'gpus' else 1}, got {value}")
     if args.submit and args.backend != "slurm":
         raise ConfigError("--submit: only with --backend slurm")
-    sweep = load_sweep(args.sweep, args.overrides)
+    overrides = list(args.overrides)
+    if args.backend == "accelerate":  # the process count is science (in the hash): N-process runs' folders
+        overrides.append(f"train.processes={accelerate_processes(args.gpus)}")
+    sweep = load_sweep(args.sweep, overrides)
     out = check_output_dir(args.out).resolve()
     expansion = expand(sweep, out, _relative_out(out))
     runs = expansion.runs
@@ -812,12 +826,17 @@ def _main(args: argparse.Namespace) -> int:
         slot_env = [{"CUDA_VISIBLE_DEVICES": g} for g in gpu_slots(args.gpus, 1, ids)] if args.gpus else [{}]
         jobs = args.jobs or max(1, args.gpus or 1)
         threads = {}
-        if jobs > 1 and not args.gpus and "OMP_NUM_THREADS" not in os.environ:
-            threads = {"OMP_NUM_THREADS": str(max(1, (os.cpu_count() or 1) // jobs))}  # share the cores
+        if not args.gpus and "OMP_NUM_THREADS" not in os.environ:
+            # each run's share of the cores; within it a run picks its threads (suite.threads)
+            cores = available_cores()
+            threads = {CORES_ENV: str(max(1, cores // jobs))}
+            if todo:
+                print(f"threads: each run may use {threads[CORES_ENV]} of {cores} cores (--jobs {jobs}); a small model "
+                      f"on the CPU uses one thread (OMP_NUM_THREADS=n sets it)", flush=True)
         tasks = [Task(r, run_command(r), threads) for r in todo]
     else:
         jobs = args.jobs or 1
-        processes = args.gpus or (len(ids) if gpus_present else 2)
+        processes = accelerate_processes(args.gpus)
         # --jobs J: J runs at once, each a DDP job on its own `processes` GPUs
         slot_env = [{"CUDA_VISIBLE_DEVICES": g} for g in gpu_slots(jobs, processes, ids)] \
             if gpus_present and jobs > 1 else [{}]

@@ -45,10 +45,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_intermixed_args(argv)  # overrides may come before, between or after the options
 
 
+def launched_processes() -> int:
+    """The world size the launcher (accelerate launch, torchrun) set in the environment; 1 without one."""
+    return max(int(os.environ.get(k, "1") or 1) for k in ("WORLD_SIZE", "LOCAL_WORLD_SIZE"))
+
+
 def check_world_size(num_processes: int) -> None:
     """Stop if a launcher started N > 1 processes but Accelerate formed no N-process group (on a
     machine with no GPU each process would silently train alone)."""
-    launched = max(int(os.environ.get(k, "1") or 1) for k in ("WORLD_SIZE", "LOCAL_WORLD_SIZE"))
+    launched = launched_processes()
     if launched > 1 and num_processes != launched:
         raise C.ConfigError(
             f"launched as {launched} processes but Accelerate sees a world size of {num_processes}; on a "
@@ -88,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     log_dir = None
     try:
-        cfg = C.load_config(args.config, args.overrides, args.method)
+        cfg = C.with_processes(C.load_config(args.config, args.overrides, args.method), launched_processes())
         if args.print_dir:
             print(C.run_dir(cfg, args.out))
             return 0

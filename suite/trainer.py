@@ -7,6 +7,7 @@ import contextlib
 import copy
 import json
 import math
+import os
 import platform
 import signal
 import sys
@@ -28,6 +29,7 @@ from suite.models import build_model, resolve_init
 from suite.results import (BadCheckpoint, RunFolder, cpu_name, RunLock, RunLocked, code_version, load_resumable,
                            save_checkpoint, save_tensors, write_json, write_jsonl)
 from suite.schedules import lr_factor
+from suite.threads import choose_threads, threads_line
 
 SUITE_VERSION = "0.1.0"
 
@@ -115,6 +117,7 @@ class Runner:
     """Runs one configured experiment in one run folder, resuming from its checkpoint."""
 
     def __init__(self, cfg: C.Config, run_dir: Path, accelerator):
+        cfg = C.with_processes(cfg, accelerator.num_processes)
         self.cfg, self.dir, self.acc = cfg, Path(run_dir), accelerator
         self.device = accelerator.device
         self.loss_fn = F.cross_entropy
@@ -137,6 +140,9 @@ class Runner:
         self.masked = M.MaskedWeights(self.weights)
         # dense forward FLOPs per example, counted once; a step's cost follows the mask's densities
         self.flops = FL.count_model_flops(self.model, self.weights, self.data.spec.input_shape, self.device)
+        self.threads, self.threads_why = choose_threads(
+            self.device.type, self.flops.total, int(os.environ.get("LOCAL_WORLD_SIZE") or accelerator.num_processes))
+        torch.set_num_threads(self.threads)  # before the first step; recorded in result.json
         self.densities = {n: 1.0 for n in self.weights}
         self.step_flops = self.flops.train_step(self.densities)  # per example, under the current mask
         self.train_flops = 0.0  # every step run so far, all rounds, all examples, plus scoring
@@ -341,6 +347,7 @@ class Runner:
             torch.set_rng_state(saved["rng"].cpu())
             state = {key: saved[key] for key in state}
             _log(acc, f"resuming {self.dir} at round {state['round']} epoch {state['epoch']}")
+        _log(acc, threads_line(self.threads, self.threads_why))
         self._resumes_at(state)
         records = json.loads(state["records"])
         if saved is not None and acc.is_main_process:  # metrics.jsonl as the checkpoint has it: a kill
@@ -448,7 +455,7 @@ class Runner:
             "epochs": cfg.train.epochs, "total_epochs_trained": state["epochs_trained"],
             "cycles": state["epochs_trained"] / cfg.train.epochs,
             "world_size": self.acc.num_processes, "wall_time_s": state["wall_time_s"],
-            "threads": threads, "core_hours": state["wall_time_s"] * threads * self.acc.num_processes / 3600,
+            "threads": threads, "threads_chosen_by": self.threads_why, "core_hours": state["wall_time_s"] * threads * self.acc.num_processes / 3600,
             "device": device_name(self.device),
             "layer_sparsity": layers, "collapsed_layers": collapsed,
             "train_flops": self.train_flops, "scoring_flops": self.scoring_flops,
@@ -490,6 +497,7 @@ def _progress(acc, enabled: bool, first: int, epochs: int, done: int, desc: str)
 def run_experiment(cfg: C.Config, out: str | Path, accelerator, force: bool = False,
                    progress: bool = True) -> Outcome:
     """Run (or resume, or skip) one experiment; the main process writes the run folder."""
+    cfg = C.with_processes(cfg, accelerator.num_processes)  # the process count is science: in the hash
     run_dir = C.run_dir(cfg, out)
     folder = RunFolder(run_dir)
     if folder.finished() and not force:

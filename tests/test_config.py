@@ -194,3 +194,15 @@ def test_base_60_numbers_are_text_that_a_number_field_refuses(override, message)
     with pytest.raises(C.ConfigError) as e:
         C.load_config(None, [override])
     assert str(e.value) == message
+
+
+def test_the_process_count_is_in_the_hash_only_beyond_one_process():
+    """Issue 25 case 23: world size 1 keeps every existing hash (the quick start's is pinned here)."""
+    cfg = C.load_config(CONFIGS / "quickstart.yaml")
+    assert C.experiment_hash(cfg) == "19883d549892" and C.with_processes(cfg, 1) is cfg
+    two = C.with_processes(cfg, 2)
+    assert two.train.processes == 2 and C.experiment_hash(two) == "b39f7ef13ed7"
+    assert C.science_settings(two)["train.processes"] == 2 and "train.processes" not in C.science_settings(cfg)
+    with pytest.raises(C.ConfigError) as e:
+        C.load_config(None, ["train.processes=3"])
+    assert str(e.value) == "train.batch_size: 128 is not divisible by train.processes 3 (the launcher's process count)"

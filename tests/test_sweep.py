@@ -601,7 +601,7 @@ def test_multinode_script_runs_ddp_and_requeues_on_sigterm(tmp_path):
     args = ["bash", "launch/slurm/multinode.sbatch", "--out", str(out), "--no-progress", "seed=3",
             "data.name=synthetic", "model.name=tiny_mlp", "train.epochs=15", "prune.t_end=1"]
     proc = subprocess.Popen(args, cwd=ROOT, env=job_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    folder = S.run_dir(S.load_config(None, args[5:]), out)
+    folder = S.run_dir(S.load_config(None, [*args[5:], "train.processes=2"]), out)
     wait_for(folder / "metrics.jsonl", proc)
     proc.send_signal(signal.SIGTERM)
     stdout, _ = proc.communicate(timeout=120)
