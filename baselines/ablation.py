@@ -10,7 +10,14 @@ Each kind trains the mask of another finished run (`ablate.source`: its seed fol
   & Carbin's random re-initialisation control);
 - `invert`: for a source whose method scores weights at initialisation (`init_scores`: SNIP, GraSP,
   SynFlow), the mask keeping the lowest scores at the source's per-layer counts, trained from the
-  source's initialisation (Frankle et al., ICLR 2021).
+  source's initialisation (Frankle et al., ICLR 2021);
+- `ticket`: the source's final mask, trained sparse from the source's own initialisation (for LTH, its
+  rewinding point at epoch 0): Frankle & Carbin's winning-ticket test. For a dense-to-sparse source
+  (progressive, GMP, one-shot, LTH) the clean contrasts are between sparse-from-the-start trainings:
+  ticket - reinit (the init matters with this mask), ticket - shuffle and reinit - shuffle;
+- `rewire`: a degree-preserving shuffle (Maslov & Sneppen's edge swaps): every neuron keeps its fan-in
+  and fan-out (each row's and each column's live count of the source's mask, exactly), only which
+  neurons connect changes; trained from the source's initialisation.
 
 The three share one file because they share everything but the mask they derive (and `reinit` its
 init seed): reading and checking the source, the settings section `ablate` (declared once, by the
@@ -285,3 +292,58 @@ class Invert(Ablation):
     def ablate(self, source: Mask, ctx: Context) -> Mask:
         scores = self.source().method().init_scores(ctx)  # at the source's init, on the source's data
         return keep_lowest(scores, {n: int(torch.count_nonzero(m)) for n, m in source.items()})
+
+
+class Ticket(Ablation):
+    """The source's own final mask, trained sparse from the source's own initialisation."""
+    name = "ticket"
+
+    def ablate(self, source: Mask, ctx: Context) -> Mask:
+        return {n: m.clone() for n, m in source.items()}
+
+
+REWIRE_SWEEPS = 10  # rounds of pairing every live weight once: each weight is offered about 10 swaps
+
+
+def rewire(mask: torch.Tensor, generator: torch.Generator, sweeps: int = REWIRE_SWEEPS) -> torch.Tensor:
+    """A mask with exactly the same live count in every row (output neuron) and every column (input)
+    as `mask`, from degree-preserving edge swaps: each sweep pairs the live weights at random, and a
+    pair (i, j), (k, l) becomes (i, l), (k, j) where both new positions are empty (and no other swap of
+    the sweep fills them). A swap keeps every row and column count, so any number of them does."""
+    rows = rows_of(mask).clone()
+    n_rows, n_cols = rows.shape
+    for _ in range(sweeps):
+        edges = torch.nonzero(rows)
+        pairs = torch.randperm(edges.shape[0], generator=generator)[: edges.shape[0] // 2 * 2].view(-1, 2)
+        if pairs.numel() == 0:
+            break
+        (i, j), (k, l) = edges[pairs[:, 0]].T, edges[pairs[:, 1]].T
+        ok = (i != k) & (j != l) & ~rows[i, l] & ~rows[k, j]
+        new_a, new_b = i * n_cols + l, k * n_cols + j
+        filled = torch.cat([new_a[ok], new_b[ok]])
+        values, counts = torch.unique(filled, return_counts=True)
+        twice = torch.zeros(n_rows * n_cols, dtype=torch.bool)
+        twice[values[counts > 1]] = True  # two swaps would fill one position: neither goes ahead
+        ok &= ~twice[new_a] & ~twice[new_b]
+        rows[i[ok], j[ok]] = False
+        rows[k[ok], l[ok]] = False
+        rows[i[ok], l[ok]] = True
+        rows[k[ok], j[ok]] = True
+    return rows.reshape(mask.shape)
+
+
+class Rewire(Ablation):
+    """The source's mask rewired with every neuron's fan-in and fan-out kept, from the source's init."""
+    name = "rewire"
+
+    @classmethod
+    def check_source(cls, source: Source) -> None:
+        structure = source.config.get("prune", {}).get("structure", "unstructured")
+        if structure != "unstructured":
+            raise SourceError(f"ablate.source: {source.path} is {structure}-structured; rewire swaps single "
+                              f"weights and would break the pattern (shuffle keeps it)")
+        super().check_source(source)
+
+    def ablate(self, source: Mask, ctx: Context) -> Mask:
+        generator = torch.Generator().manual_seed(stream_seed(self.name, self.cfg))  # CPU: the same on every rank
+        return {n: rewire(m, generator) for n, m in source.items()}

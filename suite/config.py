@@ -17,6 +17,7 @@ from typing import Any
 import yaml
 
 from suite.errors import ConfigError  # noqa: F401  re-exported: the registry raises it without importing config
+from suite.schedules import SPARSITY_SCHEDULES
 
 SEEDS = (42, 123, 456, 789, 999)  # the default seed list of every study
 
@@ -72,7 +73,7 @@ class TrainConfig:
 @dataclass(frozen=True)
 class PruneConfig:
     target_sparsity: float = 0.9  # fraction of prunable weights that are zero at the end
-    schedule: str = "linear"      # linear | cubic (Zhu & Gupta 2017), progressive only
+    schedule: str = "linear"      # linear | cubic (Zhu & Gupta 2017) | exponential (constant rate), progressive only
     initial_sparsity: float = 0.0  # s_initial of the schedule
     t_start: float = 0.0          # epoch where the schedule starts
     t_end: float | None = None    # epoch where it reaches the target; None = half the epochs
@@ -465,7 +466,7 @@ def validate(cfg: Config) -> Config:
             raise ConfigError(f"{key}: must be in [0, 1), got {s}")
     if p.initial_sparsity > p.target_sparsity:
         raise ConfigError(f"prune.initial_sparsity: {p.initial_sparsity} exceeds prune.target_sparsity {p.target_sparsity}")
-    check_choice("prune.schedule", p.schedule, ("linear", "cubic"))
+    check_choice("prune.schedule", p.schedule, tuple(SPARSITY_SCHEDULES))
     check_choice("prune.distribution", p.distribution, ("global", "uniform", "erk"))
     check_structure(cfg)
     if p.t_start < 0:

@@ -178,6 +178,8 @@ METHODS: dict[str, str] = {
     "shuffle": "baselines.ablation:Shuffle",
     "reinit": "baselines.ablation:Reinit",
     "invert": "baselines.ablation:Invert",
+    "ticket": "baselines.ablation:Ticket",
+    "rewire": "baselines.ablation:Rewire",
 }
 
 

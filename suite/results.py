@@ -86,6 +86,23 @@ def read_json(path: Path) -> Any:
     return json.loads(Path(path).read_text())
 
 
+def save_predictions(path: Path, array) -> None:
+    """A numpy array as a .npy file, written atomically (the per-example test predictions)."""
+
+    import numpy as np
+    buffer = io.BytesIO()
+    np.save(buffer, array, allow_pickle=False)
+    data = buffer.getvalue()
+    atomic_write(path, lambda tmp: write_bytes(tmp, data))
+
+
+def read_predictions(path: Path):
+    """A run's per-example test predictions: (predicted classes, labels) as uint8 numpy arrays."""
+    import numpy as np
+    array = np.load(Path(path), allow_pickle=False)
+    return array[0], array[1]
+
+
 def save_tensors(path: Path, tensors: dict) -> None:
     """safetensors file (bool masks are stored as uint8 0/1)."""
     import torch  # late, here and below: the report and the sweep read folders without torch

@@ -356,3 +356,50 @@ def against_published(values: Sequence[float], published: float, spread: float =
     p = float(2 * stats.t.sf(abs(t), df))
     half = float(stats.t.ppf((1 + confidence) / 2, df)) * se
     return TTest(diff, diff - half, diff + half, t, df, p)
+
+
+# --- paired equivalence and per-example tests ------------------------------------------------------
+
+def paired_tost(a: Sequence[float], b: Sequence[float], margin: float, alpha: float = 0.05) -> Tost:
+    """TOST on the paired differences a[i] - b[i] (pairs in the given order): equivalent iff the
+    (1 - 2 alpha) paired t interval of the mean difference lies inside (-margin, +margin)."""
+    if margin <= 0:
+        raise ValueError(f"paired_tost: margin must be positive, got {margin}")
+    d = _array(a) - _array(b)
+    if d.size < 2:
+        return Tost(NAN if d.size == 0 else float(d.mean()), NAN, NAN, NAN, NAN, NAN, False)
+    diff = float(d.mean())
+    se = float(d.std(ddof=1)) / math.sqrt(d.size)
+    if se == 0:
+        return Tost(diff, NAN, NAN, NAN, NAN, NAN, False)
+    df = d.size - 1
+    p_lower = float(stats.t.sf((diff + margin) / se, df))   # H0: diff <= -margin
+    p_upper = float(stats.t.cdf((diff - margin) / se, df))  # H0: diff >= +margin
+    half = float(stats.t.ppf(1 - alpha, df)) * se
+    p = max(p_lower, p_upper)
+    return Tost(diff, diff - half, diff + half, p_lower, p_upper, p, p < alpha)
+
+
+@dataclass(frozen=True)
+class McNemar:
+    """Exact McNemar test over the same test examples: how often one model alone is right."""
+    only_a: int      # examples `a` classifies correctly and `b` does not
+    only_b: int      # examples `b` classifies correctly and `a` does not
+    n: int           # examples compared
+    diff: float      # accuracy(a) - accuracy(b), in percentage points: 100 (only_a - only_b) / n
+    p: float         # two-sided exact binomial p of only_a against only_a + only_b at 1/2
+
+
+def mcnemar(correct_a: Sequence[bool], correct_b: Sequence[bool]) -> McNemar:
+    """Exact (binomial) McNemar test of two models' per-example correctness on one test set:
+    p = min(1, 2 P(X <= min(only_a, only_b))), X ~ Binomial(only_a + only_b, 1/2); 1 with no discordant example."""
+    x, y = np.asarray(correct_a, dtype=bool), np.asarray(correct_b, dtype=bool)
+    if x.shape != y.shape or x.ndim != 1:
+        raise ValueError(f"mcnemar: {x.shape} examples against {y.shape}")
+    only_a, only_b = int(np.sum(x & ~y)), int(np.sum(~x & y))
+    n = int(x.size)
+    if n == 0:
+        return McNemar(0, 0, 0, NAN, NAN)
+    k = only_a + only_b
+    p = 1.0 if k == 0 else min(1.0, 2.0 * float(stats.binom.cdf(min(only_a, only_b), k, 0.5)))
+    return McNemar(only_a, only_b, n, 100.0 * (only_a - only_b) / n, p)

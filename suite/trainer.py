@@ -27,7 +27,7 @@ from suite.data import build_data
 from suite.methods import Context, build_method
 from suite.models import build_model, resolve_init
 from suite.results import (BadCheckpoint, RunFolder, cpu_name, RunLock, RunLocked, code_version, load_resumable,
-                           save_checkpoint, save_tensors, write_json, write_jsonl)
+                           save_checkpoint, save_predictions, save_tensors, write_json, write_jsonl)
 from suite.schedules import lr_factor
 from suite.threads import choose_threads, threads_line
 
@@ -111,6 +111,37 @@ def evaluate(model: nn.Module, data, loss_fn, accelerator, split: str = "test") 
     loss_sum, correct, count = _reduce_sum(sums).tolist()
     model.train(was_training)
     return loss_sum / count, 100.0 * correct / count
+
+
+PREDICTIONS_FILE = "predictions.npy"  # per test example: row 0 the predicted class, row 1 the label (uint8)
+
+
+@torch.no_grad()
+def test_predictions(model: nn.Module, data, accelerator) -> Tensor | None:
+    """Per test example, in the test set's order, the predicted class and the label: a (2, n) uint8
+    tensor on the CPU, gathered over ranks (each rank fills its own disjoint positions, then one sum);
+    None when a class index does not fit a byte. Per-example predictions back a paired McNemar test."""
+    n, classes = data.spec.n_test, data.spec.num_classes
+    if classes > 256:
+        return None
+    was_training = model.training
+    model.eval()
+    full = torch.zeros(2, n, dtype=torch.int64, device=accelerator.device)
+    with accelerator.autocast():
+        for idx, (x, y) in zip(data.test_plan(), data.test_batches()):
+            idx = idx.to(accelerator.device)
+            full[0, idx] = model(x).argmax(1)
+            full[1, idx] = y
+    model.train(was_training)
+    return _reduce_sum(full).to(torch.uint8).cpu()
+
+
+def live_per_class(model: nn.Module, mask: M.Mask) -> tuple[str, list[int]]:
+    """The model's output layer and, per class (its rows), how many of its weights are alive: the
+    collapse diagnostic of a random draw in the classifier (a kept-dense layer counts every weight)."""
+    name, weight = list(M.prunable_weights(model).items())[-1]
+    rows = M.rows_of(mask[name]) if name in mask else torch.ones(M.rows_of(weight).shape, dtype=torch.bool)
+    return name, [int(v) for v in torch.count_nonzero(rows, dim=1).tolist()]
 
 
 class Runner:
@@ -401,7 +432,10 @@ class Runner:
                 bar.close()
             round_records = [rec for rec in records if rec["round"] == r]
             result = self._result(r, round_records, state)
+            predictions = test_predictions(self.model, self.data, acc)  # every rank: one collective sum
             if rounds > 1 and acc.is_main_process:
+                if predictions is not None:
+                    save_predictions(self.dir / f"round_{r}" / PREDICTIONS_FILE, predictions.numpy())
                 write_json(self.dir / f"round_{r}" / "result.json", result)
                 write_jsonl(self.dir / f"round_{r}" / "metrics.jsonl", round_records)
                 save_tensors(self.dir / f"round_{r}" / "mask.safetensors", self.masked.mask)
@@ -415,6 +449,8 @@ class Runner:
             self._still_ours()
             save_tensors(self.dir / "mask.safetensors", self.masked.mask)
             save_tensors(self.dir / "model.safetensors", self.model.state_dict())
+            if predictions is not None:
+                save_predictions(self.dir / PREDICTIONS_FILE, predictions.numpy())
             write_jsonl(self.dir / "metrics.jsonl", records)
             write_json(self.dir / "result.json", result)  # the commit point: the run is finished
             RunFolder(self.dir).remove_checkpoints()
@@ -435,6 +471,7 @@ class Runner:
         dense_cycle = 3.0 * self.flops.total * cycle_examples  # one dense training cycle of these settings
         inference = self.flops.forward(FL.densities(mask))  # one example's forward under the final mask
         threads = torch.get_num_threads()
+        output_layer, per_class = live_per_class(self.model, mask)
         return {
             "status": "finished", "method": cfg.method, "model": cfg.model.name, "dataset": cfg.data.name,
             "seed": cfg.seed, "experiment": C.experiment_hash(cfg), "science": C.science_settings(cfg),
@@ -458,6 +495,8 @@ class Runner:
             "threads": threads, "threads_chosen_by": self.threads_why, "core_hours": state["wall_time_s"] * threads * self.acc.num_processes / 3600,
             "device": device_name(self.device),
             "layer_sparsity": layers, "collapsed_layers": collapsed,
+            "live_per_class": per_class, "live_per_class_layer": output_layer,
+            "predictions_file": PREDICTIONS_FILE if self.data.spec.num_classes <= 256 else None,
             "train_flops": self.train_flops, "scoring_flops": self.scoring_flops,
             "dense_cycle_flops": dense_cycle,
             "train_cost_x_dense_cycle": self.train_flops / dense_cycle if dense_cycle else None,

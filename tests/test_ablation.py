@@ -142,6 +142,54 @@ def test_invert_keeps_exactly_the_lowest_init_scores_at_the_source_counts(source
         assert int((m & source_mask[name]).sum()) == max(0, 2 * k - m.numel()), name
 
 
+def test_rewire_of_a_two_by_two_diagonal_swaps_once_per_sweep():
+    from baselines.ablation import rewire
+    eye = torch.eye(2, dtype=torch.bool)
+    # the only pair of live weights, (0,0) and (1,1), always swaps to (0,1), (1,0): and back on the next sweep
+    assert rewire(eye, torch.Generator().manual_seed(0), sweeps=1).tolist() == [[False, True], [True, False]]
+    assert rewire(eye, torch.Generator().manual_seed(0), sweeps=2).tolist() == [[True, False], [False, True]]
+    full = torch.ones(3, 4, dtype=torch.bool)  # nothing can move in a full layer
+    assert torch.equal(rewire(full, torch.Generator().manual_seed(0)), full)
+
+
+def test_rewire_keeps_every_neurons_fan_in_and_fan_out_exactly(sources, tmp_path):
+    source_mask = RunFolder(sources["progressive"]).read_mask()
+    runner, init, mask = _start("rewire", sources["progressive"], tmp_path)
+    for name, m in mask.items():
+        s = source_mask[name]
+        assert torch.equal(m.sum(1), s.sum(1)), name   # fan-in of every output neuron
+        assert torch.equal(m.sum(0), s.sum(0)), name   # fan-out of every input
+        assert not torch.equal(m, s), name
+        # in a sparse layer the rewired positions are mostly new (a random graph keeps about density x alive)
+        if int(s.sum()) < 0.5 * s.numel():
+            assert int((m & s).sum()) < 0.6 * int(s.sum()), name
+    source_init = _source_init(sources["progressive"], tmp_path)
+    assert all(torch.equal(init[k], source_init[k]) for k in init)  # the source's init, bit for bit
+    again = _start("rewire", sources["progressive"], tmp_path / "again")[2]
+    assert all(torch.equal(mask[n], again[n]) for n in mask)  # one seeded stream
+
+
+def test_ticket_is_the_source_mask_from_the_source_init(sources, tmp_path):
+    source_mask = RunFolder(sources["progressive"]).read_mask()
+    runner, init, mask = _start("ticket", sources["progressive"], tmp_path)
+    assert mask.keys() == source_mask.keys() and all(torch.equal(mask[n], source_mask[n]) for n in mask)
+    assert runner.method.init_seed() == 42
+    source_init = _source_init(sources["progressive"], tmp_path)
+    assert all(torch.equal(init[k], source_init[k]) for k in init)
+    # ticket and reinit differ only in the init: the same mask, no weight starting in the same place
+    reinit_init = _start("reinit", sources["progressive"], tmp_path / "reinit")[1]
+    assert all(int((init[n] == reinit_init[n]).sum()) == 0 for n in runner.weights)
+
+
+def test_ticket_trains_end_to_end_and_keeps_its_sparsity(sources):
+    out = run_experiment(_cfg("ticket", sources["progressive"]), sources["out"], Accelerator(cpu=True), progress=False)
+    source = json.loads((sources["progressive"] / "result.json").read_text())
+    assert out.result["method"] == "ticket" and out.result["total_epochs_trained"] == 2
+    assert out.result["achieved_sparsity"] == source["achieved_sparsity"]
+    assert out.result["science"]["ablate.source_method"] == "progressive"
+    assert (out.run_dir / "predictions.npy").is_file()
+
+
 @pytest.fixture(scope="module")
 def ablated(sources):
     """Each kind of ablation of the SNIP source, trained to the end in one process."""

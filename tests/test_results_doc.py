@@ -167,7 +167,9 @@ def test_committed_document_equals_its_regeneration(tmp_path):
         pytest.skip(f"{EXPORT.relative_to(ROOT)} is not committed yet (the study has not run)")
     from suite import report
     from suite.report import study
-    built = report.build_report(EXPORT, published=report.load_published(report.DEFAULT_PUBLISHED))
+    from suite.report.claims import load_plan
+    built = report.build_report(EXPORT, published=report.load_published(report.DEFAULT_PUBLISHED),
+                                plan=load_plan(ROOT / "configs" / "reports" / "lenet300_mnist.yaml"))
     readme = tmp_path / "README.md"
     readme.write_text((ROOT / "README.md").read_text())
     report.write_study_files(built, tmp_path / DOC.name, readme, built.meta["recorded"]["figures"],

@@ -21,7 +21,7 @@ import pytest
 import torch
 
 from helpers import ROOT, TINY, env, metrics, result, run_cli, tensors
-from launch import sweep as S
+import launch as S
 from suite import report as R
 from suite import run as RUN
 from suite.config import ConfigError, DataConfig, load_config, run_dir

@@ -36,3 +36,27 @@ def test_lr_factors():
     assert lr_factor(80, 160, "step", (80, 120), 0.1) == pytest.approx(0.1)
     assert lr_factor(120, 160, "step", (80, 120), 0.1) == pytest.approx(0.01)
     assert lr_factor(7, 10, "constant") == 1.0
+
+
+def test_exponential_schedule_hand_values():
+    # density 1 - s decays geometrically from 1 - s_i to 1 - s_f: s_i=0, s_f=0.99, halfway density 0.01^0.5 = 0.1
+    from suite.schedules import exponential_sparsity
+    assert exponential_sparsity(5, 0.0, 0.99, 0, 10) == pytest.approx(0.9, abs=1e-15)
+    assert exponential_sparsity(0, 0.0, 0.99, 0, 10) == 0.0
+    assert exponential_sparsity(10, 0.0, 0.99, 0, 10) == 0.99
+    assert exponential_sparsity(-3, 0.0, 0.99, 0, 10) == 0.0   # clamped before t_start
+    assert exponential_sparsity(12, 0.0, 0.99, 0, 10) == 0.99  # clamped after t_end
+    # s_i = 0.5, s_f = 0.98, a quarter of the way from t=2 to t=10: 1 - 0.5 * 0.04^0.25 = 1 - 0.5 * sqrt(0.2)
+    assert exponential_sparsity(4, 0.5, 0.98, 2, 10) == pytest.approx(1 - 0.5 * math.sqrt(0.2), abs=1e-15)
+    # the same fraction of the survivors goes in each equal stretch: density ratios over [0,2] and [8,10] agree
+    d = [1 - exponential_sparsity(t, 0.0, 0.98, 0, 10) for t in (0, 2, 8, 10)]
+    assert d[1] / d[0] == pytest.approx(d[3] / d[2], rel=1e-12) == pytest.approx(0.02 ** 0.2, rel=1e-12)
+    assert exponential_sparsity(4.999, 0.0, 0.8, 5, 5) == 0.0 and exponential_sparsity(5, 0.0, 0.8, 5, 5) == 0.8
+
+
+def test_every_schedule_is_a_valid_config_choice():
+    from suite import config as C
+    from suite.errors import ConfigError
+    assert C.load_config(None, ["prune.schedule=exponential"], "progressive").prune.schedule == "exponential"
+    with pytest.raises(ConfigError, match="prune.schedule: 'quadratic' is not one of linear, cubic, exponential"):
+        C.load_config(None, ["prune.schedule=quadratic"], "progressive")

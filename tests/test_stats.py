@@ -297,3 +297,40 @@ def test_smallest_possible_p_of_the_rank_tests():
     assert stats.wilcoxon_min_p(5) == 0.0625 and stats.wilcoxon_min_p(3) == 0.25
     assert stats.mann_whitney_min_p(5, 5) == pytest.approx(2 / 252)
     assert stats.wilcoxon([1, 2, 3, 4, 5], [0, 0, 0, 0, 0]) == pytest.approx(0.0625)
+
+
+def test_paired_tost_hand_computed():
+    # differences 0.1, 0.2, 0.3: mean 0.2, sd 0.1, se 0.1 / sqrt(3), df 2
+    a, b = [90.1, 90.2, 90.3], [90.0, 90.0, 90.0]
+    se = 0.1 / math.sqrt(3)
+    r = stats.paired_tost(a, b, margin=0.5, alpha=0.05)
+    assert r.diff == pytest.approx(0.2, abs=1e-12)
+    assert r.p_upper == pytest.approx(sps.t.cdf((0.2 - 0.5) / se, 2), rel=1e-9)  # t = -5.196
+    assert r.p_lower == pytest.approx(sps.t.sf((0.2 + 0.5) / se, 2), rel=1e-9)   # t = 12.12
+    assert (0.2 - 0.5) / se == pytest.approx(-3 * math.sqrt(3), rel=1e-12)
+    half = math.sqrt(2 * 0.9 ** 2 / (1 - 0.9 ** 2)) * se  # t_{0.95, 2} = sqrt(2 q^2 / (1 - q^2)), q = 2 * 0.95 - 1
+    assert (r.ci_low, r.ci_high) == (pytest.approx(0.2 - half, abs=1e-9), pytest.approx(0.2 + half, abs=1e-9))
+    assert r.p == r.p_upper and r.equivalent is (r.p_upper < 0.05)
+    # Student t with 2 df has cdf(t) = 1/2 + t / (2 sqrt(2 + t^2)): at t = -3 sqrt(3), 1/2 - 3 sqrt(3) / (2 sqrt(29))
+    assert r.p_upper == pytest.approx(0.5 - 3 * math.sqrt(3) / (2 * math.sqrt(29)), rel=1e-12) and r.equivalent is True
+    # margin 0.3: the 90% interval [0.031, 0.369] crosses +0.3, not shown
+    assert stats.paired_tost(a, b, margin=0.3).equivalent is False
+    assert math.isnan(stats.paired_tost([1.0], [0.0], 0.5).p)
+    assert math.isnan(stats.paired_tost([1.0, 2.0], [0.0, 1.0], 0.5).p)  # no spread of the differences
+    with pytest.raises(ValueError):
+        stats.paired_tost(a, b, 0.0)
+
+
+def test_mcnemar_exact_hand_computed():
+    # 10 examples: both right on 3, only a on 6, only b on 1: X ~ Bin(7, 1/2), P(X <= 1) = (1 + 7) / 128
+    a = [1, 1, 1] + [1] * 6 + [0]
+    b = [1, 1, 1] + [0] * 6 + [1]
+    r = stats.mcnemar([bool(v) for v in a], [bool(v) for v in b])
+    assert (r.only_a, r.only_b, r.n) == (6, 1, 10)
+    assert r.diff == pytest.approx(50.0, abs=1e-12)   # 100 (6 - 1) / 10 points
+    assert r.p == pytest.approx(16 / 128, abs=1e-15)
+    same = stats.mcnemar([True, False], [True, False])
+    assert (same.only_a, same.only_b, same.p, same.diff) == (0, 0, 1.0, 0.0)
+    assert stats.mcnemar([True, False, True], [False, True, True]).p == 1.0  # 1 vs 1: 2 * P(X <= 1 | 2) = 1.5 -> 1
+    with pytest.raises(ValueError):
+        stats.mcnemar([True], [True, False])

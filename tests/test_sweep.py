@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 from helpers import ROOT, env
-from launch import sweep as S
-from suite.config import SEEDS, ConfigError, parse_override
-from suite.results import RunLock
+import launch as S
+from suite.config import SEEDS, ConfigError, load_config, parse_override, run_dir
+from suite.results import RunLock, lock_held
 
 SWEEP = [sys.executable, str(ROOT / "launch" / "sweep.py")]
 
@@ -81,7 +81,21 @@ SHIPPED = {  # file: (grid points, runs, {method: runs})
     "lenet300_mnist_ablations": (105, 0, {}),
     # 2:4 (global), channel and its unstructured control (global, and per layer)
     "lenet300_mnist_structure": (50, 50, {"progressive": 50}),
+    # issue 23's cells: the research's claims under both inits at 160 epochs with 10 seeds (part 2's 5 kaiming
+    # seeds listed again, skipped where they are finished), LTH's budget in three allocations with dense controls,
+    # the fair protocol (classifier kept dense for all; dense merges its 2 sparsities), the schedule cells, the
+    # equal-FLOPs cells, the ticket ablations (40 and 10 sources x 4 kinds) and structure at its own sparsity
+    "lenet300_mnist_claims": (80, 80, {"progressive": 40, "snip": 20, "dense": 20}),
+    "lenet300_mnist_lth_budget": (30, 30, {"progressive": 5, "dense": 15, "lth": 10}),
+    "lenet300_mnist_fair": (110, 100, {"lth": 5, "progressive": 10, "dense": 5, "random": 10, "snip": 10, "grasp": 10,
+                                       "synflow": 10, "rigl": 10, "set": 10, "oneshot": 10, "gmp": 10}),
+    "lenet300_mnist_schedule": (60, 60, {"progressive": 30, "gmp": 10, "synflow": 10, "rigl": 10}),
+    "lenet300_mnist_equal_flops": (45, 45, {"snip": 15, "synflow": 10, "rigl": 10, "gmp": 10}),
+    "lenet300_mnist_tickets": (160, 0, {}),
+    "lenet300_mnist_tickets_protocol": (40, 0, {}),
+    "lenet300_mnist_structure_own": (30, 30, {"progressive": 30}),
 }
+SHIPPED_SEEDS = {"quickstart": {42, 123, 456}, "lenet300_mnist_claims": {42, 123, 456, 789, 999, 1, 2, 3, 4, 5}}
 
 
 def test_every_shipped_sweep_is_listed_and_starts_with_its_command():
@@ -105,8 +119,29 @@ def test_shipped_sweeps_expand_to_exact_counts(name, tmp_path):
     assert len({r.dir for r in expansion.runs}) == n_runs
     assert [r.index for r in expansion.runs] == list(range(n_runs))
     seeds = {r.cfg.seed for r in expansion.runs}
-    assert seeds == (set() if name.endswith("_ablations") else {42, 123, 456} if name == "quickstart"
-                     else set(SEEDS))
+    assert seeds == (set() if name.endswith(("_ablations", "_tickets", "_tickets_protocol"))
+                     else SHIPPED_SEEDS.get(name, set(SEEDS)))
+
+
+def test_issue_23_cells_train_what_their_headers_say(tmp_path):
+    """The epochs per cycle, LTH rates and schedules of the new cells, and each header's epoch count."""
+    def cells(name):
+        return S.expand(S.load_sweep(ROOT / "configs" / "sweeps" / f"{name}.yaml"), tmp_path / name).runs
+    budget = {(r.cfg.method, r.cfg.lth.rate, r.cfg.train.epochs, r.cfg.prune.target_sparsity)
+              for r in cells("lenet300_mnist_lth_budget")}
+    assert budget == {("progressive", 0.2, 380, 0.98), ("dense", 0.2, 380, 0.0), ("lth", 0.789, 80, 0.789),
+                      ("lth", 0.405, 40, 0.789), ("dense", 0.2, 80, 0.0), ("dense", 0.2, 40, 0.0)}
+    from baselines.lth import lth_levels
+    assert (lth_levels(0.789, 0.789), lth_levels(0.405, 0.789), lth_levels(0.2, 0.789)) == (1, 3, 7)  # 2x80, 4x40, 8x20
+    schedules = {(r.cfg.prune.schedule, r.cfg.prune.update_every_steps, r.cfg.train.epochs)
+                 for r in cells("lenet300_mnist_schedule") if r.cfg.method == "progressive"}
+    assert schedules == {(s, u, e) for s, u in (("linear", 100), ("cubic", 0), ("exponential", 0)) for e in (20, 160)}
+    assert all(r.cfg.prune.keep_last_dense for r in cells("lenet300_mnist_fair") if r.cfg.method != "dense")
+    from suite.methods import build_method
+    for name, epochs in (("lenet300_mnist_claims", 12800), ("lenet300_mnist_lth_budget", 6000),
+                         ("lenet300_mnist_schedule", 7500), ("lenet300_mnist_equal_flops", 6675),
+                         ("lenet300_mnist_structure_own", 600), ("lenet300_mnist_fair", 3800)):
+        assert sum(r.cfg.train.epochs * build_method(r.cfg).rounds() for r in cells(name)) == epochs, name
 
 
 def test_resnet18_sparsity_points_and_dense_control(tmp_path):
@@ -305,10 +340,10 @@ def test_run_status_from_the_files(tmp_path):
     fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # as run.py holds it
     try:
         assert S.run_status(folder) == S.Status("running", "locked by another process")
-        assert S.lock_held(folder)
+        assert lock_held(folder)
     finally:
         os.close(fd)
-    assert not S.lock_held(folder)
+    assert not lock_held(folder)
     (folder / "failed.json").unlink()
     (folder / "result.json").write_text("{}")  # not a finished result: reported, and run again
     assert S.run_status(folder) == S.Status(
@@ -601,7 +636,7 @@ def test_multinode_script_runs_ddp_and_requeues_on_sigterm(tmp_path):
     args = ["bash", "launch/slurm/multinode.sbatch", "--out", str(out), "--no-progress", "seed=3",
             "data.name=synthetic", "model.name=tiny_mlp", "train.epochs=15", "prune.t_end=1"]
     proc = subprocess.Popen(args, cwd=ROOT, env=job_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    folder = S.run_dir(S.load_config(None, [*args[5:], "train.processes=2"]), out)
+    folder = run_dir(load_config(None, [*args[5:], "train.processes=2"]), out)
     wait_for(folder / "metrics.jsonl", proc)
     proc.send_signal(signal.SIGTERM)
     stdout, _ = proc.communicate(timeout=120)

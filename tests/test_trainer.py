@@ -38,6 +38,28 @@ def test_progressive_reaches_the_exact_target_count(progressive_run):
     assert r["versions"]["torch"] == torch.__version__
 
 
+def test_predictions_file_holds_every_test_example_and_agrees_with_the_accuracy(progressive_run):
+    from suite.results import read_predictions
+    _, folder = progressive_run
+    r = result(folder)
+    predicted, labels = read_predictions(folder / r["predictions_file"])
+    assert r["predictions_file"] == "predictions.npy"
+    assert predicted.dtype.name == labels.dtype.name == "uint8"
+    assert predicted.shape == labels.shape == (256,)  # the synthetic test split, every example once
+    assert 100.0 * int((predicted == labels).sum()) / 256 == r["final_test_accuracy"]  # the same model, the same split
+    assert set(labels.tolist()) <= set(range(10)) and len(set(labels.tolist())) > 1
+
+
+def test_live_weights_per_class_are_the_output_rows_of_the_mask(progressive_run):
+    _, folder = progressive_run
+    r = result(folder)
+    mask = tensors(folder / "mask.safetensors")
+    layer = r["live_per_class_layer"]
+    assert layer == list(mask)[-1]
+    assert r["live_per_class"] == [int(v) for v in mask[layer].reshape(mask[layer].shape[0], -1).sum(1).tolist()]
+    assert len(r["live_per_class"]) == 10
+
+
 def test_linear_schedule_per_epoch_and_monotonic_masks(progressive_run):
     _, folder = progressive_run
     rows = metrics(folder)

@@ -7,6 +7,7 @@ Modules import only downward, in this order (none imports another's private name
     export     a study as one JSON file, and reading it back as Runs
     published  numbers from the literature (configs/published.yaml)
     tables     the tables: rows of raw numbers and how to show them
+    claims     the report plan: the declared confirmatory family, collapse, tickets, costs in one unit
     build      the Report: every table from a runs folder or an export, and its headline
     render     Markdown, LaTeX, CSV, JSON and the W&B mirror
     figures    PNG/PDF figures and GIF animations (matplotlib; imported only when drawing)

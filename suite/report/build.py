@@ -9,6 +9,7 @@ from suite.config import ConfigError
 from suite.report.export import load_export, machine, sweep_records
 from suite.report.fmt import fmt, fmt_epochs, fmt_p, is_missing, readable
 from suite.report.load import Group, Skipped, group_runs, code_warnings, scan_runs
+from suite.report.claims import Plan, declaration, plan_tables
 from suite.report.published import Published
 from suite.report.load import read_cost
 from suite.report.tables import (Table, ablation_table, measured_cost_table, equivalence_table, head_to_head_table, mask_matters,
@@ -28,7 +29,7 @@ class Report:
 
 
 def build_report(root: Path, reference: str = "progressive", alpha: float = 0.05, margin: float = 0.1,
-                 published: Sequence[Published] = ()) -> Report:
+                 published: Sequence[Published] = (), plan: Plan | None = None) -> Report:
     """Read RUNS_DIR and compute every table; raises ConfigError when there is nothing to report."""
     if not 0 < alpha < 0.5:
         raise ConfigError(f"--alpha must be in (0, 0.5), got {alpha}")
@@ -63,6 +64,10 @@ def build_report(root: Path, reference: str = "progressive", alpha: float = 0.05
         costs = [c for r in runs if r.round is None for c in [read_cost(r.path)] if c is not None]
     tables += [measured_cost_table(costs)] if costs else []  # only where python -m suite.cost measured runs
     tables.append(skipped_table(skipped))
+    if plan is not None:  # the declared family first; every other table is exploratory
+        for table in tables:
+            table.caption = f"Exploratory (outside the declared family). {table.caption}"
+        tables = plan_tables(groups, plan) + tables
     counted = [r for g in groups for r in g.runs]
     meta = {"runs_dir": recorded["runs_dir"], "finished_results": len(counted),
             "groups": len(groups), "reference": reference, "alpha": alpha, "margin": margin,
@@ -72,7 +77,10 @@ def build_report(root: Path, reference: str = "progressive", alpha: float = 0.05
             "round_results": sum(1 for r in counted if r.round is not None),
             "chains": sum(1 for r in counted if r.round is None and r.rounds > 1),
             "chain_methods": sorted({r.method for r in counted if r.round is None and r.rounds > 1}),
-            "sweeps": recorded.get("sweeps") or [], "recorded": recorded}
+            "sweeps": recorded.get("sweeps") or [], "recorded": recorded,
+            "declaration": declaration(plan) if plan is not None else []}
+    if plan is not None:
+        meta["claim_margin"] = plan.margin  # the one margin, also for the published-claim paragraphs
     report = Report(meta, tables, groups, skipped, list(published))
     differs = [r for r in head.rows if r["protocol_differs"]]
     if differs:

@@ -16,6 +16,7 @@ from typing import Sequence
 
 from suite.config import ConfigError
 from suite.report.build import build_report
+from suite.report.claims import load_plan
 from suite.report.export import export_tree, write_export
 from suite.report.published import DEFAULT_PUBLISHED, Published, load_published
 from suite.report.render import RENDERERS, push_to_wandb, table_csv
@@ -56,6 +57,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--published", default=None,
                    help="YAML of published numbers, or 'none' to leave them out (default: the repo's "
                         "configs/published.yaml)")
+    p.add_argument("--plan", metavar="YAML", default=None,
+                   help="report plan: the declared confirmatory family, the cost unit and the one margin "
+                        "(e.g. configs/reports/lenet300_mnist.yaml); its tables come first, every other table is "
+                        "labelled exploratory (default: none)")
     p.add_argument("--wandb", action="store_true", help="also push tables and plots to a W&B run (default: off)")
     p.add_argument("--wandb-project", default=os.environ.get("WANDB_PROJECT") or "progressive-pruning",
                    help="W&B project of that run (default: WANDB_PROJECT, else progressive-pruning)")
@@ -103,7 +108,8 @@ def _main(args: argparse.Namespace, given: list[str]) -> int:
             raise ConfigError(f"--plots: {args.plots} is a file, not a folder")
         published = _published_from(args.published)
         named, args.reference = args.reference, args.reference or DEFAULT_REFERENCE
-        report = build_report(Path(args.runs_dir), args.reference, args.alpha, args.margin, published)
+        plan = load_plan(Path(args.plan)) if args.plan else None
+        report = build_report(Path(args.runs_dir), args.reference, args.alpha, args.margin, published, plan)
         methods = sorted({g.method for g in report.groups})
         if named is not None and named not in methods:
             raise ConfigError(f"--reference: no results of method '{named}' here (methods: {', '.join(methods)})")
@@ -116,7 +122,7 @@ def _main(args: argparse.Namespace, given: list[str]) -> int:
             write_export(export_tree(report.groups, report.skipped, report.meta.get("sweeps", []),
                                      report.meta["runs_dir"], Path(args.runs_dir), command, figures_rel),
                          Path(args.export))
-            report = build_report(Path(args.export), args.reference, args.alpha, args.margin, published)
+            report = build_report(Path(args.export), args.reference, args.alpha, args.margin, published, plan)
         plot_files: list[Path] = []
         if args.plots:
             from suite.report.figures import write_all  # late: matplotlib only when figures are asked for

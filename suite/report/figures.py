@@ -18,7 +18,7 @@ from matplotlib.animation import FuncAnimation, PillowWriter  # noqa: E402
 from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormatter  # noqa: E402
 
 from suite import stats  # noqa: E402
-from suite.methods import METHODS  # noqa: E402
+from suite.methods import METHODS, ablation_methods  # noqa: E402
 from suite.report.fmt import fmt_p, is_missing, readable  # noqa: E402
 from suite.report.load import DENSE, SPARSITY_DECIMALS, Group, layer_sizes, run_records  # noqa: E402
 from suite.report.tables import ablation_source, stands_for  # noqa: E402
@@ -26,7 +26,7 @@ from suite.report.tables import ablation_source, stands_for  # noqa: E402
 _PDF_META = {"CreationDate": None}  # no timestamp: the same runs give byte-identical PDFs
 GIF_FRAMES = 40          # at most this many frames per animation: a few hundred kB, far under 5 MB
 GIF_DPI = 112         # 8 inch wide figures: about 900 px, as legible as the research's
-_MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*", "<", ">", "h", "p", "H", "d", "8")
+_MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*", "<", ">", "h", "p", "H", "d", "8", "1", "2")
 # one colour per registry entry, in suite.methods.METHODS order: progressive red, dense black, snip blue,
 # grasp green, lth purple, random grey, synflow cyan, rigl orange, set brown, gmp pink, oneshot olive, ...
 _PALETTE = ("#d62728", "#000000", "#1f77b4", "#2ca02c", "#9467bd", "#7f7f7f", "#17becf", "#ff7f0e", "#8c564b",
@@ -205,8 +205,8 @@ def plot_tradeoff(groups: Sequence[Group], stem: Path, colors: dict[str, str], l
     return _save(fig, stem)
 
 
-ABLATION_KINDS = ("shuffle", "reinit", "invert")  # hollow markers, in the order drawn beside a source
-_ABLATION_MARKERS = {"shuffle": "o", "reinit": "s", "invert": "v"}
+ABLATION_KINDS = ablation_methods()  # hollow markers, in the order drawn beside a source (registry order)
+_ABLATION_MARKERS = {"shuffle": "o", "reinit": "s", "invert": "v", "ticket": "D", "rewire": "^"}
 
 
 def is_ablation(g: Group) -> bool:

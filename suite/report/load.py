@@ -63,6 +63,7 @@ class Run:
     dense_layers: tuple | None = None       # layers kept dense (unpruned); None: not recorded
     val_size: int | None = None             # training examples held out for validation (0: no split)
     test_at_best_val: float = stats.NAN     # test accuracy at the epoch validation chose; NaN without a split
+    live_per_class: tuple | None = None     # the output layer's live weights per class; None: not recorded
 
 
 @dataclass(frozen=True)
@@ -99,6 +100,8 @@ def parse_result(path: Path, data: Any, round_index: int | None) -> Run:
         epochs_trained=_number(data.get("total_epochs_trained")),
         wall_time_s=_number(data.get("wall_time_s")),
         code=_code_text(data.get("code")), **_cost_and_protocol(data),
+        live_per_class=tuple(int(v) for v in data["live_per_class"]) if isinstance(data.get("live_per_class"), list)
+        else None,
     )
 
 

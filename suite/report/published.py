@@ -26,6 +26,7 @@ class Published:
     checked: str               # how far the number was verified against its source
     sparsity_tolerance: float  # |ours - published| within this counts as the same sparsity
     runs: int | None = None    # how many runs the published mean +- spread is over, when the source says
+    own: bool = False          # the research's own claim (not a number of another paper it compares with)
 
 
 def load_published(path: Path) -> list[Published]:
@@ -58,6 +59,7 @@ def load_published(path: Path) -> list[Published]:
         out.append(Published(str(e["method"]), str(e["model"]), str(e["dataset"]), float(s), float(acc),
                              float(spread) if spread is not None else stats.NAN, str(e["source"]),
                              bool(e.get("approximate", False)), str(e.get("note", "")),
-                             str(e.get("checked", "")), float(e.get("sparsity_tolerance", 0.0005)), runs))
+                             str(e.get("checked", "")), float(e.get("sparsity_tolerance", 0.0005)), runs,
+                             bool(e.get("own", False))))
     return out
 

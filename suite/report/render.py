@@ -34,6 +34,7 @@ def render_markdown(report: Report) -> str:
             f"'{m['reference']}'; alpha = {m['alpha']:g}; equivalence margin ±{m['margin']:g} points; "
             f"multiple comparisons: {m['correction']}.", ""]
     out += [f"> {line}" for line in m.get("warnings", [])] + ([""] if m.get("warnings") else [])
+    out += [*m.get("declaration", []), ""] if m.get("declaration") else []
     out += render_tables_markdown(report)
     if m.get("plots"):
         out += ["## Plots", ""] + [f"- {p}" for p in m["plots"]] + [""]

@@ -87,6 +87,7 @@ def claim_paragraphs(report: Report, published: Sequence[Published]) -> list[str
     value under this recipe, quoting the test of our seeds against it; numbers whose model was not run here
     are listed as such."""
     alpha = report.meta["alpha"]
+    margin = report.meta.get("claim_margin", CLAIM_MARGIN)  # a report plan's one margin, else the old 1 point
     rows = report.table("published").rows
     out = []
     for pub in sorted(published, key=lambda p: (p.dataset, p.model, p.target_sparsity, p.method)):
@@ -118,12 +119,12 @@ def claim_paragraphs(report: Report, published: Sequence[Published]) -> list[str
             verdict = "Not shown at this budget (no test with fewer than 2 seeds)"
         elif r["p"] < alpha and r["diff"] > 0:
             verdict = "Confirmed and exceeded: our mean is significantly higher"
-        elif r["p"] >= alpha and r["ci_low"] >= -CLAIM_MARGIN:
+        elif r["p"] >= alpha and r["ci_low"] >= -margin:
             verdict = (f"Confirmed: no significant difference, and the 95% CI of Δ rules out a shortfall of more "
-                       f"than {CLAIM_MARGIN:g} point")
+                       f"than {margin:g} point")
         elif r["p"] >= alpha:
             verdict = (f"Not shown at this budget: no significant difference, but the 95% CI of Δ cannot rule out "
-                       f"a shortfall of more than {CLAIM_MARGIN:g} point with these seeds")
+                       f"a shortfall of more than {margin:g} point with these seeds")
         elif stated is not None and per_cycle is not None and per_cycle < stated:
             verdict = (f"Not shown at this budget: our mean is significantly lower, trained {per_cycle:g} epoch(s) "
                        f"per cycle against the stated protocol's {stated:g}")
@@ -263,6 +264,8 @@ def render_document(report: Report, published: Sequence[Published], recorded: di
     out += ["## Headline", ""] + [f"- {line}" for line in m.get("headline", [])] + [""]
     out += [f"> {line}" for line in m.get("warnings", [])] + ([""] if m.get("warnings") else [])
     out += [headline_table(report), ""]
+    if m.get("declaration"):  # stated before any table
+        out += ["## Confirmatory family", "", *m["declaration"], ""]
     out += ["## Tables", ""] + render_tables_markdown(report, "###")
     if figures:
         out += ["## Figures", ""]
@@ -272,7 +275,7 @@ def render_document(report: Report, published: Sequence[Published], recorded: di
             f"Each published number below is tested against our seeds (a one-sample t-test, or with the published "
             f"SD where the source gives one; alpha = {m['alpha']:g}): "
             f"confirmed when our mean is significantly higher, or not significantly different with a 95% CI that "
-            f"rules out a shortfall of more than {CLAIM_MARGIN:g} point; not shown at this budget when the CI is "
+            f"rules out a shortfall of more than {m.get('claim_margin', CLAIM_MARGIN):g} point; not shown at this budget when the CI is "
             "too wide to say, or when our mean is significantly lower after a shorter training than the stated "
             "protocol; different from the published value under this recipe when it is significantly lower at "
             "the full stated budget. A different recipe cannot refute a paper: it can only fail to reproduce its "
@@ -296,8 +299,23 @@ def cost_commands(costs: list) -> list[str]:
     return out
 
 
+def confirmatory_lines(report: Report) -> list[str]:
+    """The declared family's answer, one line per row (empty without a report plan)."""
+    table = next((t for t in report.tables if t.name == "confirmatory"), None)
+    if table is None:
+        return []
+    out = []
+    for r in table.rows:
+        tested = r["status"] == "tested" and not math.isnan(r["diff"])
+        numbers = (f": Δ {fmt(r['diff'], signed=True)} points, n = {r['n']}, Holm p = {fmt_p(r['p_holm'])}"
+                   if tested else "")
+        out.append(f"- {r['entry']}{numbers}: **{r['verdict']}**")
+    return ["Confirmatory answer (the declared family, Holm over it; every other number is exploratory):", "", *out]
+
+
 def readme_block(report: Report, name: str, doc_link: str) -> str:
-    return "\n".join([README_START.format(name=name), "", headline_table(report), "",
+    answer = confirmatory_lines(report)
+    return "\n".join([README_START.format(name=name), "", *answer, *([""] if answer else []), headline_table(report), "",
                       f"Full tables, tests, figures and what they say about the published claims: "
                       f"[{doc_link}]({doc_link}).", "", README_END.format(name=name)])
 

@@ -1,0 +1,97 @@
+"""What a sweep's runs did: each run folder's state, what a finished process did, the sweep's log and its
+closing summary."""
+from __future__ import annotations
+
+import signal
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from launch.grid import Run
+from launch.sweepfile import Sweep
+from suite.results import EXIT_CTRL_C, EXIT_INTERRUPTED, EXIT_LOCKED, RunFolder
+
+STATES = ("done", "running", "failed", "invalid", "partial", "pending")
+
+
+@dataclass(frozen=True)
+class Status:
+    state: str        # done | running | failed | invalid | partial | pending
+    detail: str = ""
+
+
+def failure_reason(folder: Path) -> str | None:
+    """The reason in `<folder>/failed.json`, or None when there is none."""
+    return RunFolder(folder).failure_reason()
+
+
+def run_status(folder: Path) -> Status:
+    """The state of a run folder, as suite.results.RunFolder reads it ("finished" is "done" here)."""
+    status = RunFolder(folder).status()
+    return Status("done" if status.state == "finished" else status.state, status.detail)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    run: Run
+    state: str                      # done | failed | locked | interrupted
+    reason: str = ""
+    seconds: float = 0.0
+
+
+def classify(rc: int, folder: Path, stderr_tail: list[str], started: float, stopped: bool) -> tuple[str, str]:
+    """What a finished process did, from its folder first (launchers such as `accelerate launch` turn
+    every failing exit into 1) and its exit code and stderr second."""
+    run = RunFolder(folder)
+    # the lock, not a message, says whether another process has it; a run another process finished
+    # while this one waited counts there, not here (two sweepers must not both count it as done)
+    if rc == EXIT_LOCKED or (rc != 0 and run.locked()):
+        return "locked", "running elsewhere"
+    if run.finished():
+        return "done", ""
+    failed = folder / "failed.json"
+    if failed.is_file() and failed.stat().st_mtime >= started - 1.0:  # written by this process
+        return "failed", failure_reason(folder) or "failed.json without a reason"
+    if rc in (EXIT_INTERRUPTED, EXIT_CTRL_C) or stopped:
+        return "interrupted", "stopped by a signal; run again to resume from the checkpoint"
+    # run.py's own one-line `error: ...` says more than a launcher's closing words after it
+    errors = [line for line in stderr_tail if line.startswith("error: ")]
+    last = errors[-1] if errors else stderr_tail[-1] if stderr_tail else "no output on stderr"
+    if rc == 0:
+        return "failed", f"exit 0 but no result.json ({last})"
+    if rc < 0:
+        return "failed", f"killed by {signal.Signals(-rc).name} ({last})"
+    return "failed", f"exit {rc}: {last}"
+
+
+class SweepLog:
+    """`<out>/sweeps/<name>/sweep.log`: one line per event, with each failure's reason and stderr."""
+
+    def __init__(self, folder: Path):
+        self.folder = folder
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.path = folder / "sweep.log"
+
+    def write(self, text: str) -> None:
+        stamp = time.strftime("%Y-%m-%d %H:%M:%S")
+        with open(self.path, "a") as f:
+            f.write("".join(f"{stamp} {line}\n" for line in text.splitlines()))
+
+
+
+def summary(sweep: Sweep, outcomes: list[Outcome], skipped: dict[str, list[str]], not_started: list[Run]) -> list[str]:
+    """The closing lines: counts, then each run done, skipped (and why), failed (and why) or stopped."""
+    done = [o for o in outcomes if o.state == "done"]
+    failed = [o for o in outcomes if o.state == "failed"]
+    locked = [o.run.label for o in outcomes if o.state == "locked"]
+    stopped = [o.run.label for o in outcomes if o.state == "interrupted"] + [r.label for r in not_started]
+    skipped = {**skipped, "running elsewhere": skipped.get("running elsewhere", []) + locked}
+    n_skipped = sum(len(v) for v in skipped.values())
+    lines = [f"sweep {sweep.name}: {len(done)} done, {n_skipped} skipped, {len(failed)} failed"
+             + (f", {len(stopped)} stopped" if stopped else "")]
+    lines += [f"  done: {o.run.label} ({o.seconds:.1f} s)" for o in done]
+    for why, labels in skipped.items():
+        lines += [f"  skipped ({why}): {label}" for label in labels]
+    lines += [f"  failed: {o.run.label}: {o.reason}" for o in failed]
+    lines += [f"  stopped: {label}" for label in stopped]
+    return lines

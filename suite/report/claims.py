@@ -1,0 +1,434 @@
+"""The study's declared answer: its confirmatory family (the research's claims, the head-to-heads it was run
+to decide), the exploratory contrasts beside it, the collapse diagnostic per group and the ticket contrasts.
+
+The family is data, not code: a report plan file (configs/reports/<study>.yaml) lists each comparison with
+selectors of the groups it reads (dotted science keys, e.g. `{method: progressive, train.epochs: 160}`), so
+the comparisons are fixed before the results are read and Holm's correction spans exactly that list. Costs
+are in ONE unit per table: dense cycles of the plan's `unit_epochs` (e.g. "20-epoch dense cycles").
+"""
+from __future__ import annotations
+
+import math
+import statistics
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+from scipy import stats as sps
+
+from suite import stats
+from suite.config import ConfigError, config_class, dotted_value, read_yaml, to_dict
+from suite.report.fmt import fmt, fmt_ci, fmt_p, fmt_sparsity, mean
+from suite.report.load import Group
+from suite.report.tables import Column, Table, ablation_source
+
+KINDS = ("claim", "contrast", "did")
+SELECTOR_EXTRA = ("method", "round", "target_sparsity")  # keys a selector may use besides science keys
+
+
+# --- cost in one unit ---------------------------------------------------------------------------------
+
+def cost_in_unit(g: Group, unit_epochs: float) -> float:
+    """The group's training FLOPs in dense cycles of `unit_epochs` epochs (mean over seeds): each result's
+    cost over ONE dense cycle of its own epochs, times its epochs per cycle, over unit_epochs (a dense cycle's
+    FLOPs grow linearly with its epochs, the model, data and batch being the same)."""
+    return mean([r.cost_x_dense_cycle * r.epochs_per_cycle / unit_epochs for r in g.runs])
+
+
+def unit_name(unit_epochs: float) -> str:
+    """The unit in words: '20-epoch dense cycles'."""
+    return f"{unit_epochs:g}-epoch dense cycles"
+
+
+def matching_epochs(target_flops: float, flops_per_epoch: float, fixed_flops: float = 0.0) -> int:
+    """Epochs of training at `flops_per_epoch` (plus one-off `fixed_flops`, e.g. scoring passes) that cost
+    `target_flops` in all, rounded to the nearest epoch: the equal-FLOPs cell of a one-cycle method."""
+    if not flops_per_epoch > 0:
+        raise ValueError(f"matching_epochs: flops_per_epoch must be positive, got {flops_per_epoch}")
+    return max(1, round((target_flops - fixed_flops) / flops_per_epoch))
+
+
+# --- the plan -----------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Entry:
+    """One declared comparison: a claim (a group against a number), a contrast (treated - control, paired
+    over seeds) or a difference in differences ((treated - control) - (treated_dense - control_dense))."""
+    name: str
+    kind: str
+    groups: dict            # role -> selector: claim: group; contrast: treated, control; did: + the two dense
+    claim: float = stats.NAN
+    claim_source: str = ""
+
+
+ROLES = {"claim": ("group",), "contrast": ("treated", "control"),
+         "did": ("treated", "control", "treated_dense", "control_dense")}
+
+
+@dataclass(frozen=True)
+class Plan:
+    """A study's report plan: the cost unit, the one margin, the collapse rule and the declared comparisons."""
+    path: Path
+    unit_epochs: float
+    margin: float               # accuracy points: the ONE equivalence / non-inferiority margin
+    alpha: float
+    chance_points: float        # a seed within this many points of chance accuracy is collapsed
+    broken_drop: float          # a seed this many points under its group's median is collapsed
+    confirmatory: tuple[Entry, ...]
+    exploratory: tuple[Entry, ...]
+
+
+def _entry(raw: Any, where: str) -> Entry:
+    if not isinstance(raw, dict) or not isinstance(raw.get("name"), str):
+        raise ConfigError(f"{where}: expected a mapping with a name")
+    kind = raw.get("kind")
+    if kind not in KINDS:
+        raise ConfigError(f"{where} ({raw['name']}): kind must be one of {', '.join(KINDS)}, got {kind!r}")
+    allowed = {"name", "kind", "claim", "claim_source", *ROLES[kind]}
+    unknown = sorted(set(raw) - allowed)
+    if unknown:
+        raise ConfigError(f"{where} ({raw['name']}): unknown key '{unknown[0]}' (valid: {', '.join(sorted(allowed))})")
+    groups = {}
+    for role in ROLES[kind]:
+        if not isinstance(raw.get(role), dict) or "method" not in raw[role]:
+            raise ConfigError(f"{where} ({raw['name']}): {role} must be a selector mapping naming a method")
+        groups[role] = dict(raw[role])
+    claim = raw.get("claim")
+    if kind == "claim" and not isinstance(claim, (int, float)):
+        raise ConfigError(f"{where} ({raw['name']}): a claim needs its number (claim: accuracy in percent)")
+    return Entry(raw["name"], kind, groups, float(claim) if claim is not None else stats.NAN,
+                 str(raw.get("claim_source", "")))
+
+
+def load_plan(path: Path) -> Plan:
+    """Parse a report plan file; each problem is one ConfigError line naming the entry."""
+    tree = read_yaml(path, "report plan")
+    if not isinstance(tree, dict):
+        raise ConfigError(f"{path}: expected a mapping")
+    known = {"unit_epochs", "margin", "alpha", "chance_points", "broken_drop", "confirmatory", "exploratory"}
+    unknown = sorted(set(tree) - known)
+    if unknown:
+        raise ConfigError(f"{path}: unknown key '{unknown[0]}' (valid: {', '.join(sorted(known))})")
+    for key in ("unit_epochs", "margin"):
+        if not isinstance(tree.get(key), (int, float)) or not tree[key] > 0:
+            raise ConfigError(f"{path}: {key} must be a positive number, got {tree.get(key)!r}")
+    lists = {}
+    for name in ("confirmatory", "exploratory"):
+        raw = tree.get(name) or []
+        if not isinstance(raw, list):
+            raise ConfigError(f"{path}: {name} must be a list of comparisons")
+        lists[name] = tuple(_entry(e, f"{path}: {name}[{i}]") for i, e in enumerate(raw))
+    return Plan(path, float(tree["unit_epochs"]), float(tree["margin"]), float(tree.get("alpha", 0.05)),
+                float(tree.get("chance_points", 5.0)), float(tree.get("broken_drop", 10.0)),
+                lists["confirmatory"], lists["exploratory"])
+
+
+def _default(key: str) -> Any:
+    try:
+        value = dotted_value(to_dict(config_class()()), key)
+    except KeyError:
+        return None
+    return tuple(value) if isinstance(value, list) else value
+
+
+def matches(g: Group, selector: dict) -> bool:
+    """A group fits a selector: its method, its target sparsity (within 0.002, a chain's round standing for
+    the requested point), its round ('final' or a number; default: any) and every other dotted key's value as
+    its science settings have it (a key absent there is at its default)."""
+    science = g.first.science
+    for key, want in selector.items():
+        if key == "method":
+            if g.method != want:
+                return False
+        elif key == "target_sparsity":
+            if abs(g.target_sparsity - float(want)) > 0.002:
+                return False
+        elif key == "round":
+            if (g.round_label if want == "final" else g.round) != want:
+                return False
+        else:
+            have = science.get(key, _default(key))
+            have = tuple(have) if isinstance(have, list) else have
+            want = tuple(want) if isinstance(want, list) else want
+            if have != want and not (isinstance(have, (int, float)) and isinstance(want, (int, float))
+                                     and float(have) == float(want)):
+                return False
+    return True
+
+
+def select(groups: Sequence[Group], selector: dict, entry: str) -> Group | None:
+    """The one group a selector names; None when it has not run; ConfigError when it names several."""
+    found = [g for g in groups if matches(g, selector)]
+    if len(found) > 1:
+        raise ConfigError(f"report plan: '{entry}' selects {len(found)} groups ({', '.join(g.id for g in found)}): "
+                          "add the setting that tells them apart")
+    return found[0] if found else None
+
+
+# --- the collapse diagnostic ----------------------------------------------------------------------------
+
+def live_per_class(run) -> list[int] | None:
+    """The output layer's live weights per class of one result (result.json `live_per_class`), or None."""
+    return list(run.live_per_class) if run.live_per_class else None
+
+
+def collapsed_seeds(g: Group, chance_points: float, broken_drop: float) -> dict[int, str]:
+    """Seed -> why it collapsed: a class with no live output weight, an accuracy within chance_points of
+    chance (100 / classes), or broken_drop points under the group's median (one seed's draw failed)."""
+    median = statistics.median(g.accuracies)
+    out = {}
+    for r in g.runs:
+        live = live_per_class(r)
+        classes = len(live) if live else 10
+        if live is not None and min(live) == 0:
+            out[r.seed] = f"a class with no live output weight ({live.index(0)})"
+        elif r.final_accuracy <= 100.0 / classes + chance_points:
+            out[r.seed] = f"at chance ({r.final_accuracy:.1f}%)"
+        elif r.final_accuracy < median - broken_drop:
+            out[r.seed] = f"{median - r.final_accuracy:.1f} points under the group's median"
+    return out
+
+
+def collapse_table(groups: Sequence[Group], plan: Plan) -> Table:
+    """Per group: live output weights per class (min and median over seeds and classes), collapsed seeds."""
+    rows = []
+    for g in groups:
+        live = [v for r in g.runs for v in (live_per_class(r) or [])]
+        seeds = collapsed_seeds(g, plan.chance_points, plan.broken_drop)
+        rows.append({"group": g.id, "method": g.method_label, "target_sparsity": g.target_sparsity,
+                     "settings": g.settings_text, "n": len(g.runs),
+                     "live_min": min(live) if live else None,
+                     "live_median": statistics.median(live) if live else None,
+                     "collapsed": {str(s): why for s, why in seeds.items()}, "flagged": bool(seeds)})
+    caption = (f"Live weights per output class from each result's mask (result.json live_per_class; – where the "
+               f"result predates it), and the seeds that collapsed: a class with no live weight, within "
+               f"{plan.chance_points:g} points of chance, or {plan.broken_drop:g} points under the group's median. "
+               "A flagged group is not t-tested in the plan's tables: its spread is not noise.")
+    return Table("collapse", "Collapse diagnostic", caption, rows, [
+        Column("Method", lambda r: r["method"], "left"),
+        Column("Target s", lambda r: fmt_sparsity(r["target_sparsity"])),
+        Column("Settings", lambda r: r["settings"] or "–", "left"),
+        Column("n", lambda r: str(r["n"])),
+        Column("Live per class (min / median)", lambda r: "–" if r["live_min"] is None
+               else f"{r['live_min']} / {r['live_median']:g}"),
+        Column("Collapsed seeds", lambda r: "; ".join(f"{s}: {w}" for s, w in r["collapsed"].items()) or "none",
+               "left"),
+    ])
+
+
+# --- the comparisons ----------------------------------------------------------------------------------
+
+def _paired_values(a: Group, b: Group) -> tuple[list[float], list[float]]:
+    shared = sorted(set(a.seeds) & set(b.seeds))
+    acc_a, acc_b = dict(zip(a.seeds, a.accuracies)), dict(zip(b.seeds, b.accuracies))
+    return [acc_a[s] for s in shared], [acc_b[s] for s in shared]
+
+
+def equivalence_words(low: float, high: float, margin: float) -> str:
+    """What an interval of a difference says against the one margin."""
+    if math.isnan(low) or math.isnan(high):
+        return "not tested"
+    if -margin < low and high < margin:
+        return f"equivalent within ±{margin:g}"
+    if high < -margin:
+        return "drop larger than the margin"
+    if low > margin:
+        return "gain larger than the margin"
+    return "not shown (the interval crosses the margin)"
+
+
+def _row(entry: Entry, groups: Sequence[Group], plan: Plan) -> dict:
+    chosen = {role: select(groups, sel, entry.name) for role, sel in entry.groups.items()}
+    row = {"entry": entry.name, "kind": entry.kind, "claim": entry.claim, "claim_source": entry.claim_source,
+           "groups": {role: (g.id if g else None) for role, g in chosen.items()}, "n": 0, "diff": stats.NAN,
+           "ci_low": stats.NAN, "ci_high": stats.NAN, "eq_low": stats.NAN, "eq_high": stats.NAN, "p": stats.NAN,
+           "mdd": stats.NAN, "means": {role: (mean(g.accuracies) if g else stats.NAN) for role, g in chosen.items()},
+           "costs": {role: (cost_in_unit(g, plan.unit_epochs) if g else stats.NAN) for role, g in chosen.items()},
+           "epochs": {role: (g.epochs if g else stats.NAN) for role, g in chosen.items()},
+           "collapsed": {}, "status": "tested"}
+    missing = [role for role, g in chosen.items() if g is None]
+    if missing:
+        row["status"] = f"not run yet ({', '.join(missing)})"
+        return row
+    for role, g in chosen.items():
+        seeds = collapsed_seeds(g, plan.chance_points, plan.broken_drop)
+        if seeds:
+            row["collapsed"][role] = {str(s): why for s, why in seeds.items()}
+    if row["collapsed"]:
+        row["status"] = "collapsed seeds: not t-tested"
+        return row
+    if entry.kind == "claim":
+        values = chosen["group"].accuracies
+        row["n"] = len(values)
+        t = stats.one_sample(values, entry.claim)
+        row.update(diff=t.diff, ci_low=t.ci_low, ci_high=t.ci_high)
+        if len(values) >= 2 and not math.isnan(t.statistic):
+            se = t.diff / t.statistic
+            df = len(values) - 1
+            row["p"] = float(sps.t.sf((t.diff + plan.margin) / se, df))  # H0: Δ <= -margin
+            half = float(sps.t.ppf(1 - plan.alpha, df)) * se
+            row.update(eq_low=t.diff - half, eq_high=t.diff + half, mdd=stats.min_detectable_shift(se, df))
+        return row
+    if entry.kind == "contrast":
+        a, b = _paired_values(chosen["treated"], chosen["control"])
+    else:
+        t1, c1 = _paired_values(chosen["treated"], chosen["control"])
+        shared = sorted(set(chosen["treated"].seeds) & set(chosen["control"].seeds)
+                        & set(chosen["treated_dense"].seeds) & set(chosen["control_dense"].seeds))
+        acc = {role: dict(zip(g.seeds, g.accuracies)) for role, g in chosen.items()}
+        a = [acc["treated"][s] - acc["control"][s] for s in shared]
+        b = [acc["treated_dense"][s] - acc["control_dense"][s] for s in shared]
+    row["n"] = len(a)
+    t = stats.paired(a, b)
+    tost = stats.paired_tost(a, b, plan.margin, plan.alpha) if len(a) >= 2 else None
+    se, df = stats.paired_se(a, b)
+    row.update(diff=t.diff, ci_low=t.ci_low, ci_high=t.ci_high, p=t.p, mdd=stats.min_detectable_shift(se, df))
+    if tost is not None:
+        row.update(eq_low=tost.ci_low, eq_high=tost.ci_high)
+    return row
+
+
+def _verdict(row: dict, alpha: float, margin: float) -> str:
+    if row["status"] != "tested":
+        return row["status"]
+    if math.isnan(row["p_holm"]):
+        return "not tested (n < 2 or no spread)"
+    if row["kind"] == "claim":
+        if row["p_holm"] < alpha:
+            return f"reproduced (within the −{margin:g}-point margin)"
+        if row["eq_high"] < -margin:
+            return "not reproduced under this recipe: drop larger than the margin"
+        return "not reproduced under this recipe: a drop larger than the margin is not ruled out"
+    if row["p_holm"] < alpha:
+        return "significant: Δ > 0 (the first better)" if row["diff"] > 0 else "significant: Δ < 0 (the first worse)"
+    return f"no significant difference; {equivalence_words(row['eq_low'], row['eq_high'], margin)}"
+
+
+def family_rows(entries: Sequence[Entry], groups: Sequence[Group], plan: Plan) -> list[dict]:
+    """One row per declared comparison, Holm-Bonferroni over exactly these rows (untested ones not counted)."""
+    rows = [_row(e, groups, plan) for e in entries]
+    adjusted = stats.holm([r["p"] for r in rows])
+    m = sum(1 for p in adjusted if not math.isnan(p))
+    for row, p in zip(rows, adjusted):
+        row.update(p_holm=p, family_size=m, verdict=_verdict({**row, "p_holm": p}, plan.alpha, plan.margin))
+    return rows
+
+
+def _columns(plan: Plan) -> list[Column]:
+    unit = unit_name(plan.unit_epochs)
+
+    def means(r: dict) -> str:
+        return " vs ".join(fmt(v) for v in r["means"].values()) + (f" vs claim {r['claim']:.2f}"
+                                                                   if r["kind"] == "claim" else "")
+
+    def costs(r: dict) -> str:
+        return " vs ".join(f"{v:.3g}" if not math.isnan(v) else "–" for v in r["costs"].values())
+
+    return [Column("Comparison", lambda r: r["entry"], "left"),
+            Column("n", lambda r: str(r["n"])),
+            Column("Means", means),
+            Column("Epochs", lambda r: " vs ".join(f"{v:g}" if not math.isnan(v) else "–" for v in r["epochs"].values())),
+            Column(f"Cost ({unit})", costs),
+            Column("Δ", lambda r: fmt(r["diff"], signed=True)),
+            Column("95% CI", lambda r: fmt_ci(r["ci_low"], r["ci_high"])),
+            Column(f"{100 * (1 - 2 * plan.alpha):g}% CI", lambda r: fmt_ci(r["eq_low"], r["eq_high"])),
+            Column("Smallest detectable Δ", lambda r: fmt(r["mdd"])),
+            Column("Holm p", lambda r: fmt_p(r["p_holm"]) + ("" if math.isnan(r["p_holm"]) else f" (m={r['family_size']})")),
+            Column("Verdict", lambda r: r["verdict"], "left")]
+
+
+def confirmatory_table(groups: Sequence[Group], plan: Plan) -> Table:
+    caption = (f"The confirmatory family, declared in {plan.path.name} before the results were read: "
+               f"{len(plan.confirmatory)} comparisons, Holm-Bonferroni over exactly these. A claim is a one-sided "
+               f"non-inferiority test of our seeds against the number (H0: Δ <= −{plan.margin:g}): 'reproduced' when "
+               f"Holm rejects it; otherwise 'not reproduced under this recipe' (a different recipe cannot refute a "
+               f"paper). A contrast is a paired t-test over shared seeds (treated − control), read as parity only "
+               f"through the paired TOST at the one margin ±{plan.margin:g} points. The smallest detectable Δ is the "
+               f"true difference the test finds with 80% power. Costs in {unit_name(plan.unit_epochs)}.")
+    return Table("confirmatory", "Confirmatory family", caption, family_rows(plan.confirmatory, groups, plan),
+                 _columns(plan))
+
+
+def exploratory_table(groups: Sequence[Group], plan: Plan) -> Table:
+    caption = ("Exploratory: comparisons the study measures but did not declare confirmatory (Holm within this "
+               "table only); differences in differences subtract each side's dense model of its own cycle length. "
+               f"Costs in {unit_name(plan.unit_epochs)}.")
+    return Table("exploratory", "Exploratory comparisons", caption, family_rows(plan.exploratory, groups, plan),
+                 _columns(plan))
+
+
+TICKET_CONTRASTS = (("ticket", "reinit"), ("ticket", "shuffle"), ("reinit", "shuffle"), ("rewire", "shuffle"))
+
+
+def ticket_table(groups: Sequence[Group], plan: Plan) -> Table:
+    """Per source, the contrasts between its sparse-from-the-start retrainings (paired over seeds, Holm
+    within the table): ticket − reinit (Frankle & Carbin's test), ticket − shuffle, reinit − shuffle, and
+    rewire − shuffle (what the neurons' degrees carry)."""
+    by_source: dict[str, dict[str, Group]] = {}
+    sources: dict[str, Group] = {}
+    for g in groups:
+        source = ablation_source(g, groups)
+        if source is not None:
+            by_source.setdefault(source.id, {})[g.method] = g
+            sources[source.id] = source
+    rows = []
+    for sid, kinds in sorted(by_source.items()):
+        for treated, control in TICKET_CONTRASTS:
+            if treated in kinds and control in kinds:
+                a, b = _paired_values(kinds[treated], kinds[control])
+                t = stats.paired(a, b)
+                rows.append({"source": sid, "source_method": sources[sid].method_label,
+                             "target_sparsity": sources[sid].target_sparsity,
+                             "epochs_per_cycle": sources[sid].epochs_per_cycle, "contrast": f"{treated} − {control}",
+                             "n": len(a), "diff": t.diff, "ci_low": t.ci_low, "ci_high": t.ci_high, "p": t.p})
+    for row, p in zip(rows, stats.holm([r["p"] for r in rows])):
+        row["p_holm"] = p
+        row["verdict"] = ("not tested" if math.isnan(p) else
+                          ("positive" if row["diff"] > 0 else "negative") if p < plan.alpha
+                          else "no significant difference")
+    caption = ("Exploratory. For each dense-to-sparse source, its final mask retrained sparse from the start: ticket "
+               "(the source's own init), reinit (a fresh init), shuffle (the mask permuted within each layer), rewire "
+               "(every neuron's fan-in and fan-out kept). ticket − reinit > 0 is Frankle & Carbin's winning ticket; "
+               "paired t over seeds, Holm within the table.")
+    return Table("tickets", "Lottery-ticket contrasts", caption, rows, [
+        Column("Source", lambda r: r["source_method"], "left"),
+        Column("Target s", lambda r: fmt_sparsity(r["target_sparsity"])),
+        Column("Epochs/cycle", lambda r: f"{r['epochs_per_cycle']:g}"),
+        Column("Contrast", lambda r: r["contrast"], "left"),
+        Column("n", lambda r: str(r["n"])),
+        Column("Δ", lambda r: fmt(r["diff"], signed=True)),
+        Column("95% CI", lambda r: fmt_ci(r["ci_low"], r["ci_high"])),
+        Column("Holm p", lambda r: fmt_p(r["p_holm"])),
+        Column("Outcome", lambda r: r["verdict"], "left"),
+    ])
+
+
+def declaration(plan: Plan) -> list[str]:
+    """The family, stated before any table: one line per declared comparison, then what the rest is."""
+    out = [f"Confirmatory family ({plan.path.name}, Holm over these {len(plan.confirmatory)}; margin "
+           f"±{plan.margin:g} points; costs in {unit_name(plan.unit_epochs)}):"]
+    out += [f"{i}. {e.name}" + (f" (claim {e.claim:.2f}%: {e.claim_source})" if e.kind == "claim" else "")
+            for i, e in enumerate(plan.confirmatory, 1)]
+    out.append("Every other table is exploratory: its p-values are corrected within the table only.")
+    return out
+
+
+def plan_tables(groups: Sequence[Group], plan: Plan) -> list[Table]:
+    """The plan's tables, confirmatory first; the ticket table only where ablations of that kind ran."""
+    tables = [confirmatory_table(groups, plan), exploratory_table(groups, plan), collapse_table(groups, plan)]
+    tickets = ticket_table(groups, plan)
+    return tables + ([tickets] if tickets.rows else [])
+
+
+def mcnemar_runs(folder_a: Path, folder_b: Path) -> stats.McNemar | None:
+    """The exact McNemar test of two runs over the same test examples, from their predictions files; None
+    when either run has none (older results) or their labels differ (not the same test set)."""
+    from suite.results import read_predictions
+    try:
+        pa, la = read_predictions(Path(folder_a) / "predictions.npy")
+        pb, lb = read_predictions(Path(folder_b) / "predictions.npy")
+    except (OSError, ValueError):
+        return None
+    if la.shape != lb.shape or (la != lb).any():
+        return None
+    return stats.mcnemar(pa == la, pb == lb)
