@@ -23,6 +23,10 @@ Differences (only the first two can change which weights are kept):
 - It divides the scores by |sum of scores| (a positive factor: the same ranking) and returns
   -w * Hg with "largest removed"; `grasp_scores` returns w * Hg with "largest kept" (the suite's
   one convention), the same mask.
+- On a text dataset there is no class-balanced draw (every window predicts many next characters):
+  `Data.class_balanced` gives samples_per_class x vocabulary windows at seeded offsets instead
+  (suite/datasets/text.py); the Hessian-vector product runs attention through SDPA's math kernel,
+  the only one with a double backward.
 """
 from __future__ import annotations
 
@@ -32,6 +36,7 @@ from typing import TYPE_CHECKING, Callable
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from baselines.scoring import (AllReduce, Batches, already_at, batch_count, device_of, grads_of,
                                mask_at_sparsity, reduce_mean, resolve_weights, scoring_mode, zeros_for)
@@ -85,7 +90,10 @@ def grasp_scores(model: nn.Module, batches: Batches,
 
         sums = zeros_for(params)
         for inputs, targets in batches:
-            grad_f = grads_of(loss_of(inputs, targets), params, create_graph=True)
+            # the Hessian-vector product differentiates the gradient again: of SDPA's kernels only
+            # the math one has a double backward (an attention model's fused CPU kernel has none)
+            with sdpa_kernel(SDPBackend.MATH):
+                grad_f = grads_of(loss_of(inputs, targets), params, create_graph=True)
             z = sum((gi * fi).sum() for gi, fi in zip(g, grad_f))  # g is a constant: no graph
             for s, hg in zip(sums, grads_of(z, params)):
                 s.add_(hg, alpha=batch_count(targets))

@@ -21,6 +21,9 @@ prune.py `prune_loop`). Differences, of which only the first three can change wh
   weights of the model itself; here the same absolute values are fed to the model through
   `torch.func.functional_call`, so the model is never written to (a parameter that was exactly
   0 keeps no sign to lose, and `.grad` stays as it was).
+- A token model has no all-ones input (tokens are integers): a model with `embedded_shape` (the
+  GPT, suite/gpt.py) takes the ones at its embedding output, `forward(ones, embedded=True)`, where
+  its LayerNorms act as affine maps (see that file); the embedding tables then carry no flow.
 - It runs the whole loop with the model in eval mode; so does this code, and it puts every
   module's train/eval flag back afterwards.
 - `prune.distribution: uniform | erk` ranks the scores inside each layer at the schedule's
@@ -84,9 +87,13 @@ def synflow_scores(model: nn.Module, input_shape: tuple[int, ...] | torch.Size, 
         if mask is not None:
             value = value * mask[key].to(device=value.device, dtype=value.dtype)
         leaves[key] = state[param_name[id(w)]] = value.requires_grad_(True)
-    ones = torch.ones((1, *input_shape), dtype=torch.float64, device=device)
+    # a token model (one with `embedded_shape`, e.g. suite/gpt.py) cannot take ones as token ids:
+    # its all-ones input goes to the embedding output, through forward(x, embedded=True)
+    embedded = getattr(model, "embedded_shape", None)
+    shape, kwargs = (embedded(tuple(input_shape)), {"embedded": True}) if embedded else (input_shape, {})
+    ones = torch.ones((1, *shape), dtype=torch.float64, device=device)
     with _eval_mode(model), torch.enable_grad():
-        flow = torch.func.functional_call(model, state, (ones,)).sum()
+        flow = torch.func.functional_call(model, state, (ones,), kwargs).sum()
         grads = torch.autograd.grad(flow, list(leaves.values()), allow_unused=True, materialize_grads=True)
     return {key: (leaf.detach() * g).abs() for (key, leaf), g in zip(leaves.items(), grads)}
 

@@ -30,7 +30,7 @@ def _plain(default: Any = dataclasses.MISSING, **kw: Any) -> Any:
 @dataclass(frozen=True)
 class DataConfig:
     name: str = "mnist1d"         # synthetic | mnist1d | mnist | cifar10 | cifar10_subset
-    val_size: int = 0             # training examples held out for validation (a fixed seeded draw, the same for every method and seed); 0 = none
+    val_size: int = 0             # training examples held out for validation (a fixed seeded draw, the same for every method and seed; text: characters off the end of the training text); 0 = none
     root: str = _plain("data")    # folder holding dataset files, e.g. ../shared/data
     download: bool = _plain(False)  # let torchvision fetch missing files (needs internet)
     loader: str = _plain("device")  # device: whole set on the training device | torchvision: DataLoader
@@ -38,15 +38,21 @@ class DataConfig:
     jitter: float = 0.2           # colour jitter strength (brightness = contrast = saturation); 0 = crop + flip only
     num_workers: int = _plain(0)  # DataLoader workers (torchvision loader only)
     cache_dir: str = _plain("")   # where .gz files are unpacked; "" = ~/.cache/progressive-pruning
-    synthetic_train: int = 512    # synthetic dataset: training images
+    synthetic_train: int = 512    # synthetic dataset: training images; synthetic_text: characters of the whole text
     synthetic_test: int = 256     # synthetic dataset: test images
     synthetic_shape: tuple[int, ...] = (3, 8, 8)  # synthetic dataset: C, H, W
+    context: int = 64             # text datasets: characters per window (the model's context); an epoch is floor(train characters / context) windows
 
 
 @dataclass(frozen=True)
 class ModelConfig:
-    name: str = "lenet300"  # lenet300 | resnet18 | vgg_like | vgg19 | tiny_mlp | tiny_cnn
-    init: str = "model"     # model: the init of the code each model follows (suite.models.MODEL_INITS) | pytorch | kaiming_normal | torchvision_resnet | snip_variance_scaling | grasp
+    name: str = "lenet300"  # lenet300 | resnet18 | vgg_like | vgg19 | tiny_mlp | tiny_cnn | gpt_char
+    init: str = "model"     # model: the init of the code each model follows (suite.models.MODEL_INITS) | pytorch | kaiming_normal | torchvision_resnet | snip_variance_scaling | grasp | gpt2
+    n_layer: int = 4        # gpt_char: decoder blocks (nanoGPT's CPU recipe: 4)
+    n_head: int = 4         # gpt_char: attention heads per block; n_embd must divide by it
+    n_embd: int = 128       # gpt_char: width of the residual stream (the MLP is 4x)
+    dropout: float = 0.0    # gpt_char: dropout after the embeddings, attention and MLP (0: none, nanoGPT's CPU recipe)
+    bias: bool = False      # gpt_char: biases in the Linear and LayerNorm layers (nanoGPT's shakespeare_char: false)
 
 
 @dataclass(frozen=True)
@@ -83,6 +89,7 @@ class PruneConfig:
     distribution: str = "global"  # global: one threshold over all layers | uniform: each layer at the target | erk
     structure: str = "unstructured"  # unstructured | nm: N of every M consecutive inputs of a row live | channel: whole output neurons/filters
     nm: tuple[int, ...] = (2, 4)  # [N, M] of structure nm; the target must then be at least 1 - N/M
+    include: tuple[str, ...] = ()  # groups a model keeps dense by default to prune as well; gpt_char: embeddings, head
 
 
 @dataclass(frozen=True)
@@ -489,6 +496,15 @@ def validate(cfg: Config) -> Config:
         check_choice("model.init", cfg.model.init, ("model",) + tuple(INITS))
     if d.num_workers < 0:
         raise ConfigError(f"data.num_workers: must be non-negative, got {d.num_workers}")
+    if d.context < 1:
+        raise ConfigError(f"data.context: must be at least 1, got {d.context}")
+    m = cfg.model
+    if min(m.n_layer, m.n_head, m.n_embd) < 1:
+        raise ConfigError(f"model.n_layer/n_head/n_embd: must be at least 1, got {m.n_layer}/{m.n_head}/{m.n_embd}")
+    if m.n_embd % m.n_head:
+        raise ConfigError(f"model.n_embd: {m.n_embd} is not divisible by model.n_head={m.n_head}")
+    if not 0 <= m.dropout < 1:
+        raise ConfigError(f"model.dropout: must be in [0, 1), got {m.dropout}")
     if d.synthetic_train < 1 or d.synthetic_test < 1:
         raise ConfigError("data.synthetic_train/synthetic_test: must be at least 1")
     if len(d.synthetic_shape) not in (1, 3) or min(d.synthetic_shape) < 1:

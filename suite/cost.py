@@ -68,7 +68,7 @@ def load_run(folder: Path, device: torch.device, data_root: str | None = None):
     """(config, masked model in eval mode, mask, data) of a finished run folder."""
     from safetensors.torch import load_file
 
-    from suite.data import build_data
+    from suite.datasets import build_data
     from suite.models import build_model
     from suite.results import RunFolder, read_json
 
@@ -87,14 +87,14 @@ def load_run(folder: Path, device: torch.device, data_root: str | None = None):
     data_cfg = cfg.data if data_root is None else C.dataclasses.replace(cfg.data, root=data_root)
     data = build_data(data_cfg, batch_size=cfg.train.batch_size, seed=cfg.seed, device=device)
     torch.manual_seed(cfg.seed)
-    model = build_model(cfg.model.name, data.spec, cfg.model.init)
+    model = build_model(cfg.model.name, data.spec, cfg.model.init, cfg.model)
     try:
         model.load_state_dict(load_file(str(folder / "model.safetensors")))
         mask = {n: t.bool() for n, t in load_file(str(folder / "mask.safetensors")).items()}
     except (OSError, RuntimeError, ValueError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise CostError(f"{folder}: the saved weights or mask do not load into {cfg.model.name}: {first}") from None
-    weights = M.prunable_weights(model, cfg.prune.keep_first_dense, cfg.prune.keep_last_dense)
+    weights = M.prunable_weights(model, cfg.prune.keep_first_dense, cfg.prune.keep_last_dense, cfg.prune.include)
     if set(mask) != set(weights):
         raise CostError(f"{folder}: mask.safetensors names other layers than {cfg.model.name}'s prunable ones")
     with torch.no_grad():

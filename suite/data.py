@@ -1,31 +1,23 @@
-"""Datasets and two loaders that yield the same batches: the whole set on the device
-(`loader=device`, the fast path, as airbench) or a torchvision DataLoader (`loader=torchvision`)."""
+"""What every dataset shares: the seeded index plans, the CIFAR augmentation, and two loaders that
+yield the same batches: the whole set on the device (`loader=device`, the fast path, as airbench) or a
+torchvision DataLoader (`loader=torchvision`). Each dataset itself is one class in suite/datasets/."""
 from __future__ import annotations
 
 import dataclasses
-import gzip
 import hashlib
-import json
 import math
-import random
-import shutil
 import zipfile
-import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Iterator
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from suite.config import ConfigError, DataConfig
-from suite.results import atomic_write
-
-# Normalisation constants: per-channel mean/std of the training set on the [0, 1] scale.
-MNIST_MEAN, MNIST_STD = (0.1307,), (0.3081,)
-CIFAR_MEAN, CIFAR_STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
+from suite.config import DataConfig
+from suite.errors import ConfigError
 
 # CIFAR augmentation, identical in both loaders: random crop with zero padding, horizontal flip,
 # then colour jitter in a FIXED order (brightness, contrast, saturation), each factor drawn from
@@ -35,8 +27,6 @@ FLIP_P = 0.5           # probability of a horizontal flip
 JITTER = 0.2           # brightness = contrast = saturation = 0.2
 
 EVAL_BATCH = 1024      # test batches hold at least this many examples (no gradients: bigger is faster)
-SYNTHETIC_CLASSES = 10
-SYNTHETIC_NOISE = 2.5  # std of the per-example noise around a class prototype (prototypes have std 1)
 
 
 @dataclass(frozen=True)
@@ -254,11 +244,12 @@ def cache_dir(cfg: DataConfig) -> Path:
     return Path(cfg.cache_dir or "~/.cache/progressive-pruning").expanduser()
 
 
-def _spec(name: str, train_x: Tensor, test_x: Tensor, num_classes: int) -> DataSpec:
+def spec_of(name: str, train_x: Tensor, test_x: Tensor, num_classes: int) -> DataSpec:
+    """The DataSpec of arrays with examples along the first dimension."""
     return DataSpec(name, tuple(train_x.shape[1:]), num_classes, len(train_x), len(test_x))
 
 
-def _image_source(name: str, train_set, test_set, train_x: np.ndarray | Tensor, train_y, test_x, test_y,
+def image_source(name: str, train_set, test_set, train_x: np.ndarray | Tensor, train_y, test_x, test_y,
                   mean: tuple, std: tuple, augmentable: bool) -> Source:
     """Wrap uint8 arrays ((N, H, W) or (N, H, W, C)) as a Source of (N, C, H, W) images."""
     def chw(a) -> Tensor:
@@ -267,143 +258,7 @@ def _image_source(name: str, train_set, test_set, train_x: np.ndarray | Tensor, 
 
     tx, vx = chw(train_x), chw(test_x)
     ty, vy = (torch.as_tensor(np.asarray(y), dtype=torch.int64) for y in (train_y, test_y))
-    return Source(_spec(name, tx, vx, 10), tx, ty, vx, vy, train_set, test_set, mean, std, augmentable)
-
-
-MNIST1D_SHAPE = (40,)  # one example of MNIST-1D: 40 floats
-MNIST_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
-
-
-IDX_MAGIC = {"images": 0x00000803, "labels": 0x00000801}  # unsigned bytes; 3 or 1 dimensions
-MNIST_SIDE = 28
-
-
-def check_idx(path: Path, shown: Path | None = None) -> int:
-    """Check an MNIST IDX file (magic, dimensions, and a length that matches its header); the
-    number of examples, else one ConfigError naming the file (`shown`, e.g. the .gz it came from)."""
-    kind = "images" if "images" in path.name else "labels"
-    shown = shown or path
-    try:
-        with open(path, "rb") as f:
-            header = f.read(16 if kind == "images" else 8)
-        size = path.stat().st_size
-    except OSError as e:
-        raise ConfigError(f"{shown}: cannot be read ({e.strerror})") from None
-    if len(header) < 8:
-        raise ConfigError(f"{shown}: not an MNIST IDX {kind} file ({size} bytes, shorter than its header)")
-    magic, count = int.from_bytes(header[:4], "big"), int.from_bytes(header[4:8], "big")
-    if magic != IDX_MAGIC[kind]:
-        raise ConfigError(f"{shown}: not an MNIST IDX {kind} file (magic number {magic:#010x}, "
-                          f"expected {IDX_MAGIC[kind]:#010x})")
-    per_item = 1
-    if kind == "images":
-        if len(header) < 16:
-            raise ConfigError(f"{shown}: truncated IDX header ({size} bytes)")
-        rows, cols = int.from_bytes(header[8:12], "big"), int.from_bytes(header[12:16], "big")
-        if (rows, cols) != (MNIST_SIDE, MNIST_SIDE):
-            raise ConfigError(f"{shown}: images are {rows}x{cols}, expected {MNIST_SIDE}x{MNIST_SIDE}")
-        per_item = rows * cols
-    expected = len(header) + count * per_item
-    if count == 0 or size != expected:
-        raise ConfigError(f"{shown}: the header says {count} {kind} ({expected} bytes) but the file has "
-                          f"{size} bytes (truncated or corrupt)")
-    return count
-
-
-def _check_mnist_raw(raw: Path, shown: Callable[[str], Path]) -> None:
-    """Every IDX file valid, and as many labels as images in each split."""
-    counts = {f: check_idx(raw / f, shown(f)) for f in MNIST_FILES}
-    for images, labels in ((MNIST_FILES[0], MNIST_FILES[1]), (MNIST_FILES[2], MNIST_FILES[3])):
-        if counts[images] != counts[labels]:
-            raise ConfigError(f"{shown(labels)}: {counts[labels]} labels for {counts[images]} images "
-                              f"in {shown(images)}")
-
-
-def _source_key(src: Path) -> dict:
-    st = src.stat()
-    return {"source": str(src.resolve()), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
-
-
-def _unpack_gz(src: Path, target: Path) -> None:
-    """Unpack `src` into the cache at `target`, atomically, with a note of the source it came from:
-    a cached copy is reused only while the .gz keeps its size and mtime, and only if it is valid."""
-    note = target.with_name(target.name + ".source.json")
-    key = _source_key(src)
-    try:
-        if json.loads(note.read_text()) == key:
-            check_idx(target)
-            return
-    except (OSError, ValueError, ConfigError):
-        pass  # no note, another source, or a damaged copy: unpack again
-
-    def unpack(tmp: Path) -> None:
-        with gzip.open(src, "rb") as fin, open(tmp, "wb") as fout:
-            shutil.copyfileobj(fin, fout)
-        check_idx(Path(tmp), src)
-
-    try:
-        atomic_write(target, unpack)
-    except (EOFError, gzip.BadGzipFile, zlib.error) as e:
-        raise ConfigError(f"{src}: not a complete gzip file ({type(e).__name__}: {e})") from None
-    atomic_write(note, lambda tmp: Path(tmp).write_text(json.dumps(key)))
-
-
-def _mnist_root(cfg: DataConfig) -> Path:
-    """A root whose MNIST/raw holds the uncompressed IDX files torchvision reads, all checked; .gz
-    files found under data.root are unpacked into the cache (torchvision would not unpack them itself)."""
-    root = Path(cfg.root).expanduser()
-    raw = root / "MNIST" / "raw"
-    if all((raw / f).is_file() for f in MNIST_FILES):
-        _check_mnist_raw(raw, lambda f: raw / f)
-        return root
-    if all((raw / f"{f}.gz").is_file() for f in MNIST_FILES):
-        cached = cache_dir(cfg)
-        for f in MNIST_FILES:
-            _unpack_gz(raw / f"{f}.gz", cached / "MNIST" / "raw" / f)
-        _check_mnist_raw(cached / "MNIST" / "raw", lambda f: raw / f"{f}.gz")
-        return cached
-    if cfg.download:
-        return root
-    raise ConfigError(f"MNIST not found: no {MNIST_FILES[0]}[.gz] in {raw} "
-                      f"(set data.root to the folder holding MNIST/raw, or data.download=true)")
-
-
-def load_mnist(cfg: DataConfig) -> Source:
-    from torchvision.datasets import MNIST
-
-    root = str(_mnist_root(cfg))
-    train = MNIST(root, train=True, download=cfg.download)
-    test = MNIST(root, train=False, download=cfg.download)
-    return _image_source("mnist", train, test, train.data, train.targets, test.data, test.targets,
-                         MNIST_MEAN, MNIST_STD, augmentable=False)
-
-
-def load_cifar10(cfg: DataConfig) -> Source:
-    from torchvision.datasets import CIFAR10
-
-    root = Path(cfg.root).expanduser()
-    folder = root / "cifar-10-batches-py"
-    if not folder.is_dir() and not cfg.download:
-        raise ConfigError(f"CIFAR-10 not found: no {folder} "
-                          f"(set data.root to the folder holding cifar-10-batches-py, or data.download=true)")
-    try:
-        train = CIFAR10(str(root), train=True, download=cfg.download)
-        test = CIFAR10(str(root), train=False, download=cfg.download)
-    except RuntimeError as e:  # torchvision's md5 check failed
-        raise ConfigError(f"CIFAR-10 in {folder} is incomplete or corrupt ({e})") from None
-    return _image_source("cifar10", train, test, train.data, train.targets, test.data, test.targets,
-                         CIFAR_MEAN, CIFAR_STD, augmentable=True)
-
-
-def load_cifar10_subset(cfg: DataConfig) -> Source:
-    path = Path(cfg.root).expanduser() / "cifar10-subset" / "cifar10_exact_subset.npz"
-    if not path.is_file():
-        raise ConfigError(f"CIFAR-10 subset not found: no {path} "
-                          f"(set data.root to the folder holding cifar10-subset/; it cannot be downloaded)")
-    x, y, vx, vy = read_npz(path, ("x_train", "y_train", "x_test", "y_test"), image_shape=(32, 32, 3),
-                            image_dtype=np.uint8)
-    return _image_source("cifar10_subset", RGBImages(x, y), RGBImages(vx, vy), x, y, vx, vy,
-                         CIFAR_MEAN, CIFAR_STD, augmentable=True)
+    return Source(spec_of(name, tx, vx, 10), tx, ty, vx, vy, train_set, test_set, mean, std, augmentable)
 
 
 def read_npz(path: Path, keys: tuple[str, str, str, str], image_shape: tuple[int, ...], image_dtype) -> list:
@@ -430,86 +285,10 @@ def read_npz(path: Path, keys: tuple[str, str, str, str], image_shape: tuple[int
     return arrays
 
 
-def _float_source(name: str, x: np.ndarray | Tensor, y, vx, vy, num_classes: int) -> Source:
+def float_source(name: str, x: np.ndarray | Tensor, y, vx, vy, num_classes: int) -> Source:
     tx, vxx = torch.as_tensor(x, dtype=torch.float32), torch.as_tensor(vx, dtype=torch.float32)
     ty, vyy = torch.as_tensor(y, dtype=torch.int64), torch.as_tensor(vy, dtype=torch.int64)
-    return Source(_spec(name, tx, vxx, num_classes), tx, ty, vxx, vyy, TensorPairs(tx, ty), TensorPairs(vxx, vyy))
-
-
-# mnist1d's get_dataset_args() (0.0.2.post1), without the download url: the dataset this suite means by
-# MNIST-1D, and its cache file's name. Written out so that a cached run never imports the package
-# (it imports matplotlib, scipy and requests: about a second of every run's start-up).
-MNIST1D_ARGS = {"corr_noise_scale": 0.25, "final_seq_length": 40, "iid_noise_scale": 2e-2, "max_translation": 48,
-                "num_samples": 5000, "padding": [36, 60], "scale_coeff": 0.4, "seed": 42, "shear_scale": 0.75,
-                "shuffle_seq": False, "template_len": 12, "train_split": 0.8}
-
-
-def load_mnist1d(cfg: DataConfig) -> Source:
-    """MNIST-1D generated locally with the package's default arguments (never downloaded),
-    cached as .npz; standardised with the training set's scalar mean and std."""
-    path = cache_dir(cfg) / "mnist1d" / f"mnist1d-{stream_seed(MNIST1D_ARGS) % 16**10:010x}.npz"
-    arrays = None
-    if path.is_file():
-        try:  # a cache: a damaged copy is made again, never used
-            arrays = read_npz(path, ("x", "y", "x_test", "y_test"), MNIST1D_SHAPE, np.float64)
-        except ConfigError:
-            arrays = None
-    if arrays is None:
-        from mnist1d.data import get_dataset_args, make_dataset
-
-        args = get_dataset_args()
-        for key, value in MNIST1D_ARGS.items():
-            setattr(args, key, value)
-        # make_dataset reseeds Python's and NumPy's global RNGs; give the caller theirs back
-        py_state, np_state = random.getstate(), np.random.get_state()
-        try:
-            d = make_dataset(args)
-        finally:
-            random.setstate(py_state)
-            np.random.set_state(np_state)
-
-        def save(tmp: Path) -> None:
-            with open(tmp, "wb") as f:  # a file object: given a name, savez would append ".npz"
-                np.savez(f, x=d["x"], y=d["y"], x_test=d["x_test"], y_test=d["y_test"])
-        atomic_write(path, save)
-        arrays = read_npz(path, ("x", "y", "x_test", "y_test"), MNIST1D_SHAPE, np.float64)
-    x, y, vx, vy = arrays
-    mean, std = x.mean(), x.std()
-    x, vx = ((a - mean) / std for a in (x, vx))
-    return _float_source("mnist1d", x[:, None, :], y, vx[:, None, :], vy, 10)
-
-
-def synthetic_arrays(shape: tuple[int, ...], n_train: int, n_test: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """10 classes, each a smooth random prototype (blocks of ~4 pixels) plus per-example noise,
-    scaled to unit variance; independent of the run seed and of the global RNG."""
-    shape = (1, *shape) if len(shape) == 1 else tuple(shape)
-    spatial = shape[1:]
-    coarse = torch.randn(SYNTHETIC_CLASSES, shape[0], *(math.ceil(s / 4) for s in spatial),
-                         generator=generator("synthetic", "prototypes", shape))
-    protos = F.interpolate(coarse, size=spatial, mode="nearest")
-    scale = 1.0 / math.sqrt(1.0 + SYNTHETIC_NOISE**2)
-
-    def draw(split: str, n: int) -> tuple[Tensor, Tensor]:
-        gen = generator("synthetic", split, shape, n)
-        labels = (torch.arange(n) % SYNTHETIC_CLASSES)[torch.randperm(n, generator=gen)]
-        x = (protos[labels] + SYNTHETIC_NOISE * torch.randn(n, *shape, generator=gen)) * scale
-        return x, labels
-
-    return (*draw("train", n_train), *draw("test", n_test))
-
-
-def load_synthetic(cfg: DataConfig) -> Source:
-    x, y, vx, vy = synthetic_arrays(cfg.synthetic_shape, cfg.synthetic_train, cfg.synthetic_test)
-    return _float_source("synthetic", x, y, vx, vy, SYNTHETIC_CLASSES)
-
-
-DATASETS: dict[str, Callable[[DataConfig], Source]] = {
-    "synthetic": load_synthetic,
-    "mnist1d": load_mnist1d,
-    "mnist": load_mnist,
-    "cifar10": load_cifar10,
-    "cifar10_subset": load_cifar10_subset,
-}
+    return Source(spec_of(name, tx, vxx, num_classes), tx, ty, vxx, vyy, TensorPairs(tx, ty), TensorPairs(vxx, vyy))
 
 
 # --- the loaders ---------------------------------------------------------------------------------
@@ -688,22 +467,3 @@ class TorchvisionData(Data):
         )
         for x, y in loader:
             yield x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
-
-
-def build_data(cfg: DataConfig, *, batch_size: int, seed: int, rank: int = 0, world_size: int = 1,
-               device: torch.device | str = "cpu") -> Data:
-    """Load dataset `cfg.name` and the loader `cfg.loader` for this rank."""
-    if cfg.name not in DATASETS:
-        raise ConfigError(f"unknown dataset '{cfg.name}' (valid: {', '.join(sorted(DATASETS))})")
-    if batch_size < 1:
-        raise ConfigError(f"train.batch_size: must be at least 1, got {batch_size}")
-    if batch_size % world_size:  # before loading anything
-        raise ConfigError(f"train.batch_size: {batch_size} is not divisible by the world size {world_size}")
-    source = hold_out(DATASETS[cfg.name](cfg), cfg.val_size)
-    kw = dict(batch_size=batch_size, seed=seed, rank=rank, world_size=world_size, device=device, augment=cfg.augment,
-              jitter=cfg.jitter)
-    if cfg.loader == "device":
-        return DeviceData(source, **kw)
-    if cfg.loader == "torchvision":
-        return TorchvisionData(source, num_workers=cfg.num_workers, **kw)
-    raise ConfigError(f"data.loader: '{cfg.loader}' is not one of device, torchvision")

@@ -7,6 +7,8 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
+from suite.errors import ConfigError
+
 Mask = dict[str, Tensor]  # prunable weight name -> bool tensor of its shape, True = the weight lives
 Scores = dict[str, Tensor]  # prunable weight name -> score of its shape, higher = kept first
 
@@ -17,13 +19,29 @@ def _weight_name(module_name: str) -> str:
     return f"{module_name}.weight" if module_name else "weight"  # a bare layer passed as the model
 
 
-def prunable_weights(model: nn.Module, keep_first_dense: bool = False,
-                     keep_last_dense: bool = False) -> dict[str, nn.Parameter]:
-    """Weights of the Conv and Linear layers, in module order; biases and BatchNorm never count."""
-    found = {_weight_name(name): m.weight for name, m in model.named_modules() if isinstance(m, PRUNABLE_TYPES)}
+def prunable_weights(model: nn.Module, keep_first_dense: bool = False, keep_last_dense: bool = False,
+                     include: tuple[str, ...] = ()) -> dict[str, nn.Parameter]:
+    """The weights pruning may remove, in module order. A model that declares its own set
+    (`prunable_parameters(include)`, e.g. the GPT's block matrices plus the groups named in
+    `include`) gives it; otherwise the weights of the Conv and Linear layers (biases and BatchNorm
+    never count), and `include` must be empty."""
+    declared = getattr(model, "prunable_parameters", None)
+    if declared is not None:
+        found = dict(declared(tuple(include)))
+    else:
+        if include:
+            raise ConfigError(f"prune.include: {type(model).__name__} has no optional groups to include "
+                              f"(every Conv and Linear weight is prunable already); got {list(include)}")
+        found = {_weight_name(name): m.weight for name, m in model.named_modules() if isinstance(m, PRUNABLE_TYPES)}
     names = list(found)
     dense = set(names[:1] if keep_first_dense else []) | set(names[-1:] if keep_last_dense else [])
     return {n: w for n, w in found.items() if n not in dense}
+
+
+def dense_parameters(model: nn.Module, prunable: dict[str, Tensor]) -> dict[str, int]:
+    """Every parameter outside the prunable set and its size: what stays dense whatever the mask."""
+    chosen = {id(w) for w in prunable.values()}
+    return {name: p.numel() for name, p in model.named_parameters() if id(p) not in chosen}
 
 
 def full_mask(weights: dict[str, Tensor]) -> Mask:

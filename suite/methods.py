@@ -224,8 +224,9 @@ def method_sections() -> tuple[str, ...]:
 def reads(cls: type[PruningMethod]) -> tuple[str, ...]:
     """Every config prefix the method reads: its `config_keys` and its own section."""
     section = settings_section(cls)
-    # every method that prunes turns its scores into a mask under prune.structure (the shared code)
-    structure = ("prune.structure", "prune.nm") if cls.prunes else ()
+    # every method that prunes turns its scores into a mask under prune.structure (the shared code),
+    # over the model's prunable set (prune.include)
+    structure = ("prune.structure", "prune.nm", "prune.include") if cls.prunes else ()
     return cls.config_keys + structure + ((f"{section}.",) if section else ())
 
 

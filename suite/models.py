@@ -8,8 +8,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from suite.config import ConfigError
+from suite.config import ConfigError, ModelConfig
 from suite.data import DataSpec
+from suite.gpt import gpt_char, init_gpt2
 
 
 # --- initialisers (each model says which paper's code it follows) ------------------------------
@@ -116,13 +117,13 @@ class MLP(nn.Module):
         return getattr(self, self.names[-1])(x)
 
 
-def lenet300(spec: DataSpec) -> nn.Module:
+def lenet300(spec: DataSpec, cfg: ModelConfig | None = None) -> nn.Module:
     """LeNet-300-100 (LeCun et al. 1998; the LTH/SNIP MNIST network); 266,610 params on MNIST."""
     model = MLP(math.prod(spec.input_shape), (300, 100), spec.num_classes)
     return model
 
 
-def tiny_mlp(spec: DataSpec) -> nn.Module:
+def tiny_mlp(spec: DataSpec, cfg: ModelConfig | None = None) -> nn.Module:
     """A three-layer MLP of a few thousand weights, for fast tests."""
     model = MLP(math.prod(spec.input_shape), (32, 16), spec.num_classes)
     return model
@@ -152,7 +153,7 @@ class TinyCNN(nn.Module):
         return self.fc(self.pool(x).flatten(1))
 
 
-def tiny_cnn(spec: DataSpec) -> nn.Module:
+def tiny_cnn(spec: DataSpec, cfg: ModelConfig | None = None) -> nn.Module:
     """TinyCNN for (C, H, W) inputs of any small size."""
     (c, _h, _w) = _image_input("tiny_cnn", spec)
     model = TinyCNN(c, spec.num_classes)
@@ -205,7 +206,7 @@ class CifarResNet18(nn.Module):
         return self.fc(F.adaptive_avg_pool2d(x, 1).flatten(1))
 
 
-def resnet18(spec: DataSpec) -> nn.Module:
+def resnet18(spec: DataSpec, cfg: ModelConfig | None = None) -> nn.Module:
     """CIFAR ResNet-18 (as in kuangliu/pytorch-cifar); 11,173,962 params for 10 classes."""
     (c, _h, _w) = _image_input("resnet18", spec)
     model = CifarResNet18(c, spec.num_classes)
@@ -258,7 +259,7 @@ class VGGLike(nn.Module):
         return self.fc2(F.relu(self.bn_fc1(self.fc1(x))))
 
 
-def vgg_like(spec: DataSpec) -> nn.Module:
+def vgg_like(spec: DataSpec, cfg: ModelConfig | None = None) -> nn.Module:
     """SNIP's VGG-like; 14,991,946 params on CIFAR-10."""
     (c, h, w) = _image_input("vgg_like", spec, min_size=32)
     model = VGGLike(c, (h // 32) * (w // 32), spec.num_classes)
@@ -282,20 +283,22 @@ class VGG19(nn.Module):
         return self.classifier(x.flatten(1))
 
 
-def vgg19(spec: DataSpec) -> nn.Module:
+def vgg19(spec: DataSpec, cfg: ModelConfig | None = None) -> nn.Module:
     """GraSP's VGG-19 with BN; 20,035,018 params on CIFAR-10."""
     (c, h, w) = _image_input("vgg19", spec, min_size=32)
     model = VGG19(c, (h // 32) * (w // 32), spec.num_classes)
     return model
 
 
-MODELS: dict[str, Callable[[DataSpec], nn.Module]] = {
+# a name -> its builder (spec, model config); a model in its own file is one import and one line here
+MODELS: dict[str, Callable[[DataSpec, ModelConfig], nn.Module]] = {
     "lenet300": lenet300,
     "resnet18": resnet18,
     "vgg_like": vgg_like,
     "vgg19": vgg19,
     "tiny_mlp": tiny_mlp,
     "tiny_cnn": tiny_cnn,
+    "gpt_char": gpt_char,
 }
 
 
@@ -311,6 +314,7 @@ INITS: dict[str, Callable[[nn.Module], None]] = {
     "torchvision_resnet": _init_torchvision_resnet,
     "snip_variance_scaling": _init_snip_tf,
     "grasp": _init_grasp,
+    "gpt2": init_gpt2,
 }
 MODEL_INITS = {  # the init of the code each model reproduces
     "lenet300": "kaiming_normal",        # OpenLTH's LeNet default
@@ -319,6 +323,7 @@ MODEL_INITS = {  # the init of the code each model reproduces
     "resnet18": "torchvision_resnet",    # torchvision / kuangliu's ResNet
     "vgg_like": "snip_variance_scaling",  # SNIP's TensorFlow code
     "vgg19": "grasp",                     # GraSP's init_utils.weights_init
+    "gpt_char": "gpt2",                   # nanoGPT's GPT-2 init
 }
 
 
@@ -327,15 +332,16 @@ def resolve_init(model: str, init: str = "model") -> str:
     return MODEL_INITS[model] if init == "model" else init
 
 
-def build_model(name: str, spec: DataSpec, init: str = "model") -> nn.Module:
-    """The registered model `name` for inputs of `spec`, initialised from the global torch RNG by
-    `init` (see INITS; "model": the model's own, MODEL_INITS)."""
+def build_model(name: str, spec: DataSpec, init: str = "model", config: ModelConfig | None = None) -> nn.Module:
+    """The registered model `name` for inputs of `spec` (sizes from `config`, where a model has
+    any), initialised from the global torch RNG by `init` (see INITS; "model": the model's own,
+    MODEL_INITS)."""
     if name not in MODELS:
         raise ConfigError(f"unknown model '{name}' (valid: {', '.join(sorted(MODELS))})")
     init = resolve_init(name, init)
     if init not in INITS:
         raise ConfigError(f"model.init: '{init}' is not one of model, {', '.join(INITS)}")
-    model = MODELS[name](spec)
+    model = MODELS[name](spec, config or ModelConfig())
     INITS[init](model)
     return model
 

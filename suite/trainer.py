@@ -23,7 +23,7 @@ from suite import config as C
 from suite import flops as FL
 from suite import masks as M
 from suite import tracking as T
-from suite.data import build_data
+from suite.datasets import build_data
 from suite.methods import Context, build_method
 from suite.models import build_model, resolve_init
 from suite.results import (BadCheckpoint, RunFolder, cpu_name, RunLock, RunLocked, code_version, load_resumable,
@@ -129,6 +129,9 @@ def test_predictions(model: nn.Module, data, accelerator) -> Tensor | None:
     full = torch.zeros(2, n, dtype=torch.int64, device=accelerator.device)
     with accelerator.autocast():
         for idx, (x, y) in zip(data.test_plan(), data.test_batches()):
+            if y.dim() != 1:  # a target per position (text windows): no one class per example to pair
+                model.train(was_training)
+                return None
             idx = idx.to(accelerator.device)
             full[0, idx] = model(x).argmax(1)
             full[1, idx] = y
@@ -139,7 +142,9 @@ def test_predictions(model: nn.Module, data, accelerator) -> Tensor | None:
 def live_per_class(model: nn.Module, mask: M.Mask) -> tuple[str, list[int]]:
     """The model's output layer and, per class (its rows), how many of its weights are alive: the
     collapse diagnostic of a random draw in the classifier (a kept-dense layer counts every weight)."""
-    name, weight = list(M.prunable_weights(model).items())[-1]
+    # the last Conv/Linear layer: a model's classifier (or a GPT's head), prunable or not
+    name, weight = [(f"{n}.weight" if n else "weight", m.weight) for n, m in model.named_modules()
+                    if isinstance(m, M.PRUNABLE_TYPES)][-1]
     rows = M.rows_of(mask[name]) if name in mask else torch.ones(M.rows_of(weight).shape, dtype=torch.bool)
     return name, [int(v) for v in torch.count_nonzero(rows, dim=1).tolist()]
 
@@ -162,10 +167,11 @@ class Runner:
         if self.device.type == "cuda":
             torch.backends.cudnn.benchmark = True  # fixed input shapes: pick the fastest conv kernels once
         torch.manual_seed(self.method.init_seed())  # the init is seeded, and the same on every rank
-        self.model = build_model(cfg.model.name, self.data.spec, cfg.model.init).to(self.device)
+        self.model = build_model(cfg.model.name, self.data.spec, cfg.model.init, cfg.model).to(self.device)
         if cfg.train.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
-        self.weights = M.prunable_weights(self.model, cfg.prune.keep_first_dense, cfg.prune.keep_last_dense)
+        self.weights = M.prunable_weights(self.model, cfg.prune.keep_first_dense, cfg.prune.keep_last_dense,
+                                          cfg.prune.include)
         if not self.weights:
             raise C.ConfigError("prune.keep_first_dense/keep_last_dense leave no prunable layer")
         self.masked = M.MaskedWeights(self.weights)
@@ -433,6 +439,8 @@ class Runner:
             round_records = [rec for rec in records if rec["round"] == r]
             result = self._result(r, round_records, state)
             predictions = test_predictions(self.model, self.data, acc)  # every rank: one collective sum
+            if predictions is None:
+                result["predictions_file"] = None
             if rounds > 1 and acc.is_main_process:
                 if predictions is not None:
                     save_predictions(self.dir / f"round_{r}" / PREDICTIONS_FILE, predictions.numpy())
@@ -502,7 +510,11 @@ class Runner:
             "train_cost_x_dense_cycle": self.train_flops / dense_cycle if dense_cycle else None,
             "inference_flops": inference,
             "inference_flops_x_dense": inference / self.flops.total,
-            "dense_layers": [n for n in M.prunable_weights(self.model) if n not in self.weights],
+            "dense_layers": [n for n in M.prunable_weights(self.model, include=cfg.prune.include)
+                             if n not in self.weights],
+            # what pruning may touch and what stays dense whatever the mask (name -> parameters)
+            "prunable_set": {n: w.numel() for n, w in self.weights.items()},
+            "dense_set": M.dense_parameters(self.model, self.weights),
             "versions": versions(), "code": self.code, "config": C.to_dict(cfg),
         }
 

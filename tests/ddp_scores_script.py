@@ -21,7 +21,7 @@ from torch import nn  # noqa: E402
 from baselines.grasp import Grasp, grasp_scores  # noqa: E402
 from baselines.snip import Snip, snip_scores  # noqa: E402
 from suite.config import load_config  # noqa: E402
-from suite.data import build_data  # noqa: E402
+from suite.datasets import build_data  # noqa: E402
 from suite.masks import full_mask, prunable_weights  # noqa: E402
 from suite.methods import Context  # noqa: E402
 from suite.models import build_model  # noqa: E402

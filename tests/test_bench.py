@@ -39,13 +39,14 @@ def positive(*values) -> bool:
 def test_report_has_every_section(quick):
     report, _ = quick
     assert list(report) == ["device", "quick", "models", "machine", "load_start", "training", "gpu_epoch",
-                            "mask_update", "data_path", "openlth", "targets", "load_end", "seconds"]
+                            "mask_update", "data_path", "openlth", "gpt", "targets", "load_end", "seconds"]
     assert (report["device"], report["quick"], report["models"]) == ("cpu", True, ["lenet300"])
     m = report["machine"]
     assert list(m) == ["cpu", "cores", "torch_threads", "torch", "python", "gpu", "label"]
     assert (m["cores"], m["torch_threads"], m["torch"], m["gpu"]) == (os.cpu_count(), 1, torch.__version__, None)
     assert m["label"] == f"{cpu_name()}, {os.cpu_count()} cores, torch {torch.__version__}"
     assert report["gpu_epoch"] is None  # CPU run
+    assert report["gpt"] is None  # not asked for
     assert positive(report["seconds"])
 
 
@@ -121,7 +122,7 @@ def test_targets_and_printed_tables(quick):
         assert isinstance(target["met"], bool)
         assert target["verdict"].startswith("met by " if target["met"] else "missed by ")
     for title in ("training throughput", "global threshold + mask update", "data path", "OpenLTH head to head",
-                  "targets (issue #5)"):
+                  "targets (issues #5 and #22)"):
         assert title in stdout
 
 
@@ -183,7 +184,7 @@ def test_synthetic_source_feeds_both_loaders_the_same_images(name, shape, augmen
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--models", "lenet300", "nope"], "error: --models: unknown nope (valid: lenet300, resnet18, vgg19)"),
+    (["--models", "lenet300", "nope"], "error: --models: unknown nope (valid: lenet300, resnet18, vgg19, gpt_char)"),
     (["--device", "tpu"], "error: --device: 'tpu' is not one of cpu, cuda"),
     (["--threads", "0"], "error: --threads: must be at least 1, got 0"),
 ])
@@ -196,3 +197,23 @@ def test_bad_input_is_one_line_and_exit_2(args, message, capsys):
 def test_cuda_without_a_gpu_is_refused(capsys):
     assert B.main(["--device", "cuda"]) == 2
     assert capsys.readouterr().err.splitlines() == ["error: --device cuda: no CUDA device is visible to torch"]
+
+
+def test_gpt_row_and_its_targets():
+    """The GPT section in-process on the synthetic text: dense, 80% masks and a plain loop of one model."""
+    from suite.bench.gpt import bench_gpt
+
+    torch.set_num_threads(1)
+    plan = B.Plan(device="cpu", quick=True, models=("gpt_char",), data_root="", synthetic=True)
+    row = bench_gpt(plan, B.machine("cpu"))
+    assert (row["model"], row["dataset"], row["batch_size"], row["context"], row["threads"]) == (
+        "gpt_char", "synthetic_text", 12, 64, 1)
+    assert row["sparsity"] == round(0.8 * 786_432) / 786_432  # the block matrices only
+    assert positive(row["dense_tokens_per_s"], row["masked_tokens_per_s"], row["plain_tokens_per_s"],
+                    row["masked_over_dense"], row["suite_over_plain"])
+    assert row["tokens_per_s_per_thread"] == row["dense_tokens_per_s"]
+    assert row["dense_step_ms"] == pytest.approx(1e3 * 12 * 64 / row["dense_tokens_per_s"])
+    report = {"device": "cpu", "openlth": None, "training": [], "mask_update": [], "data_path": [], "gpt": row}
+    names = [t["target"] for t in B.check_targets(report)]
+    assert "masked / dense step time, gpt_char (masks 80% of the block matrices)" in names
+    assert "runner step / plain PyTorch loop, gpt_char" in names

@@ -261,3 +261,17 @@ def test_a_bad_plan_is_one_error_line_and_exit_2(tmp_path, capsys):
     assert report.main([str(EXPORT), "--plan", str(bad)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1] == f"error: {bad}: confirmatory[0] (x): a claim needs its number (claim: accuracy in percent)"
+
+
+def test_group_runs_puts_every_cost_in_the_base_cycle_of_its_model_and_data():
+    from suite.report.load import group_runs
+    runs = [_run("progressive", 1, 98.3, "p160", epochs=160, cost=0.411),   # 0.411 of a 160-epoch cycle
+            _run("lth", 1, 98.0, "lth20", epochs=20, cost=4.16),            # 4.16 of a 20-epoch cycle
+            _run("dense", 1, 98.1, "d40", epochs=40, cost=1.0)]
+    groups = {g.experiment: g for g in group_runs(runs, [], Path("."))}
+    assert {g.unit_epochs for g in groups.values()} == {20.0}  # the shortest cycle run for LeNet / MNIST
+    assert groups["p160"].cost == pytest.approx(0.411 * 8, rel=1e-12) and groups["lth20"].cost == 4.16
+    assert groups["d40"].cost == 2.0 and groups["p160"].cost_unit == "20-epoch dense cycles"
+    assert K.cost_in_unit(groups["p160"], 160) == pytest.approx(0.411, rel=1e-12)
+    lone = Group("x", None, [_run("dense", 1, 98.0, "x", epochs=20, cost=1.0)])
+    assert lone.cost == 1.0 and lone.cost_unit == "dense cycles"  # outside group_runs: its own cycle

@@ -14,9 +14,11 @@ import torchvision.transforms.functional as TF
 from PIL import Image
 
 from suite.config import ConfigError, DataConfig
-from suite.data import (CIFAR_MEAN, CIFAR_STD, CROP_PADDING, JITTER, MNIST_FILES, build_data, color_jitter,
-                        crop_flip, draw_augment_params, epoch_permutation, generator, shard_global_batches,
-                        validation_indices)
+from suite.data import (CROP_PADDING, JITTER, color_jitter, crop_flip, draw_augment_params, epoch_permutation,
+                        generator, shard_global_batches, validation_indices)
+from suite.datasets import build_data
+from suite.datasets.cifar10 import CIFAR_MEAN, CIFAR_STD
+from suite.datasets.mnist import MNIST_FILES
 
 SHARED = Path(__file__).parents[2] / "shared" / "data"
 needs_shared = pytest.mark.skipif(not SHARED.is_dir(), reason=f"offline data not found at {SHARED}")
@@ -100,7 +102,7 @@ def test_batch_not_divisible_by_world_size():
 
 
 def test_unknown_dataset():
-    valid = r"\(valid: cifar10, cifar10_subset, mnist, mnist1d, synthetic\)"
+    valid = r"\(valid: cifar10, cifar10_subset, mnist, mnist1d, shakespeare_char, synthetic, synthetic_text\)"
     with pytest.raises(ConfigError, match=r"unknown dataset 'imagenet' " + valid):
         build_data(DataConfig(name="imagenet"), batch_size=8, seed=0)
 
@@ -492,10 +494,10 @@ def test_a_cached_mnist1d_loads_without_importing_the_package(cache):
 
     from mnist1d.data import get_dataset_args
 
-    from suite.data import MNIST1D_ARGS
+    from suite.datasets.mnist1d import MNIST1D_ARGS
     assert MNIST1D_ARGS == {k: v for k, v in sorted(vars(get_dataset_args()).items()) if k != "url"}
     build_data(DataConfig(name="mnist1d", cache_dir=str(cache)), batch_size=100, seed=0)  # generates the cache
-    probe = ("import sys; from suite.config import DataConfig; from suite.data import build_data; "
+    probe = ("import sys; from suite.config import DataConfig; from suite.datasets import build_data; "
              f"d = build_data(DataConfig(name='mnist1d', cache_dir={str(cache)!r}), batch_size=100, seed=0); "
              "print(d.spec.n_train, sorted(m for m in ('mnist1d', 'matplotlib', 'scipy') if m in sys.modules))")
     proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=300,

@@ -7,14 +7,16 @@ import torch.nn.functional as F
 from torch import nn
 
 from suite.config import ConfigError, DataConfig
-from suite.data import DataSpec, build_data
-from suite.masks import PRUNABLE_TYPES
+from suite.data import DataSpec
+from suite.datasets import build_data
+from suite.masks import prunable_weights
 from suite.models import MODELS, build_model
 
 MNIST = DataSpec("mnist", (1, 28, 28), 10, 60000, 10000)
 CIFAR = DataSpec("cifar10", (3, 32, 32), 10, 50000, 10000)
 MNIST1D = DataSpec("mnist1d", (1, 40), 10, 4000, 1000)
 SYNTH = DataSpec("synthetic", (3, 8, 8), 10, 512, 256)
+TEXT = DataSpec("shakespeare_char", (64,), 65, 15685, 1742)
 
 
 def n_params(model: nn.Module) -> int:
@@ -22,7 +24,7 @@ def n_params(model: nn.Module) -> int:
 
 
 def n_prunable(model: nn.Module) -> int:
-    return sum(m.weight.numel() for m in model.modules() if isinstance(m, PRUNABLE_TYPES))
+    return sum(w.numel() for w in prunable_weights(model).values())
 
 
 # (model, spec, total params, prunable weights), each worked out by hand:
@@ -46,6 +48,10 @@ COUNTS = [
     ("vgg_like", CIFAR, 14_991_946, 14_977_728),
     # VGG-19 conv weights (no biases) 20,018,880 + BN2d 2*5504 + fc 5120 + 10
     ("vgg19", CIFAR, 20_035_018, 20_024_000),
+    # wte 65*128 + wpe 64*128 + 4 blocks of (2 LayerNorm gains 2*128 + c_attn 128*384 + c_proj 128*128
+    # + c_fc 128*512 + c_proj 512*128) + ln_f 128 + head 128*65, no biases; prunable: the 4 block
+    # matrices, 4 * (49152 + 16384 + 65536 + 65536)
+    ("gpt_char", TEXT, 812_416, 786_432),
 ]
 
 
@@ -81,7 +87,7 @@ def test_forward_shape(name, spec):
 
 @pytest.mark.parametrize("name", sorted(MODELS))
 def test_init_is_a_function_of_the_torch_seed(name):
-    spec = SYNTH if name.startswith("tiny") else CIFAR
+    spec = SYNTH if name.startswith("tiny") else TEXT if name.startswith("gpt") else CIFAR
 
     def init(seed):
         torch.manual_seed(seed)
@@ -142,7 +148,7 @@ def test_lenet300_init_is_openlths_kaiming_normal():
 
 
 def test_unknown_model_names_the_valid_ones():
-    valid = r"\(valid: lenet300, resnet18, tiny_cnn, tiny_mlp, vgg19, vgg_like\)"
+    valid = r"\(valid: gpt_char, lenet300, resnet18, tiny_cnn, tiny_mlp, vgg19, vgg_like\)"
     with pytest.raises(ConfigError, match=r"unknown model 'lenet5' " + valid):
         build_model("lenet5", MNIST)
 

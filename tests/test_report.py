@@ -256,12 +256,18 @@ def test_equivalence_published_power_and_skipped(study, json_run):
     prog = list(_accuracies(study, "progressive", 0.9).values())
     dense = list(_accuracies(study, "dense", 0.0).values())
     [eq] = _rows(tables, "equivalence", method="progressive", target_sparsity=0.9)
-    va, vb = sps.tvar(prog) / 3, sps.tvar(dense) / 3
-    se, df = math.sqrt(va + vb), (va + vb) ** 2 / (va ** 2 / 2 + vb ** 2 / 2)
-    diff = sum(prog) / 3 - sum(dense) / 3
+    # both ran seeds 42, 123, 456: the TOST of the paired differences (df 2), not Welch's
+    d = [p - q for p, q in zip(prog, dense)]
+    se, df = math.sqrt(sps.tvar(d) / 3), 2
+    diff = sum(d) / 3
+    assert eq["test"] == "paired TOST"
     assert eq["p_lower"] == pytest.approx(sps.t.sf((diff + 0.1) / se, df), rel=1e-10)
     assert eq["p_upper"] == pytest.approx(sps.t.cdf((diff - 0.1) / se, df), rel=1e-10)
-    assert eq["equivalent"] is False and eq["outcome"] == "not shown"
+    half = sps.t.ppf(0.95, df) * se
+    assert eq["ci90_low"] == pytest.approx(diff - half, rel=1e-10)
+    drop = diff + half < -0.1  # the whole 90% interval below the margin: a drop was found, not "not shown"
+    assert eq["equivalent"] is False
+    assert eq["outcome"] == ("drop larger than the margin" if drop else "not shown (the interval crosses the margin)")
     # published: our progressive seeds against 92.0 +- 0.1 (runs not given): the published SD is added as the
     # uncertainty of the published number, df = ours (2, closed form)
     [ours] = _rows(tables, "published", kind="ours, same method", published_method="progressive")
@@ -613,10 +619,12 @@ def test_equal_budget_pairs_a_chain_round_with_the_reference_at_the_same_total_e
     built = report.build_report(tmp_path)
     rows = [r for r in built.table("head_to_head").rows if r["round"] == "final"]
     assert [(r["budget_reference"], r["budget_pairing"], r["cross_budget"]) for r in rows] == [
-        ("3 ep/cycle", "3x the reference's", False), ("9 ep/cycle", "equal budget", True)]
+        ("3 ep/cycle", "3x the reference's", False), ("9 ep/cycle", "equal budget (epochs)", True)]
     equal = rows[1]
     assert equal["epochs_trained"] == equal["epochs_trained_reference"] == 9
-    assert equal["train_cost_x_dense_cycle"] == 1.5 and equal["train_cost_x_dense_cycle_reference"] == 0.5
+    # one unit, the 3-epoch base cycle: 9 epochs at half a dense cycle's FLOPs per epoch cost 1.5 on both sides
+    assert equal["train_cost_x_dense_cycle"] == equal["train_cost_x_dense_cycle_reference"] == 1.5
+    assert equal["cost_unit"] == "3-epoch dense cycles"
     assert equal["protocol_differs"] == [] and rows[0]["protocol_differs"] == ["budget 9 vs 3 epochs"]
     prog9 = [PROG_90[s] + 0.5 for s in sorted(PROG_90)]
     res = sps.ttest_rel([LTH_FINAL[s] for s in sorted(LTH_FINAL)], prog9)
@@ -624,7 +632,7 @@ def test_equal_budget_pairs_a_chain_round_with_the_reference_at_the_same_total_e
     # the two budgets of progressive are separate groups, labelled by budget
     budgets = sorted(r["budget"] for r in built.table("summary").rows if r["method"] == "progressive")
     assert budgets == ["3 ep/cycle", "9 ep/cycle"]
-    assert any("equal budget" in line for line in built.meta["headline"])
+    assert any("equal budget (epochs)" in line for line in built.meta["headline"])
 
 
 def test_structured_groups_are_measured_against_unstructured_of_the_same_settings(tmp_path):

@@ -104,7 +104,7 @@ def test_headline_line_from_the_numbers(written):
             return r["train_cost_x_dense_cycle"]
         return r["train_flops_x_dense"] * r["total_epochs_trained"] / r["epochs"]
     cost = {m: np.mean([cost_of(final[m, s]) for s in SEEDS]) for m in ("lth", "progressive")}
-    assert line.endswith(f"; training cost {cost['lth']:.3g}x vs {cost['progressive']:.3g}x one dense cycle, "
+    assert line.endswith(f"; training cost {cost['lth']:.3g}x vs {cost['progressive']:.3g}x in 3-epoch dense cycles, "
                          "9 vs 3 epochs")
     assert cost["lth"] > 3 * cost["progressive"]  # a chain of 3 rounds costs at least 3 one-cycle runs
     answer = next(x for x in (written / "study.md").read_text().splitlines() if x.startswith("- At 75%"))

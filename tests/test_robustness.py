@@ -25,7 +25,8 @@ import launch as S
 from suite import report as R
 from suite import run as RUN
 from suite.config import ConfigError, DataConfig, load_config, run_dir
-from suite.data import _mnist_root, load_cifar10_subset
+from suite.datasets.cifar10_subset import Cifar10Subset
+from suite.datasets.mnist import _mnist_root
 from suite.results import (EXIT_BAD_INPUT, EXIT_FAILED, RunFolder, code_version, previous_checkpoint,
                            read_metrics)
 
@@ -315,7 +316,7 @@ def test_bad_npz_is_one_error_naming_the_file(case, tmp_path):
     path = tmp_path / "cifar10-subset" / "cifar10_exact_subset.npz"
     write_npz(path, **arrays)
     with pytest.raises(ConfigError) as e:
-        load_cifar10_subset(DataConfig(name="cifar10_subset", root=str(tmp_path)))
+        Cifar10Subset().load(DataConfig(name="cifar10_subset", root=str(tmp_path)))
     assert str(e.value).startswith(f"{path}: ") and part in str(e.value) and "\n" not in str(e.value)
 
 

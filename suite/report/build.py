@@ -12,7 +12,7 @@ from suite.report.load import Group, Skipped, group_runs, code_warnings, scan_ru
 from suite.report.claims import Plan, declaration, plan_tables
 from suite.report.published import Published
 from suite.report.load import read_cost
-from suite.report.tables import (Table, ablation_table, measured_cost_table, equivalence_table, head_to_head_table, mask_matters,
+from suite.report.tables import (EQUAL_EPOCHS, Table, ablation_table, measured_cost_table, equivalence_table, head_to_head_table, mask_matters,
                                  init_effects, init_table, pattern_costs, structure_table,
                                  power_table, published_table, skipped_table, summary_table)
 
@@ -118,9 +118,9 @@ def headline(report: Report) -> list[str]:
             test = "no test (n < 2 or no spread)"
         else:
             test = f"{r['primary_test']}, Holm p = {fmt_p(p)} (m={r['family_size']}): {r['verdict']}"
-        cost = (f"{r['budget_pairing']}; " if r["budget_pairing"] == "equal budget" else "") + \
+        cost = (f"{r['budget_pairing']}; " if r["budget_pairing"] == EQUAL_EPOCHS else "") + \
             (f"training cost {_cost(r['train_cost_x_dense_cycle'])} vs {_cost(r['train_cost_x_dense_cycle_reference'])} "
-             f"one dense cycle, {fmt_epochs(r['epochs_trained'])} vs {fmt_epochs(r['epochs_trained_reference'])} "
+             f"in {r['cost_unit']}, {fmt_epochs(r['epochs_trained'])} vs {fmt_epochs(r['epochs_trained_reference'])} "
              "epochs")
         lines.append(f"{_label(r)} vs {ref} at {100 * r['reference_sparsity']:g}% "
                      f"({readable(r['model'], r['dataset'])}): Δ {fmt(r['diff'], signed=True)} points, {test}; {cost}")
@@ -141,7 +141,7 @@ def answers(rows: Sequence[dict], ref: str) -> list[str]:
 
         def names(verdict: str) -> str:
             return ", ".join(f"{_label(r)} ({_cost(r['train_cost_x_dense_cycle'])}"
-                             + (", equal budget" if r["budget_pairing"] == "equal budget" else "") + ")"
+                             + (f", {EQUAL_EPOCHS}" if r["budget_pairing"] == EQUAL_EPOCHS else "") + ")"
                              for r in at if r["verdict"] == verdict)
         parts = [f"{words} {names(verdict)}" for words, verdict in
                  (("better than", "worse"), ("worse than", "better"),
@@ -152,8 +152,8 @@ def answers(rows: Sequence[dict], ref: str) -> list[str]:
             parts.append(f"not tested: {', '.join(untested)}")
         first = at[0]
         out.append(f"At {100 * sparsity:g}% ({readable(model, dataset)}, {budget}, {ref} at "
-                   f"{_cost(first['train_cost_x_dense_cycle_reference'])} one dense cycle): {'; '.join(parts)} "
-                   f"(costs in dense cycles; {first['primary_test']} tests, Holm within the sparsity).")
+                   f"{_cost(first['train_cost_x_dense_cycle_reference'])} {first['cost_unit']}): {'; '.join(parts)} "
+                   f"(costs in {first['cost_unit']}; {first['primary_test']} tests, Holm within the sparsity).")
     return out
 
 

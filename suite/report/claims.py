@@ -8,6 +8,7 @@ are in ONE unit per table: dense cycles of the plan's `unit_epochs` (e.g. "20-ep
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 import statistics
 from dataclasses import dataclass
@@ -20,7 +21,7 @@ from suite import stats
 from suite.config import ConfigError, config_class, dotted_value, read_yaml, to_dict
 from suite.report.fmt import fmt, fmt_ci, fmt_p, fmt_sparsity, mean
 from suite.report.load import Group
-from suite.report.tables import Column, Table, ablation_source
+from suite.report.tables import Column, Table, ablation_source, equivalence_words
 
 KINDS = ("claim", "contrast", "did")
 SELECTOR_EXTRA = ("method", "round", "target_sparsity")  # keys a selector may use besides science keys
@@ -29,10 +30,9 @@ SELECTOR_EXTRA = ("method", "round", "target_sparsity")  # keys a selector may u
 # --- cost in one unit ---------------------------------------------------------------------------------
 
 def cost_in_unit(g: Group, unit_epochs: float) -> float:
-    """The group's training FLOPs in dense cycles of `unit_epochs` epochs (mean over seeds): each result's
-    cost over ONE dense cycle of its own epochs, times its epochs per cycle, over unit_epochs (a dense cycle's
-    FLOPs grow linearly with its epochs, the model, data and batch being the same)."""
-    return mean([r.cost_x_dense_cycle * r.epochs_per_cycle / unit_epochs for r in g.runs])
+    """The group's training FLOPs in dense cycles of `unit_epochs` epochs (mean over seeds): the figures' and
+    tables' one unit (Group.cost with the unit set)."""
+    return dataclasses.replace(g, unit_epochs=unit_epochs).cost
 
 
 def unit_name(unit_epochs: float) -> str:
@@ -222,19 +222,6 @@ def _paired_values(a: Group, b: Group) -> tuple[list[float], list[float]]:
     shared = sorted(set(a.seeds) & set(b.seeds))
     acc_a, acc_b = dict(zip(a.seeds, a.accuracies)), dict(zip(b.seeds, b.accuracies))
     return [acc_a[s] for s in shared], [acc_b[s] for s in shared]
-
-
-def equivalence_words(low: float, high: float, margin: float) -> str:
-    """What an interval of a difference says against the one margin."""
-    if math.isnan(low) or math.isnan(high):
-        return "not tested"
-    if -margin < low and high < margin:
-        return f"equivalent within ±{margin:g}"
-    if high < -margin:
-        return "drop larger than the margin"
-    if low > margin:
-        return "gain larger than the margin"
-    return "not shown (the interval crosses the margin)"
 
 
 def _row(entry: Entry, groups: Sequence[Group], plan: Plan) -> dict:

@@ -284,6 +284,9 @@ class Group:
     experiment: str
     round: int | None
     runs: list[Run] = field(default_factory=list)
+    # the cost unit: one dense cycle of this many epochs, the study's base cycle for this model and data (the
+    # shortest epochs per cycle run for them; group_runs sets it), so that every cost of a table is in ONE unit
+    unit_epochs: float = stats.NAN
 
     @property
     def first(self) -> Run:
@@ -361,8 +364,17 @@ class Group:
 
     @property
     def cost(self) -> float:
-        """Training cost relative to one dense cycle of the same settings, mean over seeds."""
-        return mean([r.cost_x_dense_cycle for r in self.runs])
+        """Training FLOPs in dense cycles of `unit_epochs` epochs (the study's base cycle), mean over seeds: each
+        result's cost over one dense cycle of its own epochs, times its epochs per cycle, over unit_epochs (a
+        dense cycle's FLOPs grow linearly with its epochs); without a unit, relative to its own cycle."""
+        if math.isnan(self.unit_epochs):
+            return mean([r.cost_x_dense_cycle for r in self.runs])
+        return mean([r.cost_x_dense_cycle * r.epochs_per_cycle / self.unit_epochs for r in self.runs])
+
+    @property
+    def cost_unit(self) -> str:
+        """The cost unit in words: '20-epoch dense cycles' (or 'dense cycles' of each group's own)."""
+        return "dense cycles" if math.isnan(self.unit_epochs) else f"{self.unit_epochs:g}-epoch dense cycles"
 
     @property
     def cycles(self) -> float:
@@ -406,6 +418,13 @@ def group_runs(runs: Sequence[Run], skipped: list[Skipped], root: Path) -> list[
                                    f"same experiment and seed as {first}; counted once"))
             continue
         group.runs.append(run)
+    units: dict[tuple, float] = {}  # (dataset, model) -> the shortest epochs per cycle: the base cycle
+    for g in groups.values():
+        e = g.epochs_per_cycle
+        if not math.isnan(e):
+            units[(g.dataset, g.model)] = min(e, units.get((g.dataset, g.model), e))
+    for g in groups.values():
+        g.unit_epochs = units.get((g.dataset, g.model), stats.NAN)
     return sorted(groups.values(), key=Group.sort_key)
 
 

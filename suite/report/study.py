@@ -221,8 +221,8 @@ def headline_table(report: Report) -> str:
     first = groups[0] if groups else None
     n = max((len(g.runs) for g in groups), default=0)
     title = (f"{readable(first.model, first.dataset)}, {n} seeds, {first.first.science.get('train.epochs', '?')} epochs "
-             "per cycle: final test accuracy, mean ± SD over seeds; epochs trained and (cost) in dense training "
-             f"cycles; verdicts from paired/Welch t-tests, Holm within each sparsity") if first else "no results"
+             f"per cycle: final test accuracy, mean ± SD over seeds; epochs trained and (cost) in {first.cost_unit}; "
+             f"verdicts from paired/Welch t-tests, Holm within each sparsity") if first else "no results"
     return f"{title}\n\n" + tabulate(body, headers, tablefmt="github", disable_numparse=True)
 
 

@@ -35,8 +35,9 @@ class Table:
 
 COST_MEANING = ("training cost = training FLOPs (counted as if sparse kernels skipped every pruned weight; "
                 "mask-scoring passes included where the result records them) over the FLOPs of ONE dense training "
-                "cycle of the same settings; core-hours are the measured wall time of dense-masked training on "
-                "the machine named in the result's 'device', times threads and processes")
+                "cycle of the study's base cycle (the shortest epochs per cycle run for that model and data, e.g. "
+                "20-epoch dense cycles: every cost of a table in one unit; absolute FLOPs are in the export); "
+                "core-hours are the measured wall time of dense-masked training on the machine named in the result's 'device', times threads and processes")
 
 
 def _dense_text(layers: Any) -> str | None:
@@ -47,7 +48,8 @@ def group_fields(g: Group) -> dict:
     return {"group": g.id, "dataset": g.dataset, "model": g.model, "method": g.method, "round": g.round_label,
             "target_sparsity": g.target_sparsity, "settings": g.settings, "budget": g.budget_label,
             "epochs_per_cycle": g.epochs_per_cycle, "epochs_trained": g.epochs, "cycles": g.cycles,
-            "train_cost_x_dense_cycle": g.cost, "cost_derived": any(r.cost_derived for r in g.runs),
+            "train_cost_x_dense_cycle": g.cost, "cost_unit": g.cost_unit,
+            "cost_derived": any(r.cost_derived for r in g.runs),
             "train_flops": mean([r.train_flops for r in g.runs]),
             "scoring_flops": mean([r.scoring_flops for r in g.runs]),
             "core_hours": mean([r.core_hours for r in g.runs]), "device": g.protocol("device"),
@@ -202,10 +204,13 @@ def equal_budget(a: Group, b: Group) -> bool:
     return not (math.isnan(a.epochs) or math.isnan(b.epochs)) and abs(a.epochs - b.epochs) < 1e-9
 
 
+EQUAL_EPOCHS = "equal budget (epochs)"  # what is equal: total epochs trained, not training FLOPs or time
+
+
 def budget_pairing(g: Group, ref: Group) -> str:
-    """'equal budget', or the cost ratio of g to the reference (both relative to one dense cycle)."""
+    """'equal budget (epochs)', or the cost ratio of g to the reference (both in the one cost unit)."""
     if equal_budget(g, ref):
-        return "equal budget"
+        return EQUAL_EPOCHS
     if math.isnan(g.cost) or math.isnan(ref.cost) or ref.cost == 0:
         return MISSING
     return f"{g.cost / ref.cost:.3g}x the reference's"
@@ -398,13 +403,16 @@ def equivalence_table(groups: Sequence[Group], margin: float, alpha: float) -> T
         dense = dense_for(g, groups)
         if dense is None or g.target_sparsity == 0 or same_runs(g, dense):
             continue  # nothing pruned (an LTH chain's round 0 is a dense training): no drop to rule out
-        t = stats.tost(g.accuracies, dense.accuracies, margin, alpha)
+        is_paired = sorted(g.seeds) == sorted(dense.seeds)  # pairs exist: the paired TOST, not Welch's
+        t = (stats.paired_tost(_seed_ordered(g), _seed_ordered(dense), margin, alpha) if is_paired
+             else stats.tost(g.accuracies, dense.accuracies, margin, alpha))
         if math.isnan(t.p):
             outcome = ("not tested: n < 2 on one side" if min(len(g.runs), len(dense.runs)) < 2
                        else "not tested: no spread on either side")
         else:
-            outcome = f"equivalent within ±{margin:g}" if t.equivalent else "not shown"
+            outcome = equivalence_words(t.ci_low, t.ci_high, margin)
         rows.append({**group_fields(g), "dense_group": dense.id, "n": len(g.runs), "n_dense": len(dense.runs),
+                     "test": "paired TOST" if is_paired else "Welch TOST",
                      "mean": mean(g.accuracies), "dense_mean": mean(dense.accuracies), "diff": t.diff,
                      "ci90_low": t.ci_low, "ci90_high": t.ci_high, "margin": margin, "p_lower": t.p_lower,
                      "p_upper": t.p_upper, "p_tost": t.p, "equivalent": t.equivalent, "outcome": outcome})
@@ -417,18 +425,31 @@ def equivalence_table(groups: Sequence[Group], margin: float, alpha: float) -> T
         Column("n", lambda r: f"{r['n']} vs {r['n_dense']}"),
         Column("Δ vs dense", lambda r: fmt(r["diff"], signed=True)),
         Column(f"{100 * (1 - 2 * alpha):g}% CI", lambda r: fmt_ci(r["ci90_low"], r["ci90_high"])),
-        Column("TOST p", lambda r: fmt_p(r["p_tost"])),
+        Column("TOST", lambda r: f"{r['test']}, p = {fmt_p(r['p_tost'])}"),
         Column("Equivalence", lambda r: r["outcome"], "left"),
         *budget_columns(rows),
     ]
-    caption = (f"'No accuracy drop' checked as equivalence: TOST (two one-sided Welch t-tests) of each pruned "
-               f"group against the dense baseline of the same data, model and budget, margin ±{margin:g} "
-               f"accuracy points, alpha = {alpha:g}. Equivalence is shown when both one-sided tests reject, i.e. "
-               f"the {100 * (1 - 2 * alpha):g}% CI of the difference lies inside the margin. With few seeds the "
-               "CI is wide and 'not shown' is the expected, honest outcome: it means the data cannot rule out a "
-               "drop larger than the margin, not that a drop was found.")
+    caption = (f"'No accuracy drop' checked as equivalence: TOST (two one-sided t-tests, on the paired differences "
+               f"where both ran the same seeds, else Welch's) of each pruned group against the dense baseline of the "
+               f"same data, model and budget, margin ±{margin:g} accuracy points, alpha = {alpha:g}. Equivalence is "
+               f"shown when both one-sided tests reject, i.e. the {100 * (1 - 2 * alpha):g}% CI of the difference lies "
+               "inside the margin; 'drop larger than the margin' when it lies below it; 'not shown' when it crosses "
+               "the margin: the data cannot rule out a drop larger than the margin, nor show one.")
     return Table("equivalence", f"Equivalence to dense (TOST, margin ±{margin:g})", caption, rows, columns,
                  "no pruned group has a dense baseline with the same data, model and budget")
+
+
+def equivalence_words(low: float, high: float, margin: float) -> str:
+    """What an interval of a difference says against the margin."""
+    if math.isnan(low) or math.isnan(high):
+        return "not tested"
+    if -margin < low and high < margin:
+        return f"equivalent within ±{margin:g}"
+    if high < -margin:
+        return "drop larger than the margin"
+    if low > margin:
+        return "gain larger than the margin"
+    return "not shown (the interval crosses the margin)"
 
 
 ABLATION_KEYS = ("ablate.source_experiment", "ablate.source_round", "ablate.source_method")
