@@ -259,7 +259,7 @@ def test_wandb_offline_run_mirrors_the_result_and_can_carry_the_mask(tmp_path):
         assert needle.encode() in raw, needle
 
 
-FINISHED_FILES = ["config.json", "mask.safetensors", "metrics.jsonl", "model.safetensors", "result.json"]
+FINISHED_FILES = ["config.json", "mask.safetensors", "metrics.jsonl", "model.safetensors", "predictions.npy", "result.json"]
 
 
 def test_a_finished_run_folder_holds_its_results_and_no_lock_file(tmp_path):
