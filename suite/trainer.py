@@ -384,7 +384,8 @@ class Runner:
             torch.set_rng_state(saved["rng"].cpu())
             state = {key: saved[key] for key in state}
             _log(acc, f"resuming {self.dir} at round {state['round']} epoch {state['epoch']}")
-        _log(acc, threads_line(self.threads, self.threads_why))
+        if self.threads_why != "OMP_NUM_THREADS" or acc.num_processes > 1:  # not the user's own setting
+            _log(acc, threads_line(self.threads, self.threads_why))  # (accelerate launch sets it for them)
         self._resumes_at(state)
         records = json.loads(state["records"])
         if saved is not None and acc.is_main_process:  # metrics.jsonl as the checkpoint has it: a kill

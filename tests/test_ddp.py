@@ -136,6 +136,7 @@ def test_a_two_process_run_after_a_one_process_run_is_its_own_experiment(tmp_pat
     proc = launch_2proc([str(ROOT / "suite" / "run.py"), "--no-progress", "--out", str(tmp_path), *ONE_EPOCH])
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "already finished" not in proc.stderr
+    assert "threads: 1 per process (OMP_NUM_THREADS)" in proc.stderr.splitlines()  # was silent under the launcher
     one, two = run_folder(single.stdout), run_folder(proc.stdout)
     cfg = C.load_config(None, ONE_EPOCH)
     assert one == C.run_dir(cfg, tmp_path) and C.experiment_hash(cfg) == result(one)["experiment"]

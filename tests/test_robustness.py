@@ -465,9 +465,19 @@ def test_foreign_checkpoint_falls_back_to_the_previous_one(damage, part, straigh
 
 def test_two_process_job_falls_back_to_the_previous_checkpoint(stopped, tmp_path):
     """Rank 0 decides which checkpoint counts (deleting the damaged one) before rank 1 reads: both
-    resume from the same one (the same config is the same experiment on 1 or 2 processes)."""
+    resume from the same one. The process count is in the hash, so the stopped 1-process run stands in
+    for a stopped 2-process run: moved to that run's folder and its checkpoints relabelled."""
     from helpers import launch_2proc
-    out, folder = copy_run(stopped, tmp_path)
+    from suite.config import experiment_hash, load_config, run_dir, to_dict, with_processes
+    out, one = copy_run(stopped, tmp_path)
+    cfg = with_processes(load_config(None, LONG), 2)
+    folder = run_dir(cfg, out)
+    folder.parent.mkdir(parents=True)
+    one.rename(folder)
+    (folder / "config.json").write_text(json.dumps(to_dict(cfg)))
+    for ckpt in (folder / "checkpoint.pt", previous_checkpoint(folder / "checkpoint.pt")):
+        saved = torch.load(ckpt, weights_only=True)
+        torch.save({**saved, "experiment": experiment_hash(cfg)}, ckpt)
     prev_epoch = epoch_of(previous_checkpoint(folder / "checkpoint.pt"))
     (folder / "checkpoint.pt").write_bytes(b"")
     proc = launch_2proc([str(ROOT / "suite" / "run.py"), "--no-progress", "--out", str(out), *LONG])

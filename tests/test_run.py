@@ -35,8 +35,7 @@ def test_ctrl_c_is_one_line_exit_130_and_the_same_command_resumes_bitwise(tmp_pa
     """Issue 25 case 19: Ctrl-C (a real SIGINT) mid-run was a 30-line KeyboardInterrupt traceback, exit 1."""
     stopped, epoch = stop_mid_run(tmp_path / "b", signal.SIGINT)
     assert stopped.returncode == 130, stopped.stderr
-    assert stopped.stderr.splitlines() == ["threads: 1 per process (OMP_NUM_THREADS)",
-                                           f"interrupted at epoch {epoch + 1}; the same command resumes"]
+    assert stopped.stderr.splitlines() == [f"interrupted at epoch {epoch + 1}; the same command resumes"]
     assert 2 <= epoch < 6
     resumed = run_cli(["--out", str(tmp_path / "b"), *SLOW])
     assert resumed.returncode == 0, resumed.stderr
@@ -60,8 +59,7 @@ def test_sigterm_is_the_same_line_with_exit_75(tmp_path):
     SLURM scripts requeue on it; Ctrl-C's 130 is what a shell reports for SIGINT."""
     stopped, epoch = stop_mid_run(tmp_path, signal.SIGTERM)
     assert stopped.returncode == 75, stopped.stderr
-    assert stopped.stderr.splitlines() == ["threads: 1 per process (OMP_NUM_THREADS)",
-                                           f"interrupted at epoch {epoch + 1}; the same command resumes"]
+    assert stopped.stderr.splitlines() == [f"interrupted at epoch {epoch + 1}; the same command resumes"]
 
 
 def test_the_stop_line_names_the_round_of_an_lth_chain():
