@@ -28,9 +28,9 @@ changes any of them is one error line. The source's experiment hash, method and 
 run's hash (its path does not: moving a runs folder renames nothing), and the run's seed is the
 source's, so the ablation of seed s lands in `seed_<s>` beside its source's seeds, paired.
 
-Not yet: sources that rewind to an epoch after 0 (LTH with `lth.rewind_epoch > 0`) keep their
-rewinding weights only in the checkpoint, which is deleted when the run finishes, so `shuffle` and
-`invert` refuse them (one line); `reinit` applies. Under a structured source (`prune.structure`)
+Not yet: sources that rewind to a point after the init (LTH with `lth.rewind_epoch` or `lth.rewind_step`
+> 0) keep their rewinding weights in `rewind.safetensors`, but an ablation still starts from a seed's
+init, so `shuffle` and `invert` refuse them (one line); `reinit` applies. Under a structured source (`prune.structure`)
 `shuffle` permutes whole units (N:M groups, channels), so the random ticket keeps the pattern;
 `invert` still ranks single weights at the per-layer counts.
 """
@@ -38,27 +38,28 @@ from __future__ import annotations
 
 import copy
 import hashlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
 
-from suite.config import ConfigError
+from suite.config import ConfigError, path_field
 from suite.masks import Mask, keep_top, nm_layers, rows_of
 from suite.methods import Context, PruningMethod, SourceError
-from suite.results import RunFolder
+from suite.results import InvalidResult, RunFolder, tensor_shapes
 
 if TYPE_CHECKING:
     from suite.config import Config
 
 FROM_SOURCE = ("seed", "prune.target_sparsity", "prune.keep_first_dense", "prune.keep_last_dense",
-               "ablate.source_experiment", "ablate.source_method", "ablate.source_round")
+               "prune.structure", "prune.nm", "ablate.source_experiment", "ablate.source_method",
+               "ablate.source_round")
 
 
 @dataclass(frozen=True)
 class AblateConfig:
-    source: str = field(default="", metadata={"science": False})  # the finished result to ablate: its seed folder, or an LTH round_<r> folder
+    source: str = path_field()  # the finished result to ablate: its seed folder, or an LTH round_<r> folder
     source_experiment: str = ""   # set from the source: its experiment hash (part of this run's hash)
     source_method: str = ""       # set from the source: its method
     source_round: int = 0         # set from the source: the round its mask comes from (LTH; else 0)
@@ -71,6 +72,9 @@ class AblateConfig:
         if not self.source:
             raise ConfigError(f"ablate.source: {cfg.method} needs a finished result to ablate: its seed folder "
                               f"(runs/<experiment>/seed_<s>) or an LTH round folder (.../seed_<s>/round_<r>)")
+        from suite.config import rebuilding
+        if rebuilding():
+            return  # a saved config: its source was checked when it ran, and may have moved since
         source = read_source(self.source)
         check_fixed(cfg, source)
         kind.check_source(source)
@@ -101,6 +105,8 @@ class Source:
         return {"seed": r["seed"], "prune.target_sparsity": r["target_sparsity"],
                 "prune.keep_first_dense": self.config["prune"].get("keep_first_dense", False),
                 "prune.keep_last_dense": self.config["prune"].get("keep_last_dense", False),
+                "prune.structure": self.config["prune"].get("structure", "unstructured"),
+                "prune.nm": list(self.config["prune"].get("nm", [2, 4])),
                 "ablate.source_experiment": r["experiment"], "ablate.source_method": r["method"],
                 "ablate.source_round": int(r.get("round") or 0)}
 
@@ -120,6 +126,13 @@ def read_source(text: str) -> Source:
     result = folder.read_result()
     if not isinstance(result.get("config"), dict):
         raise SourceError(f"ablate.source: {path}/result.json has no config")
+    if result["config"].get("method") != result.get("method"):
+        raise SourceError(f"ablate.source: {path}/result.json says method {result.get('method')!r} but its "
+                          f"config says {result['config'].get('method')!r}: not one result")
+    from suite.methods import method_class
+    if method_class(result["method"]).ablates:  # the sweep never takes one either: one rule
+        raise SourceError(f"ablate.source: {path} is itself an ablation ({result['method']}): ablate its "
+                          f"source instead")
     if result["achieved_sparsity"] == 0:
         raise SourceError(f"ablate.source: {path} is dense ({result['method']}): there is no mask to ablate")
     return Source(path, result)
@@ -144,7 +157,8 @@ def check_fixed(cfg: Config, source: Source) -> None:
     for key, value in source.fixed().items():
         if _value(cfg, key) != value:
             raise ConfigError(f"{key}: {_value(cfg, key)!r} differs from the source's {value!r} {where}: an "
-                              f"ablation keeps its source's seed, prunable layers and sparsity; leave {key} out")
+                              f"ablation keeps its source's seed, prunable layers, sparsity and structure; "
+                              f"leave {key} out")
     mine = _section(science_settings(cfg), ("data.", "model."))
     theirs = _section(science_settings(source.cfg()), ("data.", "model."))
     for key in sorted(mine.keys() | theirs.keys()):
@@ -170,8 +184,8 @@ class Ablation(PruningMethod):
     config_keys = ("prune.target_sparsity", "prune.keep_")
     from_source_init = True  # trains from the source's initialisation (its rewinding point)
 
-    def __init__(self, cfg: Config):
-        super().__init__(cfg)
+    def __init__(self, cfg: Config, budget=None):
+        super().__init__(cfg, budget)
         self._source: Source | None = None
 
     @classmethod
@@ -199,9 +213,9 @@ class Ablation(PruningMethod):
         """SourceError when this kind does not apply to the source."""
         if cls.from_source_init:
             method = source.method()
-            if method.rounds() > 1 and method.rewind_epoch() > 0:
-                raise SourceError(f"ablate.source: {source.path} rewinds to epoch {method.rewind_epoch()}, whose "
-                                  f"weights are not kept on disk, so {cls.name} cannot start from them "
+            if method.rounds() > 1 and method.rewind_step() > 0:
+                raise SourceError(f"ablate.source: {source.path} rewinds to a point after its initialisation, "
+                                  f"whose weights the ablations do not read yet, so {cls.name} cannot start from them "
                                   f"(reinit applies)")
 
     def source(self) -> Source:
@@ -212,18 +226,28 @@ class Ablation(PruningMethod):
     def init_seed(self) -> int:
         return self.source().method().init_seed()  # the source's own initialisation
 
+    def check_source_mask(self, shapes: dict[str, tuple[int, ...]]) -> None:
+        """SourceError unless the source's mask has exactly these prunable layers and shapes (read from
+        its header: the preflight asks before any data loads or any folder is made)."""
+        path = self.source().path / "mask.safetensors"
+        try:
+            found = tensor_shapes(path)
+        except InvalidResult as e:
+            raise SourceError(f"ablate.source: {self.source().path}/{e}") from None
+        if found != {n: tuple(s) for n, s in shapes.items()}:
+            theirs = ", ".join(f"{n} {list(s)}" for n, s in found.items())
+            mine = ", ".join(f"{n} {list(s)}" for n, s in shapes.items())
+            raise SourceError(f"ablate.source: {path} holds layers {theirs or 'none'}, not this model's "
+                              f"prunable layers {mine}")
+
     def source_mask(self, mask: Mask) -> Mask:
         """The source's final mask (on the CPU), checked against the layers of this run."""
+        self.check_source_mask({n: tuple(m.shape) for n, m in mask.items()})
         try:
-            source = RunFolder(self.source().path).read_mask()
+            return RunFolder(self.source().path).read_mask()
         except Exception as e:  # safetensors raises its own error types for a damaged file
             raise SourceError(f"ablate.source: {self.source().path}/mask.safetensors is unreadable "
                               f"({type(e).__name__})") from None
-        shapes = {n: tuple(m.shape) for n, m in mask.items()}
-        if {n: tuple(m.shape) for n, m in source.items()} != shapes:
-            raise SourceError(f"ablate.source: {self.source().path}/mask.safetensors does not fit this model's "
-                              f"prunable layers {sorted(shapes)}")
-        return source
 
     def start_round(self, round_index: int, ctx: Context, mask: Mask) -> Mask | None:
         return self.ablate(self.source_mask(mask), ctx)

@@ -146,7 +146,8 @@ class RigL(PruningMethod):
 
     def after_backward(self, round_index: int, t_epochs: float, ctx: Context, mask: Mask,
                        grads: dict[str, Tensor]) -> Mask | None:
-        alpha = cosine_drop_fraction(self.cfg.rigl.drop_fraction, t_epochs / ctx.epochs, self.cfg.rigl.t_end)
+        alpha = cosine_drop_fraction(self.cfg.rigl.drop_fraction, t_epochs / self.budget.epochs,
+                                     self.cfg.rigl.t_end)
         if alpha <= 0:
             return None  # past t_end: the mask stays as it is
         return rigl_update(ctx.weights, grads, mask, alpha, regrowth_groups(self.cfg.prune))

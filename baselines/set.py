@@ -2,7 +2,8 @@
 Communications 2018): dynamic sparse training at a fixed sparsity. Start from a random mask at the
 target (per-layer densities from `prune.distribution`, ERK by default, which for Linear layers is
 the paper's Erdos-Renyi density epsilon (n_in + n_out) / (n_in n_out)); at the end of every epoch
-but the last, in each layer drop the k = floor(zeta * n) live weights of smallest |w| and regrow k
+but the last (or, with `set.update_every` N, which a step budget needs, every N optimizer steps but
+after the last), in each layer drop the k = floor(zeta * n) live weights of smallest |w| and regrow k
 of the others uniformly at random, zeta = `set.drop_fraction` (0.3, the paper's value).
 
 The random stream of each regrowth is a generator seeded from (run seed, round, epoch): the same on
@@ -41,8 +42,9 @@ from suite.masks import Mask
 from suite.methods import Context, PruningMethod
 
 
-def regrowth_seed(seed: int, round_index: int, epoch: int) -> int:
-    """The seed of the regrowth after `epoch` of `round_index`: a pure function of the run's seed,
+def regrowth_seed(seed: int, round_index: int, epoch: int | str) -> int:
+    """The seed of the regrowth after `epoch` of `round_index` (or "step-<n>" under set.update_every):
+    a pure function of the run's seed,
     so every rank and every resume draws the same stream (and not the init's stream)."""
     return int.from_bytes(hashlib.sha256(f"set-regrowth/{seed}/{round_index}/{epoch}".encode()).digest()[:8], "little")
 
@@ -60,11 +62,14 @@ def set_update(weights: dict[str, Tensor], mask: Mask, drop_fraction: float, gen
 
 @dataclass(frozen=True)
 class SetSettings:
-    drop_fraction: float = 0.3    # zeta: fraction of each layer's live weights rewired per epoch (paper: 0.3)
+    drop_fraction: float = 0.3    # zeta: fraction of each layer's live weights rewired per update (paper: 0.3)
+    update_every: int = 0         # 0: rewire at each epoch end (paper); N: every N optimizer steps (needed under train.steps)
 
     def validate(self, cfg) -> None:
         if not 0 < self.drop_fraction < 1:
             raise ConfigError(f"set.drop_fraction: must be in (0, 1), got {self.drop_fraction}")
+        if self.update_every < 0:
+            raise ConfigError(f"set.update_every: must be non-negative, got {self.update_every}")
 
 
 class SparseEvolutionary(PruningMethod):
@@ -80,8 +85,26 @@ class SparseEvolutionary(PruningMethod):
     def start_round(self, round_index: int, ctx: Context, mask: Mask) -> Mask | None:
         return random_start(self.cfg, ctx, mask)
 
-    def end_epoch(self, round_index: int, epoch: int, ctx: Context, mask: Mask) -> Mask | None:
-        if epoch >= ctx.epochs:
-            return None  # not after the last epoch: every live weight of the final model is trained
-        generator = torch.Generator().manual_seed(regrowth_seed(self.cfg.seed, round_index, epoch))
+    def step_interval(self) -> int:
+        return self.cfg.set.update_every
+
+    def check_budget(self) -> None:
+        if self.cfg.train.steps and not self.cfg.set.update_every:
+            # a step budget may hold fewer epoch ends than the rewirings SET needs (or none at all)
+            raise ConfigError(f"set.update_every: under train.steps SET rewires every N optimizer steps; set "
+                              f"set.update_every (e.g. {self.budget.steps_per_epoch}, the steps of one epoch)")
+
+    def _rewire(self, round_index: int, seed: int, ctx: Context, mask: Mask) -> Mask:
+        generator = torch.Generator().manual_seed(seed)
         return set_update(ctx.weights, mask, self.cfg.set.drop_fraction, generator, regrowth_groups(self.cfg.prune))
+
+    def end_epoch(self, round_index: int, epoch: int, ctx: Context, mask: Mask) -> Mask | None:
+        if self.cfg.set.update_every or epoch >= ctx.epochs:
+            return None  # not after the last epoch: every live weight of the final model is trained
+        return self._rewire(round_index, regrowth_seed(self.cfg.seed, round_index, epoch), ctx, mask)
+
+    def after_step(self, round_index: int, t_epochs: float, ctx: Context, mask: Mask) -> Mask | None:
+        step = round(t_epochs * self.budget.steps_per_epoch)  # the round's optimizer steps so far
+        if step >= self.budget.steps:
+            return None  # not after the last step
+        return self._rewire(round_index, regrowth_seed(self.cfg.seed, round_index, f"step-{step}"), ctx, mask)

@@ -6,8 +6,8 @@ import json
 from pathlib import Path
 
 from launch.grid import Expansion, Run, chain_sparsities, expand_grid
-from launch.sweepfile import Sweep, base_path, format_value, load_sweep, relative_out, sweep_error
-from suite.config import ConfigError, dotted_value, load_config, run_dir, to_dict
+from launch.sweepfile import Sweep, base_path, load_sweep, relative_out, sweep_error
+from suite.config import ConfigError, dotted_value, load_config, override_text, run_dir, to_dict
 from suite.methods import SourceError, ablation_methods, dense_methods
 from suite.results import RunFolder, moved_aside
 
@@ -37,17 +37,20 @@ def ablation_sources(sweep: Sweep, out: str | Path) -> list[Path]:
         if not source.is_file():
             raise sweep_error(sweep.path, f"ablate.sources: sweep file not found: {spec.sources} (relative paths start "
                                     f"at the repo root)")
-        inner = load_sweep(source)
+        inner = load_sweep(source, sweep.cli)  # the command line's overrides made the sources too
         if inner.ablate is not None:
             raise sweep_error(sweep.path, f"ablate.sources: {spec.sources} is itself an ablation sweep")
         for run in expand_grid(inner, out).runs:
-            if not keep(run.cfg.method) or not matches(to_dict(run.cfg)):
+            if not keep(run.cfg.method):
                 continue
-            if run.covers:  # the rounds that stand for the requested sparsities
+            tree = to_dict(run.cfg)
+            if run.covers:  # the rounds that stand for the requested sparsities, each matched at its own
                 rounds = chain_sparsities(run.cfg)
-                found += [run.dir / f"round_{min(range(len(rounds)), key=lambda i: abs(rounds[i] - s))}"
-                          for s in run.covers]
-            else:
+                for s in run.covers:
+                    tree["prune"]["target_sparsity"] = s
+                    if matches(tree):
+                        found.append(run.dir / f"round_{min(range(len(rounds)), key=lambda i: abs(rounds[i] - s))}")
+            elif matches(tree):
                 found.append(run.dir)
     else:
         if not source.is_dir():
@@ -72,7 +75,7 @@ def expand_ablations(sweep: Sweep, out: str | Path, out_arg: str | None = None) 
     reason; two sources with one mask (an LTH seed folder and its last round) run once."""
     spec = sweep.ablate
     out_text = str(out) if out_arg is None else out_arg
-    texts = [f"{k}={format_value(v)}" for k, v in sweep.overrides.items()]
+    texts = [override_text(k, v) for k, v in sweep.overrides.items()]
     sources = ablation_sources(sweep, out)
     by_dir: dict[Path, Run] = {}
     merged: dict[str, list[dict]] = {}

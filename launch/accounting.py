@@ -31,10 +31,13 @@ def run_status(folder: Path) -> Status:
     return Status("done" if status.state == "finished" else status.state, status.detail)
 
 
+ALREADY_FINISHED = "already finished"  # the line run.py starts with when another process finished the run
+
+
 @dataclass(frozen=True)
 class Outcome:
     run: Run
-    state: str                      # done | failed | locked | interrupted
+    state: str                      # done | elsewhere | failed | locked | interrupted
     reason: str = ""
     seconds: float = 0.0
 
@@ -48,6 +51,8 @@ def classify(rc: int, folder: Path, stderr_tail: list[str], started: float, stop
     if rc == EXIT_LOCKED or (rc != 0 and run.locked()):
         return "locked", "running elsewhere"
     if run.finished():
+        if any(line.startswith(ALREADY_FINISHED) for line in stderr_tail):  # run.py found it finished by another
+            return "elsewhere", "finished by another process"
         return "done", ""
     failed = folder / "failed.json"
     if failed.is_file() and failed.stat().st_mtime >= started - 1.0:  # written by this process
@@ -84,8 +89,10 @@ def summary(sweep: Sweep, outcomes: list[Outcome], skipped: dict[str, list[str]]
     done = [o for o in outcomes if o.state == "done"]
     failed = [o for o in outcomes if o.state == "failed"]
     locked = [o.run.label for o in outcomes if o.state == "locked"]
+    elsewhere = [o.run.label for o in outcomes if o.state == "elsewhere"]
     stopped = [o.run.label for o in outcomes if o.state == "interrupted"] + [r.label for r in not_started]
-    skipped = {**skipped, "running elsewhere": skipped.get("running elsewhere", []) + locked}
+    skipped = {**skipped, "running elsewhere": skipped.get("running elsewhere", []) + locked,
+               "finished by another process": skipped.get("finished by another process", []) + elsewhere}
     n_skipped = sum(len(v) for v in skipped.values())
     lines = [f"sweep {sweep.name}: {len(done)} done, {n_skipped} skipped, {len(failed)} failed"
              + (f", {len(stopped)} stopped" if stopped else "")]

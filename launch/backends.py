@@ -158,7 +158,7 @@ def execute(tasks: list[Task], jobs: int, slot_env: list[dict[str, str]], log: S
                 state, reason = classify(rc, task.run.dir, tail, started, bool(signals[0]))
                 seconds = time.time() - started
                 outcomes.append(Outcome(task.run, state, reason, seconds))
-                shown = {"locked": "skipped", "interrupted": "stopped"}.get(state, state)
+                shown = {"locked": "skipped", "elsewhere": "skipped", "interrupted": "stopped"}.get(state, state)
                 note = f": {reason}" if reason else ""
                 print(f"[{task.run.index + 1}/{total}] {shown:<7} {task.run.label} ({seconds:.1f} s){note}", flush=True)
                 log.write(f"{state} {task.run.label} exit {rc} after {seconds:.1f} s{note}")

@@ -16,7 +16,7 @@ from launch.grid import Expansion, Run, describe_chain
 from launch.plan import expand
 from launch.sweepfile import Sweep, format_value, load_sweep, relative_out
 from suite.config import ConfigError
-from suite.results import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED, check_output_dir, crash_line
+from suite.results import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_LOCKED, check_output_dir, crash_line
 from suite.threads import CORES_ENV, available_cores
 
 BACKENDS = ("local", "accelerate", "slurm", "print")
@@ -188,7 +188,10 @@ def _main(args: argparse.Namespace) -> int:
     if stopped or any(o.state == "interrupted" for o in outcomes):
         return EXIT_INTERRUPTED
     failed_now = any(o.state == "failed" for o in outcomes)
-    return EXIT_FAILED if failed_now or skipped["failed earlier, see --retry-failed"] else 0
+    if failed_now or skipped["failed earlier, see --retry-failed"]:
+        return EXIT_FAILED
+    # a run another process still trains is not finished: the sweep is not done until it is
+    return EXIT_LOCKED if any(o.state == "locked" for o in outcomes) else 0
 
 
 def _check_before_start(args: argparse.Namespace, todo: list[Run]) -> None:

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from launch.sweepfile import Sweep, base_path, format_value, sweep_error
-from suite.config import Config, ConfigError, load_config, run_dir
+from suite.config import Config, ConfigError, load_config, override_text, run_dir
 from suite.methods import METHODS, PruningMethod, build_method, method_class
 
 
@@ -65,7 +65,7 @@ def expand_grid(sweep: Sweep, out: str | Path, out_arg: str | None = None) -> Ex
     for point in points:
         settings = {**sweep.overrides, **point}
         method = settings.pop("method", None)
-        texts = [f"{k}={format_value(v)}" for k, v in settings.items()]
+        texts = [override_text(k, v) for k, v in settings.items()]
         try:
             cfg = load_config(config_file, texts, None if method is None else str(method))
         except ConfigError as e:

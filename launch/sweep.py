@@ -9,8 +9,9 @@ A run's folder (suite.config.run_dir) is the only state: finished runs (result.j
 interrupted run resumes from its checkpoint when run.py sees it again, a failed one (failed.json)
 is left alone unless --retry-failed, and a result.json that does not parse or lacks a field is reported
 and run again. Exit (suite.results): 0 every run finished, 1 some run failed (or an unexpected error:
-one line, the traceback in <out>/sweeps/<name>/error.log), 2 bad input, 75 interrupted (run the same
-command again to go on).
+one line, the traceback in <out>/sweeps/<name>/error.log), 2 bad input, 3 some run is still training
+in another process (nothing failed; run the same command again once it is done), 75 interrupted (run the
+same command again to go on).
 """
 import sys
 from pathlib import Path

@@ -6,9 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from suite.config import ConfigError, dotted_value, load_config, parse_override, read_yaml, to_dict
+from suite.config import ConfigError, dotted_value, load_config, parse_override, read_yaml, to_dict, yaml_text
 from suite.methods import METHODS, ablation_methods
 
 REPO = Path(__file__).resolve().parents[1]
@@ -25,6 +23,7 @@ class Sweep:
     grids: tuple[dict[str, tuple], ...]  # each: dotted config key -> values, in file order
     overrides: dict[str, Any]       # dotted config key -> value, for every run
     ablate: "Ablate | None" = None  # an ablation sweep: base and grids are empty
+    cli: tuple[str, ...] = ()       # the command line's `key=value` overrides (in `overrides` too)
 
 
 @dataclass(frozen=True)
@@ -48,6 +47,9 @@ def _where(path: Path, spec: Any) -> tuple[tuple[str, tuple], ...]:
             dotted_value(defaults, str(key))
         except KeyError:
             raise sweep_error(path, f"ablate.where: unknown setting '{key}'") from None
+        one_list = isinstance(dotted_value(defaults, str(key)), list)  # prune.nm: [2, 4] is one value
+        if one_list and isinstance(values, list) and not any(isinstance(v, list) for v in values):
+            values = [values]
         values = tuple(values) if isinstance(values, list) else (values,)
         out.append((str(key), tuple(list(v) if isinstance(v, tuple) else v for v in values)))
     return tuple(out)
@@ -93,7 +95,7 @@ def load_sweep(path: str | Path, extra: list[str] = ()) -> Sweep:
     for key in overrides:
         if any(key in grid for grid in grids):
             raise sweep_error(path, f"'{key}' is both an axis and a fixed override; keep one")
-    return Sweep(path=path, name=path.stem, base=base, grids=grids, overrides=overrides)
+    return Sweep(path=path, name=path.stem, base=base, grids=grids, overrides=overrides, cli=tuple(extra))
 
 
 def _overrides(path: Path, tree: dict, extra: list[str]) -> dict[str, Any]:
@@ -134,7 +136,7 @@ def _load_ablation_sweep(path: Path, tree: dict, extra: list[str]) -> Sweep:
     for key in ("method", "ablate.source"):
         if key in (tree.get("overrides") or {}) or any(t.split("=", 1)[0] == key for t in extra):
             raise sweep_error(path, f"overrides: {key} is set by ablate (kinds, sources)")
-    return Sweep(path=path, name=path.stem, base="", grids=(), overrides=_overrides(path, tree, extra),
+    return Sweep(path=path, name=path.stem, base="", grids=(), overrides=_overrides(path, tree, extra), cli=tuple(extra),
                  ablate=Ablate(sources=sources, kinds=tuple(kinds), methods=tuple(methods),
                                where=_where(path, spec.get("where", {}))))
 
@@ -159,8 +161,7 @@ def _grid(path: Path, where: str, tree: Any) -> dict[str, tuple]:
 
 def format_value(value: Any) -> str:
     """A value as run.py's `key=value` reads it back (YAML, one line): 1e30 -> 1.0e+30, 'yes' -> "'yes'"."""
-    text = yaml.safe_dump(value, default_flow_style=True, width=1 << 30).strip()
-    return text[:-len("\n...")] if text.endswith("\n...") else text  # drop YAML's end-of-document mark
+    return yaml_text(value)
 
 
 

@@ -1,6 +1,7 @@
 """One frozen dataclass tree for a run: YAML files plus `key=value` overrides, validated."""
 from __future__ import annotations
 
+import contextvars
 import copy
 import dataclasses
 import hashlib
@@ -27,17 +28,23 @@ def _plain(default: Any = dataclasses.MISSING, **kw: Any) -> Any:
     return field(default=default, metadata={"science": False}, **kw)
 
 
+def path_field(default: str = "") -> Any:
+    """A path setting (not in the run hash): a `key=value` override gives it verbatim, never read as
+    YAML, so a path holding " #" or ": " stays that path."""
+    return field(default=default, metadata={"science": False, "path": True})
+
+
 @dataclass(frozen=True)
 class DataConfig:
     name: str = "mnist1d"         # synthetic | mnist1d | mnist | cifar10 | cifar10_subset
     val_size: int = 0             # training examples held out for validation (a fixed seeded draw, the same for every method and seed; text: characters off the end of the training text); 0 = none
-    root: str = _plain("data")    # folder holding dataset files, e.g. ../shared/data
+    root: str = path_field("data")  # folder holding dataset files, e.g. ../shared/data
     download: bool = _plain(False)  # let torchvision fetch missing files (needs internet)
     loader: str = _plain("device")  # device: whole set on the training device | torchvision: DataLoader
     augment: bool = True          # the research's augmentation where the dataset has one (CIFAR)
     jitter: float = 0.2           # colour jitter strength (brightness = contrast = saturation); 0 = crop + flip only
     num_workers: int = _plain(0)  # DataLoader workers (torchvision loader only)
-    cache_dir: str = _plain("")   # where .gz files are unpacked; "" = ~/.cache/progressive-pruning
+    cache_dir: str = path_field("")  # where .gz files are unpacked; "" = ~/.cache/progressive-pruning
     synthetic_train: int = 512    # synthetic dataset: training images; synthetic_text: characters of the whole text
     synthetic_test: int = 256     # synthetic dataset: test images
     synthetic_shape: tuple[int, ...] = (3, 8, 8)  # synthetic dataset: C, H, W
@@ -58,15 +65,20 @@ class ModelConfig:
 @dataclass(frozen=True)
 class TrainConfig:
     epochs: int = 30
+    steps: int = 0                # optimizer steps per training cycle (round), used instead of epochs; 0 = train.epochs
     batch_size: int = 128         # global batch over all processes (per-process = batch / world)
-    optimizer: str = "sgd"        # sgd | adam
+    optimizer: str = "sgd"        # sgd | adam | adamw (decoupled weight decay on tensors of 2+ dims only)
     lr: float = 0.1               # never rescaled with the world size
     momentum: float = 0.9
     nesterov: bool = False
     weight_decay: float = 5e-4
-    lr_schedule: str = "cosine"   # cosine | step | constant, stepped once per epoch
+    betas: tuple[float, ...] = (0.9, 0.999)  # adam and adamw: decay rates of the two moments
+    lr_schedule: str = "cosine"   # cosine | step | constant, stepped once per epoch | warmup_cosine, stepped every optimizer step
     milestones: tuple[int, ...] = ()  # epochs where the step schedule multiplies lr by gamma
     gamma: float = 0.1
+    warmup_steps: int = 0         # warmup_cosine: optimizer steps of linear warm-up to train.lr
+    min_lr: float = 0.0           # warmup_cosine: the learning rate the cosine ends at
+    grad_clip: float = 0.0        # clip the global gradient norm (of the masked gradients) to this; 0 = off
     precision: str = "fp32"       # fp32 | bf16 | fp16 (Accelerate mixed precision)
     channels_last: bool = _plain(False)
     compile: bool = _plain(False)  # torch.compile the model
@@ -82,7 +94,9 @@ class PruneConfig:
     schedule: str = "linear"      # linear | cubic (Zhu & Gupta 2017) | exponential (constant rate), progressive only
     initial_sparsity: float = 0.0  # s_initial of the schedule
     t_start: float = 0.0          # epoch where the schedule starts
-    t_end: float | None = None    # epoch where it reaches the target; None = half the epochs
+    t_end: float | None = None    # epoch where it reaches the target; None = half the budget
+    t_start_frac: float | None = None  # t_start as a fraction of the budget (instead of t_start)
+    t_end_frac: float | None = None    # t_end as a fraction of the budget (instead of t_end), e.g. 0.5
     update_every_steps: int = 0   # 0: update the mask at each epoch end; N: every N optimizer steps
     keep_first_dense: bool = False  # leave the first prunable layer dense
     keep_last_dense: bool = False   # leave the last prunable layer (the classifier) dense
@@ -223,13 +237,38 @@ def _set_dotted(tree: dict, dotted: str, value: Any) -> None:
     node[parts[-1]] = value
 
 
+def is_path_key(dotted: str) -> bool:
+    """Whether a dotted key names a path setting (`path_field`: data.root, ablate.source, ...)."""
+    node: Any = config_class()()
+    *sections, name = dotted.split(".")
+    for part in sections:
+        node = getattr(node, part, None)
+    if not dataclasses.is_dataclass(node):
+        return False
+    found = {f.name: f for f in dataclasses.fields(node)}.get(name)
+    return bool(found and found.metadata.get("path"))
+
+
+def yaml_text(value: Any) -> str:
+    """A value as one line of YAML that reads back to it: 1e30 -> 1.0e+30, 'yes' -> "'yes'"."""
+    text = yaml.safe_dump(value, default_flow_style=True, width=1 << 30).strip()
+    return text[:-len("\n...")] if text.endswith("\n...") else text  # drop YAML's end-of-document mark
+
+
+def override_text(key: str, value: Any) -> str:
+    """`key=value` that parse_override reads back to `value` (a path verbatim, anything else as YAML)."""
+    return f"{key}={value}" if isinstance(value, str) and is_path_key(key) else f"{key}={yaml_text(value)}"
+
+
 def parse_override(text: str) -> tuple[str, Any]:
-    """`train.lr=0.01` -> ("train.lr", 0.01); the value is read as YAML."""
+    """`train.lr=0.01` -> ("train.lr", 0.01); the value is read as YAML, a path setting's verbatim."""
     if "=" not in text:
         raise ConfigError(f"override '{text}' is not of the form key=value")
     key, raw = text.split("=", 1)
     if not key:
         raise ConfigError(f"override '{text}' has an empty key")
+    if is_path_key(key.strip()):
+        return key.strip(), raw
     try:
         value = load_yaml_text(raw) if raw != "" else ""
     except yaml.YAMLError:
@@ -326,9 +365,23 @@ def load_config(path: str | Path | None = None, overrides: list[str] = (), metho
     return _from_tree(tree)
 
 
+_REBUILDING: contextvars.ContextVar[bool] = contextvars.ContextVar("rebuilding", default=False)
+
+
+def rebuilding() -> bool:
+    """Whether the config being validated is a saved one (`from_dict`): what ran, complete, checked when
+    it ran; a settings check that reads other folders (an ablation's source, which may have moved since)
+    leaves it alone."""
+    return _REBUILDING.get()
+
+
 def from_dict(tree: dict) -> Config:
-    """Rebuild a config from `to_dict` output (e.g. a run's saved config.json)."""
-    return _from_tree(copy.deepcopy(tree))
+    """Rebuild a config from `to_dict` output (e.g. a run's saved config.json), reading nothing else."""
+    token = _REBUILDING.set(True)
+    try:
+        return _from_tree(copy.deepcopy(tree))
+    finally:
+        _REBUILDING.reset(token)
 
 
 def dotted_value(tree: dict, dotted: str) -> Any:
@@ -355,7 +408,8 @@ def _from_tree(tree: dict) -> Config:
 
     name = tree.get("method", config_class()().method)
     if isinstance(name, str):
-        tree = _merged(method_class(name).base_config(tree), tree)  # e.g. an ablation's source config
+        if not rebuilding():  # a saved config already holds what its base gave it
+            tree = _merged(method_class(name).base_config(tree), tree)  # e.g. an ablation's source config
         for key, value in method_class(name).defaults.items():
             if not _has_dotted(tree, key):
                 _set_dotted(tree, key, copy.deepcopy(value))
@@ -395,13 +449,52 @@ def resolve(cfg: Config) -> Config:
 
     method = method_class(cfg.method)
     cfg = _reset_unused(cfg, reads(method))
+    if cfg.train.steps:  # the budget is in steps: train.epochs is not read and must not split run folders
+        cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, epochs=TrainConfig().epochs))
     if not method.prunes:
         cfg = dataclasses.replace(cfg, prune=dataclasses.replace(cfg.prune, target_sparsity=0.0))
     if cfg.prune.structure != "nm":  # [N, M] means nothing then: it must not split run folders
         cfg = dataclasses.replace(cfg, prune=dataclasses.replace(cfg.prune, nm=PruneConfig().nm))
-    if cfg.prune.t_end is None and any("prune.t_end".startswith(k) for k in reads(method)):
-        cfg = dataclasses.replace(cfg, prune=dataclasses.replace(cfg.prune, t_end=float(cfg.train.epochs // 2)))
+    if any("prune.t_end".startswith(k) for k in reads(method)):
+        cfg = dataclasses.replace(cfg, prune=_schedule_points(cfg.prune, cfg.train))
+    from suite.models import MODEL_INITS
+    if cfg.model.init == MODEL_INITS.get(cfg.model.name):  # naming the model's own init is its default experiment
+        cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, init="model"))
     return cfg
+
+
+def _schedule_points(p: PruneConfig, t: TrainConfig) -> PruneConfig:
+    """prune.t_start/t_end as the run uses them. Under an epoch budget a fraction becomes epochs
+    (`t_end_frac: 0.5` at 40 epochs is `t_end: 20`, one experiment, one hash) and the default end is
+    half the epochs (floored as before; 0.5 at one epoch, never 0: the schedule cannot collapse onto
+    the initialisation). Under `train.steps` the epochs of the budget are known only with the data,
+    so the points stay fractions (the default end: 0.5)."""
+    for name in ("t_start", "t_end"):
+        frac = getattr(p, f"{name}_frac")
+        if frac is not None and not 0 <= frac <= 1:
+            raise ConfigError(f"prune.{name}_frac: must be a fraction of the budget in [0, 1], got {frac}")
+        if frac is not None and getattr(p, name) != getattr(PruneConfig(), name):
+            raise ConfigError(f"prune.{name}_frac: give prune.{name} (epochs) or prune.{name}_frac "
+                              f"(a fraction of the budget), not both")
+    if t.steps:
+        given = [f"prune.{name}" for name in ("t_start", "t_end") if getattr(p, name) != getattr(PruneConfig(), name)]
+        if given:
+            raise ConfigError(f"{given[0]}: under train.steps give schedule points as fractions of the budget "
+                              f"({given[0]}_frac), not in epochs")
+        return p if p.t_end_frac is not None else dataclasses.replace(p, t_end_frac=0.5)
+    changes: dict = {}
+    for name in ("t_start", "t_end"):
+        frac = getattr(p, f"{name}_frac")
+        if frac is not None:
+            changes.update({name: round(frac * t.epochs, 9) + 0.0, f"{name}_frac": None})
+    if p.t_end is None and "t_end" not in changes:
+        changes["t_end"] = float(t.epochs // 2) or t.epochs / 2  # the floor keeps past hashes; 1 epoch: 0.5
+        t_start = changes.get("t_start", p.t_start)
+        if t_start > changes["t_end"]:  # named here, while it is known that the user never set t_end
+            raise ConfigError(f"prune.t_start: {t_start:g} is after the schedule's end, epoch {changes['t_end']:g} "
+                              f"(prune.t_end unset: half of train.epochs={t.epochs}); set prune.t_end "
+                              f"between {t_start:g} and {t.epochs}, or an earlier prune.t_start")
+    return dataclasses.replace(p, **changes)
 
 
 def check_choice(key: str, value: str, options: tuple[str, ...]) -> None:
@@ -441,6 +534,28 @@ def check_structure(cfg: Config) -> None:
                           "set prune.keep_last_dense=true")
 
 
+def _check_steps(t: TrainConfig) -> None:
+    """The step budget, the optimizer's betas, warm-up, final learning rate and clipping."""
+    if t.steps < 0:
+        raise ConfigError(f"train.steps: must be non-negative (0 = train.epochs), got {t.steps}")
+    if len(t.betas) != 2 or not all(0 <= b < 1 for b in t.betas):
+        raise ConfigError(f"train.betas: expected [beta1, beta2] each in [0, 1), got {list(t.betas)}")
+    if t.warmup_steps < 0:
+        raise ConfigError(f"train.warmup_steps: must be non-negative, got {t.warmup_steps}")
+    if t.steps and t.warmup_steps >= t.steps:
+        raise ConfigError(f"train.warmup_steps: {t.warmup_steps} leaves no step of the {t.steps}-step budget "
+                          f"(train.steps) to the cosine; set it below {t.steps}")
+    if not 0 <= t.min_lr <= t.lr:
+        raise ConfigError(f"train.min_lr: must be in [0, train.lr = {t.lr:g}], got {t.min_lr}")
+    if t.grad_clip < 0:
+        raise ConfigError(f"train.grad_clip: must be non-negative (0 = off), got {t.grad_clip}")
+    unused = [f"train.{k}" for k in ("warmup_steps", "min_lr")
+              if getattr(t, k) != getattr(TrainConfig(), k) and t.lr_schedule != "warmup_cosine"]
+    if unused:
+        raise ConfigError(f"{unused[0]}: is read by train.lr_schedule=warmup_cosine only "
+                          f"(train.lr_schedule is {t.lr_schedule})")
+
+
 def validate(cfg: Config) -> Config:
     """Range checks; each failure is one line naming the key."""
     t, p, d = cfg.train, cfg.prune, cfg.data
@@ -463,10 +578,11 @@ def validate(cfg: Config) -> Config:
         raise ConfigError(f"train.weight_decay: must be non-negative, got {t.weight_decay}")
     if t.eval_every < 1:
         raise ConfigError(f"train.eval_every: must be at least 1, got {t.eval_every}")
-    if any(m < 1 or m > t.epochs for m in t.milestones):
+    if any(m < 1 or (m > t.epochs and not t.steps) for m in t.milestones):
         raise ConfigError(f"train.milestones: each must be an epoch in [1, {t.epochs}], got {list(t.milestones)}")
-    check_choice("train.optimizer", t.optimizer, ("sgd", "adam"))
-    check_choice("train.lr_schedule", t.lr_schedule, ("cosine", "step", "constant"))
+    check_choice("train.optimizer", t.optimizer, ("sgd", "adam", "adamw"))
+    check_choice("train.lr_schedule", t.lr_schedule, ("cosine", "step", "constant", "warmup_cosine"))
+    _check_steps(t)
     check_choice("train.precision", t.precision, ("fp32", "bf16", "fp16"))
     for key, s in (("prune.target_sparsity", p.target_sparsity), ("prune.initial_sparsity", p.initial_sparsity)):
         if not 0 <= s < 1:
@@ -478,6 +594,8 @@ def validate(cfg: Config) -> Config:
     check_structure(cfg)
     if p.t_start < 0:
         raise ConfigError(f"prune.t_start: must be non-negative, got {p.t_start}")
+    if p.t_start_frac is not None and p.t_end_frac is not None and p.t_end_frac < p.t_start_frac:
+        raise ConfigError(f"prune.t_end_frac: {p.t_end_frac} is before prune.t_start_frac {p.t_start_frac}")
     if p.t_end is not None and p.t_end > t.epochs:
         raise ConfigError(f"prune.t_end: {p.t_end:g} is beyond the last epoch ({t.epochs}); set prune.t_end=null "
                           f"(half the epochs, which follows train.epochs) or an epoch up to {t.epochs}")

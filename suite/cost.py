@@ -97,6 +97,11 @@ def load_run(folder: Path, device: torch.device, data_root: str | None = None):
     weights = M.prunable_weights(model, cfg.prune.keep_first_dense, cfg.prune.keep_last_dense, cfg.prune.include)
     if set(mask) != set(weights):
         raise CostError(f"{folder}: mask.safetensors names other layers than {cfg.model.name}'s prunable ones")
+    wrong = [n for n in weights if mask[n].shape != weights[n].shape]
+    if wrong:
+        n = wrong[0]
+        raise CostError(f"{folder}: mask.safetensors has {n} of shape {list(mask[n].shape)}, but {cfg.model.name}'s "
+                        f"{n} is {list(weights[n].shape)}")
     with torch.no_grad():
         for n, w in weights.items():
             w.mul_(mask[n])  # already zero in a finished run; a no-op that makes it certain
@@ -474,12 +479,21 @@ def measure_run(folder: Path, device: torch.device, warmup: int, repeats: int,
 
 # --- for the report: speed-up and size ratio per format ---------------------------------------------
 
+def cost_batches(costs: list[dict]) -> list[int]:
+    """The batch sizes any of these cost.json dicts measured, ascending (a file may have other ones than
+    this version's BATCHES)."""
+    found = {int(b) for c in costs for b in c.get("batches", BATCHES)
+             if isinstance(b, int) or (isinstance(b, str) and b.isdigit())}
+    return sorted(found)
+
+
 def cost_rows(costs: list[dict]) -> list[dict]:
     """One row per run and format of cost.json dicts: latency at each batch, speed-up over the dense
     model on the same device (dense_masked latency / the format's; dense_masked runs the dense
     arithmetic) and size ratio (the format's saved bytes / dense_masked's). Skipped and mismatched
     formats keep a row with their status and reason, without numbers."""
     rows = []
+    batches = cost_batches(costs)
     for c in costs:
         dense = c["formats"].get("dense_masked", {})
         for name, f in c["formats"].items():
@@ -489,7 +503,7 @@ def cost_rows(costs: list[dict]) -> list[dict]:
                    "status": f.get("status"), "reason": f.get("reason"), "max_abs_diff": f.get("max_abs_diff"),
                    "noisy": bool(c.get("noisy"))}  # an older cost.json has no verdict: not flagged
             ok = f.get("status") == "ok" and dense.get("status") == "ok"
-            for b in c.get("batches", BATCHES):
+            for b in batches:  # every row has every batch size of the table: None where this run has none
                 mine, base = f.get("latency_s", {}).get(str(b)), dense.get("latency_s", {}).get(str(b))
                 row[f"latency_ms_b{b}"] = mine * 1e3 if ok and mine else None
                 row[f"speedup_b{b}"] = base / mine if ok and mine and base else None
@@ -504,16 +518,18 @@ def cost_rows(costs: list[dict]) -> list[dict]:
 def format_rows(rows: list[dict]) -> str:
     from tabulate import tabulate
 
+    batches = sorted({int(k[len("latency_ms_b"):]) for r in rows for k in r if k.startswith("latency_ms_b")})
+
     def cell(v, fmt):
         return "-" if v is None else format(v, fmt)
 
     table = [[r["model"], r["method"], r["structure"], cell(r["sparsity"], ".4f"), r["format"],
               (r["status"] if r["status"] != "skipped" else f"skipped: {r['reason']}") + (" (noisy)" if r["noisy"] else ""),
-              *[cell(r[f"latency_ms_b{b}"], ".3f") for b in BATCHES], *[cell(r[f"speedup_b{b}"], ".2f") for b in BATCHES],
+              *[cell(r[f"latency_ms_b{b}"], ".3f") for b in batches], *[cell(r[f"speedup_b{b}"], ".2f") for b in batches],
               cell(r["size_bytes"], ",d"), cell(r["size_ratio"], ".3f"), cell(r["max_abs_diff"], ".2e")]
              for r in rows]
     headers = ["model", "method", "structure", "sparsity", "format", "status",
-               *[f"ms b{b}" for b in BATCHES], *[f"speed-up b{b}" for b in BATCHES], "bytes", "size ratio", "max diff"]
+               *[f"ms b{b}" for b in batches], *[f"speed-up b{b}" for b in batches], "bytes", "size ratio", "max diff"]
     return tabulate(table, headers=headers, tablefmt="github", disable_numparse=True)
 
 

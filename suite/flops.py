@@ -2,8 +2,9 @@
 torch.utils.flop_counter.FlopCounterMode, scaled by the layer's density.
 
 Per example, with F_l the dense forward FLOPs of prunable layer l, d_l its density (alive / size)
-and F_other the forward FLOPs of everything else (layers kept dense; FlopCounterMode counts matrix
-products and convolutions, not BatchNorm or activations):
+and F_other the forward FLOPs of everything else (layers kept dense, and attention's products QK^T and
+AV, which pruning the weight matrices does not shrink; FlopCounterMode counts matrix products,
+convolutions and scaled_dot_product_attention, not BatchNorm, softmax or activations):
 - forward = F_other + sum_l d_l F_l (the inference cost of a mask);
 - one training step = 3 x forward (backward = 2 x forward: the gradients of the activations and
   of the weights, each the cost of a forward);
@@ -20,15 +21,34 @@ from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
-from torch.utils.flop_counter import FlopCounterMode
+from torch.utils.flop_counter import FlopCounterMode, sdpa_backward_flop_count, sdpa_flop_count
 
 from suite.masks import Mask, _weight_name
 
 
+def _sdpa_forward(query, key, value, *args, out_shape=None, **kwargs) -> int:
+    return sdpa_flop_count(query, key, value)
+
+
+def _sdpa_backward(grad_out, query, key, value, *args, out_shape=None, **kwargs) -> int:
+    return sdpa_backward_flop_count(grad_out, query, key, value)
+
+
+# torch counts scaled_dot_product_attention's CUDA kernels but not the CPU one it dispatches to
+# (0 FLOPs): the attention products QK^T and AV, 2 b h s_q s_k (d_qk + d_v), by torch's own formulas
+_CPU_ATTENTION = {torch.ops.aten._scaled_dot_product_flash_attention_for_cpu: _sdpa_forward,
+                  torch.ops.aten._scaled_dot_product_flash_attention_for_cpu_backward: _sdpa_backward}
+
+
+def counter() -> FlopCounterMode:
+    """A FlopCounterMode that also counts scaled_dot_product_attention on the CPU."""
+    return FlopCounterMode(display=False, custom_mapping=_CPU_ATTENTION)
+
+
 def _count(fn) -> int:
-    with FlopCounterMode(display=False) as counter:
+    with counter() as c:
         fn()
-    return int(counter.get_total_flops())
+    return int(c.get_total_flops())
 
 
 @dataclass(frozen=True)

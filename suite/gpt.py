@@ -18,6 +18,10 @@ qkv and output projections, MLP up and down), as the language-model pruning lite
 The embeddings, LayerNorms, biases and the output head stay dense unless `prune.include` names
 the groups "embeddings" (token and position tables) or "head".
 
+The optimizer groups are nanoGPT's, by the trainer's generic rule (suite/trainer.py, AdamW): every
+tensor of two or more dimensions decays (the matrices and embeddings), LayerNorm gains and biases
+do not; this model needs no rule of its own.
+
 SynFlow's all-ones input (`forward(x, embedded=True)`): tokens are integers, so the all-ones
 input is placed at the embedding output, a (1, context, n_embd) tensor of ones fed to the first
 block. In that linearised pass each LayerNorm applies only its affine part (|gain| x + |bias|):

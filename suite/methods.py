@@ -17,6 +17,7 @@ from torch import Tensor, nn
 
 from suite.errors import ConfigError
 from suite.masks import Mask, Scores
+from suite.schedules import Budget, budget as budget_of
 
 if TYPE_CHECKING:  # suite.config builds Config from this registry: import it lazily, never at the top
     from suite.config import Config
@@ -31,8 +32,9 @@ class Context:
     data: Any                             # suite.data.Data: scoring_batches(n), class_balanced(k), ...
     loss_fn: Callable[[Tensor, Tensor], Tensor]
     device: torch.device
-    epochs: int                           # epochs per round
+    epochs: int                           # epochs per round (a partial last one under train.steps included)
     steps_per_epoch: int
+    budget: Budget | None = None          # the round's optimizer steps; budget.epochs its length in epochs
     rank: int = 0
     world_size: int = 1
 
@@ -79,8 +81,11 @@ class PruningMethod:
     # True: the method trains the mask of another finished run (`ablate.source`), not one it finds
     ablates: ClassVar[bool] = False
 
-    def __init__(self, cfg: Config):
+    def __init__(self, cfg: Config, budget: Budget | None = None):
         self.cfg = cfg
+        # the round's steps (the runner passes the data's); without it, the epochs of train.epochs, at
+        # one step per epoch: enough for what is decided before the data exists (rounds, rewinding or not)
+        self.budget = budget if budget is not None else budget_of(cfg.train, 1)
 
     @classmethod
     def base_config(cls, tree: dict) -> dict:
@@ -104,8 +109,9 @@ class PruningMethod:
         """Training cycles: 1 for one-shot and progressive methods, levels + 1 for LTH."""
         return 1
 
-    def rewind_epoch(self) -> int:
-        """Between rounds the runner rewinds the weights to their values after this epoch of round 0."""
+    def rewind_step(self) -> int:
+        """Between rounds the runner rewinds the weights to their values after this many optimizer
+        steps of round 0 (0 = the initialisation), and later rounds train from that step on."""
         return 0
 
     def step_interval(self) -> int:
@@ -114,10 +120,14 @@ class PruningMethod:
         with g % interval == 0."""
         return 0
 
-    def lr_epoch(self, round_index: int, epoch: int) -> tuple[int, int]:
-        """(epoch within the learning-rate schedule, the schedule's length in epochs) for epoch
-        `epoch` (0-based) of a round: by default the one schedule over `train.epochs`."""
-        return epoch, self.cfg.train.epochs
+    def lr_at(self, round_index: int, step: int) -> tuple[int, int]:
+        """(step within the learning-rate schedule, the schedule's length in steps) for optimizer step
+        `step` (0-based) of a round: by default the one schedule over the round's budget."""
+        return step, self.budget.steps
+
+    def check_budget(self) -> None:
+        """Raise ConfigError (one line naming the key) when the method's schedule points do not fit
+        `self.budget`, known once the data is (e.g. a schedule with no update point before its end)."""
 
     def target_at(self, round_index: int, t_epochs: float) -> float:
         """The sparsity this method aims for at time t (in epochs) of a round, for the log."""
@@ -190,8 +200,8 @@ def method_class(name: str) -> type[PruningMethod]:
     return getattr(importlib.import_module(module), cls)
 
 
-def build_method(cfg: Config) -> PruningMethod:
-    return method_class(cfg.method)(cfg)
+def build_method(cfg: Config, budget: Budget | None = None) -> PruningMethod:
+    return method_class(cfg.method)(cfg, budget)
 
 
 def settings_section(cls: type[PruningMethod]) -> str | None:

@@ -4,6 +4,7 @@ Each problem is one ConfigError line (exit 2)."""
 from __future__ import annotations
 
 import functools
+import math
 
 from suite.config import Config, ConfigError, DataConfig, ModelConfig
 
@@ -26,10 +27,10 @@ def known_spec(cfg: DataConfig) -> tuple[tuple[int, ...], int, int] | None:
 
 
 @functools.lru_cache(maxsize=None)  # a sweep asks once per model and data shape
-def prunable_count(model: ModelConfig, input_shape: tuple[int, ...], classes: int, keep_first_dense: bool,
-                   keep_last_dense: bool, include: tuple[str, ...] = ()) -> int:
-    """Prunable weights of the configured model, built once on the CPU (the meta device would import
-    torch's reference ops, ~5 s) with the caller's RNG state left as it was."""
+def prunable_shapes(model: ModelConfig, input_shape: tuple[int, ...], classes: int, keep_first_dense: bool,
+                    keep_last_dense: bool, include: tuple[str, ...] = ()) -> dict[str, tuple[int, ...]]:
+    """The shape of each prunable weight of the configured model, built once on the CPU (the meta
+    device would import torch's reference ops, ~5 s) with the caller's RNG state left as it was."""
     import torch
 
     from suite.data import DataSpec
@@ -37,7 +38,7 @@ def prunable_count(model: ModelConfig, input_shape: tuple[int, ...], classes: in
     from suite.models import build_model
     with torch.random.fork_rng(devices=[]):
         net = build_model(model.name, DataSpec("preflight", input_shape, classes, 1, 1), config=model)
-    return sum(w.numel() for w in prunable_weights(net, keep_first_dense, keep_last_dense, include).values())
+    return {n: tuple(w.shape) for n, w in prunable_weights(net, keep_first_dense, keep_last_dense, include).items()}
 
 
 def check_run(cfg: Config, files: bool = True) -> None:
@@ -52,14 +53,31 @@ def check_run(cfg: Config, files: bool = True) -> None:
     if spec is None:
         return
     shape, classes, n_train = spec
+    val_size = cfg.data.val_size
+    if val_size and n_train < 1:  # the split's fault, not the batch's
+        from suite.datasets import dataset
+        raise ConfigError(f"data.val_size: {val_size} leaves no training examples of {cfg.data.name} (it has "
+                          f"{dataset(cfg.data.name).known(cfg.data)[2]} before the split); set a smaller data.val_size")
     if cfg.train.batch_size > n_train:
+        held = f" after data.val_size={val_size} held out" if val_size else ""
         raise ConfigError(f"train.batch_size: {cfg.train.batch_size} is larger than the training set "
-                          f"({n_train} examples)")
+                          f"({n_train} examples{held})")
     target = cfg.prune.target_sparsity
-    if method_class(cfg.method).prunes and target > 0:
-        n = prunable_count(cfg.model, tuple(shape), classes, cfg.prune.keep_first_dense,
-                           cfg.prune.keep_last_dense, cfg.prune.include)
-        if n and round(target * n) >= n:
-            raise ConfigError(f"prune.target_sparsity: {target:g} prunes all {n} prunable weights of "
-                              f"{cfg.model.name} (round(s * N) = N); a target below {1 - 0.5 / n:.6g} "
-                              f"leaves at least one")
+    method = method_class(cfg.method)
+    if not method.prunes or target == 0:
+        return
+    shapes = prunable_shapes(cfg.model, tuple(shape), classes, cfg.prune.keep_first_dense,
+                             cfg.prune.keep_last_dense, cfg.prune.include)
+    n = sum(math.prod(s) for s in shapes.values())
+    if n and round(target * n) >= n:
+        raise ConfigError(f"prune.target_sparsity: {target:g} prunes all {n} prunable weights of "
+                          f"{cfg.model.name} (round(s * N) = N); a target below {1 - 0.5 / n:.6g} "
+                          f"leaves at least one")
+    from suite.masks import nm_layers
+    if cfg.prune.structure == "nm" and not nm_layers(shapes, cfg.prune.nm[1]):
+        rows = sorted({math.prod(s[1:]) for s in shapes.values()})
+        raise ConfigError(f"prune.nm: {cfg.prune.nm[0]}:{cfg.prune.nm[1]} applies to no prunable layer of "
+                          f"{cfg.model.name}: no row length ({', '.join(map(str, rows))} inputs) is a multiple of "
+                          f"{cfg.prune.nm[1]}, so nothing would be N:M; choose an M that divides one")
+    if method.ablates:
+        method(cfg).check_source_mask(shapes)

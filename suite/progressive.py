@@ -3,6 +3,7 @@ weights (or one per layer, with `prune.distribution` uniform or erk), raised alo
 schedule; masks only ever lose weights."""
 from __future__ import annotations
 
+from suite.errors import ConfigError
 from suite.masks import Mask, already_at, layout, magnitude_scores, mask_at_sparsity
 from suite.methods import Context, PruningMethod
 from suite.schedules import SPARSITY_SCHEDULES
@@ -15,9 +16,22 @@ class Progressive(PruningMethod):
     def step_interval(self) -> int:
         return self.cfg.prune.update_every_steps
 
+    def points(self) -> tuple[float, float]:
+        """(t_start, t_end) in epochs: as configured, or the fractions of the budget in epochs."""
+        p, epochs = self.cfg.prune, self.budget.epochs
+        start = p.t_start if p.t_start_frac is None else p.t_start_frac * epochs
+        return start, (p.t_end if p.t_end_frac is None else p.t_end_frac * epochs)
+
+    def check_budget(self) -> None:
+        start, end = self.points()
+        if self.cfg.prune.update_every_steps == 0 and start < end < self.budget.end_of(1):
+            raise ConfigError(f"prune.t_end: the schedule ends at epoch {end:g}, before the first epoch end, where "
+                              f"the mask is updated (prune.update_every_steps=0): it would prune all at once; "
+                              f"set prune.update_every_steps to a number of optimizer steps, or a longer budget")
+
     def target_at(self, round_index: int, t_epochs: float) -> float:
         p = self.cfg.prune
-        return SPARSITY_SCHEDULES[p.schedule](t_epochs, p.initial_sparsity, p.target_sparsity, p.t_start, p.t_end)
+        return SPARSITY_SCHEDULES[p.schedule](t_epochs, p.initial_sparsity, p.target_sparsity, *self.points())
 
     def _prune_to(self, t_epochs: float, ctx: Context, mask: Mask) -> Mask | None:
         target = self.target_at(0, t_epochs)
@@ -33,4 +47,4 @@ class Progressive(PruningMethod):
         return self._prune_to(t_epochs, ctx, mask)
 
     def end_epoch(self, round_index: int, epoch: int, ctx: Context, mask: Mask) -> Mask | None:
-        return self._prune_to(float(epoch), ctx, mask)
+        return self._prune_to(float(self.budget.end_of(epoch)), ctx, mask)

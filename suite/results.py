@@ -328,9 +328,9 @@ def check_exact_count(data: dict) -> None:
         raise InvalidResult(f"achieved_sparsity {achieved!r} does not match its counts ({zeros} of {total} pruned)")
 
 
-def check_safetensors_header(path: Path) -> None:
-    """A safetensors file whose header is readable JSON of the length its first 8 bytes give (the
-    tensors are not read); InvalidResult naming the file otherwise, never a MemoryError."""
+def check_safetensors_header(path: Path) -> dict:
+    """The header of a safetensors file whose header is readable JSON of the length its first 8 bytes
+    give (the tensors are not read); InvalidResult naming the file otherwise, never a MemoryError."""
     path = Path(path)
     try:
         size = path.stat().st_size
@@ -348,6 +348,48 @@ def check_safetensors_header(path: Path) -> None:
         raise InvalidResult(f"{path.name} is damaged (its header is not JSON)") from None
     if not isinstance(header, dict):
         raise InvalidResult(f"{path.name} is damaged (its header is not a JSON object)")
+    return header
+
+
+def tensor_shapes(path: Path) -> dict[str, tuple[int, ...]]:
+    """Each tensor's shape in a safetensors file, from its header (`check_safetensors_header`)."""
+    header = check_safetensors_header(path)
+    try:
+        return {n: tuple(int(d) for d in info["shape"]) for n, info in header.items() if n != "__metadata__"}
+    except (KeyError, TypeError, ValueError):
+        raise InvalidResult(f"{Path(path).name} is damaged (a tensor without a shape)") from None
+
+
+_MASK_COUNTS: dict[tuple, tuple[int, int]] = {}  # (path, mtime, size) -> counts: the report asks once per file
+
+
+def mask_counts(path: Path) -> tuple[int, int]:
+    """(live entries, all entries) of a mask.safetensors, read without torch; InvalidResult when it
+    does not load."""
+    path = Path(path)
+    try:
+        st = path.stat()
+        key = (str(path.resolve()), st.st_mtime_ns, st.st_size)
+        if key not in _MASK_COUNTS:
+            import numpy as np
+            from safetensors.numpy import load_file
+            tensors = load_file(str(path)).values()
+            _MASK_COUNTS[key] = (sum(int(np.count_nonzero(t)) for t in tensors), sum(int(t.size) for t in tensors))
+    except Exception as e:  # safetensors raises its own error types for a damaged file
+        raise InvalidResult(f"{path.name} is unreadable ({type(e).__name__})") from None
+    return _MASK_COUNTS[key]
+
+
+def check_mask_counts(path: Path, data: dict) -> None:
+    """The mask beside a result holds the counts the result states (prunable_remaining live of
+    prunable_total): a result whose mask was replaced is not that result."""
+    total, remaining = data.get("prunable_total"), data.get("prunable_remaining")
+    if not (isinstance(total, int) and isinstance(remaining, int)):
+        return  # an older result without counts: nothing to compare
+    alive, entries = mask_counts(path)
+    if (alive, entries) != (remaining, total):
+        raise InvalidResult(f"{path.name} holds {alive} live of {entries} weights, not the result's {remaining} of "
+                            f"{total} (a replaced mask?)")
 
 
 def _run_folder_of(result_path: Path) -> tuple[Path, bool]:
@@ -370,6 +412,7 @@ def check_result_folder(path: Path, data: dict) -> None:
     if missing:
         raise InvalidResult(f"no {', '.join(missing)} beside it")
     check_safetensors_header(path.parent / "mask.safetensors")
+    check_mask_counts(path.parent / "mask.safetensors", data)
     seed_dir = _SEED_DIR.fullmatch(run.name)
     if seed_dir is None:
         return  # not a folder named by suite.config.run_dir: nothing to match

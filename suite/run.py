@@ -165,11 +165,15 @@ def _run(args: argparse.Namespace, cfg: C.Config, accelerator) -> int:
         return EXIT_CTRL_C if e.signum == signal.SIGINT else EXIT_INTERRUPTED
     if accelerator.is_main_process:
         if outcome.status == "skipped":
-            print(f"already finished (use --force to run again): {outcome.run_dir}", file=sys.stderr)
+            print(f"already finished (use --force to run again): {outcome.run_dir}", file=sys.stderr)  # launch/sweep.py reads these words
         else:
             r = outcome.result
+            from suite.datasets import dataset  # the dataset's own primary metric: accuracy, or loss for text
+
+            score = (f"test loss {r['final_test_loss']:.4f}" if dataset(r["dataset"]).lower_is_better
+                     else f"test accuracy {r['final_test_accuracy']:.2f}%")
             print(f"done: {r['method']} {r['model']}/{r['dataset']} seed {r['seed']}: "
-                  f"test accuracy {r['final_test_accuracy']:.2f}% at sparsity {r['achieved_sparsity']:.4f} "
+                  f"{score} at sparsity {r['achieved_sparsity']:.4f} "
                   f"(target {r['target_sparsity']:.4f}) -> {outcome.run_dir}/result.json", file=sys.stderr)
         print(outcome.run_dir)
     return 0

@@ -25,6 +25,18 @@ def _array(values: Sequence[float]) -> np.ndarray:
     return x
 
 
+ROUNDING = 1e-9  # relative: a spread below this fraction of the values' size is float rounding, not data
+
+
+def no_spread(values: np.ndarray, *operands: np.ndarray) -> bool:
+    """Whether `values` have no spread in their own resolution: a standard deviation of at most
+    ROUNDING times the size of the numbers they were computed from (`operands`, else the values).
+    Accuracies in percent are multiples of 100 / n_test, at least 1e-7 apart for any test set up to a
+    billion examples; differences that are equal up to float rounding differ by 1e-14 of that."""
+    scale = max([1.0] + [float(np.max(np.abs(o))) for o in (operands or (values,)) if o.size])
+    return values.size < 2 or float(values.std(ddof=1)) <= ROUNDING * scale
+
+
 def _quiet(fn, *args, **kwargs):
     """Call a scipy test with its precision warnings silenced (tiny samples trigger them)."""
     with warnings.catch_warnings():
@@ -91,7 +103,7 @@ def one_sample(values: Sequence[float], popmean: float, confidence: float = 0.95
     if x.size < 2:
         return _UNTESTABLE
     diff = float(x.mean()) - popmean
-    if float(x.std(ddof=1)) == 0:  # no spread: t is +-inf, a p-value would be meaningless
+    if no_spread(x):  # no spread: t is +-inf (or rounding noise), a p-value would be meaningless
         return TTest(diff, NAN, NAN, NAN, float(x.size - 1), NAN)
     res = _quiet(stats.ttest_1samp, x, popmean)
     ci = res.confidence_interval(confidence)
@@ -107,7 +119,7 @@ def welch(a: Sequence[float], b: Sequence[float], confidence: float = 0.95) -> T
     if x.size < 2 or y.size < 2:
         return _UNTESTABLE
     diff = float(x.mean() - y.mean())
-    if x.std(ddof=1) == 0 and y.std(ddof=1) == 0:  # scipy would report p = 0 from t = inf
+    if no_spread(x) and no_spread(y):  # scipy would report p = 0 from t = inf (or from rounding noise)
         return TTest(diff, NAN, NAN, NAN, NAN, NAN)
     res = _quiet(stats.ttest_ind, x, y, equal_var=False)
     ci = res.confidence_interval(confidence)
@@ -122,7 +134,7 @@ def paired(a: Sequence[float], b: Sequence[float], confidence: float = 0.95) -> 
     if x.size < 2:
         return _UNTESTABLE
     d = x - y
-    if d.std(ddof=1) == 0:
+    if no_spread(d, x, y):  # differences equal up to float rounding: t would be rounding noise
         return TTest(float(d.mean()), NAN, NAN, NAN, float(d.size - 1), NAN)
     res = _quiet(stats.ttest_rel, x, y)
     ci = res.confidence_interval(confidence)
@@ -138,8 +150,8 @@ def wilcoxon(a: Sequence[float], b: Sequence[float]) -> float:
         raise ValueError(f"wilcoxon: {x.size} values against {y.size}")
     if x.size < 2:
         return NAN
-    if np.all(x == y):
-        return 1.0
+    if np.all(np.abs(x - y) <= ROUNDING * max(1.0, float(np.max(np.abs(x))), float(np.max(np.abs(y))))):
+        return 1.0  # no difference at all, up to float rounding
     return float(_quiet(stats.wilcoxon, x, y).pvalue)
 
 
@@ -160,7 +172,7 @@ def hedges_g(a: Sequence[float], b: Sequence[float]) -> float:
         return NAN
     df = x.size + y.size - 2
     pooled = math.sqrt(((x.size - 1) * x.var(ddof=1) + (y.size - 1) * y.var(ddof=1)) / df)
-    if pooled == 0:
+    if no_spread(x) and no_spread(y):
         return NAN
     d = float(x.mean() - y.mean()) / pooled
     j = math.exp(special.gammaln(df / 2) - 0.5 * math.log(df / 2) - special.gammaln((df - 1) / 2))
@@ -304,9 +316,12 @@ def min_detectable_shift(se: float, df: float, alpha: float = 0.05, power: float
 
 def paired_se(a: Sequence[float], b: Sequence[float]) -> tuple[float, float]:
     """(standard error, df) of the mean paired difference a[i] - b[i]."""
-    d = _array(a) - _array(b)
+    x, y = _array(a), _array(b)
+    d = x - y
     if d.size < 2:
         return NAN, NAN
+    if no_spread(d, x, y):
+        return 0.0, float(d.size - 1)
     return float(d.std(ddof=1)) / math.sqrt(d.size), float(d.size - 1)
 
 
@@ -316,7 +331,7 @@ def welch_se(a: Sequence[float], b: Sequence[float]) -> tuple[float, float]:
     if x.size < 2 or y.size < 2:
         return NAN, NAN
     va, vb = x.var(ddof=1) / x.size, y.var(ddof=1) / y.size
-    if va + vb == 0:
+    if no_spread(x) and no_spread(y):
         return 0.0, NAN
     return float(math.sqrt(va + vb)), float((va + vb) ** 2 / (va ** 2 / (x.size - 1) + vb ** 2 / (y.size - 1)))
 
@@ -365,12 +380,13 @@ def paired_tost(a: Sequence[float], b: Sequence[float], margin: float, alpha: fl
     (1 - 2 alpha) paired t interval of the mean difference lies inside (-margin, +margin)."""
     if margin <= 0:
         raise ValueError(f"paired_tost: margin must be positive, got {margin}")
-    d = _array(a) - _array(b)
+    x, y = _array(a), _array(b)
+    d = x - y
     if d.size < 2:
         return Tost(NAN if d.size == 0 else float(d.mean()), NAN, NAN, NAN, NAN, NAN, False)
     diff = float(d.mean())
     se = float(d.std(ddof=1)) / math.sqrt(d.size)
-    if se == 0:
+    if no_spread(d, x, y):  # differences equal up to float rounding: no interval to speak of
         return Tost(diff, NAN, NAN, NAN, NAN, NAN, False)
     df = d.size - 1
     p_lower = float(stats.t.sf((diff + margin) / se, df))   # H0: diff <= -margin

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import itertools
 import json
 import math
 import os
@@ -26,9 +27,10 @@ from suite import tracking as T
 from suite.datasets import build_data
 from suite.methods import Context, build_method
 from suite.models import build_model, resolve_init
-from suite.results import (BadCheckpoint, RunFolder, cpu_name, RunLock, RunLocked, code_version, load_resumable,
-                           save_checkpoint, save_predictions, save_tensors, write_json, write_jsonl)
-from suite.schedules import lr_factor
+from suite.results import (BadCheckpoint, InvalidResult, RunFolder, cpu_name, RunLock, RunLocked, check_exact_count,
+                           code_version, load_resumable, save_checkpoint, save_predictions, save_tensors, write_json,
+                           write_jsonl)
+from suite.schedules import budget as budget_of, learning_rate
 from suite.threads import choose_threads, threads_line
 
 SUITE_VERSION = "0.1.0"
@@ -82,10 +84,17 @@ def _log(accelerator, text: str) -> None:
 
 
 def build_optimizer(cfg: C.TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
+    """SGD, Adam, or AdamW with decoupled weight decay on the tensors of two or more dimensions only
+    (matrices, convolutions and embeddings decay; biases and norm gains do not), as nanoGPT groups them."""
     if cfg.optimizer == "sgd":
         return torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum,
                                nesterov=cfg.nesterov, weight_decay=cfg.weight_decay)
-    return torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    if cfg.optimizer == "adam":
+        return torch.optim.Adam(model.parameters(), lr=cfg.lr, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay)
+    params = [p for p in model.parameters() if p.requires_grad]
+    groups = [{"params": [p for p in params if p.dim() >= 2], "weight_decay": cfg.weight_decay},
+              {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0}]
+    return torch.optim.AdamW([g for g in groups if g["params"]], lr=cfg.lr, betas=tuple(cfg.betas))
 
 
 def _reduce_sum(values: Tensor) -> Tensor:
@@ -157,13 +166,18 @@ class Runner:
         self.cfg, self.dir, self.acc = cfg, Path(run_dir), accelerator
         self.device = accelerator.device
         self.loss_fn = F.cross_entropy
-        self.method = build_method(cfg)
         self.data = build_data(cfg.data, batch_size=cfg.train.batch_size, seed=cfg.seed,
                                rank=accelerator.process_index, world_size=accelerator.num_processes,
                                device=self.device)
         if self.data.steps_per_epoch < 1:
             raise C.ConfigError(f"train.batch_size: {cfg.train.batch_size} is larger than the training set "
                                 f"({self.data.spec.n_train} examples)")
+        self.budget = budget_of(cfg.train, self.data.steps_per_epoch)  # one round's optimizer steps
+        if cfg.train.lr_schedule == "warmup_cosine" and cfg.train.warmup_steps >= self.budget.steps:
+            raise C.ConfigError(f"train.warmup_steps: {cfg.train.warmup_steps} leaves no step of the "
+                                f"{self.budget.steps}-step round to the cosine; set it below {self.budget.steps}")
+        self.method = build_method(cfg, self.budget)
+        self.method.check_budget()
         if self.device.type == "cuda":
             torch.backends.cudnn.benchmark = True  # fixed input shapes: pick the fastest conv kernels once
         torch.manual_seed(self.method.init_seed())  # the init is seeded, and the same on every rank
@@ -188,9 +202,12 @@ class Runner:
         if cfg.train.compile:
             self.train_model = torch.compile(self.train_model)
         self.ctx = Context(cfg=cfg, model=self.model, weights=self.weights, data=self.data,
-                           loss_fn=self.loss_fn, device=self.device, epochs=cfg.train.epochs,
-                           steps_per_epoch=self.data.steps_per_epoch, rank=accelerator.process_index,
-                           world_size=accelerator.num_processes)
+                           loss_fn=self.loss_fn, device=self.device, epochs=self.budget.epochs_started,
+                           steps_per_epoch=self.data.steps_per_epoch, budget=self.budget,
+                           rank=accelerator.process_index, world_size=accelerator.num_processes)
+        self.params = [p for p in self.model.parameters() if p.requires_grad]  # what clipping sees
+        self.rewind_weights: dict | None = None  # round 0's weights at the rewinding step (chains only)
+        self.predictions: Tensor | None = None  # the last round's per-example test predictions
         self.optimizer = None
         self.threshold = float("nan")
         self.collapsed: list[str] = []  # layers already reported as pruned to zero weights
@@ -228,7 +245,7 @@ class Runner:
         """Run a method hook outside the training steps, adding the FLOPs of any passes it makes
         (SNIP's, GraSP's and SynFlow's scoring) to the run's cost, summed over ranks (what was spent:
         a data-free score computed on every rank costs once per rank)."""
-        with FL.FlopCounterMode(display=False) as counter:
+        with FL.counter() as counter:
             mask = hook(*args)
         spent = _reduce_sum(torch.tensor([float(counter.get_total_flops())], dtype=torch.float64,
                                          device=self.device)).item()
@@ -252,7 +269,7 @@ class Runner:
 
     def _resumes_at(self, state: dict) -> None:
         """Where the same command would go on from: the epoch after the last one checkpointed."""
-        self.at = (state["round"], min(state["epoch"] + 1, self.cfg.train.epochs), self.method.rounds())
+        self.at = (state["round"], min(state["epoch"] + 1, self.budget.epochs_started), self.method.rounds())
 
     def _checkpoint(self, state: dict) -> None:
         self._resumes_at(state)
@@ -304,36 +321,82 @@ class Runner:
 
     # --- the loop ------------------------------------------------------------------------------
 
-    def train_epoch(self, round_index: int, epoch: int) -> dict:
-        """One pass over this rank's shard of the training set; returns the epoch's train metrics."""
-        cfg, model, opt, masked = self.cfg, self.train_model, self.optimizer, self.masked
-        at, length = self.method.lr_epoch(round_index, epoch)
-        lr = cfg.train.lr * lr_factor(at, length, cfg.train.lr_schedule, cfg.train.milestones, cfg.train.gamma)
-        for group in opt.param_groups:
-            group["lr"] = lr
-        method, interval, steps = self.method, self.method.step_interval(), self.data.steps_per_epoch
-        first = epoch * steps  # hook steps are counted over the round: global step first + step
-        if self.acc.scaler is None:
-            # Accelerate's wrappers only add loss scaling here, and cost ~0.4 ms of Python per step
-            # (its optimizer step probes importlib for optional packages on every call)
-            backward, optimizer_step, zero_grad = Tensor.backward, opt.optimizer.step, opt.optimizer.zero_grad
-        else:
-            backward, optimizer_step, zero_grad = self.acc.backward, opt.step, opt.zero_grad
-        sums = torch.zeros(3, dtype=torch.float64, device=self.device)  # loss sum, correct, count
-        # FLOPs per example: summed at mask changes only (steps since the last change x their cost)
-        flops, accounted = 0.0, 0
-        model.train()
+    def train_epoch(self, round_index: int, epoch: int, first: int = 0) -> dict:
+        """Train this rank's shard of epoch `epoch` (0-based): the round's optimizer steps that fall in
+        it, from step `first` on (a later LTH round starts at its rewinding step); its train metrics."""
+        steps = self.budget.epoch_steps(epoch, first)
+        sums = torch.zeros(4, dtype=torch.float64, device=self.device)  # loss sum, correct, count, grad norms
+        self.train_model.train()
         start = time.perf_counter()
-        for step, (x, y) in enumerate(self.data.train_batches(epoch), start=1):
+        batches = itertools.islice(self.data.train_batches(epoch), steps.start - epoch * self.budget.steps_per_epoch,
+                                   None)  # a round that starts inside an epoch skips that epoch's first batches
+        flops, lr = 0.0, float("nan")
+        for part in self._parts(round_index, steps):
+            part_flops, lr = self._train_steps(round_index, epoch, part, batches, sums)
+            flops += part_flops
+            if part.stop == self._rewind_kept_at(round_index):
+                self._broadcast_buffers()
+                self.rewind_weights = copy.deepcopy(self.model.state_dict())  # late rewinding point
+        self.train_flops += flops * self.data.local_batch_size * self.acc.num_processes  # the global batch
+        loss_sum, correct, count, norms = _reduce_sum(sums).tolist()
+        self._broadcast_buffers()
+        seconds = time.perf_counter() - start
+        train_loss = loss_sum / count
+        if not math.isfinite(train_loss):
+            raise RunFailed(f"training loss became {train_loss} in round {round_index} epoch {epoch + 1} "
+                            f"(lr {lr:g}): the run diverged")
+        metrics = {"train_loss": train_loss, "train_accuracy": 100.0 * correct / count, "lr": lr,
+                   "steps": len(steps), "epoch_time_s": seconds, "images_per_s": count / seconds}
+        if self.cfg.train.grad_clip:  # the mean over the epoch's steps of the norm before clipping
+            metrics["grad_norm"] = norms / self.acc.num_processes / len(steps)
+        return metrics
+
+    def _rewind_kept_at(self, round_index: int) -> int | None:
+        """The step of round 0 after which the weights are kept for rewinding (None: not this round,
+        or the initialisation, kept when the round starts)."""
+        k = self.method.rewind_step()
+        return k if round_index == 0 and k > 0 and self.method.rounds() > 1 else None
+
+    def _parts(self, round_index: int, steps: range) -> list[range]:
+        """`steps` cut at the rewinding step, where the weights are kept mid-epoch."""
+        k = self._rewind_kept_at(round_index)
+        return [range(steps.start, k), range(k, steps.stop)] if k is not None and steps.start < k < steps.stop \
+            else [steps]
+
+    def _step_functions(self):
+        """backward, optimizer step and zero_grad: Accelerate's only when they add loss scaling (fp16),
+        since they cost ~0.4 ms of Python per step (its optimizer step probes importlib every call)."""
+        opt = self.optimizer
+        if self.acc.scaler is None:
+            return Tensor.backward, opt.optimizer.step, opt.optimizer.zero_grad
+        return self.acc.backward, opt.step, opt.zero_grad
+
+    def _train_steps(self, round_index: int, epoch: int, steps: range, batches, sums: Tensor) -> tuple[float, float]:
+        """Run the round's optimizer steps `steps` (0-based) of epoch `epoch` on the next `batches`,
+        adding to `sums`; (their FLOPs per example, the last step's learning rate)."""
+        cfg, model, opt, masked, method = self.cfg, self.train_model, self.optimizer, self.masked, self.method
+        interval, spe, clip = method.step_interval(), self.budget.steps_per_epoch, cfg.train.grad_clip
+        # the learning rates, worked out before the steps: no Python maths between them
+        lrs = [learning_rate(cfg.train, *method.lr_at(round_index, g), spe) for g in steps]
+        backward, optimizer_step, zero_grad = self._step_functions()
+        # FLOPs per example: summed at mask changes only (steps since the last change x their cost)
+        flops, accounted, lr = 0.0, steps.start, None
+        for g, step_lr, (x, y) in zip(steps, lrs, batches):
+            if step_lr != lr:
+                lr = step_lr
+                for group in opt.param_groups:
+                    group["lr"] = lr
             masked.apply_to_weights()
             out = model(x)
             loss = self.loss_fn(out, y)
             backward(loss)
-            hook = interval and (first + step) % interval == 0
+            hook = interval and (g + 1) % interval == 0  # hook steps are counted over the round
             if hook:  # the dense gradients, averaged over ranks, before they are masked
-                t = epoch + step / steps
+                t = epoch + (g + 1 - epoch * spe) / spe
                 grown = method.after_backward(round_index, t, self.ctx, masked.mask, self._grads())
             masked.apply_to_grads()
+            if clip:  # after the mask: pruned weights have zero gradient and add nothing to the norm
+                sums[3] += self.acc.clip_grad_norm_(self.params, clip).detach()
             optimizer_step()
             zero_grad(set_to_none=True)
             masked.apply_to_weights()  # momentum and weight decay would otherwise revive pruned weights
@@ -347,23 +410,44 @@ class Runner:
                 changed = self._install(grown)  # after the step it was computed in, under the old mask
                 changed |= self._install(method.after_step(round_index, t, self.ctx, masked.mask))
                 if changed:
-                    flops, accounted = flops + cost * (step - accounted), step
-        flops += self.step_flops * (steps - accounted)
-        self.train_flops += flops * self.data.local_batch_size * self.acc.num_processes  # the global batch
-        loss_sum, correct, count = _reduce_sum(sums).tolist()
-        self._broadcast_buffers()
-        seconds = time.perf_counter() - start
-        train_loss = loss_sum / count
-        if not math.isfinite(train_loss):
-            raise RunFailed(f"training loss became {train_loss} in round {round_index} epoch {epoch + 1} "
-                            f"(lr {lr:g}): the run diverged")
-        return {"train_loss": train_loss, "train_accuracy": 100.0 * correct / count, "lr": lr,
-                "epoch_time_s": seconds, "images_per_s": count / seconds}
+                    flops, accounted = flops + cost * (g + 1 - accounted), g + 1
+        return flops + self.step_flops * (steps.stop - accounted), lr
 
     def run(self, progress: bool = True) -> dict:
-        cfg, acc, method = self.cfg, self.acc, self.method
-        epochs, rounds, k = cfg.train.epochs, method.rounds(), method.rewind_epoch()
+        """Train every round of the experiment from its checkpoint (or the start); the final result."""
         started = time.time()
+        state, records = self._resume()
+        rounds = self.method.rounds()
+        for r in range(state["round"], rounds):
+            if not state["round_started"]:
+                self._start_round(r, state)
+            bar = self.bar = _progress(self.acc, progress, self._first_step(r) // self.budget.steps_per_epoch,
+                            self.budget.epochs_started, state["epoch"], f"round {r}" if rounds > 1 else "")
+            for epoch in range(state["epoch"], self.budget.epochs_started):
+                record = self._run_epoch(r, epoch, state, records)
+                state["wall_time_s"] += time.time() - started
+                started = time.time()
+                self._checkpoint(state)
+                if self.acc.is_main_process:
+                    write_jsonl(self.dir / "metrics.jsonl", records)
+                T.log_epoch(self.acc, record, len(records))
+                _advance(bar, record)
+            if bar is not None:
+                bar.close()
+            result = self._end_round(r, records, state)
+        result["wall_time_s"] = state["wall_time_s"] + time.time() - started
+        result["core_hours"] = result["wall_time_s"] * result["threads"] * result["world_size"] / 3600
+        self._write_final(records, result)
+        return result
+
+    def _first_step(self, round_index: int) -> int:
+        """The round's first optimizer step: 0, or the rewinding step for the rounds after the first."""
+        return 0 if round_index == 0 else self.method.rewind_step()
+
+    def _resume(self) -> tuple[dict, list[dict]]:
+        """A fresh optimizer and the loop's state: the checkpoint's if there is one (its model, optimizer,
+        mask and random state loaded), else the start's; and the epoch records so far."""
+        acc, cfg = self.acc, self.cfg
         state = {"round": 0, "epoch": 0, "round_started": False, "records": "[]",
                  "rewind": {}, "epochs_trained": 0, "wall_time_s": 0.0}
         self._new_optimizer()
@@ -392,78 +476,88 @@ class Runner:
             write_jsonl(self.dir / "metrics.jsonl", records)  # may have come between their writes
         self.train_flops = records[-1].get("train_flops", 0.0) if records else 0.0  # cumulative per epoch
         self.scoring_flops = records[-1].get("scoring_flops", 0.0) if records else 0.0
-        total = M.count_total(self.masked.mask)
+        self.rewind_weights = state["rewind"] or None
+        return state, records
 
-        for r in range(state["round"], rounds):
-            first = 0 if r == 0 else k
-            if not state["round_started"]:
-                if r > 0:
-                    self.model.load_state_dict(state["rewind"])
-                    self.masked.apply_to_weights()  # the survivors at their rewound values, the rest zero
-                    self._new_optimizer()  # a fresh optimizer: no momentum carried across rounds
-                elif k == 0 and rounds > 1:
-                    state["rewind"] = copy.deepcopy(self.model.state_dict())
-                self._install(self._scored(method.start_round, r, self.ctx, self.masked.mask))
-                state.update(round=r, epoch=first, round_started=True)
-            bar = self.bar = _progress(acc, progress, first, epochs, state["epoch"], f"round {r}" if rounds > 1 else "")
-            for epoch in range(state["epoch"], epochs):
-                metrics = self.train_epoch(r, epoch)
-                if r == 0 and rounds > 1 and k > 0 and epoch + 1 == k:
-                    state["rewind"] = copy.deepcopy(self.model.state_dict())  # late rewinding point
-                self._install(self._scored(method.end_epoch, r, epoch + 1, self.ctx, self.masked.mask))
-                evaluated = (epoch + 1) % cfg.train.eval_every == 0 or epoch + 1 == epochs
-                test_loss, test_acc = (evaluate(self.model, self.data, self.loss_fn, acc) if evaluated
-                                       else (None, None))
-                val_loss, val_acc = (evaluate(self.model, self.data, self.loss_fn, acc, "val")
-                                     if evaluated and self.data.spec.n_val else (None, None))
-                alive = M.count_alive(self.masked.mask)
-                record = {"round": r, "epoch": epoch + 1, **metrics, "test_loss": test_loss,
-                          "test_accuracy": test_acc, "val_loss": val_loss, "val_accuracy": val_acc,
-                          "train_flops": self.train_flops, "scoring_flops": self.scoring_flops, "target_sparsity": method.target_at(r, float(epoch + 1)),
-                          "sparsity": (total - alive) / total, "prunable_remaining": alive,
-                          "threshold": self.threshold, "layer_sparsity": M.layer_sparsity(self.masked.mask)}
-                records.append(record)
-                state.update(epoch=epoch + 1, epochs_trained=state["epochs_trained"] + 1,
-                             records=json.dumps(records),
-                             wall_time_s=state["wall_time_s"] + time.time() - started)
-                started = time.time()
-                self._checkpoint(state)
-                if acc.is_main_process:
-                    write_jsonl(self.dir / "metrics.jsonl", records)
-                T.log_epoch(acc, record, len(records))
-                if bar is not None:
-                    bar.update(1)
-                    bar.set_postfix(loss=f"{metrics['train_loss']:.3f}", acc=_fmt(test_acc),
-                                    sparsity=f"{record['sparsity']:.4f}")
-            if bar is not None:
-                bar.close()
-            round_records = [rec for rec in records if rec["round"] == r]
-            result = self._result(r, round_records, state)
-            predictions = test_predictions(self.model, self.data, acc)  # every rank: one collective sum
-            if predictions is None:
-                result["predictions_file"] = None
-            if rounds > 1 and acc.is_main_process:
-                if predictions is not None:
-                    save_predictions(self.dir / f"round_{r}" / PREDICTIONS_FILE, predictions.numpy())
-                write_json(self.dir / f"round_{r}" / "result.json", result)
-                write_jsonl(self.dir / f"round_{r}" / "metrics.jsonl", round_records)
-                save_tensors(self.dir / f"round_{r}" / "mask.safetensors", self.masked.mask)
-            if r + 1 < rounds:
-                self._install(self._scored(method.end_round, r, self.ctx, self.masked.mask))
-                state.update(round=r + 1, epoch=k, round_started=False)
-                self._checkpoint(state)
-        result["wall_time_s"] = state["wall_time_s"] + time.time() - started
-        result["core_hours"] = result["wall_time_s"] * result["threads"] * result["world_size"] / 3600
-        if acc.is_main_process:
+    def _start_round(self, r: int, state: dict) -> None:
+        """Round r > 0 starts from the rewinding weights (the survivors at their values, the others 0)
+        with a fresh optimizer (no momentum carried across rounds); round 0 of a chain that rewinds to
+        the initialisation keeps it. Then the method's start_round (pruning at init scores here)."""
+        if r > 0:
+            self.model.load_state_dict(state["rewind"])
+            self.masked.apply_to_weights()
+            self._new_optimizer()
+        elif self._first_step(1) == 0 and self.method.rounds() > 1:
+            self.rewind_weights = copy.deepcopy(self.model.state_dict())
+            state["rewind"] = self.rewind_weights
+        self._install(self._scored(self.method.start_round, r, self.ctx, self.masked.mask))
+        state.update(round=r, epoch=self._first_step(r) // self.budget.steps_per_epoch, round_started=True)
+
+    def _run_epoch(self, r: int, epoch: int, state: dict, records: list[dict]) -> dict:
+        """Train one epoch, then the method's end_epoch, the evaluation and the epoch's record (appended
+        to `records` and the state, which the caller checkpoints)."""
+        cfg, acc, method, budget = self.cfg, self.acc, self.method, self.budget
+        metrics = self.train_epoch(r, epoch, self._first_step(r))
+        if self.rewind_weights is not None:
+            state["rewind"] = self.rewind_weights
+        self._install(self._scored(method.end_epoch, r, epoch + 1, self.ctx, self.masked.mask))
+        last = epoch + 1 == budget.epochs_started
+        evaluated = (epoch + 1) % cfg.train.eval_every == 0 or last
+        test_loss, test_acc = evaluate(self.model, self.data, self.loss_fn, acc) if evaluated else (None, None)
+        val_loss, val_acc = (evaluate(self.model, self.data, self.loss_fn, acc, "val")
+                             if evaluated and self.data.spec.n_val else (None, None))
+        total, alive = M.count_total(self.masked.mask), M.count_alive(self.masked.mask)
+        record = {"round": r, "epoch": epoch + 1, **metrics, "test_loss": test_loss,
+                  "test_accuracy": test_acc, "val_loss": val_loss, "val_accuracy": val_acc,
+                  "train_flops": self.train_flops, "scoring_flops": self.scoring_flops,
+                  "target_sparsity": method.target_at(r, float(budget.end_of(epoch + 1))),
+                  "sparsity": (total - alive) / total, "prunable_remaining": alive,
+                  "threshold": self.threshold, "layer_sparsity": M.layer_sparsity(self.masked.mask)}
+        records.append(record)
+        spe = budget.steps_per_epoch
+        state.update(epoch=epoch + 1, records=json.dumps(records), epochs_trained=state["epochs_trained"] +
+                     (1 if metrics["steps"] == spe else metrics["steps"] / spe))
+        return record
+
+    def _end_round(self, r: int, records: list[dict], state: dict) -> dict:
+        """The round's result (written to round_<r>/ in a chain); between rounds the method's end_round
+        mask and a checkpoint at the next round's start."""
+        rounds, acc = self.method.rounds(), self.acc
+        round_records = [rec for rec in records if rec["round"] == r]
+        result = self._result(r, round_records, state)
+        try:  # never a result the suite would not count: "done" with exit 0, then rerun forever
+            check_exact_count(result)
+        except InvalidResult as e:
+            raise RunFailed(f"round {r}'s result is not valid: {e}") from None
+        self.predictions = test_predictions(self.model, self.data, acc)  # every rank: one collective sum
+        if self.predictions is None:
+            result["predictions_file"] = None
+        if rounds > 1 and acc.is_main_process:
+            if self.predictions is not None:
+                save_predictions(self.dir / f"round_{r}" / PREDICTIONS_FILE, self.predictions.numpy())
+            write_json(self.dir / f"round_{r}" / "result.json", result)
+            write_jsonl(self.dir / f"round_{r}" / "metrics.jsonl", round_records)
+            save_tensors(self.dir / f"round_{r}" / "mask.safetensors", self.masked.mask)
+        if r + 1 < rounds:
+            self._install(self._scored(self.method.end_round, r, self.ctx, self.masked.mask))
+            state.update(round=r + 1, epoch=self._first_step(r + 1) // self.budget.steps_per_epoch,
+                         round_started=False)
+            self._checkpoint(state)
+        return result
+
+    def _write_final(self, records: list[dict], result: dict) -> None:
+        """The finished run's files, result.json last (the commit point), and no checkpoint."""
+        if self.acc.is_main_process:
             self._still_ours()
             save_tensors(self.dir / "mask.safetensors", self.masked.mask)
             save_tensors(self.dir / "model.safetensors", self.model.state_dict())
-            if predictions is not None:
-                save_predictions(self.dir / PREDICTIONS_FILE, predictions.numpy())
+            if self.predictions is not None:
+                save_predictions(self.dir / PREDICTIONS_FILE, self.predictions.numpy())
+            if self.method.rounds() > 1 and self.rewind_weights is not None:
+                save_tensors(self.dir / "rewind.safetensors", self.rewind_weights)  # for ablations of the chain
             write_jsonl(self.dir / "metrics.jsonl", records)
             write_json(self.dir / "result.json", result)  # the commit point: the run is finished
             RunFolder(self.dir).remove_checkpoints()
-        return result
 
     def _result(self, r: int, records: list[dict], state: dict) -> dict:
         cfg, mask = self.cfg, self.masked.mask
@@ -475,8 +569,7 @@ class Runner:
         chosen = max(validated, key=lambda rec: rec["val_accuracy"]) if validated else None  # first best
         layers = M.layer_sparsity(mask)
         collapsed = [name for name, s in layers.items() if s == 1.0]
-        cycle_examples = cfg.train.epochs * self.data.steps_per_epoch * self.data.local_batch_size \
-            * self.acc.num_processes
+        cycle_examples = self.budget.steps * self.data.local_batch_size * self.acc.num_processes
         dense_cycle = 3.0 * self.flops.total * cycle_examples  # one dense training cycle of these settings
         inference = self.flops.forward(FL.densities(mask))  # one example's forward under the final mask
         threads = torch.get_num_threads()
@@ -485,7 +578,7 @@ class Runner:
             "status": "finished", "method": cfg.method, "model": cfg.model.name, "dataset": cfg.data.name,
             "seed": cfg.seed, "experiment": C.experiment_hash(cfg), "science": C.science_settings(cfg),
             "round": r, "rounds": self.method.rounds(),
-            "target_sparsity": self.method.target_at(r, float(cfg.train.epochs)),
+            "target_sparsity": self.method.target_at(r, float(self.budget.epochs)),
             "achieved_sparsity": (prunable_total - alive) / prunable_total,
             "init": resolve_init(cfg.model.name, cfg.model.init), "distribution": cfg.prune.distribution,
             "keep_first_dense": cfg.prune.keep_first_dense, "keep_last_dense": cfg.prune.keep_last_dense,
@@ -498,8 +591,10 @@ class Runner:
             "test_accuracy_at_best_val": chosen["test_accuracy"] if chosen else None,
             "params_total": params_total, "params_remaining": params_total - (prunable_total - alive),
             "prunable_total": prunable_total, "prunable_remaining": alive,
-            "epochs": cfg.train.epochs, "total_epochs_trained": state["epochs_trained"],
-            "cycles": state["epochs_trained"] / cfg.train.epochs,
+            "epochs": self.budget.epochs, "total_epochs_trained": state["epochs_trained"],
+            "cycles": state["epochs_trained"] / self.budget.epochs,
+            "steps": self.budget.steps,  # optimizer steps of one cycle (train.steps, or the epochs')
+            **({"rewind_step": self.method.rewind_step()} if self.method.rounds() > 1 else {}),
             "world_size": self.acc.num_processes, "wall_time_s": state["wall_time_s"],
             "threads": threads, "threads_chosen_by": self.threads_why, "core_hours": state["wall_time_s"] * threads * self.acc.num_processes / 3600,
             "device": device_name(self.device),
@@ -544,6 +639,14 @@ def _progress(acc, enabled: bool, first: int, epochs: int, done: int, desc: str)
     from tqdm import tqdm
     return tqdm(total=epochs - first, initial=done - first, desc=desc or "epochs", unit="epoch",
                 file=sys.stderr, dynamic_ncols=True)
+
+
+def _advance(bar, record: dict) -> None:
+    """One epoch more on the progress bar (None: no bar), with its loss, accuracy and sparsity."""
+    if bar is not None:
+        bar.update(1)
+        bar.set_postfix(loss=f"{record['train_loss']:.3f}", acc=_fmt(record["test_accuracy"]),
+                        sparsity=f"{record['sparsity']:.4f}")
 
 
 def run_experiment(cfg: C.Config, out: str | Path, accelerator, force: bool = False,

@@ -35,7 +35,10 @@ def sources(tmp_path_factory):
     out = tmp_path_factory.mktemp("sources")
     return {"out": out, "snip": _train(out, "snip", "prune.target_sparsity=0.8"),
             "lth": _train(out, "lth", "prune.target_sparsity=0.75", "lth.rate=0.5"),
-            "progressive": _train(out, "progressive", "prune.target_sparsity=0.8", "prune.t_end=1")}
+            "progressive": _train(out, "progressive", "prune.target_sparsity=0.8", "prune.t_end=1"),
+            "snip_nm": _train(out, "snip", "prune.target_sparsity=0.8", "prune.structure=nm"),
+            "snip_channel": _train(out, "snip", "prune.target_sparsity=0.8", "prune.structure=channel",
+                                   "prune.keep_last_dense=true")}
 
 
 def _cfg(kind, source, *extra):
@@ -274,10 +277,10 @@ def test_cli_errors_are_one_line_exit_2(sources, tmp_path, capsys):
          "trains on its source's model and data"),
         (["--method", "reinit", f"ablate.source={snip}", "seed=123"],
          f"error: seed: 123 differs from the source's 42 (ablate.source {snip}): an ablation keeps its source's "
-         "seed, prunable layers and sparsity; leave seed out"),
+         "seed, prunable layers, sparsity and structure; leave seed out"),
         (["--method", "shuffle", f"ablate.source={snip}", "prune.target_sparsity=0.9"],
          f"error: prune.target_sparsity: 0.9 differs from the source's 0.8 (ablate.source {snip}): an ablation "
-         "keeps its source's seed, prunable layers and sparsity; leave prune.target_sparsity out"),
+         "keeps its source's seed, prunable layers, sparsity and structure; leave prune.target_sparsity out"),
     ]
     for argv, line in cases:
         code, lines = _error(argv, capsys)
@@ -400,3 +403,99 @@ def test_the_report_tests_each_ablation_against_its_source(tmp_path):
                                     colors)
     written += figures.plot_frontier(frontier.groups, frontier.sparsity, tmp_path / "fig" / "frontier", colors)
     assert sorted(p.name for p in written) == ["frontier.pdf", "frontier.png", "tradeoff.pdf", "tradeoff.png"]
+
+
+def _copy(source, tmp_path):
+    """A copy of a finished source under the experiment folder name it was written to (so that it is
+    still that result, suite.results.check_result_folder)."""
+    copy = tmp_path / "copy" / source.parent.name / source.name
+    shutil.copytree(source, copy)
+    return copy
+
+
+def _save_mask(folder, mask):
+    from suite.results import save_tensors
+    save_tensors(folder / "mask.safetensors", mask)
+
+
+def test_an_ablation_keeps_its_sources_structure_and_pattern(sources, capsys):
+    """Issue 25, case 1 (and 9): a structure or N:M pattern other than the source's is one line, exit 2
+    (they were exit 0, labelled 2:4 or 1:4 over masks that were not); left out, the source's applies."""
+    snip, nm, channel = sources["snip"], sources["snip_nm"], sources["snip_channel"]
+    keeps = "an ablation keeps its source's seed, prunable layers, sparsity and structure"
+    cases = [
+        (["--method", "shuffle", f"ablate.source={snip}", "prune.structure=nm"],
+         f"error: prune.structure: 'nm' differs from the source's 'unstructured' (ablate.source {snip}): {keeps}; "
+         "leave prune.structure out"),
+        (["--method", "shuffle", f"ablate.source={nm}", "prune.nm=[1,4]"],
+         f"error: prune.nm: [1, 4] differs from the source's [2, 4] (ablate.source {nm}): {keeps}; leave prune.nm out"),
+        (["--method", "shuffle", f"ablate.source={channel}", "prune.structure=unstructured"],  # case 9
+         f"error: prune.structure: 'unstructured' differs from the source's 'channel' (ablate.source {channel}): "
+         f"{keeps}; leave prune.structure out"),
+    ]
+    for argv, line in cases:
+        assert _error(argv, capsys) == (2, [line]), argv
+    cfg = _cfg("shuffle", nm)
+    assert (cfg.prune.structure, cfg.prune.nm) == ("nm", (2, 4))
+    assert _cfg("reinit", channel).prune.structure == "channel"
+    assert _cfg("shuffle", snip, "prune.nm=[1,4]").prune.nm == (2, 4)  # no meaning without nm: the default
+
+
+def test_a_source_whose_mask_is_not_its_results_is_no_finished_result(sources, tmp_path, capsys):
+    """Issue 25, case 8: a dense mask under an 80% result was accepted (the ablation then trained it, said
+    "done ... sparsity 0.0000 (target 0.8000)" and looped); the folder does not count."""
+    copy = _copy(sources["snip"], tmp_path)
+    _save_mask(copy, {n: torch.ones_like(m) for n, m in RunFolder(copy).read_mask().items()})
+    assert not RunFolder(copy).finished()
+    code, lines = _error(["--method", "shuffle", f"ablate.source={copy}", "--out", str(tmp_path / "out")], capsys)
+    assert (code, lines) == (2, [
+        f"error: ablate.source: {copy} is not a finished result (invalid: {copy}/result.json: mask.safetensors "
+        f"holds {PRUNABLE} live of {PRUNABLE} weights, not the result's {PRUNABLE - 5453} of {PRUNABLE} (a replaced "
+        "mask?); the same command runs it again)"])
+
+
+def test_a_source_whose_result_and_config_disagree_is_one_line(sources, tmp_path, capsys):
+    """Issue 25, case 14: result.json's method against its own config's: exit 1 "unexpected TypeError" before."""
+    copy = _copy(sources["snip"], tmp_path)
+    result = json.loads((copy / "result.json").read_text())
+    result["method"] = "progressive"
+    (copy / "result.json").write_text(json.dumps(result))
+    assert _error(["--method", "invert", f"ablate.source={copy}"], capsys) == (2, [
+        f"error: ablate.source: {copy}/result.json says method 'progressive' but its config says 'snip': "
+        "not one result"])
+
+
+def test_an_ablation_of_an_ablation_is_refused_as_the_sweep_refuses_it(sources, ablated, capsys):
+    """Issue 25, partial: run.py took an ablation as a source while the sweep never does."""
+    shuffled = ablated["shuffle"].run_dir
+    assert _error(["--method", "reinit", f"ablate.source={shuffled}"], capsys) == (2, [
+        f"error: ablate.source: {shuffled} is itself an ablation (shuffle): ablate its source instead"])
+
+
+def test_a_source_mask_of_other_shapes_is_refused_before_data_or_a_folder(sources, tmp_path, capsys):
+    """Issue 25, partial: the same counts in other shapes were found only after the data loaded and the
+    run folder was made; the preflight reads the mask's header first."""
+    copy = _copy(sources["snip"], tmp_path)
+    mask = RunFolder(copy).read_mask()
+    _save_mask(copy, {n: (m.t().contiguous() if n == "fc1.weight" else m) for n, m in mask.items()})
+    assert RunFolder(copy).finished()  # its counts are the result's: only the shapes are wrong
+    out = tmp_path / "out"
+    code, lines = _error(["--method", "shuffle", f"ablate.source={copy}", "--out", str(out)], capsys)
+    assert (code, lines) == (2, [
+        f"error: ablate.source: {copy}/mask.safetensors holds layers fc1.weight [192, 32], fc2.weight [16, 32], "
+        "fc3.weight [10, 16], not this model's prunable layers fc1.weight [32, 192], fc2.weight [16, 32], "
+        "fc3.weight [10, 16]"])
+    assert not list(out.rglob("seed_*"))  # no run folder made
+
+
+def test_an_ablation_source_path_is_read_verbatim(sources, tmp_path, capsys):
+    """Issue 25, case 10: a path with " #" or ": " was cut by YAML ("no such run folder") or became a
+    mapping ("expected str, got {...}"); a path setting is taken as written."""
+    for name in ("with #hash", "with: colon"):
+        copy = tmp_path / name / sources["snip"].parent.name / "seed_42"
+        shutil.copytree(sources["snip"], copy)
+        cfg = C.load_config(None, [f"ablate.source={copy}"], method="reinit")
+        assert cfg.ablate.source == str(copy)
+        assert cfg.ablate.source_experiment == json.loads((copy / "result.json").read_text())["experiment"]
+    assert C.parse_override("data.root=../data #2") == ("data.root", "../data #2")
+    assert C.parse_override("train.lr=0.01 # a comment") == ("train.lr", 0.01)  # other settings stay YAML

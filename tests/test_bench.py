@@ -210,7 +210,7 @@ def test_gpt_row_and_its_targets():
         "gpt_char", "synthetic_text", 12, 64, 1)
     assert row["sparsity"] == round(0.8 * 786_432) / 786_432  # the block matrices only
     assert positive(row["dense_tokens_per_s"], row["masked_tokens_per_s"], row["plain_tokens_per_s"],
-                    row["masked_over_dense"], row["suite_over_plain"])
+                    row["masked_over_dense"], row["suite_over_plain"], row["enforce_ms"])
     assert row["tokens_per_s_per_thread"] == row["dense_tokens_per_s"]
     assert row["dense_step_ms"] == pytest.approx(1e3 * 12 * 64 / row["dense_tokens_per_s"])
     report = {"device": "cpu", "openlth": None, "training": [], "mask_update": [], "data_path": [], "gpt": row}

@@ -275,3 +275,17 @@ def test_group_runs_puts_every_cost_in_the_base_cycle_of_its_model_and_data():
     assert K.cost_in_unit(groups["p160"], 160) == pytest.approx(0.411, rel=1e-12)
     lone = Group("x", None, [_run("dense", 1, 98.0, "x", epochs=20, cost=1.0)])
     assert lone.cost == 1.0 and lone.cost_unit == "dense cycles"  # outside group_runs: its own cycle
+
+
+def test_the_headline_answers_the_title_question_per_source(tmp_path):
+    plan = _plan(tmp_path, HEAD)
+    source = _group("progressive", [98.0, 98.1, 98.2], "src")
+    ticket = _group("ticket", [98.3, 98.5, 98.4], "t", science={"ablate.source_experiment": "src"})
+    reinit = _group("reinit", [97.0, 97.1, 97.3], "r", science={"ablate.source_experiment": "src"})
+    table = K.ticket_table([source, ticket, reinit], plan)
+    (line,) = K.ticket_lines(table)
+    p = sps.ttest_rel([98.3, 98.5, 98.4], [97.0, 97.1, 97.3]).pvalue  # one contrast: Holm leaves it
+    assert p < 0.05
+    assert line == (f"progressive at 98%, 20 epochs per cycle: is its final mask a lottery ticket? yes, a winning "
+                    f"ticket: its own init beats a fresh one (ticket − reinit Δ +1.27 points, n = 3, Holm p = "
+                    f"{K.fmt_p(p)}).")

@@ -1,3 +1,4 @@
+import re
 from pathlib import Path
 
 import pytest
@@ -206,3 +207,85 @@ def test_the_process_count_is_in_the_hash_only_beyond_one_process():
     with pytest.raises(C.ConfigError) as e:
         C.load_config(None, ["train.processes=3"])
     assert str(e.value) == "train.batch_size: 128 is not divisible by train.processes 3 (the launcher's process count)"
+
+
+def test_naming_the_models_own_init_is_the_default_experiment():
+    """Issue 25, case 4: model.init=kaiming_normal on LeNet (its own) made a second, bitwise identical
+    experiment; the hash resolves it, and every existing hash stays (the pinned one above)."""
+    default = C.load_config(None, ["model.name=lenet300"])
+    named = C.load_config(None, ["model.name=lenet300", "model.init=kaiming_normal"])
+    assert named.model.init == "model"
+    assert C.experiment_hash(named) == C.experiment_hash(default)
+    assert "model.init" not in C.science_settings(named)
+    other = C.load_config(None, ["model.name=lenet300", "model.init=pytorch"])
+    assert C.science_settings(other)["model.init"] == "pytorch"  # another init is another experiment
+    resnet = C.load_config(None, ["model.name=resnet18", "model.init=kaiming_normal"])
+    assert resnet.model.init == "kaiming_normal"  # not resnet18's own (torchvision_resnet)
+
+
+def test_a_derived_t_end_is_never_named_as_if_the_user_set_it():
+    """Issue 25, partial: t_start after half the epochs was blamed on prune.t_end, which the user never set."""
+    with pytest.raises(C.ConfigError) as e:
+        C.load_config(None, ["train.epochs=10", "prune.t_start=6"])
+    assert str(e.value) == ("prune.t_start: 6 is after the schedule's end, epoch 5 (prune.t_end unset: half of "
+                            "train.epochs=10); set prune.t_end between 6 and 10, or an earlier prune.t_start")
+    with pytest.raises(C.ConfigError) as e:  # set by the user: named as such
+        C.load_config(None, ["train.epochs=10", "prune.t_start=6", "prune.t_end=4"])
+    assert str(e.value) == "prune.t_end: 4.0 is before prune.t_start 6.0"
+
+
+def test_quickstart_shortens_with_one_override_and_keeps_its_name():
+    # issue 25 case 21: the quick start writes its schedule end as half the budget (t_end_frac 0.5)
+    assert C.load_config("configs/quickstart.yaml", ["train.epochs=10"]).prune.t_end == 5.0
+    cfg = C.load_config("configs/quickstart.yaml")
+    assert (cfg.prune.t_end, cfg.prune.t_end_frac) == (20.0, None)  # resolved to epochs: one experiment
+    assert C.experiment_hash(cfg) == "19883d549892"  # the hash it had with `t_end: 20`
+    written = C.load_config("configs/quickstart.yaml", ["prune.t_end_frac=null", "prune.t_end=20"])
+    assert C.experiment_hash(written) == C.experiment_hash(cfg)
+
+
+def test_one_epoch_never_collapses_the_schedule_onto_the_initialisation():
+    # issue 25 case 6: half of one epoch floored to 0 made progressive prune at init
+    assert C.load_config(None, ["train.epochs=1"]).prune.t_end == 0.5
+    assert C.load_config(None, ["train.epochs=3"]).prune.t_end == 1.0  # the floor, as past hashes have it
+
+
+def test_fractions_of_the_budget_are_exclusive_with_epochs():
+    with pytest.raises(C.ConfigError, match=r"^prune.t_end_frac: give prune.t_end \(epochs\) or prune.t_end_frac"):
+        C.load_config(None, ["prune.t_end=4", "prune.t_end_frac=0.5"])
+    with pytest.raises(C.ConfigError, match=r"^prune.t_end_frac: must be a fraction of the budget in \[0, 1\], got 1.5"):
+        C.load_config(None, ["prune.t_end_frac=1.5"])
+    assert C.load_config(None, ["train.epochs=10", "prune.t_start_frac=0.2", "prune.t_end_frac=0.7"]).prune.t_start \
+        == 2.0
+
+
+def test_a_step_budget_keeps_fractions_and_drops_the_epochs():
+    cfg = C.load_config(None, ["train.steps=300", "train.epochs=7"])
+    assert (cfg.train.epochs, cfg.prune.t_end, cfg.prune.t_end_frac) == (30, None, 0.5)
+    assert C.science_settings(cfg) == {"method": "progressive", "prune.t_end_frac": 0.5, "train.steps": 300}
+    with pytest.raises(C.ConfigError, match=r"^prune.t_end: under train.steps give schedule points as fractions"):
+        C.load_config(None, ["train.steps=300", "prune.t_end=4"])
+    assert C.load_config(None, ["train.steps=300"], method="dense").prune.t_end_frac is None
+
+
+def test_new_training_keys_keep_old_names_and_are_checked():
+    base = C.load_config(None, [])
+    same = C.load_config(None, ["train.steps=0", "train.betas=[0.9, 0.999]", "train.grad_clip=0",
+                                "train.optimizer=sgd"])
+    assert C.experiment_hash(same) == C.experiment_hash(base) == "4bfc1133572b"
+    gpt = C.load_config(None, ["train.optimizer=adamw", "train.betas=[0.9, 0.99]", "train.lr=0.001",
+                               "train.lr_schedule=warmup_cosine", "train.warmup_steps=100", "train.min_lr=1e-4",
+                               "train.grad_clip=1.0", "train.steps=2000"])
+    assert {k: v for k, v in C.science_settings(gpt).items() if k.startswith("train.")} == {
+        "train.betas": [0.9, 0.99], "train.grad_clip": 1.0, "train.lr": 0.001, "train.lr_schedule": "warmup_cosine",
+        "train.min_lr": 1e-4, "train.optimizer": "adamw", "train.steps": 2000, "train.warmup_steps": 100}
+    for override, message in [("train.steps=-1", "train.steps: must be non-negative"),
+                              ("train.betas=[0.9]", "train.betas: expected [beta1, beta2]"),
+                              ("train.grad_clip=-1", "train.grad_clip: must be non-negative"),
+                              ("train.min_lr=1", "train.min_lr: must be in [0, train.lr = 0.1]"),
+                              ("train.warmup_steps=10", "train.warmup_steps: is read by train.lr_schedule=warmup_cosine"),
+                              ("train.optimizer=lamb", "train.optimizer: 'lamb' is not one of sgd, adam, adamw")]:
+        with pytest.raises(C.ConfigError, match="^" + re.escape(message)):
+            C.load_config(None, [override])
+    with pytest.raises(C.ConfigError, match=r"^train.warmup_steps: 300 leaves no step of the 300-step budget"):
+        C.load_config(None, ["train.steps=300", "train.lr_schedule=warmup_cosine", "train.warmup_steps=300"])

@@ -184,7 +184,7 @@ def test_cost_measures_at_a_fixed_thread_count(asked, omp, chosen, monkeypatch):
 def test_cost_under_load_is_written_flagged_and_warned(tmp_path, capsys, monkeypatch):
     """Before: a 550x speed-up measured at torch's default threads under load went into cost.json unflagged."""
     from suite.threads import available_cores
-    cfg = C.load_config(None, [*TINY, "train.epochs=1", "wandb.mode=disabled"])
+    cfg = C.load_config(None, [*TINY, "train.epochs=2", "wandb.mode=disabled"])
     folder = run_experiment(cfg, tmp_path, Accelerator(cpu=True), progress=False).run_dir
     capsys.readouterr()  # the run's own lines
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
@@ -206,3 +206,37 @@ def test_cost_under_load_is_written_flagged_and_warned(tmp_path, capsys, monkeyp
                        f"{cores} cores); cost.json says so (noisy); measure again on an idle machine")
     assert "| ok (noisy)" in captured.out
     assert all(r["noisy"] for r in cost.cost_rows([data]))
+
+
+def test_cost_of_a_finished_ablation_reads_its_own_config_only(tmp_path, monkeypatch, capsys):
+    """Issue 25, case 12: from another directory, or after its source moved, suite.cost failed ("ablate.source:
+    runs/...: no such run folder") re-reading the source although config.json says what ran."""
+    here = tmp_path / "study"
+    here.mkdir()
+    monkeypatch.chdir(here)
+    tiny = [*TINY, "train.epochs=1", "wandb.mode=disabled", "prune.target_sparsity=0.8"]
+    source = run_experiment(C.load_config(None, tiny, method="snip"), "runs", Accelerator(cpu=True), progress=False)
+    relative = source.run_dir  # runs/<experiment>/seed_42: a path from this directory
+    assert not relative.is_absolute()
+    ablation = run_experiment(C.load_config(None, [f"ablate.source={relative}"], method="shuffle"), "runs",
+                              Accelerator(cpu=True), progress=False).run_dir.resolve()
+    (here / relative.parent).rename(tmp_path / "moved")  # the source moved away
+    monkeypatch.chdir(tmp_path)  # and another directory
+    assert cost.main([str(ablation), "--device", "cpu", "--warmup", "0", "--repeats", "1"]) == 0
+    data = json.loads((ablation / "cost.json").read_text())
+    assert (data["method"], data["target_sparsity"], data["formats"]["dense_masked"]["status"]) == ("shuffle", 0.8, "ok")
+    assert capsys.readouterr().err.strip().splitlines() == [f"cost: {ablation}"]
+
+
+def test_a_mask_of_other_shapes_is_one_line_exit_2(tmp_path, capsys):
+    """Issue 25, case 13: the right layer names in other shapes exited 1 "unexpected RuntimeError"."""
+    from suite.results import RunFolder, save_tensors
+    cfg = C.load_config(None, [*TINY, "train.epochs=2", "wandb.mode=disabled"])
+    folder = run_experiment(cfg, tmp_path, Accelerator(cpu=True), progress=False).run_dir
+    mask = RunFolder(folder).read_mask()
+    save_tensors(folder / "mask.safetensors", {n: (m.t().contiguous() if n == "fc1.weight" else m) for n, m in mask.items()})
+    assert RunFolder(folder).finished()  # the counts are the result's: only the shapes are wrong
+    assert cost.main([str(folder), "--device", "cpu"]) == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
+        f"cost: {folder}", f"error: {folder}: mask.safetensors has fc1.weight of shape [192, 32], but tiny_mlp's "
+        "fc1.weight is [32, 192]"]

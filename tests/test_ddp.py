@@ -157,3 +157,34 @@ def test_a_config_naming_another_process_count_than_the_launch_is_one_error_line
         "error: train.processes: 2, but this run was launched as 1 process (launch with accelerate launch "
         "--num_processes 2, or leave train.processes out: the launcher sets it)"]
     assert not tmp_path.exists() or not list(tmp_path.iterdir())
+
+
+# the language-model recipe: a step budget ending inside an epoch (8 steps each), AdamW, warm-up +
+# cosine and a clip small enough to bite on every step; an MLP: no BatchNorm, whose half-batch statistics
+# would make the two ranks' gradients differ from one process's
+LM_DDP = ["data.name=synthetic", "model.name=tiny_mlp", "train.steps=12", "train.batch_size=64",
+          "train.optimizer=adamw", "train.lr=0.01", "train.weight_decay=0.1", "train.lr_schedule=warmup_cosine",
+          "train.warmup_steps=3", "train.grad_clip=0.05", "prune.target_sparsity=0.8", "prune.t_end_frac=0.5",
+          "prune.update_every_steps=2", "wandb.mode=disabled"]
+
+
+def test_clipping_under_ddp_sees_the_global_gradient_norm(tmp_path):
+    from accelerate import Accelerator
+    from suite import config as C
+    from suite.trainer import Runner
+    out, report = tmp_path / "runs", tmp_path / "ranks"
+    report.mkdir()
+    proc = launch_2proc([str(ROOT / "tests" / "ddp_train_script.py"), str(out), str(report), *LM_DDP],
+                        WANDB_MODE="disabled")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    ranks = [json.loads((report / f"rank_{i}.json").read_text()) for i in (0, 1)]
+    assert ranks[0]["weights"] == ranks[1]["weights"] and ranks[0]["mask"] == ranks[1]["mask"]
+    two = [json.loads(line) for line in next(out.rglob("metrics.jsonl")).read_text().splitlines()]
+    one = Runner(C.load_config(None, LM_DDP), tmp_path / "one", Accelerator(cpu=True))
+    one.run(progress=False)
+    single = [json.loads(line) for line in (tmp_path / "one" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["steps"] for r in two] == [r["steps"] for r in single] == [8, 4]
+    assert [r["lr"] for r in two] == [r["lr"] for r in single]
+    # the norm each rank clips by is the whole batch's (DDP averages the gradients first): as one process's
+    for a, b in zip(two, single):
+        assert a["grad_norm"] == pytest.approx(b["grad_norm"], rel=1e-4) and a["grad_norm"] > 0.05

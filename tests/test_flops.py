@@ -1,11 +1,13 @@
 """Training and inference FLOPs: the dense forward counted by FlopCounterMode, scaled by density."""
 import json
 
+import torch
 from accelerate import Accelerator
 from torch.utils.flop_counter import FlopCounterMode
 
 from helpers import TINY
 from suite import config as C
+from suite import flops as FL
 from suite import masks as M
 from suite.methods import PruningMethod
 from suite.trainer import Runner
@@ -113,3 +115,35 @@ def test_scoring_passes_are_counted_once_per_pass(tmp_path):
     # the steps: an MLP's forward is 2 FLOPs per live weight
     assert r["train_flops"] - r["scoring_flops"] == 2 * STEPS * BATCH * 3 * 2 * r["prunable_remaining"]
     assert r["train_cost_x_dense_cycle"] == r["train_flops"] / (2 * STEPS * BATCH * 3 * DENSE)
+
+
+class _Attention(torch.nn.Module):
+    """One causal self-attention layer: qkv projection, scaled_dot_product_attention, output projection."""
+
+    def __init__(self, width: int, heads: int):
+        super().__init__()
+        self.heads = heads
+        self.qkv, self.proj = torch.nn.Linear(width, 3 * width), torch.nn.Linear(width, width)
+
+    def forward(self, x):
+        b, t, c = x.shape
+        q, k, v = (z.view(b, t, self.heads, c // self.heads).transpose(1, 2) for z in self.qkv(x).split(c, dim=2))
+        y = torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=True)
+        return self.proj(y.transpose(1, 2).reshape(b, t, c))
+
+
+def test_attention_products_are_counted_beside_the_matrices_and_do_not_shrink_with_the_mask():
+    T, C, H = 5, 8, 2
+    layer = _Attention(C, H)
+    weights = {"qkv.weight": layer.qkv.weight, "proj.weight": layer.proj.weight}
+    counted = FL.count_model_flops(layer, weights, (T, C), "cpu")
+    qkv, proj = 2 * T * C * 3 * C, 2 * T * C * C      # 1920, 640
+    attention = 2 * H * T * T * (C // H) * 2           # QK^T and AV: 800 (causal: counted whole, as torch does)
+    assert counted.layers == {"qkv.weight": qkv, "proj.weight": proj}
+    assert counted.total == qkv + proj + attention == 3360
+    assert counted.forward({"qkv.weight": 0.5, "proj.weight": 0.5}) == attention + qkv / 2 + proj / 2 == 2080
+    x = torch.zeros(1, T, C, requires_grad=True)
+    with FL.counter() as c:  # the kernel's own backward, by torch's formula: five products of 2 h T T d
+        layer(x).sum().backward()  # (QK^T again, dV, dP, dQ, dK); ModelFlops' training step keeps 2 x forward
+    assert c.get_flop_counts()["Global"][torch.ops.aten._scaled_dot_product_flash_attention_for_cpu_backward] \
+        == 5 * attention // 2 == 2000

@@ -149,3 +149,40 @@ def test_include_makes_the_head_prunable(tmp_path):
     assert r["prunable_total"] - r["prunable_remaining"] == round(0.8 * (24_576 + 640))
     assert C.experiment_hash(C.load_config(None, [*TINY_GPT, "prune.include=[head]"], "snip")) != \
         C.experiment_hash(C.load_config(None, TINY_GPT, "snip"))
+
+
+def test_the_cli_names_the_datasets_primary_metric(tmp_path):
+    from helpers import run_cli
+
+    proc = run_cli(["--method", "snip", "--out", str(tmp_path), *TINY_GPT, "train.epochs=1",
+                    "prune.target_sparsity=0.8"])
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    done = [line for line in proc.stderr.splitlines() if line.startswith("done: ")]
+    assert len(done) == 1 and done[0].startswith("done: snip gpt_char/synthetic_text seed 42: test loss ")
+    assert " at sparsity 0.8000 (target 0.8000) " in done[0]
+
+
+def test_the_gpt_flops_count_attention_beside_the_block_matrices(tmp_path):
+    cfg = C.load_config(None, TINY_GPT, "dense")
+    flops = Runner(cfg, tmp_path, Accelerator(cpu=True)).flops
+    T_, C_, V, L = 16, 32, 20, 2  # context, width, vocabulary, blocks
+    block = 2 * T_ * C_ * 3 * C_ + 2 * T_ * C_ * C_ + 2 * (2 * T_ * C_ * 4 * C_)  # qkv, proj, MLP up and down
+    attention = 2 * (2 * T_ * T_ * C_)  # QK^T and AV over all heads, which pruning the matrices leaves whole
+    assert flops.total == L * (block + attention) + 2 * T_ * C_ * V  # + the head; embeddings are lookups
+    assert flops.other == L * attention + 2 * T_ * C_ * V
+
+
+def test_the_language_model_recipe_under_a_step_budget(tmp_path):
+    # AdamW, warm-up then cosine, clipping, 30 optimizer steps: an epoch and a part of the next
+    recipe = ["train.steps=30", "train.optimizer=adamw", "train.weight_decay=0.1", "train.betas=[0.9, 0.99]",
+              "train.lr_schedule=warmup_cosine", "train.warmup_steps=5", "train.min_lr=1e-4", "train.grad_clip=1.0"]
+    r = train(tmp_path, "lth", *recipe, "lth.rewind_step=3", "prune.target_sparsity=0.6")
+    assert (r["steps"], r["rewind_step"], r["rounds"]) == (30, 3, 2)
+    per_epoch = round(r["steps"] / r["epochs"])
+    assert 15 < per_epoch < 30
+    # round 0: an epoch and 30 - e steps; round 1 trains from the rewinding step on: e - 3, then 30 - e
+    tail = (30 - per_epoch) / per_epoch
+    assert r["total_epochs_trained"] == 1 + tail + (per_epoch - 3) / per_epoch + tail
+    assert r["prunable_total"] - r["prunable_remaining"] == round(0.6 * 24_576)
+    r = train(tmp_path, "progressive", *recipe, "prune.update_every_steps=5", "prune.target_sparsity=0.8")
+    assert (r["steps"], r["epochs"]) == (30, 30 / per_epoch) and r["achieved_sparsity"] == round(0.8 * 24_576) / 24_576

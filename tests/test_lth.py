@@ -8,6 +8,7 @@ from torch import nn
 from baselines.lth import LotteryTicket, lth_levels, lth_sparsity
 from suite.config import load_config
 from suite.masks import count_alive, layer_sparsity, full_mask, n_zeros_for, prunable_weights
+from suite.schedules import Budget
 from suite.methods import METHODS, Context, build_method
 
 
@@ -40,7 +41,8 @@ def test_method_reads_its_config():
     cfg, method = _method(0.5, rewind=2)
     assert isinstance(method, LotteryTicket)
     assert method.rounds() == 5  # dense round + 4 levels (0.2, 0.36, 0.488, 0.5)
-    assert method.rewind_epoch() == 2
+    assert method.rewind_step() == 2  # epochs of one step each: the budget before the data is known
+    assert build_method(cfg, Budget(40, 10)).rewind_step() == 20  # epoch 2 of 10 steps each
     assert [method.target_at(r, 1.5) for r in range(5)] == [0.0, 0.2, 0.36, 0.488, 0.5]
     assert _method(0.0)[1].rounds() == 1
 

@@ -31,6 +31,21 @@ SNIP_ONE = {42: 90.40}                             # one seed: reported without 
 
 
 EMPTY_SAFETENSORS = (2).to_bytes(8, "little") + b"{}"  # a valid safetensors file holding no tensor
+FAKE_LAYERS = {"fc1.weight": (50, 160), "fc2.weight": (10, 150), "fc3.weight": (10, 50)}  # 10,000 prunable weights
+
+
+def _mask_bytes(remaining: int) -> bytes:
+    """A mask of the fake study's 10,000 prunable weights with `remaining` alive (the result's own counts:
+    suite.results reads them back)."""
+    import numpy as np
+    from safetensors.numpy import save
+    alive = np.arange(10_000) < remaining
+    out, start = {}, 0
+    for name, shape in FAKE_LAYERS.items():
+        size = shape[0] * shape[1]
+        out[name] = alive[start:start + size].reshape(shape).astype(np.uint8)
+        start += size
+    return save(out)
 
 
 def _config(method: str, sparsity: float, seed: int, epochs: int = 3, init: str = "model", **prune) -> Config:
@@ -85,8 +100,8 @@ def _write_run(root: Path, method: str, sparsity: float, seed: int, accuracy: fl
     targets = [LTH_ROUNDS[0][1], LTH_ROUNDS[1][1], sparsity] if method == "lth" else [sparsity]
     (folder / "metrics.jsonl").write_text(_metrics(cfg, accuracy, targets))
     (folder / "result.json").write_text(json.dumps(_result(cfg, accuracy, sparsity, len(targets), len(targets) - 1)))
-    for name in ("mask.safetensors", "model.safetensors"):  # a run's final files (empty: no tensors)
-        (folder / name).write_bytes(EMPTY_SAFETENSORS)
+    (folder / "model.safetensors").write_bytes(EMPTY_SAFETENSORS)  # a run's final files (no weights here)
+    (folder / "mask.safetensors").write_bytes(_mask_bytes(round(10_000 * (1 - sparsity))))
     if method == "lth":
         for r, target in enumerate(targets):
             acc = accuracy if r == len(targets) - 1 else LTH_ROUNDS[r][0][seed]
@@ -94,7 +109,7 @@ def _write_run(root: Path, method: str, sparsity: float, seed: int, accuracy: fl
             sub.mkdir()
             (sub / "result.json").write_text(json.dumps(_result(cfg, acc, target, len(targets), r)))
             (sub / "metrics.jsonl").write_text(_metrics(cfg, acc, [target]))
-            (sub / "mask.safetensors").write_bytes(EMPTY_SAFETENSORS)
+            (sub / "mask.safetensors").write_bytes(_mask_bytes(round(10_000 * (1 - target))))
     return folder
 
 
@@ -798,3 +813,72 @@ def test_empty_metrics_files_are_named_on_the_figure_not_drawn_as_empty_axes(tmp
     assert missing_records_note([g for g in built.groups if g.method == "progressive"]) is None
     written = write_all(built.groups, tmp_path / "figures")
     assert any(p.name.startswith("dynamics") and p.suffix == ".png" for p in written)
+
+
+# --- issue 25: nothing mislabelled -------------------------------------------------------------------
+
+def test_equal_numbers_of_other_runs_are_compared_not_called_the_same_runs(tmp_path):
+    """Issue 25, case 7: two methods with identical accuracies seed for seed (two channel runs both at 9.80%)
+    were "same runs"; the runs decide (experiment, round, seed): a paired t over exact zeros, not tested."""
+    for seed, acc in PROG_90.items():
+        _write_run(tmp_path, "progressive", 0.9, seed, acc)
+        _write_run(tmp_path, "snip", 0.9, seed, acc)  # other runs, the same numbers
+    [row] = report.build_report(tmp_path).table("head_to_head").rows
+    assert (row["method"], row["primary_test"], row["verdict"], row["diff"]) == ("snip", "paired t", "not tested", 0.0)
+    assert row["note"] == "no spread on either side: t undefined"
+
+
+def test_the_models_own_init_named_is_never_contrasted_with_itself(tmp_path):
+    """Issue 25, case 4: results of model.init=kaiming_normal on a model whose own init it is (written before
+    the hash resolved it) gave the row "kaiming_normal − kaiming_normal −0.84"; no contrast of an init with
+    itself is made, while another init still is."""
+    for seed, acc in PROG_90.items():
+        _write_run(tmp_path, "progressive", 0.9, seed, acc)
+        _write_run(tmp_path, "progressive", 0.9, seed, acc - 0.84, init="kaiming_normal")
+    for folder in tmp_path.rglob("seed_*"):
+        _set_fields(folder, init="kaiming_normal")  # what result.json records: the resolved init
+    built = report.build_report(tmp_path)
+    assert [t.rows for t in built.tables if t.name == "init"] in ([], [[]])  # no table, or one without rows
+    assert not [line for line in built.meta["headline"] if "kaiming_normal − kaiming_normal" in line]
+    for seed, acc in PROG_90.items():
+        _set_fields(_write_run(tmp_path, "progressive", 0.9, seed, acc + 0.5, init="pytorch"), init="pytorch")
+    [row] = report.build_report(tmp_path).table("init").rows
+    assert (row["init_control"], row["init"]) == ("kaiming_normal", "pytorch")
+
+
+def test_an_ablation_is_paired_with_its_source_over_the_shared_seeds(tmp_path):
+    """Issue 25, partial: an ablation of two of its source's three seeds fell back to Welch; the two
+    shared seeds are pairs (one init, one data order)."""
+    source = {}
+    for seed, acc in PROG_90.items():
+        folder = _write_run(tmp_path, "snip", 0.9, seed, acc)
+        source = json.loads((folder / "result.json").read_text())
+    shuffled = {42: 91.0, 123: 91.9}
+    for seed, acc in shuffled.items():
+        folder = _write_run(tmp_path, "shuffle", 0.9, seed, acc)
+        _set_fields(folder, science=lambda d: {**d["science"], "ablate.source_experiment": source["experiment"],
+                                               "ablate.source_method": "snip"})
+    [row] = report.build_report(tmp_path).table("ablations").rows
+    assert (row["primary_test"], row["n"], row["n_source"]) == ("paired t", 2, 3)
+    src, abl = [PROG_90[s] for s in (42, 123)], [shuffled[s] for s in (42, 123)]
+    assert row["diff"] == pytest.approx((src[0] - abl[0] + src[1] - abl[1]) / 2, abs=1e-12)
+    assert row["primary_p"] == pytest.approx(sps.ttest_rel(src, abl).pvalue, rel=1e-12)
+
+
+def test_a_cost_json_with_other_batch_sizes_keeps_the_report(tmp_path):
+    """Issue 25, case 15: one cost.json measured at batches [1, 64] made the whole report fail
+    ("unexpected KeyError: 'latency_ms_b32'"); the table has every batch size any file measured."""
+    def cost(batches, seconds, run):
+        return {"run": run, "method": "progressive", "model": "tiny_mlp", "structure": "unstructured",
+                "achieved_sparsity": 0.9, "device": "cpu", "threads": 1, "batches": batches,
+                "formats": {"dense_masked": {"status": "ok", "latency_s": {str(b): seconds for b in batches},
+                                             "size_bytes": 100}}}
+    folders = [_write_run(tmp_path, "progressive", 0.9, seed, acc) for seed, acc in PROG_90.items()]
+    (folders[0] / "cost.json").write_text(json.dumps(cost([1, 32, 256], 0.002, "a")))
+    (folders[1] / "cost.json").write_text(json.dumps(cost([1, 64], 0.004, "b")))
+    table = report.build_report(tmp_path).table("measured_cost")
+    rows = {r["run"]: r for r in table.rows}
+    assert (rows["a"]["latency_ms_b32"], rows["a"]["latency_ms_b64"]) == (2.0, None)
+    assert (rows["b"]["latency_ms_b32"], rows["b"]["latency_ms_b64"]) == (None, 4.0)
+    assert [c.header for c in table.columns if c.header.startswith("ms b")] == ["ms b1", "ms b32", "ms b64", "ms b256"]
+    assert "Speed-up b64" in report.render_markdown(report.build_report(tmp_path))  # rendered, no KeyError

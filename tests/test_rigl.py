@@ -193,3 +193,72 @@ def test_grown_weights_start_at_zero_with_zero_momentum_after_install():
         assert int((buf[grown | dropped] != 0).sum()) == 0, n         # zeroed state
         assert torch.equal(w.detach()[kept], before[n][kept]), n        # survivors untouched
         assert torch.equal(buf[kept], momentum_before[n][kept]), n
+
+
+def test_adamw_moments_restart_at_zero_wherever_rigl_changes_the_mask(tmp_path):
+    # both moments of AdamW are per position and are zeroed where the mask changes; its step count is
+    # one per tensor (torch keeps no per-position count), so it carries on: a regrown weight's first
+    # updates use the tensor's bias correction, as RigL's reference does with zeroed accumulators
+    from accelerate import Accelerator
+    from suite import config as C
+    from suite.trainer import Runner
+    cfg = C.load_config(None, ["data.name=synthetic", "model.name=tiny_mlp", "train.batch_size=64",
+                               "train.steps=12", "train.optimizer=adamw", "train.lr=0.01", "train.weight_decay=0.1",
+                               "rigl.update_every=3", "prune.target_sparsity=0.5", "wandb.mode=disabled"],
+                        method="rigl")
+    runner = Runner(cfg, tmp_path, Accelerator(cpu=True))
+    install, checked = runner._install, []
+
+    def checking_install(mask):
+        opt = runner.optimizer.optimizer if runner.optimizer is not None else None
+        if mask is None or opt is None or not opt.state:
+            return install(mask)
+        old = {n: m.clone() for n, m in runner.masked.mask.items()}
+        state = {n: {k: v.clone() for k, v in opt.state[w].items()} for n, w in runner.weights.items()}
+        changed = install(mask)
+        for n, w in runner.weights.items():
+            new = runner.masked.mask[n]
+            moved, kept = old[n] ^ new, old[n] & new
+            for key in ("exp_avg", "exp_avg_sq"):
+                s = opt.state[w][key]
+                assert int(torch.count_nonzero(s[moved | ~new])) == 0, (n, key)  # regrown, dropped, dead: 0
+                assert torch.equal(s[kept], state[n][key][kept]), (n, key)     # survivors keep their moments
+            assert torch.equal(opt.state[w]["step"], state[n]["step"])
+            checked.append(int(moved.sum()))
+        return changed
+
+    runner._install = checking_install
+    runner.run(progress=False)
+    assert len(checked) >= 4 and sum(checked) > 0  # RigL did move weights, under AdamW, at several updates
+    opt = runner.optimizer.optimizer
+    for n, w in runner.weights.items():  # after training: every pruned position has zero moments
+        dead = ~runner.masked.mask[n]
+        assert int(torch.count_nonzero(opt.state[w]["exp_avg"][dead])) == 0
+        assert int(torch.count_nonzero(opt.state[w]["exp_avg_sq"][dead])) == 0
+        assert int(torch.count_nonzero(w.detach()[dead])) == 0
+
+
+def test_rigl_and_set_updates_follow_a_step_budget():
+    from baselines.set import SparseEvolutionary
+    from suite import config as C
+    from suite.methods import Context, build_method
+    from suite.schedules import Budget
+    cfg = C.load_config(None, ["train.steps=20", "rigl.drop_fraction=0.4"], method="rigl")
+    rigl = build_method(cfg, Budget(20, 8))  # 2.5 epochs; updates end at 0.75 of them (1.875 epochs)
+    w = {"w": torch.arange(1.0, 11.0).reshape(2, 5)}
+    mask = {"w": torch.tensor([[True] * 5, [False] * 5])}
+    ctx = Context(cfg=cfg, model=None, weights=w, data=None, loss_fn=None, device=torch.device("cpu"), epochs=3,
+                  steps_per_epoch=8, budget=Budget(20, 8))
+    grads = {"w": torch.arange(10.0).reshape(2, 5)}
+    # past 0.75 of the 2.5-epoch budget the mask stays (0.63 of the 3 epochs started would not be past it)
+    assert rigl.after_backward(0, 1.9, ctx, mask, grads) is None
+    # at t = 1.0 epoch: the fraction 0.4 of training, alpha_t = 0.2 (1 + cos(pi 0.4 / 0.75)), floor(alpha_t 5) weights
+    moved = rigl.after_backward(0, 1.0, ctx, mask, grads)["w"] ^ mask["w"]
+    assert int(moved.sum()) == 2 * math.floor(0.2 * (1 + math.cos(math.pi * 0.4 / 0.75)) * 5)
+    with pytest.raises(C.ConfigError, match=r"^set.update_every: under train.steps SET rewires every N"):
+        build_method(C.load_config(None, ["train.steps=20"], method="set"), Budget(20, 8)).check_budget()
+    set_ = build_method(C.load_config(None, ["train.steps=20", "set.update_every=5"], method="set"), Budget(20, 8))
+    assert isinstance(set_, SparseEvolutionary) and set_.step_interval() == 5
+    assert set_.after_step(0, 20 / 8, ctx, mask) is None  # not after the last step
+    assert set_.after_step(0, 15 / 8, ctx, mask)["w"].sum() == 5  # a rewiring keeps the count
+    assert set_.end_epoch(0, 1, ctx, mask) is None  # no epoch-end rewiring when it rewires by steps

@@ -2,7 +2,8 @@ import math
 
 import pytest
 
-from suite.schedules import cubic_sparsity, linear_sparsity, lr_factor
+from suite.config import load_config
+from suite.schedules import Budget, budget, cubic_sparsity, learning_rate, linear_sparsity, lr_factor, warmup_cosine_lr
 
 
 def test_linear_schedule_hand_values():
@@ -36,6 +37,38 @@ def test_lr_factors():
     assert lr_factor(80, 160, "step", (80, 120), 0.1) == pytest.approx(0.1)
     assert lr_factor(120, 160, "step", (80, 120), 0.1) == pytest.approx(0.01)
     assert lr_factor(7, 10, "constant") == 1.0
+
+
+def test_warmup_cosine_hand_values():
+    # 4 warm-up steps to lr 1.0, then a cosine over the other 8 steps to 0.1
+    lr = [warmup_cosine_lr(s, 12, 1.0, 4, 0.1) for s in range(12)]
+    assert lr[:4] == [0.25, 0.5, 0.75, 1.0]
+    assert lr[4] == 1.0                                  # the cosine starts at the top
+    assert lr[6] == 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * 2 / 8))
+    assert lr[8] == pytest.approx(0.55, abs=1e-15)       # halfway: the mean of lr and min_lr
+    assert lr[11] == 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * 7 / 8))
+    assert warmup_cosine_lr(0, 10, 0.5, 0, 0.0) == 0.5   # no warm-up
+
+
+def test_per_epoch_schedules_in_steps_are_the_epoch_values():
+    cfg = load_config(None, ["train.epochs=4", "train.lr=0.1"]).train  # cosine, once per epoch
+    values = [learning_rate(cfg, step, 4 * 3, 3) for step in range(12)]  # 3 steps per epoch
+    assert values == [0.1 * lr_factor(step // 3, 4, "cosine") for step in range(12)]
+    assert values[3] == values[5] == 0.1 * 0.5 * (1 + math.cos(math.pi / 4))
+    step = load_config(None, ["train.epochs=4", "train.lr_schedule=step", "train.milestones=[2]"]).train
+    assert [learning_rate(step, s, 12, 3) for s in (5, 6)] == [0.1, 0.1 * 0.1]
+
+
+def test_a_budget_in_steps_ends_inside_an_epoch():
+    b = Budget(20, 8)
+    assert (b.epochs, b.epochs_started) == (2.5, 3)
+    assert [b.epoch_steps(e) for e in range(3)] == [range(0, 8), range(8, 16), range(16, 20)]
+    assert b.epoch_steps(0, first=5) == range(5, 8) and b.epoch_steps(1, first=5) == range(8, 16)
+    assert [b.end_of(e) for e in (1, 2, 3)] == [1, 2, 2.5]
+    assert (b.step_at(0.5), b.step_at(0.33)) == (10, 7)
+    assert Budget(24, 8).epochs == 3 and isinstance(Budget(24, 8).epochs, int)  # whole epochs stay integers
+    assert budget(load_config(None, ["train.epochs=3"]).train, 8) == Budget(24, 8)
+    assert budget(load_config(None, ["train.steps=20"]).train, 8) == Budget(20, 8)
 
 
 def test_exponential_schedule_hand_values():

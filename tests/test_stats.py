@@ -299,6 +299,27 @@ def test_smallest_possible_p_of_the_rank_tests():
     assert stats.wilcoxon([1, 2, 3, 4, 5], [0, 0, 0, 0, 0]) == pytest.approx(0.0625)
 
 
+def test_differences_equal_up_to_float_rounding_have_no_spread():
+    """Issue 25, case 3: one test example (0.01 points of 10,000) below on every seed gives differences
+    with sd 7.8e-15 from float rounding; scipy's t of 2.9e12 said "worse, p <0.001". No spread within the
+    values' own resolution: not tested, as exact differences are."""
+    ks = [9796, 9821, 9750, 9803, 9788]
+    a = [100 * k / 10000 for k in ks]
+    b = [100 * (k - 1) / 10000 for k in ks]
+    d = np.array(a) - np.array(b)
+    assert 0 < float(d.std(ddof=1)) < 1e-14  # rounding, not data
+    t = stats.paired(a, b)
+    assert math.isnan(t.p) and math.isnan(t.statistic) and t.df == 4
+    assert t.diff == pytest.approx(0.01, abs=1e-12)
+    assert stats.verdict(t.diff, t.p, 0.05) == "not tested"
+    assert stats.paired_se(a, b) == (0.0, 4.0)
+    assert stats.wilcoxon(a, [x + 1e-13 for x in a]) == 1.0  # no difference at all, up to rounding
+    assert math.isnan(stats.welch([1.0] * 3, [1.0, 1.0, 1.0 + 2e-16]).p)  # both sides: no spread
+    assert not math.isnan(stats.one_sample(a, 0.0).p)  # the accuracies themselves spread: tested
+    real = stats.paired(a, [x - 0.01 * (i % 2 + 1) for i, x in enumerate(a)])  # 1 or 2 examples: spread
+    assert not math.isnan(real.p)
+
+
 def test_paired_tost_hand_computed():
     # differences 0.1, 0.2, 0.3: mean 0.2, sd 0.1, se 0.1 / sqrt(3), df 2
     a, b = [90.1, 90.2, 90.3], [90.0, 90.0, 90.0]

@@ -294,3 +294,17 @@ def test_progressive_run_keeps_the_pattern_and_enforces_it(tmp_path, structure, 
         assert set(mask) == {"conv1.weight", "conv2.weight"}  # the classifier is kept dense
         assert all(whole_channels(m) for m in mask.values())
         assert outcome.result["achieved_sparsity"] <= 0.5
+
+
+def test_a_pattern_no_layer_carries_is_one_line_exit_2(tmp_path, capsys):
+    """Issue 25, case 2: prune.nm=[1,7] on LeNet (rows of 40, 300 and 100 inputs) exited 0 labelled
+    "1:7 (N:M)" with nothing N:M; refused before any data loads or folder is made."""
+    from suite.run import main
+    code = main(["--no-progress", "--out", str(tmp_path), "model.name=lenet300", "prune.structure=nm", "prune.nm=[1,7]",
+                 "wandb.mode=disabled"])
+    assert (code, capsys.readouterr().err.strip().splitlines()) == (2, [
+        "error: prune.nm: 1:7 applies to no prunable layer of lenet300: no row length (40, 100, 300 inputs) is a "
+        "multiple of 7, so nothing would be N:M; choose an M that divides one"])
+    assert not list(tmp_path.rglob("seed_*"))
+    from suite.preflight import check_run
+    check_run(C.load_config(None, ["model.name=lenet300", "prune.structure=nm", "prune.nm=[1,5]"]), files=False)  # 40, 300, 100

@@ -1,5 +1,7 @@
 """End to end through the real CLI: one process, synthetic data, exact counts."""
 import json
+import math
+from pathlib import Path
 import signal
 import subprocess
 import sys
@@ -9,6 +11,7 @@ import pytest
 import torch
 
 from helpers import ROOT, TINY, env, kill_at_epoch, metrics, result, run_cli, run_folder, tensors
+from suite import masks as M
 
 
 @pytest.fixture(scope="module")
@@ -167,18 +170,17 @@ SLOW = ["data.name=synthetic", "data.synthetic_train=6000", "data.synthetic_shap
         "model.name=lenet300", "train.epochs=6", "train.batch_size=50", "prune.t_end=4"]
 
 
-def test_sigkill_mid_training_then_resume_is_bitwise_identical(tmp_path):
-    straight = run_cli(["--out", str(tmp_path / "a"), *SLOW])
+def _resumed_equals_straight(tmp_path, args: list[str]) -> Path:
+    """Run `args` straight through, and again killed after epoch 2 then resumed: the two agree bit for
+    bit (results, mask, weights, every epoch's record); the straight run's folder."""
+    straight = run_cli(["--out", str(tmp_path / "a"), *args])
     assert straight.returncode == 0, straight.stderr
     folder_a = run_folder(straight.stdout)
-
-    out_b = tmp_path / "b"
-    kill_at_epoch(out_b, SLOW, 2)
-    resumed = run_cli(["--out", str(out_b), *SLOW])
+    kill_at_epoch(tmp_path / "b", args, 2)
+    resumed = run_cli(["--out", str(tmp_path / "b"), *args])
     assert resumed.returncode == 0, resumed.stderr
     assert "resuming" in resumed.stderr
     folder_b = run_folder(resumed.stdout)
-
     ra, rb = result(folder_a), result(folder_b)
     for key in ("final_test_accuracy", "final_test_loss", "train_flops", "scoring_flops", "achieved_sparsity",
                 "prunable_remaining", "layer_sparsity", "total_epochs_trained"):
@@ -188,6 +190,21 @@ def test_sigkill_mid_training_then_resume_is_bitwise_identical(tmp_path):
         assert all(torch.equal(a[k], b[k]) for k in a), file
     strip = lambda rows: [{k: v for k, v in row.items() if k not in ("epoch_time_s", "images_per_s")} for row in rows]
     assert strip(metrics(folder_a)) == strip(metrics(folder_b))
+    return folder_a
+
+
+def test_sigkill_mid_training_then_resume_is_bitwise_identical(tmp_path):
+    _resumed_equals_straight(tmp_path, SLOW)
+
+
+SLOW_STEPS = [*SLOW[:4], SLOW[5], "train.steps=650", "train.optimizer=adamw", "train.lr=0.002", "train.weight_decay=0.1",
+              "train.lr_schedule=warmup_cosine", "train.warmup_steps=50", "train.grad_clip=0.5",
+              "prune.update_every_steps=25"]  # 650 steps of 120 a epoch: five epochs and 50 steps
+
+
+def test_sigkill_then_resume_under_a_step_budget_is_bitwise_identical(tmp_path):
+    folder = _resumed_equals_straight(tmp_path, SLOW_STEPS)
+    assert [rec["steps"] for rec in metrics(folder)] == [120] * 5 + [50]
 
 
 def test_sigterm_exits_75_after_a_checkpoint_and_the_rerun_resumes(tmp_path):
@@ -274,3 +291,165 @@ def test_a_finished_run_folder_holds_its_results_and_no_lock_file(tmp_path):
     again = run_cli(["--out", str(tmp_path), *TINY])
     assert again.returncode == 0 and "already finished" in again.stderr
     assert {p.name: p.read_bytes() for p in folder.iterdir()} == before
+
+
+def test_a_result_the_suite_would_not_count_fails_instead_of_finishing(tmp_path, monkeypatch, capsys):
+    """Issue 25, case 8: a run whose final mask missed its target printed "done ... sparsity 0.0000 (target
+    0.9000)", exited 0 with a result nothing counts, and every rerun looped; it fails (failed.json, exit 1)."""
+    from baselines.snip import Snip
+    from suite.run import main
+    monkeypatch.setattr(Snip, "start_round", lambda self, r, ctx, mask: None)  # a method that never prunes
+    code = main(["--no-progress", "--method", "snip", "--out", str(tmp_path), *TINY, "train.epochs=1",
+                 "wandb.mode=disabled"])
+    assert (code, capsys.readouterr().err.strip().splitlines()) == (1, [
+        "error: run failed: round 0's result is not valid: achieved sparsity 0.000000 (0 of 6816 weights pruned) "
+        "is not its target 0.900000 (6134 pruned by the exact-count rule)"])
+    [folder] = tmp_path.glob("*/seed_42")
+    assert json.loads((folder / "failed.json").read_text())["reason"].startswith("round 0's result is not valid")
+    assert not (folder / "result.json").exists()
+
+
+# --- budgets in optimizer steps, AdamW, warm-up + cosine, clipping (in process, 8 steps per epoch) ---
+
+def _runner(tmp_path, method="dense", *overrides):
+    from accelerate import Accelerator
+    from suite import config as C
+    from suite.trainer import Runner
+    cfg = C.load_config(None, [*TINY, "wandb.mode=disabled", *overrides], method=method)
+    return Runner(cfg, tmp_path, Accelerator(cpu=True))
+
+
+STEPS = ["train.steps=20", "train.optimizer=adamw", "train.lr=0.01", "train.weight_decay=0.1",
+         "train.lr_schedule=warmup_cosine", "train.warmup_steps=4", "train.min_lr=0.001"]
+
+
+def test_a_step_budget_trains_exactly_its_steps_and_records_the_partial_epoch(tmp_path):
+    runner = _runner(tmp_path, "dense", *STEPS)
+    r = runner.run(progress=False)
+    records = metrics(tmp_path)
+    assert [rec["steps"] for rec in records] == [8, 8, 4]  # 20 steps: two epochs and half of the third
+    assert all(rec["test_accuracy"] is not None for rec in records)  # the partial epoch is evaluated too
+    assert (r["steps"], r["epochs"], r["total_epochs_trained"], r["cycles"]) == (20, 2.5, 2.5, 1.0)
+    opt = runner.optimizer.optimizer
+    assert {int(opt.state[p]["step"]) for p in runner.model.parameters()} == {20}
+    # each epoch records the learning rate of its last step: warm-up over 4 steps, cosine over 16 to 0.001
+    cosine = lambda step: 0.001 + (0.01 - 0.001) * 0.5 * (1 + math.cos(math.pi * (step - 4) / 16))
+    assert [rec["lr"] for rec in records] == [cosine(7), cosine(15), cosine(19)]
+    # a step budget's cost: 20 steps of the global batch, three forward passes each
+    assert r["train_flops"] == r["dense_cycle_flops"] == 20 * 64 * 3 * runner.flops.total
+
+
+def test_adamw_decays_matrices_only(tmp_path):
+    runner = _runner(tmp_path, "dense", *STEPS)
+    runner._new_optimizer()
+    groups = runner.optimizer.optimizer.param_groups
+    assert [(g["weight_decay"], g["betas"], sorted(p.dim() for p in g["params"])) for g in groups] == [
+        (0.1, (0.9, 0.999), [2, 2, 2]), (0.0, (0.9, 0.999), [1, 1, 1])]
+    assert isinstance(runner.optimizer.optimizer, torch.optim.AdamW)
+
+
+def test_gradient_clipping_bounds_the_masked_gradient_norm(tmp_path):
+    # plain SGD (no momentum, no decay, lr 1): one step moves the weights by exactly the clipped gradient
+    runner = _runner(tmp_path, "dense", "train.steps=1", "train.lr=1", "train.momentum=0", "train.weight_decay=0",
+                     "train.lr_schedule=constant", "train.grad_clip=0.01")
+    runner._new_optimizer()
+    w = runner.weights["net.0.weight"] if "net.0.weight" in runner.weights else next(iter(runner.weights.values()))
+    name = next(n for n, p in runner.weights.items() if p is w)
+    mask = {n: torch.ones_like(p, dtype=torch.bool) for n, p in runner.weights.items()}
+    mask[name][: w.shape[0] // 2] = False  # half the first layer pruned: no gradient there, no part in the norm
+    runner.masked.install(mask, runner.optimizer)
+    before = [p.detach().clone() for p in runner.model.parameters()]
+    metrics_ = runner.train_epoch(0, 0)
+    moved = torch.sqrt(sum(((p.detach() - b) ** 2).sum() for p, b in zip(runner.model.parameters(), before)))
+    assert metrics_["steps"] == 1 and metrics_["grad_norm"] > 0.01  # the norm before clipping, recorded
+    assert float(moved) == pytest.approx(0.01, rel=1e-5)
+    assert torch.count_nonzero(w[: w.shape[0] // 2]) == 0  # pruned weights stay exactly zero
+
+
+def test_one_epoch_with_updates_at_epoch_ends_is_an_error_line_not_pruning_at_init(tmp_path):
+    # issue 25 case 6: a progressive schedule inside the first epoch would prune all at once
+    args = ["--method", "progressive", "--out", str(tmp_path), *TINY, "train.epochs=1"]
+    proc = run_cli(args)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines()[-1] == (
+        "error: prune.t_end: the schedule ends at epoch 0.5, before the first epoch end, where the mask is updated "
+        "(prune.update_every_steps=0): it would prune all at once; set prune.update_every_steps to a number of "
+        "optimizer steps, or a longer budget")
+
+
+def test_one_epoch_with_step_updates_prunes_gradually_over_half_of_it(tmp_path):
+    runner = _runner(tmp_path, "progressive", "train.epochs=1", "prune.update_every_steps=1",
+                     "prune.target_sparsity=0.8")
+    seen = []
+    install = runner._install
+    runner._install = lambda mask: seen.append(None if mask is None else M.sparsity_of(mask)) or install(mask)
+    r = runner.run(progress=False)
+    assert runner.cfg.prune.t_end == 0.5
+    steps = [s for s in seen if s is not None]
+    # t_end = half an epoch = step 4 of 8: the linear schedule 0.2, 0.4, 0.6, 0.8 at steps 1..4, exact counts
+    total = M.count_total(runner.masked.mask)
+    assert steps == [round(s * total) / total for s in (0.2, 0.4, 0.6, 0.8)]
+    assert r["achieved_sparsity"] == round(0.8 * total) / total
+
+
+def test_schedule_points_follow_a_step_budget(tmp_path):
+    # progressive: t_end_frac 0.5 of 20 steps = 1.25 epochs; updates every 2 steps, so step 8 (1 epoch)
+    # is at 0.8 of the schedule and step 10 at its end
+    runner = _runner(tmp_path, "progressive", "train.steps=20", "prune.update_every_steps=2",
+                     "prune.target_sparsity=0.5")
+    r = runner.run(progress=False)
+    total = M.count_total(runner.masked.mask)
+    records = metrics(tmp_path)
+    assert [rec["target_sparsity"] for rec in records] == [0.5 * 1 / 1.25, 0.5, 0.5]
+    assert records[0]["prunable_remaining"] == total - round(0.4 * total)
+    assert r["achieved_sparsity"] == round(0.5 * total) / total
+
+
+def test_oneshot_prunes_at_its_fraction_of_a_step_budget(tmp_path):
+    runner = _runner(tmp_path, "oneshot", "train.steps=20", "oneshot.dense_frac=0.25", "prune.target_sparsity=0.5")
+    assert runner.method.step_interval() == 5  # the cut: step 5 of 20, inside the first epoch
+    assert [runner.method.lr_at(0, s) for s in (4, 5, 19)] == [(4, 5), (0, 15), (14, 15)]  # restart at the cut
+    runner.run(progress=False)
+    total = M.count_total(runner.masked.mask)
+    assert metrics(tmp_path)[0]["prunable_remaining"] == total - round(0.5 * total)
+
+
+def test_lth_rewinds_to_a_step_inside_an_epoch_and_keeps_those_weights(tmp_path):
+    common = ["train.steps=20", "train.lr_schedule=constant", "train.momentum=0"]
+    runner = _runner(tmp_path / "lth", "lth", *common, "lth.rewind_step=5", "prune.target_sparsity=0.5",
+                     "lth.rate=0.5")
+    r = runner.run(progress=False)
+    assert r["rewind_step"] == 5
+    records = metrics(tmp_path / "lth")
+    assert [(rec["round"], rec["steps"]) for rec in records] == [(0, 8), (0, 8), (0, 4), (1, 3), (1, 8), (1, 4)]
+    assert r["total_epochs_trained"] == 2.5 + 15 / 8
+    # the kept weights are round 0's after 5 steps: a dense run of 5 steps at the same constant lr
+    dense = _runner(tmp_path / "dense", "dense", *common[1:], "train.steps=5")
+    dense.run(progress=False)
+    kept, trained = tensors(tmp_path / "lth" / "rewind.safetensors"), tensors(tmp_path / "dense" / "model.safetensors")
+    assert kept.keys() == trained.keys() and all(torch.equal(kept[k], trained[k]) for k in kept)
+
+
+def test_the_language_model_recipe_under_bf16_autocast(tmp_path):
+    # bf16 autocast (Accelerate), AdamW, warm-up + cosine, clipping and a step budget on the same code
+    from accelerate import Accelerator
+    from accelerate.state import AcceleratorState
+    from suite import config as C
+    from suite.trainer import Runner
+    AcceleratorState._reset_state(True)
+    cfg = C.load_config(None, [*TINY, "wandb.mode=disabled", *STEPS, "train.precision=bf16", "train.grad_clip=0.5",
+                               "prune.update_every_steps=2", "prune.target_sparsity=0.8"], method="progressive")
+    runner = Runner(cfg, tmp_path, Accelerator(cpu=True, mixed_precision="bf16"))
+    try:
+        r = runner.run(progress=False)
+    finally:
+        AcceleratorState._reset_state(True)
+    assert math.isfinite(r["final_test_loss"]) and r["steps"] == 20
+    assert r["prunable_total"] - r["prunable_remaining"] == round(0.8 * r["prunable_total"])
+    opt = runner.optimizer.optimizer
+    for name, w in runner.weights.items():
+        dead = ~runner.masked.mask[name]
+        assert w.dtype == torch.float32 and int(torch.count_nonzero(w.detach()[dead])) == 0
+        assert int(torch.count_nonzero(opt.state[w]["exp_avg"][dead])) == 0
+        assert int(torch.count_nonzero(opt.state[w]["exp_avg_sq"][dead])) == 0
+    assert all(rec["grad_norm"] > 0 for rec in metrics(tmp_path))

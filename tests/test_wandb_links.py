@@ -93,7 +93,7 @@ def test_lth_run_on_the_dashboard_readable_group_rounds_method_config_and_sweep(
     assert config["experiment"] == result["experiment"] and folder.parent.name.endswith(config["experiment"])
     assert sorted(k for k in config if not k.startswith("_")) == \
         ["data", "experiment", "lth", "method", "model", "prune", "seed", "train", "wandb"]
-    assert config["lth"] == {"rate": 0.5, "rewind_epoch": 0}
+    assert config["lth"] == {"rate": 0.5, "rewind_epoch": 0, "rewind_step": 0}
     summary = {i.key: json.loads(i.value_json) for r in records if r.WhichOneof("record_type") == "summary"
                for i in r.summary.update if i.key}
     for r in range(3):

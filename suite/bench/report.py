@@ -101,11 +101,12 @@ def format_report(report: dict) -> str:
                     f"{lth['speedup_vs_openlth']:.1f}x OpenLTH's epoch; machine: {lth['machine']}"]
     if report.get("gpt"):
         g = report["gpt"]
-        parts += ["", f"GPT ({g['model']} on {g['dataset']}, batch {g['batch_size']} x context {g['context']}, Adam; "
+        parts += ["", f"GPT ({g['model']} on {g['dataset']}, batch {g['batch_size']} x context {g['context']}, AdamW + clipping; "
                       f"median tokens/s; masks at {g['sparsity']:.4f} of the block matrices)",
                   table([g], [("steps", "steps", ""), ("dense tok/s", "dense_tokens_per_s", ".0f"),
                               ("masked tok/s", "masked_tokens_per_s", ".0f"), ("plain loop tok/s", "plain_tokens_per_s", ".0f"),
-                              ("dense step ms", "dense_step_ms", ".1f"), ("masked/dense", "masked_over_dense", ".3f"),
+                              ("dense step ms", "dense_step_ms", ".1f"), ("enforce ms", "enforce_ms", ".2f"),
+                              ("masked/dense", "masked_over_dense", ".3f"),
                               ("runner/plain", "suite_over_plain", ".3f"), ("threads", "threads", ""),
                               ("tok/s per thread", "tokens_per_s_per_thread", ".0f"), ("load", "load", ".1f"),
                               ("machine", "machine", "")])]

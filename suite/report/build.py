@@ -9,7 +9,7 @@ from suite.config import ConfigError
 from suite.report.export import load_export, machine, sweep_records
 from suite.report.fmt import fmt, fmt_epochs, fmt_p, is_missing, readable
 from suite.report.load import Group, Skipped, group_runs, code_warnings, scan_runs
-from suite.report.claims import Plan, declaration, plan_tables
+from suite.report.claims import Plan, declaration, plan_tables, ticket_lines
 from suite.report.published import Published
 from suite.report.load import read_cost
 from suite.report.tables import (EQUAL_EPOCHS, Table, ablation_table, measured_cost_table, equivalence_table, head_to_head_table, mask_matters,
@@ -89,6 +89,8 @@ def build_report(root: Path, reference: str = "progressive", alpha: float = 0.05
             "dense layers, init or budget differ (the 'Protocol' column names it): those rows compare more than "
             "the pruning criterion")
     meta["headline"] = headline(report) + mask_matters(ablations) + pattern_costs(structure) + init_effects(inits)
+    tickets = next((t for t in report.tables if t.name == "tickets"), None)
+    meta["headline"] += ticket_lines(tickets) if tickets is not None else []
     return report
 
 

@@ -390,6 +390,27 @@ def ticket_table(groups: Sequence[Group], plan: Plan) -> Table:
     ])
 
 
+def ticket_lines(tickets: Table) -> list[str]:
+    """The research's title question per source, for the headline: is its final mask a winning ticket (its own
+    init better than a fresh one, ticket − reinit, Holm within the ticket table)?"""
+    out = []
+    for r in tickets.rows:
+        if r["contrast"] != "ticket − reinit":
+            continue
+        if math.isnan(r["p_holm"]):
+            answer = "not tested"
+        elif r["p_holm"] < 0.05 and r["diff"] > 0:
+            answer = "yes, a winning ticket: its own init beats a fresh one"
+        elif r["p_holm"] < 0.05:
+            answer = "no: a fresh init beats its own"
+        else:
+            answer = "not shown: its own init and a fresh one do not differ significantly"
+        out.append(f"{r['source_method']} at {100 * r['target_sparsity']:g}%, {r['epochs_per_cycle']:g} epochs per "
+                   f"cycle: is its final mask a lottery ticket? {answer} (ticket − reinit Δ {fmt(r['diff'], signed=True)} "
+                   f"points, n = {r['n']}, Holm p = {fmt_p(r['p_holm'])}).")
+    return out
+
+
 def declaration(plan: Plan) -> list[str]:
     """The family, stated before any table: one line per declared comparison, then what the rest is."""
     out = [f"Confirmatory family ({plan.path.name}, Holm over these {len(plan.confirmatory)}; margin "

@@ -281,6 +281,11 @@ def render_document(report: Report, published: Sequence[Published], recorded: di
             "the full stated budget. A different recipe cannot refute a paper: it can only fail to reproduce its "
             "number.", ""]
     out += [f"{p}\n" for p in claim_paragraphs(report, published)]
+    answer = confirmatory_lines(report)
+    if answer:  # the closing note: the declared family's answer and what the study cost in wall time
+        out += ["## The answer", "", *answer, "",
+                f"The study's runs took {_duration(run_seconds)} in all (the sum of their recorded wall times; the "
+                "sweeps' own wall time, with runs in parallel, is listed under 'How it was made').", ""]
     return "\n".join(out).rstrip("\n") + "\n"
 
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import functools
+import json
 import math
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
@@ -9,7 +10,7 @@ from typing import Any, Callable, Sequence
 from suite import stats
 from suite.report.fmt import (MISSING, fmt, fmt_ci, fmt_epochs, fmt_flops, fmt_p, fmt_sparsity, is_missing, mean,
                               value_text)
-from suite.report.load import DENSE, SPARSITY_DECIMALS, Group, Skipped
+from suite.report.load import DENSE, SPARSITY_DECIMALS, Group, Run, Skipped
 from suite.report.published import Published
 
 @dataclass(frozen=True)
@@ -175,11 +176,26 @@ def summary_table(groups: Sequence[Group], alpha: float) -> Table:
     return Table("summary", "Summary", caption, rows, columns)
 
 
+def _training(r: Run) -> tuple:
+    """What a run trained, as its files say: a dense training (no weight pruned: a dense run, an LTH chain's
+    round 0) is its data, model and training settings and seed; any other is its experiment, round and seed."""
+    if r.achieved_sparsity == 0:
+        return ("dense", r.seed, tuple(sorted((k, json.dumps(v)) for k, v in r.science.items()
+                                              if k.startswith(("data.", "model.", "train.")))))
+    return (r.experiment, r.round, r.seed)
+
+
 def same_runs(a: Group, b: Group) -> bool:
-    """Whether two groups are the same trainings: the same seeds with identical final accuracies (an LTH
-    chain's round 0 is its dense training); comparing them tests nothing."""
-    by_seed = {r.seed: r.final_accuracy for r in a.runs}
-    return by_seed == {r.seed: r.final_accuracy for r in b.runs}
+    """Whether two groups are the same trainings, decided from the runs (experiment, round and seed; an LTH
+    chain's round 0 and a dense run of the same settings are one dense training), never from equal numbers:
+    comparing them tests nothing."""
+    return sorted(map(_training, a.runs)) == sorted(map(_training, b.runs))
+
+
+def _accuracies_at(g: Group, seeds: Sequence[int]) -> list[float]:
+    """g's final accuracies at these seeds, in their order."""
+    by_seed = {r.seed: r.final_accuracy for r in g.runs}
+    return [by_seed[s] for s in seeds]
 
 
 def _seed_ordered(g: Group) -> list[float]:
@@ -300,7 +316,7 @@ def head_to_head_table(groups: Sequence[Group], reference: str, alpha: float, po
             se, df = stats.paired_se(by_seed_a, by_seed_b) if is_paired else stats.welch_se(a, b)
             note = ""
             if identical:
-                note = "same runs: the same seeds with identical results, not a comparison"
+                note = "same runs: the same trainings, seed for seed, not a comparison"
             elif len(a) < 2 or len(b) < 2:
                 note = "n < 2 on one side: no tests"
             elif math.isnan(p_primary):
@@ -385,7 +401,8 @@ def head_to_head_table(groups: Sequence[Group], reference: str, alpha: float, po
                "(shown beside it): a row Holm rejects at step k of m gets 1 − alpha/(m − k + 1); a row it does "
                "not reject gets 1 − alpha/(m − r), the level of the step where Holm stopped after r rejections. "
                "So a CI excludes 0 exactly when the verdict is a difference. Rows whose two groups are the same "
-               "runs (same seeds, identical results) are not tested: 'same runs'. MDD is the smallest true Δ "
+               "trainings (the same experiment and seeds, or an LTH chain's round 0 and dense runs of its settings) "
+               "are not tested: 'same runs' (equal numbers alone never make them so). MDD is the smallest true Δ "
                f"the row's own test detects with {100 * power:g}% power at the row's adjusted level, from its "
                "observed standard error and df. 'Wilcoxon (check)', paired rows only, unadjusted and not used "
                "for the verdict: the exact signed-rank test cannot give p below 2/2^n (0.0625 at n = 5), and "
@@ -471,8 +488,8 @@ def ablation_source(g: Group, groups: Sequence[Group]) -> Group | None:
 
 def paired_procedure(margin: float) -> str:
     """The caption sentence of every paired_rows table: its test, family and interval."""
-    return ("The same procedure as the head-to-head table: one primary test per row (paired t when both ran the "
-            "same seeds, else Welch), Holm-Bonferroni within the rows of one data set, model, sparsity and budget, "
+    return ("The procedure of the head-to-head table: one primary test per row (paired t over the seeds both sides "
+            "ran, when at least two, else Welch), Holm-Bonferroni within the rows of one data set, model, sparsity and budget, "
             f"the CI at the Holm-consistent level shown beside it. 'No difference' needs that CI inside ±{margin:g} "
             "points (the --margin); otherwise a non-significant row is 'not shown'. Epochs and cost (in dense "
             "training cycles) are each side's own.")
@@ -481,13 +498,14 @@ def paired_procedure(margin: float) -> str:
 def paired_rows(pairs: Sequence[tuple[Group, Group, dict]], alpha: float, margin: float,
                 outcomes: tuple[str, str, str]) -> list[dict]:
     """Rows of (control, treated, fields): Δ = control − treated, one primary test per row (paired t over
-    the shared seeds when both ran the same ones, else Welch), Holm-Bonferroni within the rows of one data
+    the seeds both ran when at least two, else Welch), Holm-Bonferroni within the rows of one data
     set, model, sparsity and budget, the CI at the Holm-consistent level. `outcomes`: the texts for a
     significant positive Δ, a significant negative Δ, and a CI inside ±margin."""
     rows, retest = [], {}
     for control, g, fields in pairs:
-        a, b = _seed_ordered(control), _seed_ordered(g)
-        is_paired = len(set(control.seeds) & set(g.seeds)) >= 2 and sorted(control.seeds) == sorted(g.seeds)
+        shared = sorted(set(control.seeds) & set(g.seeds))
+        is_paired = len(shared) >= 2  # the seeds both ran are pairs (one init, one data order) even if others are not
+        a, b = _accuracies_at(control, shared), _accuracies_at(g, shared)
         test = functools.partial(stats.paired if is_paired else stats.welch,
                                  a if is_paired else control.accuracies, b if is_paired else g.accuracies)
         t = test()
@@ -588,13 +606,15 @@ def contrast_control(g: Group, groups: Sequence[Group], keys: tuple[str, ...]) -
     return None
 
 
-def contrast_pairs(groups: Sequence[Group], keys: tuple[str, ...],
-                   fields: Callable[[Group, Group], dict]) -> list[tuple[Group, Group, dict]]:
-    """(control, group, fields) for every group that sets one of `keys` and has a control (contrast_control)."""
+def contrast_pairs(groups: Sequence[Group], keys: tuple[str, ...], fields: Callable[[Group, Group], dict],
+                   differs: Callable[[Group, Group], bool] = lambda control, g: True) -> list[tuple[Group, Group, dict]]:
+    """(control, group, fields) for every group that sets one of `keys` and has a control (contrast_control)
+    that `differs` from it in what the keys resolve to (an init named as the model's own is its default:
+    never a contrast of a setting with itself)."""
     pairs = []
     for g in groups:
         control = contrast_control(g, groups, keys)
-        if control is not None:
+        if control is not None and differs(control, g):
             pairs.append((control, g, {**fields(control, g), "control_group": control.id}))
     return pairs
 
@@ -646,7 +666,8 @@ INIT_KEYS = ("model.init",)
 def init_table(groups: Sequence[Group], alpha: float, margin: float) -> Table:
     """The initialisation as a protocol choice: each group started from another init (model.init) against the
     group of the same settings from the model's own default, Δ = default − other (paired_rows)."""
-    pairs = contrast_pairs(groups, INIT_KEYS, lambda control, g: {"init_control": control.protocol("init")})
+    pairs = contrast_pairs(groups, INIT_KEYS, lambda control, g: {"init_control": control.protocol("init")},
+                           lambda control, g: control.protocol("init") != g.protocol("init"))
     rows = paired_rows(pairs, alpha, margin, (
         "the default init is better", "the other init is better", "the init changes nothing here"))
     columns = _paired_columns("Default", "Other", lambda r: f"{r['method']} ({_shown(r['init_control'])})",
@@ -674,11 +695,12 @@ def pattern_costs(structure: Table) -> list[str]:
 
 def measured_cost_table(costs: Sequence[dict]) -> Table:
     """Measured deployment cost per finished run and format (cost.json from python -m suite.cost)."""
-    from suite.cost import BATCHES, cost_rows  # torch: only when a study has measured costs
+    from suite.cost import cost_batches, cost_rows  # torch: only when a study has measured costs
 
-    rows = cost_rows(list(costs))
-    speed = [Column(f"Speed-up b{b}", lambda r, b=b: fmt(r[f"speedup_b{b}"])) for b in BATCHES]
-    latency = [Column(f"ms b{b}", lambda r, b=b: fmt(r[f"latency_ms_b{b}"], 3), paper="no") for b in BATCHES]
+    costs = list(costs)
+    rows, batches = cost_rows(costs), cost_batches(costs)
+    speed = [Column(f"Speed-up b{b}", lambda r, b=b: fmt(r[f"speedup_b{b}"])) for b in batches]
+    latency = [Column(f"ms b{b}", lambda r, b=b: fmt(r[f"latency_ms_b{b}"], 3), paper="no") for b in batches]
     columns = [
         Column("Model", lambda r: _shown(r["model"]), "left", "varies"),
         Column("Method", lambda r: _shown(r["method"]), "left"),
