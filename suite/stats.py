@@ -259,12 +259,13 @@ def min_detectable_difference(sd: float, n: int, alpha: float = 0.05, power: flo
     return min_detectable_effect(n, alpha, power) * sd
 
 
-def verdict(diff: float, p: float, alpha: float) -> str:
-    """'better' / 'worse' (for `a` against `b`) when p < alpha, else 'no significant difference'."""
+def verdict(diff: float, p: float, alpha: float, higher_is_better: bool = True) -> str:
+    """'better' / 'worse' (for `a` against `b`, diff = a - b) when p < alpha, else 'no significant difference';
+    for a metric where lower is better (a loss) a negative diff is 'better'."""
     if math.isnan(p):
         return "not tested"
     if p < alpha:
-        return "better" if diff > 0 else "worse"
+        return "better" if (diff > 0) == higher_is_better else "worse"
     return "no significant difference"
 
 

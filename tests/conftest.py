@@ -18,3 +18,13 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 @pytest.fixture
 def repo_root() -> Path:
     return ROOT
+
+
+@pytest.fixture(scope="session")
+def committed_study():
+    """The report built from the committed study's export (docs/results/lenet300_mnist.json)."""
+    export = ROOT / "docs" / "results" / "lenet300_mnist.json"
+    if not export.is_file():
+        pytest.skip("the committed study's export is not here")
+    from suite import report
+    return report.build_report(export)

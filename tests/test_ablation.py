@@ -384,7 +384,8 @@ def test_the_report_tests_each_ablation_against_its_source(tmp_path):
         assert rows[k1]["primary_p_holm"] == pytest.approx(min(1, 2 * p1), rel=1e-9)
         assert rows[k2]["primary_p_holm"] == pytest.approx(min(1, max(2 * p1, p2)), rel=1e-9)
     lines = [x for x in built.meta["headline"] if "mask matters" in x]
-    assert len(lines) == 1 and lines[0].startswith("snip at 0.8000: the mask matters beyond its layer densities: ")
+    assert len(lines) == 1 and lines[0].startswith("[80%, 2 ep/cycle, kaiming_normal init] snip: the mask matters beyond "
+                                                   "its layer densities: ")
     # the figures: ablations stand hollow beside their source in the trade-off and on the frontier, and
     # draw no lines or figures of their own (dynamics, layers, animations)
     from suite.report import figures

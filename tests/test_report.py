@@ -298,8 +298,9 @@ def test_equivalence_published_power_and_skipped(study, json_run):
     m_l, sd_l, _, _ = _textbook_summary(lth_acc)
     assert lth_ours["t"] == pytest.approx((m_l - 91.0) / (sd_l / math.sqrt(3)), rel=1e-10)
     assert lth_ours["test"] == "one-sample t-test"
+    # the words of the document's claims (claim_outcome); no seed config states tiny_mlp's epochs
     assert {r["outcome"] for r in tables["published"]} <= {
-        "", "differs from the published value under this recipe", "no significant difference from the published value"}
+        "", "confirmed and exceeded", "confirmed", "not shown with these seeds", "differs under this suite's recipe"}
     # the vgg19 / cifar10 number: no such runs here, so not in the table
     kinds = [(r["published_method"], r["kind"], r["method"]) for r in tables["published"]]
     assert kinds == [("lth", "published, not re-run", "lth"), ("lth", "ours, same method", "lth"),
@@ -354,7 +355,7 @@ def test_markdown_and_latex(study, published_file, tmp_path):
                     "## 4. Published references", "## 5. Power", "## 6. Runs not included"):
         assert heading in text
     assert "Holm-Bonferroni" in text and "published, not re-run" in text and "NaN loss at epoch 2" in text
-    assert "lth (round 1)" in text and "n<2, no tests" in text
+    assert "lth [round 1]" in text and "n<2, no tests" in text
     again = _cli(str(study), "--published", str(published_file), "--out", str(tmp_path / "r.md"))
     assert (tmp_path / "r.md").read_text() == text  # deterministic
     tex = _cli(str(study), "--format", "latex", "--published", str(published_file))
@@ -365,19 +366,20 @@ def test_markdown_and_latex(study, published_file, tmp_path):
     assert "tiny\\_mlp" in body and "Δ" not in body and "±" not in body and "–" not in body
     assert r"\resizebox" not in body and "Wilcoxon p &" not in body  # the columns a paper prints, unshrunk
     head = body[body.index(r"\label{tab:pp-head-to-head}"):]
-    # 13 columns: Target s, Method, n, Test, Δ, Adjusted CI, Holm p, Verdict, MDD, Epochs, Cost (dense cycles),
-    # Cost (the pairing) and Protocol; budget, distribution and init are the same in every row: in the caption
-    assert head.split(r"\midrule")[0].count("&") == 12
+    # 14 columns: Target s, Group, Against, n, Test, Δ, Adjusted CI, Holm p, Verdict, MDD, Epochs, Cost (dense
+    # cycles), Budget pairing and Protocol; budget, distribution and init are in the labels and 'Protocol'
+    assert head.split(r"\midrule")[0].count("&") == 13
     assert "Budget: 3 ep/cycle" in head.split(r"\label")[0] or "Budget: 3 ep/cycle" in body
 
 
 def test_plots_written(json_run):
     out, tables = json_run
     names = sorted(p.name for p in (out / "plots").iterdir())
-    stems = ["dynamics-synthetic-tiny_mlp-s0.5", "dynamics-synthetic-tiny_mlp-s0.9",
-             "layers-synthetic-tiny_mlp-s0.5", "layers-synthetic-tiny_mlp-s0.9", "tradeoff-synthetic-tiny_mlp",
-             "forest-synthetic-tiny_mlp-s0.5", "forest-synthetic-tiny_mlp-s0.9",
-             "frontier-synthetic-tiny_mlp-s0.5", "frontier-synthetic-tiny_mlp-s0.9"]
+    # named by their family in words: sparsity in percent, epochs per cycle, init (not recorded here)
+    stems = ["dynamics-50-3ep-init-unknown", "dynamics-90-3ep-init-unknown",
+             "layers-50-3ep-init-unknown", "layers-90-3ep-init-unknown", "tradeoff-3ep-init-unknown",
+             "forest-50-3ep-init-unknown", "forest-90-3ep-init-unknown",
+             "frontier-50-init-unknown", "frontier-90-init-unknown"]
     assert names == sorted([f"{s}.{ext}" for s in stems for ext in ("pdf", "png")]
                            + ["comparison_animation.gif", "training_animation.gif"])
     for name in names:
@@ -490,7 +492,8 @@ def test_report_package_imports_only_downward_and_no_private_names():
     """Each module of suite/report imports only the modules below it (the order of suite/report/__init__.py's
     docstring) and never another module's private names; suite.methods never imports suite.config."""
     import ast
-    order = ["fmt", "load", "export", "published", "tables", "claims", "build", "render", "figures", "study", "cli"]
+    order = ["fmt", "load", "labels", "export", "published", "tables", "claims", "build", "render", "figures", "study",
+             "cli"]
     folder = REPO / "suite" / "report"
     for i, name in enumerate(order):
         tree = ast.parse((folder / f"{name}.py").read_text())
@@ -615,7 +618,8 @@ def test_cost_per_dense_cycle_from_new_fields_or_the_old_fallback(tmp_path):
     [row] = built.table("summary").rows
     assert row["train_cost_x_dense_cycle"] == 0.3 and row["test_at_best_val_mean"] == 92.4
     text = report.render_markdown(built)
-    assert "Test at best val." in text and "| erk" in text and "kaiming_normal" in text
+    # one row: the distribution and init columns hold one value each, said once in the caption
+    assert "Test at best val." in text and "Distribution: erk" in text and "kaiming_normal" in text
     # without a validation split no best epoch is shown: the test set never selects one
     assert "Test at best val." not in report.render_markdown(report.build_report(tmp_path / "old"))
 
@@ -633,21 +637,26 @@ def test_equal_budget_pairs_a_chain_round_with_the_reference_at_the_same_total_e
         _set_fields(folder, train_cost_x_dense_cycle=lambda d: 0.5 * d["total_epochs_trained"] / d["epochs"])
     built = report.build_report(tmp_path)
     rows = [r for r in built.table("head_to_head").rows if r["round"] == "final"]
+    # equal epochs are not an equal cost: every row gives the cost ratio (1.5 / 0.5 dense cycles)
     assert [(r["budget_reference"], r["budget_pairing"], r["cross_budget"]) for r in rows] == [
-        ("3 ep/cycle", "3x the reference's", False), ("9 ep/cycle", "equal budget (epochs)", True)]
+        ("3 ep/cycle", "9 vs 3 epochs, cost ratio 3x", False), ("9 ep/cycle", "equal epochs, cost ratio 1x", True)]
     equal = rows[1]
-    assert equal["epochs_trained"] == equal["epochs_trained_reference"] == 9
+    assert equal["epochs_trained"] == equal["epochs_trained_reference"] == 9 and equal["equal_epochs"]
     # one unit, the 3-epoch base cycle: 9 epochs at half a dense cycle's FLOPs per epoch cost 1.5 on both sides
     assert equal["train_cost_x_dense_cycle"] == equal["train_cost_x_dense_cycle_reference"] == 1.5
     assert equal["cost_unit"] == "3-epoch dense cycles"
-    assert equal["protocol_differs"] == [] and rows[0]["protocol_differs"] == ["budget 9 vs 3 epochs"]
+    # 'Protocol' lists the schedule too: the same 9 epochs as 3 cycles of 3 against one cycle of 9
+    assert equal["protocol_differs"] == ["budget schedule 3 ep/cycle x 3 vs 9 ep/cycle x 1"]
+    assert rows[0]["protocol_differs"] == ["budget 9 vs 3 epochs"]
     prog9 = [PROG_90[s] + 0.5 for s in sorted(PROG_90)]
     res = sps.ttest_rel([LTH_FINAL[s] for s in sorted(LTH_FINAL)], prog9)
     assert equal["primary_test"] == "paired t" and equal["primary_p"] == pytest.approx(res.pvalue, rel=1e-12)
     # the two budgets of progressive are separate groups, labelled by budget
     budgets = sorted(r["budget"] for r in built.table("summary").rows if r["method"] == "progressive")
     assert budgets == ["3 ep/cycle", "9 ep/cycle"]
-    assert any("equal budget (epochs)" in line for line in built.meta["headline"])
+    assert any("; equal epochs, training cost 1.5x vs 1.5x in 3-epoch dense cycles" in line
+               for line in built.meta["headline"])
+    assert not any("equal budget" in line for line in built.meta["headline"])
 
 
 def test_structured_groups_are_measured_against_unstructured_of_the_same_settings(tmp_path):
@@ -684,7 +693,8 @@ def test_structured_groups_are_measured_against_unstructured_of_the_same_setting
     [snip] = [r for r in built.table("head_to_head").rows if r["method"] == "snip"]
     assert snip["protocol_differs"] == [] and snip["mean_reference"] == pytest.approx(sum(PROG_90.values()) / 3)
     lines = [x for x in built.meta["headline"] if "unstructured − structured" in x]
-    assert sorted(line.split(" at ")[0] for line in lines) == ["progressive 1:10 (N:M)", "progressive channel"]
+    assert sorted(line.split("] ", 1)[1].split(": ")[0] for line in lines) == [
+        "progressive [1:10] against progressive", "progressive [channel, last kept dense] against progressive [last kept dense]"]
     assert all(line.endswith("unstructured is better: the pattern costs accuracy") for line in lines)
     assert "init" not in [t.name for t in built.tables]  # no init contrast: no section
     # the headline table: one row per method, the plain reference and SNIP's verdict against it; the
@@ -757,7 +767,7 @@ def test_help_names_every_option_with_its_default():
     from suite.report.cli import build_parser
     parser = build_parser()
     options = [a for a in parser._actions if a.option_strings and a.dest != "help"]
-    assert len(options) == 18  # --plan (the declared family) is the 18th
+    assert len(options) == 17  # --plan (the declared family) came, --log-x went (one panel per sparsity)
     for action in options:
         assert action.help and "default" in action.help, action.option_strings
 
@@ -770,7 +780,7 @@ def test_signed_numbers_never_print_minus_zero(tmp_path):
         _write_run(tmp_path, "progressive", 0.9, seed, acc)
         _write_run(tmp_path, "snip", 0.9, seed, acc - 0.001 * (1 + seed % 2))
     lines = report.build_report(tmp_path).meta["headline"]
-    assert lines[0].startswith("snip vs progressive at 90% (tiny MLP on synthetic data): Δ 0.00 points, paired t")
+    assert lines[0].startswith("[90%, 3 ep/cycle, init not recorded] snip vs progressive: Δ 0.00 points, paired t")
     assert not any("-0.00" in line for line in lines)
 
 
@@ -781,9 +791,9 @@ def test_every_method_keeps_one_colour_and_marker_from_the_registry():
     assert len({c for c, _ in styles.values()}) == len(METHODS) and len({k for _, k in styles.values()}) == len(METHODS)
     assert styles["dense"][0] != styles["synflow"][0]
     assert figures.method_style("progressive") == ("#d62728", "o")  # the same in every study and figure
-    # an interval that alone stretches the axis more than 3-fold is left off the scale
-    assert figures.off_scale([(93.5, 94.5), (94.0, 95.0), (43.4, 77.2), (96.3, 96.6)]) == {2}
-    assert figures.off_scale([(93.5, 94.5), (94.0, 95.0), (96.3, 96.6)]) == set()
+    # a group far on the worse side of the others is left off the scale (tests/test_figures.py)
+    assert figures.collapsed([(93.5, 93.0, 94.5), (94.0, 93.5, 95.0), (60.3, 43.4, 77.2), (96.3, 96.2, 96.6)]) == {2}
+    assert figures.collapsed([(93.5, 93.0, 94.5), (94.0, 93.5, 95.0), (96.3, 96.2, 96.6)]) == set()
 
 
 def test_a_head_to_head_across_distributions_or_inits_is_flagged(tmp_path):
@@ -799,7 +809,8 @@ def test_a_head_to_head_across_distributions_or_inits_is_flagged(tmp_path):
         "warning: 2 of 2 head-to-head rows compare groups whose distribution, dense layers, init or budget differ "
         "(the 'Protocol' column names it): those rows compare more than the pruning criterion"]
     text = report.render_markdown(built)
-    assert "| erk vs global" in text and "distribution erk vs global" in text
+    # the group's label says what differs from the common protocol; 'Protocol' says what differs in the pair
+    assert "| rigl [erk]" in text and "| snip [pytorch init]" in text and "distribution erk vs global" in text
 
 
 def test_empty_metrics_files_are_named_on_the_figure_not_drawn_as_empty_axes(tmp_path):
@@ -813,6 +824,73 @@ def test_empty_metrics_files_are_named_on_the_figure_not_drawn_as_empty_axes(tmp
     assert missing_records_note([g for g in built.groups if g.method == "progressive"]) is None
     written = write_all(built.groups, tmp_path / "figures")
     assert any(p.name.startswith("dynamics") and p.suffix == ".png" for p in written)
+
+
+# --- a metric where lower is better (issue 22, item 4) ---------------------------------------------
+
+LOSS = {"name": "test_loss", "label": "held-out loss (nats/char)", "higher_is_better": False}
+LOSS_PROG = {42: 1.50, 123: 1.52, 456: 1.49}
+LOSS_SNIP = {42: 1.60, 123: 1.63, 456: 1.61}     # higher loss than progressive on every seed: worse
+LOSS_RANDOM = {42: 1.45, 123: 1.46, 456: 1.44}   # lower loss on every seed: better
+LOSS_DENSE = {42: 1.40, 123: 1.41, 456: 1.39}
+LOSS_PYTORCH = {42: 1.60, 123: 1.62, 456: 1.61}  # progressive from another init, worse than its default
+
+
+@pytest.fixture(scope="module")
+def loss_study(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("loss")
+    for method, values, init in (("progressive", LOSS_PROG, "model"), ("snip", LOSS_SNIP, "model"),
+                                 ("random", LOSS_RANDOM, "model"), ("dense", LOSS_DENSE, "model"),
+                                 ("progressive", LOSS_PYTORCH, "pytorch")):
+        for seed, loss in values.items():
+            folder = _write_run(root, method, 0.0 if method == "dense" else 0.9, seed, 50.0, init=init)
+            _set_fields(folder, metric=LOSS, final_test_loss=loss,
+                        init="pytorch" if init == "pytorch" else "kaiming_normal")
+    return root
+
+
+def test_a_lower_is_better_metric_turns_every_verdict(loss_study):
+    """Δ = method − reference in nats/char, and 'better' means a lower loss: SNIP's higher loss is worse,
+    random's lower loss better, the default init (lower loss) better than PyTorch's; bits and perplexity
+    beside the loss; the margin defaults to 0.01 nats; every caption names the metric and its direction."""
+    pub = report.Published("progressive", "tiny_mlp", "synthetic", 0.9, 1.55, float("nan"), "made up", False, "",
+                           "", 0.0005, metric="test_loss")
+    built = report.build_report(loss_study, published=[pub])
+    assert built.meta["metric"] == LOSS and built.meta["margin"] == 0.01
+    rows = {r["label"]: r for r in built.table("head_to_head").rows}
+    assert set(rows) == {"snip", "random"}  # the pytorch-init progressive is its own family's reference
+    mean = lambda d: sum(d.values()) / 3  # noqa: E731
+    assert rows["snip"]["diff"] == pytest.approx(mean(LOSS_SNIP) - mean(LOSS_PROG), abs=1e-12) and rows["snip"]["diff"] > 0
+    assert rows["random"]["diff"] == pytest.approx(mean(LOSS_RANDOM) - mean(LOSS_PROG), abs=1e-12)
+    assert (rows["snip"]["verdict"], rows["random"]["verdict"]) == ("worse", "better")
+    line = next(x for x in built.meta["headline"] if " snip vs progressive" in x)
+    assert line.startswith("[90%, 3 ep/cycle, kaiming_normal init] snip vs progressive: Δ +0.110 nats/char, paired t, ")
+    assert ": worse; " in line
+    [summary] = [r for r in built.table("summary").rows if r["label"] == "progressive"]
+    assert summary["mean"] == pytest.approx(mean(LOSS_PROG), abs=1e-12)
+    assert summary["bits"] == pytest.approx(mean(LOSS_PROG) / math.log(2), abs=1e-12)
+    assert summary["perplexity"] == pytest.approx(math.exp(mean(LOSS_PROG)), abs=1e-12)
+    [init] = built.table("init").rows  # default − other = 1.5033 − 1.61 < 0: the default's loss is lower
+    assert init["diff"] == pytest.approx(mean(LOSS_PROG) - mean(LOSS_PYTORCH), abs=1e-12)
+    assert init["outcome"] == "the default init is better"
+    [ours] = [r for r in built.table("published").rows if r["kind"] == "ours, same method" and r["method"] == "progressive"]
+    assert ours["diff"] == pytest.approx(mean(LOSS_PROG) - 1.55, abs=1e-12) and ours["outcome"] == "confirmed and exceeded"
+    from suite.report.study import claim_paragraphs
+    [claim] = claim_paragraphs(built, [pub])
+    assert "Confirmed and exceeded: our mean is significantly lower" in claim and "Δ -0.047 nats/char" in claim
+    for table in built.tables[:5]:
+        assert "held-out loss (nats/char)" in table.caption or "nats/char of held-out loss" in table.caption, table.name
+    assert "lower is better" in built.table("head_to_head").caption
+    text = report.render_markdown(built)
+    main = text[text.index("## 1. Summary"):text.index("*Summary: details*")]
+    assert "bits/char |" in main and "Perplexity |" in main
+
+
+def test_results_without_a_metric_read_as_accuracy(study):
+    """An older result (no "metric" key) is test accuracy, higher is better, as before."""
+    built = report.build_report(study)
+    assert built.meta["metric"] == {"name": "test_accuracy", "label": "test accuracy (%)", "higher_is_better": True}
+    assert all(g.values == g.accuracies for g in built.groups) and built.meta["margin"] == 0.1
 
 
 # --- issue 25: nothing mislabelled -------------------------------------------------------------------

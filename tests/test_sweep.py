@@ -735,7 +735,7 @@ def test_an_ablation_sweep_ablates_the_finished_results_of_another(tmp_path, cap
     ("ablate: {sources: x.yaml, kinds: [shuffle], where: [0.9]}\n",
      "ablate.where: expected a mapping of settings to values, e.g. {prune.target_sparsity: [0.98]}"),
     ("ablate: {kinds: [shuffle]}\n", "ablate.sources: expected a sweep file"),
-    ("ablate: {sources: x.yaml, kinds: [snip]}\n", "ablate.kinds: expected a list of shuffle, reinit, invert, got ['snip']"),
+    ("ablate: {sources: x.yaml, kinds: [snip]}\n", "ablate.kinds: expected a list of shuffle, reinit, invert, ticket, rewire, got ['snip']"),
     ("ablate: {sources: x.yaml, kinds: [shuffle], methods: [magic]}\n",
      "ablate.methods: expected a list of registered methods, got ['magic']"),
     ("ablate: {sources: x.yaml, kinds: [shuffle]}\noverrides: {method: dense}\n",

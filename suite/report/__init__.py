@@ -3,7 +3,8 @@
 Modules import only downward, in this order (none imports another's private names):
 
     fmt        how values are written for people (numbers, p-values, intervals, names)
-    load       result.json files into Runs, Runs into Groups (seeds of one experiment)
+    load       result.json files into Runs, Runs into Groups (seeds of one experiment); the primary metric
+    labels     one short name per group: the method and what differs from the study's common protocol
     export     a study as one JSON file, and reading it back as Runs
     published  numbers from the literature (configs/published.yaml)
     tables     the tables: rows of raw numbers and how to show them

@@ -8,11 +8,12 @@ from typing import Sequence
 from suite.config import ConfigError
 from suite.report.export import load_export, machine, sweep_records
 from suite.report.fmt import fmt, fmt_epochs, fmt_p, is_missing, readable
-from suite.report.load import Group, Skipped, group_runs, code_warnings, scan_runs
+from suite.report.load import Group, Skipped, group_runs, code_warnings, scan_runs, study_metric
+from suite.report.labels import study_labels
 from suite.report.claims import Plan, declaration, plan_tables, ticket_lines
 from suite.report.published import Published
 from suite.report.load import read_cost
-from suite.report.tables import (EQUAL_EPOCHS, Table, ablation_table, measured_cost_table, equivalence_table, head_to_head_table, mask_matters,
+from suite.report.tables import (Table, ablation_table, diff_text, family_of, row_metric, measured_cost_table, equivalence_table, head_to_head_table, mask_matters,
                                  init_effects, init_table, pattern_costs, structure_table,
                                  power_table, published_table, skipped_table, summary_table)
 
@@ -28,13 +29,14 @@ class Report:
         return next(t for t in self.tables if t.name == name)
 
 
-def build_report(root: Path, reference: str = "progressive", alpha: float = 0.05, margin: float = 0.1,
+def build_report(root: Path, reference: str = "progressive", alpha: float = 0.05, margin: float | None = None,
                  published: Sequence[Published] = (), plan: Plan | None = None) -> Report:
-    """Read RUNS_DIR and compute every table; raises ConfigError when there is nothing to report."""
+    """Read RUNS_DIR and compute every table; raises ConfigError when there is nothing to report. The margin
+    (None: the metric's own, 0.1 accuracy points or 0.01 nats) is in the study metric's units."""
     if not 0 < alpha < 0.5:
         raise ConfigError(f"--alpha must be in (0, 0.5), got {alpha}")
-    if not margin > 0:
-        raise ConfigError(f"--margin must be positive (accuracy points), got {margin}")
+    if margin is not None and not margin > 0:
+        raise ConfigError(f"--margin must be positive (in the metric's units), got {margin}")
     if not root.exists():
         raise ConfigError(f"runs directory not found: {root}")
     recorded: dict = {}
@@ -50,9 +52,15 @@ def build_report(root: Path, reference: str = "progressive", alpha: float = 0.05
         extra = f" ({len(skipped)} unfinished or failed run folders)" if skipped else ""
         raise ConfigError(f"no finished runs (result.json) under {root}{extra}")
     groups = group_runs(runs, skipped, root)
+    labels = study_labels(groups)
+    for g in groups:
+        g.name = labels[g.id]
+    metric = study_metric(groups)
+    margin = metric.margin if margin is None else margin
     head = head_to_head_table(groups, reference, alpha)
     tables = [summary_table(groups, alpha), head, equivalence_table(groups, margin, alpha),
-              published_table(groups, published, reference, alpha), power_table(head)]
+              published_table(groups, published, reference, alpha, plan.margin if plan is not None else None),
+              power_table(head)]
     ablations = ablation_table(groups, alpha, margin)
     tables += [ablations] if ablations.rows else []  # only a study with ablation runs has the section
     structure = structure_table(groups, alpha, margin)
@@ -71,7 +79,10 @@ def build_report(root: Path, reference: str = "progressive", alpha: float = 0.05
     counted = [r for g in groups for r in g.runs]
     meta = {"runs_dir": recorded["runs_dir"], "finished_results": len(counted),
             "groups": len(groups), "reference": reference, "alpha": alpha, "margin": margin,
-            "correction": "Holm-Bonferroni per table and sparsity, with Holm-consistent CIs", "confidence": 0.95,
+            "metric": {"name": metric.name, "label": metric.label, "higher_is_better": metric.higher_is_better},
+            "correction": ("Holm-Bonferroni per table within one data set, model, target sparsity and the "
+                           "reference's training settings (epochs per cycle, init, ...), with Holm-consistent CIs"),
+            "confidence": 0.95,
             "warnings": code_warnings(groups),
             "run_results": sum(1 for r in counted if r.round is None),
             "round_results": sum(1 for r in counted if r.round is not None),
@@ -88,17 +99,16 @@ def build_report(root: Path, reference: str = "progressive", alpha: float = 0.05
             f"warning: {len(differs)} of {len(head.rows)} head-to-head rows compare groups whose distribution, "
             "dense layers, init or budget differ (the 'Protocol' column names it): those rows compare more than "
             "the pruning criterion")
+    crossed = [f"{r['label']} vs {r.get('label_reference') or r.get('label_source')} at "
+               f"{r['target_sparsity']:.4g}" for t in tables for r in t.rows if r.get("code_differs")]
+    if crossed:
+        meta["warnings"].append(
+            f"warning: {len(crossed)} contrasts compare sides trained by different code commits, so their Δ mixes "
+            f"code changes with the method: {'; '.join(crossed)}")
     meta["headline"] = headline(report) + mask_matters(ablations) + pattern_costs(structure) + init_effects(inits)
     tickets = next((t for t in report.tables if t.name == "tickets"), None)
     meta["headline"] += ticket_lines(tickets) if tickets is not None else []
     return report
-
-
-def _label(r: dict) -> str:
-    """The row's method (its round), and its distribution where it is not the reference's (an authors' recipe)."""
-    other = r.get("distribution") and r.get("distribution_reference") and r["distribution"] != r["distribution_reference"]
-    return (r["method"] + (f" ({r['round']}, s={r['target_sparsity']:.4f})" if r["round"] else "")
-            + (f" [{r['distribution']}]" if other else ""))
 
 
 def _cost(x: float) -> str:
@@ -106,11 +116,12 @@ def _cost(x: float) -> str:
 
 
 def headline(report: Report) -> list[str]:
-    """One line per head-to-head comparison, 'method vs reference' as in the tables: Δ = method − reference,
-    the row's test and Holm verdict, and both training costs (method's first) relative to one dense cycle;
-    then one sentence per sparsity answering the README's question under the study's protocol."""
-    ref = report.meta["reference"]
+    """One line per head-to-head comparison, starting with its family (sparsity, budget, init), then 'group vs
+    reference group' as in the tables: Δ = group − reference, the row's test and Holm verdict, and both epochs
+    and training costs (the group's first) relative to one dense cycle; then one sentence per family
+    answering the README's question under the study's protocol."""
     rows = report.table("head_to_head").rows
+    one_study = len({(r["dataset"], r["model"]) for r in rows}) == 1
     lines = []
     for r in rows:
         p = r["primary_p_holm"]
@@ -120,42 +131,57 @@ def headline(report: Report) -> list[str]:
             test = "no test (n < 2 or no spread)"
         else:
             test = f"{r['primary_test']}, Holm p = {fmt_p(p)} (m={r['family_size']}): {r['verdict']}"
-        cost = (f"{r['budget_pairing']}; " if r["budget_pairing"] == EQUAL_EPOCHS else "") + \
-            (f"training cost {_cost(r['train_cost_x_dense_cycle'])} vs {_cost(r['train_cost_x_dense_cycle_reference'])} "
-             f"in {r['cost_unit']}, {fmt_epochs(r['epochs_trained'])} vs {fmt_epochs(r['epochs_trained_reference'])} "
-             "epochs")
-        lines.append(f"{_label(r)} vs {ref} at {100 * r['reference_sparsity']:g}% "
-                     f"({readable(r['model'], r['dataset'])}): Δ {fmt(r['diff'], signed=True)} points, {test}; {cost}")
-    return lines + answers(rows, ref)
+        epochs = ("equal epochs" if r["equal_epochs"] else
+                  f"{fmt_epochs(r['epochs_trained'])} vs {fmt_epochs(r['epochs_trained_reference'])} epochs")
+        cost = (f"{epochs}, training cost {_cost(r['train_cost_x_dense_cycle'])} vs "
+                f"{_cost(r['train_cost_x_dense_cycle_reference'])} in {r['cost_unit']}")
+        family = family_of({**r, "target_sparsity": r["reference_sparsity"], "epochs_per_cycle": _per_cycle(r),
+                            "init": r.get("init_reference")})
+        where = "" if one_study else f" ({readable(r['model'], r['dataset'])})"
+        lines.append(f"{family} {r['label']} vs {r['label_reference']}{where}: Δ {diff_text(r)}, {test}; {cost}")
+    return lines + answers(rows, report.meta["reference"])
+
+
+def _per_cycle(r: dict) -> float:
+    """The reference's epochs per cycle (the row's family), from its budget label ('20 ep/cycle')."""
+    text = str(r.get("budget_reference") or "").split(" ")[0]
+    try:
+        return float(text)
+    except ValueError:
+        return float("nan")
 
 
 def answers(rows: Sequence[dict], ref: str) -> list[str]:
-    """Per sparsity, the README's question ('does the reference, in one training cycle, beat the others?')
-    answered from the head-to-head verdicts, each method with its cost."""
+    """Per family (data, model, sparsity, budget, init), the README's question ('does the reference, in one
+    training cycle, beat the others?') answered from the head-to-head verdicts, each group with its cost."""
     out = []
     def key(r: dict) -> tuple:
         return (r["dataset"], r["model"], r["reference_sparsity"], r["budget_reference"], str(r.get("init_reference")))
-    inits = {str(r.get("init_reference")) for r in rows}
     for dataset, model, sparsity, budget, init in sorted({key(r) for r in rows}):
         at = [r for r in rows if key(r) == (dataset, model, sparsity, budget, init)]
-        if len(inits) > 1:  # the study ran several inits: each sentence names its own
-            budget = f"{budget}, init {init}"
+        first = at[0]
 
         def names(verdict: str) -> str:
-            return ", ".join(f"{_label(r)} ({_cost(r['train_cost_x_dense_cycle'])}"
-                             + (f", {EQUAL_EPOCHS}" if r["budget_pairing"] == EQUAL_EPOCHS else "") + ")"
+            return ", ".join(f"{r['label']} ({_cost(r['train_cost_x_dense_cycle'])}, "
+                             + ("equal epochs" if r["equal_epochs"] else
+                                f"{fmt_epochs(r['epochs_trained'])} vs {fmt_epochs(r['epochs_trained_reference'])} "
+                                "epochs") + ")"
                              for r in at if r["verdict"] == verdict)
         parts = [f"{words} {names(verdict)}" for words, verdict in
                  (("better than", "worse"), ("worse than", "better"),
                   ("not significantly different from", "no significant difference")) if names(verdict)]
-        parts = [f"{ref} is {'; '.join(parts)}"] if parts else []
-        untested = [_label(r) for r in at if r["verdict"] not in ("worse", "better", "no significant difference")]
+        refs = sorted({r["label_reference"] for r in at})
+        parts = [f"{' / '.join(refs)} is {'; '.join(parts)}"] if parts else []
+        untested = [r["label"] for r in at if r["verdict"] not in ("worse", "better", "no significant difference")]
         if untested:
             parts.append(f"not tested: {', '.join(untested)}")
-        first = at[0]
-        out.append(f"At {100 * sparsity:g}% ({readable(model, dataset)}, {budget}, {ref} at "
+        family = family_of({**first, "target_sparsity": sparsity, "epochs_per_cycle": _per_cycle(first),
+                            "init": first.get("init_reference")})
+        metric = row_metric(first)
+        better = "" if metric.higher_is_better else f"; better = lower {metric.short}"
+        out.append(f"{family} Answer ({readable(model, dataset)}, {' / '.join(refs)} at "
                    f"{_cost(first['train_cost_x_dense_cycle_reference'])} {first['cost_unit']}): {'; '.join(parts)} "
-                   f"(costs in {first['cost_unit']}; {first['primary_test']} tests, Holm within the sparsity).")
+                   f"(costs in {first['cost_unit']}; {first['primary_test']} tests, Holm within this family{better}).")
     return out
 
 

@@ -195,7 +195,7 @@ def collapse_table(groups: Sequence[Group], plan: Plan) -> Table:
     for g in groups:
         live = [v for r in g.runs for v in (live_per_class(r) or [])]
         seeds = collapsed_seeds(g, plan.chance_points, plan.broken_drop)
-        rows.append({"group": g.id, "method": g.method_label, "target_sparsity": g.target_sparsity,
+        rows.append({"group": g.id, "label": g.label, "method": g.method_label, "target_sparsity": g.target_sparsity,
                      "settings": g.settings_text, "n": len(g.runs),
                      "live_min": min(live) if live else None,
                      "live_median": statistics.median(live) if live else None,
@@ -205,9 +205,9 @@ def collapse_table(groups: Sequence[Group], plan: Plan) -> Table:
                f"{plan.chance_points:g} points of chance, or {plan.broken_drop:g} points under the group's median. "
                "A flagged group is not t-tested in the plan's tables: its spread is not noise.")
     return Table("collapse", "Collapse diagnostic", caption, rows, [
-        Column("Method", lambda r: r["method"], "left"),
+        Column("Group", lambda r: r["label"], "left"),
         Column("Target s", lambda r: fmt_sparsity(r["target_sparsity"])),
-        Column("Settings", lambda r: r["settings"] or "–", "left"),
+        Column("Settings", lambda r: r["settings"] or "–", "left", "data"),  # the label says what differs
         Column("n", lambda r: str(r["n"])),
         Column("Live per class (min / median)", lambda r: "–" if r["live_min"] is None
                else f"{r['live_min']} / {r['live_median']:g}"),
@@ -324,6 +324,9 @@ def _columns(plan: Plan) -> list[Column]:
             Column("Verdict", lambda r: r["verdict"], "left")]
 
 
+_MAIN = ("Comparison", "n", "Δ", "95% CI", "Holm p", "Verdict")  # the short table; the rest below it
+
+
 def confirmatory_table(groups: Sequence[Group], plan: Plan) -> Table:
     caption = (f"The confirmatory family, declared in {plan.path.name} before the results were read: "
                f"{len(plan.confirmatory)} comparisons, Holm-Bonferroni over exactly these. A claim is a one-sided "
@@ -333,7 +336,7 @@ def confirmatory_table(groups: Sequence[Group], plan: Plan) -> Table:
                f"through the paired TOST at the one margin ±{plan.margin:g} points. The smallest detectable Δ is the "
                f"true difference the test finds with 80% power. Costs in {unit_name(plan.unit_epochs)}.")
     return Table("confirmatory", "Confirmatory family", caption, family_rows(plan.confirmatory, groups, plan),
-                 _columns(plan))
+                 _columns(plan), main=_MAIN, keys=1)
 
 
 def exploratory_table(groups: Sequence[Group], plan: Plan) -> Table:
@@ -341,7 +344,7 @@ def exploratory_table(groups: Sequence[Group], plan: Plan) -> Table:
                "table only); differences in differences subtract each side's dense model of its own cycle length. "
                f"Costs in {unit_name(plan.unit_epochs)}.")
     return Table("exploratory", "Exploratory comparisons", caption, family_rows(plan.exploratory, groups, plan),
-                 _columns(plan))
+                 _columns(plan), main=_MAIN, keys=1)
 
 
 TICKET_CONTRASTS = (("ticket", "reinit"), ("ticket", "shuffle"), ("reinit", "shuffle"), ("rewire", "shuffle"))
@@ -365,6 +368,7 @@ def ticket_table(groups: Sequence[Group], plan: Plan) -> Table:
                 a, b = _paired_values(kinds[treated], kinds[control])
                 t = stats.paired(a, b)
                 rows.append({"source": sid, "source_method": sources[sid].method_label,
+                             "label_source": sources[sid].label,
                              "target_sparsity": sources[sid].target_sparsity,
                              "epochs_per_cycle": sources[sid].epochs_per_cycle, "contrast": f"{treated} − {control}",
                              "n": len(a), "diff": t.diff, "ci_low": t.ci_low, "ci_high": t.ci_high, "p": t.p})
@@ -378,7 +382,7 @@ def ticket_table(groups: Sequence[Group], plan: Plan) -> Table:
                "(every neuron's fan-in and fan-out kept). ticket − reinit > 0 is Frankle & Carbin's winning ticket; "
                "paired t over seeds, Holm within the table.")
     return Table("tickets", "Lottery-ticket contrasts", caption, rows, [
-        Column("Source", lambda r: r["source_method"], "left"),
+        Column("Source", lambda r: r["label_source"], "left"),
         Column("Target s", lambda r: fmt_sparsity(r["target_sparsity"])),
         Column("Epochs/cycle", lambda r: f"{r['epochs_per_cycle']:g}"),
         Column("Contrast", lambda r: r["contrast"], "left"),
@@ -405,7 +409,7 @@ def ticket_lines(tickets: Table) -> list[str]:
             answer = "no: a fresh init beats its own"
         else:
             answer = "not shown: its own init and a fresh one do not differ significantly"
-        out.append(f"{r['source_method']} at {100 * r['target_sparsity']:g}%, {r['epochs_per_cycle']:g} epochs per "
+        out.append(f"{r['label_source']} at {100 * r['target_sparsity']:g}%, {r['epochs_per_cycle']:g} epochs per "
                    f"cycle: is its final mask a lottery ticket? {answer} (ticket − reinit Δ {fmt(r['diff'], signed=True)} "
                    f"points, n = {r['n']}, Holm p = {fmt_p(r['p_holm'])}).")
     return out

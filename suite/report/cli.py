@@ -39,9 +39,6 @@ def build_parser() -> argparse.ArgumentParser:
                    "ending in / gets one file per table (default: stdout)")
     p.add_argument("--plots", metavar="DIR", help="write PNG and PDF figures (trade-off, frontier, forest, "
                    "dynamics, layers) and the two GIF animations to this folder (default: no figures)")
-    p.add_argument("--log-x", action="store_true",
-                   help="trade-off figure against the weights remaining on a log axis even without high "
-                        f"sparsities (default: off; on by itself when a target reaches {0.9:g})")
     p.add_argument("--export", metavar="JSON", help="write the run summaries (results, epoch records, sweep wall "
                    "time, machine) to this file, then build everything else from it (default: no export)")
     p.add_argument("--doc", metavar="MD", help="write the results document (command, machine, wall time, "
@@ -52,8 +49,9 @@ def build_parser() -> argparse.ArgumentParser:
                    f"method without results here is an error (default: {DEFAULT_REFERENCE})")
     p.add_argument("--alpha", type=float, default=0.05,
                    help="significance level of every test, before Holm's adjustment (default: 0.05)")
-    p.add_argument("--margin", type=float, default=0.1,
-                   help="TOST equivalence margin, accuracy points (default: 0.1)")
+    p.add_argument("--margin", type=float, default=None,
+                   help="TOST equivalence margin in the metric's units (default: 0.1 accuracy points; 0.01 nats "
+                        "for a loss metric)")
     p.add_argument("--published", default=None,
                    help="YAML of published numbers, or 'none' to leave them out (default: the repo's "
                         "configs/published.yaml)")
@@ -127,7 +125,7 @@ def _main(args: argparse.Namespace, given: list[str]) -> int:
         if args.plots:
             from suite.report.figures import write_all  # late: matplotlib only when figures are asked for
 
-            plot_files = write_all(report.groups, Path(args.plots), log_x=args.log_x, reference=args.reference,
+            plot_files = write_all(report.groups, Path(args.plots), reference=args.reference,
                                    comparisons=report.table("head_to_head").rows)
             report.meta["plots"] = [p.name for p in plot_files]
         written = write_study_files(report, Path(args.doc) if args.doc else None,

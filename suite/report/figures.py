@@ -2,8 +2,6 @@
 sparsity) and two GIF animations (training of the main experiment, every method at one sparsity)."""
 from __future__ import annotations
 
-import hashlib
-import json
 import math
 from collections import defaultdict
 from pathlib import Path
@@ -20,7 +18,8 @@ from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormat
 from suite import stats  # noqa: E402
 from suite.methods import METHODS, ablation_methods  # noqa: E402
 from suite.report.fmt import fmt_p, is_missing, readable  # noqa: E402
-from suite.report.load import DENSE, SPARSITY_DECIMALS, Group, layer_sizes, run_records  # noqa: E402
+from suite.report.load import (DENSE, SPARSITY_DECIMALS, Group, layer_sizes, run_records,  # noqa: E402
+                               study_metric)
 from suite.report.tables import ablation_source, stands_for  # noqa: E402
 
 _PDF_META = {"CreationDate": None}  # no timestamp: the same runs give byte-identical PDFs
@@ -54,13 +53,29 @@ def _figure_sets(groups: Sequence[Group]) -> dict[tuple, list[Group]]:
     return dict(sorted(sets.items()))
 
 
-def _stem_base(key: tuple, all_keys: Sequence[tuple]) -> str:
-    """`<dataset>-<model>`, plus a short hash of the budget when one model/data pair has several."""
-    dataset, model, budget = key
-    base = f"{_safe(dataset)}-{_safe(model)}"
-    if sum(1 for k in all_keys if k[:2] == key[:2]) > 1:
-        base += "-b" + hashlib.sha256(json.dumps(budget).encode()).hexdigest()[:6]
-    return base
+def _values(groups: Sequence[Group], get) -> list:
+    return sorted({v for g in groups for v in [get(g)] if v is not None}, key=str)
+
+
+def family_words(groups: Sequence[Group]) -> str:
+    """The budget and init of these groups in words: '20 ep/cycle, kaiming_normal init' (a range or a list
+    where they differ)."""
+    epochs = _values(groups, lambda g: g.first.science.get("train.epochs"))
+    inits = _values(groups, lambda g: g.protocol("init"))
+    ep = ("budget unknown" if not epochs else f"{epochs[0]:g} ep/cycle" if len(epochs) == 1
+          else f"{min(epochs):g}-{max(epochs):g} ep/cycle")
+    return f"{ep}, {' / '.join(map(str, inits)) or 'unrecorded'} init"
+
+
+def _slug(groups: Sequence[Group], sparsity: float | None, with_epochs: bool = True) -> str:
+    """A figure's family as a file name: '98-20ep-kaiming' (sparsity in percent, epochs per cycle, init)."""
+    epochs = _values(groups, lambda g: g.first.science.get("train.epochs"))
+    inits = _values(groups, lambda g: g.protocol("init"))
+    parts = [] if sparsity is None else [f"{100 * sparsity:.4g}".replace(".", "_")]
+    if with_epochs:
+        parts.append("-".join(f"{e:g}" for e in epochs) + "ep" if epochs else "ep-unknown")
+    parts.append("-".join(str(i).split("_")[0] for i in inits) or "init-unknown")
+    return "-".join(parts)
 
 
 def method_style(method: str) -> tuple[str, str]:
@@ -84,32 +99,40 @@ def markers_for(methods) -> dict[str, str]:
 _LINESTYLES = ("-", "--", ":", "-.")
 
 
-def _variant_styles(groups: Sequence[Group]) -> dict[tuple, tuple[str, str]]:
-    """(line style, label) per method variant: variants of one method differ by line style, and
-    their labels carry their settings only when the method has more than one variant here."""
-    variants = sorted({g.variant for g in groups})
+def variant_label(g: Group) -> str:
+    """A group's label without its round and epochs per cycle: one legend entry per variant of a method
+    (a chain's rounds and a method's budgets are points of one variant)."""
+    label = g.label
+    if not label.endswith("]") or "[" not in label:
+        return label
+    head, inside = label[:label.index("[")].rstrip(), label[label.index("[") + 1:-1]
+    parts = [p for p in inside.split(", ") if not (p.startswith("round ") or (p.endswith(" ep") and p[:-3].isdigit()))]
+    return head + (f" [{', '.join(parts)}]" if parts else "")
+
+
+def _variant_key(g: Group) -> str:
+    return variant_label(g)
+
+
+def _variant_styles(groups: Sequence[Group]) -> dict[str, tuple[str, str, str]]:
+    """(line style, marker, label) per variant (variant_label): one colour per method, and the variants of one
+    method told apart by marker and line style."""
+    variants = sorted({_variant_key(g) for g in groups}, key=lambda v: (" [" in v, v))
     out = {}
     for v in variants:
-        siblings = [w for w in variants if w[0] == v[0]]
-        label = v[0] if len(siblings) == 1 else f"{v[0]} [{', '.join(f'{k}={x}' for k, x in v[1]) or 'defaults'}]"
-        out[v] = (_LINESTYLES[siblings.index(v) % len(_LINESTYLES)], label)
+        method = v.split(" [")[0].split(" of ")[0]
+        siblings = [w for w in variants if w.split(" [")[0].split(" of ")[0] == method]
+        i = siblings.index(v)
+        base = method_style(method)[1]
+        marker = _MARKERS[(_MARKERS.index(base) + 2 * i) % len(_MARKERS)]
+        out[v] = (_LINESTYLES[i % len(_LINESTYLES)], marker, v)
     return out
 
 
-def cycle_epochs(groups: Sequence[Group]) -> float:
-    """Epochs of one training cycle here: what a one-cycle method trains (a chain trains it per round)."""
-    one_cycle = [g.epochs for g in groups if g.round is None and g.first.rounds == 1 and not math.isnan(g.epochs)]
-    if one_cycle:
-        return max(one_cycle)
-    chains = [g.epochs / g.first.rounds for g in groups if g.round is None and not math.isnan(g.epochs)]
-    return max(chains) if chains else math.nan
-
-
 def _title(groups: Sequence[Group], what: str) -> str:
+    """'LeNet-300-100 on MNIST, 20 ep/cycle, kaiming_normal init' over what the figure shows."""
     first = groups[0]
-    e = cycle_epochs(groups)
-    budget = "" if math.isnan(e) else f", {e:g} epochs per cycle"
-    return f"{readable(first.model, first.dataset)}{budget}\n{what}"
+    return f"{readable(first.model, first.dataset)}, {family_words(groups)}\n{what}"
 
 
 def _epochs_text(groups: Sequence[Group]) -> str:
@@ -126,82 +149,134 @@ def _cost_text(groups: Sequence[Group]) -> str:
     return f", {values[0]:.3g}x" if len(values) == 1 else f", {values[0]:.3g}-{values[-1]:.3g}x"
 
 
-def tradeoff_x(sparsity: float, shift: float, log_x: bool) -> float:
-    """Where a point sits on the trade-off's x axis: its sparsity (or % of weights remaining on the log
-    axis), moved sideways by `shift` method slots so methods at one sparsity do not cover each other."""
-    if log_x:
-        return 100 * (1 - sparsity) * 10 ** (0.006 * shift)
-    return sparsity + 0.0025 * shift
+def tradeoff_x(slot: int, shift: float) -> float:
+    """Where a point sits on the trade-off's x axis: its sparsity's slot (one per measured sparsity, evenly
+    spaced, so nothing is drawn between sparsities that were never run), moved sideways by `shift` variant
+    places so variants at one sparsity do not cover each other."""
+    return slot + 0.06 * shift
 
 
-def plot_tradeoff(groups: Sequence[Group], stem: Path, colors: dict[str, str], log_x: bool = False) -> list[Path]:
-    """Mean final accuracy with its 95% CI per method across target sparsities; dense as a band.
-    Methods sharing a sparsity are offset sideways so their bars do not hide each other; log_x puts
-    the fraction of weights remaining on a log axis (papers' way of showing extreme sparsity)."""
-    fig, ax = plt.subplots(figsize=(7.2, 4.4))
-    for g in (g for g in groups if g.method in DENSE and g.round is None):
-        s = stats.summarize(g.accuracies)
-        ax.axhline(s.mean, color="0.3", lw=1, label=f"dense mean, 95% CI band (n={s.n}, {_epochs_text([g])})")
-        if s.n >= 2:
-            ax.axhspan(s.ci_low, s.ci_high, color="0.6", alpha=0.3, lw=0)
+def collapsed(points: Sequence[tuple[float, float, float]], higher_is_better: bool = True,
+              floor: float = 2.0) -> set[int]:
+    """Indices of points (mean, lo, hi) whose mean lies far on the worse side of the others (a collapsed
+    network or a broken configuration): worse than the best by more than 4 times the median distance of all
+    points from the best, and by more than `floor`. They are written as a note instead of setting the axis."""
+    means = [m for m, _, _ in points]
+    if len(means) < 3:
+        return set()
+    best = max(means) if higher_is_better else min(means)
+    gaps = [abs(best - m) for m in means]
+    typical = float(np.median(gaps))
+    return {i for i, d in enumerate(gaps) if d > max(4 * typical, floor)}
+
+
+def axis_limits(points: Sequence[tuple[float, float, float]], off: set[int]) -> tuple[float, float] | None:
+    """Axis limits from the points that did not collapse, their intervals included but never more than the
+    spread of their means beyond them, halved (one wide interval does not flatten the rest; it runs off the
+    axis)."""
+    kept = [points[i] for i in range(len(points)) if i not in off]
+    if not kept:
+        return None
+    means = [m for m, _, _ in kept]
+    spread = max(max(means) - min(means), 0.2)
+    low = max(min(lo for _, lo, _ in kept), min(means) - spread / 2)
+    high = min(max(hi for _, _, hi in kept), max(means) + spread / 2)
+    pad = 0.06 * max(high - low, 0.2)
+    return low - pad, high + pad
+
+
+def _collapse_floor(metric) -> float:
+    return 2.0 if metric.name.endswith("accuracy") else 0.1
+
+
+def _note_below(fig, ax, notes: Sequence[str], header: str) -> None:
+    """Notes in a strip under the axes (never over them): one line per note."""
+    if notes:
+        fig.text(0.01, -0.02, header + "\n" + "\n".join(notes), fontsize=7, color="0.25", ha="left", va="top",
+                 transform=fig.transFigure)
+
+
+def plot_tradeoff(groups: Sequence[Group], stem: Path, colors: dict[str, str]) -> list[Path]:
+    """Mean final metric with its 95% CI per variant at each measured target sparsity (one slot each, points
+    only, no lines between sparsities); dense as a band; collapsed groups in a note under the axes."""
+    metric = study_metric(groups)
     ablations = [g for g in groups if is_ablation(g)]
     pruned = [g for g in groups if g.method not in DENSE and not is_ablation(g)]
     styles = _variant_styles(pruned)
-    markers = markers_for({g.method for g in pruned})
-    points: dict[tuple, dict[float, Group]] = defaultdict(dict)
+    points: dict[str, dict[float, Group]] = defaultdict(dict)
     # One point per variant and sparsity: LTH chains with different final targets repeat the same
     # early rounds; keep a run's own result over a round result, then the group with most seeds.
+    # A chain's rounds stand for the sparsities the one-cycle groups ran (within ROUND_TOLERANCE); its
+    # other rounds are points of the frontier, not slots of their own.
+    sparsities = sorted({g.sparsity_key for g in pruned if g.round is None})
     for g in sorted(pruned, key=lambda g: (g.round is not None, -len(g.runs), g.sort_key())):
-        points[g.variant].setdefault(g.sparsity_key, g)
-    variants = sorted(points)
-    intervals: list[tuple[float, float]] = []
-    interval_labels: list[str] = []
+        for k in sparsities:
+            if stands_for(g, k, groups):
+                points[_variant_key(g)].setdefault(k, g)
+    slot = {k: i for i, k in enumerate(sparsities)}
+    fig, axes = plt.subplots(1, max(len(sparsities), 1), figsize=(2.6 * max(len(sparsities), 1) + 3.2, 4.6),
+                             squeeze=False)
+    axes = list(axes[0])
+    ax = axes[-1]  # the legend's
+    for panel in axes:  # one panel per sparsity, each on its own scale
+        for g in (g for g in groups if g.method in DENSE and g.round is None):
+            s = stats.summarize(g.values)
+            panel.axhline(s.mean, color="0.3", lw=1,
+                          label=f"{g.label}: mean, 95% CI band (n={s.n}, {_epochs_text([g])})")
+            if s.n >= 2:
+                panel.axhspan(s.ci_low, s.ci_high, color="0.6", alpha=0.3, lw=0)
+    variants = sorted(points, key=lambda v: (v.split(" [")[0], " [" in v, v))
+    drawn: list[tuple[str, float, float, float, float, str, str, str]] = []  # label, x, mean, lo, hi, colour, marker, kind
     for i, variant in enumerate(variants):
-        by_sparsity = points[variant]
-        members = [by_sparsity[k] for k in sorted(by_sparsity)]
-        shift = i - (len(variants) - 1) / 2  # centred offsets: the middle method sits on its sparsity
-        xs, means, lo, hi = [], [], [], []
-        for g in members:
-            s = stats.summarize(g.accuracies)
-            xs.append(tradeoff_x(g.target_sparsity, shift, log_x))
-            means.append(s.mean)
-            lo.append(0.0 if math.isnan(s.ci_low) else s.mean - s.ci_low)   # n = 1: no bar
-            hi.append(0.0 if math.isnan(s.ci_high) else s.ci_high - s.mean)
-            intervals.append(_interval(g)[1:])
-            interval_labels.append(f"{g.method} at {g.target_sparsity:g}")
+        shift = i - (len(variants) - 1) / 2  # centred offsets: the middle variant sits on its slot
+        members = [points[variant][k] for k in sorted(points[variant])]
+        style, marker, label = styles[variant]
+        color = colors.get(members[0].method, method_style(members[0].method)[0])
         ns = sorted({len(g.runs) for g in members})
-        style, label = styles[variant]
-        ax.errorbar(xs, means, yerr=[lo, hi], marker=markers[variant[0]], ms=4, capsize=3,
-                    color=colors[variant[0]], ls=style,
+        ax.errorbar([], [], marker=marker, color=color, ls="none", ms=4, capsize=3,
                     label=f"{label} (n={'/'.join(map(str, ns))}, {_epochs_text(members)}{_cost_text(members)})")
-        for g in members:  # this variant's ablations: hollow, beside their source's point
+        for g in members:
+            k = next(k for k in sparsities if points[variant].get(k) is g)
+            m, lo, hi = _interval(g)
+            drawn.append((f"{g.label} at {100 * g.target_sparsity:g}%", tradeoff_x(slot[k], shift),
+                          m, lo, hi, color, marker, "point"))
             for a in (a for a in ablations if ablation_source(a, groups) is g):
-                m, lo_a, hi_a = _interval(a)
-                x = tradeoff_x(g.target_sparsity, shift + 0.25 * (1 + ABLATION_KINDS.index(a.method)), log_x)
-                _hollow(ax, x, m, lo_a, hi_a, a.method, colors[variant[0]])
-                intervals.append((lo_a, hi_a))
-                interval_labels.append(f"{a.method} of {g.method} at {g.target_sparsity:g}")
-    ax.set_title(_title(groups, "final test accuracy, mean and 95% CI over seeds (points offset sideways)"),
-                 fontsize=10)
-    if log_x:
-        ax.set_xscale("log")
-        ax.invert_xaxis()  # sparsity grows to the right, as on the linear axis
-        ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
-        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}%"))
-        ax.xaxis.set_minor_formatter(NullFormatter())
-        ax.set_xlabel("weights remaining (% of prunable weights, log scale)")
-    else:
-        ax.set_xlabel("target sparsity (fraction of prunable weights at zero)")
-    ax.set_ylabel("test accuracy (%)")
-    notes = keep_scale(ax, intervals, interval_labels)  # one outlier group (random at 98%) sets no scale
-    low, high = ax.get_ylim()
-    ax.set_ylim(max(low, 0.0), min(high, 100.0))  # a 2-seed CI can reach past what accuracy can be
-    if notes:
-        ax.set_title(ax.get_title() + "\n" + "; ".join(notes), fontsize=9)
-    ax.grid(alpha=0.3)
+                m, lo, hi = _interval(a)
+                x = tradeoff_x(slot[k], shift + 0.3 * (1 + ABLATION_KINDS.index(a.method)))
+                drawn.append((f"{a.label} at {100 * g.target_sparsity:g}%", x, m, lo, hi, color, a.method, "ablation"))
+    off: set[int] = set()
+    for k in range(len(sparsities)):  # collapse is judged among the groups at one sparsity
+        at_slot = [i for i, item in enumerate(drawn) if round(item[1]) == k]
+        found = collapsed([drawn[i][2:5] for i in at_slot], metric.higher_is_better, _collapse_floor(metric))
+        off |= {at_slot[j] for j in found}
+    notes = []
+    dense_means = [(stats.summarize(g.values).mean,) * 3 for g in groups if g.method in DENSE and g.round is None]
+    for k, panel in enumerate(axes):
+        at_slot = [i for i, item in enumerate(drawn) if round(item[1]) == k]
+        for i in at_slot:
+            label, x, m, lo, hi, color, marker, kind = drawn[i]
+            if i in off:
+                notes.append(f"{label}: {m:.{metric.digits}f} [{lo:.{metric.digits}f}, {hi:.{metric.digits}f}]")
+            elif kind == "ablation":
+                _hollow(panel, x - k, m, lo, hi, marker, color)
+            else:
+                panel.errorbar([x - k], [m], yerr=[[m - lo], [hi - m]], marker=marker, ms=4, capsize=3, color=color,
+                               ls="none")
+        limits = axis_limits([drawn[i][2:5] for i in at_slot] + dense_means, {j for j, i in enumerate(at_slot) if i in off})
+        if limits:
+            panel.set_ylim(*limits)
+        sparsity = sparsities[k] if sparsities else 0.0
+        panel.set_xticks([])
+        panel.set_xlim(-0.6, 0.6)
+        panel.set_xlabel(f"{100 * sparsity:g}% sparse\n({100 * (1 - sparsity):.3g}% of weights left)")
+        panel.grid(alpha=0.3, axis="y")
+    axes[0].set_ylabel(metric.label)
+    fig.suptitle(_title(groups, f"final {metric.short}, mean and 95% CI over seeds, one panel per sparsity run "
+                                "(each on its own scale; points offset sideways)"), fontsize=10)
     _ablation_legend(ax, ablations)
-    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), title="method (seeds, epochs trained, cost in dense cycles)",
-              title_fontsize=7)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0),
+              title="group (seeds, epochs trained, cost in dense cycles)", title_fontsize=7)
+    _note_below(fig, ax, notes, "collapsed or broken, off the axis (mean [95% CI]):")
     return _save(fig, stem)
 
 
@@ -259,30 +334,33 @@ def missing_records_note(groups: Sequence[Group]) -> str | None:
     return f"no epoch records (metrics.jsonl empty or missing) for: {', '.join(missing)}"
 
 
-def plot_dynamics(groups: Sequence[Group], sparsity: float, stem: Path, colors: dict[str, str]) -> list[Path]:
-    """Test accuracy and measured sparsity against epoch: mean over seeds with a +-1 SD band; each
-    method over its own cycle (LTH: its final round, beside the one-cycle methods)."""
+def plot_dynamics(groups: Sequence[Group], sparsity: float, stem: Path, colors: dict[str, str],
+                  reference: Group | None = None) -> list[Path]:
+    """The metric and measured sparsity against epoch: mean over seeds with a +-1 SD band; each group over
+    its own cycle (LTH: its final round, beside the one-cycle methods); the reference group named in the title."""
+    metric = study_metric(groups)
     fig, (ax_acc, ax_sp) = plt.subplots(1, 2, figsize=(11, 4.0))
     styles = _variant_styles(groups)
-    markers = markers_for({g.method for g in groups})
     for k, g in enumerate(groups):
-        style, label = styles[g.variant]
+        style, marker, _ = styles[_variant_key(g)]
+        label = g.label
         records = [r for r in (run_records(r) for r in g.runs) if r]
         if not records:
             continue
-        for ax, key in ((ax_acc, "test_accuracy"), (ax_sp, "sparsity")):
+        for ax, key in ((ax_acc, metric.name), (ax_sp, "sparsity")):
             x, mean, sd = _curve(records, key)
             ok = ~np.isnan(mean)  # epochs without evaluation are skipped, not drawn as zero
             # thinner lines for later methods and sparse markers: lines that coincide stay visible
             ax.plot(x[ok], mean[ok], color=colors[g.method], ls=style, lw=2.4 - 1.4 * k / max(len(groups), 1),
-                    marker=markers[g.method], markevery=max(1, int(ok.sum()) // 8), ms=4, alpha=0.9,
+                    marker=marker, markevery=max(1, int(ok.sum()) // 8), ms=4, alpha=0.9,
                     label=_dynamics_label(g, label, len(records)))
             band = ok & ~np.isnan(sd)
             if band.any():
                 ax.fill_between(x[band], (mean - sd)[band], (mean + sd)[band], color=colors[g.method], alpha=0.15,
                                 lw=0)
-    ax_acc.set_title(_title(groups, f"target sparsity {sparsity:g}: test accuracy"), fontsize=10)
-    ax_acc.set_ylabel("test accuracy (%)")
+    named = f"; reference: {reference.label}" if reference is not None else ""
+    ax_acc.set_title(_title(groups, f"target sparsity {sparsity:g}: {metric.short}{named}"), fontsize=10)
+    ax_acc.set_ylabel(metric.label)
     ax_sp.set_title("measured sparsity", fontsize=10)
     ax_sp.set_ylabel("sparsity (fraction of prunable weights at zero)")
     for ax in (ax_acc, ax_sp):
@@ -331,43 +409,55 @@ def kept_dense(groups: Sequence[Group], layers: Sequence[str]) -> set[str]:
 
 
 def plot_layers(groups: Sequence[Group], stem: Path, colors: dict[str, str]) -> list[Path]:
-    """Per-layer sparsity of the final mask, mean over seeds, one bar per method; 1.0 = layer collapse."""
+    """Per-layer density (fraction of weights kept) of the final mask, mean over seeds, one bar per group; on
+    a log axis at high sparsity, where a linear one hides a 3-fold difference in surviving weights; 'kept
+    dense' only on the bars of groups that kept that layer, 'collapsed' where a layer lost every weight."""
     layers: list[str] = []
     for g in groups:
         for r in g.runs:
             layers += [name for name in r.layer_sparsity if name not in layers]  # model order, as saved
     sizes = _layer_sizes(groups)
-    dense_here = kept_dense(groups, layers)
     styles = _variant_styles(groups)
+    target = groups[0].target_sparsity
+    log = target >= HIGH_SPARSITY
+    floor = 1e-4  # a collapsed layer (density 0) is drawn down to here on the log axis and labelled
     width = 0.8 / max(len(groups), 1)
-    fig, ax = plt.subplots(figsize=(max(6.0, 0.6 * len(layers) + 3), 4.4))
+    fig, ax = plt.subplots(figsize=(max(7.0, 0.9 * len(layers) + 4), 4.6))
     x = np.arange(len(layers))
     for i, g in enumerate(groups):
-        means = [np.mean([r.layer_sparsity[name] for r in g.runs if name in r.layer_sparsity] or [np.nan])
-                 for name in layers]
-        hatch = {"-": None, "--": "//", ":": "..", "-.": "xx"}[styles[g.variant][0]]  # variants of one method
-        ax.bar(x - 0.4 + (i + 0.5) * width, means, width, color=colors[g.method], hatch=hatch,
-               label=f"{styles[g.variant][1]} (n={len(g.runs)})")
-        for xi, name in zip(x, layers):
-            if name in dense_here:
-                ax.annotate("kept dense", (xi - 0.4 + (i + 0.5) * width, 0.02), rotation=90, fontsize=6,
-                            ha="center", va="bottom", color="0.3")
-        for xi, m in zip(x, means):
-            if m >= 1.0:
-                ax.annotate("collapsed", (xi - 0.4 + (i + 0.5) * width, 1.0), rotation=90, fontsize=6,
-                            ha="center", va="bottom")
-    ax.axhline(1.0, color="0.3", lw=0.8, ls="--", label="1.0: every weight of the layer pruned (collapse)")
-    target = groups[0].target_sparsity
-    ax.axhline(target, color="0.5", lw=0.8, ls=":", label=f"global target sparsity {target:g}")
-    ticks = [(f"{name}\n{sizes[name]:,} weights" if name in sizes else name) + ("\n(kept dense)" if name in dense_here
-                                                                                else "") for name in layers]
+        kept = kept_dense([g], layers)
+        density = [1.0 if name in kept and not any(name in r.layer_sparsity for r in g.runs) else  # not pruned
+                   1 - np.mean([r.layer_sparsity[name] for r in g.runs if name in r.layer_sparsity] or [np.nan])
+                   for name in layers]
+        style = styles[_variant_key(g)][0]
+        hatch = {"-": None, "--": "//", ":": "..", "-.": "xx"}[style]  # variants of one method
+        at = x - 0.4 + (i + 0.5) * width
+        shown = [max(d, floor) if log and not np.isnan(d) else d for d in density]
+        ax.bar(at, shown, width, color=colors[g.method], hatch=hatch, edgecolor="white", lw=0.3,
+               label=f"{g.label} (n={len(g.runs)})")
+        for xi, name, d in zip(at, layers, density):
+            if name in kept:
+                ax.annotate("kept dense", (xi, floor if log else 0.02), rotation=90, fontsize=6, ha="center",
+                            va="bottom", color="white" if d > 0.5 else "0.2")
+            elif d <= 0:
+                ax.annotate("collapsed", (xi, floor if log else 0.0), rotation=90, fontsize=6, ha="center",
+                            va="bottom")
+    ax.axhline(1 - target, color="0.4", lw=0.9, ls=":", label=f"global target density {1 - target:.3g} "
+               f"(sparsity {target:g})")
+    ticks = [f"{name}\n{sizes[name]:,} weights" if name in sizes else name for name in layers]
     ax.set_xticks(x, ticks, rotation=90 if len(layers) > 6 else 0, fontsize=7)
     ax.set_xlabel("prunable layer (weights in the layer)")
-    ax.set_ylim(0, 1.15)
-    ax.set_ylabel("layer sparsity (fraction of the layer's weights at zero)")
+    if log:
+        ax.set_yscale("log")
+        ax.set_ylim(floor, 1.5)
+        ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+        ax.set_ylabel("layer density (fraction of the layer's weights kept, log scale)")
+    else:
+        ax.set_ylim(0, 1.05)
+        ax.set_ylabel("layer density (fraction of the layer's weights kept)")
     ax.set_title(_title(groups, f"target sparsity {target:g}: final mask per layer, mean over seeds"), fontsize=10)
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
-    ax.grid(axis="y", alpha=0.3)
+    ax.grid(axis="y", alpha=0.3, which="both" if log else "major")
     return _save(fig, stem)
 
 
@@ -390,7 +480,8 @@ def _save_gif(fig, update, frames: list[int], path: Path) -> list[Path]:
 def animate_training(g: Group, path: Path, colors: dict[str, str]) -> list[Path]:
     """The main experiment epoch by epoch: test accuracy (mean ± 1 SD over seeds) and sparsity."""
     records = [r for r in (run_records(r) for r in g.runs) if r]
-    x, acc, sd = _curve(records, "test_accuracy")
+    metric = g.metric
+    x, acc, sd = _curve(records, metric.name)
     _, sparsity, _ = _curve(records, "sparsity")
     fig, (ax_acc, ax_sp) = plt.subplots(1, 2, figsize=(8.0, 3.4))  # x GIF_DPI: about 900 px wide
     ok = ~np.isnan(acc)
@@ -402,17 +493,18 @@ def animate_training(g: Group, path: Path, colors: dict[str, str]) -> list[Path]
     color = colors[g.method]
     # markers: the first frame (one epoch, one point) is drawn, not blank axes
     line_acc, = ax_acc.plot([], [], color=color, lw=2, marker="o", ms=3,
-                            label=f"{g.method_label}: mean (n={len(records)})")
+                            label=f"{g.label}: mean (n={len(records)})")
     line_sp, = ax_sp.plot([], [], color=color, lw=2, marker="o", ms=3, label="measured sparsity")
     ax_sp.axhline(g.target_sparsity, color="0.4", ls=":", lw=1, label=f"target {g.target_sparsity:g}")
     ax_acc.fill_between([], [], [], color=color, alpha=0.2, label="± 1 SD over seeds")
-    ax_acc.set_title(f"{readable(g.model, g.dataset)}, {g.method_label}, {x[-1]:g} epochs", fontsize=9)
+    ax_acc.set_title(f"{readable(g.model, g.dataset)}, {family_words([g])}\nreference group {g.label} at "
+                     f"{g.target_sparsity:g}, {x[-1]:g} epochs", fontsize=9)
     ax_sp.set_title("sparsity grows while it trains", fontsize=9)
     ax_acc.set_xlabel("epoch")
     ax_sp.set_xlabel("epoch")
     for ax in (ax_acc, ax_sp):
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax_acc.set_ylabel("test accuracy (%)")
+    ax_acc.set_ylabel(metric.label)
     ax_sp.set_ylabel("sparsity (fraction at zero)")
     ax_acc.legend(fontsize=7, loc="lower right")
     ax_sp.legend(fontsize=7, loc="lower right")
@@ -441,24 +533,28 @@ def animate_comparison(groups: Sequence[Group], sparsity: float, path: Path, col
     for g in groups:
         records = [r for r in (run_records(r) for r in g.runs) if r]
         if records:
-            x, mean, _ = _curve(records, "test_accuracy")
+            x, mean, _ = _curve(records, g.metric.name)
             curves.append((g, x, mean))
     fig, ax = plt.subplots(figsize=(8.0, 3.8))  # x GIF_DPI: about 900 px wide
     length = max(len(x) for _, x, _ in curves)
-    values = np.concatenate([m[~np.isnan(m)] for _, _, m in curves])
+    metric = study_metric(groups)
+    off = collapsed([(_interval(g)[0],) * 3 for g, _, _ in curves], metric.higher_is_better, _collapse_floor(metric))
+    kept = [m for i, (_, _, m) in enumerate(curves) if i not in off] or [m for _, _, m in curves]
+    values = np.concatenate([m[len(m) // 4:][~np.isnan(m[len(m) // 4:])] for m in kept])  # past the first quarter
     ax.set_xlim(0.5, length + 0.5)
     ax.set_ylim(values.min() - 0.5, values.max() + 0.5)
     markers = markers_for({g.method for g in groups})
     lines = []
     for k, (g, x, mean) in enumerate(curves):
-        label = _dynamics_label(g, g.method, len(g.runs))
+        label = _dynamics_label(g, g.label, len(g.runs)) + (" (collapsed: off the axis)" if k in off else "")
         line, = ax.plot([], [], color=colors[g.method], lw=2.4 - 1.4 * k / max(len(curves), 1),
                         marker=markers[g.method], ms=3, label=label)
         lines.append(line)
-    ax.set_title(_title(groups, f"target sparsity {sparsity:g}: test accuracy, mean over seeds"), fontsize=9)
+    metric = study_metric(groups)
+    ax.set_title(_title(groups, f"target sparsity {sparsity:g}: {metric.short}, mean over seeds"), fontsize=9)
     ax.set_xlabel("epoch of the cycle (LTH: of its final round)")
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.set_ylabel("test accuracy (%)")
+    ax.set_ylabel(metric.label)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     fig.tight_layout()
@@ -481,56 +577,103 @@ def _main_set(sets: dict[tuple, list]) -> tuple | None:
     return max(sets, key=lambda k: (sum(len(g.runs) for g in sets[k]), k))
 
 
-HIGH_SPARSITY = 0.9  # from here on a linear sparsity axis spends its width on the easy low sparsities
-
-
-def high_sparsity(groups: Sequence[Group]) -> bool:
-    """Whether the study reaches high sparsities: the trade-off then uses a log weights-remaining axis."""
-    return any(g.target_sparsity >= HIGH_SPARSITY for g in groups)
+HIGH_SPARSITY = 0.9  # from here on layer densities go on a log axis: a linear one hides a 3-fold difference
 
 
 class Figure(NamedTuple):
-    """One figure write_all draws: its kind, file stem, the groups it shows, its sparsity (if one), and the
-    head-to-head rows a forest plot draws."""
+    """One figure write_all draws: its kind, file stem, the groups it shows, its sparsity (if one), the
+    head-to-head rows a forest plot draws, the reference group it names, and its one-sentence caption."""
     kind: str
     stem: str
     groups: list
     sparsity: float | None
     rows: tuple = ()
+    reference: Group | None = None
+    caption: str = ""
+
+
+def reference_group(groups: Sequence[Group], reference: str, sparsity: float,
+                    comparisons: Sequence[dict] = ()) -> Group | None:
+    """The study's reference group at a sparsity, chosen by protocol, not by sort order: the reference
+    method's one-cycle group that most head-to-head rows are compared with, then the one under the common
+    protocol (its label is the bare method name), then the one with most seeds."""
+    candidates = sorted((g for g in groups if g.method == reference and g.round is None and not is_ablation(g)
+                         and g.sparsity_key == round(sparsity, SPARSITY_DECIMALS)), key=Group.sort_key)
+    if not candidates:
+        return None
+    used: dict[str, int] = defaultdict(int)
+    for r in comparisons:
+        used[r["reference_group"]] += 1
+    return max(candidates, key=lambda g: (used[g.id], g.label == reference, len(g.runs)))
+
+
+def _shown_with(ref: Group | None, pruned: Sequence[Group], reference: str) -> list[Group]:
+    """The groups a dynamics figure or animation draws beside the reference group: every other method's, none
+    of the reference method's other variants (their own tables compare them)."""
+    return ([ref] if ref is not None else []) + [g for g in pruned if g.method != reference]
 
 
 def plan(groups: Sequence[Group], reference: str = "progressive", comparisons: Sequence[dict] = ()) -> list[Figure]:
-    """Every figure write_all draws, in a fixed order; the animations show the reference method (the
-    report's --reference) where it ran; comparisons are the head-to-head rows (one forest plot per sparsity)."""
+    """Every figure write_all draws, in a fixed order, named by its family in words (sparsity, epochs per
+    cycle, init); the dynamics figures and animations show the reference group chosen by protocol
+    (reference_group); one forest plot per Holm family of the head-to-head rows."""
     out: list[Figure] = []
     sets = _figure_sets(groups)
+    metric = study_metric(groups)
+    several = len({(g.dataset, g.model) for g in groups}) > 1
+    by_id = {g.id: g for g in groups}
+
+    def stem(kind: str, members: Sequence[Group], sparsity: float | None, with_epochs: bool = True) -> str:
+        first = members[0]
+        return f"{kind}-" + (f"{_safe(first.model)}-" if several else "") + _slug(members, sparsity, with_epochs)
+
     for key, members in sets.items():
-        base = _stem_base(key, list(sets))
+        words = family_words(members)
         if any(g.method not in DENSE for g in members):
-            out.append(Figure("tradeoff", f"tradeoff-{base}", members, None))
+            out.append(Figure("tradeoff", stem("tradeoff", members, None), members, None, caption=(
+                f"Final {metric.short} (mean and 95% CI over seeds) of every group at each sparsity run, {words}: "
+                "points only where a group ran, the dense baseline as a grey band, collapsed groups listed under "
+                "the axes.")))
         dense = [g for g in members if g.method in DENSE and g.round is None]
         by_sparsity: dict[float, list] = defaultdict(list)
         for g in members:  # round groups are inside their chain's curves, ablations beside their source's point
             if g.method not in DENSE and g.round is None and not is_ablation(g):
                 by_sparsity[g.sparsity_key].append(g)
         for sparsity, pruned in sorted(by_sparsity.items()):
-            tag = f"{base}-s{sparsity:g}"
-            out.append(Figure("dynamics", f"dynamics-{tag}", dense + pruned, sparsity))
+            ref = reference_group(members, reference, sparsity, comparisons)
+            shown = _shown_with(ref, pruned, reference)
+            named = f"the reference group {ref.label}, " if ref is not None else ""
+            out.append(Figure("dynamics", stem("dynamics", members, sparsity), dense + shown, sparsity, reference=ref,
+                              caption=f"{metric.short.capitalize()} and measured sparsity per epoch at "
+                                      f"{100 * sparsity:g}% ({words}): {named}the dense baseline and every other "
+                                      f"method, mean ± 1 SD over seeds."))
             if any(r.layer_sparsity for g in pruned for r in g.runs):
-                out.append(Figure("layers", f"layers-{tag}", pruned, sparsity))
-        ids = {g.id for g in members}
-        rows = [r for r in comparisons if r["group"] in ids]
-        for sparsity in sorted({round(r["reference_sparsity"], SPARSITY_DECIMALS) for r in rows}):
-            at = tuple(r for r in rows if round(r["reference_sparsity"], SPARSITY_DECIMALS) == sparsity)
-            out.append(Figure("forest", f"forest-{base}-s{sparsity:g}", members, sparsity, at))
+                out.append(Figure("layers", stem("layers", members, sparsity), pruned, sparsity, caption=(
+                    f"Fraction of each layer's weights kept by the final mask at {100 * sparsity:g}% ({words}), one "
+                    "bar per group" + (" on a log axis" if sparsity >= HIGH_SPARSITY else "") + "; 'kept dense' "
+                    "marks only the layers that group left unpruned.")))
+    families: dict[tuple, list[dict]] = defaultdict(list)  # one forest plot per Holm family
+    for r in comparisons:
+        ref = by_id.get(r["reference_group"])
+        if ref is not None:
+            families[(ref.match_key, round(r["reference_sparsity"], SPARSITY_DECIMALS))].append(r)
+    for (key, sparsity), rows in sorted(families.items(), key=lambda kv: (str(kv[0][0]), kv[0][1])):
+        refs = sorted({by_id[r["reference_group"]].label for r in rows})
+        members = [g for g in groups if g.match_key == key]
+        out.append(Figure("forest", stem("forest", members, sparsity), members, sparsity, tuple(rows), caption=(
+            f"Δ {metric.short} = group − {' / '.join(refs)} with Holm-adjusted CIs at {100 * sparsity:g}% "
+            f"({family_words(members)}): one Holm family of {rows[0]['family_size']} tests, every row labelled, "
+            "collapsed groups written beside their row instead of drawn.")))
     protocols: dict[tuple, list] = defaultdict(list)
     for g in groups:
         protocols[g.protocol_key].append(g)
     for key, members in sorted(protocols.items()):
-        base = _stem_base(key, list(protocols))
         for sparsity in sorted({g.sparsity_key for g in members
                                 if g.method not in DENSE and g.round is None and not is_ablation(g)}):
-            out.append(Figure("frontier", f"frontier-{base}-s{sparsity:g}", members, sparsity))
+            out.append(Figure("frontier", stem("frontier", members, sparsity, with_epochs=False), members, sparsity,
+                              caption=(f"Final {metric.short} against training cost at {100 * sparsity:g}% "
+                                       f"({family_words(members)}): each point a measured group, an LTH chain's "
+                                       "rounds joined by a dotted line, collapsed groups listed under the axes.")))
     main = _main_set(sets)
     if main is not None:
         members = sets[main]
@@ -538,12 +681,25 @@ def plan(groups: Sequence[Group], reference: str = "progressive", comparisons: S
         if one_cycle:
             top = max(g.sparsity_key for g in one_cycle)
             at_top = [g for g in one_cycle if g.sparsity_key == top]
-            # the main experiment: the reference at the highest sparsity, else the method with most seeds
-            main_group = min(at_top, key=lambda g: (g.method != reference, -len(g.runs), g.sort_key()))
+            ref = reference_group(members, reference, top, comparisons)
+            # the main experiment: the reference group at the highest sparsity, else the group with most seeds
+            main_group = ref or min(at_top, key=lambda g: (-len(g.runs), g.sort_key()))
             if any(run_records(r) for r in main_group.runs):
-                out.append(Figure("training_animation", "training_animation", [main_group], top))
+                words = family_words([main_group])
+                out.append(Figure("training_animation", "training_animation", [main_group], top, reference=ref,
+                                  caption=f"The reference group {main_group.label} training at {100 * top:g}% "
+                                          f"({words}): {metric.short} and sparsity epoch by epoch."))
                 dense = [g for g in members if g.method in DENSE and g.round is None]
-                out.append(Figure("comparison_animation", "comparison_animation", dense + at_top, top))
+                shown = _shown_with(ref, at_top, reference) if ref is not None else at_top
+                out.append(Figure("comparison_animation", "comparison_animation", dense + shown, top, reference=ref,
+                                  caption=f"Every method at {100 * top:g}% ({family_words(members)}) training epoch "
+                                          f"by epoch, {metric.short} mean over seeds, beside "
+                                          f"{main_group.label}."))
+    seen: dict[str, int] = defaultdict(int)
+    for i, f in enumerate(out):  # two sets with one family in words (another learning rate): numbered
+        seen[f.stem] += 1
+        if seen[f.stem] > 1:
+            out[i] = f._replace(stem=f"{f.stem}-{seen[f.stem]}")
     return out
 
 
@@ -555,19 +711,25 @@ def planned(groups: Sequence[Group], reference: str = "progressive", comparisons
     return names
 
 
-def write_all(groups: Sequence[Group], out_dir: Path, log_x: bool = False,
-              reference: str = "progressive", comparisons: Sequence[dict] = ()) -> list[Path]:
+def captions(groups: Sequence[Group], reference: str = "progressive",
+             comparisons: Sequence[dict] = ()) -> dict[str, str]:
+    """The one-sentence caption of each figure file the document shows (PNG and GIF), by file name."""
+    return {f"{f.stem}.{'gif' if f.kind.endswith('animation') else 'png'}": f.caption
+            for f in plan(groups, reference, comparisons)}
+
+
+def write_all(groups: Sequence[Group], out_dir: Path, reference: str = "progressive",
+              comparisons: Sequence[dict] = ()) -> list[Path]:
     """Every figure for these groups (PNG and PDF) and the two animations (GIF) in out_dir; returns
     the written paths, sorted."""
     out_dir.mkdir(parents=True, exist_ok=True)
     colors = method_colors(groups)
-    log_x = log_x or high_sparsity(groups)
     written: list[Path] = []
     for f in plan(groups, reference, comparisons):
         if f.kind == "tradeoff":
-            written += plot_tradeoff(f.groups, out_dir / f.stem, colors, log_x=log_x)
+            written += plot_tradeoff(f.groups, out_dir / f.stem, colors)
         elif f.kind == "dynamics":
-            written += plot_dynamics(f.groups, f.sparsity, out_dir / f.stem, colors)
+            written += plot_dynamics(f.groups, f.sparsity, out_dir / f.stem, colors, f.reference)
         elif f.kind == "layers":
             written += plot_layers(f.groups, out_dir / f.stem, colors)
         elif f.kind == "frontier":
@@ -583,57 +745,53 @@ def write_all(groups: Sequence[Group], out_dir: Path, log_x: bool = False,
 
 # --- the forest plot of the head-to-head comparisons ----------------------------------------------
 
-def off_scale(intervals: Sequence[tuple[float, float]]) -> set[int]:
-    """Indices of intervals that alone stretch the common axis more than 3-fold (random at 98% beside ten
-    methods within 4 points): drawn as a note with their values instead of setting the scale."""
-    ok = [(i, lo, hi) for i, (lo, hi) in enumerate(intervals) if not (math.isnan(lo) or math.isnan(hi))]
-    if len(ok) < 3:
-        return set()
-    full = max(h for _, _, h in ok) - min(lo for _, lo, _ in ok)
-    out = set()
-    for i, _, _ in ok:
-        rest = [(lo, hi) for j, lo, hi in ok if j != i]
-        width = max(h for _, h in rest) - min(lo for lo, _ in rest)
-        if full > 3 * max(width, 1e-9):
-            out.add(i)
-    return out if len(out) < len(ok) / 2 else set()
-
-
 def plot_forest(rows: Sequence[dict], groups: Sequence[Group], sparsity: float, stem: Path,
                 colors: dict[str, str]) -> list[Path]:
-    """Each comparison's Δ = method − reference with its Holm-adjusted CI, at one sparsity; a row whose
-    interval alone would stretch the axis is written as a note with its numbers instead."""
+    """One Holm family's comparisons: each row's Δ = group − reference with its Holm-adjusted CI, every row
+    labelled; a row far on the worse side (a collapsed group) is written beside its row instead of drawn, so
+    it neither sets the scale nor prints over another row."""
     rows = list(rows)
-    reference = rows[0]["reference"]
-    fig, ax = plt.subplots(figsize=(7.2, 0.45 * len(rows) + 1.8))
-    far = off_scale([(r["diff_ci_low"], r["diff_ci_high"]) if not is_missing(r["diff_ci_low"])
-                     else (r["diff"], r["diff"]) for r in rows])
-    notes = []
-    for y, r in enumerate(reversed(rows)):
-        i = len(rows) - 1 - y
-        label = r["method"] + (f" ({r['round']})" if r["round"] else "")
+    metric = study_metric(groups)
+    references = " / ".join(sorted({r["label_reference"] for r in rows}))
+    fig, ax = plt.subplots(figsize=(7.6, 0.42 * len(rows) + 1.9))
+    points = [(r["diff"], r["diff"] if is_missing(r["diff_ci_low"]) else r["diff_ci_low"],
+               r["diff"] if is_missing(r["diff_ci_high"]) else r["diff_ci_high"]) for r in rows]
+    off = collapsed(points, metric.higher_is_better, _collapse_floor(metric))
+    d = metric.digits
+    for y, i in enumerate(reversed(range(len(rows)))):
+        r = rows[i]
         level = "" if is_missing(r["ci_alpha"]) else f"{100 * (1 - r['ci_alpha']):.4g}% CI, "
-        ax.annotate(f"  {r['verdict']} ({level}Holm p {fmt_p(r['primary_p_holm'])})", (1.0, y),
-                    xycoords=("axes fraction", "data"), fontsize=7, va="center")
-        if i in far:
-            notes.append(f"{label}: Δ {r['diff']:+.2f}, CI [{r['diff_ci_low']:.2f}, {r['diff_ci_high']:.2f}] "
-                         "(off scale)")
-            ax.annotate(f"{label}: off scale (see note)", (0, y), ha="center", va="center", fontsize=7, color="0.3")
+        text = f"  {r['verdict']} ({level}Holm p {fmt_p(r['primary_p_holm'])})"
+        if r.get("cycles") != r.get("cycles_reference") and not is_missing(r.get("cycles")):  # a chain: its budget
+            text += (f"; {r['epochs_trained']:g} epochs in {r['cycles']:g} cycles vs {r['epochs_trained_reference']:g}"
+                     f" in {r['cycles_reference']:g}")
+        if i in off:
+            m, lo, hi = points[i]
+            text += f"; off the axis: Δ {m:+.{d}f} [{lo:.{d}f}, {hi:.{d}f}]"
+        ax.annotate(text, (1.0, y), xycoords=("axes fraction", "data"), fontsize=7, va="center")
+        if i in off:
             continue
-        lo, hi = r["diff_ci_low"], r["diff_ci_high"]
-        err = None if is_missing(lo) else [[r["diff"] - lo], [hi - r["diff"]]]
-        ax.errorbar([r["diff"]], [y], xerr=err, fmt=markers_for([r["method"]])[r["method"]], capsize=3,
-                    color=colors.get(r["method"], "0.2"), ms=5)
+        m, lo, hi = points[i]
+        style = method_style(r["method"])
+        ax.errorbar([m], [y], xerr=[[m - lo], [hi - m]], fmt=style[1], capsize=3,
+                    color=colors.get(r["method"], style[0]), ms=5)
     ax.axvline(0.0, color="0.3", lw=1)
-    ax.set_yticks(range(len(rows)), [r["method"] + (f" ({r['round']})" if r["round"] else "")
-                                     for r in reversed(rows)], fontsize=8)
+    limits = axis_limits(points + [(0.0, 0.0, 0.0)], off)
+    if limits:
+        ax.set_xlim(*limits)
+        for y, i in enumerate(reversed(range(len(rows)))):  # an interval the axis cuts says so, with its ends
+            m, lo, hi = points[i]
+            if i not in off and (lo < limits[0] or hi > limits[1]):
+                ax.annotate(f"CI [{lo:.{d}f}, {hi:.{d}f}] runs off the axis", (0.5, y + 0.28),
+                            xycoords=("axes fraction", "data"), fontsize=6, ha="center", color="0.3")
+    ax.set_yticks(range(len(rows)), [r["label"] for r in reversed(rows)], fontsize=8)
     ax.set_ylim(-0.7, len(rows) - 0.3)
-    ax.set_xlabel(f"Δ accuracy = method − {reference} (points), Holm-adjusted CI")
-    title = _title(groups, f"target sparsity {sparsity:g}: each method against {reference} "
-                           f"({rows[0]['primary_test']}, Holm within the sparsity, m={rows[0]['family_size']})")
-    if notes:
-        title += "\n" + "; ".join(notes)
-    ax.set_title(title, fontsize=8)
+    better = "right" if metric.higher_is_better else "left"
+    ax.set_xlabel(f"Δ {metric.short} = group − {references} ({metric.unit}; better to the {better}), "
+                  "Holm-adjusted CI")
+    ax.set_title(_title([g for g in groups if g.id in {r["reference_group"] for r in rows}] or groups,
+                        f"target sparsity {sparsity:g}: each group against {references}\n"
+                        f"({rows[0]['primary_test']}, one Holm family, m={rows[0]['family_size']})"), fontsize=8)
     ax.grid(axis="x", alpha=0.3)
     return _save(fig, stem)
 
@@ -648,51 +806,57 @@ def _cost_axis(ax) -> None:
     ax.xaxis.set_minor_formatter(NullFormatter())
 
 
-def keep_scale(ax, intervals: Sequence[tuple[float, float]], labels: Sequence[str]) -> list[str]:
-    """Set the y limits from the intervals that do not alone stretch the axis (off_scale); returns a note per
-    interval left out, with its values, for the title."""
-    far = off_scale(intervals)
-    kept = [iv for i, iv in enumerate(intervals) if i not in far and not math.isnan(iv[0])]
-    if far and kept:
-        low, high = min(lo for lo, _ in kept), max(hi for _, hi in kept)
-        pad = 0.08 * max(high - low, 0.2)
-        ax.set_ylim(low - pad, high + pad)
-    return [f"{labels[i]}: {(intervals[i][0] + intervals[i][1]) / 2:.2f} [{intervals[i][0]:.2f}, "
-            f"{intervals[i][1]:.2f}] off scale" for i in sorted(far)]
-
-
 def _interval(g: Group) -> tuple[float, float, float]:
-    s = stats.summarize(g.accuracies)
+    """(mean, CI low, CI high) of a group's final metric; the mean for both ends with fewer than 2 seeds."""
+    s = stats.summarize(g.values)
     lo = s.mean if math.isnan(s.ci_low) else s.ci_low
     hi = s.mean if math.isnan(s.ci_high) else s.ci_high
     return s.mean, lo, hi
 
 
 def plot_frontier(groups: Sequence[Group], sparsity: float, stem: Path, colors: dict[str, str]) -> list[Path]:
-    """Accuracy (mean, 95% CI) against training cost relative to one dense cycle (log axis) at one
-    sparsity: each method a line over its budgets (epochs per cycle); an LTH chain's rounds up to this
-    sparsity as its curve (sparsity grows along it); dense as grey points at its cost."""
-    fig, ax = plt.subplots(figsize=(7.6, 4.6))
-    drawn: list[tuple[float, float]] = []
-    labels: list[str] = []
-    at = [g for g in groups if g.method not in DENSE and not is_ablation(g) and stands_for(g, sparsity, groups)]
-    by_variant: dict[tuple, list[Group]] = defaultdict(list)  # a method's variants (structure, ...) apart
-    for g in at:
-        by_variant[g.variant].append(g)
+    """The final metric (mean, 95% CI) against training cost relative to one dense cycle (log axis) at one
+    sparsity: one point per measured group (its epochs per cycle beside it; no line between budgets that were
+    not run between), an LTH chain's rounds up to this sparsity joined by a dotted line (sparsity grows along
+    it), dense at its cost; collapsed groups in a note under the axes."""
+    metric = study_metric(groups)
+    fig, ax = plt.subplots(figsize=(8.4, 4.8))
+    at = [g for g in groups if g.method not in DENSE and not is_ablation(g) and stands_for(g, sparsity, groups)
+          and not math.isnan(g.cost)]
     styles = _variant_styles(at)
-    for variant in sorted(by_variant):
-        members = sorted((g for g in by_variant[variant] if not math.isnan(g.cost)), key=lambda g: g.cost)
-        if not members:
-            continue
-        pts = [_interval(g) for g in members]
-        color, marker = method_style(variant[0])
-        style, label = styles[variant]
-        ax.errorbar([g.cost for g in members], [m for m, _, _ in pts],
-                    yerr=[[m - lo for m, lo, _ in pts], [hi - m for m, _, hi in pts]], color=color, marker=marker,
-                    ms=5, capsize=3, lw=1.4, ls=style,
-                    label=f"{label} ({', '.join(g.budget_label for g in members)})")
-        drawn += [(lo, hi) for _, lo, hi in pts]
-        labels += [variant[0]] * len(pts)
+    items: list[tuple[str, float, float, float, float, str, str, str]] = []  # label, x, mean, lo, hi, colour, marker, kind
+    for g in sorted(at, key=lambda g: (_variant_key(g), g.cost)):
+        m, lo, hi = _interval(g)
+        _, marker, _ = styles[_variant_key(g)]
+        items.append((g.label, g.cost, m, lo, hi, colors.get(g.method, method_style(g.method)[0]), marker, "point"))
+    for d in (g for g in groups if g.method in DENSE and g.round is None and not math.isnan(g.cost)):
+        m, lo, hi = _interval(d)
+        color, marker = method_style(d.method)
+        items.append((d.label, d.cost, m, lo, hi, color, marker, "dense"))
+    ablations = [a for a in groups if is_ablation(a) and ablation_source(a, groups) in at and not math.isnan(a.cost)]
+    for a in ablations:  # at their own cost (one cycle of the source's mask), in the source's colour
+        m, lo, hi = _interval(a)
+        items.append((a.label, a.cost, m, lo, hi, method_style(ablation_source(a, groups).method)[0], a.method,
+                      "ablation"))
+    off = collapsed([(m, lo, hi) for _, _, m, lo, hi, _, _, _ in items], metric.higher_is_better,
+                    _collapse_floor(metric))
+    notes = []
+    for i, (label, x, m, lo, hi, color, marker, kind) in enumerate(items):
+        if i in off:
+            notes.append(f"{label}: {m:.{metric.digits}f} [{lo:.{metric.digits}f}, {hi:.{metric.digits}f}] at "
+                         f"{x:.3g}x")
+        elif kind == "ablation":
+            _hollow(ax, x, m, lo, hi, marker, color)
+        else:
+            ax.errorbar([x], [m], yerr=[[m - lo], [hi - m]], color=color, marker=marker, ms=5, capsize=3, ls="none")
+    for variant, (style, marker, label) in styles.items():
+        members = [g for g in at if _variant_key(g) == variant]
+        budgets = ", ".join(sorted({g.budget_label for g in members}))
+        ax.errorbar([], [], color=colors.get(members[0].method, method_style(members[0].method)[0]), marker=marker,
+                    ls="none", ms=5, label=f"{label} ({budgets})")
+    for d in (g for g in groups if g.method in DENSE and g.round is None and not math.isnan(g.cost)):
+        color, marker = method_style(d.method)
+        ax.errorbar([], [], color=color, marker=marker, ls="none", ms=5, label=f"{d.label} (no pruning, {d.budget_label})")
     chains = [g for g in groups if g.round is None and g.first.rounds > 1 and g.method not in DENSE]
     for chain in chains:
         rounds = sorted((h for h in groups if h.experiment == chain.experiment and h.round is not None
@@ -704,31 +868,19 @@ def plot_frontier(groups: Sequence[Group], sparsity: float, stem: Path, colors: 
             continue
         color, _ = method_style(chain.method)
         means = [_interval(h)[0] for h in rounds]
-        drawn += [(m, m) for m in means]
-        labels += [f"{chain.method} round {h.round}" for h in rounds]
-        ax.plot([h.cost for h in rounds], means, color=color, ls=":", lw=1, alpha=0.8,
-                label=f"{chain.method} rounds, {chain.budget_label} (sparsity grows along the line)")
-    for d in (g for g in groups if g.method in DENSE and g.round is None and not math.isnan(g.cost)):
-        m, lo, hi = _interval(d)
-        drawn.append((lo, hi))
-        labels.append(d.method)
-        color, marker = method_style(d.method)
-        ax.errorbar([d.cost], [m], yerr=[[m - lo], [hi - m]], color=color, marker=marker, ms=5, capsize=3, ls="none",
-                    label=f"{d.method} (no pruning, {d.budget_label})")
-    ablations = [a for a in groups if is_ablation(a) and ablation_source(a, groups) in at and not math.isnan(a.cost)]
-    for a in ablations:  # at their own cost (one cycle of the source's mask), in the source's colour
-        m, lo, hi = _interval(a)
-        _hollow(ax, a.cost, m, lo, hi, a.method, method_style(ablation_source(a, groups).method)[0])
-        drawn.append((lo, hi))
-        labels.append(f"{a.method} of {ablation_source(a, groups).method}")
+        ax.plot([h.cost for h in rounds], means, color=color, ls=":", lw=1, alpha=0.8, marker=".", ms=3,
+                label=f"{variant_label(chain)} rounds, {chain.budget_label} (sparsity grows along the line)")
+    limits = axis_limits([(m, lo, hi) for _, _, m, lo, hi, _, _, _ in items], off)
+    if limits:
+        ax.set_ylim(*limits)
     _ablation_legend(ax, ablations)
-    notes = keep_scale(ax, drawn, labels)
     _cost_axis(ax)
     ax.set_xlabel("training cost (FLOPs over one dense training cycle, log scale; sparse kernels assumed)")
-    ax.set_ylabel("final test accuracy (%)")
-    title = _title(groups, f"target sparsity {sparsity:g}: accuracy (mean, 95% CI) against training cost")
-    ax.set_title(title + ("\n" + "; ".join(notes) if notes else ""), fontsize=9)
+    ax.set_ylabel(f"final {metric.label}")
+    ax.set_title(_title(groups, f"target sparsity {sparsity:g}: {metric.short} (mean, 95% CI) against training "
+                                "cost, every budget run"), fontsize=9)
     ax.grid(alpha=0.3, which="both")
-    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), title="method (budget per cycle)",
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), title="group (budget per cycle)",
               title_fontsize=7)
+    _note_below(fig, ax, notes, "collapsed or broken, off the axis (mean [95% CI] at cost):")
     return _save(fig, stem)

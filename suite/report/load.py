@@ -24,6 +24,97 @@ SPARSITY_DECIMALS = 4   # target sparsities equal to 4 decimals count as the sam
 _ROUND_DIR = re.compile(r"round_(\d+)$")
 
 
+# --- the primary metric ------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Metric:
+    """The primary metric of a result: its name (the epoch records' key; result.json holds final_<name>), how
+    people read it, and its direction; results without a "metric" key are test accuracy, higher is better."""
+    name: str = "test_accuracy"
+    label: str = "test accuracy (%)"
+    higher_is_better: bool = True
+
+    @property
+    def final_key(self) -> str:
+        return f"final_{self.name}"
+
+    @property
+    def unit(self) -> str:
+        """What a difference is counted in: 'points' for accuracy, else the unit in the label's brackets."""
+        if self.name.endswith("accuracy"):
+            return "points"
+        m = re.search(r"\(([^()]*)\)\s*$", self.label)
+        return m.group(1) if m else "units"
+
+    @property
+    def short(self) -> str:
+        """The label without its unit: 'test accuracy', 'held-out loss'."""
+        return re.sub(r"\s*\([^()]*\)\s*$", "", self.label)
+
+    @property
+    def is_loss(self) -> bool:
+        """A loss in nats (a cross-entropy): bits and perplexity are shown beside it."""
+        return self.name.endswith("loss")
+
+    @property
+    def better(self) -> str:
+        return "higher" if self.higher_is_better else "lower"
+
+    def is_better(self, diff: float) -> bool:
+        """Whether a difference a - b says a is better than b."""
+        return diff > 0 if self.higher_is_better else diff < 0
+
+    @property
+    def digits(self) -> int:
+        """Decimals a table shows: 2 for accuracy in percent, 3 for a loss."""
+        return 2 if self.name.endswith("accuracy") else 3
+
+    @property
+    def margin(self) -> float:
+        """The default equivalence margin: 0.1 accuracy points, 0.01 nats of a loss."""
+        return 0.1 if self.higher_is_better and self.name.endswith("accuracy") else 0.01
+
+    @property
+    def claim_margin(self) -> float:
+        """How close 'consistent with a published number' must be shown to be: 1 accuracy point, 0.02 nats."""
+        return 1.0 if self.name.endswith("accuracy") else 0.02
+
+
+ACCURACY = Metric()
+
+
+def units(metric: Metric) -> str:
+    """What a difference of the metric is counted in, in words: 'accuracy points', 'nats/char of held-out loss'."""
+    return "accuracy points" if metric.unit == "points" else f"{metric.unit} of {metric.short}"
+
+
+def direction_note(metric: Metric) -> str:
+    """The sentence a caption adds for a metric where lower is better (none for accuracy)."""
+    if metric.higher_is_better:
+        return ""
+    extra = " (bits = nats / ln 2, perplexity = e^nats)" if metric.is_loss else ""
+    return (f" The metric is {metric.label}{extra}: lower is better, so 'better' means a lower value and a "
+            "negative Δ favours the first-named side.")
+
+
+def study_metric(groups: Sequence["Group"]) -> Metric:
+    """The primary metric of most of these groups' results (one study has one)."""
+    counts: dict[Metric, int] = {}
+    for g in groups:
+        counts[g.metric] = counts.get(g.metric, 0) + len(g.runs)
+    return max(counts, key=counts.get) if counts else ACCURACY
+
+
+def parse_metric(value: Any) -> Metric:
+    """The result's "metric" entry as a Metric (absent: accuracy); raises ValueError naming what is wrong."""
+    if value is None:
+        return ACCURACY
+    if not (isinstance(value, dict) and isinstance(value.get("name"), str) and value["name"]
+            and isinstance(value.get("higher_is_better", True), bool)):
+        raise ValueError(f"metric {value!r} is not {{name, label, higher_is_better}}")
+    return Metric(value["name"], str(value.get("label") or value["name"]), value.get("higher_is_better", True))
+
+
 # --- reading run folders ------------------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -63,6 +154,8 @@ class Run:
     dense_layers: tuple | None = None       # layers kept dense (unpruned); None: not recorded
     val_size: int | None = None             # training examples held out for validation (0: no split)
     test_at_best_val: float = stats.NAN     # test accuracy at the epoch validation chose; NaN without a split
+    metric: Metric = ACCURACY               # the primary metric, from result.json's "metric" (default: accuracy)
+    value: float = stats.NAN                # the primary metric's final value (final_<metric name>)
     live_per_class: tuple | None = None     # the output layer's live weights per class; None: not recorded
 
 
@@ -88,6 +181,11 @@ def parse_result(path: Path, data: Any, round_index: int | None) -> Run:
     """A Run from a parsed result.json; raises ValueError naming what is missing."""
     check_result(data)  # the run folder's own rules (suite.results): one definition of "finished"
     science = data.get("science") or {}
+    metric = parse_metric(data.get("metric"))
+    value = _number(data.get(metric.final_key))
+    if math.isnan(value) or math.isinf(value):
+        raise ValueError(f"{metric.final_key} is {data.get(metric.final_key)!r}, not a finite number "
+                         f"(the result's primary metric is {metric.name})")
     return Run(
         path=path.parent, method=str(data["method"]), model=str(data["model"]), dataset=str(data["dataset"]),
         seed=int(data["seed"]), experiment=str(data["experiment"]), science=dict(science),
@@ -99,7 +197,7 @@ def parse_result(path: Path, data: Any, round_index: int | None) -> Run:
         result_round=data["round"] if isinstance(data.get("round"), int) else None,
         epochs_trained=_number(data.get("total_epochs_trained")),
         wall_time_s=_number(data.get("wall_time_s")),
-        code=_code_text(data.get("code")), **_cost_and_protocol(data),
+        code=_code_text(data.get("code")), metric=metric, value=value, **_cost_and_protocol(data),
         live_per_class=tuple(int(v) for v in data["live_per_class"]) if isinstance(data.get("live_per_class"), list)
         else None,
     )
@@ -287,6 +385,12 @@ class Group:
     # the cost unit: one dense cycle of this many epochs, the study's base cycle for this model and data (the
     # shortest epochs per cycle run for them; group_runs sets it), so that every cost of a table is in ONE unit
     unit_epochs: float = stats.NAN
+    name: str = ""             # the study's label for it (suite.report.labels), set when a report is built
+
+    @property
+    def label(self) -> str:
+        """The group's name in every table and figure: the study's label, else the method (and round)."""
+        return self.name or self.method_label
 
     @property
     def first(self) -> Run:
@@ -356,6 +460,15 @@ class Group:
     @property
     def accuracies(self) -> list[float]:
         return [r.final_accuracy for r in self.runs]
+
+    @property
+    def values(self) -> list[float]:
+        """The primary metric's final value per seed (test accuracy unless the results name another)."""
+        return [r.value for r in self.runs]
+
+    @property
+    def metric(self) -> Metric:
+        return self.first.metric
 
     @property
     def epochs(self) -> float:

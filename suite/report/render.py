@@ -50,9 +50,41 @@ def render_tables_markdown(report: Report, level: str = "##") -> list[str]:
         elif table.line is not None:
             out += [f"- {table.line(r)}" for r in table.rows] + [""]
         else:
-            headers, body, align = _display(table)
-            out += [tabulate(body, headers, tablefmt="github", disable_numparse=True, colalign=align), ""]
+            shown = _constant_columns_apart(table)
+            if shown.caption != table.caption:
+                out[-2] = f"*{shown.caption}*"
+            for part in _main_and_detail(shown):
+                headers, body, align = _display(part)
+                if part is not shown:
+                    out += [f"*{part.title}*", ""]
+                out += [tabulate(body, headers, tablefmt="github", disable_numparse=True, colalign=align), ""]
     return out
+
+
+def _constant_columns_apart(table: Table) -> Table:
+    """The table without its 'varies' columns whose value is the same on every row (one data set and model):
+    the caption says them once instead."""
+    constant = [c for c in table.columns if c.paper == "varies" and len({c.show(r) for r in table.rows}) < 2]
+    columns = [c for c in table.columns if c not in constant and c.paper != "data"]
+    if len(columns) == len(table.columns):
+        return table
+    extra = "; ".join(f"{c.header}: {c.show(table.rows[0])}" for c in constant)
+    return dataclasses.replace(table, columns=columns,
+                               caption=table.caption + (f" ({extra}, on every row.)" if extra else ""))
+
+
+def _main_and_detail(table: Table) -> list[Table]:
+    """A wide table as a short main table (its `main` columns) and a detail table holding every other column,
+    each row named again by the main table's first `keys` columns; a table without `main` as it is."""
+    if not table.main:
+        return [table]
+    main = [c for c in table.columns if c.header in table.main]
+    keys = main[:table.keys]
+    rest = [c for c in table.columns if c not in main]
+    if not rest:
+        return [table]
+    return [dataclasses.replace(table, columns=main),
+            dataclasses.replace(table, columns=keys + rest, title=f"{table.title}: details")]
 
 
 _LATEX_SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
@@ -75,7 +107,7 @@ def _paper_columns(table: Table) -> Table:
     when the rows differ in them (one data set and model go in the caption instead)."""
     keep = []
     for c in table.columns:
-        if c.paper == "no":
+        if c.paper in ("no", "data"):
             continue
         if c.paper == "varies" and len({c.show(r) for r in table.rows}) < 2:
             continue

@@ -1,6 +1,7 @@
 """The report's tables: rows of raw numbers per comparison (for CSV/JSON) and how to show them to people."""
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import math
@@ -10,8 +11,9 @@ from typing import Any, Callable, Sequence
 from suite import stats
 from suite.report.fmt import (MISSING, fmt, fmt_ci, fmt_epochs, fmt_flops, fmt_p, fmt_sparsity, is_missing, mean,
                               value_text)
-from suite.report.load import DENSE, SPARSITY_DECIMALS, Group, Run, Skipped
-from suite.report.published import Published
+from suite.report.load import (ACCURACY, DENSE, SPARSITY_DECIMALS, Group, Metric, Run, Skipped, direction_note,
+                               study_metric, units)
+from suite.report.published import Published, claim_outcome, stated_epochs
 
 @dataclass(frozen=True)
 class Column:
@@ -19,7 +21,8 @@ class Column:
     header: str
     show: Callable[[dict], str]
     align: str = "right"
-    paper: str = "yes"       # LaTeX: "yes" printed, "no" left out, "varies" only when rows differ in it
+    paper: str = "yes"       # LaTeX: "yes" printed, "no" left out, "varies" only when rows differ in it;
+                             # "data": in CSV/JSON only (the group's label says it in words)
 
 
 @dataclass
@@ -32,6 +35,8 @@ class Table:
     columns: list[Column]
     empty: str = "none"         # what to say when there are no rows
     line: Callable[[dict], str] | None = None  # markdown: one sentence per row instead of a table
+    main: tuple[str, ...] = ()  # markdown: the headers of the short main table (the first `keys` of them name
+    keys: int = 2               # the row again in the detail table below it, which holds every other column)
 
 
 COST_MEANING = ("training cost = training FLOPs (counted as if sparse kernels skipped every pruned weight; "
@@ -41,12 +46,33 @@ COST_MEANING = ("training cost = training FLOPs (counted as if sparse kernels sk
                 "core-hours are the measured wall time of dense-masked training on the machine named in the result's 'device', times threads and processes")
 
 
+def row_metric(r: dict) -> Metric:
+    """The primary metric of a table row (group_fields)."""
+    return Metric(r.get("metric", ACCURACY.name), r.get("metric_label", ACCURACY.label),
+                  r.get("higher_is_better", True))
+
+
+def diff_text(r: dict, key: str = "diff") -> str:
+    """A row's difference with its unit: '+0.45 points', '-0.021 nats/char'."""
+    m = row_metric(r)
+    return f"{fmt(r[key], m.digits, signed=True)} {m.unit}"
+
+
+def family_of(r: dict) -> str:
+    """The headline prefix of a row: its sparsity, budget (epochs per cycle) and init, in brackets."""
+    epochs = "–" if is_missing(r.get("epochs_per_cycle")) else f"{r['epochs_per_cycle']:g}"
+    init = "init not recorded" if r.get("init") is None else f"{r['init']} init"
+    return f"[{100 * r['target_sparsity']:.4g}%, {epochs} ep/cycle, {init}]"
+
+
 def _dense_text(layers: Any) -> str | None:
     return None if layers is None else (", ".join(layers) if layers else "none")
 
 
 def group_fields(g: Group) -> dict:
-    return {"group": g.id, "dataset": g.dataset, "model": g.model, "method": g.method, "round": g.round_label,
+    return {"group": g.id, "label": g.label, "dataset": g.dataset, "model": g.model, "method": g.method,
+            "round": g.round_label, "metric": g.metric.name, "metric_label": g.metric.label,
+            "higher_is_better": g.metric.higher_is_better,
             "target_sparsity": g.target_sparsity, "settings": g.settings, "budget": g.budget_label,
             "epochs_per_cycle": g.epochs_per_cycle, "epochs_trained": g.epochs, "cycles": g.cycles,
             "train_cost_x_dense_cycle": g.cost, "cost_unit": g.cost_unit,
@@ -112,14 +138,22 @@ def dense_for(g: Group, groups: Sequence[Group]) -> Group | None:
 NO_TESTS = "n < 2: reported without tests (a spread needs at least 2 seeds)"
 
 
+def loss_extras(metric: Metric, value: float) -> dict:
+    """Bits and perplexity beside a loss in nats (empty for any other metric)."""
+    if not metric.is_loss:
+        return {}
+    return {"bits": value / math.log(2), "perplexity": math.exp(value) if value < 700 else math.inf}
+
+
 def summary_table(groups: Sequence[Group], alpha: float) -> Table:
     rows = []
+    metric = study_metric(groups)
     for g in groups:
-        s = stats.summarize(g.accuracies)
+        s = stats.summarize(g.values)
         dense = dense_for(g, groups)
-        dense_mean = mean(dense.accuracies) if dense else stats.NAN
+        dense_mean = mean(dense.values) if dense else stats.NAN
         rows.append({
-            **group_fields(g), "n": s.n, "seeds": g.seeds,
+            **group_fields(g), "n": s.n, "seeds": g.seeds, **loss_extras(g.metric, s.mean),
             "mean": s.mean, "sd": s.sd, "ci_low": s.ci_low, "ci_high": s.ci_high, "min": s.min, "max": s.max,
             "test_at_best_val_mean": mean([r.test_at_best_val for r in g.runs]),
             "achieved_sparsity": mean([r.achieved_sparsity for r in g.runs]),
@@ -131,28 +165,29 @@ def summary_table(groups: Sequence[Group], alpha: float) -> Table:
     columns = [
         Column("Data", lambda r: r["dataset"], "left", "varies"),
         Column("Model", lambda r: r["model"], "left", "varies"),
-        Column("Method", lambda r: r["method"], "left"),
-        Column("Round", lambda r: r["round"], "left"),
+        Column("Group", lambda r: r["label"], "left"),
         Column("Target s", lambda r: fmt_sparsity(r["target_sparsity"])),
         *protocol_columns(),
         Column("n", lambda r: str(r["n"])),
-        Column("Mean", lambda r: fmt(r["mean"])),
-        Column("SD", lambda r: fmt(r["sd"])),
-        Column("95% CI", lambda r: fmt_ci(r["ci_low"], r["ci_high"])),
+        Column("Mean", lambda r: fmt(r["mean"], metric.digits)),
+        Column("SD", lambda r: fmt(r["sd"], metric.digits)),
+        Column("95% CI", lambda r: fmt_ci(r["ci_low"], r["ci_high"], metric.digits)),
         Column("Min", lambda r: fmt(r["min"]), paper="no"),
         Column("Max", lambda r: fmt(r["max"]), paper="no"),
         Column("Achieved s", lambda r: fmt_sparsity(r["achieved_sparsity"]), paper="no"),
         Column("Params left", lambda r: MISSING if is_missing(r["params_remaining"])
                else f"{r['params_remaining']:,.0f}", paper="no"),
         *budget_columns(rows),
-        Column("Δ dense", lambda r: fmt(r["diff_dense"], signed=True)),
+        Column("Δ dense", lambda r: fmt(r["diff_dense"], metric.digits, signed=True)),
     ]
-    if not any(r["round"] for r in rows):
-        columns = [c for c in columns if c.header != "Round"]
+    if metric.is_loss:
+        at = next(i for i, c in enumerate(columns) if c.header == "95% CI") + 1
+        columns[at:at] = [Column("bits/char", lambda r: fmt(r.get("bits"), metric.digits)),
+                          Column("Perplexity", lambda r: fmt(r.get("perplexity")))]
     if any(r["settings"] for r in rows):
         at = next(i for i, c in enumerate(columns) if c.header == "Target s") + 1
         columns.insert(at, Column("Settings", lambda r: ", ".join(
-            f"{k}={value_text(v)}" for k, v in r["settings"].items()), "left", "no"))
+            f"{k}={value_text(v)}" for k, v in r["settings"].items()), "left", "data"))
     validated = any((r["val_size"] or 0) > 0 for r in rows)
     if validated:  # chosen on validation, reported on test; without a split only the final epoch counts
         at = next(i for i, c in enumerate(columns) if c.header == "95% CI") + 1
@@ -163,7 +198,9 @@ def summary_table(groups: Sequence[Group], alpha: float) -> Table:
             "of the training set held out, val_size > 0), mean over seeds; the test set never selects an epoch"
             if validated else "no validation split was held out, so only the final epoch is reported (the test "
             "set never selects an epoch)")
-    caption = ("Final test accuracy (%) over seeds: mean, sample SD (n-1), 95% Student-t CI of the mean, "
+    what = "test accuracy (%)" if metric == ACCURACY else metric.label + (
+        ", with bits per character (nats / ln 2) and perplexity (e^nats) of the mean beside it" if metric.is_loss else "")
+    caption = (f"Final {what} over seeds: mean, sample SD (n-1), 95% Student-t CI of the mean, "
                f"min and max; {best}. Achieved sparsity and parameters remaining are seed means; Δ dense is "
                "the difference of means to the dense baseline of the same model, data and budget. Rounds of an "
                "LTH chain are rows of their own ('round r'); 'final' is the chain's last round, counted once. "
@@ -172,8 +209,11 @@ def summary_table(groups: Sequence[Group], alpha: float) -> Table:
                "results record them ('–': not recorded). 'Epochs' is the number of epochs trained to reach the "
                f"result (a chain counts every round up to it); 'Cost (dense cycles)' is the {COST_MEANING}; "
                "'x' marks a multiple of one dense cycle (an LTH chain at round 7 cost about 4.2 of them, a "
-               "one-cycle sparse method less than 1). Groups with n < 2 are reported without tests.")
-    return Table("summary", "Summary", caption, rows, columns)
+               "one-cycle sparse method less than 1). Groups with n < 2 are reported without tests. Each group "
+               "is named by its method and, in brackets, what differs from the study's common protocol (the "
+               "same name in every table and figure)." + direction_note(metric))
+    return Table("summary", "Summary", caption, rows, columns,
+                 main=("Group", "Target s", "n", "Mean", "SD", "95% CI", "bits/char", "Perplexity", "Δ dense"))
 
 
 def _training(r: Run) -> tuple:
@@ -193,13 +233,13 @@ def same_runs(a: Group, b: Group) -> bool:
 
 
 def _accuracies_at(g: Group, seeds: Sequence[int]) -> list[float]:
-    """g's final accuracies at these seeds, in their order."""
-    by_seed = {r.seed: r.final_accuracy for r in g.runs}
+    """g's final metric values at these seeds, in their order."""
+    by_seed = {r.seed: r.value for r in g.runs}
     return [by_seed[s] for s in seeds]
 
 
 def _seed_ordered(g: Group) -> list[float]:
-    return [r.final_accuracy for r in sorted(g.runs, key=lambda r: r.seed)]
+    return [r.value for r in sorted(g.runs, key=lambda r: r.seed)]
 
 
 def _min_p_text(min_p: float, n: str, alpha: float, p: float) -> str:
@@ -211,7 +251,7 @@ def _min_p_text(min_p: float, n: str, alpha: float, p: float) -> str:
     return fmt_p(p)
 
 
-_REFERENCE_FIELDS = ("budget", "epochs_trained", "train_cost_x_dense_cycle", "init", "distribution",
+_REFERENCE_FIELDS = ("label", "budget", "epochs_trained", "train_cost_x_dense_cycle", "init", "distribution",
                      "dense_layers", "cycles")
 
 
@@ -220,16 +260,23 @@ def equal_budget(a: Group, b: Group) -> bool:
     return not (math.isnan(a.epochs) or math.isnan(b.epochs)) and abs(a.epochs - b.epochs) < 1e-9
 
 
-EQUAL_EPOCHS = "equal budget (epochs)"  # what is equal: total epochs trained, not training FLOPs or time
+EQUAL_EPOCHS = "equal epochs"  # what is equal: total epochs trained, not training FLOPs or time
 
 
 def budget_pairing(g: Group, ref: Group) -> str:
-    """'equal budget (epochs)', or the cost ratio of g to the reference (both in the one cost unit)."""
-    if equal_budget(g, ref):
-        return EQUAL_EPOCHS
+    """'equal epochs' or 'A vs B epochs', with the training-cost ratio of g to the reference (both in the one
+    cost unit): equal epochs are not an equal cost when one side trains fewer weights."""
+    epochs = EQUAL_EPOCHS if equal_budget(g, ref) else f"{fmt_epochs(g.epochs)} vs {fmt_epochs(ref.epochs)} epochs"
     if math.isnan(g.cost) or math.isnan(ref.cost) or ref.cost == 0:
-        return MISSING
-    return f"{g.cost / ref.cost:.3g}x the reference's"
+        return f"{epochs}, cost ratio –"
+    return f"{epochs}, cost ratio {g.cost / ref.cost:.3g}x"
+
+
+def code_differs(a: Group, b: Group) -> bool:
+    """Whether the two sides of a contrast were trained by different code (commits or dirty diffs), as far as
+    their results record it."""
+    x, y = ({r.code for r in g.runs if r.code is not None} for g in (a, b))
+    return bool(x and y and x != y)
 
 
 def protocol_differences(g: Group, ref: Group) -> list[str]:
@@ -243,6 +290,9 @@ def protocol_differences(g: Group, ref: Group) -> list[str]:
                        f"{_dense_text(y) if name == 'dense_layers' else y}")
     if not (equal_budget(g, ref) or math.isnan(g.epochs) or math.isnan(ref.epochs)):
         out.append(f"budget {g.epochs:g} vs {ref.epochs:g} epochs")
+    a, b = g.epochs_per_cycle, ref.epochs_per_cycle
+    if not (math.isnan(a) or math.isnan(b) or a == b):  # the same epochs split into other cycles
+        out.append(f"budget schedule {a:g} ep/cycle x {g.cycles:g} vs {b:g} ep/cycle x {ref.cycles:g}")
     return out
 
 
@@ -291,6 +341,7 @@ def head_to_head_table(groups: Sequence[Group], reference: str, alpha: float, po
     rows = []
     retest: dict[int, Callable[[float], stats.TTest]] = {}  # id(row) -> its primary test at a confidence
     common = common_protocol(groups, reference)
+    metric = study_metric(groups)
     for g in groups:
         if g.method == reference or g.method in DENSE or "ablate.source_experiment" in g.first.science:
             continue  # an ablation is compared with its source (ablation_table), not with the reference
@@ -304,7 +355,7 @@ def head_to_head_table(groups: Sequence[Group], reference: str, alpha: float, po
             candidates.append(ref)
         for ref in closest_references(g, candidates, common):
             cross = ref.match_key != g.match_key
-            a, b = g.accuracies, ref.accuracies
+            a, b = g.values, ref.values
             w = stats.welch(a, b)
             is_paired = sorted(g.seeds) == sorted(ref.seeds) and len(a) >= 2
             by_seed_a, by_seed_b = _seed_ordered(g), _seed_ordered(ref)
@@ -340,6 +391,7 @@ def head_to_head_table(groups: Sequence[Group], reference: str, alpha: float, po
                 "reference_sparsity": ref.target_sparsity, **{f"{k}_reference": v for k, v in group_fields(ref).items()
                                                               if k in _REFERENCE_FIELDS},
                 "budget_pairing": budget_pairing(g, ref), "protocol_differs": protocol_differences(g, ref),
+                "equal_epochs": equal_budget(g, ref), "code_differs": code_differs(g, ref),
             })
             retest[id(rows[-1])] = (functools.partial(stats.paired, by_seed_a, by_seed_b) if is_paired
                                     else functools.partial(stats.welch, a, b))
@@ -352,7 +404,7 @@ def head_to_head_table(groups: Sequence[Group], reference: str, alpha: float, po
         for row, p_adj, level in zip(members, stats.holm(ps), stats.holm_alphas(ps, alpha)):
             row.update({"family": FAMILY, "family_size": m, "primary_p_holm": p_adj, "ci_alpha": level,
                         "verdict": "same runs" if row["primary_test"] == "same runs"
-                        else stats.verdict(row["diff"], p_adj, alpha)})
+                        else stats.verdict(row["diff"], p_adj, alpha, row["higher_is_better"])})
             test = (retest[id(row)](1 - level) if not math.isnan(level)
                     else stats.TTest(row["diff"], stats.NAN, stats.NAN, stats.NAN, stats.NAN, stats.NAN))
             row.update({"diff_ci_low": test.ci_low, "diff_ci_high": test.ci_high,
@@ -364,37 +416,42 @@ def head_to_head_table(groups: Sequence[Group], reference: str, alpha: float, po
         Column("Data", lambda r: r["dataset"], "left", "varies"),
         Column("Model", lambda r: r["model"], "left", "varies"),
         Column("Target s", lambda r: fmt_sparsity(r["target_sparsity"])),
-        Column("Method", lambda r: r["method"] + (f" ({r['round']})" if r["round"] else ""), "left"),
-        *protocol_columns("_reference"),
+        Column("Group", lambda r: r["label"], "left"),
+        Column("Against", lambda r: r["label_reference"], "left"),
+        *[dataclasses.replace(c, paper="data") for c in protocol_columns("_reference")],  # 'Protocol' says it
         Column("n", lambda r: f"{r['n']} vs {r['n_reference']}"),
         Column("Test", lambda r: r["primary_test"], "left"),
-        Column("Δ mean", lambda r: fmt(r["diff"], signed=True)),
-        Column("Adjusted CI", lambda r: fmt_ci(r["diff_ci_low"], r["diff_ci_high"]) + (
+        Column("Δ mean", lambda r: fmt(r["diff"], metric.digits, signed=True)),
+        Column("Adjusted CI", lambda r: fmt_ci(r["diff_ci_low"], r["diff_ci_high"], metric.digits) + (
             "" if is_missing(r["ci_alpha"]) else f" ({100 * (1 - r['ci_alpha']):.4g}%)")),
         Column("p", lambda r: fmt_p(r["primary_p"]), paper="no"),
         Column("Holm p", lambda r: fmt_p(r["primary_p_holm"]) + (
             "" if is_missing(r["primary_p_holm"]) else f" (m={r['family_size']})")),
         Column("Verdict", lambda r: r["verdict"], "left"),
         Column("Hedges g", lambda r: fmt(r["hedges_g"]), paper="no"),
-        Column(f"MDD ({100 * power:g}%)", lambda r: fmt(r["mdd"])),
+        Column(f"MDD ({100 * power:g}%)", lambda r: fmt(r["mdd"], metric.digits)),
         Column("Wilcoxon (check)", lambda r: _min_p_text(r["wilcoxon_min_p"], f"n={r['n']}", alpha,
                                                          r["wilcoxon_p"]), paper="no"),
         *budget_columns(rows, "_reference"),
-        Column("Cost", lambda r: r["budget_pairing"], "left"),
+        Column("Budget pairing", lambda r: r["budget_pairing"], "left"),
         Column("Protocol", lambda r: "; ".join(r["protocol_differs"]) or "same", "left"),
     ]
     caption = (f"Each method against the reference '{reference}' at the same data, model, target sparsity and "
                f"training settings (an LTH round stands for the requested sparsity nearest to it, within "
                f"{ROUND_TOLERANCE:g}; its own sparsity is in its row), plus, where the study has one, the "
-               "reference at another budget (epochs per cycle) that trained the same total epochs: 'equal "
-               "budget' (e.g. progressive for 160 epochs against LTH's round 7, 8 cycles of 20). 'Cost' labels "
-               "every other row with its cost ratio (method's training cost over the reference's, both in dense "
-               "cycles). 'Protocol' names what differs between the two groups beyond the method (layer "
-               "distribution, layers kept dense, init, budget): such a row compares more than criteria. "
-               f"Δ mean = method − {reference}, in accuracy "
-               "points. One primary test per row, chosen before looking at the numbers: the paired t-test when "
+               "reference at another budget (epochs per cycle) that trained the same total epochs (e.g. "
+               "progressive for 160 epochs against LTH's round 7, 8 cycles of 20). 'Against' names the reference "
+               "group of the row. 'Budget pairing' says whether both sides trained the same epochs and gives the "
+               "cost ratio (the row's training cost over the reference's, both in dense cycles): equal epochs "
+               "are not an equal cost when one side trains fewer weights. 'Protocol' names everything that "
+               "differs between the two groups beyond the method (layer distribution, layers kept dense, init, "
+               "epochs trained, epochs per cycle and cycles): such a row compares more than criteria. "
+               f"Δ mean = group − reference, in {units(metric)}. One primary test per row, chosen before "
+               "looking at the numbers: the paired t-test when "
                "both sides ran the same seeds (pairs matched by seed), else Welch's t-test; 'Test' names it. "
-               f"Multiplicity family: {FAMILY} (the rows at one data set, model, budget and target sparsity; m "
+               f"Multiplicity family: {FAMILY} (the rows at one data set, model and target sparsity whose "
+               "reference ran the same training settings: epochs per cycle, init and every other setting outside "
+               "the methods' own sections; so the rows at another init or budget are a family of their own; m "
                "beside 'Holm p' is its size). 'Holm p' is the primary p adjusted by Holm-Bonferroni within the "
                f"family; the verdict (method better / worse than {reference}, or no significant difference) is "
                f"'Holm p < {alpha:g}'. 'Adjusted CI' is the primary test's CI of Δ at a Holm-consistent level "
@@ -406,65 +463,73 @@ def head_to_head_table(groups: Sequence[Group], reference: str, alpha: float, po
                f"the row's own test detects with {100 * power:g}% power at the row's adjusted level, from its "
                "observed standard error and df. 'Wilcoxon (check)', paired rows only, unadjusted and not used "
                "for the verdict: the exact signed-rank test cannot give p below 2/2^n (0.0625 at n = 5), and "
-               "says so where that is not below alpha. 'Epochs' shows the epochs each side trained.")
+               "says so where that is not below alpha. 'Epochs' shows the epochs each side trained."
+               + direction_note(metric))
     methods = sorted({g.method for g in groups})
     empty = (f"no method ran at the same data, model, sparsity and budget as a '{reference}' group"
              if reference in methods else
              f"no runs of the reference method '{reference}' (methods here: {', '.join(methods)})")
-    return Table("head_to_head", f"Head-to-head against {reference}", caption, rows, columns, empty)
+    return Table("head_to_head", f"Head-to-head against {reference}", caption, rows, columns, empty,
+                 main=("Group", "Target s", "Against", "n", "Δ mean", "Adjusted CI", "Holm p", "Verdict"))
 
 
 def equivalence_table(groups: Sequence[Group], margin: float, alpha: float) -> Table:
     rows = []
+    metric = study_metric(groups)
     for g in groups:
         dense = dense_for(g, groups)
         if dense is None or g.target_sparsity == 0 or same_runs(g, dense):
             continue  # nothing pruned (an LTH chain's round 0 is a dense training): no drop to rule out
         is_paired = sorted(g.seeds) == sorted(dense.seeds)  # pairs exist: the paired TOST, not Welch's
         t = (stats.paired_tost(_seed_ordered(g), _seed_ordered(dense), margin, alpha) if is_paired
-             else stats.tost(g.accuracies, dense.accuracies, margin, alpha))
+             else stats.tost(g.values, dense.values, margin, alpha))
         if math.isnan(t.p):
             outcome = ("not tested: n < 2 on one side" if min(len(g.runs), len(dense.runs)) < 2
                        else "not tested: no spread on either side")
         else:
-            outcome = equivalence_words(t.ci_low, t.ci_high, margin)
+            outcome = equivalence_words(t.ci_low, t.ci_high, margin, g.metric.higher_is_better)
         rows.append({**group_fields(g), "dense_group": dense.id, "n": len(g.runs), "n_dense": len(dense.runs),
                      "test": "paired TOST" if is_paired else "Welch TOST",
-                     "mean": mean(g.accuracies), "dense_mean": mean(dense.accuracies), "diff": t.diff,
+                     "mean": mean(g.values), "dense_mean": mean(dense.values), "diff": t.diff,
                      "ci90_low": t.ci_low, "ci90_high": t.ci_high, "margin": margin, "p_lower": t.p_lower,
                      "p_upper": t.p_upper, "p_tost": t.p, "equivalent": t.equivalent, "outcome": outcome})
     columns = [
         Column("Data", lambda r: r["dataset"], "left", "varies"),
         Column("Model", lambda r: r["model"], "left", "varies"),
-        Column("Method", lambda r: r["method"] + (f" ({r['round']})" if r["round"] else ""), "left"),
+        Column("Group", lambda r: r["label"], "left"),
         Column("Target s", lambda r: fmt_sparsity(r["target_sparsity"])),
         *protocol_columns(),
         Column("n", lambda r: f"{r['n']} vs {r['n_dense']}"),
-        Column("Δ vs dense", lambda r: fmt(r["diff"], signed=True)),
-        Column(f"{100 * (1 - 2 * alpha):g}% CI", lambda r: fmt_ci(r["ci90_low"], r["ci90_high"])),
+        Column("Δ vs dense", lambda r: fmt(r["diff"], metric.digits, signed=True)),
+        Column(f"{100 * (1 - 2 * alpha):g}% CI", lambda r: fmt_ci(r["ci90_low"], r["ci90_high"], metric.digits)),
         Column("TOST", lambda r: f"{r['test']}, p = {fmt_p(r['p_tost'])}"),
         Column("Equivalence", lambda r: r["outcome"], "left"),
         *budget_columns(rows),
     ]
-    caption = (f"'No accuracy drop' checked as equivalence: TOST (two one-sided t-tests, on the paired differences "
+    drop = "accuracy" if metric == ACCURACY else metric.short
+    caption = (f"'No {drop} drop' checked as equivalence: TOST (two one-sided t-tests, on the paired differences "
                f"where both ran the same seeds, else Welch's) of each pruned group against the dense baseline of the "
-               f"same data, model and budget, margin ±{margin:g} accuracy points, alpha = {alpha:g}. Equivalence is "
-               f"shown when both one-sided tests reject, i.e. the {100 * (1 - 2 * alpha):g}% CI of the difference lies "
-               "inside the margin; 'drop larger than the margin' when it lies below it; 'not shown' when it crosses "
-               "the margin: the data cannot rule out a drop larger than the margin, nor show one.")
+               f"same data, model and budget, margin ±{margin:g} {units(metric)}, alpha = {alpha:g}; Δ = group − "
+               f"dense. Equivalence is shown when both one-sided tests reject, i.e. the {100 * (1 - 2 * alpha):g}% CI "
+               "of the difference lies inside the margin; 'drop larger than the margin' when it lies wholly on the "
+               "worse side of it; 'not shown' when it crosses the margin: the data cannot rule out a drop larger "
+               "than the margin, nor show one." + direction_note(metric))
     return Table("equivalence", f"Equivalence to dense (TOST, margin ±{margin:g})", caption, rows, columns,
-                 "no pruned group has a dense baseline with the same data, model and budget")
+                 "no pruned group has a dense baseline with the same data, model and budget",
+                 main=("Group", "Target s", "n", "Δ vs dense", f"{100 * (1 - 2 * alpha):g}% CI", "TOST",
+                       "Equivalence"))
 
 
-def equivalence_words(low: float, high: float, margin: float) -> str:
-    """What an interval of a difference says against the margin."""
+def equivalence_words(low: float, high: float, margin: float, higher_is_better: bool = True) -> str:
+    """What an interval of a difference (group − control) says against the margin; for a metric where lower is
+    better (a loss) a drop is an interval above it."""
     if math.isnan(low) or math.isnan(high):
         return "not tested"
     if -margin < low and high < margin:
         return f"equivalent within ±{margin:g}"
-    if high < -margin:
+    if (high < -margin) if higher_is_better else (low > margin):
         return "drop larger than the margin"
-    if low > margin:
+    if (low > margin) if higher_is_better else (high < -margin):
         return "gain larger than the margin"
     return "not shown (the interval crosses the margin)"
 
@@ -507,11 +572,12 @@ def paired_rows(pairs: Sequence[tuple[Group, Group, dict]], alpha: float, margin
         is_paired = len(shared) >= 2  # the seeds both ran are pairs (one init, one data order) even if others are not
         a, b = _accuracies_at(control, shared), _accuracies_at(g, shared)
         test = functools.partial(stats.paired if is_paired else stats.welch,
-                                 a if is_paired else control.accuracies, b if is_paired else g.accuracies)
+                                 a if is_paired else control.values, b if is_paired else g.values)
         t = test()
         rows.append({**group_fields(g), **fields, "n": len(g.runs), "n_source": len(control.runs),
+                     "label_source": control.label, "code_differs": code_differs(control, g),
                      "epochs_trained_source": control.epochs, "train_cost_x_dense_cycle_source": control.cost,
-                     "mean": mean(g.accuracies), "mean_source": mean(control.accuracies), "diff": t.diff,
+                     "mean": mean(g.values), "mean_source": mean(control.values), "diff": t.diff,
                      "primary_test": "paired t" if is_paired else "Welch t", "primary_p": t.p, "margin": margin})
         retest[id(rows[-1])] = test
     families: dict[tuple, list[dict]] = {}
@@ -525,7 +591,7 @@ def paired_rows(pairs: Sequence[tuple[Group, Group, dict]], alpha: float, margin
             low, high = (ci.ci_low, ci.ci_high) if ci is not None else (stats.NAN, stats.NAN)
             if math.isnan(p_adj):
                 outcome = "not tested (n < 2 or no spread)"
-            elif p_adj < alpha and row["diff"] > 0:
+            elif p_adj < alpha and (row["diff"] > 0) == row["higher_is_better"]:
                 outcome = outcomes[0]
             elif p_adj < alpha:
                 outcome = outcomes[1]
@@ -539,7 +605,7 @@ def paired_rows(pairs: Sequence[tuple[Group, Group, dict]], alpha: float, margin
 
 
 def _paired_columns(control: str, treated: str, control_label: Callable[[dict], str],
-                    treated_label: Callable[[dict], str]) -> list[Column]:
+                    treated_label: Callable[[dict], str], digits: int = 2) -> list[Column]:
     return [
         Column("Data", lambda r: r["dataset"], "left", "varies"),
         Column("Model", lambda r: r["model"], "left", "varies"),
@@ -547,19 +613,24 @@ def _paired_columns(control: str, treated: str, control_label: Callable[[dict], 
         Column(control, control_label, "left"),
         Column(treated, treated_label, "left"),
         Column("n", lambda r: f"{r['n_source']} vs {r['n']}"),
-        Column(f"{control} mean", lambda r: fmt(r["mean_source"])),
-        Column(f"{treated} mean", lambda r: fmt(r["mean"])),
+        Column(f"{control} mean", lambda r: fmt(r["mean_source"], digits)),
+        Column(f"{treated} mean", lambda r: fmt(r["mean"], digits)),
         Column("Epochs", lambda r: f"{fmt_epochs(r['epochs_trained_source'])} vs {fmt_epochs(r['epochs_trained'])}"),
         Column("Cost (dense cycles)", lambda r: f"{fmt_flops(r['train_cost_x_dense_cycle_source'])} vs "
                                                 f"{fmt_flops(r['train_cost_x_dense_cycle'])}"),
         Column("Test", lambda r: r["primary_test"], "left"),
-        Column(f"Δ ({control.lower()} − {treated.lower()})", lambda r: fmt(r["diff"], signed=True)),
-        Column("Adjusted CI", lambda r: fmt_ci(r["diff_ci_low"], r["diff_ci_high"]) + (
+        Column(f"Δ ({control.lower()} − {treated.lower()})", lambda r: fmt(r["diff"], digits, signed=True)),
+        Column("Adjusted CI", lambda r: fmt_ci(r["diff_ci_low"], r["diff_ci_high"], digits) + (
             "" if is_missing(r["ci_alpha"]) else f" ({100 * (1 - r['ci_alpha']):.4g}%)")),
         Column("Holm p", lambda r: fmt_p(r["primary_p_holm"]) + (
             "" if is_missing(r["primary_p_holm"]) else f" (m={r['family_size']})")),
         Column("Outcome", lambda r: r["outcome"], "left"),
     ]
+
+
+def _paired_main(control: str, treated: str) -> tuple[str, ...]:
+    return (control, treated, "Target s", "n", f"Δ ({control.lower()} − {treated.lower()})", "Adjusted CI",
+            "Holm p", "Outcome")
 
 
 def ablation_table(groups: Sequence[Group], alpha: float, margin: float) -> Table:
@@ -573,18 +644,17 @@ def ablation_table(groups: Sequence[Group], alpha: float, margin: float) -> Tabl
     rows = paired_rows(pairs, alpha, margin, (
         "the source is better: its mask matters beyond what this ablation keeps", "the ablation is better",
         "this ablation keeps what the mask gives"))
-    columns = _paired_columns(
-        "Source", "Ablation",
-        lambda r: r["source_method"] + (f" ({r['source_round']})" if r["source_round"] else ""), lambda r: r["kind"])
+    metric = study_metric(groups)
+    columns = _paired_columns("Source", "Ablation", lambda r: r["label_source"], lambda r: r["kind"], metric.digits)
     caption = ("Sanity ablations (Frankle et al. 2021; Su et al. 2020): each ablation group trained the mask of a "
                "finished source group for one cycle of the source's budget, on its data, seed by seed (an LTH "
                "source trained one cycle per round, so the epochs and costs differ): 'shuffle' permutes the "
                "source's final mask within each layer (a random mask at the source's layer densities) and trains "
                "from the source's initialisation; 'reinit' keeps the mask and trains from a fresh initialisation; "
                "'invert' keeps the lowest initialisation scores at the source's per-layer counts. Δ = source − "
-               "ablation, in accuracy points. " + paired_procedure(margin))
+               f"ablation, in {units(metric)}. " + paired_procedure(margin) + direction_note(metric))
     return Table("ablations", "Ablations: source minus ablation", caption, rows, columns,
-                 "no ablation runs (methods shuffle, reinit, invert)")
+                 "no ablation runs (methods shuffle, reinit, invert)", main=_paired_main("Source", "Ablation"))
 
 
 STRUCTURE_KEYS = ("prune.structure", "prune.nm")
@@ -632,17 +702,19 @@ def structure_table(groups: Sequence[Group], alpha: float, margin: float) -> Tab
     rows = paired_rows(pairs, alpha, margin, (
         "unstructured is better: the pattern costs accuracy", "the pattern is better",
         "the pattern costs no accuracy here"))
-    columns = _paired_columns("Unstructured", "Structured", lambda r: r["method"],
-                              lambda r: f"{r['method']} {r['structure']}")
+    metric = study_metric(groups)
+    columns = _paired_columns("Unstructured", "Structured", lambda r: r["label_source"], lambda r: r["label"],
+                              metric.digits)
     columns.insert(3, Column("Kept dense", lambda r: r["dense_layers"], "left", "varies"))
     caption = ("The accuracy cost of a hardware pattern (prune.structure): each structured group against the "
                "unstructured group of the same method and every other setting (data, model, budget, seeds, layer "
-               "distribution, layers kept dense), Δ = unstructured − structured, in accuracy points. 'N:M' keeps "
+               f"distribution, layers kept dense), Δ = unstructured − structured, in {units(metric)}. 'N:M' keeps "
                "the N best of every M consecutive inputs of a row, and above the pattern's own sparsity prunes its "
                "survivors further by the same ranking; 'channel' prunes whole neurons or filters and keeps the "
-               "classifier whole, so its control keeps it whole too. " + paired_procedure(margin))
+               "classifier whole, so its control keeps it whole too. " + paired_procedure(margin)
+               + direction_note(metric))
     return Table("structure", "Structured patterns: unstructured minus structured", caption, rows, columns,
-                 "no structured runs (prune.structure nm or channel)")
+                 "no structured runs (prune.structure nm or channel)", main=_paired_main("Unstructured", "Structured"))
 
 
 def mask_matters(ablations: Table) -> list[str]:
@@ -653,9 +725,8 @@ def mask_matters(ablations: Table) -> list[str]:
             continue
         answer = ("yes" if row["outcome"].startswith("the source is better") else
                   "no" if row["outcome"].startswith("no difference") else "not shown")
-        out.append(f"{row['source_method']}" + (f" ({row['source_round']})" if row["source_round"] else "")
-                   + f" at {fmt_sparsity(row['target_sparsity'])}: the mask matters beyond its layer densities: "
-                   f"{answer} (source − shuffle {fmt(row['diff'], signed=True)} points, "
+        out.append(f"{family_of(row)} {row['label_source']}: the mask matters beyond its layer densities: "
+                   f"{answer} (source − shuffle {diff_text(row)}, "
                    f"{row['primary_test']}, Holm p {fmt_p(row['primary_p_holm'])})")
     return out
 
@@ -670,26 +741,28 @@ def init_table(groups: Sequence[Group], alpha: float, margin: float) -> Table:
                            lambda control, g: control.protocol("init") != g.protocol("init"))
     rows = paired_rows(pairs, alpha, margin, (
         "the default init is better", "the other init is better", "the init changes nothing here"))
-    columns = _paired_columns("Default", "Other", lambda r: f"{r['method']} ({_shown(r['init_control'])})",
-                              lambda r: f"{r['method']} ({_shown(r['init'])})")
+    metric = study_metric(groups)
+    columns = _paired_columns("Default", "Other", lambda r: f"{r['label_source']} ({_shown(r['init_control'])})",
+                              lambda r: r["label"], metric.digits)
     caption = ("The initialisation is part of the protocol (model.init): each group started from another init "
                "against the group of the same method and every other setting from the model's own default init "
-               "(named in brackets), Δ = default − other, in accuracy points. " + paired_procedure(margin))
+               f"(named in brackets), Δ = default − other, in {units(metric)}. " + paired_procedure(margin)
+               + direction_note(metric))
     return Table("init", "Initialisation: the model's default minus another init", caption, rows, columns,
-                 "no runs from another init (model.init)")
+                 "no runs from another init (model.init)", main=_paired_main("Default", "Other"))
 
 
 def init_effects(table: Table) -> list[str]:
     """One headline line per init contrast (init_table)."""
-    return [f"{r['method']} at {fmt_sparsity(r['target_sparsity'])}: init {_shown(r['init_control'])} − "
-            f"{_shown(r['init'])} {fmt(r['diff'], signed=True)} points ({r['primary_test']}, Holm p "
+    return [f"{family_of(r)} {r['label']} against {r['label_source']}: init {_shown(r['init_control'])} − "
+            f"{_shown(r['init'])} {diff_text(r)} ({r['primary_test']}, Holm p "
             f"{fmt_p(r['primary_p_holm'])}): {r['outcome']}" for r in table.rows]
 
 
 def pattern_costs(structure: Table) -> list[str]:
     """One headline line per structured group: its accuracy cost against unstructured (structure_table)."""
-    return [f"{r['method']} {r['structure']} at {fmt_sparsity(r['target_sparsity'])}: unstructured − structured "
-            f"{fmt(r['diff'], signed=True)} points ({r['primary_test']}, Holm p {fmt_p(r['primary_p_holm'])}): "
+    return [f"{family_of(r)} {r['label']} against {r['label_source']}: unstructured − structured "
+            f"{diff_text(r)} ({r['primary_test']}, Holm p {fmt_p(r['primary_p_holm'])}): "
             f"{r['outcome']}" for r in structure.rows]
 
 
@@ -720,11 +793,13 @@ def measured_cost_table(costs: Sequence[dict]) -> Table:
                "give the masked model's outputs on the test set (max difference in cost.json). Timings are of "
                "the machine named, not of sparse-FLOPs arithmetic; (noisy): measured under a load average above "
                "the cores or with a latency spread above 25%, so its speed-ups are noise.")
-    return Table("measured_cost", "Measured cost on this machine", caption, rows, columns, "no cost.json")
+    return Table("measured_cost", "Measured cost on this machine", caption, rows, columns, "no cost.json",
+                 main=("Method", "Structure", "Sparsity", "Format", *(f"Speed-up b{b}" for b in batches), "Size ratio"),
+                 keys=4)
 
 
 def published_table(groups: Sequence[Group], published: Sequence[Published], reference: str,
-                    alpha: float = 0.05) -> Table:
+                    alpha: float = 0.05, claim_margin: float | None = None) -> Table:
     """Published numbers for the data and models run here, each with our groups of the same method (and of
     the reference method) at its sparsity, tested against it; numbers for models not run here are left out."""
     rows = []
@@ -734,33 +809,38 @@ def published_table(groups: Sequence[Group], published: Sequence[Published], ref
         base = {"dataset": pub.dataset, "model": pub.model, "target_sparsity": pub.target_sparsity,
                 "published_method": pub.method, "published_accuracy": pub.accuracy,
                 "published_spread": pub.spread, "approximate": pub.approximate, "source": pub.source,
-                "checked": pub.checked, "published_runs": pub.runs}
+                "checked": pub.checked, "published_runs": pub.runs, "higher_is_better": True,
+                "metric": pub.metric, "metric_label": "", "epochs_per_cycle": stats.NAN}
         rows.append({**base, "kind": "published, not re-run", "method": pub.method, "group": "", "n": 0,
                      "budget": None, "distribution": None, "init": None,
                      "epochs_trained": stats.NAN, "train_cost_x_dense_cycle": stats.NAN, "mean": pub.accuracy,
                      "diff": stats.NAN, "ci_low": stats.NAN, "ci_high": stats.NAN, "test": "",
                      "t": stats.NAN, "df": stats.NAN, "p": stats.NAN, "outcome": "", "note": pub.note})
         matches = [g for g in groups if g.dataset == pub.dataset and g.model == pub.model
-                   and g.method in (pub.method, reference)
+                   and g.method in (pub.method, reference) and g.metric.name == pub.metric
                    and (abs(g.target_sparsity - pub.target_sparsity) <= pub.sparsity_tolerance
                         or (g.round is not None and stands_for(g, pub.target_sparsity, groups)))]
         matches.sort(key=lambda g: (g.method != pub.method, g.sort_key()))
         for g in matches:
-            t = stats.against_published(g.accuracies, pub.accuracy, pub.spread, pub.runs)
+            t = stats.against_published(g.values, pub.accuracy, pub.spread, pub.runs)
             kind = "ours, same method" if g.method == pub.method else "ours, reference method"
             test = ("one-sample t-test" if is_missing(pub.spread) else
                     f"Welch t-test with the published SD over {pub.runs} runs" if pub.runs and pub.runs >= 2 else
                     "t-test with the published SD as its uncertainty")
-            outcome = ("not tested" if is_missing(t.p) else
-                       "differs from the published value under this recipe" if t.p < alpha
-                       else "no significant difference from the published value")
-            rows.append({**base, "kind": kind, "method": g.method_label, "group": g.id, "n": len(g.runs),
+            per_cycle = g.epochs_per_cycle
+            outcome = claim_outcome(mean(g.values) - pub.accuracy, t.p, t.ci_low, t.ci_high, len(g.runs), alpha,
+                                    g.metric.higher_is_better,
+                                    g.metric.claim_margin if claim_margin is None else claim_margin,
+                                    None if math.isnan(per_cycle) else per_cycle, stated_epochs(pub.model, pub.dataset))
+            rows.append({**base, "kind": kind, "method": g.label, "group": g.id, "n": len(g.runs),
                          "budget": g.budget_label, "distribution": g.protocol("distribution"),
                          "init": g.protocol("init"),
                          "epochs_trained": g.epochs, "train_cost_x_dense_cycle": g.cost,
-                         "mean": mean(g.accuracies), "diff": mean(g.accuracies) - pub.accuracy,
+                         "mean": mean(g.values), "diff": mean(g.values) - pub.accuracy,
                          "ci_low": t.ci_low, "ci_high": t.ci_high, "test": test, "t": t.statistic, "df": t.df,
-                         "p": t.p, "outcome": outcome, "note": NO_TESTS if len(g.runs) < 2 else ""})
+                         "p": t.p, "outcome": outcome, "note": NO_TESTS if len(g.runs) < 2 else "",
+                         "higher_is_better": g.metric.higher_is_better, "metric_label": g.metric.label,
+                         "epochs_per_cycle": per_cycle})
         if not matches:
             rows[-1]["note"] = (rows[-1]["note"] + " " if rows[-1]["note"] else "") + "(no matching runs here)"
 
@@ -776,7 +856,7 @@ def published_table(groups: Sequence[Group], published: Sequence[Published], ref
         Column("Target s", lambda r: fmt_sparsity(r["target_sparsity"])),
         Column("Row", lambda r: r["kind"], "left"),
         Column("Method", lambda r: r["method"], "left"),
-        *protocol_columns(),
+        *[dataclasses.replace(c, paper="data") for c in protocol_columns()],  # the label says them
         Column("Published", published_text),
         Column("n", lambda r: str(r["n"]) if r["n"] else MISSING),
         Column("Our mean", lambda r: fmt(r["mean"]) if r["n"] else MISSING),
@@ -795,8 +875,14 @@ def published_table(groups: Sequence[Group], published: Sequence[Published], ref
                "runs; over 1 run when the source does not say how many, which can only widen the CI). 95% CI of "
                f"Δ = ours − published; p-values unadjusted, alpha = {alpha:g}. Training recipes differ from the "
                "papers', so a significant Δ means our result differs from the published value under this "
-               "recipe: a property of the whole recipe, never a refutation of the paper.")
-    return Table("published", "Published references", caption, rows, columns, "no published references loaded")
+               "suite's recipe: a property of the whole recipe, never a refutation of the paper. 'Outcome' uses "
+               "the words of 'What it shows' below (confirmed and exceeded; confirmed; not shown with these seeds; "
+               "not shown at this budget, when our epochs per cycle are fewer than the suite's seed config "
+               "states; differs under this suite's recipe), so each row reads the same in both places."
+               + direction_note(study_metric(groups)))
+    return Table("published", "Published references", caption, rows, columns, "no published references loaded",
+                 main=("Target s", "Method", "Row", "Published", "n", "Our mean", "Δ vs published", "p", "Outcome"),
+                 keys=3)
 
 
 def power_table(head_to_head: Table) -> Table:
@@ -804,27 +890,30 @@ def power_table(head_to_head: Table) -> Table:
     power at the row's Holm-adjusted level, from the row's observed standard error and df."""
     rows = []
     for h in head_to_head.rows:
-        rows.append({k: h[k] for k in ("group", "dataset", "model", "method", "round", "target_sparsity", "settings",
+        rows.append({k: h[k] for k in ("group", "label", "label_reference", "metric", "metric_label",
+                                       "higher_is_better", "epochs_per_cycle", "dataset", "model", "method",
+                                       "round", "target_sparsity", "settings",
                                        "reference", "reference_group", "n", "n_reference", "primary_test",
                                        "primary_se", "primary_df", "ci_alpha", "family_size", "power", "mdd",
                                        "epochs_trained", "train_cost_x_dense_cycle", "budget", "distribution",
                                        "init")})
 
     def line(r: dict) -> str:
-        method = r["method"] + (f" ({r['round']})" if r["round"] else "")
-        name = f"{method} vs {r['reference']} · {r['model']} · {r['dataset']} · s={r['target_sparsity']:g}"
+        name = (f"{family_of(r)} {r['label']} vs {r['label_reference']} · {r['model']} · {r['dataset']} · "
+                f"s={r['target_sparsity']:g}")
         if r["primary_test"] == "same runs":
             return f"{name}: same runs, nothing to detect"
         if is_missing(r["mdd"]):
             return f"{name}: n={r['n']} vs {r['n_reference']}, no spread to estimate, no power statement"
         return (f"{name}: {r['primary_test']}, n={r['n']} vs {r['n_reference']}, SE {r['primary_se']:.3f} on "
                 f"{r['primary_df']:.3g} df, level {r['ci_alpha']:.4g} (Holm, m={r['family_size']}) → smallest "
-                f"difference detectable at {100 * r['power']:g}% power: {r['mdd']:.2f} points")
+                f"difference detectable at {100 * r['power']:g}% power: {fmt(r['mdd'], row_metric(r).digits)} "
+                f"{row_metric(r).unit}")
 
     columns = [
         Column("Data", lambda r: r["dataset"], "left", "varies"),
         Column("Model", lambda r: r["model"], "left", "varies"),
-        Column("Method", lambda r: r["method"] + (f" ({r['round']})" if r["round"] else ""), "left"),
+        Column("Group", lambda r: r["label"], "left"),
         Column("Target s", lambda r: fmt_sparsity(r["target_sparsity"])),
         *protocol_columns(),
         Column("Test", lambda r: r["primary_test"], "left"),
@@ -833,7 +922,9 @@ def power_table(head_to_head: Table) -> Table:
         Column("Min. detectable Δ", lambda r: fmt(r["mdd"])),
     ]
     power = head_to_head.rows[0]["power"] if head_to_head.rows else 0.8
-    caption = (f"For each head-to-head row, the smallest true difference in mean accuracy (points) that the row's "
+    metric = row_metric(head_to_head.rows[0]) if head_to_head.rows else ACCURACY
+    caption = (f"For each head-to-head row, the smallest true difference in mean {metric.short} "
+               f"({units(metric)}) that the row's "
                f"own primary test (paired t or Welch t) detects with {100 * power:g}% power at the alpha it was "
                "actually judged at (its Holm-consistent level), taking the observed standard error and df of the "
                "row as the truth: the root x of P(T' > t*) + P(T' < −t*) = power, T' ~ nct(df, x / SE), "

@@ -1,0 +1,72 @@
+"""The figures (suite.report.figures) cannot lie: the reference group by protocol and named, 'kept dense' only
+where a group kept the layer, one Holm family per forest plot, files named by their family in words."""
+import re
+
+import pytest
+
+from suite.report import figures
+
+
+@pytest.fixture(scope="module")
+def plan(committed_study):
+    built = committed_study
+    return figures.plan(built.groups, "progressive", built.table("head_to_head").rows)
+
+
+def test_the_animations_and_dynamics_show_the_reference_group_by_protocol(committed_study, plan):
+    """Not the variant whose settings sort first (the channel-structured one): the group most head-to-head rows
+    are compared with, named in the caption."""
+    built = committed_study
+    head = built.table("head_to_head").rows
+    [animation] = [f for f in plan if f.kind == "training_animation"]
+    [g] = animation.groups
+    used = [r["reference_group"] for r in head if r["reference_sparsity"] == 0.98]
+    assert g.id == max(set(used), key=used.count) and g.label == "progressive" and animation.reference is g
+    assert "The reference group progressive training at 98%" in animation.caption
+    for f in (f for f in plan if f.kind == "dynamics"):
+        refs = [h for h in f.groups if h.method == "progressive"]
+        assert refs == [f.reference], f.stem  # no other variant of the reference method beside it
+        assert f"the reference group {f.reference.label}," in f.caption
+
+
+def test_kept_dense_only_on_the_groups_that_kept_the_layer(committed_study, plan, monkeypatch, tmp_path):
+    built = committed_study
+    drawn = []
+    monkeypatch.setattr(figures, "_save", lambda fig, stem: drawn.append(fig) or [])
+    [layers] = [f for f in plan if f.kind == "layers" and f.stem == "layers-98-20ep-kaiming"]
+    figures.plot_layers(layers.groups, tmp_path / "x", figures.method_colors(built.groups))
+    texts = [t.get_text() for t in drawn[0].axes[0].texts]
+    kept = [g for g in layers.groups if g.protocol("dense_layers")]
+    assert sorted(g.label for g in kept) == ["progressive [channel, fc3 kept dense]",
+                                              "progressive [channel, uniform, fc3 kept dense]",
+                                              "progressive [fc3 kept dense]", "progressive [uniform, fc3 kept dense]"]
+    assert texts.count("kept dense") == len(kept) == 4  # one bar each (fc3), none on the 14 groups that pruned it
+    assert drawn[0].axes[0].get_yscale() == "log"  # density at 98%: a 3-fold difference stays visible
+
+
+def test_one_holm_family_per_forest_plot_and_files_named_in_words(committed_study, plan):
+    built = committed_study
+    by_id = {g.id: g for g in built.groups}
+    forests = [f for f in plan if f.kind == "forest"]
+    assert sorted(f.stem for f in forests) == ["forest-78_9-160ep-kaiming", "forest-78_9-20ep-kaiming",
+                                               "forest-98-160ep-kaiming", "forest-98-20ep-kaiming",
+                                               "forest-98-20ep-pytorch"]
+    for f in forests:
+        assert len({by_id[r["reference_group"]].match_key for r in f.rows}) == 1
+        assert {r["family_size"] for r in f.rows} == {len(f.rows)}  # every test of the family, no other
+        assert len({r["label"] for r in f.rows}) == len(f.rows)  # every row its own label
+    names = [f.stem for f in plan]  # no hash of the settings: the family in words
+    assert len(set(names)) == len(names) and not any(re.search(r"-b[0-9a-f]{6}", n) for n in names)
+    assert "tradeoff-20ep-pytorch" in names and "frontier-98-kaiming" in names
+    assert all(f.caption.endswith(".") and len(f.caption) > 40 for f in plan)
+
+
+def test_a_collapsed_group_is_left_off_the_axis():
+    """Random at 98% (60 ± 14) beside methods within 4 points: listed in a note, the axis set by the others."""
+    points = [(94.2, 93.8, 94.5), (95.4, 95.1, 95.6), (60.3, 43.4, 77.2), (97.7, 97.5, 97.9), (94.6, 94.1, 95.1)]
+    assert figures.collapsed(points) == {2}
+    low, high = figures.axis_limits(points, {2})
+    assert 93.0 < low < 93.8 and 97.9 < high < 99.0
+    # a loss: the collapsed group is the one far above the others
+    assert figures.collapsed([(1.50, 1.49, 1.51), (1.52, 1.5, 1.54), (3.1, 3.0, 3.2), (1.48, 1.47, 1.49)],
+                             higher_is_better=False, floor=0.1) == {2}
