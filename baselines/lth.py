@@ -14,14 +14,12 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import TYPE_CHECKING
 
-from suite.masks import Mask, layout, magnitude_scores
+from suite.masks import Mask, Scores, magnitude_scores
 from suite.config import ConfigError
-from suite.methods import Context, PruningMethod
+from suite.methods import Context, Prune, PruningMethod
 
 if TYPE_CHECKING:
     from suite.config import Config
-
-from baselines.scoring import mask_at_sparsity
 
 
 def _exact(x: float) -> Fraction:
@@ -91,9 +89,10 @@ class LotteryTicket(PruningMethod):
     def target_at(self, round_index: int, t_epochs: float) -> float:
         return lth_sparsity(self.cfg.lth.rate, self.cfg.prune.target_sparsity, round_index)
 
-    def end_round(self, round_index: int, ctx: Context, mask: Mask) -> Mask | None:
+    def scores(self, ctx: Context, mask: Mask) -> Scores:
+        return magnitude_scores(ctx.weights)  # this round's trained weights (the dead ones are never kept)
+
+    def end_round(self, round_index: int, ctx: Context, mask: Mask) -> Prune | None:
         if round_index + 1 >= self.rounds():
             return None  # the last round trained the ticket at the target sparsity
-        # ctx.weights hold this round's trained weights; the dead ones rank below every live one
-        return mask_at_sparsity(magnitude_scores(ctx.weights), self.target_at(round_index + 1, 0.0), alive=mask,
-                                **layout(self.cfg.prune))
+        return Prune(self.target_at(round_index + 1, 0.0))

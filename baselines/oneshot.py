@@ -21,8 +21,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from suite.config import ConfigError, check_choice
-from suite.masks import Mask, already_at, layout, magnitude_scores, mask_at_sparsity
-from suite.methods import Context, PruningMethod
+from suite.masks import Mask, Scores, magnitude_scores
+from suite.methods import Context, Prune, PruningMethod
 
 
 @dataclass(frozen=True)
@@ -76,8 +76,8 @@ class OneShot(PruningMethod):
         cut = cut_step(self.cfg, self.budget) / self.budget.steps_per_epoch
         return self.cfg.prune.target_sparsity if t_epochs >= cut else 0.0
 
-    def after_step(self, round_index: int, t_epochs: float, ctx: Context, mask: Mask) -> Mask | None:
-        target = self.cfg.prune.target_sparsity
-        if already_at(mask, target):
-            return None
-        return mask_at_sparsity(magnitude_scores(ctx.weights), target, mask, **layout(self.cfg.prune))
+    def scores(self, ctx: Context, mask: Mask) -> Scores:
+        return magnitude_scores(ctx.weights)
+
+    def after_step(self, round_index: int, t_epochs: float, ctx: Context, mask: Mask) -> Prune:
+        return Prune(self.cfg.prune.target_sparsity)  # at the cut; later calls find the mask there already

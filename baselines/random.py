@@ -5,10 +5,8 @@ import hashlib
 
 import torch
 
-from suite.masks import Mask, Scores, layout
-from suite.methods import Context, PruningMethod
-
-from baselines.scoring import already_at, mask_at_sparsity
+from suite.masks import Mask, Scores
+from suite.methods import Context, Prune, PruningMethod
 
 
 def mask_seed(seed: int) -> int:
@@ -30,10 +28,8 @@ class RandomPruning(PruningMethod):
     name = "random"
     config_keys = ("prune.target_sparsity", "prune.keep_", "prune.distribution")
 
-    def start_round(self, round_index: int, ctx: Context, mask: Mask) -> Mask | None:
-        target = self.cfg.prune.target_sparsity
-        if already_at(mask, target):
-            return None
-        scores = random_scores({n: w.shape for n, w in ctx.weights.items()}, self.cfg.seed)
-        # on the CPU: the runner moves it
-        return mask_at_sparsity(scores, target, alive=mask, **layout(self.cfg.prune))
+    def start_round(self, round_index: int, ctx: Context, mask: Mask) -> Prune:
+        return Prune(self.cfg.prune.target_sparsity)  # drawn once (a resumed run's mask is never re-drawn)
+
+    def scores(self, ctx: Context, mask: Mask) -> Scores:
+        return random_scores({n: w.shape for n, w in ctx.weights.items()}, self.cfg.seed)  # on the CPU: the runner moves the mask

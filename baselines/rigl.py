@@ -35,8 +35,8 @@ from torch import Tensor
 
 from baselines.random import random_scores
 from suite.config import ConfigError
-from suite.masks import Mask, already_at, keep_top, layout, mask_at_sparsity, nm_layers, rows_of, top_n_per_group
-from suite.methods import Context, PruningMethod
+from suite.masks import Mask, Scores, keep_top, nm_layers, rows_of, top_n_per_group
+from suite.methods import Context, Prune, PruningMethod
 
 
 def drop_count(n_alive: int, drop_fraction: float) -> int:
@@ -102,14 +102,10 @@ def cosine_drop_fraction(alpha: float, t: float, t_end: float) -> float:
     return alpha / 2 * (1 + math.cos(math.pi * t / t_end))
 
 
-def random_start(cfg, ctx: Context, mask: Mask) -> Mask | None:
-    """The `random` method's mask at the target under `prune.distribution` (None when the mask is
-    already there, e.g. after a resume): where RigL and SET start."""
-    target = cfg.prune.target_sparsity
-    if already_at(mask, target):
-        return None
-    scores = random_scores({n: w.shape for n, w in ctx.weights.items()}, cfg.seed)
-    return mask_at_sparsity(scores, target, mask, **layout(cfg.prune))
+def start_scores(cfg, ctx: Context) -> Scores:
+    """The `random` method's scores: where RigL and SET start (their `Prune` at the target, under
+    `prune.distribution`, before the first round)."""
+    return random_scores({n: w.shape for n, w in ctx.weights.items()}, cfg.seed)
 
 
 @dataclass(frozen=True)
@@ -141,8 +137,11 @@ class RigL(PruningMethod):
     def step_interval(self) -> int:
         return self.cfg.rigl.update_every
 
-    def start_round(self, round_index: int, ctx: Context, mask: Mask) -> Mask | None:
-        return random_start(self.cfg, ctx, mask)
+    def start_round(self, round_index: int, ctx: Context, mask: Mask) -> Prune:
+        return Prune(self.cfg.prune.target_sparsity)
+
+    def scores(self, ctx: Context, mask: Mask) -> Scores:
+        return start_scores(self.cfg, ctx)
 
     def after_backward(self, round_index: int, t_epochs: float, ctx: Context, mask: Mask,
                        grads: dict[str, Tensor]) -> Mask | None:

@@ -8,9 +8,7 @@ from typing import Callable, Iterable, Iterator
 import torch
 from torch import Tensor, nn
 
-# One convention for every method: a higher score is kept first; this turns any score dict into a
-# mask with exactly round(s * N) zeros (one global top-k, or one per layer under prune.distribution).
-from suite.masks import Mask, Scores, already_at, keep_top, mask_at_sparsity, prunable_weights  # noqa: F401
+from suite.masks import prunable_weights
 
 AllReduce = Callable[[list[Tensor]], None]  # sums the tensors over ranks in place, e.g. Context.all_reduce_sum
 Batches = Iterable[tuple[Tensor, Tensor]]

@@ -36,10 +36,10 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from baselines.rigl import drop_and_grow, random_start, regrowth_groups
+from baselines.rigl import drop_and_grow, regrowth_groups, start_scores
 from suite.config import ConfigError
-from suite.masks import Mask
-from suite.methods import Context, PruningMethod
+from suite.masks import Mask, Scores
+from suite.methods import Context, Prune, PruningMethod
 
 
 def regrowth_seed(seed: int, round_index: int, epoch: int | str) -> int:
@@ -82,8 +82,11 @@ class SparseEvolutionary(PruningMethod):
     # N:M: drop and regrow within each group (`drop_and_grow`); whole channels are not implemented
     structures = ("unstructured", "nm")
 
-    def start_round(self, round_index: int, ctx: Context, mask: Mask) -> Mask | None:
-        return random_start(self.cfg, ctx, mask)
+    def start_round(self, round_index: int, ctx: Context, mask: Mask) -> Prune:
+        return Prune(self.cfg.prune.target_sparsity)
+
+    def scores(self, ctx: Context, mask: Mask) -> Scores:
+        return start_scores(self.cfg, ctx)
 
     def step_interval(self) -> int:
         return self.cfg.set.update_every

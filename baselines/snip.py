@@ -19,11 +19,11 @@ from typing import TYPE_CHECKING, Callable
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from baselines.scoring import (AllReduce, Batches, already_at, batch_count, device_of, grads_of,
-                               mask_at_sparsity, reduce_mean, resolve_weights, scoring_mode, zeros_for)
-from suite.masks import Mask, Scores, layout
+from baselines.scoring import (AllReduce, Batches, batch_count, device_of, grads_of, reduce_mean,
+                               resolve_weights, scoring_mode, zeros_for)
+from suite.masks import Mask, Scores
 from suite.config import ConfigError, check_choice
-from suite.methods import Context, PruningMethod
+from suite.methods import Context, Prune, PruningMethod
 
 if TYPE_CHECKING:
     from suite.config import Config
@@ -83,11 +83,11 @@ class Snip(PruningMethod):
     settings = SnipConfig
     config_keys = ("prune.target_sparsity", "prune.keep_", "prune.distribution")
 
-    def start_round(self, round_index: int, ctx: Context, mask: Mask) -> Mask | None:
-        target = self.cfg.prune.target_sparsity
-        if already_at(mask, target):
-            return None  # already pruned (or target 0): never score trained weights
-        return mask_at_sparsity(self.init_scores(ctx), target, alive=mask, **layout(self.cfg.prune))
+    def start_round(self, round_index: int, ctx: Context, mask: Mask) -> Prune:
+        return Prune(self.cfg.prune.target_sparsity)  # at init (a pruned mask, e.g. resumed, is left as it is)
+
+    def scores(self, ctx: Context, mask: Mask) -> Scores:
+        return self.init_scores(ctx)
 
     def init_scores(self, ctx: Context) -> Scores:
         return snip_scores(ctx.model, ctx.data.scoring_batches(self.cfg.snip.batches), ctx.loss_fn,

@@ -40,8 +40,8 @@ from torch import Tensor, nn
 
 from baselines.scoring import device_of, resolve_weights
 from suite.config import ConfigError
-from suite.masks import Mask, Scores, already_at, layout, mask_at_sparsity
-from suite.methods import Context, PruningMethod
+from suite.masks import Mask, Scores, mask_at_sparsity
+from suite.methods import Context, Prune, PruningMethod
 
 
 @contextlib.contextmanager
@@ -105,6 +105,22 @@ def synflow_densities(density: float, iterations: int) -> list[float]:
     return [density ** (k / iterations) for k in range(1, iterations)] + [density]
 
 
+def synflow_sparsities(target: float, iterations: int) -> list[float]:
+    """The sparsity after each step, 1 - density^(k / n): the last one exactly `target`."""
+    densities = synflow_densities(1.0 - target, iterations)
+    return [target if k == iterations else 1.0 - density for k, density in enumerate(densities, start=1)]
+
+
+def synflow_step_scores(model: nn.Module, input_shape: tuple[int, ...] | torch.Size, *,
+                        weights: dict[str, Tensor] | None = None, mask: Mask | None = None) -> Scores:
+    """`synflow_scores` under `mask`, divided by the largest: what each step of the schedule ranks."""
+    scores = synflow_scores(model, input_shape, weights=weights, mask=mask)
+    # one positive factor: the same ranking, and the float32 top-k sees numbers near 1, not
+    # near the float64 extremes a deep network's flow can reach
+    top = max(float(s.max()) for s in scores.values())
+    return {n: s / top for n, s in scores.items()} if top > 0 else scores
+
+
 def synflow_steps(model: nn.Module, input_shape: tuple[int, ...] | torch.Size, target: float, iterations: int,
                   *, weights: dict[str, Tensor] | None = None, mask: Mask | None = None,
                   build=None) -> Iterator[Mask]:
@@ -113,20 +129,12 @@ def synflow_steps(model: nn.Module, input_shape: tuple[int, ...] | torch.Size, t
     Step k re-scores the network under the previous mask and keeps exactly the weights of the
     density (1 - target)^(k / n) (the last step exactly round(target * N) zeros); the masks only
     lose weights. `build(scores, sparsity, alive)` turns scores into a mask (default one global
-    top-k, `suite.masks.mask_at_sparsity`)."""
+    top-k, `suite.masks.mask_at_sparsity`; the method itself leaves it to the shared selection)."""
     build = build or mask_at_sparsity
     weights = resolve_weights(model, weights)
     current = mask
-    densities = synflow_densities(1.0 - target, iterations)
-    for k, density in enumerate(densities, start=1):
-        sparsity = target if k == iterations else 1.0 - density
-        scores = synflow_scores(model, input_shape, weights=weights, mask=current)
-        # one positive factor: the same ranking, and the float32 top-k sees numbers near 1, not
-        # near the float64 extremes a deep network's flow can reach
-        top = max(float(s.max()) for s in scores.values())
-        if top > 0:
-            scores = {n: s / top for n, s in scores.items()}
-        current = build(scores, sparsity, current)
+    for sparsity in synflow_sparsities(target, iterations):
+        current = build(synflow_step_scores(model, input_shape, weights=weights, mask=current), sparsity, current)
         yield current
 
 
@@ -154,14 +162,13 @@ class SynFlow(PruningMethod):
     settings = SynflowSettings
     config_keys = ("prune.target_sparsity", "prune.keep_", "prune.distribution")
 
-    def start_round(self, round_index: int, ctx: Context, mask: Mask) -> Mask | None:
-        target = self.cfg.prune.target_sparsity
-        if already_at(mask, target):
-            return None  # already pruned (or target 0): never score trained weights
-        pattern = layout(self.cfg.prune)
-        return synflow_mask(ctx.model, ctx.data.spec.input_shape, target, self.cfg.synflow.iterations,
-                            weights=ctx.weights, mask=mask,
-                            build=lambda scores, s, alive: mask_at_sparsity(scores, s, alive, **pattern))
+    def start_round(self, round_index: int, ctx: Context, mask: Mask) -> Prune:
+        # the exponential schedule, re-scored under the mask so far before each step (synflow_steps)
+        *steps, target = synflow_sparsities(self.cfg.prune.target_sparsity, self.cfg.synflow.iterations)
+        return Prune(target, steps=tuple(steps))
+
+    def scores(self, ctx: Context, mask: Mask) -> Scores:
+        return synflow_step_scores(ctx.model, ctx.data.spec.input_shape, weights=ctx.weights, mask=mask)
 
     def init_scores(self, ctx: Context) -> Scores:
         """The one-shot SynFlow score of the dense network at init (the iterative pruning re-scores

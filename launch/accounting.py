@@ -9,7 +9,8 @@ from pathlib import Path
 
 from launch.grid import Run
 from launch.sweepfile import Sweep
-from suite.results import EXIT_CTRL_C, EXIT_INTERRUPTED, EXIT_LOCKED, RunFolder
+from suite.exits import EXIT_CTRL_C, EXIT_INTERRUPTED, EXIT_LOCKED
+from suite.results import RunFolder
 
 STATES = ("done", "running", "failed", "invalid", "partial", "pending")
 

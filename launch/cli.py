@@ -16,7 +16,8 @@ from launch.grid import Expansion, Run, describe_chain
 from launch.plan import expand
 from launch.sweepfile import Sweep, format_value, load_sweep, relative_out
 from suite.config import ConfigError
-from suite.results import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_LOCKED, check_output_dir, crash_line
+from suite.exits import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_LOCKED, crash_line
+from suite.results import check_output_dir
 from suite.threads import CORES_ENV, available_cores
 
 BACKENDS = ("local", "accelerate", "slurm", "print")

@@ -8,7 +8,7 @@ Accelerate DDP jobs, or as a SLURM job array.
 A run's folder (suite.config.run_dir) is the only state: finished runs (result.json) are skipped, an
 interrupted run resumes from its checkpoint when run.py sees it again, a failed one (failed.json)
 is left alone unless --retry-failed, and a result.json that does not parse or lacks a field is reported
-and run again. Exit (suite.results): 0 every run finished, 1 some run failed (or an unexpected error:
+and run again. Exit (suite.exits): 0 every run finished, 1 some run failed (or an unexpected error:
 one line, the traceback in <out>/sweeps/<name>/error.log), 2 bad input, 3 some run is still training
 in another process (nothing failed; run the same command again once it is done), 75 interrupted (run the
 same command again to go on).

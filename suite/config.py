@@ -482,6 +482,8 @@ def _schedule_points(p: PruneConfig, t: TrainConfig) -> PruneConfig:
             raise ConfigError(f"{given[0]}: under train.steps give schedule points as fractions of the budget "
                               f"({given[0]}_frac), not in epochs")
         return p if p.t_end_frac is not None else dataclasses.replace(p, t_end_frac=0.5)
+    if t.epochs < 1:
+        return p  # validate names train.epochs itself
     changes: dict = {}
     for name in ("t_start", "t_end"):
         frac = getattr(p, f"{name}_frac")

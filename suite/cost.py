@@ -574,7 +574,8 @@ def resolve_device(name: str) -> torch.device:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from suite.results import EXIT_BAD_INPUT, RunFolder, crash_line, write_json
+    from suite.exits import EXIT_BAD_INPUT, crash_line
+    from suite.results import RunFolder, write_json
 
     args = parse_args(argv)
     folder = None

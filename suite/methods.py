@@ -16,7 +16,7 @@ import torch.distributed as dist
 from torch import Tensor, nn
 
 from suite.errors import ConfigError
-from suite.masks import Mask, Scores
+from suite.masks import STRUCTURES, Mask, Scores
 from suite.schedules import Budget, budget as budget_of
 
 if TYPE_CHECKING:  # suite.config builds Config from this registry: import it lazily, never at the top
@@ -45,10 +45,23 @@ class Context:
                 dist.all_reduce(t, op=dist.ReduceOp.SUM)
 
 
+@dataclass(frozen=True)
+class Prune:
+    """A hook's request to prune by the method's own `scores`: the shared selection
+    (suite.selection.select) turns them into the mask at `sparsity` under prune.distribution and
+    prune.structure, never reviving a weight, and does nothing when the mask already has that many
+    zeros (so trained weights are never scored after a resume). `steps`: sparsities to prune to
+    first, one after another, re-scoring under the mask so far before each (SynFlow's schedule)."""
+    sparsity: float
+    steps: tuple[float, ...] = ()
+
+
 class PruningMethod:
-    """A method returns a new mask (or None for no change) at the points it cares about; it never
-    edits the mask it was given, and keeps no state the runner does not checkpoint (the mask, the
-    round and the epoch are the whole state: derive any randomness from (seed, round, epoch)).
+    """A method answers at the points it cares about (its hooks: when it prunes) with `Prune(s)` (prune
+    to sparsity s by its `scores`: what it ranks), a new mask of its own (the drop-and-grow updates,
+    the ablations), or None for no change. It never edits the mask it was given, and keeps no state
+    the runner does not checkpoint (the mask, the round and the epoch are the whole state: derive any
+    randomness from (seed, round, epoch)).
 
     The mask contract, for every hook: `mask` is the mask in force (name -> bool tensor, True =
     alive, i.e. the weight takes part in the forward pass and is updated; a dead weight is exactly 0
@@ -72,9 +85,9 @@ class PruningMethod:
     # default (so changing one renames the method's folders, as a change of science should)
     defaults: ClassVar[dict[str, object]] = {}
     regrows: ClassVar[bool] = False   # True: a new mask may revive dead weights (RigL, SET)
-    # the values of prune.structure the method supports: a method that ranks weights gets every
-    # structure from the shared mask code (suite.masks.mask_at_sparsity with suite.masks.layout)
-    structures: ClassVar[tuple[str, ...]] = ("unstructured", "nm", "channel")
+    # the values of prune.structure the method supports: a method that prunes by `scores` (its hooks
+    # return Prune) gets every structure from the shared selection (suite.selection.select)
+    structures: ClassVar[tuple[str, ...]] = STRUCTURES
     # True: `after_backward` reads the gradients of dead weights. They are computed anyway (the
     # backward is dense); the FLOPs accounting counts the weight-gradient of those steps as dense
     dense_grads: ClassVar[bool] = False
@@ -98,6 +111,11 @@ class PruningMethod:
         """The seed of the model's initialisation (torch.manual_seed before the model is built): the
         run's seed, except for a method that asks for an initialisation of its own (reinit)."""
         return self.cfg.seed
+
+    def scores(self, ctx: Context, mask: Mask) -> Scores:
+        """The method's score of every prunable weight of `ctx.weights` under `mask` (higher = kept
+        first): what the shared selection ranks whenever a hook returns `Prune`."""
+        raise NotImplementedError(f"method '{self.name}' returns Prune but defines no scores")
 
     def init_scores(self, ctx: Context) -> Scores | None:
         """The method's score of every prunable weight at initialisation (higher = kept first), for
@@ -133,7 +151,7 @@ class PruningMethod:
         """The sparsity this method aims for at time t (in epochs) of a round, for the log."""
         return self.cfg.prune.target_sparsity
 
-    def start_round(self, round_index: int, ctx: Context, mask: Mask) -> Mask | None:
+    def start_round(self, round_index: int, ctx: Context, mask: Mask) -> Mask | Prune | None:
         """Before the round's first epoch (pruning at init scores here)."""
         return None
 
@@ -148,15 +166,15 @@ class PruningMethod:
         ones are zeroed with theirs). `t_epochs` = epoch + step / steps_per_epoch."""
         return None
 
-    def after_step(self, round_index: int, t_epochs: float, ctx: Context, mask: Mask) -> Mask | None:
+    def after_step(self, round_index: int, t_epochs: float, ctx: Context, mask: Mask) -> Mask | Prune | None:
         """At a hook step, after the optimizer step (and after `after_backward`'s mask, if any)."""
         return None
 
-    def end_epoch(self, round_index: int, epoch: int, ctx: Context, mask: Mask) -> Mask | None:
+    def end_epoch(self, round_index: int, epoch: int, ctx: Context, mask: Mask) -> Mask | Prune | None:
         """After epoch `epoch` (1-based) of the round, before evaluation and the checkpoint."""
         return None
 
-    def end_round(self, round_index: int, ctx: Context, mask: Mask) -> Mask | None:
+    def end_round(self, round_index: int, ctx: Context, mask: Mask) -> Mask | Prune | None:
         """After the round's last epoch; the runner then rewinds the weights for the next round."""
         return None
 
@@ -234,8 +252,8 @@ def method_sections() -> tuple[str, ...]:
 def reads(cls: type[PruningMethod]) -> tuple[str, ...]:
     """Every config prefix the method reads: its `config_keys` and its own section."""
     section = settings_section(cls)
-    # every method that prunes turns its scores into a mask under prune.structure (the shared code),
-    # over the model's prunable set (prune.include)
+    # every method that prunes has its scores turned into a mask under prune.structure (the shared
+    # selection), over the model's prunable set (prune.include)
     structure = ("prune.structure", "prune.nm", "prune.include") if cls.prunes else ()
     return cls.config_keys + structure + ((f"{section}.",) if section else ())
 

@@ -4,8 +4,8 @@ schedule; masks only ever lose weights."""
 from __future__ import annotations
 
 from suite.errors import ConfigError
-from suite.masks import Mask, already_at, layout, magnitude_scores, mask_at_sparsity
-from suite.methods import Context, PruningMethod
+from suite.masks import Mask, Scores, magnitude_scores
+from suite.methods import Context, Prune, PruningMethod
 from suite.schedules import SPARSITY_SCHEDULES
 
 
@@ -33,18 +33,15 @@ class Progressive(PruningMethod):
         p = self.cfg.prune
         return SPARSITY_SCHEDULES[p.schedule](t_epochs, p.initial_sparsity, p.target_sparsity, *self.points())
 
-    def _prune_to(self, t_epochs: float, ctx: Context, mask: Mask) -> Mask | None:
-        target = self.target_at(0, t_epochs)
-        if already_at(mask, target):
-            return None  # the schedule asks for no more zeros than the mask has: nothing to do
-        return mask_at_sparsity(magnitude_scores(ctx.weights), target, alive=mask,
-                                **layout(self.cfg.prune))
+    def scores(self, ctx: Context, mask: Mask) -> Scores:
+        return magnitude_scores(ctx.weights)
 
-    def start_round(self, round_index: int, ctx: Context, mask: Mask) -> Mask | None:
-        return self._prune_to(0.0, ctx, mask)  # s(0) = initial sparsity, usually 0
+    # the schedule's sparsity at each hook; the selection does nothing while the mask already has it
+    def start_round(self, round_index: int, ctx: Context, mask: Mask) -> Prune:
+        return Prune(self.target_at(0, 0.0))  # s(0) = initial sparsity, usually 0
 
-    def after_step(self, round_index: int, t_epochs: float, ctx: Context, mask: Mask) -> Mask | None:
-        return self._prune_to(t_epochs, ctx, mask)
+    def after_step(self, round_index: int, t_epochs: float, ctx: Context, mask: Mask) -> Prune:
+        return Prune(self.target_at(0, t_epochs))
 
-    def end_epoch(self, round_index: int, epoch: int, ctx: Context, mask: Mask) -> Mask | None:
-        return self._prune_to(float(self.budget.end_of(epoch)), ctx, mask)
+    def end_epoch(self, round_index: int, epoch: int, ctx: Context, mask: Mask) -> Prune:
+        return Prune(self.target_at(0, float(self.budget.end_of(epoch))))

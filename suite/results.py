@@ -6,29 +6,18 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
-import hashlib
-import platform
 import io
 import json
 import math
 import os
 import re
 import shutil
-import subprocess
 import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-
-# Exit codes of suite/run.py and launch/sweep.py (one table for both).
-EXIT_OK = 0
-EXIT_FAILED = 1        # the run failed (reason in failed.json), or an unexpected error (details in a log)
-EXIT_BAD_INPUT = 2     # bad config, data file, checkpoint option or output path: one line names it
-EXIT_LOCKED = 3        # another process holds the run folder
-EXIT_INTERRUPTED = 75  # SIGTERM (SLURM, a sweep stopping): run the same command again to resume
-EXIT_CTRL_C = 130      # Ctrl-C (SIGINT), as a shell reports it (128 + 2): the same command resumes
 
 _UMASK = os.umask(0)
 os.umask(_UMASK)
@@ -219,44 +208,6 @@ def lock_held(folder: Path) -> bool:
     finally:
         os.close(fd)  # closing drops our lock if we got it
     return False
-
-
-# --- provenance ----------------------------------------------------------------------------------
-
-def cpu_name() -> str:
-    """The CPU's model name as /proc/cpuinfo gives it (else what platform knows), for provenance."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine() or "unknown"
-
-
-def code_version(repo: Path | None = None) -> dict:
-    """The git commit of the code, whether the tree has uncommitted changes, and the sha256 of
-    `git diff HEAD` when it has; every field None where there is no git checkout (never an error)."""
-    repo = Path(repo or Path(__file__).resolve().parents[1])
-    none = {"commit": None, "dirty": None, "diff_sha256": None}
-
-    def git(*args: str) -> bytes | None:
-        try:
-            done = subprocess.run(["git", "-C", str(repo), *args], capture_output=True, timeout=30)
-        except (OSError, subprocess.SubprocessError):
-            return None
-        return done.stdout if done.returncode == 0 else None
-
-    commit = git("rev-parse", "HEAD")
-    if commit is None:
-        return none
-    status = git("status", "--porcelain", "--untracked-files=no")
-    if status is None:
-        return {**none, "commit": commit.decode().strip()}
-    dirty = bool(status.strip())
-    diff = git("diff", "HEAD", "--binary") if dirty else None
-    return {"commit": commit.decode().strip(), "dirty": dirty,
-            "diff_sha256": hashlib.sha256(diff).hexdigest() if diff is not None else None}
 
 
 # --- the run folder ------------------------------------------------------------------------------
@@ -652,7 +603,7 @@ def load_resumable(folder: RunFolder, device, expect: dict, check=None,
     return None, f"warning: {'; '.join(problems)}: no usable checkpoint, starting {folder.path} over"
 
 
-# --- paths and errors at the command-line boundary ------------------------------------------------
+# --- paths at the command-line boundary -----------------------------------------------------------
 
 def check_output_dir(path: str | Path, what: str = "--out") -> Path:
     """A folder results can go in (it may not exist yet); else one ConfigError line naming the path.
@@ -674,52 +625,3 @@ def check_output_dir(path: str | Path, what: str = "--out") -> Path:
     if not os.access(existing, os.W_OK | os.X_OK):
         raise ConfigError(f"{what} {path}: {existing} is not writable")
     return path
-
-
-def log_crash(error: BaseException, folder: Path | None, name: str = "error.log") -> Path:
-    """Append the traceback of an unexpected error to `<folder>/<name>` (else a temp file); the path."""
-    import traceback
-    text = (f"=== {time.strftime('%Y-%m-%d %H:%M:%S')} pid {os.getpid()}\n"
-            + "".join(traceback.format_exception(type(error), error, error.__traceback__)))
-    folder = Path(folder) if folder is not None else None
-    for where in ([folder] if folder is not None else []) + [Path(tempfile.gettempdir())]:
-        path = where / (name if where == folder else f"progressive-pruning-{os.getpid()}-{name}")
-        try:
-            where.mkdir(parents=True, exist_ok=True)
-            size = path.stat().st_size if path.exists() else 0
-            try:
-                with open(path, "a") as f:
-                    f.write(text)
-            except OSError:
-                os.truncate(path, size)  # a full disk: leave no torn (or empty) log behind
-                if size == 0:
-                    path.unlink(missing_ok=True)
-                raise
-            return path
-        except OSError:
-            continue
-    return Path("(no writable folder for the log)")
-
-
-def disk_full_line(error: BaseException) -> str | None:
-    """`error: no space left on <folder> (writing <file>) ...` for a full disk, else None."""
-    if not (isinstance(error, OSError) and error.errno == errno.ENOSPC):
-        return None
-    where = Path(error.filename) if error.filename else None
-    place = f"{where.parent} (writing {where.name})" if where else "the device"
-    return (f"error: no space left on {place}; free some space and run the same command again (it resumes "
-            f"from the last checkpoint)")
-
-
-def crash_line(error: BaseException, folder: Path | None, debug: bool = False) -> str:
-    """`error: <what> (details in <log>)` for an unexpected exception; the full traceback goes to
-    the log, and to stderr as well with --debug."""
-    if debug:
-        import traceback
-        traceback.print_exception(type(error), error, error.__traceback__)
-    full = disk_full_line(error)
-    if full is not None:
-        return full  # no log: there is no room for one
-    log = log_crash(error, folder)
-    what = str(error).strip().splitlines()[0] if str(error).strip() else "no message"
-    return f"error: unexpected {type(error).__name__}: {what} (details in {log})"

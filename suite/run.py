@@ -1,6 +1,6 @@
 """Run one experiment: `accelerate launch suite/run.py --method progressive [--config F] [key=value ...]`.
 
-Parses the config, builds the Accelerator, calls the runner; nothing else. Exit codes (suite.results):
+Parses the config, builds the Accelerator, calls the runner; nothing else. Exit codes (suite.exits):
 0 finished or already finished, 1 the run failed (reason in failed.json) or an unexpected error (one
 line; the traceback in <run folder>/error.log, on stderr too with --debug), 2 bad input (config,
 data file, precision, output path), 3 the run is locked by another process, 75 interrupted by
@@ -17,8 +17,8 @@ if __package__ in (None, ""):  # `python suite/run.py` and `accelerate launch su
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from suite import config as C  # noqa: E402
-from suite.results import (EXIT_BAD_INPUT, EXIT_CTRL_C, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_LOCKED,  # noqa: E402
-                           RunFolder, check_output_dir, crash_line)
+from suite.exits import EXIT_BAD_INPUT, EXIT_CTRL_C, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_LOCKED, crash_line  # noqa: E402
+from suite.results import RunFolder, check_output_dir  # noqa: E402
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

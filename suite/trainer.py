@@ -25,12 +25,13 @@ from suite import flops as FL
 from suite import masks as M
 from suite import tracking as T
 from suite.datasets import build_data
-from suite.methods import Context, build_method
+from suite.methods import Context, Prune, build_method
 from suite.models import build_model, resolve_init
-from suite.results import (BadCheckpoint, InvalidResult, RunFolder, cpu_name, RunLock, RunLocked, check_exact_count,
-                           code_version, load_resumable, save_checkpoint, save_predictions, save_tensors, write_json,
-                           write_jsonl)
+from suite.provenance import code_version, cpu_name
+from suite.results import (BadCheckpoint, InvalidResult, RunFolder, RunLock, RunLocked, check_exact_count,
+                           load_resumable, save_checkpoint, save_predictions, save_tensors, write_json, write_jsonl)
 from suite.schedules import budget as budget_of, learning_rate
+from suite.selection import select
 from suite.threads import choose_threads, threads_line
 
 SUITE_VERSION = "0.1.0"
@@ -221,9 +222,11 @@ class Runner:
     def _new_optimizer(self) -> None:
         self.optimizer = self.acc.prepare(build_optimizer(self.cfg.train, self.model))
 
-    def _install(self, mask: M.Mask | None) -> bool:
-        """Adopt a method's new mask on every rank; False when the method kept the mask. Weights
-        whose mask changed restart from 0 with zero optimizer state (MaskedWeights.install)."""
+    def _install(self, change: M.Mask | Prune | None) -> bool:
+        """Adopt a method's new mask (a `Prune` selected by the shared step) on every rank; False when
+        the method kept the mask. Weights whose mask changed restart from 0 with zero optimizer state
+        (MaskedWeights.install)."""
+        mask = select(self.method, self.ctx, self.masked.mask, change)
         if mask is None:
             return False
         mask = M.synchronise(mask, self.device)
@@ -246,7 +249,7 @@ class Runner:
         (SNIP's, GraSP's and SynFlow's scoring) to the run's cost, summed over ranks (what was spent:
         a data-free score computed on every rank costs once per rank)."""
         with FL.counter() as counter:
-            mask = hook(*args)
+            mask = select(self.method, self.ctx, self.masked.mask, hook(*args))  # scoring happens here
         spent = _reduce_sum(torch.tensor([float(counter.get_total_flops())], dtype=torch.float64,
                                          device=self.device)).item()
         self.scoring_flops += spent

@@ -23,6 +23,7 @@ from baselines.snip import Snip, snip_scores  # noqa: E402
 from suite.config import load_config  # noqa: E402
 from suite.datasets import build_data  # noqa: E402
 from suite.masks import full_mask, prunable_weights  # noqa: E402
+from suite.selection import select  # noqa: E402
 from suite.methods import Context  # noqa: E402
 from suite.models import build_model  # noqa: E402
 
@@ -82,7 +83,8 @@ def method_masks(rank: int, world: int) -> dict[str, dict[str, torch.Tensor]]:
     for key, method, cls, extra in (("snip", "snip", Snip, []), ("grasp_train", "grasp", Grasp, []),
                                     ("grasp_eval", "grasp", Grasp, ["grasp.bn_mode=eval"])):
         cfg, ctx = method_setup(method, rank, world, extra)
-        out[f"method_{key}"] = cls(cfg).start_round(0, ctx, full_mask(ctx.weights))
+        chosen, mask = cls(cfg), full_mask(ctx.weights)
+        out[f"method_{key}"] = select(chosen, ctx, mask, chosen.start_round(0, ctx, mask))
     return out
 
 

@@ -1,9 +1,10 @@
 """The mask contract every registered method keeps, checked at each hook call of a real run.
 
 `Checked(method)` stands in for the method inside the real Runner: every hook is called twice on
-the same inputs (a method keeps no state of its own, so both calls must agree), and each returned
-mask is checked: the same keys, shapes and dtype bool as the mask in force, that mask untouched,
-no revived weight unless the method declares `regrows`."""
+the same inputs (a method keeps no state of its own, so both calls must agree), and each mask it
+stands for (a returned mask, or a `Prune` through the shared selection) is checked: the same keys,
+shapes and dtype bool as the mask in force, that mask untouched, no revived weight unless the method
+declares `regrows`."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -12,8 +13,9 @@ import torch
 
 from suite import config as C
 from suite.masks import Mask
-from suite.methods import method_class
+from suite.methods import Context, method_class
 from suite.results import RunFolder
+from suite.selection import select
 
 # a run of every method on the tiny synthetic data: 3 epochs, 8 steps each
 CONTRACT_RUN = ["data.name=synthetic", "model.name=tiny_mlp", "train.epochs=3", "train.batch_size=64",
@@ -67,10 +69,11 @@ class Checked:
 
     def _call(self, hook: str, mask: Mask, *args) -> Mask | None:
         before = {n: m.clone() for n, m in mask.items()}
-        first = getattr(self.inner, hook)(*args)
+        ctx = next(a for a in args if isinstance(a, Context))
+        first = select(self.inner, ctx, mask, getattr(self.inner, hook)(*args))
         if not _same(mask, before):
             raise ContractBroken(f"{self.inner.name}.{hook} edited the mask it was given")
-        second = getattr(self.inner, hook)(*args)
+        second = select(self.inner, ctx, mask, getattr(self.inner, hook)(*args))
         if (first is None) != (second is None) or (first is not None and not _same(first, second)):
             raise ContractBroken(f"{self.inner.name}.{hook}: two calls on the same inputs disagree")
         if first is None:

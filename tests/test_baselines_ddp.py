@@ -12,8 +12,8 @@ from safetensors.torch import load_file
 
 import ddp_scores_script as S
 from baselines.grasp import grasp_scores, official_halves
-from baselines.scoring import mask_at_sparsity
-from suite.masks import count_alive
+from suite.masks import count_alive, mask_at_sparsity
+from suite.selection import select
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.skipif(shutil.which("accelerate") is None, reason="needs the accelerate launcher")
@@ -74,7 +74,8 @@ def test_snip_method_mask_under_ddp_equals_one_process(ranks):
     # SNIP scores in BatchNorm eval mode: the rank shards of each global batch give exactly the
     # gradient of the whole batch, so the 2-process mask is the 1-process mask
     cfg, ctx = S.method_setup("snip", 0, 1)
-    single = S.Snip(cfg).start_round(0, ctx, S.full_mask(ctx.weights))
+    method, mask = S.Snip(cfg), S.full_mask(ctx.weights)
+    single = select(method, ctx, mask, method.start_round(0, ctx, mask))
     ddp = _group(ranks[0], "method_snip")
     total = sum(m.numel() for m in single.values())
     assert total - count_alive(ddp) == round(0.8 * total)
@@ -84,7 +85,8 @@ def test_snip_method_mask_under_ddp_equals_one_process(ranks):
 def test_grasp_method_mask_under_ddp(ranks):
     # eval mode: grouping-free, so equal to the 1-process method
     cfg, ctx = S.method_setup("grasp", 0, 1, ["grasp.bn_mode=eval"])
-    single = S.Grasp(cfg).start_round(0, ctx, S.full_mask(ctx.weights))
+    method, mask = S.Grasp(cfg), S.full_mask(ctx.weights)
+    single = select(method, ctx, mask, method.start_round(0, ctx, mask))
     assert all(torch.equal(_group(ranks[0], "method_grasp_eval")[n], single[n]) for n in single)
     # train mode (the default): each rank forwards its shard of each official half; one process
     # forwarding those same four batches gives the same mask

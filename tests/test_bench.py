@@ -13,7 +13,7 @@ import torch
 
 from suite import bench as B
 from suite.data import DeviceData, TorchvisionData
-from suite.results import cpu_name
+from suite.provenance import cpu_name
 
 ROOT = Path(__file__).resolve().parents[1]
 

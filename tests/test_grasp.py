@@ -5,8 +5,8 @@ from torch import nn
 from torch.func import functional_call
 
 from baselines.grasp import grasp_scores
-from baselines.scoring import mask_at_sparsity
-from suite.masks import count_alive, prunable_weights
+from suite.masks import count_alive, mask_at_sparsity, prunable_weights
+from suite.selection import select
 
 from test_snip import _BNNet, _bn_batches, _snapshot, assert_untouched
 
@@ -163,7 +163,8 @@ def test_grasp_method_forwards_the_official_two_halves_and_prunes_exactly():
     draw = ctx.data.class_balanced(5)
     halves = official_halves(draw, 0, 1, 50)
     assert [y.tolist() for _, y in halves] == [sorted([0, 1, 2, 3, 4] * 5), sorted([5, 6, 7, 8, 9] * 5)]
-    mask = Grasp(cfg).start_round(0, ctx, full_mask(ctx.weights))
+    method, dense = Grasp(cfg), full_mask(ctx.weights)
+    mask = select(method, ctx, dense, method.start_round(0, ctx, dense))
     expected = mask_at_sparsity(grasp_scores(ctx.model, halves, weights=ctx.weights), 0.8)
     assert all(torch.equal(mask[n], expected[n]) for n in expected)
     total = sum(m.numel() for m in mask.values())
@@ -172,7 +173,7 @@ def test_grasp_method_forwards_the_official_two_halves_and_prunes_exactly():
     one_pass = grasp_scores(ctx.model, draw, weights=ctx.weights)
     assert not torch.allclose(one_pass["conv1.weight"], grasp_scores(ctx.model, halves, weights=ctx.weights)["conv1.weight"],
                               rtol=1e-3, atol=0)
-    assert Grasp(cfg).start_round(0, ctx, mask) is None  # already pruned: never scores trained weights
+    assert select(method, ctx, mask, method.start_round(0, ctx, mask)) is None  # already pruned: never scores trained weights
 
 
 def test_official_halves_rejects_a_share_it_does_not_understand():

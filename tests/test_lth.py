@@ -10,6 +10,7 @@ from suite.config import load_config
 from suite.masks import count_alive, layer_sparsity, full_mask, n_zeros_for, prunable_weights
 from suite.schedules import Budget
 from suite.methods import METHODS, Context, build_method
+from suite.selection import select
 
 
 @pytest.mark.parametrize("rate, target, levels", [
@@ -62,7 +63,7 @@ def test_end_round_prunes_global_magnitude_over_live_weights_to_exact_counts():
         with torch.no_grad():
             for n, w in weights.items():
                 w.copy_(torch.randn_like(w) * mask[n] * (3.0 if n == "2.weight" else 1.0))
-        new = method.end_round(r, ctx, mask)
+        new = select(method, ctx, mask, method.end_round(r, ctx, mask))
         if r == method.rounds() - 1:
             assert new is None  # the last round trained the ticket; nothing left to prune
             break
@@ -89,7 +90,8 @@ def test_end_round_keeps_dense_layers_out_of_the_count():
     weights = prunable_weights(model, keep_last_dense=True)
     ctx = Context(cfg=cfg, model=model, weights=weights, data=None, loss_fn=F.cross_entropy,
                   device=torch.device("cpu"), epochs=30, steps_per_epoch=1)
-    mask = method.end_round(0, ctx, full_mask(weights))
+    dense = full_mask(weights)
+    mask = select(method, ctx, dense, method.end_round(0, ctx, dense))
     assert list(mask) == ["0.weight"]
     assert 100 - count_alive(mask) == 20
 
@@ -109,7 +111,7 @@ class RewindProbe(LotteryTicket):
         return super().end_epoch(round_index, epoch, ctx, mask)
 
     def end_round(self, round_index, ctx, mask):
-        new = super().end_round(round_index, ctx, mask)
+        new = select(self, ctx, mask, super().end_round(round_index, ctx, mask))
         RewindProbe.seen.append(("end", round_index, None if new is None else _clone(new)))
         return new
 

@@ -27,8 +27,9 @@ from suite import run as RUN
 from suite.config import ConfigError, DataConfig, load_config, run_dir
 from suite.datasets.cifar10_subset import Cifar10Subset
 from suite.datasets.mnist import _mnist_root
-from suite.results import (EXIT_BAD_INPUT, EXIT_FAILED, RunFolder, code_version, previous_checkpoint,
-                           read_metrics)
+from suite.exits import EXIT_BAD_INPUT, EXIT_FAILED
+from suite.provenance import code_version
+from suite.results import RunFolder, previous_checkpoint, read_metrics
 
 
 @pytest.fixture(autouse=True)

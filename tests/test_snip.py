@@ -3,9 +3,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from baselines.scoring import mask_at_sparsity
 from baselines.snip import snip_scores
-from suite.masks import count_alive
+from suite.masks import count_alive, mask_at_sparsity
+from suite.selection import select
 
 
 def _linear_problem():
@@ -172,7 +172,8 @@ def test_snip_method_scores_the_scoring_batches_once():
 
     cfg, ctx = S.method_setup("snip", 0, 1)  # synthetic data, tiny_cnn, 2 batches of 64, target 0.8
     before = _snapshot(ctx.model)
-    mask = Snip(cfg).start_round(0, ctx, full_mask(ctx.weights))
+    method, dense = Snip(cfg), full_mask(ctx.weights)
+    mask = select(method, ctx, dense, method.start_round(0, ctx, dense))
     assert_untouched(ctx.model, before)
     expected = mask_at_sparsity(snip_scores(ctx.model, ctx.data.scoring_batches(2), weights=ctx.weights), 0.8)
     assert all(torch.equal(mask[n], expected[n]) for n in expected)
@@ -180,4 +181,4 @@ def test_snip_method_scores_the_scoring_batches_once():
     assert total - count_alive(mask) == round(0.8 * total)
     one_batch = mask_at_sparsity(snip_scores(ctx.model, ctx.data.scoring_batches(1), weights=ctx.weights), 0.8)
     assert any(not torch.equal(mask[n], one_batch[n]) for n in mask)  # snip.batches is honoured
-    assert Snip(cfg).start_round(0, ctx, mask) is None  # already pruned: never scores trained weights
+    assert select(method, ctx, mask, method.start_round(0, ctx, mask)) is None  # already pruned: never scores trained weights

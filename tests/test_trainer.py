@@ -381,8 +381,8 @@ def test_one_epoch_with_step_updates_prunes_gradually_over_half_of_it(tmp_path):
     runner = _runner(tmp_path, "progressive", "train.epochs=1", "prune.update_every_steps=1",
                      "prune.target_sparsity=0.8")
     seen = []
-    install = runner._install
-    runner._install = lambda mask: seen.append(None if mask is None else M.sparsity_of(mask)) or install(mask)
+    install = runner.masked.install  # the masks installed (a Prune is selected before it gets there)
+    runner.masked.install = lambda mask, optimizer=None: seen.append(M.sparsity_of(mask)) or install(mask, optimizer)
     r = runner.run(progress=False)
     assert runner.cfg.prune.t_end == 0.5
     steps = [s for s in seen if s is not None]

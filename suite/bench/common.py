@@ -14,7 +14,7 @@ import torch
 
 from suite import config as C
 from suite import masks as M
-from suite.results import cpu_name
+from suite.provenance import cpu_name
 
 
 TARGET_SPARSITY = 0.9      # sparsity of the masked runs (fraction of prunable weights that are zero)

@@ -90,7 +90,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return _main(args, given)
     except Exception as e:  # one line, never a traceback wall; the details go to a log
-        from suite.results import crash_line
+        from suite.exits import crash_line
         folder = Path(args.runs_dir) if Path(args.runs_dir).is_dir() else None
         print(crash_line(e, folder, getattr(args, "debug", False)), file=sys.stderr, flush=True)
         return 1

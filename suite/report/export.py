@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from suite.config import ConfigError
-from suite.results import cpu_name
+from suite.provenance import cpu_name
 from suite.report.load import Group, Run, Skipped, layer_sizes, parse_result, read_cost, read_metrics
 
 EXPORT_FORMAT = "progressive-pruning results export v1"
