@@ -44,13 +44,14 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from suite.config import ConfigError, path_field
+from suite.config import path_field
+from suite.errors import ConfigError
 from suite.masks import Mask, keep_top, nm_layers, rows_of
 from suite.methods import Context, PruningMethod, SourceError
 from suite.results import InvalidResult, RunFolder, tensor_shapes
 
 if TYPE_CHECKING:
-    from suite.config import Config
+    from suite.experiment import Config
 
 FROM_SOURCE = ("seed", "prune.target_sparsity", "prune.keep_first_dense", "prune.keep_last_dense",
                "prune.structure", "prune.nm", "ablate.source_experiment", "ablate.source_method",
@@ -91,7 +92,7 @@ class Source:
         return self.result["config"]
 
     def cfg(self) -> Config:
-        from suite.config import from_dict
+        from suite.experiment import from_dict
         return from_dict(self.config)
 
     def method(self) -> PruningMethod:
@@ -152,7 +153,7 @@ def _section(settings: dict, prefixes: tuple[str, ...]) -> dict:
 def check_fixed(cfg: Config, source: Source) -> None:
     """One ConfigError line for the first setting that differs from what the source fixes: its model
     and data (every science setting of those sections), seed, prunable set and sparsity."""
-    from suite.config import science_settings
+    from suite.experiment import science_settings
     where = f"(ablate.source {source.path})"
     for key, value in source.fixed().items():
         if _value(cfg, key) != value:

@@ -41,11 +41,12 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 from baselines.scoring import (AllReduce, Batches, batch_count, device_of, grads_of, reduce_mean,
                                resolve_weights, scoring_mode, zeros_for)
 from suite.masks import Mask, Scores
-from suite.config import ConfigError, check_choice
+from suite.config import check_choice
+from suite.errors import ConfigError
 from suite.methods import Context, Prune, PruningMethod
 
 if TYPE_CHECKING:
-    from suite.config import Config
+    from suite.experiment import Config
 
 
 def grasp_scores(model: nn.Module, batches: Batches,

@@ -15,11 +15,11 @@ from fractions import Fraction
 from typing import TYPE_CHECKING
 
 from suite.masks import Mask, Scores, magnitude_scores
-from suite.config import ConfigError
+from suite.errors import ConfigError
 from suite.methods import Context, Prune, PruningMethod
 
 if TYPE_CHECKING:
-    from suite.config import Config
+    from suite.experiment import Config
 
 
 def _exact(x: float) -> Fraction:

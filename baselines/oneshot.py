@@ -20,7 +20,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from suite.config import ConfigError, check_choice
+from suite.config import check_choice
+from suite.errors import ConfigError
 from suite.masks import Mask, Scores, magnitude_scores
 from suite.methods import Context, Prune, PruningMethod
 

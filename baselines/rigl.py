@@ -34,7 +34,7 @@ import torch
 from torch import Tensor
 
 from baselines.random import random_scores
-from suite.config import ConfigError
+from suite.errors import ConfigError
 from suite.masks import Mask, Scores, keep_top, nm_layers, rows_of, top_n_per_group
 from suite.methods import Context, Prune, PruningMethod
 

@@ -37,7 +37,7 @@ import torch
 from torch import Tensor
 
 from baselines.rigl import drop_and_grow, regrowth_groups, start_scores
-from suite.config import ConfigError
+from suite.errors import ConfigError
 from suite.masks import Mask, Scores
 from suite.methods import Context, Prune, PruningMethod
 

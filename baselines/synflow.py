@@ -39,7 +39,7 @@ import torch
 from torch import Tensor, nn
 
 from baselines.scoring import device_of, resolve_weights
-from suite.config import ConfigError
+from suite.errors import ConfigError
 from suite.masks import Mask, Scores, mask_at_sparsity
 from suite.methods import Context, Prune, PruningMethod
 

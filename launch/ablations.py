@@ -7,7 +7,9 @@ from pathlib import Path
 
 from launch.grid import Expansion, Run, chain_sparsities, expand_grid
 from launch.sweepfile import Sweep, base_path, load_sweep, relative_out, sweep_error
-from suite.config import ConfigError, dotted_value, load_config, override_text, run_dir, to_dict
+from suite.config import dotted_value, to_dict
+from suite.errors import ConfigError
+from suite.experiment import load_config, override_text, run_dir
 from suite.methods import SourceError, ablation_methods, dense_methods
 from suite.results import RunFolder, moved_aside
 

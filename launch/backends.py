@@ -14,7 +14,7 @@ from pathlib import Path
 from launch.accounting import Outcome, SweepLog, classify
 from launch.grid import Run
 from launch.sweepfile import REPO, Sweep
-from suite.config import ConfigError
+from suite.errors import ConfigError
 
 SLURM_TEMPLATE = REPO / "launch" / "slurm" / "sweep_array.sbatch"
 

@@ -15,7 +15,7 @@ from launch.backends import (Task, accelerate_command, accelerate_processes, exe
 from launch.grid import Expansion, Run, describe_chain
 from launch.plan import expand
 from launch.sweepfile import Sweep, format_value, load_sweep, relative_out
-from suite.config import ConfigError
+from suite.errors import ConfigError
 from suite.exits import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_LOCKED, crash_line
 from suite.results import check_output_dir
 from suite.threads import CORES_ENV, available_cores

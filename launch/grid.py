@@ -9,7 +9,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from launch.sweepfile import Sweep, base_path, format_value, sweep_error
-from suite.config import Config, ConfigError, load_config, override_text, run_dir
+from suite.errors import ConfigError
+from suite.experiment import Config, load_config, override_text, run_dir
 from suite.methods import METHODS, PruningMethod, build_method, method_class
 
 

@@ -5,7 +5,7 @@ Accelerate DDP jobs, or as a SLURM job array.
         [--backend local|accelerate|slurm|print] [--dry-run] [--gpus N] [--jobs N] [--submit]
         [--retry-failed]
 
-A run's folder (suite.config.run_dir) is the only state: finished runs (result.json) are skipped, an
+A run's folder (suite.experiment.run_dir) is the only state: finished runs (result.json) are skipped, an
 interrupted run resumes from its checkpoint when run.py sees it again, a failed one (failed.json)
 is left alone unless --retry-failed, and a result.json that does not parse or lacks a field is reported
 and run again. Exit (suite.exits): 0 every run finished, 1 some run failed (or an unexpected error:

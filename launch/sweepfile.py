@@ -6,7 +6,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from suite.config import ConfigError, dotted_value, load_config, parse_override, read_yaml, to_dict, yaml_text
+from suite.config import dotted_value, read_yaml, to_dict, yaml_text
+from suite.errors import ConfigError
+from suite.experiment import load_config, parse_override
 from suite.methods import METHODS, ablation_methods
 
 REPO = Path(__file__).resolve().parents[1]

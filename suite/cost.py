@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import dataclasses
 import os
 import statistics
 import sys
@@ -48,8 +49,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from suite import config as C
+from suite import experiment as E
 from suite import masks as M
+from suite.errors import ConfigError
 
 BATCHES = (1, 32, 256)
 NOISY_SPREAD = 0.25  # interquartile range of the timed calls over their median above which a latency is noise
@@ -58,7 +60,7 @@ FP32_TOLERANCE = 1e-4   # times max(1, max |logit|) of the masked model
 FP16_TOLERANCE = 1e-2
 
 
-class CostError(C.ConfigError):
+class CostError(ConfigError):
     """Bad input to suite.cost: one line, exit 2."""
 
 
@@ -83,8 +85,8 @@ def load_run(folder: Path, device: torch.device, data_root: str | None = None):
         tree = read_json(folder / "config.json")
     except (OSError, ValueError) as e:
         raise CostError(f"{folder / 'config.json'}: cannot be read ({e})") from None
-    cfg = C.from_dict(tree)
-    data_cfg = cfg.data if data_root is None else C.dataclasses.replace(cfg.data, root=data_root)
+    cfg = E.from_dict(tree)
+    data_cfg = cfg.data if data_root is None else dataclasses.replace(cfg.data, root=data_root)
     data = build_data(data_cfg, batch_size=cfg.train.batch_size, seed=cfg.seed, device=device)
     torch.manual_seed(cfg.seed)
     model = build_model(cfg.model.name, data.spec, cfg.model.init, cfg.model)
@@ -441,7 +443,7 @@ def measure_run(folder: Path, device: torch.device, warmup: int, repeats: int,
     test = [x for x, _y in data.test_batches()]
     result = {
         "run": str(folder), "method": cfg.method, "model": cfg.model.name, "dataset": cfg.data.name,
-        "seed": cfg.seed, "experiment": C.experiment_hash(cfg), "structure": cfg.prune.structure,
+        "seed": cfg.seed, "experiment": E.experiment_hash(cfg), "structure": cfg.prune.structure,
         "nm": list(cfg.prune.nm) if cfg.prune.structure == "nm" else None,
         "target_sparsity": cfg.prune.target_sparsity, "achieved_sparsity": M.sparsity_of(mask),
         "device": device_name(device), "threads": torch.get_num_threads(), "torch": torch.__version__,
@@ -605,7 +607,7 @@ def main(argv: list[str] | None = None) -> int:
             if cost["noisy"]:
                 print(f"warning: {folder}: timings are noise, not this machine's speed ({'; '.join(cost['noisy'])}); "
                       f"cost.json says so (noisy); measure again on an idle machine", file=sys.stderr, flush=True)
-    except C.ConfigError as e:
+    except ConfigError as e:
         print(f"error: {e}", file=sys.stderr, flush=True)
         return EXIT_BAD_INPUT
     except Exception as e:  # noqa: BLE001 - one line, the traceback in the log

@@ -23,7 +23,7 @@ import torch
 from torch import Tensor, nn
 from torch.utils.flop_counter import FlopCounterMode, sdpa_backward_flop_count, sdpa_flop_count
 
-from suite.masks import Mask, _weight_name
+from suite.masks import Mask, weight_name
 
 
 def _sdpa_forward(query, key, value, *args, out_shape=None, **kwargs) -> int:
@@ -89,7 +89,7 @@ def count_model_flops(model: nn.Module, weights: dict[str, Tensor], input_shape:
     modules = {}
     for module_name, module in model.named_modules():
         weight = getattr(module, "weight", None)
-        if isinstance(weight, Tensor) and id(weight) in names and _weight_name(module_name) == names[id(weight)]:
+        if isinstance(weight, Tensor) and id(weight) in names and weight_name(module_name) == names[id(weight)]:
             name = names[id(weight)]
             modules[name] = module
             handles.append(module.register_forward_pre_hook(_recorder(inputs, name)))

@@ -15,7 +15,8 @@ Scores = dict[str, Tensor]  # prunable weight name -> score of its shape, higher
 PRUNABLE_TYPES = (nn.Linear, nn.Conv1d, nn.Conv2d)
 
 
-def _weight_name(module_name: str) -> str:
+def weight_name(module_name: str) -> str:
+    """The parameter name of a prunable layer's weight, as `prunable_weights` and the mask keys name it."""
     return f"{module_name}.weight" if module_name else "weight"  # a bare layer passed as the model
 
 
@@ -32,7 +33,7 @@ def prunable_weights(model: nn.Module, keep_first_dense: bool = False, keep_last
         if include:
             raise ConfigError(f"prune.include: {type(model).__name__} has no optional groups to include "
                               f"(every Conv and Linear weight is prunable already); got {list(include)}")
-        found = {_weight_name(name): m.weight for name, m in model.named_modules() if isinstance(m, PRUNABLE_TYPES)}
+        found = {weight_name(name): m.weight for name, m in model.named_modules() if isinstance(m, PRUNABLE_TYPES)}
     names = list(found)
     dense = set(names[:1] if keep_first_dense else []) | set(names[-1:] if keep_last_dense else [])
     return {n: w for n, w in found.items() if n not in dense}

@@ -19,8 +19,8 @@ from suite.errors import ConfigError
 from suite.masks import STRUCTURES, Mask, Scores
 from suite.schedules import Budget, budget as budget_of
 
-if TYPE_CHECKING:  # suite.config builds Config from this registry: import it lazily, never at the top
-    from suite.config import Config
+if TYPE_CHECKING:  # suite.experiment builds Config from this registry: a method never imports it at run time
+    from suite.experiment import Config
 
 
 @dataclass

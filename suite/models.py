@@ -8,8 +8,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from suite.config import ConfigError, ModelConfig
+from suite.config import ModelConfig
 from suite.data import DataSpec
+from suite.errors import ConfigError
 from suite.gpt import gpt_char, init_gpt2
 
 

@@ -6,7 +6,9 @@ from __future__ import annotations
 import functools
 import math
 
-from suite.config import Config, ConfigError, DataConfig, ModelConfig
+from suite.config import DataConfig, ModelConfig
+from suite.errors import ConfigError
+from suite.experiment import Config
 
 
 def data_files_problem(cfg: DataConfig) -> str | None:

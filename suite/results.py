@@ -366,7 +366,7 @@ def check_result_folder(path: Path, data: dict) -> None:
     check_mask_counts(path.parent / "mask.safetensors", data)
     seed_dir = _SEED_DIR.fullmatch(run.name)
     if seed_dir is None:
-        return  # not a folder named by suite.config.run_dir: nothing to match
+        return  # not a folder named by suite.experiment.run_dir: nothing to match
     if int(seed_dir.group(1)) != data["seed"]:
         raise InvalidResult(f"holds seed {data['seed']}'s result, not this folder's seed {seed_dir.group(1)} "
                             f"(a copied folder? the same command trains it)")
@@ -608,7 +608,7 @@ def load_resumable(folder: RunFolder, device, expect: dict, check=None,
 def check_output_dir(path: str | Path, what: str = "--out") -> Path:
     """A folder results can go in (it may not exist yet); else one ConfigError line naming the path.
     Asked before any data is loaded."""
-    from suite.config import ConfigError
+    from suite.errors import ConfigError
     if str(path).startswith("~"):  # `--out=~/x`: the shell expands ~ only at the start of a word
         raise ConfigError(f"{what} {path}: starts with '~', which the shell did not expand (after '=' it "
                           f"does not); write `{what} ~/...` with a space, or the full path")

@@ -16,7 +16,8 @@ from pathlib import Path
 if __package__ in (None, ""):  # `python suite/run.py` and `accelerate launch suite/run.py`
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from suite import config as C  # noqa: E402
+from suite import experiment as E  # noqa: E402
+from suite.errors import ConfigError  # noqa: E402
 from suite.exits import EXIT_BAD_INPUT, EXIT_CTRL_C, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_LOCKED, crash_line  # noqa: E402
 from suite.results import RunFolder, check_output_dir  # noqa: E402
 
@@ -28,7 +29,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         description="Train one model under one pruning method; results go to a folder named by the "
                     "hash of the science settings plus the seed.",
         epilog="config keys (override with key=value; a YAML file sets the same keys as nested sections):\n"
-               + "\n".join(C.help_lines()),
+               + "\n".join(E.help_lines()),
         formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--method", default=None,
                         help=f"pruning method, one of: {', '.join(sorted(METHODS))} "
@@ -55,7 +56,7 @@ def check_world_size(num_processes: int) -> None:
     machine with no GPU each process would silently train alone)."""
     launched = launched_processes()
     if launched > 1 and num_processes != launched:
-        raise C.ConfigError(
+        raise ConfigError(
             f"launched as {launched} processes but Accelerate sees a world size of {num_processes}; on a "
             f"machine without GPUs launch with: ACCELERATE_USE_CPU=1 accelerate launch --multi_gpu "
             f"--num_processes {launched} suite/run.py ...")
@@ -93,17 +94,17 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     log_dir = None
     try:
-        cfg = C.with_processes(C.load_config(args.config, args.overrides, args.method), launched_processes())
+        cfg = E.with_processes(E.load_config(args.config, args.overrides, args.method), launched_processes())
         if args.print_dir:
-            print(C.run_dir(cfg, args.out))
+            print(E.run_dir(cfg, args.out))
             return 0
-        if args.force or not RunFolder(C.run_dir(cfg, args.out)).finished():  # a finished run needs neither
+        if args.force or not RunFolder(E.run_dir(cfg, args.out)).finished():  # a finished run needs neither
             from suite.preflight import check_run
             check_output_dir(args.out)
             check_run(cfg)  # data files present, batch and target possible: before any data or folder
-        log_dir = C.run_dir(cfg, args.out)
+        log_dir = E.run_dir(cfg, args.out)
         return _accelerate(args, cfg)
-    except C.ConfigError as e:
+    except ConfigError as e:
         return _error(str(e), EXIT_BAD_INPUT)
     except KeyboardInterrupt:  # Ctrl-C while starting up (imports, config, Accelerate), before the runner
         print("interrupted while starting up; the same command resumes", file=sys.stderr, flush=True)
@@ -113,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_FAILED
 
 
-def _accelerate(args: argparse.Namespace, cfg: C.Config) -> int:
+def _accelerate(args: argparse.Namespace, cfg: E.Config) -> int:
     from accelerate import Accelerator
 
     from suite.tracking import wandb_mode
@@ -127,20 +128,20 @@ def _accelerate(args: argparse.Namespace, cfg: C.Config) -> int:
     try:
         if cfg.train.precision == "fp16" and accelerator.device.type == "cpu":
             # Accelerate would quietly train fp32 while result.json and the run hash say fp16
-            raise C.ConfigError(f"train.precision=fp16: needs a CUDA GPU, but this run is on "
+            raise ConfigError(f"train.precision=fp16: needs a CUDA GPU, but this run is on "
                                 f"{accelerator.device.type} (use train.precision=fp32 or bf16)")
         return _run(args, cfg, accelerator)
     finally:
         accelerator.end_training()  # finish trackers, destroy the process group (else gloo aborts at exit)
 
 
-def _run(args: argparse.Namespace, cfg: C.Config, accelerator) -> int:
+def _run(args: argparse.Namespace, cfg: E.Config, accelerator) -> int:
     from suite.masks import RankMismatch
     from suite.results import RunLocked
     from suite.trainer import Interrupted, RunFailed, run_experiment
     try:
         check_world_size(accelerator.num_processes)
-    except C.ConfigError as e:  # every process finds it alone; one line is enough
+    except ConfigError as e:  # every process finds it alone; one line is enough
         if os.environ.get("RANK", "0") == "0":
             return _error(str(e), EXIT_BAD_INPUT)
         import time
@@ -153,7 +154,7 @@ def _run(args: argparse.Namespace, cfg: C.Config, accelerator) -> int:
               f"ACCELERATE_USE_CPU=1)", file=sys.stderr, flush=True)
     try:
         outcome = run_experiment(cfg, args.out, accelerator, force=args.force, progress=not args.no_progress)
-    except C.ConfigError as e:
+    except ConfigError as e:
         return _error(str(e), EXIT_BAD_INPUT)
     except RunLocked as e:
         return _error(str(e), EXIT_LOCKED)

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 from suite import config as C
+from suite import experiment as E
 from suite.results import atomic_write
 
 
@@ -28,7 +29,7 @@ def log_epoch(acc, record: dict, step: int) -> None:
     acc.log(flat, step=step)
 
 
-def wandb_mode(cfg: C.Config) -> str:
+def wandb_mode(cfg: E.Config) -> str:
     """online, offline or disabled: W&B's own WANDB_MODE wins over the config's wandb.mode."""
     return os.environ.get("WANDB_MODE", cfg.wandb.mode)
 
@@ -48,7 +49,7 @@ def wandb_group(model: str, dataset: str, method: str, sparsity: float, experime
     return f"{model}-{dataset}-{method}-s{sparsity:g}-{experiment}"
 
 
-def wandb_run_id(cfg: C.Config, run_dir: Path) -> str:
+def wandb_run_id(cfg: E.Config, run_dir: Path) -> str:
     """`<experiment>-<seed>-<token>`, unique per run folder: the token hashes the folder's absolute path
     with a nonce made when the folder's run first starts (kept in the folder, so a resumed run keeps its
     id; --force moves it aside with the old files, so a rerun gets a new one). The caller holds the lock."""
@@ -61,7 +62,7 @@ def wandb_run_id(cfg: C.Config, run_dir: Path) -> str:
         nonce = secrets.token_hex(8)
         atomic_write(path, lambda tmp: Path(tmp).write_text(nonce + "\n"))
     token = hashlib.sha256(f"{Path(run_dir).resolve()}\0{nonce}".encode()).hexdigest()[:8]
-    return f"{C.experiment_hash(cfg)}-{cfg.seed}-{token}"
+    return f"{E.experiment_hash(cfg)}-{cfg.seed}-{token}"
 
 
 def wandb_dir(run_dir: Path) -> Path:
@@ -70,11 +71,11 @@ def wandb_dir(run_dir: Path) -> Path:
     return Path(os.environ.get("WANDB_DIR") or Path(run_dir).parents[1])
 
 
-def wandb_init_kwargs(cfg: C.Config, run_dir: Path, mode: str) -> dict:
+def wandb_init_kwargs(cfg: E.Config, run_dir: Path, mode: str) -> dict:
     """One W&B run per training run, named and grouped by its experiment so a dashboard groups the
     seeds and tells experiments apart; a sweep's runs carry its name as their job type and a tag.
     W&B's own variables win: WANDB_RUN_GROUP, WANDB_TAGS (added), WANDB_ENTITY, WANDB_DIR."""
-    sweep, experiment = os.environ.get(SWEEP_ENV), C.experiment_hash(cfg)
+    sweep, experiment = os.environ.get(SWEEP_ENV), E.experiment_hash(cfg)
     name = f"{cfg.method}-s{cfg.prune.target_sparsity:g}-{experiment}-seed{cfg.seed}"
     group = wandb_group(cfg.model.name, cfg.data.name, cfg.method, cfg.prune.target_sparsity, experiment)
     tags = [cfg.model.name, cfg.data.name, cfg.method, *filter(None, [sweep])]
@@ -92,7 +93,7 @@ def wandb_init_kwargs(cfg: C.Config, run_dir: Path, mode: str) -> dict:
     return kwargs
 
 
-def wandb_project(cfg: C.Config) -> str:
+def wandb_project(cfg: E.Config) -> str:
     """WANDB_PROJECT when set, else wandb.project."""
     return os.environ.get("WANDB_PROJECT") or cfg.wandb.project
 
@@ -100,7 +101,7 @@ def wandb_project(cfg: C.Config) -> str:
 WANDB_INIT_TIMEOUT = 30.0  # s: W&B's own default (90 s) leaves a run silent for minutes without a network
 
 
-def wandb_config(cfg: C.Config) -> dict:
+def wandb_config(cfg: E.Config) -> dict:
     """The run's config for W&B: every section but the method settings the method does not read (the
     other methods' sections would only clutter the dashboard), plus the experiment hash."""
     from suite.methods import method_class, method_sections, reads
@@ -112,10 +113,10 @@ def wandb_config(cfg: C.Config) -> dict:
             tree[section] = kept
         else:
             del tree[section]
-    return {"experiment": C.experiment_hash(cfg), **tree}
+    return {"experiment": E.experiment_hash(cfg), **tree}
 
 
-def start_tracking(accelerator, cfg: C.Config, run_dir: Path, mode: str) -> None:
+def start_tracking(accelerator, cfg: E.Config, run_dir: Path, mode: str) -> None:
     """Start W&B on the main process. Online W&B that cannot start (no API key, no network) says why in
     one line and logs offline instead, so the run and its results go on."""
     kwargs = wandb_init_kwargs(cfg, run_dir, mode)
@@ -142,7 +143,7 @@ def start_tracking(accelerator, cfg: C.Config, run_dir: Path, mode: str) -> None
                           f"{' '.join(str(e).split())[:200]}); this run goes on without W&B")
 
 
-def record_summary(accelerator, cfg: C.Config, run_dir: Path, result: dict) -> None:
+def record_summary(accelerator, cfg: E.Config, run_dir: Path, result: dict) -> None:
     """The final result as the W&B summary, and each LTH round's under `round_<r>/` (so round 7 can be
     charted); a tracker failure is a warning, never the run's results."""
     summary = {k: v for k, v in result.items() if k not in ("config", "layer_sparsity")}

@@ -21,6 +21,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from suite import config as C
+from suite import experiment as E
+from suite.errors import ConfigError
 from suite import flops as FL
 from suite import masks as M
 from suite import tracking as T
@@ -162,8 +164,8 @@ def live_per_class(model: nn.Module, mask: M.Mask) -> tuple[str, list[int]]:
 class Runner:
     """Runs one configured experiment in one run folder, resuming from its checkpoint."""
 
-    def __init__(self, cfg: C.Config, run_dir: Path, accelerator):
-        cfg = C.with_processes(cfg, accelerator.num_processes)
+    def __init__(self, cfg: E.Config, run_dir: Path, accelerator):
+        cfg = E.with_processes(cfg, accelerator.num_processes)
         self.cfg, self.dir, self.acc = cfg, Path(run_dir), accelerator
         self.device = accelerator.device
         self.loss_fn = F.cross_entropy
@@ -171,11 +173,11 @@ class Runner:
                                rank=accelerator.process_index, world_size=accelerator.num_processes,
                                device=self.device)
         if self.data.steps_per_epoch < 1:
-            raise C.ConfigError(f"train.batch_size: {cfg.train.batch_size} is larger than the training set "
+            raise ConfigError(f"train.batch_size: {cfg.train.batch_size} is larger than the training set "
                                 f"({self.data.spec.n_train} examples)")
         self.budget = budget_of(cfg.train, self.data.steps_per_epoch)  # one round's optimizer steps
         if cfg.train.lr_schedule == "warmup_cosine" and cfg.train.warmup_steps >= self.budget.steps:
-            raise C.ConfigError(f"train.warmup_steps: {cfg.train.warmup_steps} leaves no step of the "
+            raise ConfigError(f"train.warmup_steps: {cfg.train.warmup_steps} leaves no step of the "
                                 f"{self.budget.steps}-step round to the cosine; set it below {self.budget.steps}")
         self.method = build_method(cfg, self.budget)
         self.method.check_budget()
@@ -188,7 +190,7 @@ class Runner:
         self.weights = M.prunable_weights(self.model, cfg.prune.keep_first_dense, cfg.prune.keep_last_dense,
                                           cfg.prune.include)
         if not self.weights:
-            raise C.ConfigError("prune.keep_first_dense/keep_last_dense leave no prunable layer")
+            raise ConfigError("prune.keep_first_dense/keep_last_dense leave no prunable layer")
         self.masked = M.MaskedWeights(self.weights)
         # dense forward FLOPs per example, counted once; a step's cost follows the mask's densities
         self.flops = FL.count_model_flops(self.model, self.weights, self.data.spec.input_shape, self.device)
@@ -285,7 +287,7 @@ class Runner:
                 "mask": self.masked.mask,
                 "threshold": self.threshold,
                 "rng": torch.get_rng_state(),
-                "experiment": C.experiment_hash(self.cfg), "seed": self.cfg.seed,  # refuse another run's file
+                "experiment": E.experiment_hash(self.cfg), "seed": self.cfg.seed,  # refuse another run's file
             })
 
     def _check_saved(self, saved: dict) -> None:
@@ -454,7 +456,7 @@ class Runner:
         state = {"round": 0, "epoch": 0, "round_started": False, "records": "[]",
                  "rewind": {}, "epochs_trained": 0, "wall_time_s": 0.0}
         self._new_optimizer()
-        expect = {"experiment": C.experiment_hash(cfg), "seed": cfg.seed}
+        expect = {"experiment": E.experiment_hash(cfg), "seed": cfg.seed}
         if acc.is_main_process:  # decides which checkpoint counts (deleting a damaged one) before the others read
             saved, warning = load_resumable(RunFolder(self.dir), self.device, expect, self._check_saved)
         acc.wait_for_everyone()
@@ -579,7 +581,7 @@ class Runner:
         output_layer, per_class = live_per_class(self.model, mask)
         return {
             "status": "finished", "method": cfg.method, "model": cfg.model.name, "dataset": cfg.data.name,
-            "seed": cfg.seed, "experiment": C.experiment_hash(cfg), "science": C.science_settings(cfg),
+            "seed": cfg.seed, "experiment": E.experiment_hash(cfg), "science": E.science_settings(cfg),
             "round": r, "rounds": self.method.rounds(),
             "target_sparsity": self.method.target_at(r, float(self.budget.epochs)),
             "achieved_sparsity": (prunable_total - alive) / prunable_total,
@@ -652,11 +654,11 @@ def _advance(bar, record: dict) -> None:
                         sparsity=f"{record['sparsity']:.4f}")
 
 
-def run_experiment(cfg: C.Config, out: str | Path, accelerator, force: bool = False,
+def run_experiment(cfg: E.Config, out: str | Path, accelerator, force: bool = False,
                    progress: bool = True) -> Outcome:
     """Run (or resume, or skip) one experiment; the main process writes the run folder."""
-    cfg = C.with_processes(cfg, accelerator.num_processes)  # the process count is science: in the hash
-    run_dir = C.run_dir(cfg, out)
+    cfg = E.with_processes(cfg, accelerator.num_processes)  # the process count is science: in the hash
+    run_dir = E.run_dir(cfg, out)
     folder = RunFolder(run_dir)
     if folder.finished() and not force:
         if accelerator.is_main_process and (folder.has_checkpoint() or (run_dir / ".lock").exists()):

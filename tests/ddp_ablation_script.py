@@ -12,7 +12,7 @@ sys.path[:0] = [str(HERE.parent), str(HERE)]
 
 from accelerate import Accelerator  # noqa: E402
 
-from suite.config import load_config  # noqa: E402
+from suite.experiment import load_config  # noqa: E402
 from suite.masks import count_alive, fingerprint  # noqa: E402
 from suite.run import check_world_size  # noqa: E402
 from suite.trainer import run_experiment  # noqa: E402

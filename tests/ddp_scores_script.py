@@ -20,7 +20,7 @@ from torch import nn  # noqa: E402
 
 from baselines.grasp import Grasp, grasp_scores  # noqa: E402
 from baselines.snip import Snip, snip_scores  # noqa: E402
-from suite.config import load_config  # noqa: E402
+from suite.experiment import load_config  # noqa: E402
 from suite.datasets import build_data  # noqa: E402
 from suite.masks import full_mask, prunable_weights  # noqa: E402
 from suite.selection import select  # noqa: E402

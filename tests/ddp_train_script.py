@@ -9,7 +9,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from accelerate import Accelerator  # noqa: E402
 
-from suite import config as C  # noqa: E402
+from suite import experiment as E  # noqa: E402
 from suite.masks import fingerprint  # noqa: E402
 from suite.run import check_world_size  # noqa: E402
 from suite.trainer import run_experiment  # noqa: E402
@@ -32,7 +32,7 @@ def main() -> None:
     acc = Accelerator(log_with="wandb")
     check_world_size(acc.num_processes)
     for method in methods:
-        cfg = C.load_config(None, rest, method)
+        cfg = E.load_config(None, rest, method)
         runner = run_experiment(cfg, out, acc, progress=False).runner
         prefix = f"{method}_" if method else ""
         (report / f"{prefix}rank_{acc.process_index}.json").write_text(json.dumps({

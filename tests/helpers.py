@@ -1,14 +1,21 @@
 """Running the real CLI as a subprocess, the way users and the sweep run it."""
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import torch
 from safetensors.torch import load_file
+
+from suite import run as RUN
+from suite.results import read_metrics
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -96,3 +103,89 @@ def wandb_records(path):
             buf = data
         elif kind == 3:  # MIDDLE
             buf += data
+
+
+# --- running the CLI in this process, and comparing run folders (shared by the fault tests) ---
+
+def snapshot(root: Path) -> dict[str, str]:
+    """Every file under root with the sha256 of its bytes: to show nothing on disk changed."""
+    return {p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(root.rglob("*")) if p.is_file()} if root.exists() else {}
+
+
+def cli(capsys, main, argv: list[str]) -> tuple[int, list[str], str]:
+    """(exit code, stderr lines, stdout) of an in-process CLI call."""
+    capsys.readouterr()
+    code = main(argv)
+    captured = capsys.readouterr()
+    return code, [line for line in captured.err.splitlines() if line.strip()], captured.out
+
+
+def one_error(lines: list[str], *parts: str) -> str:
+    """stderr is exactly one `error: ...` line, and it names each of `parts`."""
+    assert len(lines) == 1, lines
+    assert lines[0].startswith("error: "), lines
+    for part in parts:
+        assert str(part) in lines[0], (part, lines[0])
+    return lines[0]
+
+
+LONG = [*TINY[:2], "train.epochs=40", *TINY[3:]]  # long enough to signal mid-run
+
+
+def run_main(capsys, out: Path, *extra: str) -> tuple[int, list[str], Path]:
+    code, err, stdout = cli(capsys, RUN.main, ["--no-progress", "--out", str(out), *LONG, *extra])
+    return code, err, Path(stdout.strip().splitlines()[-1]) if stdout.strip() else None
+
+
+def interrupt(out: Path, after_epochs: int, *extra: str) -> Path:
+    """Start the LONG run as a subprocess, SIGTERM it once `after_epochs` epochs are checkpointed."""
+    cmd = [sys.executable, str(ROOT / "suite" / "run.py"), "--no-progress", "--out", str(out), *LONG, *extra]
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 240
+    while time.time() < deadline:
+        found = [p.parent for p in out.rglob("checkpoint.pt") if ".old-" not in p.parent.name]
+        if found and len(read_metrics(found[0] / "metrics.jsonl")) >= after_epochs:
+            break
+        time.sleep(0.005)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 75, err
+    (folder,) = {p.parent for p in out.rglob("checkpoint.pt")}
+    assert not (folder / "result.json").exists(), "the run finished before the signal"
+    return folder
+
+
+def strip(rows: list[dict]) -> list[dict]:
+    return [{k: v for k, v in row.items() if k not in ("epoch_time_s", "images_per_s")} for row in rows]
+
+
+def same_run(a: Path, b: Path) -> None:
+    """Two run folders hold bitwise the same training."""
+    ra, rb = result(a), result(b)
+    for key in ("final_test_accuracy", "final_test_loss", "train_flops", "achieved_sparsity",
+                "prunable_remaining", "layer_sparsity", "experiment"):
+        assert ra[key] == rb[key], key
+    for file in ("mask.safetensors", "model.safetensors"):
+        ta, tb = tensors(a / file), tensors(b / file)
+        assert ta.keys() == tb.keys() and all(torch.equal(ta[k], tb[k]) for k in ta), file
+    assert strip(metrics(a)) == strip(metrics(b))
+    assert [r["epoch"] for r in metrics(b)] == list(range(1, 41))
+
+
+def copy_run(folder: Path, tmp_path: Path) -> tuple[Path, Path]:
+    """A copy of a run folder under a fresh runs folder (same experiment/seed path)."""
+    out = tmp_path / "runs"
+    target = out / folder.parent.name / folder.name
+    shutil.copytree(folder, target)
+    return out, target
+
+
+def epoch_of(path: Path) -> int:
+    return int(torch.load(path, weights_only=True)["epoch"])
+
+
+def a_file(tmp_path: Path) -> Path:
+    path = tmp_path / "notes.txt"
+    path.write_text("keep me\n")
+    return path

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import torch
 
-from suite import config as C
+from suite import experiment as E
 from suite.masks import Mask
 from suite.methods import Context, method_class
 from suite.results import RunFolder
@@ -35,18 +35,18 @@ FITS_TINY_RUN = {
 ABLATION_SOURCE = "snip"
 
 
-def contract_config(name: str, out=None) -> C.Config:
+def contract_config(name: str, out=None) -> E.Config:
     extra = list(FITS_TINY_RUN.get(name, []))
     if method_class(name).ablates:
         if out is None:
             raise ValueError(f"{name} ablates a finished run: give the runs folder that holds its source")
         extra.append(f"ablate.source={source_dir(out)}")
-    return C.load_config(None, [*CONTRACT_RUN, *extra], method=name)
+    return E.load_config(None, [*CONTRACT_RUN, *extra], method=name)
 
 
 def source_dir(out) -> Path:
     """Where the ablations' source run (ABLATION_SOURCE's contract run) lives under `out`."""
-    return C.run_dir(contract_config(ABLATION_SOURCE), out)
+    return E.run_dir(contract_config(ABLATION_SOURCE), out)
 
 
 class ContractBroken(AssertionError):
@@ -114,6 +114,6 @@ def run_checked(name: str, out, accelerator):
             run_checked(ABLATION_SOURCE, out, accelerator)
             accelerator.wait_for_everyone()
     cfg = contract_config(name, out)
-    runner = Runner(cfg, C.run_dir(cfg, out), accelerator)
+    runner = Runner(cfg, E.run_dir(cfg, out), accelerator)
     runner.method = Checked(runner.method)
     return runner, runner.run(progress=False)

@@ -11,7 +11,8 @@ from accelerate import Accelerator
 
 from baselines.snip import snip_scores
 from helpers import ROOT, launch_2proc, run_cli
-from suite import config as C
+from suite import experiment as E
+from suite.errors import ConfigError
 from suite.masks import count_alive, fingerprint, mask_at_sparsity
 from suite.results import RunFolder
 from suite.run import main
@@ -24,7 +25,7 @@ KINDS = ("shuffle", "reinit", "invert")
 
 
 def _train(out, method, *extra):
-    cfg = C.load_config(None, [*TINY, *extra], method=method)
+    cfg = E.load_config(None, [*TINY, *extra], method=method)
     return run_experiment(cfg, out, Accelerator(cpu=True), progress=False).run_dir
 
 
@@ -42,7 +43,7 @@ def sources(tmp_path_factory):
 
 
 def _cfg(kind, source, *extra):
-    return C.load_config(None, [f"ablate.source={source}", *extra], method=kind)
+    return E.load_config(None, [f"ablate.source={source}", *extra], method=kind)
 
 
 def _start(kind, source, tmp_path):
@@ -55,7 +56,7 @@ def _start(kind, source, tmp_path):
 
 def _source_init(source, tmp_path):
     """The weights the source run started from, rebuilt by a Runner of the source's own config."""
-    cfg = C.from_dict(json.loads((source / "config.json").read_text()))
+    cfg = E.from_dict(json.loads((source / "config.json").read_text()))
     return Runner(cfg, tmp_path / "source", Accelerator(cpu=True)).model.state_dict()
 
 
@@ -215,21 +216,21 @@ def test_an_ablation_trains_the_mask_it_started_with_under_the_source_budget(kin
 
 def test_the_source_enters_the_hash_and_its_path_does_not(sources, tmp_path):
     snip = json.loads((sources["snip"] / "result.json").read_text())
-    science = C.science_settings(_cfg("shuffle", sources["snip"]))
+    science = E.science_settings(_cfg("shuffle", sources["snip"]))
     assert science == {"method": "shuffle", "ablate.source_experiment": snip["experiment"],
                        "ablate.source_method": "snip", "data.name": "synthetic", "model.name": "tiny_mlp",
                        "prune.target_sparsity": 0.8, "train.batch_size": 64, "train.epochs": 2, "train.lr": 0.05}
     moved = tmp_path / "elsewhere" / sources["snip"].parent.name / "seed_42"  # the folder moved whole
     shutil.copytree(sources["snip"], moved)
-    assert C.experiment_hash(_cfg("shuffle", moved)) == C.experiment_hash(_cfg("shuffle", sources["snip"]))
-    hashes = {kind: C.experiment_hash(_cfg(kind, sources["snip"])) for kind in KINDS}
+    assert E.experiment_hash(_cfg("shuffle", moved)) == E.experiment_hash(_cfg("shuffle", sources["snip"]))
+    hashes = {kind: E.experiment_hash(_cfg(kind, sources["snip"])) for kind in KINDS}
     assert len(set(hashes.values())) == 3
     lth = sources["lth"]
-    chain = {name: C.experiment_hash(_cfg("shuffle", path))
+    chain = {name: E.experiment_hash(_cfg("shuffle", path))
              for name, path in (("final", lth), ("round_2", lth / "round_2"), ("round_1", lth / "round_1"))}
     assert chain["final"] == chain["round_2"] != chain["round_1"]  # the chain's last round is its final result
     assert _cfg("shuffle", lth / "round_1").ablate.source_round == 1
-    assert C.science_settings(_cfg("shuffle", lth))["ablate.source_round"] == 2
+    assert E.science_settings(_cfg("shuffle", lth))["ablate.source_round"] == 2
     assert chain["final"] not in hashes.values()
 
 
@@ -315,7 +316,7 @@ def test_a_damaged_source_mask_is_one_error_line(sources, tmp_path):
     damaged = tmp_path / "damaged" / "seed_42"
     shutil.copytree(sources["snip"], damaged)
     (damaged / "mask.safetensors").write_bytes(b"not a safetensors file")
-    with pytest.raises(C.ConfigError) as e:  # when the config reads its source, before anything trains
+    with pytest.raises(ConfigError) as e:  # when the config reads its source, before anything trains
         runner = Runner(_cfg("shuffle", damaged), tmp_path / "run", Accelerator(cpu=True))
         runner.method.start_round(0, runner.ctx, runner.masked.mask)
     # the one rule of what a finished result is (suite.results.read_result) already refuses it
@@ -329,11 +330,11 @@ def test_a_killed_ablation_resumes_to_the_uninterrupted_result(tmp_path):
     from helpers import kill_at_epoch, metrics, tensors
     slow = ["data.name=synthetic", "data.synthetic_train=6000", "data.synthetic_shape=[1,28,28]",
             "model.name=lenet300", "train.batch_size=50", "wandb.mode=disabled"]
-    source = run_experiment(C.load_config(None, [*slow, "train.epochs=1", "prune.target_sparsity=0.9"],
+    source = run_experiment(E.load_config(None, [*slow, "train.epochs=1", "prune.target_sparsity=0.9"],
                                           method="snip"), tmp_path / "source", Accelerator(cpu=True),
                             progress=False).run_dir
     args = ["--method", "reinit", f"ablate.source={source}", "train.epochs=6"]
-    cfg = C.load_config(None, args[2:], method="reinit")
+    cfg = E.load_config(None, args[2:], method="reinit")
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # as the killed run.py (OMP_NUM_THREADS=1): bitwise only at one thread count
     try:
@@ -360,7 +361,7 @@ def test_the_report_tests_each_ablation_against_its_source(tmp_path):
     sources = [_train(tmp_path, "snip", "prune.target_sparsity=0.8", f"seed={seed}") for seed in (1, 2)]
     for kind in ("shuffle", "reinit"):
         for source in sources:
-            cfg = C.load_config(None, [f"ablate.source={source}", "wandb.mode=disabled"], method=kind)
+            cfg = E.load_config(None, [f"ablate.source={source}", "wandb.mode=disabled"], method=kind)
             run_experiment(cfg, tmp_path, Accelerator(cpu=True), progress=False)
     acc = {p.parent.name + p.parent.parent.name.split("-")[0]: json.loads(p.read_text())["final_test_accuracy"]
            for p in tmp_path.glob("*/seed_*/result.json")}
@@ -495,8 +496,8 @@ def test_an_ablation_source_path_is_read_verbatim(sources, tmp_path, capsys):
     for name in ("with #hash", "with: colon"):
         copy = tmp_path / name / sources["snip"].parent.name / "seed_42"
         shutil.copytree(sources["snip"], copy)
-        cfg = C.load_config(None, [f"ablate.source={copy}"], method="reinit")
+        cfg = E.load_config(None, [f"ablate.source={copy}"], method="reinit")
         assert cfg.ablate.source == str(copy)
         assert cfg.ablate.source_experiment == json.loads((copy / "result.json").read_text())["experiment"]
-    assert C.parse_override("data.root=../data #2") == ("data.root", "../data #2")
-    assert C.parse_override("train.lr=0.01 # a comment") == ("train.lr", 0.01)  # other settings stay YAML
+    assert E.parse_override("data.root=../data #2") == ("data.root", "../data #2")
+    assert E.parse_override("train.lr=0.01 # a comment") == ("train.lr", 0.01)  # other settings stay YAML

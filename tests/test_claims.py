@@ -11,7 +11,7 @@ from scipy import stats as sps
 
 from helpers import ROOT
 from suite import stats
-from suite.config import ConfigError
+from suite.errors import ConfigError
 from suite.report import claims as K
 from suite.report.load import Group, Run
 
@@ -216,13 +216,13 @@ TINY = ["data.name=synthetic", "model.name=tiny_mlp", "train.epochs=4", "train.b
 def tiny(tmp_path_factory):
     from accelerate import Accelerator
 
-    from suite import config as C
+    from suite import experiment as E
     from suite.trainer import run_experiment
     out = tmp_path_factory.mktemp("tiny")
-    source = run_experiment(C.load_config(None, [*TINY, "prune.target_sparsity=0.9", "prune.t_end=3",
+    source = run_experiment(E.load_config(None, [*TINY, "prune.target_sparsity=0.9", "prune.t_end=3",
                                                  "prune.schedule=exponential"], "progressive"),
                             out, Accelerator(cpu=True), progress=False)
-    ticket = run_experiment(C.load_config(None, [f"ablate.source={source.run_dir}", "wandb.mode=disabled"], "ticket"),
+    ticket = run_experiment(E.load_config(None, [f"ablate.source={source.run_dir}", "wandb.mode=disabled"], "ticket"),
                             out, Accelerator(cpu=True), progress=False)
     return source, ticket
 

@@ -7,8 +7,8 @@ import torch
 from accelerate import Accelerator
 from torch import nn
 
-from suite import config as C
 from suite import cost
+from suite import experiment as E
 from suite import masks as M
 from suite.data import DataSpec
 from suite.models import build_model
@@ -94,7 +94,7 @@ def test_cost_rows_speed_up_and_size_ratio():
 
 
 def test_cost_command_on_a_finished_run_writes_cost_json(tmp_path, capsys):
-    cfg = C.load_config(None, [*TINY, "train.epochs=2", "wandb.mode=disabled", "prune.structure=channel",
+    cfg = E.load_config(None, [*TINY, "train.epochs=2", "wandb.mode=disabled", "prune.structure=channel",
                                "prune.keep_last_dense=true", "prune.target_sparsity=0.5"])
     folder = run_experiment(cfg, tmp_path, Accelerator(cpu=True), progress=False).run_dir
     assert cost.main([str(folder), "--device", "cpu", "--warmup", "0", "--repeats", "1"]) == 0
@@ -184,7 +184,7 @@ def test_cost_measures_at_a_fixed_thread_count(asked, omp, chosen, monkeypatch):
 def test_cost_under_load_is_written_flagged_and_warned(tmp_path, capsys, monkeypatch):
     """Before: a 550x speed-up measured at torch's default threads under load went into cost.json unflagged."""
     from suite.threads import available_cores
-    cfg = C.load_config(None, [*TINY, "train.epochs=2", "wandb.mode=disabled"])
+    cfg = E.load_config(None, [*TINY, "train.epochs=2", "wandb.mode=disabled"])
     folder = run_experiment(cfg, tmp_path, Accelerator(cpu=True), progress=False).run_dir
     capsys.readouterr()  # the run's own lines
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
@@ -215,10 +215,10 @@ def test_cost_of_a_finished_ablation_reads_its_own_config_only(tmp_path, monkeyp
     here.mkdir()
     monkeypatch.chdir(here)
     tiny = [*TINY, "train.epochs=1", "wandb.mode=disabled", "prune.target_sparsity=0.8"]
-    source = run_experiment(C.load_config(None, tiny, method="snip"), "runs", Accelerator(cpu=True), progress=False)
+    source = run_experiment(E.load_config(None, tiny, method="snip"), "runs", Accelerator(cpu=True), progress=False)
     relative = source.run_dir  # runs/<experiment>/seed_42: a path from this directory
     assert not relative.is_absolute()
-    ablation = run_experiment(C.load_config(None, [f"ablate.source={relative}"], method="shuffle"), "runs",
+    ablation = run_experiment(E.load_config(None, [f"ablate.source={relative}"], method="shuffle"), "runs",
                               Accelerator(cpu=True), progress=False).run_dir.resolve()
     (here / relative.parent).rename(tmp_path / "moved")  # the source moved away
     monkeypatch.chdir(tmp_path)  # and another directory
@@ -233,7 +233,7 @@ def test_cost_of_a_finished_ablation_reads_its_own_config_only(tmp_path, monkeyp
 def test_a_mask_of_other_shapes_is_one_line_exit_2(tmp_path, capsys):
     """Issue 25, case 13: the right layer names in other shapes exited 1 "unexpected RuntimeError"."""
     from suite.results import RunFolder, save_tensors
-    cfg = C.load_config(None, [*TINY, "train.epochs=2", "wandb.mode=disabled"])
+    cfg = E.load_config(None, [*TINY, "train.epochs=2", "wandb.mode=disabled"])
     folder = run_experiment(cfg, tmp_path, Accelerator(cpu=True), progress=False).run_dir
     mask = RunFolder(folder).read_mask()
     save_tensors(folder / "mask.safetensors", {n: (m.t().contiguous() if n == "fc1.weight" else m) for n, m in mask.items()})

@@ -1,6 +1,7 @@
 """Datasets and loaders: index plans, rank shards, the two loaders' equality, the augmentation
 (exact against torchvision's PIL ops; same distribution in both loaders), real-data values."""
 import dataclasses
+import gzip
 import hashlib
 import math
 import random
@@ -13,12 +14,17 @@ import torch
 import torchvision.transforms.functional as TF
 from PIL import Image
 
-from suite.config import ConfigError, DataConfig
+from helpers import cli, one_error, snapshot
+from suite import run as RUN
+from suite.config import DataConfig
 from suite.data import (CROP_PADDING, JITTER, color_jitter, crop_flip, draw_augment_params, epoch_permutation,
                         generator, shard_global_batches, validation_indices)
 from suite.datasets import build_data
 from suite.datasets.cifar10 import CIFAR_MEAN, CIFAR_STD
-from suite.datasets.mnist import MNIST_FILES
+from suite.datasets.cifar10_subset import Cifar10Subset
+from suite.datasets.mnist import MNIST_FILES, _mnist_root
+from suite.errors import ConfigError
+from suite.exits import EXIT_BAD_INPUT
 
 SHARED = Path(__file__).parents[2] / "shared" / "data"
 needs_shared = pytest.mark.skipif(not SHARED.is_dir(), reason=f"offline data not found at {SHARED}")
@@ -504,3 +510,159 @@ def test_a_cached_mnist1d_loads_without_importing_the_package(cache):
                           cwd=Path(__file__).resolve().parents[1])
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.split("\n")[0] == "4000 []"
+
+
+# --- bad input and faults: one clear line and an exit code, or a recovery ------------------------
+
+def idx_images(n: int, rows: int = 28, cols: int = 28, magic: int = 0x803) -> bytes:
+    head = magic.to_bytes(4, "big") + n.to_bytes(4, "big") + rows.to_bytes(4, "big") + cols.to_bytes(4, "big")
+    return head + bytes((i * 7) % 256 for i in range(n * rows * cols))
+
+
+def idx_labels(n: int, magic: int = 0x801) -> bytes:
+    return magic.to_bytes(4, "big") + n.to_bytes(4, "big") + bytes(i % 10 for i in range(n))
+
+
+def fake_mnist(root: Path, n_train: int = 20, n_test: int = 10, **bad: bytes) -> Path:
+    """A tiny MNIST/raw of .gz IDX files; `bad` replaces a file's gzip bytes (key: file stem with _)."""
+    raw = root / "MNIST" / "raw"
+    raw.mkdir(parents=True, exist_ok=True)
+    files = {"train-images-idx3-ubyte": idx_images(n_train), "train-labels-idx1-ubyte": idx_labels(n_train),
+             "t10k-images-idx3-ubyte": idx_images(n_test), "t10k-labels-idx1-ubyte": idx_labels(n_test)}
+    for name, data in files.items():
+        gz = bad.get(name.replace("-", "_"))
+        (raw / f"{name}.gz").write_bytes(gz if gz is not None else gzip.compress(data, mtime=0))
+    return raw
+
+
+GOOD_GZ = gzip.compress(idx_images(20), mtime=0)
+
+
+DATA_CASES = {
+    "truncated .gz": (dict(train_images_idx3_ubyte=GOOD_GZ[:len(GOOD_GZ) // 2]), "train-images-idx3-ubyte.gz",
+                      "not a complete gzip file"),
+    "empty .gz": (dict(train_images_idx3_ubyte=b""), "train-images-idx3-ubyte.gz", "shorter than its header"),
+    "garbage, not gzip": (dict(train_images_idx3_ubyte=b"hello world" * 10), "train-images-idx3-ubyte.gz",
+                          "not a complete gzip file"),
+    "wrong magic": (dict(train_images_idx3_ubyte=gzip.compress(idx_images(20, magic=0x801))),
+                    "train-images-idx3-ubyte.gz", "magic number 0x00000801"),
+    "wrong image size": (dict(train_images_idx3_ubyte=gzip.compress(idx_images(20, rows=27))),
+                         "train-images-idx3-ubyte.gz", "images are 27x28"),
+    "count beyond the data": (dict(t10k_labels_idx1_ubyte=gzip.compress(idx_labels(10)[:-3])),
+                              "t10k-labels-idx1-ubyte.gz", "the header says 10 labels"),
+    "labels and images disagree": (dict(train_labels_idx1_ubyte=gzip.compress(idx_labels(19))),
+                                   "train-labels-idx1-ubyte.gz", "19 labels for 20 images"),
+}
+
+
+@pytest.mark.usefixtures("quiet")
+@pytest.mark.parametrize("case", DATA_CASES)
+def test_bad_mnist_file_is_one_line_exit_2(case, tmp_path, capsys):
+    bad, name, part = DATA_CASES[case]
+    raw = fake_mnist(tmp_path / "data", **bad)
+    before = snapshot(tmp_path / "data")
+    code, err, _ = cli(capsys, RUN.main, ["--out", str(tmp_path / "runs"), "data.name=mnist", "model.name=lenet300",
+                                          f"data.root={tmp_path / 'data'}", f"data.cache_dir={tmp_path / 'cache'}",
+                                          "train.batch_size=10", "train.epochs=1"])
+    assert code == EXIT_BAD_INPUT
+    one_error(err, raw / name, part)
+    assert snapshot(tmp_path / "data") == before
+    assert not list((tmp_path / "runs").rglob("result.json"))
+
+
+@pytest.mark.usefixtures("quiet")
+def test_bad_uncompressed_mnist_file_is_one_line(tmp_path, capsys):
+    raw = tmp_path / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    for name, data in (("train-images-idx3-ubyte", idx_images(20)), ("train-labels-idx1-ubyte", idx_labels(20)),
+                       ("t10k-images-idx3-ubyte", idx_images(10)[:-1]), ("t10k-labels-idx1-ubyte", idx_labels(10))):
+        (raw / name).write_bytes(data)
+    code, err, _ = cli(capsys, RUN.main, ["--out", str(tmp_path / "runs"), "data.name=mnist", "model.name=lenet300",
+                                          f"data.root={tmp_path}", "train.batch_size=10", "train.epochs=1"])
+    assert code == EXIT_BAD_INPUT
+    one_error(err, raw / "t10k-images-idx3-ubyte", "the header says 10 images", "truncated or corrupt")
+
+
+@pytest.mark.usefixtures("quiet")
+def test_poisoned_cache_is_rebuilt_and_a_good_cache_kept(tmp_path):
+    raw = fake_mnist(tmp_path / "data")
+    cfg = DataConfig(name="mnist", root=str(tmp_path / "data"), cache_dir=str(tmp_path / "cache"))
+    cached = _mnist_root(cfg) / "MNIST" / "raw"
+    good = {f: (cached / f).read_bytes() for f in ("train-images-idx3-ubyte", "t10k-images-idx3-ubyte")}
+    stamp = (cached / "t10k-images-idx3-ubyte").stat().st_mtime_ns
+    # a kill (or a full disk) left a damaged copy in the cache, with its note intact
+    (cached / "train-images-idx3-ubyte").write_bytes(good["train-images-idx3-ubyte"][:100])
+    _mnist_root(cfg)
+    assert (cached / "train-images-idx3-ubyte").read_bytes() == good["train-images-idx3-ubyte"]
+    assert (cached / "t10k-images-idx3-ubyte").stat().st_mtime_ns == stamp  # the good copy was reused
+    # the source changes (a fixed .gz): the cache follows it
+    new = idx_images(30)
+    (raw / "train-images-idx3-ubyte.gz").write_bytes(gzip.compress(new))
+    (raw / "train-labels-idx1-ubyte.gz").write_bytes(gzip.compress(idx_labels(30)))
+    _mnist_root(cfg)
+    assert (cached / "train-images-idx3-ubyte").read_bytes() == new
+    assert not list(cached.glob(".*.tmp"))
+
+
+@pytest.mark.usefixtures("quiet")
+def test_fixed_gz_after_a_bad_one_is_used(tmp_path):
+    bad = fake_mnist(tmp_path / "data", train_images_idx3_ubyte=GOOD_GZ[:50])
+    cfg = DataConfig(name="mnist", root=str(tmp_path / "data"), cache_dir=str(tmp_path / "cache"))
+    with pytest.raises(ConfigError, match="not a complete gzip file"):
+        _mnist_root(cfg)
+    (bad / "train-images-idx3-ubyte.gz").write_bytes(GOOD_GZ)
+    cached = _mnist_root(cfg) / "MNIST" / "raw"
+    assert (cached / "train-images-idx3-ubyte").read_bytes() == idx_images(20)
+
+
+def write_npz(path: Path, **arrays) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "wb") as f:
+        np.savez(f, **arrays)
+
+
+GOOD_NPZ = dict(x_train=np.zeros((4, 32, 32, 3), np.uint8), y_train=np.arange(4),
+                x_test=np.zeros((2, 32, 32, 3), np.uint8), y_test=np.arange(2))
+
+
+NPZ_CASES = {
+    "an array missing": ({k: v for k, v in GOOD_NPZ.items() if k != "y_test"}, "lacks the arrays y_test"),
+    "float images": ({**GOOD_NPZ, "x_train": np.zeros((4, 32, 32, 3), np.float32)}, "x_train is float32"),
+    "wrong image shape": ({**GOOD_NPZ, "x_test": np.zeros((2, 3, 32, 32), np.uint8)}, "x_test is uint8 (2, 3, 32, 32)"),
+    "a label per image missing": ({**GOOD_NPZ, "y_train": np.arange(3)}, "y_train is int64 (3,)"),
+    "labels beyond 9": ({**GOOD_NPZ, "y_test": np.array([0, 12])}, "labels outside 0..9"),
+}
+
+
+@pytest.mark.usefixtures("quiet")
+@pytest.mark.parametrize("case", NPZ_CASES)
+def test_bad_npz_is_one_error_naming_the_file(case, tmp_path):
+    arrays, part = NPZ_CASES[case]
+    path = tmp_path / "cifar10-subset" / "cifar10_exact_subset.npz"
+    write_npz(path, **arrays)
+    with pytest.raises(ConfigError) as e:
+        Cifar10Subset().load(DataConfig(name="cifar10_subset", root=str(tmp_path)))
+    assert str(e.value).startswith(f"{path}: ") and part in str(e.value) and "\n" not in str(e.value)
+
+
+@pytest.mark.usefixtures("quiet")
+def test_npz_that_is_not_a_zip_exits_2(tmp_path, capsys):
+    path = tmp_path / "cifar10-subset" / "cifar10_exact_subset.npz"
+    path.parent.mkdir()
+    path.write_bytes(b"PK\x03\x04 not really")
+    code, err, _ = cli(capsys, RUN.main, ["--out", str(tmp_path / "runs"), "data.name=cifar10_subset",
+                                          f"data.root={tmp_path}", "model.name=tiny_mlp", "train.epochs=1"])
+    assert code == EXIT_BAD_INPUT
+    one_error(err, path, "not a readable .npz file")
+
+
+@pytest.mark.usefixtures("quiet")
+def test_corrupt_cifar10_fails_torchvisions_check(tmp_path, capsys):
+    folder = tmp_path / "cifar-10-batches-py"
+    folder.mkdir()
+    for name in ("data_batch_1", "data_batch_2", "data_batch_3", "data_batch_4", "data_batch_5", "test_batch"):
+        (folder / name).write_bytes(b"\x80\x04garbage")
+    code, err, _ = cli(capsys, RUN.main, ["--out", str(tmp_path / "runs"), "data.name=cifar10",
+                                          f"data.root={tmp_path}", "model.name=tiny_mlp", "train.epochs=1"])
+    assert code == EXIT_BAD_INPUT
+    one_error(err, folder, "incomplete or corrupt")

@@ -130,7 +130,7 @@ def test_a_two_process_run_after_a_one_process_run_is_its_own_experiment(tmp_pat
     1-process run to float rounding (the runs part later, where pruning thresholds meet near-ties)."""
     from helpers import metrics, run_cli, run_folder
 
-    from suite import config as C
+    from suite import experiment as E
     single = run_cli(["--out", str(tmp_path), *ONE_EPOCH])
     assert single.returncode == 0, single.stderr
     proc = launch_2proc([str(ROOT / "suite" / "run.py"), "--no-progress", "--out", str(tmp_path), *ONE_EPOCH])
@@ -138,11 +138,11 @@ def test_a_two_process_run_after_a_one_process_run_is_its_own_experiment(tmp_pat
     assert "already finished" not in proc.stderr
     assert "threads: 1 per process (OMP_NUM_THREADS)" in proc.stderr.splitlines()  # was silent under the launcher
     one, two = run_folder(single.stdout), run_folder(proc.stdout)
-    cfg = C.load_config(None, ONE_EPOCH)
-    assert one == C.run_dir(cfg, tmp_path) and C.experiment_hash(cfg) == result(one)["experiment"]
-    two_cfg = C.with_processes(cfg, 2)
-    assert two == C.run_dir(two_cfg, tmp_path) != one
-    assert (result(two)["experiment"], result(two)["world_size"]) == (C.experiment_hash(two_cfg), 2)
+    cfg = E.load_config(None, ONE_EPOCH)
+    assert one == E.run_dir(cfg, tmp_path) and E.experiment_hash(cfg) == result(one)["experiment"]
+    two_cfg = E.with_processes(cfg, 2)
+    assert two == E.run_dir(two_cfg, tmp_path) != one
+    assert (result(two)["experiment"], result(two)["world_size"]) == (E.experiment_hash(two_cfg), 2)
     assert result(two)["config"]["train"]["processes"] == 2 and result(one)["config"]["train"]["processes"] == 1
     first = metrics(one)[0], metrics(two)[0]
     assert abs(first[0]["train_loss"] - first[1]["train_loss"]) <= 1e-6 * first[0]["train_loss"]
@@ -170,7 +170,7 @@ LM_DDP = ["data.name=synthetic", "model.name=tiny_mlp", "train.steps=12", "train
 
 def test_clipping_under_ddp_sees_the_global_gradient_norm(tmp_path):
     from accelerate import Accelerator
-    from suite import config as C
+    from suite import experiment as E
     from suite.trainer import Runner
     out, report = tmp_path / "runs", tmp_path / "ranks"
     report.mkdir()
@@ -180,7 +180,7 @@ def test_clipping_under_ddp_sees_the_global_gradient_norm(tmp_path):
     ranks = [json.loads((report / f"rank_{i}.json").read_text()) for i in (0, 1)]
     assert ranks[0]["weights"] == ranks[1]["weights"] and ranks[0]["mask"] == ranks[1]["mask"]
     two = [json.loads(line) for line in next(out.rglob("metrics.jsonl")).read_text().splitlines()]
-    one = Runner(C.load_config(None, LM_DDP), tmp_path / "one", Accelerator(cpu=True))
+    one = Runner(E.load_config(None, LM_DDP), tmp_path / "one", Accelerator(cpu=True))
     one.run(progress=False)
     single = [json.loads(line) for line in (tmp_path / "one" / "metrics.jsonl").read_text().splitlines()]
     assert [r["steps"] for r in two] == [r["steps"] for r in single] == [8, 4]

@@ -6,7 +6,7 @@ from accelerate import Accelerator
 from torch.utils.flop_counter import FlopCounterMode
 
 from helpers import TINY
-from suite import config as C
+from suite import experiment as E
 from suite import flops as FL
 from suite import masks as M
 from suite.methods import PruningMethod
@@ -20,7 +20,7 @@ RUN = [*TINY, "train.epochs=2", "wandb.mode=disabled"]
 
 
 def _run(tmp_path, method, *overrides):
-    cfg = C.load_config(None, [*RUN, *overrides], method=method)
+    cfg = E.load_config(None, [*RUN, *overrides], method=method)
     runner = Runner(cfg, tmp_path, Accelerator(cpu=True))
     result = runner.run(progress=False)
     return runner, result
@@ -85,7 +85,7 @@ class HalveAtStep3(PruningMethod):
 
 
 def test_mask_changes_mid_epoch_and_dense_gradient_steps(tmp_path):
-    cfg = C.load_config(None, RUN, method="dense")
+    cfg = E.load_config(None, RUN, method="dense")
     runner = Runner(cfg, tmp_path, Accelerator(cpu=True))
     runner.method = HalveAtStep3(cfg)
     runner._new_optimizer()
@@ -97,7 +97,7 @@ def test_mask_changes_mid_epoch_and_dense_gradient_steps(tmp_path):
 
 
 def test_a_hook_step_that_updates_nothing_pays_no_dense_gradient(tmp_path):
-    cfg = C.load_config(None, RUN, method="dense")
+    cfg = E.load_config(None, RUN, method="dense")
     runner = Runner(cfg, tmp_path, Accelerator(cpu=True))
     runner.method = HalveAtStep3(cfg)
     runner.method.skip_from = 6  # step 6 returns None

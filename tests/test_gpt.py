@@ -7,6 +7,7 @@ import torch
 from accelerate import Accelerator
 
 from suite import config as C
+from suite import experiment as E
 from suite import masks as M
 from suite.data import DataSpec
 from suite.errors import ConfigError
@@ -106,7 +107,7 @@ TINY_GPT = ["data.name=synthetic_text", "data.synthetic_train=3000", "data.conte
 
 
 def train(tmp_path, method: str, *extra: str) -> dict:
-    cfg = C.load_config(None, [*TINY_GPT, *extra], method)
+    cfg = E.load_config(None, [*TINY_GPT, *extra], method)
     return Runner(cfg, tmp_path / method / str(abs(hash(extra))), Accelerator(cpu=True)).run(progress=False)
 
 
@@ -147,8 +148,8 @@ def test_include_makes_the_head_prunable(tmp_path):
     assert r["prunable_total"] == 24_576 + 20 * 32
     assert "lm_head.weight" in r["prunable_set"] and "lm_head.weight" not in r["dense_set"]
     assert r["prunable_total"] - r["prunable_remaining"] == round(0.8 * (24_576 + 640))
-    assert C.experiment_hash(C.load_config(None, [*TINY_GPT, "prune.include=[head]"], "snip")) != \
-        C.experiment_hash(C.load_config(None, TINY_GPT, "snip"))
+    assert E.experiment_hash(E.load_config(None, [*TINY_GPT, "prune.include=[head]"], "snip")) != \
+        E.experiment_hash(E.load_config(None, TINY_GPT, "snip"))
 
 
 def test_the_cli_names_the_datasets_primary_metric(tmp_path):
@@ -163,7 +164,7 @@ def test_the_cli_names_the_datasets_primary_metric(tmp_path):
 
 
 def test_the_gpt_flops_count_attention_beside_the_block_matrices(tmp_path):
-    cfg = C.load_config(None, TINY_GPT, "dense")
+    cfg = E.load_config(None, TINY_GPT, "dense")
     flops = Runner(cfg, tmp_path, Accelerator(cpu=True)).flops
     T_, C_, V, L = 16, 32, 20, 2  # context, width, vocabulary, blocks
     block = 2 * T_ * C_ * 3 * C_ + 2 * T_ * C_ * C_ + 2 * (2 * T_ * C_ * 4 * C_)  # qkv, proj, MLP up and down

@@ -4,13 +4,13 @@ import torch
 from accelerate import Accelerator
 
 from helpers import TINY
-from suite import config as C
+from suite import experiment as E
 from suite.methods import PruningMethod
 from suite.trainer import Runner, RunFailed
 
 
 def _runner(tmp_path, method_cls):
-    cfg = C.load_config(None, [*TINY, "wandb.mode=disabled"], method="dense")
+    cfg = E.load_config(None, [*TINY, "wandb.mode=disabled"], method="dense")
     runner = Runner(cfg, tmp_path, Accelerator(cpu=True))
     runner.method = method_cls(cfg)
     runner._new_optimizer()

@@ -6,7 +6,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from baselines.lth import LotteryTicket, lth_levels, lth_sparsity
-from suite.config import load_config
+from suite.experiment import load_config
 from suite.masks import count_alive, layer_sparsity, full_mask, n_zeros_for, prunable_weights
 from suite.schedules import Budget
 from suite.methods import METHODS, Context, build_method

@@ -125,7 +125,8 @@ def test_set_resumes_bitwise_after_sigkill(tmp_path):
     (["oneshot.lr=rewind"], "oneshot.lr: 'rewind' is not one of restart, continue"),
 ])
 def test_bad_settings_name_the_key(args, message):
-    from suite.config import ConfigError, load_config
+    from suite.errors import ConfigError
+    from suite.experiment import load_config
     method = args[0].split(".")[0]
     with pytest.raises(ConfigError) as e:
         load_config(None, [*TINY, *args], method=method)
@@ -140,7 +141,7 @@ def test_a_bad_setting_from_the_cli_is_one_line_and_exit_2(tmp_path):
 
 
 def test_help_lists_the_new_settings_with_their_defaults():
-    from suite.config import help_lines
+    from suite.experiment import help_lines
     lines = help_lines()
     for start in ("  synflow.iterations (int) = 100  # ", "  rigl.update_every (int) = 100  # ",
                   "  rigl.t_end (float) = 0.75  # ", "  rigl.drop_fraction (float) = 0.3  # ",
@@ -150,7 +151,7 @@ def test_help_lists_the_new_settings_with_their_defaults():
 
 
 def test_gmp_is_progressive_with_zhu_and_gupta_defaults(runs):
-    from suite.config import load_config
+    from suite.experiment import load_config
     gmp = load_config(None, [], method="gmp").prune
     assert (gmp.schedule, gmp.distribution, gmp.update_every_steps) == ("cubic", "uniform", 100)
     preset = load_config("configs/presets/gmp.yaml")

@@ -6,9 +6,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from suite.config import ConfigError, DataConfig
+from suite.config import DataConfig
 from suite.data import DataSpec
 from suite.datasets import build_data
+from suite.errors import ConfigError
 from suite.masks import prunable_weights
 from suite.models import MODELS, build_model
 

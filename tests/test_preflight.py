@@ -1,13 +1,14 @@
 """suite.preflight: what a run can be refused for before any data loads or any folder is made."""
 import pytest
 
-from suite import config as C
+from suite import experiment as E
+from suite.errors import ConfigError
 from suite.preflight import check_run
 
 
 def _refused(*overrides, method="progressive"):
-    with pytest.raises(C.ConfigError) as e:
-        check_run(C.load_config(None, list(overrides), method=method), files=False)
+    with pytest.raises(ConfigError) as e:
+        check_run(E.load_config(None, list(overrides), method=method), files=False)
     return str(e.value)
 
 
@@ -19,4 +20,4 @@ def test_a_validation_split_that_takes_the_whole_training_set_is_blamed_on_val_s
     assert _refused("data.val_size=4000").startswith("data.val_size: 4000 leaves no training examples of mnist1d")
     assert _refused("data.val_size=3900") == ("train.batch_size: 128 is larger than the training set (100 "
                                               "examples after data.val_size=3900 held out)")
-    check_run(C.load_config(None, ["data.val_size=3872"]), files=False)  # 128 left: one batch
+    check_run(E.load_config(None, ["data.val_size=3872"]), files=False)  # 128 left: one batch

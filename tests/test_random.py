@@ -3,7 +3,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from baselines.random import RandomPruning, mask_seed, random_scores
-from suite.config import load_config
+from suite.experiment import load_config
 from suite.masks import count_alive, full_mask, layer_sparsity, prunable_weights
 from suite.methods import Context, build_method
 from suite.selection import select

@@ -6,6 +6,7 @@ import io
 import json
 import math
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -13,9 +14,14 @@ from pathlib import Path
 import pytest
 from scipy import stats as sps
 
+from helpers import ROOT, cli, copy_run, env, one_error
+import launch as S
 from suite import report
-from suite.config import (Config, ConfigError, DataConfig, ModelConfig, PruneConfig, TrainConfig,
-                          experiment_hash, run_dir, science_settings, to_dict)
+from suite import report as R
+from suite.config import DataConfig, ModelConfig, PruneConfig, TrainConfig, to_dict
+from suite.errors import ConfigError
+from suite.exits import EXIT_FAILED
+from suite.experiment import Config, experiment_hash, run_dir, science_settings
 
 REPO = Path(__file__).resolve().parent.parent
 T_975_DF2 = 0.95 * math.sqrt(2 / (1 - 0.95 ** 2))  # t_{0.975, 2}, inverse of F(t) = 1/2 + t / (2 sqrt(2 + t^2))
@@ -490,7 +496,7 @@ def test_wandb_disabled_pushes_nothing(tmp_path, monkeypatch):
 
 def test_report_package_imports_only_downward_and_no_private_names():
     """Each module of suite/report imports only the modules below it (the order of suite/report/__init__.py's
-    docstring) and never another module's private names; suite.methods never imports suite.config."""
+    docstring) and never another module's private names."""
     import ast
     order = ["fmt", "load", "labels", "export", "published", "tables", "claims", "build", "render", "figures", "study",
              "cli"]
@@ -504,11 +510,6 @@ def test_report_package_imports_only_downward_and_no_private_names():
                 assert not any(a.name.startswith("_") for a in node.names), f"{name}: {ast.dump(node)}"
             if isinstance(node, ast.ImportFrom) and node.module == "suite":
                 assert all(a.name not in ("report", "plots", "study") for a in node.names), name
-    methods = ast.parse((REPO / "suite" / "methods.py").read_text())
-    type_only = [n for n in methods.body if isinstance(n, ast.If) and ast.unparse(n.test) == "TYPE_CHECKING"]
-    allowed = {id(x) for block in type_only for x in ast.walk(block)}
-    assert not [n for n in ast.walk(methods) if isinstance(n, ast.ImportFrom) and n.module == "suite.config"
-                and id(n) not in allowed]
 
 
 # --- one test per row: Holm within the sparsity, CIs that agree with the verdicts --------------------
@@ -960,3 +961,96 @@ def test_a_cost_json_with_other_batch_sizes_keeps_the_report(tmp_path):
     assert (rows["b"]["latency_ms_b32"], rows["b"]["latency_ms_b64"]) == (None, 4.0)
     assert [c.header for c in table.columns if c.header.startswith("ms b")] == ["ms b1", "ms b32", "ms b64", "ms b256"]
     assert "Speed-up b64" in report.render_markdown(report.build_report(tmp_path))  # rendered, no KeyError
+
+
+# --- bad input and faults: one clear line and an exit code, or a recovery ------------------------
+
+@pytest.mark.usefixtures("quiet")
+def test_report_lists_a_nan_accuracy_as_invalid_with_its_path(straight, tmp_path):
+    out = tmp_path / "runs"
+    for seed in (1, 2, 3):
+        target = out / straight.parent.name / f"seed_{seed}"
+        shutil.copytree(straight, target)
+        data = json.loads((target / "result.json").read_text())
+        (target / "result.json").write_text(json.dumps({**data, "seed": seed}))
+    bad = out / straight.parent.name / "seed_3" / "result.json"
+    bad.write_text(bad.read_text().replace('"final_test_accuracy": ', '"final_test_accuracy": NaN, "x": '))
+    runs, skipped = R.scan_runs(out)
+    assert sorted(r.seed for r in runs) == [1, 2]
+    (s,) = skipped
+    assert (s.status, s.seed) == ("invalid", 3)
+    assert s.reason == f"{straight.parent.name}/seed_3/result.json: final_test_accuracy is nan, not a finite number"
+
+
+@pytest.mark.usefixtures("quiet")
+def test_report_warns_when_seeds_come_from_different_code(straight, tmp_path, capsys):
+    out = tmp_path / "runs"
+    for seed, commit in ((1, "a" * 40), (2, "b" * 40)):
+        target = out / straight.parent.name / f"seed_{seed}"
+        shutil.copytree(straight, target)
+        data = json.loads((target / "result.json").read_text())
+        data.update(seed=seed, code={"commit": commit, "dirty": False, "diff_sha256": None})
+        (target / "result.json").write_text(json.dumps(data))
+    code, err, _ = cli(capsys, R.main, [str(out), "--format", "csv"])
+    assert code == 0
+    warnings = [line for line in err if line.startswith("warning:")]
+    assert len(warnings) == 1 and "different code" in warnings[0] and straight.parent.name in warnings[0]
+    assert "aaaaaaaaaaaa" in warnings[0] and "bbbbbbbbbbbb" in warnings[0]
+
+
+@pytest.mark.usefixtures("quiet")
+def test_unexpected_error_in_report_is_one_line(straight, tmp_path, capsys):
+    out, _ = copy_run(straight, tmp_path)
+    target = tmp_path / "report.md"
+    target.mkdir()  # --out names a folder
+    code, err, _ = cli(capsys, R.main, [str(out), "--out", str(target)])
+    assert code == EXIT_FAILED
+    one_error(err, "unexpected IsADirectoryError", f"(details in {out / 'error.log'})")
+    assert "Traceback (most recent call last)" in (out / "error.log").read_text()
+
+
+@pytest.mark.usefixtures("quiet")
+def test_report_cli_does_not_count_a_result_its_folder_disowns(straight, tmp_path):
+    """python -m suite.report, as a user runs it: a copied seed and a result without its weights are
+    listed as invalid; only the true result is counted."""
+    out, folder = copy_run(straight, tmp_path)
+    shutil.copytree(folder, folder.parent / "seed_43")
+    shutil.copytree(folder, folder.parent / "seed_44")
+    (folder.parent / "seed_44" / "model.safetensors").unlink()
+    proc = subprocess.run([sys.executable, "-m", "suite.report", str(out), "--format", "json"], capture_output=True,
+                          text=True, cwd=ROOT, env=env(), timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    tables = json.loads(proc.stdout)
+    text = json.dumps(tables)
+    assert "seed 42's result, not this folder's seed 43" in text and "no model.safetensors beside it" in text
+    (row,) = [r for r in tables["summary"]]
+    assert row["n"] == 1
+
+
+@pytest.mark.usefixtures("quiet")
+def test_report_follows_a_linked_run_folder_and_lists_a_link_to_one_it_read(straight, tmp_path):
+    """A seed folder kept elsewhere and linked in is counted, as the sweep counts it; a link to a folder
+    the report already read is listed as a duplicate, never counted twice."""
+    out, folder = copy_run(straight, tmp_path)
+    elsewhere = tmp_path / "elsewhere" / folder.parent.name
+    elsewhere.mkdir(parents=True)
+    shutil.move(str(folder), elsewhere / folder.name)
+    folder.symlink_to(elsewhere / folder.name, target_is_directory=True)
+    runs, skipped = R.scan_runs(out)
+    assert [(r.seed, r.path) for r in runs] == [(42, folder)] and skipped == []
+    assert S.run_status(folder).state == "done"
+    (out / "zz-link").symlink_to(folder.parent, target_is_directory=True)  # walked after the folder itself
+    runs, skipped = R.scan_runs(out)
+    assert len(runs) == 1 and [(s.status, s.path) for s in skipped] == [("duplicate", "zz-link")]
+
+
+@pytest.mark.usefixtures("quiet")
+def test_a_channel_structured_result_counts_up_to_its_target_in_whole_channels():
+    from suite.results import InvalidResult, check_exact_count
+    base = {"target_sparsity": 0.5, "prunable_total": 100, "science": {"prune.structure": "channel"}}
+    check_exact_count({**base, "prunable_remaining": 52, "achieved_sparsity": 0.48})  # whole channels: under
+    with pytest.raises(InvalidResult, match=r"0.510000 \(51 of 100 weights pruned\) exceeds its target 0.500000 "
+                                            r"\(50 at most, in whole channels\)"):
+        check_exact_count({**base, "prunable_remaining": 49, "achieved_sparsity": 0.51})
+    with pytest.raises(InvalidResult, match=r"\(48 of 100 weights pruned\) is not its target 0.500000 \(50 pruned"):
+        check_exact_count({**base, "science": {}, "prunable_remaining": 52, "achieved_sparsity": 0.48})

@@ -23,13 +23,13 @@ def study(tmp_path_factory):
     """progressive, dense and an LTH chain (0.5, 0.75: 3 rounds) on 2 seeds, trained for real."""
     from accelerate import Accelerator
 
-    from suite import config as C
+    from suite.experiment import load_config
     from suite.trainer import run_experiment
     out = tmp_path_factory.mktemp("runs")
     accelerator = Accelerator(cpu=True)
     for method in ("progressive", "dense", "lth"):
         for seed in SEEDS:
-            cfg = C.load_config(None, [*TINY, f"seed={seed}"], method)
+            cfg = load_config(None, [*TINY, f"seed={seed}"], method)
             assert run_experiment(cfg, out, accelerator, progress=False).status == "finished"
     return out
 

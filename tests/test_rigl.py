@@ -200,9 +200,10 @@ def test_adamw_moments_restart_at_zero_wherever_rigl_changes_the_mask(tmp_path):
     # one per tensor (torch keeps no per-position count), so it carries on: a regrown weight's first
     # updates use the tensor's bias correction, as RigL's reference does with zeroed accumulators
     from accelerate import Accelerator
-    from suite import config as C
+    from suite import experiment as E
+    from suite.errors import ConfigError
     from suite.trainer import Runner
-    cfg = C.load_config(None, ["data.name=synthetic", "model.name=tiny_mlp", "train.batch_size=64",
+    cfg = E.load_config(None, ["data.name=synthetic", "model.name=tiny_mlp", "train.batch_size=64",
                                "train.steps=12", "train.optimizer=adamw", "train.lr=0.01", "train.weight_decay=0.1",
                                "rigl.update_every=3", "prune.target_sparsity=0.5", "wandb.mode=disabled"],
                         method="rigl")
@@ -240,10 +241,11 @@ def test_adamw_moments_restart_at_zero_wherever_rigl_changes_the_mask(tmp_path):
 
 def test_rigl_and_set_updates_follow_a_step_budget():
     from baselines.set import SparseEvolutionary
-    from suite import config as C
+    from suite import experiment as E
+    from suite.errors import ConfigError
     from suite.methods import Context, build_method
     from suite.schedules import Budget
-    cfg = C.load_config(None, ["train.steps=20", "rigl.drop_fraction=0.4"], method="rigl")
+    cfg = E.load_config(None, ["train.steps=20", "rigl.drop_fraction=0.4"], method="rigl")
     rigl = build_method(cfg, Budget(20, 8))  # 2.5 epochs; updates end at 0.75 of them (1.875 epochs)
     w = {"w": torch.arange(1.0, 11.0).reshape(2, 5)}
     mask = {"w": torch.tensor([[True] * 5, [False] * 5])}
@@ -255,9 +257,9 @@ def test_rigl_and_set_updates_follow_a_step_budget():
     # at t = 1.0 epoch: the fraction 0.4 of training, alpha_t = 0.2 (1 + cos(pi 0.4 / 0.75)), floor(alpha_t 5) weights
     moved = rigl.after_backward(0, 1.0, ctx, mask, grads)["w"] ^ mask["w"]
     assert int(moved.sum()) == 2 * math.floor(0.2 * (1 + math.cos(math.pi * 0.4 / 0.75)) * 5)
-    with pytest.raises(C.ConfigError, match=r"^set.update_every: under train.steps SET rewires every N"):
-        build_method(C.load_config(None, ["train.steps=20"], method="set"), Budget(20, 8)).check_budget()
-    set_ = build_method(C.load_config(None, ["train.steps=20", "set.update_every=5"], method="set"), Budget(20, 8))
+    with pytest.raises(ConfigError, match=r"^set.update_every: under train.steps SET rewires every N"):
+        build_method(E.load_config(None, ["train.steps=20"], method="set"), Budget(20, 8)).check_budget()
+    set_ = build_method(E.load_config(None, ["train.steps=20", "set.update_every=5"], method="set"), Budget(20, 8))
     assert isinstance(set_, SparseEvolutionary) and set_.step_interval() == 5
     assert set_.after_step(0, 20 / 8, ctx, mask) is None  # not after the last step
     assert set_.after_step(0, 15 / 8, ctx, mask)["w"].sum() == 5  # a rewiring keeps the count

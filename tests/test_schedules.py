@@ -2,7 +2,7 @@ import math
 
 import pytest
 
-from suite.config import load_config
+from suite.experiment import load_config
 from suite.schedules import Budget, budget, cubic_sparsity, learning_rate, linear_sparsity, lr_factor, warmup_cosine_lr
 
 
@@ -88,8 +88,8 @@ def test_exponential_schedule_hand_values():
 
 
 def test_every_schedule_is_a_valid_config_choice():
-    from suite import config as C
+    from suite import experiment as E
     from suite.errors import ConfigError
-    assert C.load_config(None, ["prune.schedule=exponential"], "progressive").prune.schedule == "exponential"
+    assert E.load_config(None, ["prune.schedule=exponential"], "progressive").prune.schedule == "exponential"
     with pytest.raises(ConfigError, match="prune.schedule: 'quadratic' is not one of linear, cubic, exponential"):
-        C.load_config(None, ["prune.schedule=quadratic"], "progressive")
+        E.load_config(None, ["prune.schedule=quadratic"], "progressive")

@@ -4,7 +4,7 @@ mask is already there."""
 import pytest
 import torch
 
-from suite.config import load_config
+from suite.experiment import load_config
 from suite.masks import count_alive
 from suite.methods import Prune, PruningMethod
 from suite.selection import select

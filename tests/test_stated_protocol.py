@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from suite import config as C
+from suite import experiment as E
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
@@ -24,7 +24,7 @@ PRESETS = {
 
 @pytest.mark.parametrize("name", sorted(STATED))
 def test_seed_config_holds_the_stated_protocol(name):
-    cfg = C.load_config(CONFIGS / name)
+    cfg = E.load_config(CONFIGS / name)
     t = cfg.train
     got = (cfg.model.name, cfg.data.name, cfg.prune.target_sparsity, t.epochs, cfg.prune.t_end, t.lr, t.momentum,
            t.weight_decay, t.batch_size, t.lr_schedule)
@@ -40,7 +40,7 @@ def test_seed_config_holds_the_stated_protocol(name):
 
 @pytest.mark.parametrize("name", sorted(PRESETS))
 def test_paper_presets_hold_their_papers_protocol(name):
-    cfg = C.load_config(CONFIGS / "presets" / name)
+    cfg = E.load_config(CONFIGS / "presets" / name)
     t = cfg.train
     got = (cfg.method, cfg.prune.target_sparsity, t.epochs, t.lr, t.momentum, t.weight_decay, t.batch_size,
            t.lr_schedule, tuple(t.milestones))
@@ -48,13 +48,13 @@ def test_paper_presets_hold_their_papers_protocol(name):
 
 
 def test_snip_preset_validates_on_a_tenth_and_starts_from_snips_init():
-    cfg = C.load_config(CONFIGS / "presets" / "snip_lenet300_paper.yaml")
+    cfg = E.load_config(CONFIGS / "presets" / "snip_lenet300_paper.yaml")
     assert (cfg.data.val_size, cfg.model.init) == (6000, "snip_variance_scaling")
 
 
 @pytest.mark.parametrize("name,method", [("rigl_lenet300_erk.yaml", "rigl"), ("set_lenet300_erk.yaml", "set")])
 def test_author_distribution_presets(name, method):
-    cfg = C.load_config(CONFIGS / "presets" / name)
-    stated = C.load_config(CONFIGS / "lenet300_mnist.yaml", ["prune.target_sparsity=0.98"])
+    cfg = E.load_config(CONFIGS / "presets" / name)
+    stated = E.load_config(CONFIGS / "lenet300_mnist.yaml", ["prune.target_sparsity=0.98"])
     assert (cfg.method, cfg.prune.distribution, cfg.prune.target_sparsity) == (method, "erk", 0.98)
     assert cfg.train == stated.train  # the research's training protocol, the authors' distribution

@@ -4,8 +4,9 @@ import pytest
 import torch
 from accelerate import Accelerator
 
-from suite import config as C
+from suite import experiment as E
 from suite import masks as M
+from suite.errors import ConfigError
 from suite.selection import select
 from suite.trainer import Runner, run_experiment
 from tests.helpers import TINY, tensors
@@ -178,11 +179,11 @@ def test_unstructured_default_is_unchanged():
 # --- the config --------------------------------------------------------------------------------
 
 def test_structure_settings_keep_old_hashes_and_are_checked():
-    base = C.load_config(None, ["train.epochs=4"])
-    assert C.experiment_hash(C.load_config(None, ["train.epochs=4", "prune.structure=unstructured",
-                                                  "prune.nm=[1,8]"])) == C.experiment_hash(base)
-    nm = C.load_config(None, ["train.epochs=4", "prune.structure=nm", "prune.target_sparsity=0.5"])
-    assert nm.prune.structure == "nm" and C.experiment_hash(nm) != C.experiment_hash(base)
+    base = E.load_config(None, ["train.epochs=4"])
+    assert E.experiment_hash(E.load_config(None, ["train.epochs=4", "prune.structure=unstructured",
+                                                  "prune.nm=[1,8]"])) == E.experiment_hash(base)
+    nm = E.load_config(None, ["train.epochs=4", "prune.structure=nm", "prune.target_sparsity=0.5"])
+    assert nm.prune.structure == "nm" and E.experiment_hash(nm) != E.experiment_hash(base)
     for override, message in [
         (["prune.structure=nm", "prune.target_sparsity=0.3"], "prune.target_sparsity: 0.3 is below the 0.5 of "
                                  "the 2:4 pattern (its mask would keep dense groups); set prune.target_sparsity >= 0.5"),
@@ -191,26 +192,26 @@ def test_structure_settings_keep_old_hashes_and_are_checked():
                                       "set prune.keep_last_dense=true"),
         (["prune.structure=blocks"], "prune.structure: 'blocks' is not one of unstructured, nm, channel"),
     ]:
-        with pytest.raises(C.ConfigError) as err:
-            C.load_config(None, ["train.epochs=4", *override])
+        with pytest.raises(ConfigError) as err:
+            E.load_config(None, ["train.epochs=4", *override])
         assert str(err.value) == message
     for method in ("rigl", "set"):
-        with pytest.raises(C.ConfigError) as err:
-            C.load_config(None, ["train.epochs=4", "prune.structure=channel", "prune.keep_last_dense=true"],
+        with pytest.raises(ConfigError) as err:
+            E.load_config(None, ["train.epochs=4", "prune.structure=channel", "prune.keep_last_dense=true"],
                           method=method)
         assert str(err.value) == (f"prune.structure: method '{method}' supports only unstructured, nm (got channel); "
                                   "set prune.structure=unstructured")
     for method in ("rigl", "set"):  # drop and grow keeps every group at exactly N: the pattern's sparsity only
-        with pytest.raises(C.ConfigError) as err:
-            C.load_config(None, ["train.epochs=4", "prune.structure=nm"], method=method)
+        with pytest.raises(ConfigError) as err:
+            E.load_config(None, ["train.epochs=4", "prune.structure=nm"], method=method)
         assert str(err.value) == (f"prune.target_sparsity: 0.9 is not the sparsity of the 2:4 pattern, which method "
                                   f"'{method}' keeps exactly; set prune.target_sparsity=0.5 (1 - 2/4)")
-    assert C.load_config(None, ["train.epochs=4", "prune.structure=nm"]).prune.target_sparsity == 0.9
+    assert E.load_config(None, ["train.epochs=4", "prune.structure=nm"]).prune.target_sparsity == 0.9
     # every method that ranks weights keeps the setting (the dense control resets it)
     for method in ("progressive", "gmp", "lth", "oneshot", "snip", "grasp", "synflow", "random", "rigl", "set"):
-        cfg = C.load_config(None, ["train.epochs=4", "prune.structure=nm", "prune.target_sparsity=0.5"], method=method)
+        cfg = E.load_config(None, ["train.epochs=4", "prune.structure=nm", "prune.target_sparsity=0.5"], method=method)
         assert cfg.prune.structure == "nm", method
-    assert C.load_config(None, ["prune.structure=channel"], method="dense").prune.structure == "unstructured"
+    assert E.load_config(None, ["prune.structure=channel"], method="dense").prune.structure == "unstructured"
 
 
 # --- every method gets it, through its own hooks ----------------------------------------------
@@ -223,7 +224,7 @@ METHOD_HOOKS = ["progressive", "gmp", "oneshot", "snip", "grasp", "synflow", "ra
 def test_every_ranking_method_prunes_in_the_pattern(tmp_path, method, structure):
     extra = (["prune.target_sparsity=0.5"] if structure == "nm" else ["prune.keep_last_dense=true",
                                                                       "prune.target_sparsity=0.6"])
-    cfg = C.load_config(None, [*TINY, "wandb.mode=disabled", "synflow.iterations=3", "lth.rate=0.5",
+    cfg = E.load_config(None, [*TINY, "wandb.mode=disabled", "synflow.iterations=3", "lth.rate=0.5",
                                f"prune.structure={structure}", *extra], method=method)
     runner = Runner(cfg, tmp_path, Accelerator(cpu=True))
     method_obj, ctx = runner.method, runner.ctx
@@ -278,7 +279,7 @@ def test_drop_and_grow_keeps_every_nm_group_at_exactly_n():
 def test_progressive_run_keeps_the_pattern_and_enforces_it(tmp_path, structure, extra):
     method = next((e.split("=")[1] for e in extra if e.startswith("--method=")), "progressive")
     extra = [e for e in extra if not e.startswith("--method=")]
-    cfg = C.load_config(None, [*CNN, f"prune.structure={structure}", "prune.update_every_steps=3", *extra], method)
+    cfg = E.load_config(None, [*CNN, f"prune.structure={structure}", "prune.update_every_steps=3", *extra], method)
     outcome = run_experiment(cfg, tmp_path, Accelerator(cpu=True), progress=False)
     mask = {k: v.bool() for k, v in tensors(outcome.run_dir / "mask.safetensors").items()}
     weights = tensors(outcome.run_dir / "model.safetensors")
@@ -309,4 +310,4 @@ def test_a_pattern_no_layer_carries_is_one_line_exit_2(tmp_path, capsys):
         "multiple of 7, so nothing would be N:M; choose an M that divides one"])
     assert not list(tmp_path.rglob("seed_*"))
     from suite.preflight import check_run
-    check_run(C.load_config(None, ["model.name=lenet300", "prune.structure=nm", "prune.nm=[1,5]"]), files=False)  # 40, 300, 100
+    check_run(E.load_config(None, ["model.name=lenet300", "prune.structure=nm", "prune.nm=[1,5]"]), files=False)  # 40, 300, 100

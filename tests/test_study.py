@@ -21,13 +21,13 @@ SEEDS = (42, 123, 456)
 def study(tmp_path_factory):
     from accelerate import Accelerator
 
-    from suite import config as C
+    from suite import experiment as E
     from suite.trainer import run_experiment
     out = tmp_path_factory.mktemp("study")
     accelerator = Accelerator(cpu=True)
     for method in ("progressive", "random", "dense"):
         for seed in SEEDS:
-            cfg = C.load_config(None, [*TINY, f"seed={seed}"], method)
+            cfg = E.load_config(None, [*TINY, f"seed={seed}"], method)
             assert run_experiment(cfg, out, accelerator, progress=False).status == "finished"
     return out
 

@@ -14,9 +14,14 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers import ROOT, env
+import torch
+
+from helpers import ROOT, a_file, cli, copy_run, env, one_error
 import launch as S
-from suite.config import SEEDS, ConfigError, load_config, parse_override, run_dir
+from suite.config import SEEDS
+from suite.errors import ConfigError
+from suite.exits import EXIT_BAD_INPUT, EXIT_FAILED
+from suite.experiment import load_config, parse_override, run_dir
 from suite.results import RunLock, lock_held
 
 SWEEP = [sys.executable, str(ROOT / "launch" / "sweep.py")]
@@ -817,3 +822,113 @@ def test_an_ablation_sweep_expands_quotes_and_counts_as_its_sources_ran(tmp_path
     from launch.accounting import summary
     assert summary(S.load_sweep(source), [outcome], {}, []) == [
         "sweep source: 0 done, 1 skipped, 0 failed", f"  skipped (finished by another process): {inner.label}"]
+
+
+# --- bad input and faults: one clear line and an exit code, or a recovery ------------------------
+
+@pytest.mark.usefixtures("quiet")
+@pytest.mark.parametrize("text,part", [("", "sweep file is empty"),
+                                       ("base: configs/quickstart.yaml\naxes:\n  seed: [1]\n  seed: [2]\n",
+                                        "duplicate key 'seed' on line 4")])
+def test_bad_sweep_file_is_one_line(text, part, tmp_path, capsys):
+    path = tmp_path / "s.yaml"
+    path.write_text(text)
+    code, err, _ = cli(capsys, S.main, [str(path), "--out", str(tmp_path / "runs"), "--dry-run"])
+    assert code == EXIT_BAD_INPUT
+    one_error(err, path, part)
+
+
+@pytest.mark.usefixtures("quiet")
+@pytest.mark.parametrize("where", ["is a file", "under a file"])
+def test_sweep_out_that_is_a_file_or_under_one(where, tmp_path, capsys):
+    f = a_file(tmp_path)
+    out = f if where == "is a file" else f / "deeper" / "runs"
+    code, err, _ = cli(capsys, S.main, ["configs/sweeps/quickstart.yaml", "--out", str(out)])
+    assert code == EXIT_BAD_INPUT
+    one_error(err, "--out", out, "is a file")
+    assert f.read_text() == "keep me\n"
+
+
+@pytest.mark.usefixtures("quiet")
+def test_sweep_does_not_count_an_invalid_result(straight, tmp_path, capsys):
+    out, folder = copy_run(straight, tmp_path)
+    (folder / "result.json").write_text("{")
+    status = S.run_status(folder)
+    assert status.state == "invalid" and f"{folder / 'result.json'}: unreadable" in status.detail
+
+
+@pytest.mark.usefixtures("quiet")
+def test_a_second_sweeper_does_not_count_anothers_run_as_done(straight, tmp_path):
+    """Its run.py exited 3 (locked); by the time it looks, the other sweeper's run has finished."""
+    _, folder = copy_run(straight, tmp_path)
+    started = time.time()
+    assert S.classify(3, folder, ["error: run is locked by another process"], started, False) == \
+        ("locked", "running elsewhere")
+    assert S.classify(0, folder, [], started, False) == ("done", "")
+
+
+@pytest.mark.usefixtures("quiet")
+def test_unexpected_error_in_sweep_is_one_line(tmp_path, capsys):
+    out = tmp_path / "runs"
+    (out / "sweeps").mkdir(parents=True)
+    (out / "sweeps" / "quickstart").write_text("a file where the sweep's log folder goes")
+    code, err, _ = cli(capsys, S.main, ["configs/sweeps/quickstart.yaml", "--out", str(out)])
+    assert code == EXIT_FAILED
+    line = one_error(err, "unexpected FileExistsError", "details in")
+    log = Path(line.rsplit("(details in ", 1)[1].rstrip(")"))  # its own folder is the culprit: a temp file
+    assert "Traceback (most recent call last)" in log.read_text()
+    log.unlink()
+
+
+@pytest.mark.usefixtures("quiet")
+def test_sweep_with_a_wrong_data_root_fails_once_before_starting(tmp_path, capsys):
+    (tmp_path / "base.yaml").write_text("data: {name: mnist, root: /nonexistent}\nmodel: {name: lenet300}\n")
+    sweep = tmp_path / "s.yaml"
+    sweep.write_text(f"base: {tmp_path / 'base.yaml'}\naxes:\n  seed: [1, 2, 3, 4]\n")
+    out = tmp_path / "runs"
+    started = time.time()
+    code, err, _ = cli(capsys, S.main, [str(sweep), "--out", str(out)])
+    assert code == EXIT_BAD_INPUT and time.time() - started < 30
+    one_error(err, "MNIST not found: no train-images-idx3-ubyte[.gz] in /nonexistent/MNIST/raw",
+              "; 4 of the 4 runs to start read it, none started")
+    assert not out.exists()
+
+
+@pytest.mark.usefixtures("quiet")
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without a GPU")
+@pytest.mark.parametrize("dry", [True, False], ids=["dry run", "run"])
+def test_sweep_gpus_without_a_gpu_is_one_line(dry, tmp_path, capsys):
+    code, err, _ = cli(capsys, S.main, ["configs/sweeps/quickstart.yaml", "--out", str(tmp_path / "runs"), "--gpus",
+                                        "1", *(["--dry-run"] if dry else [])])
+    assert code == EXIT_BAD_INPUT
+    one_error(err, "--gpus 1: 0 GPUs visible here (no CUDA device); leave --gpus out to run on the CPU")
+
+
+@pytest.mark.usefixtures("quiet")
+def test_slurm_script_quotes_paths_and_names_with_spaces_and_command_substitution(tmp_path):
+    """#SBATCH values in double quotes (sbatch reads them; bash never does), the run lines shell-quoted:
+    under bash the task runs exactly the planned argv and `$(...)` never runs."""
+    import shlex
+    (tmp_path / "base.yaml").write_text("data: {name: synthetic}\nmodel: {name: tiny_mlp}\ntrain: {epochs: 1}\n")
+    sweep = tmp_path / "my study $(touch pwned).yaml"
+    sweep.write_text(f"base: {tmp_path / 'base.yaml'}\naxes:\n  seed: [1, 2]\n")
+    out = tmp_path / "my runs $(touch pwned)"
+    assert S.main([str(sweep), "--out", str(out), "--backend", "slurm"]) == 0
+    script = out / "sweeps" / sweep.stem / "array.sbatch"
+    text = script.read_text()
+    directives = dict(shlex.split(line[len("#SBATCH "):])[0].split("=", 1) for line in text.splitlines()
+                      if line.startswith("#SBATCH --") and "=" in line)
+    assert directives["--job-name"] == "pp-my study $(touch pwned)"
+    assert directives["--output"] == f"{out / 'sweeps' / sweep.stem / 'slurm'}/%A_%a.out"
+    assert subprocess.run(["bash", "-n", str(script)]).returncode == 0
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "python").write_text(f'#!/bin/bash\nprintf "%s\\n" "$@" > {shlex.quote(str(tmp_path / "argv"))}\n')
+    (bin_dir / "python").chmod(0o755)
+    task_env = dict(os.environ, PATH=f"{bin_dir}:{os.environ['PATH']}", SLURM_ARRAY_TASK_ID="1", SLURM_JOB_ID="9")
+    proc = subprocess.run(["bash", str(script)], cwd=tmp_path, env=task_env, capture_output=True, text=True,
+                          timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    run = S.expand(S.load_sweep(sweep), out.resolve(), str(out.resolve())).runs[1]
+    assert (tmp_path / "argv").read_text().splitlines() == S.run_command(run)[1:]
+    assert not list(tmp_path.rglob("pwned")) and not (ROOT / "pwned").exists()

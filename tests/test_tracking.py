@@ -6,14 +6,14 @@ import re
 
 from helpers import TINY, result, run_cli, run_folder, wandb_records
 
-from suite import config as C
+from suite import experiment as E
 from suite import tracking as T
 from suite.results import RunFolder
 
 
 def offline_run(out, folder):
     """The W&B run record, config and summary of the run in `folder`, read from `<out>/wandb/`."""
-    run_id = T.wandb_run_id(C.from_dict(result(folder)["config"]), folder)
+    run_id = T.wandb_run_id(E.from_dict(result(folder)["config"]), folder)
     (log,) = out.glob(f"wandb/offline-run-*-{run_id}/run-{run_id}.wandb")
     records = list(wandb_records(log))
     (run,) = [r.run for r in records if r.WhichOneof("record_type") == "run"]
@@ -60,10 +60,10 @@ def test_wandb_environment_variables_win(tmp_path):
 
 
 def test_run_ids_are_unique_per_run_folder_kept_on_resume_and_new_after_force(tmp_path):
-    cfg = C.load_config(None, TINY)
-    a, b = C.run_dir(cfg, tmp_path / "a"), C.run_dir(cfg, tmp_path / "b")
+    cfg = E.load_config(None, TINY)
+    a, b = E.run_dir(cfg, tmp_path / "a"), E.run_dir(cfg, tmp_path / "b")
     first = T.wandb_run_id(cfg, a)
-    assert re.fullmatch(rf"{C.experiment_hash(cfg)}-42-[0-9a-f]{{8}}", first)
+    assert re.fullmatch(rf"{E.experiment_hash(cfg)}-42-[0-9a-f]{{8}}", first)
     assert T.wandb_run_id(cfg, a) == first  # a resumed run: the same W&B run
     assert T.wandb_run_id(cfg, b) != first  # another --out: another run, never merged by a sync
     assert RunFolder(a).move_aside() is not None  # what --force does before it starts

@@ -6,11 +6,13 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 import torch
 
 from helpers import ROOT, TINY, env, kill_at_epoch, metrics, result, run_cli, run_folder, tensors
+from suite.results import RunFolder
 from suite import masks as M
 
 
@@ -225,9 +227,9 @@ def test_sigterm_exits_75_after_a_checkpoint_and_the_rerun_resumes(tmp_path):
 
 
 def test_a_run_held_by_another_process_exits_3(tmp_path):
-    from suite import config as C
+    from suite import experiment as E
     from suite.results import RunLock
-    folder = C.run_dir(C.load_config(None, TINY), tmp_path)
+    folder = E.run_dir(E.load_config(None, TINY), tmp_path)
     with RunLock(folder):
         proc = run_cli(["--out", str(tmp_path), *TINY])
     assert proc.returncode == 3
@@ -250,9 +252,9 @@ def test_bf16_keeps_pruned_weights_exactly_zero(tmp_path):
 def test_a_layer_pruned_to_zero_is_warned_once_and_recorded(tmp_path, capsys):
     from accelerate import Accelerator
 
-    from suite import config as C
+    from suite import experiment as E
     from suite.trainer import Runner
-    cfg = C.load_config(None, [*TINY, "wandb.mode=disabled"], method="dense")
+    cfg = E.load_config(None, [*TINY, "wandb.mode=disabled"], method="dense")
     runner = Runner(cfg, tmp_path, Accelerator(cpu=True))
     runner._new_optimizer()
     mask = {n: torch.ones_like(w, dtype=torch.bool) for n, w in runner.weights.items()}
@@ -313,9 +315,9 @@ def test_a_result_the_suite_would_not_count_fails_instead_of_finishing(tmp_path,
 
 def _runner(tmp_path, method="dense", *overrides):
     from accelerate import Accelerator
-    from suite import config as C
+    from suite import experiment as E
     from suite.trainer import Runner
-    cfg = C.load_config(None, [*TINY, "wandb.mode=disabled", *overrides], method=method)
+    cfg = E.load_config(None, [*TINY, "wandb.mode=disabled", *overrides], method=method)
     return Runner(cfg, tmp_path, Accelerator(cpu=True))
 
 
@@ -434,10 +436,10 @@ def test_the_language_model_recipe_under_bf16_autocast(tmp_path):
     # bf16 autocast (Accelerate), AdamW, warm-up + cosine, clipping and a step budget on the same code
     from accelerate import Accelerator
     from accelerate.state import AcceleratorState
-    from suite import config as C
+    from suite import experiment as E
     from suite.trainer import Runner
     AcceleratorState._reset_state(True)
-    cfg = C.load_config(None, [*TINY, "wandb.mode=disabled", *STEPS, "train.precision=bf16", "train.grad_clip=0.5",
+    cfg = E.load_config(None, [*TINY, "wandb.mode=disabled", *STEPS, "train.precision=bf16", "train.grad_clip=0.5",
                                "prune.update_every_steps=2", "prune.target_sparsity=0.8"], method="progressive")
     runner = Runner(cfg, tmp_path, Accelerator(cpu=True, mixed_precision="bf16"))
     try:
@@ -453,3 +455,36 @@ def test_the_language_model_recipe_under_bf16_autocast(tmp_path):
         assert int(torch.count_nonzero(opt.state[w]["exp_avg"][dead])) == 0
         assert int(torch.count_nonzero(opt.state[w]["exp_avg_sq"][dead])) == 0
     assert all(rec["grad_norm"] > 0 for rec in metrics(tmp_path))
+
+
+# --- bad input and faults: one clear line and an exit code, or a recovery ------------------------
+
+def _closed_port() -> int:
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]  # closed again when the block ends: nothing listens there
+
+
+@pytest.mark.usefixtures("quiet")
+@pytest.mark.parametrize("case,cause", [
+    ("no API key", "(UsageError: No API key configured. Use `wandb login` to log in.)"),
+    ("server unreachable", "(CommError: "),
+])
+def test_wandb_online_that_cannot_start_says_why_and_keeps_the_run(case, cause, tmp_path):
+    """WANDB_MODE=online with no key, or a key and a server nobody answers: one warning line with W&B's
+    own reason and how to go offline; the run trains, logs offline, and its results are on disk."""
+    extra = dict(HOME=str(tmp_path), WANDB_BASE_URL=f"http://127.0.0.1:{_closed_port()}", WANDB_SILENT="true")
+    if case == "server unreachable":
+        extra.update(WANDB_API_KEY="x" * 40, WANDB_INIT_TIMEOUT="5")
+    proc = run_cli(["--out", str(tmp_path / "runs"), *TINY], wandb="online", **extra)
+    assert proc.returncode == 0, proc.stderr
+    folder = Path(proc.stdout.strip().splitlines()[-1])
+    (warning,) = [line for line in proc.stderr.splitlines() if line.startswith("warning: W&B")]
+    assert warning.startswith(f"warning: W&B online could not start {cause}"), warning
+    assert warning.endswith(f"); logging offline to {tmp_path / 'runs' / 'wandb'} instead (upload later with `wandb sync`; "
+                            f"set wandb.mode=offline to skip the attempt)")
+    if case == "server unreachable":
+        assert "connection refused" in warning
+    assert RunFolder(folder).finished() and list((tmp_path / "runs").glob("wandb/offline-run-*/run-*.wandb"))
+    assert "unexpected" not in proc.stderr and not (folder / "error.log").exists()

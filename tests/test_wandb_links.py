@@ -32,9 +32,9 @@ class Recorder(GeneralTracker):
 
 
 def test_lth_rounds_log_one_increasing_step(tmp_path):
-    from suite import config as C
+    from suite import experiment as E
     from suite.trainer import Runner
-    cfg = C.load_config(None, ["data.name=synthetic", "model.name=tiny_mlp", "train.epochs=2", "train.batch_size=64",
+    cfg = E.load_config(None, ["data.name=synthetic", "model.name=tiny_mlp", "train.epochs=2", "train.batch_size=64",
                                "prune.target_sparsity=0.75", "lth.rate=0.5", "wandb.mode=disabled"], "lth")
     recorder = Recorder()
     acc = Accelerator(cpu=True, log_with=[recorder])

@@ -54,7 +54,6 @@ from typing import Callable
 
 import torch
 
-from suite import config as C
 from suite.bench.common import MODEL_DATA, Plan, free_memory, load_1min, machine
 from suite.bench.data_path import bench_data_path
 from suite.bench.gpt import GPT_MODEL, bench_gpt
@@ -63,6 +62,7 @@ from suite.bench.mask_update import bench_mask_update
 from suite.bench.openlth import bench_openlth
 from suite.bench.report import check_targets, format_report
 from suite.bench.training import bench_training, gpu_epoch, gpu_variants
+from suite.errors import ConfigError
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -90,14 +90,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def plan_from(args: argparse.Namespace) -> Plan:
     if args.device not in ("cpu", "cuda"):
-        raise C.ConfigError(f"--device: '{args.device}' is not one of cpu, cuda")
+        raise ConfigError(f"--device: '{args.device}' is not one of cpu, cuda")
     if args.device == "cuda" and not torch.cuda.is_available():
-        raise C.ConfigError("--device cuda: no CUDA device is visible to torch")
+        raise ConfigError("--device cuda: no CUDA device is visible to torch")
     unknown = [m for m in args.models if m not in MODEL_DATA and m != GPT_MODEL]
     if unknown:
-        raise C.ConfigError(f"--models: unknown {', '.join(unknown)} (valid: {', '.join([*MODEL_DATA, GPT_MODEL])})")
+        raise ConfigError(f"--models: unknown {', '.join(unknown)} (valid: {', '.join([*MODEL_DATA, GPT_MODEL])})")
     if args.threads is not None and args.threads < 1:
-        raise C.ConfigError(f"--threads: must be at least 1, got {args.threads}")
+        raise ConfigError(f"--threads: must be at least 1, got {args.threads}")
     models = tuple(dict.fromkeys(args.models))
     return Plan(device=args.device, quick=args.quick, models=models, data_root=args.data_root,
                 synthetic=args.synthetic)
@@ -160,7 +160,7 @@ def main(argv: list[str] | None = None) -> int:
                   f"and timings will be noisy (with several torch threads, badly so; --threads 1 suffers least)",
                   file=sys.stderr, flush=True)
         report = run_all(plan, say=lambda text: print(f"bench: {text}", file=sys.stderr, flush=True))
-    except C.ConfigError as e:
+    except ConfigError as e:
         print(f"error: {e}", file=sys.stderr, flush=True)
         return 2
     print(format_report(report), flush=True)

@@ -12,7 +12,8 @@ from typing import Callable
 
 import torch
 
-from suite import config as C
+from suite import experiment as E
+from suite.errors import ConfigError
 from suite import masks as M
 from suite.provenance import cpu_name
 
@@ -168,9 +169,9 @@ def dataset_exists(name: str, root: str) -> bool:
     key = (name, root)
     if key not in _FOUND:
         try:
-            dataset(name).load(C.load_config(None, [f"data.name={name}", f"data.root={root}"], "dense").data)
+            dataset(name).load(E.load_config(None, [f"data.name={name}", f"data.root={root}"], "dense").data)
             _FOUND[key] = True
-        except C.ConfigError:
+        except ConfigError:
             _FOUND[key] = False
     return _FOUND[key]
 
@@ -201,7 +202,7 @@ def make_runner(method: str, overrides: list[str], acc, folder: Path):
     """A runner as run.py builds it, with its optimizer (Runner.run would make it at the start)."""
     from suite.trainer import Runner, build_optimizer
 
-    cfg = C.load_config(None, [*overrides, "wandb.mode=disabled"], method)
+    cfg = E.load_config(None, [*overrides, "wandb.mode=disabled"], method)
     runner = Runner(cfg, folder, acc)
     runner.optimizer = acc.prepare(build_optimizer(cfg.train, runner.model))
     return runner

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import torch
 
-from suite import config as C
+from suite import experiment as E
 from suite.bench.common import BATCH, Plan, cut_epochs, dataset_exists, load_1min, machine, median, timed
 
 
@@ -41,7 +41,7 @@ def bench_data_path(name: str, plan: Plan, info: dict) -> dict:
         dataset = found[0]
         from suite.datasets import dataset as registered
 
-        source = registered(dataset).load(C.load_config(None, [f"data.name={dataset}", f"data.root={plan.data_root}"],
+        source = registered(dataset).load(E.load_config(None, [f"data.name={dataset}", f"data.root={plan.data_root}"],
                                                         "dense").data)
     else:
         n = plan.data_batches * BATCH

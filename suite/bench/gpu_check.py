@@ -11,7 +11,7 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
-from suite import config as C
+from suite import experiment as E
 from suite import masks as M
 from suite.bench.common import BATCH, Plan, accelerator_for, free_memory, machine, median, timed
 from suite.bench.mask_update import bench_mask_update
@@ -40,7 +40,7 @@ def _check_loader(plan: Plan) -> dict:
     """One epoch of the device loader (CIFAR-10 subset, augmentation on the GPU)."""
     from suite.datasets import build_data
 
-    cfg = C.load_config(None, ["data.name=cifar10_subset", f"data.root={plan.data_root}"], "dense")
+    cfg = E.load_config(None, ["data.name=cifar10_subset", f"data.root={plan.data_root}"], "dense")
     data = build_data(cfg.data, batch_size=BATCH, seed=0, device="cuda")
     images = 0
 
@@ -73,7 +73,7 @@ def _check_run(plan: Plan, folder: Path) -> dict:
 
     from suite.trainer import run_experiment
 
-    cfg = C.load_config(None, [f"model.name={GPU_CHECK_MODEL}", "data.name=cifar10_subset",
+    cfg = E.load_config(None, [f"model.name={GPU_CHECK_MODEL}", "data.name=cifar10_subset",
                                f"data.root={plan.data_root}", "train.epochs=2", f"train.batch_size={BATCH}",
                                "train.precision=bf16", "train.channels_last=true", "prune.target_sparsity=0.9",
                                "wandb.mode=disabled"], "progressive")

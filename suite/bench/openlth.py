@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from suite import config as C
+from suite import experiment as E
 from suite.bench.common import (BATCH, EPOCHS, MNIST_TEST, MNIST_TRAIN, OPENLTH, Plan, TARGET_SPARSITY, accelerator_for,
                                 install_mask, load_1min, machine, make_runner, median, pick_data, sync, timed)
 
@@ -59,7 +59,7 @@ def bench_openlth(plan: Plan, info: dict) -> dict:
 
         # the whole runner, as `suite/run.py` drives it: one-shot 90% mask at the start (t_end 0)
         run_epochs = 2 if plan.quick else 3
-        cfg = C.load_config(None, [*overrides, f"train.epochs={run_epochs}", "wandb.mode=disabled"], "progressive")
+        cfg = E.load_config(None, [*overrides, f"train.epochs={run_epochs}", "wandb.mode=disabled"], "progressive")
         result = Runner(cfg, Path(tmp) / "run", acc).run(progress=False)
     epoch, bare = median(epoch_s), median(bare_s)
     return {"machine": info["label"], "load": load_1min(), "model": "lenet300", "dataset": dataset,

@@ -18,7 +18,9 @@ from typing import Any, Sequence
 from scipy import stats as sps
 
 from suite import stats
-from suite.config import ConfigError, config_class, dotted_value, read_yaml, to_dict
+from suite.config import dotted_value, read_yaml, to_dict
+from suite.errors import ConfigError
+from suite.experiment import Config
 from suite.report.fmt import fmt, fmt_ci, fmt_p, fmt_sparsity, mean
 from suite.report.load import Group
 from suite.report.tables import Column, Table, ablation_source, equivalence_words
@@ -125,7 +127,7 @@ def load_plan(path: Path) -> Plan:
 
 def _default(key: str) -> Any:
     try:
-        value = dotted_value(to_dict(config_class()()), key)
+        value = dotted_value(to_dict(Config()), key)
     except KeyError:
         return None
     return tuple(value) if isinstance(value, list) else value

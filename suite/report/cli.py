@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from suite.config import ConfigError
+from suite.errors import ConfigError
 from suite.report.build import build_report
 from suite.report.claims import load_plan
 from suite.report.export import export_tree, write_export

@@ -140,9 +140,10 @@ def _join(method: str, parts: Sequence[str]) -> str:
 
 def _default_text(key: str) -> str:
     """A setting's default as a label says it (a setting at its default is not in a result's science)."""
-    from suite.config import config_class, dotted_value, to_dict
+    from suite.config import dotted_value, to_dict
+    from suite.experiment import Config
     try:
-        value = dotted_value(to_dict(config_class()()), key)
+        value = dotted_value(to_dict(Config()), key)
     except KeyError:
         return "default"
     return "default" if value is None else value_text(value)

@@ -6,7 +6,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from suite import stats
-from suite.config import ConfigError, read_yaml
+from suite.config import read_yaml
+from suite.errors import ConfigError
 
 REPO = Path(__file__).resolve().parent.parent.parent
 DEFAULT_PUBLISHED = REPO / "configs" / "published.yaml"

@@ -19,7 +19,9 @@ from typing import Sequence
 
 from tabulate import tabulate
 
-from suite.config import Config, ConfigError, read_yaml
+from suite.config import read_yaml
+from suite.errors import ConfigError
+from suite.experiment import Config
 from suite.report.build import Report, results_sentence
 from suite.report.fmt import fmt, fmt_p, readable
 from suite.report.labels import family_text

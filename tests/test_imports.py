@@ -1,0 +1,154 @@
+"""The import graph of suite/, baselines/ and launch/, read with `ast` (imports inside functions count):
+no circle but the one documented here, no private name taken from another module, a leaf config."""
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+from suite.methods import METHODS
+
+REPO = Path(__file__).resolve().parent.parent
+PACKAGES = ("suite", "baselines", "launch")
+
+# The one circle allowed: an ablation rebuilds its source's experiment (suite.experiment.from_dict and
+# science_settings) inside a function, and suite.experiment builds Config from every registered method.
+EXCEPTIONS = {("baselines.ablation", "suite.experiment")}
+
+
+def _module_name(path: Path) -> str:
+    parts = list(path.relative_to(REPO).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _modules() -> dict[str, Path]:
+    return {_module_name(p): p for package in PACKAGES for p in sorted((REPO / package).rglob("*.py"))}
+
+
+def _type_only(tree: ast.AST) -> set[int]:
+    """ids of the nodes inside `if TYPE_CHECKING:` blocks (never run)."""
+    blocks = [n for n in ast.walk(tree) if isinstance(n, ast.If) and ast.unparse(n.test).endswith("TYPE_CHECKING")]
+    return {id(x) for block in blocks for x in ast.walk(block)}
+
+
+def _imports(name: str, path: Path, modules: dict[str, Path]) -> list[tuple[str, str | None, str]]:
+    """(imported project module, the name taken from it or None for the module itself, the local name)
+    for every import that runs, inside functions too."""
+    tree = ast.parse(path.read_text())
+    skip = _type_only(tree)
+    package = name.split(".") if path.name == "__init__.py" else name.split(".")[:-1]
+    out = []
+    for node in ast.walk(tree):
+        if id(node) in skip:
+            continue
+        if isinstance(node, ast.Import):
+            out += [(a.name, None, a.asname or a.name) for a in node.names if a.name in modules]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                base = ".".join(package[:len(package) - node.level + 1] + ([base] if base else []))
+            for a in node.names:
+                if f"{base}.{a.name}" in modules:  # `from suite import config`: the module itself
+                    out.append((f"{base}.{a.name}", None, a.asname or a.name))
+                elif base in modules:
+                    out.append((base, a.name, a.asname or a.name))
+    return out
+
+
+def _graph() -> dict[str, set[str]]:
+    modules = _modules()
+    graph = {name: {target for target, _, _ in _imports(name, path, modules) if target != name}
+             for name, path in modules.items()}
+    # importing suite.experiment builds Config from every registered method: it imports each method's module
+    graph["suite.experiment"] |= {spec.split(":")[0] for spec in METHODS.values()}
+    return graph
+
+
+def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The strongly connected components of more than one module (Tarjan)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    found: list[list[str]] = []
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        for w in sorted(graph.get(v, ())):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            component = []
+            while True:
+                w = stack.pop()
+                component.append(w)
+                if w == v:
+                    break
+            if len(component) > 1:
+                found.append(sorted(component))
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    return found
+
+
+def test_cycle_finder_finds_a_circle_through_a_function_level_import():
+    assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+    assert _cycles({"a": {"b"}, "b": set()}) == []
+
+
+def test_no_import_circle_but_the_documented_one():
+    graph = _graph()
+    for a, b in EXCEPTIONS:
+        assert b in graph[a], f"the documented exception {a} -> {b} is gone: remove it from EXCEPTIONS"
+        graph[a] = graph[a] - {b}
+    assert _cycles(graph) == []
+
+
+def test_the_documented_exception_is_a_circle_and_imports_inside_a_function():
+    """Without the exception's edge removed, exactly that circle shows (so the finder sees function-level
+    imports), and the ablation module itself never imports suite.experiment at its top level."""
+    graph = _graph()
+    assert [c for c in _cycles(graph) if "baselines.ablation" in c] != []
+    tree = ast.parse((REPO / "baselines" / "ablation.py").read_text())
+    top = [n for n in tree.body if isinstance(n, ast.ImportFrom) and n.module == "suite.experiment"]
+    assert top == []
+
+
+def test_config_is_a_leaf_and_imports_neither_torch_nor_the_registry():
+    modules = _modules()
+    assert {t for t, _, _ in _imports("suite.config", modules["suite.config"], modules)} == {"suite.errors"}
+    code = ("import sys, suite.config; loaded = [m for m in sys.modules if m.split('.')[0] in "
+            "('torch', 'baselines') or m in ('suite.methods', 'suite.experiment')]; assert not loaded, loaded")
+    subprocess.run([sys.executable, "-c", code], cwd=REPO, check=True)
+
+
+def test_no_module_takes_another_modules_private_name():
+    """Neither `from m import _x` nor `m._x` on an imported project module."""
+    modules = _modules()
+    found = []
+    for name, path in modules.items():
+        imported = _imports(name, path, modules)
+        found += [f"{name}: from {t} import {n}" for t, n, _ in imported if n and n.startswith("_")
+                  and not n.startswith("__")]
+        aliases = {local for _, n, local in imported if n is None}
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id in aliases \
+                    and node.attr.startswith("_") and not node.attr.startswith("__"):
+                found.append(f"{name}: {node.value.id}.{node.attr}")
+    assert found == []
+
+
+def test_config_error_comes_from_suite_errors_everywhere():
+    found = []
+    for path in sorted(p for d in (*PACKAGES, "tests") for p in (REPO / d).rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module != "suite.errors" and \
+                    any(a.name == "ConfigError" for a in node.names):
+                found.append(f"{path.relative_to(REPO)}: from {node.module}")
+    assert found == []
