@@ -25,7 +25,7 @@ from suite.errors import ConfigError
 from suite import flops as FL
 from suite import masks as M
 from suite import tracking as T
-from suite.datasets import build_data
+from suite.datasets import build_data, dataset
 from suite.methods import Context, Prune, build_method, method_kind
 from suite.models import build_model, resolve_init
 from suite.provenance import code_version, cpu_name
@@ -553,6 +553,7 @@ class Runner:
             "init": resolve_init(cfg.model.name, cfg.model.init), "distribution": cfg.prune.distribution,
             "keep_first_dense": cfg.prune.keep_first_dense, "keep_last_dense": cfg.prune.keep_last_dense,
             "val_size": cfg.data.val_size,
+            "metric": dataset(cfg.data.name).metric_record(),  # the primary metric and its direction
             "final_test_accuracy": evaluated[-1]["test_accuracy"] if evaluated else None,
             "final_test_loss": evaluated[-1]["test_loss"] if evaluated else None,
             "final_val_accuracy": validated[-1]["val_accuracy"] if validated else None,

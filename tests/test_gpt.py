@@ -120,6 +120,7 @@ def test_every_method_prunes_the_block_matrices_to_the_weight(tmp_path, method):
     assert set(r["prunable_set"]) == {f"transformer.h.{i}.{m}.weight" for i in range(2) for m in BLOCK}
     assert r["dense_set"]["lm_head.weight"] == 20 * 32  # synthetic_text's 20 characters
     assert math.isfinite(r["final_test_loss"])
+    assert r["metric"] == {"name": "test_loss", "label": "held-out loss (nats/char)", "higher_is_better": False}
 
 
 @pytest.mark.parametrize("method", ["progressive", "snip", "rigl"])

@@ -99,6 +99,10 @@ SHIPPED = {  # file: (grid points, runs, {method: runs})
     "lenet300_mnist_tickets": (160, 0, {}),
     "lenet300_mnist_tickets_protocol": (40, 0, {}),
     "lenet300_mnist_structure_own": (30, 30, {"progressive": 30}),
+    # the GPT arm: 11 methods at 80% of the block matrices, 9 under 2:4 at 50%, progressive at LTH's 18,000 steps
+    "gpt_shakespeare": (105, 105, {"lth": 5, "progressive": 15, "dense": 5,
+                                   **{m: 10 for m in ("random", "snip", "grasp", "synflow", "rigl", "set", "gmp",
+                                                      "oneshot")}}),
 }
 SHIPPED_SEEDS = {"quickstart": {42, 123, 456}, "lenet300_mnist_claims": {42, 123, 456, 789, 999, 1, 2, 3, 4, 5}}
 

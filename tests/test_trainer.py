@@ -37,6 +37,7 @@ def test_progressive_reaches_the_exact_target_count(progressive_run):
     for key in ("final_test_accuracy", "wall_time_s", "core_hours"):
         assert isinstance(r[key], float)
     assert r["core_hours"] == r["wall_time_s"] * r["threads"] / 3600
+    assert r["metric"] == {"name": "test_accuracy", "label": "test accuracy (%)", "higher_is_better": True}
     assert (r["init"], r["distribution"], r["val_size"], r["cycles"]) == ("kaiming_normal", "global", 0, 1.0)
     assert r["device"].startswith("cpu (")
     assert set(r["versions"]) == {"python", "torch", "accelerate", "suite"}

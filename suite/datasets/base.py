@@ -17,8 +17,14 @@ class Dataset:
     # better) for the image sets, test loss (nats per character, lower is better) for text
     metric: ClassVar[str] = "test_accuracy"
     lower_is_better: ClassVar[bool] = False
+    metric_label: ClassVar[str] = "test accuracy (%)"  # how tables and captions name the metric, unit in brackets
     mean: ClassVar[tuple[float, ...] | None] = None  # images: per-channel mean/std of the training set on [0, 1]
     std: ClassVar[tuple[float, ...] | None] = None
+
+    @classmethod
+    def metric_record(cls) -> dict:
+        """The primary metric as result.json records it (the report reads it from there, without torch)."""
+        return {"name": cls.metric, "label": cls.metric_label, "higher_is_better": not cls.lower_is_better}
 
     def files_problem(self, cfg: DataConfig) -> str | None:
         """Why the files are not where data.root says (one line), or None; presence only, the

@@ -130,6 +130,7 @@ class TextDataset(Dataset):
     """A character-level text: the text itself comes from `text(cfg)`; the rest is shared."""
     metric = "test_loss"      # nats per character on the held-out text
     lower_is_better = True
+    metric_label = "held-out loss (nats/char)"
 
     def text(self, cfg: DataConfig) -> str:
         raise NotImplementedError
