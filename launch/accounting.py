@@ -9,7 +9,7 @@ from pathlib import Path
 
 from launch.grid import Run
 from launch.sweepfile import Sweep
-from suite.exits import EXIT_INTERRUPTED, EXIT_LOCKED
+from suite.exits import EXIT_CTRL_C, EXIT_INTERRUPTED, EXIT_LOCKED
 from suite.results import RunFolder
 
 STATES = ("done", "running", "failed", "invalid", "partial", "pending")
@@ -58,7 +58,7 @@ def classify(rc: int, folder: Path, stderr_tail: list[str], started: float, stop
     failed = folder / "failed.json"
     if failed.is_file() and failed.stat().st_mtime >= started - 1.0:  # written by this process
         return "failed", failure_reason(folder) or "failed.json without a reason"
-    if rc == EXIT_INTERRUPTED or stopped:
+    if rc in (EXIT_INTERRUPTED, EXIT_CTRL_C) or stopped:
         return "interrupted", "stopped by a signal; run again to resume from the checkpoint"
     # run.py's own one-line `error: ...` says more than a launcher's closing words after it
     errors = [line for line in stderr_tail if line.startswith("error: ")]

@@ -26,6 +26,16 @@ def run_command(run: Run) -> list[str]:
     return ["python", "suite/run.py", *run.args]
 
 
+def accelerate_processes(gpus: int | None) -> int:
+    """The processes of one accelerate-backend run: --gpus N, else every visible GPU, else 2 on the CPU."""
+    import torch
+    if gpus:
+        return gpus
+    if not torch.cuda.is_available():
+        return 2
+    return len(visible_gpus(os.environ.get("CUDA_VISIBLE_DEVICES"), torch.cuda.device_count()))
+
+
 def accelerate_command(run: Run, processes: int, gpus_present: bool) -> tuple[list[str], dict[str, str]]:
     """`accelerate launch ... suite/run.py ...` and the environment it needs. With no GPU the processes
     form a gloo group on the CPU: Accelerate needs ACCELERATE_USE_CPU=1 and --multi_gpu for that,

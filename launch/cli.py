@@ -10,14 +10,15 @@ from pathlib import Path
 
 from launch.ablations import NOT_FINISHED
 from launch.accounting import STATES, Status, SweepLog, run_status, summary
-from launch.backends import (Task, accelerate_command, execute, gpu_slots, run_command, shell_line, slurm_script,
-                             visible_gpus)
+from launch.backends import (Task, accelerate_command, accelerate_processes, execute, gpu_slots, run_command,
+                             shell_line, slurm_script, visible_gpus)
 from launch.grid import Expansion, Run, describe_chain
 from launch.plan import expand
 from launch.sweepfile import Sweep, format_value, load_sweep, relative_out
 from suite.errors import ConfigError
 from suite.exits import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_LOCKED, crash_line
 from suite.results import check_output_dir
+from suite.threads import CORES_ENV, available_cores
 
 BACKENDS = ("local", "accelerate", "slurm", "print")
 
@@ -113,7 +114,10 @@ def _main(args: argparse.Namespace) -> int:
             raise ConfigError(f"--{flag}: must be at least {0 if flag == 'gpus' else 1}, got {value}")
     if args.submit and args.backend != "slurm":
         raise ConfigError("--submit: only with --backend slurm")
-    sweep = load_sweep(args.sweep, args.overrides)
+    overrides = list(args.overrides)
+    if args.backend == "accelerate":  # the process count is science (in the hash): N-process runs' folders
+        overrides.append(f"train.processes={accelerate_processes(args.gpus)}")
+    sweep = load_sweep(args.sweep, overrides)
     out = check_output_dir(args.out).resolve()
     expansion = expand(sweep, out, relative_out(out))
     runs = expansion.runs
@@ -154,12 +158,17 @@ def _main(args: argparse.Namespace) -> int:
         slot_env = [{"CUDA_VISIBLE_DEVICES": g} for g in gpu_slots(args.gpus, 1, ids)] if args.gpus else [{}]
         jobs = args.jobs or max(1, args.gpus or 1)
         threads = {}
-        if jobs > 1 and not args.gpus and "OMP_NUM_THREADS" not in os.environ:
-            threads = {"OMP_NUM_THREADS": str(max(1, (os.cpu_count() or 1) // jobs))}  # share the cores
+        if not args.gpus and "OMP_NUM_THREADS" not in os.environ:
+            # each run's share of the cores; within it a run picks its threads (suite.threads)
+            cores = available_cores()
+            threads = {CORES_ENV: str(max(1, cores // jobs))}
+            if todo:
+                print(f"threads: each run may use {threads[CORES_ENV]} of {cores} cores (--jobs {jobs}); a small model "
+                      f"on the CPU uses one thread (OMP_NUM_THREADS=n sets it)", flush=True)
         tasks = [Task(r, run_command(r), threads) for r in todo]
     else:
         jobs = args.jobs or 1
-        processes = args.gpus or (len(ids) if gpus_present else 2)
+        processes = accelerate_processes(args.gpus)
         # --jobs J: J runs at once, each a DDP job on its own `processes` GPUs
         slot_env = [{"CUDA_VISIBLE_DEVICES": g} for g in gpu_slots(jobs, processes, ids)] \
             if gpus_present and jobs > 1 else [{}]

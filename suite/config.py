@@ -8,6 +8,7 @@ import copy
 import dataclasses
 import json
 import math
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -81,6 +82,9 @@ class TrainConfig:
     channels_last: bool = _plain(False)
     compile: bool = _plain(False)  # torch.compile the model
     eval_every: int = _plain(1)   # evaluate every k epochs (the last epoch always)
+    # DDP processes (the world size), set from the launcher: each rank's BatchNorm statistics and
+    # augmentation stream see batch / processes examples, so a 2-process run is its own experiment
+    processes: int = 1
 
 
 @dataclass(frozen=True)
@@ -128,6 +132,8 @@ def check_type(value: Any, tp: Any, key: str) -> Any:
         raise ConfigError(f"{key}: expected {type_name(tp)}, got {value!r}")
     if origin is tuple:
         (item, _ellipsis) = typing.get_args(tp)
+        if item is int and isinstance(value, str) and re.fullmatch(r"\d+(:\d+)+", value.strip()):
+            value = [int(v) for v in value.split(":")]  # `2:4`, as N:M patterns are written
         if not isinstance(value, (list, tuple)):
             raise ConfigError(f"{key}: expected a list of {item.__name__}, got {value!r}")
         return tuple(check_type(v, item, key) for v in value)
@@ -209,7 +215,7 @@ def split_override(text: str) -> tuple[str, str]:
 def yaml_value(raw: str) -> Any:
     """An override's value read as YAML (text that is not YAML stays text)."""
     try:
-        return yaml.safe_load(raw) if raw != "" else ""
+        return load_yaml_text(raw) if raw != "" else ""
     except yaml.YAMLError:
         return raw
 
@@ -236,6 +242,26 @@ class _StrictLoader(yaml.SafeLoader):
 
 _StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _StrictLoader.construct_mapping)
 
+# YAML 1.1 reads `2:4` as the base-60 integer 124 (and `1:30.5` as 90.5): a pattern like prune.nm=2:4 would
+# silently become a number. Here such text stays a string, and a field that takes it says what it means.
+_BASE_60 = ("tag:yaml.org,2002:int", "tag:yaml.org,2002:float")
+_StrictLoader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag not in _BASE_60]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()}
+_StrictLoader.add_implicit_resolver("tag:yaml.org,2002:int", re.compile(r"""^(?:[-+]?0b[0-1_]+
+    |[-+]?0[0-7_]+
+    |[-+]?(?:0|[1-9][0-9_]*)
+    |[-+]?0x[0-9a-fA-F_]+)$""", re.X), list("-+0123456789"))
+_StrictLoader.add_implicit_resolver("tag:yaml.org,2002:float", re.compile(r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+][0-9]+)?
+    |\.[0-9_]+(?:[eE][-+][0-9]+)?
+    |[-+]?\.(?:inf|Inf|INF)
+    |\.(?:nan|NaN|NAN))$""", re.X), list("-+0123456789."))
+
+
+def load_yaml_text(text: str) -> Any:
+    """YAML text as the config reads it: a key given twice is an error, `2:4` is text, not 124."""
+    return yaml.load(text, Loader=_StrictLoader)
+
 
 def read_yaml(path: str | Path, what: str = "config file") -> Any:
     """A YAML file's content; a missing, empty, binary or bad YAML file, or a key given twice at any
@@ -254,7 +280,7 @@ def read_yaml(path: str | Path, what: str = "config file") -> Any:
     except UnicodeDecodeError as e:
         raise ConfigError(f"{path}: not UTF-8 text (byte {e.start}), not a YAML {what}") from None
     try:
-        tree = yaml.load(text, Loader=_StrictLoader)
+        tree = load_yaml_text(text)
     except yaml.MarkedYAMLError as e:
         where = f" (line {e.problem_mark.line + 1})" if e.problem_mark is not None and "line" not in \
             str(e.problem) else ""
@@ -326,9 +352,3 @@ def check_choice(key: str, value: str, options: tuple[str, ...]) -> None:
 def to_dict(cfg: Any) -> dict:
     """The config as plain JSON-able data (tuples become lists)."""
     return json.loads(json.dumps(dataclasses.asdict(cfg)))
-
-
-def wandb_group(model: str, dataset: str, method: str, sparsity: float) -> str:
-    """The W&B group of a training run, readable: `<model>-<data>-<method>-s<sparsity>` (the
-    experiment hash is in the run's config, `experiment`)."""
-    return f"{model}-{dataset}-{method}-s{sparsity:g}"

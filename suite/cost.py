@@ -28,7 +28,9 @@ ends with a synchronisation. Peak memory: on CUDA torch.cuda.max_memory_allocate
 forward (weights included); on the CPU the peak RSS growth over one batch-256 forward (VmHWM after
 resetting it through /proc/self/clear_refs, minus VmRSS before; null where that is unavailable).
 Size: the bytes of a safetensors file holding the format's tensors. `cost.json` is written beside
-`result.json` (atomically); numbers are measured, never asserted by a test.
+`result.json` (atomically); numbers are measured, never asserted by a test. Timing runs at one CPU
+thread unless --threads or OMP_NUM_THREADS say otherwise; each latency keeps its spread, and a
+measurement under a load average above the cores or with a wide spread is flagged `noisy`.
 """
 from __future__ import annotations
 
@@ -52,6 +54,8 @@ from suite import masks as M
 from suite.cost_rows import BATCHES, cost_rows
 from suite.errors import ConfigError
 
+NOISY_SPREAD = 0.25  # interquartile range of the timed calls over their median above which a latency is noise
+DEFAULT_THREADS = 1  # CPU threads: a fixed count, so speed-ups compare and a busy machine hurts least
 FP32_TOLERANCE = 1e-4   # times max(1, max |logit|) of the masked model
 FP16_TOLERANCE = 1e-2
 
@@ -356,8 +360,9 @@ def peak_memory(fn: Callable[[], object], device: torch.device) -> int | None:
     return None if before is None or peak is None else max(0, peak - before)
 
 
-def latency(fn: Callable[[], object], device: torch.device, warmup: int, repeats: int) -> float:
-    """Median seconds of fn over `repeats` timed calls after `warmup` untimed ones."""
+def latency(fn: Callable[[], object], device: torch.device, warmup: int, repeats: int) -> tuple[float, float]:
+    """Median seconds of fn over `repeats` timed calls after `warmup` untimed ones, and their spread: the
+    interquartile range over the median (0 for a single call)."""
     for _ in range(warmup):
         fn()
     times = []
@@ -367,7 +372,24 @@ def latency(fn: Callable[[], object], device: torch.device, warmup: int, repeats
         fn()
         _sync(device)
         times.append(time.perf_counter() - start)
-    return float(statistics.median(times))
+    median = float(statistics.median(times))
+    if len(times) < 2:
+        return median, 0.0
+    q1, _, q3 = statistics.quantiles(times, n=4, method="inclusive")
+    return median, (q3 - q1) / median if median > 0 else 0.0
+
+
+def noise(load: float, cores: int, spreads: list[float]) -> list[str]:
+    """Why a measurement is noise rather than the machine's speed: a load average above the cores this
+    process may use (other processes take the CPU between our calls), or a latency whose spread is above
+    NOISY_SPREAD. Empty when it can be trusted."""
+    reasons = []
+    if load > cores:
+        reasons.append(f"load average {load:.2f} on {cores} cores")
+    worst = max(spreads, default=0.0)
+    if worst > NOISY_SPREAD:
+        reasons.append(f"latency spread {worst:.0%} (interquartile range over median) above {NOISY_SPREAD:.0%}")
+    return reasons
 
 
 @torch.inference_mode()
@@ -397,14 +419,15 @@ def measure_format(model: nn.Module, reference: nn.Module, test: list[Tensor], d
     tolerance = (FP32_TOLERANCE if dtype == torch.float32 else FP16_TOLERANCE) * max(1.0, scale)
     row = {"status": "ok" if diff <= tolerance else "mismatch", "backend": backend, "dtype": str(dtype).split(".")[-1],
            "max_abs_diff": diff, "tolerance": tolerance, "size_bytes": saved_bytes(_format_tensors(model)),
-           "latency_s": {}, "throughput_per_s": {}, "peak_memory_bytes": None}
+           "latency_s": {}, "latency_spread": {}, "throughput_per_s": {}, "peak_memory_bytes": None}
     if row["status"] != "ok":
         return row
     with torch.inference_mode():
         for b in BATCHES:
             x = inputs_of(test, b).to(dtype)
-            seconds = latency(lambda: model(x), device, warmup, repeats)
+            seconds, spread = latency(lambda: model(x), device, warmup, repeats)
             row["latency_s"][str(b)] = seconds
+            row["latency_spread"][str(b)] = spread
             row["throughput_per_s"][str(b)] = b / seconds
         x = inputs_of(test, BATCHES[-1]).to(dtype)
         row["peak_memory_bytes"] = peak_memory(lambda: model(x), device)
@@ -449,6 +472,10 @@ def measure_run(folder: Path, device: torch.device, warmup: int, repeats: int,
         result["formats"][name] = measure_format(built, reference, test, device, dtype, backend, warmup, repeats)
         if why != "ok":
             result["formats"][name]["note"] = why
+    from suite.threads import available_cores
+    result["load_1min"], result["cores"] = os.getloadavg()[0], available_cores()
+    spreads = [v for f in result["formats"].values() for v in f.get("latency_spread", {}).values()]
+    result["noisy"] = noise(result["load_1min"], result["cores"], spreads)  # [] when the timings can be trusted
     return result
 
 
@@ -463,7 +490,7 @@ def format_rows(rows: list[dict]) -> str:
         return "-" if v is None else format(v, fmt)
 
     table = [[r["model"], r["method"], r["structure"], cell(r["sparsity"], ".4f"), r["format"],
-              r["status"] if r["status"] != "skipped" else f"skipped: {r['reason']}",
+              (r["status"] if r["status"] != "skipped" else f"skipped: {r['reason']}") + (" (noisy)" if r["noisy"] else ""),
               *[cell(r[f"latency_ms_b{b}"], ".3f") for b in batches], *[cell(r[f"speedup_b{b}"], ".2f") for b in batches],
               cell(r["size_bytes"], ",d"), cell(r["size_ratio"], ".3f"), cell(r["max_abs_diff"], ".2e")]
              for r in rows]
@@ -482,9 +509,24 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--warmup", type=int, default=3, help="untimed forward passes before timing (default 3)")
     parser.add_argument("--repeats", type=int, default=20, help="timed forward passes per batch size (default 20)")
     parser.add_argument("--data-root", default=None, help="where the run's dataset lives (default: its config's data.root)")
-    parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's choice)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help=f"torch intra-op threads (default: OMP_NUM_THREADS, else {DEFAULT_THREADS}: a fixed count, "
+                             f"so that speed-ups compare across runs and machines)")
     parser.add_argument("--debug", action="store_true", help="print the traceback of an unexpected error")
     return parser.parse_args(argv)
+
+
+def cost_threads(asked: int | None) -> tuple[int, str]:
+    """The thread count to measure at, and why: --threads, else OMP_NUM_THREADS, else DEFAULT_THREADS."""
+    if asked is not None:
+        return asked, "--threads"
+    try:
+        omp = int(os.environ.get("OMP_NUM_THREADS") or 0)
+    except ValueError:
+        omp = 0
+    if omp >= 1:
+        return omp, "OMP_NUM_THREADS"
+    return DEFAULT_THREADS, "the default; --threads n sets it"
 
 
 def resolve_device(name: str) -> torch.device:
@@ -506,10 +548,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.warmup < 0 or args.repeats < 1:
             raise CostError("--warmup must be >= 0 and --repeats >= 1")
-        if args.threads is not None:
-            if args.threads < 1:
-                raise CostError(f"--threads: must be at least 1, got {args.threads}")
-            torch.set_num_threads(args.threads)
+        if args.threads is not None and args.threads < 1:
+            raise CostError(f"--threads: must be at least 1, got {args.threads}")
+        threads, why = cost_threads(args.threads)
+        torch.set_num_threads(threads)
         device = resolve_device(args.device)
         for folder in args.folders:  # every folder is checked before anything is measured
             if not folder.is_dir():
@@ -519,11 +561,16 @@ def main(argv: list[str] | None = None) -> int:
                 raise CostError(f"{folder}: not a finished run: {status.state}"
                                 + (f" ({status.detail})" if status.detail else ""))
         costs = []
+        print(f"cost: {threads} thread{'s' if threads > 1 else ''} ({why}), median of {args.repeats} timed calls",
+              file=sys.stderr, flush=True)
         for folder in args.folders:
             print(f"cost: {folder}", file=sys.stderr, flush=True)
             cost = measure_run(folder, device, args.warmup, args.repeats, args.data_root)
             write_json(folder / "cost.json", cost)
             costs.append(cost)
+            if cost["noisy"]:
+                print(f"warning: {folder}: timings are noise, not this machine's speed ({'; '.join(cost['noisy'])}); "
+                      f"cost.json says so (noisy); measure again on an idle machine", file=sys.stderr, flush=True)
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr, flush=True)
         return EXIT_BAD_INPUT

@@ -26,7 +26,8 @@ def cost_rows(costs: list[dict]) -> list[dict]:
             row = {"run": c.get("run"), "method": c.get("method"), "model": c.get("model"),
                    "structure": c.get("structure"), "sparsity": c.get("achieved_sparsity"),
                    "device": c.get("device"), "threads": c.get("threads"), "format": name,
-                   "status": f.get("status"), "reason": f.get("reason"), "max_abs_diff": f.get("max_abs_diff")}
+                   "status": f.get("status"), "reason": f.get("reason"), "max_abs_diff": f.get("max_abs_diff"),
+                   "noisy": bool(c.get("noisy"))}  # an older cost.json has no verdict: not flagged
             ok = f.get("status") == "ok" and dense.get("status") == "ok"
             for b in batches:  # every row has every batch size of the table: None where this run has none
                 mine, base = f.get("latency_s", {}).get(str(b)), dense.get("latency_s", {}).get(str(b))

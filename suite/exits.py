@@ -12,7 +12,8 @@ EXIT_OK = 0
 EXIT_FAILED = 1        # the run failed (reason in failed.json), or an unexpected error (details in a log)
 EXIT_BAD_INPUT = 2     # bad config, data file, checkpoint option or output path: one line names it
 EXIT_LOCKED = 3        # another process holds the run folder
-EXIT_INTERRUPTED = 75  # SIGTERM: run the same command again to resume
+EXIT_INTERRUPTED = 75  # SIGTERM (SLURM, a sweep stopping): run the same command again to resume
+EXIT_CTRL_C = 130      # Ctrl-C (SIGINT), as a shell reports it (128 + 2): the same command resumes
 
 
 def log_crash(error: BaseException, folder: Path | None, name: str = "error.log") -> Path:

@@ -238,6 +238,11 @@ def validate(cfg: Config) -> Config:
         raise ConfigError(f"train.epochs: must be at least 1, got {t.epochs}")
     if t.batch_size < 1:
         raise ConfigError(f"train.batch_size: must be at least 1, got {t.batch_size}")
+    if t.processes < 1:
+        raise ConfigError(f"train.processes: must be at least 1, got {t.processes}")
+    if t.batch_size % t.processes:
+        raise ConfigError(f"train.batch_size: {t.batch_size} is not divisible by train.processes {t.processes} "
+                          f"(the launcher's process count)")
     if t.lr <= 0:
         raise ConfigError(f"train.lr: must be positive, got {t.lr}")
     if not 0 <= t.momentum < 1:
@@ -328,6 +333,18 @@ def experiment_hash(cfg: Config) -> str:
     field with a default keeps every past name."""
     blob = json.dumps(science_settings(cfg), sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+
+def with_processes(cfg: Config, launched: int) -> Config:
+    """The config of a run launched as `launched` processes: train.processes says so (it is science);
+    a config that names another count is one error line."""
+    if cfg.train.processes == launched:
+        return cfg
+    if cfg.train.processes != 1:
+        raise ConfigError(f"train.processes: {cfg.train.processes}, but this run was launched as {launched} "
+                          f"process{'es' if launched > 1 else ''} (launch with accelerate launch --num_processes "
+                          f"{cfg.train.processes}, or leave train.processes out: the launcher sets it)")
+    return validate(dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, processes=launched)))
 
 
 def run_dir(cfg: Config, root: str | Path) -> Path:

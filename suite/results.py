@@ -3,6 +3,7 @@
 all ask it)."""
 from __future__ import annotations
 
+import contextlib
 import errno
 import fcntl
 import io
@@ -138,42 +139,55 @@ class RunLost(RunLocked):
 
 
 class RunLock:
-    """An exclusive, non-blocking flock on `<run dir>/.lock`; released when the process dies."""
+    """An exclusive, non-blocking flock on `<run dir>/.lock`; released when the process dies. Set
+    `remove` once the folder is finished: the lock file goes with the release, leaving only results."""
 
     def __init__(self, run_dir: Path):
         self.path = Path(run_dir) / ".lock"
         self._fd: int | None = None
+        self.remove = False
 
     def __enter__(self) -> "RunLock":
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+        while True:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
+                raise RunLocked(f"run is locked by another process: {self.path.parent}") from None
+            if self._is_on_disk(fd):
+                break
+            # the holder removed the file (a finished run) after we opened it: that lock is no
+            # longer the folder's, so take the one on disk now
             os.close(fd)
-            raise RunLocked(f"run is locked by another process: {self.path.parent}") from None
         os.ftruncate(fd, 0)
         os.write(fd, f"{os.getpid()}\n".encode())
         self._fd = fd
         return self
 
+    def _is_on_disk(self, fd: int) -> bool:
+        """True when `.lock` on disk is the file open as `fd`."""
+        held = os.fstat(fd)
+        try:
+            now = os.stat(self.path)
+        except FileNotFoundError:
+            return False
+        return (now.st_dev, now.st_ino) == (held.st_dev, held.st_ino)
+
     def check(self) -> None:
         """Raise RunLost unless `.lock` on disk is still the file this process locked: a folder deleted
         (rm -rf) or replaced while the run writes to it would otherwise let a second process take a new
         lock there, and both would finish into one folder."""
-        if self._fd is None:
-            return
-        held = os.fstat(self._fd)
-        try:
-            now = os.stat(self.path)
-        except FileNotFoundError:
-            now = None
-        if now is None or (now.st_dev, now.st_ino) != (held.st_dev, held.st_ino):
+        if self._fd is not None and not self._is_on_disk(self._fd):
             raise RunLost(f"the run folder {self.path.parent} was deleted or replaced while this run wrote to "
                           f"it; stopped without writing more (run the same command again)")
 
     def __exit__(self, *exc) -> None:
         if self._fd is not None:
+            if self.remove and self._is_on_disk(self._fd):
+                with contextlib.suppress(OSError):  # a read-only folder keeps its lock file: harmless
+                    self.path.unlink()  # while still held: a process that opened it sees it gone
             fcntl.flock(self._fd, fcntl.LOCK_UN)
             os.close(self._fd)
             self._fd = None

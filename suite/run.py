@@ -4,11 +4,12 @@ Parses the config, builds the Accelerator, calls the runner; nothing else. Exit 
 0 finished or already finished, 1 the run failed (reason in failed.json) or an unexpected error (one
 line; the traceback in <run folder>/error.log, on stderr too with --debug), 2 bad input (config,
 data file, precision, output path), 3 the run is locked by another process, 75 interrupted by
-SIGTERM (run the same command again to resume)."""
+SIGTERM, 130 interrupted by Ctrl-C (run the same command again to resume)."""
 from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -17,7 +18,7 @@ if __package__ in (None, ""):  # `python suite/run.py` and `accelerate launch su
 
 from suite import experiment as E  # noqa: E402
 from suite.errors import ConfigError  # noqa: E402
-from suite.exits import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_LOCKED, crash_line  # noqa: E402
+from suite.exits import EXIT_BAD_INPUT, EXIT_CTRL_C, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_LOCKED, crash_line  # noqa: E402
 from suite.results import RunFolder, check_output_dir  # noqa: E402
 
 
@@ -45,10 +46,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_intermixed_args(argv)  # overrides may come before, between or after the options
 
 
+def launched_processes() -> int:
+    """The world size the launcher (accelerate launch, torchrun) set in the environment; 1 without one."""
+    return max(int(os.environ.get(k, "1") or 1) for k in ("WORLD_SIZE", "LOCAL_WORLD_SIZE"))
+
+
 def check_world_size(num_processes: int) -> None:
     """Stop if a launcher started N > 1 processes but Accelerate formed no N-process group (on a
     machine with no GPU each process would silently train alone)."""
-    launched = max(int(os.environ.get(k, "1") or 1) for k in ("WORLD_SIZE", "LOCAL_WORLD_SIZE"))
+    launched = launched_processes()
     if launched > 1 and num_processes != launched:
         raise ConfigError(
             f"launched as {launched} processes but Accelerate sees a world size of {num_processes}; on a "
@@ -88,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     log_dir = None
     try:
-        cfg = E.load_config(args.config, args.overrides, args.method)
+        cfg = E.with_processes(E.load_config(args.config, args.overrides, args.method), launched_processes())
         if args.print_dir:
             print(E.run_dir(cfg, args.out))
             return 0
@@ -100,6 +106,9 @@ def main(argv: list[str] | None = None) -> int:
         return _accelerate(args, cfg)
     except ConfigError as e:
         return _error(str(e), EXIT_BAD_INPUT)
+    except KeyboardInterrupt:  # Ctrl-C while starting up (imports, config, Accelerate), before the runner
+        print("interrupted while starting up; the same command resumes", file=sys.stderr, flush=True)
+        return EXIT_CTRL_C
     except Exception as e:
         print(crash_line(e, log_dir, args.debug), file=sys.stderr, flush=True)
         return EXIT_FAILED
@@ -151,11 +160,10 @@ def _run(args: argparse.Namespace, cfg: E.Config, accelerator) -> int:
         return _error(str(e), EXIT_LOCKED)
     except (RunFailed, RankMismatch) as e:
         return _error(f"run failed: {e}", EXIT_FAILED)
-    except Interrupted:
+    except Interrupted as e:
         if accelerator.is_main_process:
-            print(f"interrupted: run the same command again to resume from the last checkpoint "
-                  f"in {E.run_dir(cfg, args.out)}", file=sys.stderr, flush=True)
-        return EXIT_INTERRUPTED
+            print(e.line(), file=sys.stderr, flush=True)
+        return EXIT_CTRL_C if e.signum == signal.SIGINT else EXIT_INTERRUPTED
     if accelerator.is_main_process:
         if outcome.status == "skipped":
             print(f"already finished (use --force to run again): {outcome.run_dir}", file=sys.stderr)  # launch/sweep.py reads these words

@@ -8,6 +8,7 @@ import copy
 import itertools
 import json
 import math
+import os
 import platform
 import signal
 import sys
@@ -33,6 +34,7 @@ from suite.results import (BadCheckpoint, InvalidResult, RunFolder, RunLock, Run
                            load_resumable, save_checkpoint, save_predictions, save_tensors, write_json, write_jsonl)
 from suite.schedules import budget as budget_of, learning_rate
 from suite.selection import select
+from suite.threads import choose_threads, threads_line
 
 SUITE_VERSION = "0.1.0"
 
@@ -42,7 +44,20 @@ class RunFailed(RuntimeError):
 
 
 class Interrupted(BaseException):
-    """SIGTERM: stop now; the checkpoint of the last finished epoch is on disk."""
+    """SIGTERM or Ctrl-C (SIGINT): stop now; the checkpoint of the last finished epoch is on disk."""
+
+    def __init__(self, signum: int = signal.SIGTERM, at: tuple[int, int, int] | None = None):
+        super().__init__(signum, at)
+        self.signum = signum
+        self.at = at  # (round, epoch the same command resumes at, from 1, rounds); None while starting up
+
+    def line(self) -> str:
+        """What the terminal shows: one line, where the run stopped and how to go on."""
+        if self.at is None:
+            return STARTING_UP
+        r, epoch, rounds = self.at
+        where = f"round {r} epoch {epoch}" if rounds > 1 else f"epoch {epoch}"
+        return f"interrupted at {where}; the same command resumes"
 
 
 @dataclass
@@ -53,11 +68,17 @@ class Outcome:
     runner: "Runner | None" = None  # the trained model and mask, for programmatic use
 
 
-def _on_sigterm(signum, frame):
-    # the first SIGTERM stops the run; a second one (SLURM and launchers may send two in quick
-    # succession) must not break the orderly stop, nor kill the process once the handler is restored
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    raise Interrupted()
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+STARTING_UP = "interrupted while starting up; the same command resumes"
+
+
+def _on_stop_signal(signum, frame):
+    # the first SIGTERM or Ctrl-C stops the run; a second one (SLURM and launchers may send two in quick
+    # succession, a user presses Ctrl-C twice) must not break the orderly stop into a traceback, nor kill
+    # the process once the handlers are restored
+    for s in STOP_SIGNALS:
+        signal.signal(s, signal.SIG_IGN)
+    raise Interrupted(signum)
 
 
 def _log(accelerator, text: str) -> None:
@@ -144,6 +165,7 @@ class Runner:
     """Runs one configured experiment in one run folder, resuming from its checkpoint."""
 
     def __init__(self, cfg: E.Config, run_dir: Path, accelerator):
+        cfg = E.with_processes(cfg, accelerator.num_processes)
         self.cfg, self.dir, self.acc = cfg, Path(run_dir), accelerator
         self.device = accelerator.device
         self.loss_fn = F.cross_entropy
@@ -172,6 +194,9 @@ class Runner:
         self.masked = M.MaskedWeights(self.weights)
         # dense forward FLOPs per example, counted once; a step's cost follows the mask's densities
         self.flops = FL.count_model_flops(self.model, self.weights, self.data.spec.input_shape, self.device)
+        self.threads, self.threads_why = choose_threads(
+            self.device.type, self.flops.total, int(os.environ.get("LOCAL_WORLD_SIZE") or accelerator.num_processes))
+        torch.set_num_threads(self.threads)  # before the first step; recorded in result.json
         self.densities = {n: 1.0 for n in self.weights}
         self.step_flops = self.flops.train_step(self.densities)  # per example, under the current mask
         self.train_flops = 0.0  # every step run so far, all rounds, all examples, plus scoring
@@ -191,6 +216,8 @@ class Runner:
         self.collapsed: list[str] = []  # layers already reported as pruned to zero weights
         self.code = code_version()  # the code this process runs, read once: every round's result says the same
         self.lock: RunLock | None = None  # the main process's lock on the folder, checked before each write
+        self.at: tuple[int, int, int] | None = None  # (round, epoch a rerun starts, rounds), for a stop
+        self.bar = None  # the progress bar: closed on a stop, so the stop's line starts a line of its own
 
     # --- state ---------------------------------------------------------------------------------
 
@@ -245,7 +272,12 @@ class Runner:
         if self.lock is not None:
             self.lock.check()
 
+    def _resumes_at(self, state: dict) -> None:
+        """Where the same command would go on from: the epoch after the last one checkpointed."""
+        self.at = (state["round"], min(state["epoch"] + 1, self.budget.epochs_started), self.method.rounds())
+
     def _checkpoint(self, state: dict) -> None:
+        self._resumes_at(state)
         if self.acc.is_main_process:
             self._still_ours()
             save_checkpoint(self.dir / "checkpoint.pt", {
@@ -394,7 +426,7 @@ class Runner:
         for r in range(state["round"], rounds):
             if not state["round_started"]:
                 self._start_round(r, state)
-            bar = _progress(self.acc, progress, self._first_step(r) // self.budget.steps_per_epoch,
+            bar = self.bar = _progress(self.acc, progress, self._first_step(r) // self.budget.steps_per_epoch,
                             self.budget.epochs_started, state["epoch"], f"round {r}" if rounds > 1 else "")
             for epoch in range(state["epoch"], self.budget.epochs_started):
                 record = self._run_epoch(r, epoch, state, records)
@@ -441,6 +473,9 @@ class Runner:
             torch.set_rng_state(saved["rng"].cpu())
             state = {key: saved[key] for key in state}
             _log(acc, f"resuming {self.dir} at round {state['round']} epoch {state['epoch']}")
+        if self.threads_why != "OMP_NUM_THREADS" or acc.num_processes > 1:  # not the user's own setting
+            _log(acc, threads_line(self.threads, self.threads_why))  # (accelerate launch sets it for them)
+        self._resumes_at(state)
         records = json.loads(state["records"])
         if saved is not None and acc.is_main_process:  # metrics.jsonl as the checkpoint has it: a kill
             write_jsonl(self.dir / "metrics.jsonl", records)  # may have come between their writes
@@ -567,7 +602,7 @@ class Runner:
             "steps": self.budget.steps,  # optimizer steps of one cycle (train.steps, or the epochs')
             **({"rewind_step": self.method.rewind_step()} if self.method.rounds() > 1 else {}),
             "world_size": self.acc.num_processes, "wall_time_s": state["wall_time_s"],
-            "threads": threads, "core_hours": state["wall_time_s"] * threads * self.acc.num_processes / 3600,
+            "threads": threads, "threads_chosen_by": self.threads_why, "core_hours": state["wall_time_s"] * threads * self.acc.num_processes / 3600,
             "device": device_name(self.device),
             "layer_sparsity": layers, "collapsed_layers": collapsed,
             "live_per_class": per_class, "live_per_class_layer": output_layer,
@@ -623,11 +658,12 @@ def _advance(bar, record: dict) -> None:
 def run_experiment(cfg: E.Config, out: str | Path, accelerator, force: bool = False,
                    progress: bool = True) -> Outcome:
     """Run (or resume, or skip) one experiment; the main process writes the run folder."""
+    cfg = E.with_processes(cfg, accelerator.num_processes)  # the process count is science: in the hash
     run_dir = E.run_dir(cfg, out)
     folder = RunFolder(run_dir)
     if folder.finished() and not force:
-        if accelerator.is_main_process and folder.has_checkpoint():
-            _clean_finished(folder)
+        if accelerator.is_main_process and (folder.has_checkpoint() or (run_dir / ".lock").exists()):
+            _clean_finished(folder)  # also a lock file left by a run of an older version
         return Outcome("skipped", run_dir, None)
     with contextlib.ExitStack() as stack:
         lock = _lock_on_main(stack, run_dir, accelerator)
@@ -645,11 +681,14 @@ def run_experiment(cfg: E.Config, out: str | Path, accelerator, force: bool = Fa
         mode = T.wandb_mode(cfg)
         if mode != "disabled":
             T.start_tracking(accelerator, cfg, run_dir, mode)
-        previous = signal.signal(signal.SIGTERM, _on_sigterm)
+        previous = {s: signal.signal(s, _on_stop_signal) for s in STOP_SIGNALS}
+        runner = None
         try:
             runner = Runner(cfg, run_dir, accelerator)
             runner.lock = lock
             result = runner.run(progress=progress)
+            if lock is not None:
+                lock.remove = True  # finished: the folder keeps its results, not the lock file
             if accelerator.trackers and accelerator.is_main_process:
                 T.record_summary(accelerator, cfg, run_dir, result)
         except (RunFailed, M.RankMismatch) as e:
@@ -660,20 +699,28 @@ def run_experiment(cfg: E.Config, out: str | Path, accelerator, force: bool = Fa
             if lock is not None:  # the folder went (rm -rf) during a write that began before it did:
                 lock.check()      # RunLost, as at the next write, not an unexpected crash
             raise
+        except (Interrupted, KeyboardInterrupt) as e:  # KeyboardInterrupt: a SIGINT before our handler
+            signum = e.signum if isinstance(e, Interrupted) else signal.SIGINT
+            if runner is not None and runner.bar is not None:
+                runner.bar.close()
+            raise Interrupted(signum, runner.at if runner is not None else None) from None
         finally:
-            if signal.getsignal(signal.SIGTERM) is not signal.SIG_IGN:  # stopping: keep ignoring a second one
-                signal.signal(signal.SIGTERM, previous)
+            for s, handler in previous.items():
+                if signal.getsignal(s) is not signal.SIG_IGN:  # stopping: keep ignoring a second signal
+                    signal.signal(s, handler)
             T.finish_tracking(accelerator, run_dir)
     return Outcome("finished", run_dir, result, runner)
 
 
 def _clean_finished(folder: RunFolder) -> None:
-    """A kill after result.json but before the checkpoint was deleted leaves a stale checkpoint."""
+    """A kill after result.json but before the checkpoint was deleted leaves a stale checkpoint (and
+    the lock file)."""
     try:
-        with RunLock(folder.path):
+        with RunLock(folder.path) as lock:
             if folder.finished():
                 folder.remove_checkpoints()
                 folder.remove_orphans()
+                lock.remove = True
     except RunLocked:
         pass  # another process is at it (--force): leave its files alone
     except OSError:

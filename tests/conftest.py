@@ -11,6 +11,9 @@ SHARED_DATA = ROOT.parent / "shared" / "data"
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("WANDB_SILENT", "true")
+# runs in this process pick their thread count from it (suite.threads), as the subprocesses do (helpers.env):
+# one thread, bitwise comparable, and no thread line on the stderr the tests read
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 from helpers import LONG, interrupt  # noqa: E402  (after the path is set)
 from suite import run as RUN  # noqa: E402

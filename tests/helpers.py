@@ -85,6 +85,26 @@ def kill_at_epoch(out: Path, args: list[str], epochs: int, timeout: float = 120)
     return metrics_file
 
 
+def wandb_records(path):
+    """The records of an offline run's .wandb file (LevelDB-style log blocks of W&B protobuf records)."""
+    from wandb.proto import wandb_internal_pb2 as pb
+    raw, pos, buf, block = path.read_bytes(), 7, b"", 32768  # 7 bytes: the ":W&B" file header
+    while pos + 7 <= len(raw):
+        if block - pos % block < 7:  # a block's tail too short for a record header is padding
+            pos += block - pos % block
+            continue
+        length, kind = int.from_bytes(raw[pos + 4:pos + 6], "little"), raw[pos + 6]
+        data, pos = raw[pos + 7:pos + 7 + length], pos + 7 + length
+        if kind in (1, 4):  # FULL, LAST
+            rec = pb.Record()
+            rec.ParseFromString(buf + data if kind == 4 else data)
+            yield rec
+        elif kind == 2:  # FIRST
+            buf = data
+        elif kind == 3:  # MIDDLE
+            buf += data
+
+
 # --- running the CLI in this process, and comparing run folders (shared by the fault tests) ---
 
 def snapshot(root: Path) -> dict[str, str]:

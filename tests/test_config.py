@@ -7,9 +7,7 @@ import yaml
 from helpers import ROOT, TINY, cli, one_error
 from suite import config as C
 from suite import experiment as E
-from suite import experiment as E
 from suite import run as RUN
-from suite.errors import ConfigError
 from suite.errors import ConfigError
 from suite.exits import EXIT_BAD_INPUT
 from suite.experiment import load_config
@@ -173,6 +171,48 @@ def test_init_and_validation_split_are_settings_that_keep_old_names():
         E.load_config(None, ["model.init=xavier"])
     with pytest.raises(ConfigError, match="data.val_size: must be non-negative, got -1"):
         E.load_config(None, ["data.val_size=-1"])
+
+
+# --- issue 25 case 20: `2:4` is the N:M pattern, never YAML 1.1's base-60 integer 124 -----------------
+
+NM = ["prune.structure=nm", "prune.target_sparsity=0.5"]
+
+
+def test_nm_written_as_n_colon_m_on_the_command_line_is_the_pattern():
+    assert E.parse_override("prune.nm=2:4") == ("prune.nm", "2:4")  # PyYAML's safe_load gives 124
+    colon = E.load_config(None, [*NM, "prune.nm=2:4"])
+    listed = E.load_config(None, [*NM, "prune.nm=[2, 4]"])
+    assert colon.prune.nm == (2, 4) and E.experiment_hash(colon) == E.experiment_hash(listed)
+    assert E.load_config(None, [*NM, "prune.target_sparsity=0.75", "prune.nm=1:4"]).prune.nm == (1, 4)
+
+
+def test_nm_written_as_n_colon_m_in_a_yaml_file_is_the_pattern(tmp_path):
+    path = tmp_path / "nm.yaml"
+    path.write_text("prune:\n  structure: nm\n  target_sparsity: 0.5\n  nm: 2:4\n")
+    assert E.load_config(path).prune.nm == (2, 4)
+
+
+@pytest.mark.parametrize("override, message", [
+    ("train.epochs=1:30", "train.epochs: expected int, got '1:30'"),  # not 90
+    ("train.lr=1:30.5", "train.lr: expected float, got '1:30.5'"),  # not 90.5
+    ("prune.nm=124", "prune.nm: expected a list of int, got 124"),
+])
+def test_base_60_numbers_are_text_that_a_number_field_refuses(override, message):
+    with pytest.raises(ConfigError) as e:
+        E.load_config(None, [override])
+    assert str(e.value) == message
+
+
+def test_the_process_count_is_in_the_hash_only_beyond_one_process():
+    """Issue 25 case 23: world size 1 keeps every existing hash (the quick start's is pinned here)."""
+    cfg = E.load_config(CONFIGS / "quickstart.yaml")
+    assert E.experiment_hash(cfg) == "19883d549892" and E.with_processes(cfg, 1) is cfg
+    two = E.with_processes(cfg, 2)
+    assert two.train.processes == 2 and E.experiment_hash(two) == "b39f7ef13ed7"
+    assert E.science_settings(two)["train.processes"] == 2 and "train.processes" not in E.science_settings(cfg)
+    with pytest.raises(ConfigError) as e:
+        E.load_config(None, ["train.processes=3"])
+    assert str(e.value) == "train.batch_size: 128 is not divisible by train.processes 3 (the launcher's process count)"
 
 
 def test_naming_the_models_own_init_is_the_default_experiment():

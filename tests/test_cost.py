@@ -149,6 +149,65 @@ def test_gpu_check_refuses_without_a_gpu(capsys):
     assert err == ["error: --gpu-check: no CUDA device is visible to torch; run it on a machine with a GPU"]
 
 
+# --- issue 25 case 17: a fixed thread count, the spread recorded, noise flagged -----------------------
+
+def test_latency_is_the_median_and_its_spread_the_interquartile_range_over_it(monkeypatch):
+    ticks = iter([0.0, 1.0, 1.0, 2.0, 2.0, 3.0, 3.0, 8.0])  # calls of 1, 1, 1 and 5 s
+    monkeypatch.setattr(cost.time, "perf_counter", lambda: next(ticks))
+    assert cost.latency(lambda: None, torch.device("cpu"), 0, 4) == (1.0, 1.0)  # quartiles 1 and 2: (2 - 1) / 1
+    ticks = iter([0.0, 5.0])
+    assert cost.latency(lambda: None, torch.device("cpu"), 0, 1) == (5.0, 0.0)  # one call: no spread to measure
+
+
+@pytest.mark.parametrize("load, cores, spreads, reasons", [
+    (0.5, 2, [0.1, 0.25], []),
+    (3.0, 2, [0.1], ["load average 3.00 on 2 cores"]),
+    (0.5, 2, [0.3, 0.1], ["latency spread 30% (interquartile range over median) above 25%"]),
+    (9.0, 2, [5.5], ["load average 9.00 on 2 cores", "latency spread 550% (interquartile range over median) above 25%"]),
+])
+def test_a_measurement_under_load_or_with_a_wide_spread_is_noise(load, cores, spreads, reasons):
+    assert cost.noise(load, cores, spreads) == reasons
+
+
+@pytest.mark.parametrize("asked, omp, chosen", [
+    (None, None, (1, "the default; --threads n sets it")),  # before: torch's choice, every core
+    (None, "3", (3, "OMP_NUM_THREADS")),
+    (2, "3", (2, "--threads")),
+])
+def test_cost_measures_at_a_fixed_thread_count(asked, omp, chosen, monkeypatch):
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    if omp:
+        monkeypatch.setenv("OMP_NUM_THREADS", omp)
+    assert cost.cost_threads(asked) == chosen
+
+
+def test_cost_under_load_is_written_flagged_and_warned(tmp_path, capsys, monkeypatch):
+    """Before: a 550x speed-up measured at torch's default threads under load went into cost.json unflagged."""
+    from suite.threads import available_cores
+    cfg = E.load_config(None, [*TINY, "train.epochs=2", "wandb.mode=disabled"])
+    folder = run_experiment(cfg, tmp_path, Accelerator(cpu=True), progress=False).run_dir
+    capsys.readouterr()  # the run's own lines
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setattr(cost.os, "getloadavg", lambda: (9.0, 9.0, 9.0))
+    threads = torch.get_num_threads()
+    try:
+        assert cost.main([str(folder), "--device", "cpu", "--warmup", "0", "--repeats", "1"]) == 0
+    finally:
+        torch.set_num_threads(threads)
+    data = json.loads((folder / "cost.json").read_text())
+    cores = available_cores()
+    assert (data["threads"], data["load_1min"], data["cores"]) == (1, 9.0, cores)
+    assert data["noisy"] == [f"load average 9.00 on {cores} cores"]  # one call: no spread
+    assert data["formats"]["dense_masked"]["latency_spread"] == {"1": 0.0, "32": 0.0, "256": 0.0}
+    captured = capsys.readouterr()
+    err = captured.err.splitlines()
+    assert err[0] == "cost: 1 thread (the default; --threads n sets it), median of 1 timed calls"
+    assert err[-1] == (f"warning: {folder}: timings are noise, not this machine's speed (load average 9.00 on "
+                       f"{cores} cores); cost.json says so (noisy); measure again on an idle machine")
+    assert "| ok (noisy)" in captured.out
+    assert all(r["noisy"] for r in cost.cost_rows([data]))
+
+
 def test_cost_of_a_finished_ablation_reads_its_own_config_only(tmp_path, monkeypatch, capsys):
     """Issue 25, case 12: from another directory, or after its source moved, suite.cost failed ("ablate.source:
     runs/...: no such run folder") re-reading the source although config.json says what ran."""
@@ -166,7 +225,9 @@ def test_cost_of_a_finished_ablation_reads_its_own_config_only(tmp_path, monkeyp
     assert cost.main([str(ablation), "--device", "cpu", "--warmup", "0", "--repeats", "1"]) == 0
     data = json.loads((ablation / "cost.json").read_text())
     assert (data["method"], data["target_sparsity"], data["formats"]["dense_masked"]["status"]) == ("shuffle", 0.8, "ok")
-    assert capsys.readouterr().err.strip().splitlines() == [f"cost: {ablation}"]
+    err = capsys.readouterr().err.strip().splitlines()  # a busy machine adds a noise warning (case 17)
+    assert [line for line in err if not line.startswith("warning: ")] == [
+        "cost: 1 thread (OMP_NUM_THREADS), median of 1 timed calls", f"cost: {ablation}"]
 
 
 def test_a_mask_of_other_shapes_is_one_line_exit_2(tmp_path, capsys):
@@ -179,5 +240,6 @@ def test_a_mask_of_other_shapes_is_one_line_exit_2(tmp_path, capsys):
     assert RunFolder(folder).finished()  # the counts are the result's: only the shapes are wrong
     assert cost.main([str(folder), "--device", "cpu"]) == 2
     assert capsys.readouterr().err.strip().splitlines() == [
+        "cost: 1 thread (OMP_NUM_THREADS), median of 20 timed calls",
         f"cost: {folder}", f"error: {folder}: mask.safetensors has fc1.weight of shape [192, 32], but tiny_mlp's "
         "fc1.weight is [32, 192]"]

@@ -492,6 +492,26 @@ def test_validation_indices_are_a_seeded_prefix_of_one_permutation():
     assert not torch.equal(a, validation_indices(1001, 50))
 
 
+def test_a_cached_mnist1d_loads_without_importing_the_package(cache):
+    """Issue 25 case 22: the mnist1d package imports matplotlib, scipy and requests (a second of every
+    run's start-up, several on a busy machine), only to name its default arguments."""
+    import subprocess
+    import sys
+
+    from mnist1d.data import get_dataset_args
+
+    from suite.datasets.mnist1d import MNIST1D_ARGS
+    assert MNIST1D_ARGS == {k: v for k, v in sorted(vars(get_dataset_args()).items()) if k != "url"}
+    build_data(DataConfig(name="mnist1d", cache_dir=str(cache)), batch_size=100, seed=0)  # generates the cache
+    probe = ("import sys; from suite.config import DataConfig; from suite.datasets import build_data; "
+             f"d = build_data(DataConfig(name='mnist1d', cache_dir={str(cache)!r}), batch_size=100, seed=0); "
+             "print(d.spec.n_train, sorted(m for m in ('mnist1d', 'matplotlib', 'scipy') if m in sys.modules))")
+    proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=300,
+                          cwd=Path(__file__).resolve().parents[1])
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split("\n")[0] == "4000 []"
+
+
 # --- bad input and faults: one clear line and an exit code, or a recovery ------------------------
 
 def idx_images(n: int, rows: int = 28, cols: int = 28, magic: int = 0x803) -> bytes:

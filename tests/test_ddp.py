@@ -53,9 +53,9 @@ def test_wandb_offline_run_written_once_by_the_main_process(ddp_run):
     raw = data_file.read_bytes()  # protobuf records: logged keys and run settings appear verbatim
     folder = next(out.rglob("result.json")).parent
     experiment = result(folder)["experiment"]
-    for needle in ("tiny_cnn-synthetic-progressive-s0.8",             # the group: model, data, method, sparsity
+    for needle in (f"tiny_cnn-synthetic-progressive-s0.8-{experiment}",  # the group: model, data, method, ...
                    f'"{experiment}"',                                 # the experiment hash, in the config
-                   "progressive-s0.8-seed42",                         # the run name
+                   f"progressive-s0.8-{experiment}-seed42",           # the run name
                    "test_accuracy", "target_sparsity", "layer_sparsity/conv1.weight", "achieved_sparsity"):
         assert needle.encode() in raw, needle
 
@@ -115,6 +115,48 @@ def test_ranks_that_compute_different_masks_stop_with_a_clear_error(tmp_path):
     for r in ranks:
         assert r["agreed"] == [True, False, True, True]
         assert r["outcome"].startswith("the mask computed by each rank differs across ranks")
+
+
+# --- issue 25 case 23: the process count is science, in the hash (world size 1 keeps its hash) -------
+
+ONE_EPOCH = ["data.name=synthetic", "model.name=tiny_mlp", "train.epochs=2", "train.batch_size=64",
+             "train.lr=0.05", "prune.target_sparsity=0.8", "prune.t_end=1"]
+
+
+def test_a_two_process_run_after_a_one_process_run_is_its_own_experiment(tmp_path):
+    """Before: the README's DDP command after the quick start said "already finished" (the hash ignored the
+    process count) and a 2-process run would have shared a folder with the 1-process result. Now it runs in
+    a folder of its own; the global batch and sample order are the same, so its first epoch matches the
+    1-process run to float rounding (the runs part later, where pruning thresholds meet near-ties)."""
+    from helpers import metrics, run_cli, run_folder
+
+    from suite import experiment as E
+    single = run_cli(["--out", str(tmp_path), *ONE_EPOCH])
+    assert single.returncode == 0, single.stderr
+    proc = launch_2proc([str(ROOT / "suite" / "run.py"), "--no-progress", "--out", str(tmp_path), *ONE_EPOCH])
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "already finished" not in proc.stderr
+    assert "threads: 1 per process (OMP_NUM_THREADS)" in proc.stderr.splitlines()  # was silent under the launcher
+    one, two = run_folder(single.stdout), run_folder(proc.stdout)
+    cfg = E.load_config(None, ONE_EPOCH)
+    assert one == E.run_dir(cfg, tmp_path) and E.experiment_hash(cfg) == result(one)["experiment"]
+    two_cfg = E.with_processes(cfg, 2)
+    assert two == E.run_dir(two_cfg, tmp_path) != one
+    assert (result(two)["experiment"], result(two)["world_size"]) == (E.experiment_hash(two_cfg), 2)
+    assert result(two)["config"]["train"]["processes"] == 2 and result(one)["config"]["train"]["processes"] == 1
+    first = metrics(one)[0], metrics(two)[0]
+    assert abs(first[0]["train_loss"] - first[1]["train_loss"]) <= 1e-6 * first[0]["train_loss"]
+    assert first[0]["prunable_remaining"] == first[1]["prunable_remaining"]
+
+
+def test_a_config_naming_another_process_count_than_the_launch_is_one_error_line(tmp_path):
+    from helpers import run_cli
+    proc = run_cli(["--out", str(tmp_path), *ONE_EPOCH, "train.processes=2"])
+    assert proc.returncode == 2
+    assert proc.stderr.splitlines() == [
+        "error: train.processes: 2, but this run was launched as 1 process (launch with accelerate launch "
+        "--num_processes 2, or leave train.processes out: the launcher sets it)"]
+    assert not tmp_path.exists() or not list(tmp_path.iterdir())
 
 
 # the language-model recipe: a step budget ending inside an epoch (8 steps each), AdamW, warm-up +

@@ -67,9 +67,20 @@ def test_foreign_checkpoint_falls_back_to_the_previous_one(damage, part, straigh
 
 def test_two_process_job_falls_back_to_the_previous_checkpoint(stopped, tmp_path):
     """Rank 0 decides which checkpoint counts (deleting the damaged one) before rank 1 reads: both
-    resume from the same one (the same config is the same experiment on 1 or 2 processes)."""
+    resume from the same one. The process count is in the hash, so the stopped 1-process run stands in
+    for a stopped 2-process run: moved to that run's folder and its checkpoints relabelled."""
     from helpers import launch_2proc
-    out, folder = copy_run(stopped, tmp_path)
+    from suite.config import to_dict
+    from suite.experiment import experiment_hash, load_config, run_dir, with_processes
+    out, one = copy_run(stopped, tmp_path)
+    cfg = with_processes(load_config(None, LONG), 2)
+    folder = run_dir(cfg, out)
+    folder.parent.mkdir(parents=True)
+    one.rename(folder)
+    (folder / "config.json").write_text(json.dumps(to_dict(cfg)))
+    for ckpt in (folder / "checkpoint.pt", previous_checkpoint(folder / "checkpoint.pt")):
+        saved = torch.load(ckpt, weights_only=True)
+        torch.save({**saved, "experiment": experiment_hash(cfg)}, ckpt)
     prev_epoch = epoch_of(previous_checkpoint(folder / "checkpoint.pt"))
     (folder / "checkpoint.pt").write_bytes(b"")
     proc = launch_2proc([str(ROOT / "suite" / "run.py"), "--no-progress", "--out", str(out), *LONG])
@@ -402,3 +413,46 @@ def test_full_disk_says_no_space_left_on_the_folder(small_disk, capsys):
     assert err == [f"error: no space left on {folder} (writing checkpoint.pt); free some space and run the same "
                    f"command again (it resumes from the last checkpoint)"]
     assert sorted(p.name for p in folder.iterdir()) == [".lock", "config.json"]  # no temp file, no empty log
+
+
+# --- issue 25 (hardb) ----------------------------------------------------------------------
+
+import os
+
+import pytest
+
+from suite import results
+from suite.results import RunLock, RunLocked
+
+
+def test_a_finished_runs_lock_file_goes_with_its_release_and_only_then(tmp_path):
+    with RunLock(tmp_path) as lock:
+        assert (tmp_path / ".lock").read_text() == f"{os.getpid()}\n"
+    assert (tmp_path / ".lock").exists()  # not finished: the file stays (a later run locks it again)
+    with RunLock(tmp_path) as lock:
+        lock.remove = True
+        with pytest.raises(RunLocked):  # still held until the release
+            RunLock(tmp_path).__enter__()
+    assert sorted(os.listdir(tmp_path)) == []
+
+
+def test_a_lock_file_removed_while_another_process_waits_on_it_is_not_taken(tmp_path, monkeypatch):
+    """The holder finishes (removing `.lock`) between another process opening the file and locking it:
+    that process must lock the file on disk, not the removed one (else a third could lock a new file and
+    two would hold the folder)."""
+    holder = RunLock(tmp_path).__enter__()
+    holder.remove = True
+    real_open = os.open
+
+    def open_then_the_holder_finishes(path, flags, mode=0o777):
+        fd = real_open(path, flags, mode)
+        if holder.remove:
+            holder.remove = False
+            holder.path.unlink()  # as __exit__ with remove does: unlink while held, then release
+            holder.__exit__(None, None, None)
+        return fd
+    monkeypatch.setattr(results.os, "open", open_then_the_holder_finishes)
+    with RunLock(tmp_path) as lock:
+        monkeypatch.setattr(results.os, "open", real_open)
+        lock.check()  # the file on disk is the one it holds (RunLost otherwise)
+        assert (tmp_path / ".lock").read_text() == f"{os.getpid()}\n"

@@ -615,9 +615,11 @@ def test_accelerate_backend_runs_a_real_two_process_job_on_cpu(tmp_path):
     out = tmp_path / "runs"
     proc = run_sweep(str(path), "--out", str(out), "--backend", "accelerate", "--gpus", "2")
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    run = S.expand(S.load_sweep(path), out).runs[0]
+    run = S.expand(S.load_sweep(path, ["train.processes=2"]), out).runs[0]  # the process count is in the hash
     result = json.loads((run.dir / "result.json").read_text())
-    assert result["world_size"] == 2
+    assert result["world_size"] == 2 and result["config"]["train"]["processes"] == 2
+    again = run_sweep(str(path), "--out", str(out), "--backend", "accelerate", "--gpus", "2")
+    assert again.returncode == 0 and "0 done, 1 skipped" in again.stdout  # it finds the 2-process folder
     assert result["achieved_sparsity"] == round(0.6 * result["prunable_total"]) / result["prunable_total"]
     log = (out / "sweeps" / "study" / "sweep.log").read_text()
     assert ("ACCELERATE_USE_CPU=1 OMP_NUM_THREADS=1 accelerate launch --config_file "
@@ -645,7 +647,7 @@ def test_multinode_script_runs_ddp_and_requeues_on_sigterm(tmp_path):
     args = ["bash", "launch/slurm/multinode.sbatch", "--out", str(out), "--no-progress", "seed=3",
             "data.name=synthetic", "model.name=tiny_mlp", "train.epochs=15", "prune.t_end=1"]
     proc = subprocess.Popen(args, cwd=ROOT, env=job_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    folder = run_dir(load_config(None, args[5:]), out)
+    folder = run_dir(load_config(None, [*args[5:], "train.processes=2"]), out)
     wait_for(folder / "metrics.jsonl", proc)
     proc.send_signal(signal.SIGTERM)
     stdout, _ = proc.communicate(timeout=120)

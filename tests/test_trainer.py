@@ -219,7 +219,7 @@ def test_sigterm_exits_75_after_a_checkpoint_and_the_rerun_resumes(tmp_path):
     proc.send_signal(signal.SIGTERM)
     _, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 75, stderr
-    assert "interrupted: run the same command again" in stderr and "Traceback" not in stderr
+    assert stderr.splitlines()[-1].endswith("; the same command resumes") and "Traceback" not in stderr
     (checkpoint,) = tmp_path.rglob("checkpoint.pt")
     assert not (checkpoint.parent / "result.json").exists()
     resumed = run_cli(["--out", str(tmp_path), *SLOW])
@@ -273,11 +273,28 @@ def test_wandb_offline_run_mirrors_the_result_and_can_carry_the_mask(tmp_path):
     proc = run_cli(["--out", str(tmp_path), *TINY, "wandb.log_mask=true"], wandb="offline")
     assert proc.returncode == 0, proc.stderr
     folder = run_folder(proc.stdout)
-    (run,) = [p for p in (folder / "wandb").glob("offline-run-*") if p.is_dir()]
+    (run,) = [p for p in (tmp_path / "wandb").glob("offline-run-*") if p.is_dir()]
     raw = next(run.glob("*.wandb")).read_bytes()
-    r = result(folder)
-    for needle in (f"mask-{r['experiment']}-42", "mask.safetensors", "final_test_accuracy", "tiny_mlp", "synthetic"):
+    run_id = run.name.split("-", 3)[-1]  # offline-run-<date>_<time>-<id>
+    for needle in (f"mask-{run_id}", "mask.safetensors", "final_test_accuracy", "tiny_mlp", "synthetic"):
         assert needle.encode() in raw, needle
+
+
+FINISHED_FILES = ["config.json", "mask.safetensors", "metrics.jsonl", "model.safetensors", "predictions.npy", "result.json"]
+
+
+def test_a_finished_run_folder_holds_its_results_and_no_lock_file(tmp_path):
+    """Issue 25 case 24: `.lock` stayed in every finished run folder. A folder an older version finished
+    (its lock file left behind) loses only the lock file when the same command runs again."""
+    proc = run_cli(["--out", str(tmp_path), *TINY])
+    assert proc.returncode == 0, proc.stderr
+    folder = run_folder(proc.stdout)
+    assert sorted(p.name for p in folder.iterdir()) == FINISHED_FILES
+    (folder / ".lock").write_text("12345\n")  # as every finished folder of an older version has it
+    before = {p.name: p.read_bytes() for p in folder.iterdir() if p.name != ".lock"}
+    again = run_cli(["--out", str(tmp_path), *TINY])
+    assert again.returncode == 0 and "already finished" in again.stderr
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == before
 
 
 def test_a_result_the_suite_would_not_count_fails_instead_of_finishing(tmp_path, monkeypatch, capsys):
@@ -467,9 +484,9 @@ def test_wandb_online_that_cannot_start_says_why_and_keeps_the_run(case, cause, 
     folder = Path(proc.stdout.strip().splitlines()[-1])
     (warning,) = [line for line in proc.stderr.splitlines() if line.startswith("warning: W&B")]
     assert warning.startswith(f"warning: W&B online could not start {cause}"), warning
-    assert warning.endswith(f"); logging offline to {folder / 'wandb'} instead (upload later with `wandb sync`; "
+    assert warning.endswith(f"); logging offline to {tmp_path / 'runs' / 'wandb'} instead (upload later with `wandb sync`; "
                             f"set wandb.mode=offline to skip the attempt)")
     if case == "server unreachable":
         assert "connection refused" in warning
-    assert RunFolder(folder).finished() and list(folder.glob("wandb/offline-run-*/run-*.wandb"))
+    assert RunFolder(folder).finished() and list((tmp_path / "runs").glob("wandb/offline-run-*/run-*.wandb"))
     assert "unexpected" not in proc.stderr and not (folder / "error.log").exists()

@@ -8,7 +8,7 @@ from pathlib import Path
 from accelerate import Accelerator
 from accelerate.tracking import GeneralTracker
 
-from helpers import ROOT, env
+from helpers import ROOT, env, wandb_records
 
 
 class Recorder(GeneralTracker):
@@ -67,30 +67,10 @@ def test_sweep_runs_and_the_report_run_are_linked_by_the_sweep_name(tmp_path):
         assert needle in raw, needle
 
 
-def wandb_records(path):
-    """The records of an offline run's .wandb file (LevelDB-style log blocks of W&B protobuf records)."""
-    from wandb.proto import wandb_internal_pb2 as pb
-    raw, pos, buf, block = path.read_bytes(), 7, b"", 32768  # 7 bytes: the ":W&B" file header
-    while pos + 7 <= len(raw):
-        if block - pos % block < 7:  # a block's tail too short for a record header is padding
-            pos += block - pos % block
-            continue
-        length, kind = int.from_bytes(raw[pos + 4:pos + 6], "little"), raw[pos + 6]
-        data, pos = raw[pos + 7:pos + 7 + length], pos + 7 + length
-        if kind in (1, 4):  # FULL, LAST
-            rec = pb.Record()
-            rec.ParseFromString(buf + data if kind == 4 else data)
-            yield rec
-        elif kind == 2:  # FIRST
-            buf = data
-        elif kind == 3:  # MIDDLE
-            buf += data
-
-
 def test_lth_run_on_the_dashboard_readable_group_rounds_method_config_and_sweep(tmp_path):
-    """A real offline W&B run of an LTH chain: group `<model>-<data>-<method>-s<sparsity>` (the hash in the
-    config), the sweep's name as job type and tag, a config with LTH's settings and no other method's,
-    and every round's result in the summary under round_<r>/."""
+    """A real offline W&B run of an LTH chain: group `<model>-<data>-<method>-s<sparsity>-<hash>`, the
+    sweep's name as job type and tag, a config with LTH's settings and no other method's, and every
+    round's result in the summary under round_<r>/."""
     import json
     out = tmp_path / "runs"
     proc = subprocess.run([sys.executable, str(ROOT / "suite" / "run.py"), "--no-progress", "--out", str(out),
@@ -100,11 +80,12 @@ def test_lth_run_on_the_dashboard_readable_group_rounds_method_config_and_sweep(
                           env=env(WANDB_MODE="offline", PP_SWEEP="dash_study"))
     assert proc.returncode == 0, proc.stderr
     folder = Path(proc.stdout.strip().splitlines()[-1])
-    (log,) = folder.glob("wandb/offline-run-*/run-*.wandb")
+    (log,) = out.glob("wandb/offline-run-*/run-*.wandb")
     records = list(wandb_records(log))
     (run,) = [r.run for r in records if r.WhichOneof("record_type") == "run"]
-    assert (run.run_group, run.job_type, run.display_name) == ("tiny_mlp-synthetic-lth-s0.75", "dash_study",
-                                                               "lth-s0.75-seed42")
+    experiment = json.loads((folder / "result.json").read_text())["experiment"]
+    assert (run.run_group, run.job_type, run.display_name) == (f"tiny_mlp-synthetic-lth-s0.75-{experiment}",
+                                                               "dash_study", f"lth-s0.75-{experiment}-seed42")
     assert list(run.tags) == ["tiny_mlp", "synthetic", "lth", "dash_study"]
     config = {i.key: json.loads(i.value_json) for r in records if r.WhichOneof("record_type") == "config"
               for i in r.config.update}
@@ -117,6 +98,7 @@ def test_lth_run_on_the_dashboard_readable_group_rounds_method_config_and_sweep(
                for i in r.summary.update if i.key}
     for r in range(3):
         round_result = json.loads((folder / f"round_{r}" / "result.json").read_text())
-        for key in ("final_test_accuracy", "achieved_sparsity", "target_sparsity", "total_epochs_trained"):
+        for key in ("final_test_accuracy", "best_val_accuracy", "test_accuracy_at_best_val", "achieved_sparsity",
+                    "target_sparsity", "total_epochs_trained", "train_cost_x_dense_cycle"):
             assert summary[f"round_{r}/{key}"] == round_result[key], (r, key)
     assert [summary[f"round_{r}/target_sparsity"] for r in range(3)] == [0.0, 0.5, 0.75]  # round 1: chartable

@@ -38,6 +38,9 @@ torch version, GPU) and the 1-minute load average when the row was measured.
    block matrices (goal: masked / dense <= 1.05), of a plain PyTorch loop of the same model and
    batches (goal: runner / plain <= 1.10), and tokens/s per torch thread.
 
+7. `--startup` (suite/startup.py), on its own: a run's way from a fresh Python to its first step,
+   phase by phase, in fresh processes.
+
 The targets of issues #5 and #22 are checked at the end and printed as met / missed by how much.
 """
 from __future__ import annotations
@@ -75,6 +78,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                              "synthetic data of the same shape where a dataset is missing")
     parser.add_argument("--synthetic", action="store_true", help="use synthetic data even where files exist")
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's choice)")
+    parser.add_argument("--startup", action="store_true",
+                        help="time a run's start-up instead, phase by phase to its first step, in fresh processes "
+                             "(python -m suite.startup: its options follow --startup)")
     parser.add_argument("--gpu-check", action="store_true",
                         help="run every CUDA path once (loader, bf16, channels_last, compile, masks, a 2-epoch "
                              "ResNet-18 progressive run on the CIFAR-10 subset under --data-root, suite.cost, the "
@@ -137,6 +143,10 @@ def run_all(plan: Plan, say: Callable[[str], None] = lambda text: None) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["--startup"]:  # its own command, in fresh processes: this one has imported torch already
+        from suite.startup import main as startup_main
+        return startup_main(argv[1:])
     args = parse_args(argv)
     if args.gpu_check:
         return gpu_check_main(args)

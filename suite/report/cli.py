@@ -60,8 +60,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "(e.g. configs/reports/lenet300_mnist.yaml); its tables come first, every other table is "
                         "labelled exploratory (default: none)")
     p.add_argument("--wandb", action="store_true", help="also push tables and plots to a W&B run (default: off)")
-    p.add_argument("--wandb-project", default="progressive-pruning",
-                   help="W&B project of that run (default: progressive-pruning)")
+    p.add_argument("--wandb-project", default=os.environ.get("WANDB_PROJECT") or "progressive-pruning",
+                   help="W&B project of that run (default: WANDB_PROJECT, else progressive-pruning)")
     p.add_argument("--wandb-entity", default=None, help="W&B entity (default: W&B's own default)")
     p.add_argument("--wandb-dir", default=None, help="where W&B writes its run folder (default: W&B's own)")
     p.add_argument("--wandb-mode", default="offline", choices=("online", "offline", "disabled"),

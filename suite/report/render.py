@@ -13,7 +13,7 @@ from typing import Any, Sequence
 import numpy as np
 from tabulate import tabulate
 
-from suite.config import wandb_group
+from suite.tracking import wandb_group
 from suite.report.build import Report, results_sentence
 from suite.report.fmt import value_text
 from suite.report.load import Group
@@ -221,7 +221,7 @@ def _wandb_columns(rows: list[dict]) -> tuple[list[str], list[list[Any]]]:
 
 def training_group(g: Group) -> str:
     """The W&B group of a training run (suite.tracking.wandb_init_kwargs)."""
-    return wandb_group(g.model, g.dataset, g.method, g.target_sparsity)
+    return wandb_group(g.model, g.dataset, g.method, g.target_sparsity, g.experiment)
 
 
 def wandb_identity(report: Report) -> tuple[str, str, list[str]]:

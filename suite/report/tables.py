@@ -779,7 +779,8 @@ def measured_cost_table(costs: Sequence[dict]) -> Table:
         Column("Structure", lambda r: _shown(r["structure"]), "left"),
         Column("Sparsity", lambda r: fmt_sparsity(r["sparsity"]) if r["sparsity"] is not None else MISSING),
         Column("Format", lambda r: r["format"], "left"),
-        Column("Status", lambda r: r["status"] if r["status"] != "skipped" else f"skipped: {r['reason']}", "left"),
+        Column("Status", lambda r: (r["status"] if r["status"] != "skipped" else f"skipped: {r['reason']}")
+               + (" (noisy)" if r.get("noisy") else ""), "left"),
         *latency, *speed,
         Column("Size ratio", lambda r: fmt(r["size_ratio"], 3)),
         Column("Device", lambda r: f"{_shown(r['device'])}, {_shown(r['threads'])} threads", "left", "varies"),
@@ -789,7 +790,8 @@ def measured_cost_table(costs: Sequence[dict]) -> Table:
                "format's on the same device and threads (the dense-masked model runs the dense arithmetic), size "
                "ratio = the format's saved weights over the dense-masked model's. Every format was checked to "
                "give the masked model's outputs on the test set (max difference in cost.json). Timings are of "
-               "the machine named, not of sparse-FLOPs arithmetic.")
+               "the machine named, not of sparse-FLOPs arithmetic; (noisy): measured under a load average above "
+               "the cores or with a latency spread above 25%, so its speed-ups are noise.")
     return Table("measured_cost", "Measured cost on this machine", caption, rows, columns, "no cost.json",
                  main=("Method", "Structure", "Sparsity", "Format", *(f"Speed-up b{b}" for b in batches), "Size ratio"),
                  keys=4)
