@@ -17,6 +17,7 @@ from torch import Tensor, nn
 
 from suite.errors import ConfigError
 from suite.masks import STRUCTURES, Mask, Scores
+from suite.method_facts import ABLATION, DENSE, PRUNES
 from suite.schedules import Budget, budget as budget_of
 
 if TYPE_CHECKING:  # suite.experiment builds Config from this registry: a method never imports it at run time
@@ -261,6 +262,11 @@ def reads(cls: type[PruningMethod]) -> tuple[str, ...]:
 def dense_methods() -> tuple[str, ...]:
     """Registered methods that never prune (`prunes = False`): the dense controls."""
     return tuple(name for name in METHODS if not method_class(name).prunes)
+
+
+def method_kind(cls: type[PruningMethod]) -> str:
+    """What the report needs of a method's class, recorded in result.json: dense, ablation or prunes."""
+    return DENSE if not cls.prunes else ABLATION if cls.ablates else PRUNES
 
 
 def ablation_methods() -> tuple[str, ...]:

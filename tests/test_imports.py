@@ -164,3 +164,18 @@ def test_config_error_comes_from_suite_errors_everywhere():
                     any(a.name == "ConfigError" for a in node.names):
                 found.append(f"{path.relative_to(REPO)}: from {node.module}")
     assert found == []
+
+
+def test_the_report_reads_the_committed_export_without_torch_or_the_registry(tmp_path):
+    """Importing the report and building the committed study's document, README headline and tables from its
+    export loads neither torch, a baseline, the method registry nor the experiment module."""
+    code = ("import sys; from suite.report.cli import main; import suite.report; "
+            f"rc = main(['docs/results/lenet300_mnist.json', '--plan', 'configs/reports/lenet300_mnist.yaml', "
+            f"'--doc', {str(tmp_path / 'doc.md')!r}, '--readme', {str(tmp_path / 'README.md')!r}, "
+            f"'--out', {str(tmp_path / 'tables.md')!r}]); assert rc == 0, rc; "
+            "loaded = [m for m in sys.modules if m.split('.')[0] in ('torch', 'baselines') "
+            "or m in ('suite.methods', 'suite.experiment')]; assert not loaded, loaded[:5]")
+    (tmp_path / "README.md").write_text("# project\n")
+    subprocess.run([sys.executable, "-c", code], cwd=REPO, check=True, capture_output=True)
+    assert "| Group" in (tmp_path / "tables.md").read_text()
+    assert (tmp_path / "doc.md").read_text().startswith("#")

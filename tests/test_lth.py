@@ -175,5 +175,5 @@ def test_runner_rewinds_survivors_exactly_and_records_each_round(accelerator, tm
         epochs_seen = [json.loads(line)["epoch"] for line in (run_dir / f"round_{r}" / "metrics.jsonl").open()]
         assert epochs_seen == list(range(1 if r == 0 else rewind + 1, epochs + 1))
     final = json.loads((run_dir / "result.json").read_text())
-    assert final["rounds"] == 3 and final["total_epochs_trained"] == epochs + 2 * (epochs - rewind)
+    assert final["rounds"] == 3 and final["method_kind"] == "prunes" and final["total_epochs_trained"] == epochs + 2 * (epochs - rewind)
     assert final["achieved_sparsity"] == round(0.36 * total) / total

@@ -265,6 +265,7 @@ def test_a_layer_pruned_to_zero_is_warned_once_and_recorded(tmp_path, capsys):
     assert warnings == ["warning: layer fc3.weight is pruned to zero weights (layer collapse)"]
     r = runner._result(0, [], {"epochs_trained": 0, "wall_time_s": 0.0})
     assert r["collapsed_layers"] == ["fc3.weight"] and r["layer_sparsity"]["fc3.weight"] == 1.0
+    assert r["method_kind"] == "dense"  # what the report reads without importing the registry
     assert r["prunable_total"] - r["prunable_remaining"] == runner.weights["fc3.weight"].numel()
 
 

@@ -18,9 +18,9 @@ from typing import Any, Sequence
 from scipy import stats as sps
 
 from suite import stats
-from suite.config import dotted_value, read_yaml, to_dict
+from suite.config import dotted_value, read_yaml
 from suite.errors import ConfigError
-from suite.experiment import Config
+from suite.method_facts import default_tree
 from suite.report.fmt import fmt, fmt_ci, fmt_p, fmt_sparsity, mean
 from suite.report.load import Group
 from suite.report.tables import Column, Table, ablation_source, equivalence_words
@@ -127,7 +127,7 @@ def load_plan(path: Path) -> Plan:
 
 def _default(key: str) -> Any:
     try:
-        value = dotted_value(to_dict(Config()), key)
+        value = dotted_value(default_tree(), key)
     except KeyError:
         return None
     return tuple(value) if isinstance(value, list) else value

@@ -16,7 +16,7 @@ from matplotlib.animation import FuncAnimation, PillowWriter  # noqa: E402
 from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormatter  # noqa: E402
 
 from suite import stats  # noqa: E402
-from suite.methods import METHODS, ablation_methods  # noqa: E402
+from suite.method_facts import ablation_methods, method_names  # noqa: E402
 from suite.report.fmt import fmt_p, is_missing, readable  # noqa: E402
 from suite.report.load import (DENSE, SPARSITY_DECIMALS, Group, layer_sizes, run_records,  # noqa: E402
                                study_metric)
@@ -81,7 +81,7 @@ def _slug(groups: Sequence[Group], sparsity: float | None, with_epochs: bool = T
 def method_style(method: str) -> tuple[str, str]:
     """(colour, marker) of a method, the same in every figure of every study: by its place in the method
     registry (suite.methods.METHODS), so a new method never repaints the others; unknown names after it."""
-    names = list(METHODS)
+    names = list(method_names())
     i = names.index(method) if method in names else len(names) + sum(map(ord, method)) % len(_PALETTE)
     return _PALETTE[i % len(_PALETTE)], _MARKERS[i % len(_MARKERS)]
 

@@ -13,6 +13,8 @@ from __future__ import annotations
 from collections import Counter
 from typing import Sequence
 
+from suite.config import dotted_value
+from suite.method_facts import default_tree
 from suite.report.fmt import value_text
 from suite.report.load import DENSE, IDENTITY_KEYS, METHOD_SECTIONS, Group
 
@@ -140,10 +142,8 @@ def _join(method: str, parts: Sequence[str]) -> str:
 
 def _default_text(key: str) -> str:
     """A setting's default as a label says it (a setting at its default is not in a result's science)."""
-    from suite.config import dotted_value, to_dict
-    from suite.experiment import Config
     try:
-        value = dotted_value(to_dict(Config()), key)
+        value = dotted_value(default_tree(), key)
     except KeyError:
         return "default"
     return "default" if value is None else value_text(value)

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from suite import stats
-from suite.methods import dense_methods, method_sections
+from suite.method_facts import dense_methods, method_sections
 from suite.report.fmt import mean, value_text
 from suite.results import RunFolder, check_result, moved_aside, read_result
 

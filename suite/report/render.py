@@ -13,7 +13,6 @@ from typing import Any, Sequence
 import numpy as np
 from tabulate import tabulate
 
-from suite.tracking import wandb_group
 from suite.report.build import Report, results_sentence
 from suite.report.fmt import value_text
 from suite.report.load import Group
@@ -221,6 +220,7 @@ def _wandb_columns(rows: list[dict]) -> tuple[list[str], list[list[Any]]]:
 
 def training_group(g: Group) -> str:
     """The W&B group of a training run (suite.tracking.wandb_init_kwargs)."""
+    from suite.tracking import wandb_group  # late: it imports the experiment (torch), only a W&B push needs it
     return wandb_group(g.model, g.dataset, g.method, g.target_sparsity, g.experiment)
 
 

@@ -21,7 +21,7 @@ from tabulate import tabulate
 
 from suite.config import read_yaml
 from suite.errors import ConfigError
-from suite.experiment import Config
+from suite.method_facts import DEFAULT_METHOD
 from suite.report.build import Report, results_sentence
 from suite.report.fmt import fmt, fmt_p, readable
 from suite.report.labels import family_text
@@ -59,7 +59,7 @@ def _sweep_for(method: str, model: str) -> str | None:
             continue
         base = read_yaml(REPO / tree["base"], "config file") or {}
         axes = tree.get("axes") if isinstance(tree.get("axes"), dict) else {}
-        methods = axes.get("method") or [base.get("method", Config().method)]
+        methods = axes.get("method") or [base.get("method", DEFAULT_METHOD)]
         if (base.get("model") or {}).get("name") == model and method in methods:
             return _sweep_command(path.stem)
     return None

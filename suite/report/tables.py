@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
 from suite import stats
+from suite.cost_rows import cost_batches, cost_rows
 from suite.report.fmt import (MISSING, fmt, fmt_ci, fmt_epochs, fmt_flops, fmt_p, fmt_sparsity, is_missing, mean,
                               value_text)
 from suite.report.load import (ACCURACY, DENSE, SPARSITY_DECIMALS, Group, Metric, Run, Skipped, direction_note,
@@ -768,8 +769,6 @@ def pattern_costs(structure: Table) -> list[str]:
 
 def measured_cost_table(costs: Sequence[dict]) -> Table:
     """Measured deployment cost per finished run and format (cost.json from python -m suite.cost)."""
-    from suite.cost import cost_batches, cost_rows  # torch: only when a study has measured costs
-
     costs = list(costs)
     rows, batches = cost_rows(costs), cost_batches(costs)
     speed = [Column(f"Speed-up b{b}", lambda r, b=b: fmt(r[f"speedup_b{b}"])) for b in batches]
