@@ -326,6 +326,7 @@ def test_a_damaged_source_mask_is_one_error_line(sources, tmp_path):
                                    "mask.safetensors is damaged (header length ")
 
 
+@pytest.mark.slow  # real runs, one killed
 def test_a_killed_ablation_resumes_to_the_uninterrupted_result(tmp_path):
     """SIGKILL after 2 of 6 epochs, then the same run again: the same mask, weights and metrics, bit
     for bit (reinit: the run whose init is not the seed's own)."""

@@ -116,6 +116,7 @@ def test_bad_input_is_one_line_before_any_folder(case, tmp_path, capsys, monkeyp
 
 
 @pytest.mark.parametrize("gap", [0.0, 0.05], ids=["at once", "50 ms apart"])
+@pytest.mark.slow  # real runs stopped by signals
 def test_two_sigterms_in_quick_succession_still_exit_75(gap, tmp_path):
     out = tmp_path / "runs"
     cmd = [sys.executable, str(ROOT / "suite" / "run.py"), "--no-progress", "--out", str(out), *LONG]
