@@ -212,7 +212,7 @@ def _rows(tables: dict, name: str, **match) -> list[dict]:
 def test_summary_numbers_equal_recomputation(study, json_run):
     _, tables = json_run
     cases = [("progressive", 0.9, None, ""), ("progressive", 0.5, None, ""), ("lth", 0.9, None, "final"),
-             ("lth", 0.5, "round_1", "round 1"), ("lth", 0.0, "round_0", "round 0"), ("dense", 0.0, None, "")]
+             ("lth", 0.5, "round_1", "round 1"), ("dense", 0.0, None, "")]
     dense_mean = _textbook_summary(list(_accuracies(study, "dense", 0.0).values()))[0]
     for method, target, round_dir, round_label in cases:
         acc = _accuracies(study, method, target, round_dir)
@@ -226,9 +226,13 @@ def test_summary_numbers_equal_recomputation(study, json_run):
         assert row["test_at_best_val_mean"] is None  # no validation split: no best epoch (never test-selected)
         if method != "dense":
             assert row["diff_dense"] == pytest.approx(mean - dense_mean, rel=1e-12)
-    # 5 experiments, LTH contributes 2 round groups beside its final one; the final round is not doubled.
-    assert len(tables["summary"]) == 7
-    assert len(_rows(tables, "summary", method="lth")) == 3
+    # 5 experiments, LTH contributes 2 round groups beside its final one; the final round is not doubled, and
+    # its round 0 (the same dense trainings as the dense group) is named in the dense row, not repeated.
+    assert len(tables["summary"]) == 6
+    assert len(_rows(tables, "summary", method="lth")) == 2
+    [dense] = _rows(tables, "summary", method="dense")
+    assert dense["same_runs_as"] == ["lth [round 0]"]
+    assert not _rows(tables, "summary", round="round 0")
     [one] = _rows(tables, "summary", method="snip")
     assert one["n"] == 1 and one["sd"] is None and one["ci_low"] is None and "n < 2" in one["note"]
 

@@ -182,3 +182,20 @@ def test_committed_document_equals_its_regeneration(tmp_path):
     start = study.README_START.format(name=DOC.stem)
     assert start in (ROOT / "README.md").read_text()
     assert readme.read_text() == (ROOT / "README.md").read_text()
+
+
+def test_committed_summary_lists_each_set_of_runs_once():
+    """The committed study's Summary: no two rows are the same trainings; both LTH chains' round 0 (the 20-epoch
+    dense runs) are named in the dense row instead of being printed beside it with the same numbers."""
+    if not EXPORT.is_file():
+        pytest.skip(f"{EXPORT.relative_to(ROOT)} is not committed yet (the study has not run)")
+    from suite import report
+    from suite.report.tables import same_runs
+    built = report.build_report(EXPORT)
+    by_id = {g.id: g for g in built.groups}
+    shown = [by_id[r["group"]] for r in built.table("summary").rows]
+    assert [(a.label, b.label) for i, a in enumerate(shown) for b in shown[i + 1:] if same_runs(a, b)] == []
+    assert len(shown) == len(built.groups) - 2
+    [dense] = [r for r in built.table("summary").rows if r["label"] == "dense"]
+    assert dense["same_runs_as"] == ["lth [rate 0.43, round 0]", "lth [round 0]"]
+    assert "| also lth [rate 0.43, round 0]; also lth [round 0] |" in DOC.read_text()

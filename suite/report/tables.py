@@ -146,10 +146,40 @@ def loss_extras(metric: Metric, value: float) -> dict:
     return {"bits": value / math.log(2), "perplexity": math.exp(value) if value < 700 else math.inf}
 
 
+def distinct_trainings(groups: Sequence[Group]) -> tuple[list[Group], dict[str, list[str]]]:
+    """The groups with each set of trainings once (the first to appear), and per kept group's id the labels of
+    the later groups that are the same runs (an LTH chain's round 0 is the dense training of its settings)."""
+    kept: list[Group] = []
+    also: dict[str, list[str]] = {}
+    for g in groups:
+        first = next((k for k in kept if same_runs(g, k)), None)
+        if first is None:
+            kept.append(g)
+        else:
+            also.setdefault(first.id, []).append(g.label)
+    return kept, also
+
+
+def _note_text(r: dict) -> str:
+    parts = (["n<2, no tests"] if r["note"] else []) + [f"also {label}" for label in r["same_runs_as"]]
+    return "; ".join(parts)
+
+
+def _folded_text(also: dict[str, list[str]], kept: Sequence[Group]) -> str:
+    """The caption's sentence naming each group listed under another that is the same trainings."""
+    if not also:
+        return ""
+    same = "; ".join(f"{g.label} is also {' and '.join(also[g.id])}" for g in kept if g.id in also)
+    return ("Each set of runs is listed once: a group that is the same trainings as an earlier row is named in "
+            "that row's Note, not repeated (an LTH chain's round 0 is the dense training of its settings): "
+            f"{same}. ")
+
+
 def summary_table(groups: Sequence[Group], alpha: float) -> Table:
     rows = []
     metric = study_metric(groups)
-    for g in groups:
+    kept, also = distinct_trainings(groups)
+    for g in kept:
         s = stats.summarize(g.values)
         dense = dense_for(g, groups)
         dense_mean = mean(dense.values) if dense else stats.NAN
@@ -161,7 +191,7 @@ def summary_table(groups: Sequence[Group], alpha: float) -> Table:
             "params_remaining": mean([r.params_remaining for r in g.runs]),
             "params_total": mean([r.params_total for r in g.runs]),
             "dense_mean": dense_mean, "diff_dense": s.mean - dense_mean,
-            "note": NO_TESTS if s.n < 2 else "",
+            "note": NO_TESTS if s.n < 2 else "", "same_runs_as": also.get(g.id, []),
         })
     columns = [
         Column("Data", lambda r: r["dataset"], "left", "varies"),
@@ -193,8 +223,8 @@ def summary_table(groups: Sequence[Group], alpha: float) -> Table:
     if validated:  # chosen on validation, reported on test; without a split only the final epoch counts
         at = next(i for i, c in enumerate(columns) if c.header == "95% CI") + 1
         columns.insert(at, Column("Test at best val.", lambda r: fmt(r["test_at_best_val_mean"])))
-    if any(r["note"] for r in rows):
-        columns.append(Column("Note", lambda r: "n<2, no tests" if r["note"] else "", "left"))
+    if any(r["note"] or r["same_runs_as"] for r in rows):
+        columns.append(Column("Note", _note_text, "left"))
     best = ("'Test at best val.' is the test accuracy at the epoch with the best validation accuracy (a split "
             "of the training set held out, val_size > 0), mean over seeds; the test set never selects an epoch"
             if validated else "no validation split was held out, so only the final epoch is reported (the test "
@@ -205,6 +235,7 @@ def summary_table(groups: Sequence[Group], alpha: float) -> Table:
                f"min and max; {best}. Achieved sparsity and parameters remaining are seed means; Δ dense is "
                "the difference of means to the dense baseline of the same model, data and budget. Rounds of an "
                "LTH chain are rows of their own ('round r'); 'final' is the chain's last round, counted once. "
+               f"{_folded_text(also, kept)}"
                "'Budget' is the epochs of one training cycle (groups that differ only in it are separate rows); "
                "'Distribution' the layer distribution of the sparsity and 'Init' the initialisation, as the "
                "results record them ('–': not recorded). 'Epochs' is the number of epochs trained to reach the "
