@@ -215,7 +215,7 @@ def bn_batches():
     return [(torch.randn(6, 2, 4, 4, generator=g), torch.randint(0, 3, (6,), generator=g)) for _ in range(2)]
 
 
-def snapshot(model):
+def model_snapshot(model):
     """The state, train flags, grads and requires_grad of a model, copied."""
     return ({k: v.clone() for k, v in model.state_dict().items()},
             {n: m.training for n, m in model.named_modules()},
@@ -224,8 +224,8 @@ def snapshot(model):
 
 
 def assert_untouched(model, before):
-    """The model is exactly as `snapshot` found it."""
-    state, flags, grads, needs = snapshot(model)
+    """The model is exactly as `model_snapshot` found it."""
+    state, flags, grads, needs = model_snapshot(model)
     assert state.keys() == before[0].keys()
     for k in state:
         assert torch.equal(state[k], before[0][k]), k

@@ -8,7 +8,7 @@ from baselines.grasp import grasp_scores
 from suite.masks import count_alive, mask_at_sparsity, prunable_weights
 from suite.selection import select
 
-from helpers import BNNet, assert_untouched, bn_batches, snapshot
+from helpers import BNNet, assert_untouched, bn_batches, model_snapshot
 
 
 def _mlp_problem():
@@ -97,7 +97,7 @@ def test_grasp_leaves_the_model_untouched(bn_mode):
     model.train()
     model.fc.weight.grad = torch.ones_like(model.fc.weight)
     model.bn.running_var.mul_(2.0)
-    before = snapshot(model)
+    before = model_snapshot(model)
     scores = grasp_scores(model, bn_batches(), temperature=1.0, bn_mode=bn_mode)
     assert set(scores) == {"conv.weight", "fc.weight"}
     assert all(bool((s != 0).any()) for s in scores.values())

@@ -7,7 +7,7 @@ from baselines.snip import snip_scores
 from suite.masks import count_alive, mask_at_sparsity
 from suite.selection import select
 
-from helpers import BNNet, assert_untouched, bn_batches, snapshot
+from helpers import BNNet, assert_untouched, bn_batches, model_snapshot
 
 
 def _linear_problem():
@@ -70,7 +70,7 @@ def test_snip_leaves_the_model_untouched(bn_mode):
     model.fc.bias.requires_grad_(False)
     model.fc.weight.requires_grad_(False)  # a frozen prunable weight is scored and stays frozen
     model.bn.running_mean.add_(0.5)  # non-default statistics, so a reset would show
-    before = snapshot(model)
+    before = model_snapshot(model)
     scores = snip_scores(model, bn_batches(), bn_mode=bn_mode)
     assert set(scores) == {"conv.weight", "fc.weight"}
     assert all(bool((s > 0).any()) for s in scores.values())
@@ -134,7 +134,7 @@ def test_snip_method_scores_the_scoring_batches_once():
     from suite.masks import full_mask
 
     cfg, ctx = S.method_setup("snip", 0, 1)  # synthetic data, tiny_cnn, 2 batches of 64, target 0.8
-    before = snapshot(ctx.model)
+    before = model_snapshot(ctx.model)
     method, dense = Snip(cfg), full_mask(ctx.weights)
     mask = select(method, ctx, dense, method.start_round(0, ctx, dense))
     assert_untouched(ctx.model, before)
