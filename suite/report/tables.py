@@ -366,67 +366,68 @@ def family_key(row: dict) -> tuple:
     return (row["dataset"], row["model"], row["budget_key"], row["reference_sparsity"])
 
 
-def head_to_head_table(groups: Sequence[Group], reference: str, alpha: float, power: float = 0.8) -> Table:
-    """Each method against the reference at the same data, model, sparsity and training settings: one
-    primary test per row (paired t over shared seeds, else Welch), Holm-adjusted within the row's family,
-    and the row's CI at the level that makes it agree with the verdict."""
-    rows = []
-    retest: dict[int, Callable[[float], stats.TTest]] = {}  # id(row) -> its primary test at a confidence
-    common = common_protocol(groups, reference)
-    metric = study_metric(groups)
-    for g in groups:
-        if g.method == reference or g.method in DENSE or "ablate.source_experiment" in g.first.science:
-            continue  # an ablation is compared with its source (ablation_table), not with the reference
-        candidates = []
-        for ref in groups:
-            if ref.method != reference or ref.round is not None or not stands_for(g, ref.target_sparsity, groups):
-                continue
-            # the same settings, or another budget (epochs per cycle) at the same total epochs: equal cost
-            if ref.match_key != g.match_key and not (ref.protocol_key == g.protocol_key and equal_budget(g, ref)):
-                continue
-            candidates.append(ref)
-        for ref in closest_references(g, candidates, common):
-            cross = ref.match_key != g.match_key
-            a, b = g.values, ref.values
-            w = stats.welch(a, b)
-            is_paired = sorted(g.seeds) == sorted(ref.seeds) and len(a) >= 2
-            by_seed_a, by_seed_b = _seed_ordered(g), _seed_ordered(ref)
-            pt = stats.paired(by_seed_a, by_seed_b) if is_paired else None
-            u, p_mw = stats.mann_whitney(a, b)
-            identical = same_runs(g, ref)
-            primary = "same runs" if identical else ("paired t" if is_paired else "Welch t")
-            p_primary = stats.NAN if identical else (pt.p if pt is not None else w.p)
-            se, df = stats.paired_se(by_seed_a, by_seed_b) if is_paired else stats.welch_se(a, b)
-            note = ""
-            if identical:
-                note = "same runs: the same trainings, seed for seed, not a comparison"
-            elif len(a) < 2 or len(b) < 2:
-                note = "n < 2 on one side: no tests"
-            elif math.isnan(p_primary):
-                note = "no spread on either side: t undefined"
-            rows.append({
-                **group_fields(g), "reference": reference, "reference_group": ref.id,
-                "budget_key": ref.budget, "cross_budget": cross,
-                "n": len(a), "n_reference": len(b), "mean": mean(a), "mean_reference": mean(b),
-                "diff": w.diff, "primary_test": primary, "paired": is_paired,
-                "primary_p": p_primary, "primary_se": se, "primary_df": df,
-                "welch_t": w.statistic, "welch_df": w.df, "welch_p": w.p,
-                "welch_ci95_low": w.ci_low, "welch_ci95_high": w.ci_high,
-                "paired_diff": pt.diff if pt else stats.NAN,
-                "paired_t": pt.statistic if pt else stats.NAN, "paired_p": pt.p if pt else stats.NAN,
-                "wilcoxon_p": stats.wilcoxon(by_seed_a, by_seed_b) if is_paired else stats.NAN,
-                "wilcoxon_min_p": stats.wilcoxon_min_p(len(a)) if is_paired else stats.NAN,
-                "mannwhitney_u": u, "mannwhitney_p": p_mw,
-                "mannwhitney_min_p": stats.mann_whitney_min_p(len(a), len(b)) if min(len(a), len(b)) >= 2
-                else stats.NAN,
-                "hedges_g": stats.hedges_g(a, b), "alpha": alpha, "power": power, "note": note,
-                "reference_sparsity": ref.target_sparsity, **{f"{k}_reference": v for k, v in group_fields(ref).items()
-                                                              if k in _REFERENCE_FIELDS},
-                "budget_pairing": budget_pairing(g, ref), "protocol_differs": protocol_differences(g, ref),
-                "equal_epochs": equal_budget(g, ref), "code_differs": code_differs(g, ref),
-            })
-            retest[id(rows[-1])] = (functools.partial(stats.paired, by_seed_a, by_seed_b) if is_paired
-                                    else functools.partial(stats.welch, a, b))
+def _references_for(g: Group, groups: Sequence[Group], reference: str) -> list[Group]:
+    """The reference groups g may be compared with, before the closest are chosen."""
+    candidates = []
+    for ref in groups:
+        if ref.method != reference or ref.round is not None or not stands_for(g, ref.target_sparsity, groups):
+            continue
+        # the same settings, or another budget (epochs per cycle) at the same total epochs: equal cost
+        if ref.match_key != g.match_key and not (ref.protocol_key == g.protocol_key and equal_budget(g, ref)):
+            continue
+        candidates.append(ref)
+    return candidates
+
+
+def _contrast_row(g: Group, ref: Group, reference: str, alpha: float,
+                  power: float) -> tuple[dict, Callable[[float], stats.TTest]]:
+    """One head-to-head row of g against ref before Holm, and its primary test at a given confidence."""
+    cross = ref.match_key != g.match_key
+    a, b = g.values, ref.values
+    w = stats.welch(a, b)
+    is_paired = sorted(g.seeds) == sorted(ref.seeds) and len(a) >= 2
+    by_seed_a, by_seed_b = _seed_ordered(g), _seed_ordered(ref)
+    pt = stats.paired(by_seed_a, by_seed_b) if is_paired else None
+    u, p_mw = stats.mann_whitney(a, b)
+    identical = same_runs(g, ref)
+    primary = "same runs" if identical else ("paired t" if is_paired else "Welch t")
+    p_primary = stats.NAN if identical else (pt.p if pt is not None else w.p)
+    se, df = stats.paired_se(by_seed_a, by_seed_b) if is_paired else stats.welch_se(a, b)
+    note = ""
+    if identical:
+        note = "same runs: the same trainings, seed for seed, not a comparison"
+    elif len(a) < 2 or len(b) < 2:
+        note = "n < 2 on one side: no tests"
+    elif math.isnan(p_primary):
+        note = "no spread on either side: t undefined"
+    row = {
+        **group_fields(g), "reference": reference, "reference_group": ref.id,
+        "budget_key": ref.budget, "cross_budget": cross,
+        "n": len(a), "n_reference": len(b), "mean": mean(a), "mean_reference": mean(b),
+        "diff": w.diff, "primary_test": primary, "paired": is_paired,
+        "primary_p": p_primary, "primary_se": se, "primary_df": df,
+        "welch_t": w.statistic, "welch_df": w.df, "welch_p": w.p,
+        "welch_ci95_low": w.ci_low, "welch_ci95_high": w.ci_high,
+        "paired_diff": pt.diff if pt else stats.NAN,
+        "paired_t": pt.statistic if pt else stats.NAN, "paired_p": pt.p if pt else stats.NAN,
+        "wilcoxon_p": stats.wilcoxon(by_seed_a, by_seed_b) if is_paired else stats.NAN,
+        "wilcoxon_min_p": stats.wilcoxon_min_p(len(a)) if is_paired else stats.NAN,
+        "mannwhitney_u": u, "mannwhitney_p": p_mw,
+        "mannwhitney_min_p": stats.mann_whitney_min_p(len(a), len(b)) if min(len(a), len(b)) >= 2
+        else stats.NAN,
+        "hedges_g": stats.hedges_g(a, b), "alpha": alpha, "power": power, "note": note,
+        "reference_sparsity": ref.target_sparsity, **{f"{k}_reference": v for k, v in group_fields(ref).items()
+                                                      if k in _REFERENCE_FIELDS},
+        "budget_pairing": budget_pairing(g, ref), "protocol_differs": protocol_differences(g, ref),
+        "equal_epochs": equal_budget(g, ref), "code_differs": code_differs(g, ref),
+    }
+    return row, (functools.partial(stats.paired, by_seed_a, by_seed_b) if is_paired
+                 else functools.partial(stats.welch, a, b))
+
+
+def _holm_by_family(rows: list[dict], retest: dict[int, Callable[[float], stats.TTest]], alpha: float,
+                    power: float) -> None:
+    """Adds each row's Holm p, verdict, Holm-consistent CI and MDD within its family, in place."""
     families: dict[tuple, list[dict]] = {}
     for row in rows:
         families.setdefault(family_key(row), []).append(row)
@@ -444,7 +445,11 @@ def head_to_head_table(groups: Sequence[Group], reference: str, alpha: float, po
                         if not math.isnan(level) else stats.NAN})
     for row in rows:
         row.pop("budget_key")  # only the family needed it: the settings column says the same
-    columns = [
+
+
+def _head_to_head_columns(rows: list[dict], metric: Metric, alpha: float, power: float) -> list[Column]:
+    """The head-to-head table's columns."""
+    return [
         Column("Data", lambda r: r["dataset"], "left", "varies"),
         Column("Model", lambda r: r["model"], "left", "varies"),
         Column("Target s", lambda r: fmt_sparsity(r["target_sparsity"])),
@@ -468,7 +473,11 @@ def head_to_head_table(groups: Sequence[Group], reference: str, alpha: float, po
         Column("Budget pairing", lambda r: r["budget_pairing"], "left"),
         Column("Protocol", lambda r: "; ".join(r["protocol_differs"]) or "same", "left"),
     ]
-    caption = (f"Each method against the reference '{reference}' at the same data, model, target sparsity and "
+
+
+def _head_to_head_caption(reference: str, metric: Metric, alpha: float, power: float) -> str:
+    """The head-to-head table's caption: what is compared, the test, its family and the CI level."""
+    return (f"Each method against the reference '{reference}' at the same data, model, target sparsity and "
                f"training settings (an LTH round stands for the requested sparsity nearest to it, within "
                f"{ROUND_TOLERANCE:g}; its own sparsity is in its row), plus, where the study has one, the "
                "reference at another budget (epochs per cycle) that trained the same total epochs (e.g. "
@@ -497,6 +506,26 @@ def head_to_head_table(groups: Sequence[Group], reference: str, alpha: float, po
                "for the verdict: the exact signed-rank test cannot give p below 2/2^n (0.0625 at n = 5), and "
                "says so where that is not below alpha. 'Epochs' shows the epochs each side trained."
                + direction_note(metric))
+
+
+def head_to_head_table(groups: Sequence[Group], reference: str, alpha: float, power: float = 0.8) -> Table:
+    """Each method against the reference at the same data, model, sparsity and training settings: one
+    primary test per row (paired t over shared seeds, else Welch), Holm-adjusted within the row's family,
+    and the row's CI at the level that makes it agree with the verdict."""
+    rows = []
+    retest: dict[int, Callable[[float], stats.TTest]] = {}  # id(row) -> its primary test at a confidence
+    common = common_protocol(groups, reference)
+    metric = study_metric(groups)
+    for g in groups:
+        if g.method == reference or g.method in DENSE or "ablate.source_experiment" in g.first.science:
+            continue  # an ablation is compared with its source (ablation_table), not with the reference
+        for ref in closest_references(g, _references_for(g, groups, reference), common):
+            row, retest_row = _contrast_row(g, ref, reference, alpha, power)
+            rows.append(row)
+            retest[id(row)] = retest_row
+    _holm_by_family(rows, retest, alpha, power)
+    columns = _head_to_head_columns(rows, metric, alpha, power)
+    caption = _head_to_head_caption(reference, metric, alpha, power)
     methods = sorted({g.method for g in groups})
     empty = (f"no method ran at the same data, model, sparsity and budget as a '{reference}' group"
              if reference in methods else
