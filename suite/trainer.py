@@ -221,7 +221,8 @@ class Runner:
 
     # --- state ---------------------------------------------------------------------------------
 
-    def _new_optimizer(self) -> None:
+    def new_optimizer(self) -> None:
+        """A fresh optimizer over the model (zero state), prepared for this process group."""
         self.optimizer = self.acc.prepare(build_optimizer(self.cfg.train, self.model))
 
     def _install(self, change: M.Mask | Prune | None) -> bool:
@@ -455,7 +456,7 @@ class Runner:
         acc, cfg = self.acc, self.cfg
         state = {"round": 0, "epoch": 0, "round_started": False, "records": "[]",
                  "rewind": {}, "epochs_trained": 0, "wall_time_s": 0.0}
-        self._new_optimizer()
+        self.new_optimizer()
         expect = {"experiment": E.experiment_hash(cfg), "seed": cfg.seed}
         if acc.is_main_process:  # decides which checkpoint counts (deleting a damaged one) before the others read
             saved, warning = load_resumable(RunFolder(self.dir), self.device, expect, self._check_saved)
@@ -491,7 +492,7 @@ class Runner:
         if r > 0:
             self.model.load_state_dict(state["rewind"])
             self.masked.apply_to_weights()
-            self._new_optimizer()
+            self.new_optimizer()
         elif self._first_step(1) == 0 and self.method.rounds() > 1:
             self.rewind_weights = copy.deepcopy(self.model.state_dict())
             state["rewind"] = self.rewind_weights

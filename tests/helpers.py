@@ -12,6 +12,8 @@ import time
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
+from torch import nn
 from safetensors.torch import load_file
 
 from suite import run as RUN
@@ -189,3 +191,47 @@ def a_file(tmp_path: Path) -> Path:
     path = tmp_path / "notes.txt"
     path.write_text("keep me\n")
     return path
+
+
+# --- scoring leaves the model as it found it (SNIP, GraSP) ------------------------------------
+
+class BNNet(nn.Module):
+    """Conv + BatchNorm + Dropout + Linear: everything scoring must leave as it found it."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(2, 4, 3, padding=1)
+        self.bn = nn.BatchNorm2d(4)
+        self.drop = nn.Dropout(0.5)
+        self.fc = nn.Linear(4 * 4 * 4, 3)
+
+    def forward(self, x):
+        return self.fc(self.drop(F.relu(self.bn(self.conv(x)))).flatten(1))
+
+
+def bn_batches():
+    """Two seeded batches of 6 2x4x4 inputs with 3-class labels."""
+    g = torch.Generator().manual_seed(1)
+    return [(torch.randn(6, 2, 4, 4, generator=g), torch.randint(0, 3, (6,), generator=g)) for _ in range(2)]
+
+
+def snapshot(model):
+    """The state, train flags, grads and requires_grad of a model, copied."""
+    return ({k: v.clone() for k, v in model.state_dict().items()},
+            {n: m.training for n, m in model.named_modules()},
+            {n: None if p.grad is None else p.grad.clone() for n, p in model.named_parameters()},
+            {n: p.requires_grad for n, p in model.named_parameters()})
+
+
+def assert_untouched(model, before):
+    """The model is exactly as `snapshot` found it."""
+    state, flags, grads, needs = snapshot(model)
+    assert state.keys() == before[0].keys()
+    for k in state:
+        assert torch.equal(state[k], before[0][k]), k
+    assert flags == before[1]
+    for n in grads:
+        assert (grads[n] is None) == (before[2][n] is None), n
+        if grads[n] is not None:
+            assert torch.equal(grads[n], before[2][n]), n
+    assert needs == before[3]

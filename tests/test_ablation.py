@@ -50,7 +50,7 @@ def _start(kind, source, tmp_path):
     """A real Runner of the ablation before training, and the mask its start_round returns."""
     runner = Runner(_cfg(kind, source), tmp_path / kind, Accelerator(cpu=True))
     init = {k: v.clone() for k, v in runner.model.state_dict().items()}
-    runner._new_optimizer()
+    runner.new_optimizer()
     return runner, init, runner.method.start_round(0, runner.ctx, runner.masked.mask)
 
 
@@ -127,7 +127,7 @@ def test_reinit_keeps_the_mask_and_starts_from_other_weights(sources, tmp_path):
 def test_invert_keeps_exactly_the_lowest_init_scores_at_the_source_counts(sources, tmp_path):
     source_mask = RunFolder(sources["snip"]).read_mask()
     runner = Runner(_cfg("invert", sources["snip"]), tmp_path / "invert", Accelerator(cpu=True))
-    runner._new_optimizer()
+    runner.new_optimizer()
     # SNIP's score, computed here independently on the ablation's model and data before it prunes
     scores = snip_scores(runner.model, runner.data.scoring_batches(1), F.cross_entropy, weights=runner.weights)
     # the ablation reproduces the source's init and data exactly: its top scores are the source's mask
@@ -296,6 +296,8 @@ def test_the_real_command_exits_2_naming_the_missing_source(tmp_path):
     assert proc.stderr.strip().splitlines() == [f"error: ablate.source: {tmp_path / 'gone'}: no such run folder"]
 
 
+@pytest.mark.ddp
+@pytest.mark.slow
 def test_two_ranks_compute_the_masks_of_one_process(sources, ablated, tmp_path):
     report = tmp_path / "ranks"
     report.mkdir()
@@ -324,6 +326,7 @@ def test_a_damaged_source_mask_is_one_error_line(sources, tmp_path):
                                    "mask.safetensors is damaged (header length ")
 
 
+@pytest.mark.slow  # real runs, one killed
 def test_a_killed_ablation_resumes_to_the_uninterrupted_result(tmp_path):
     """SIGKILL after 2 of 6 epochs, then the same run again: the same mask, weights and metrics, bit
     for bit (reinit: the run whose init is not the seed's own)."""

@@ -16,7 +16,8 @@ from suite.masks import count_alive, mask_at_sparsity
 from suite.selection import select
 
 ROOT = Path(__file__).resolve().parents[1]
-pytestmark = pytest.mark.skipif(shutil.which("accelerate") is None, reason="needs the accelerate launcher")
+pytestmark = [pytest.mark.ddp, pytest.mark.slow,
+              pytest.mark.skipif(shutil.which("accelerate") is None, reason="needs the accelerate launcher")]
 
 
 @pytest.fixture(scope="module")

@@ -36,6 +36,7 @@ def positive(*values) -> bool:
     return all(isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0 for v in values)
 
 
+@pytest.mark.slow  # the real bench run (module fixture)
 def test_report_has_every_section(quick):
     report, _ = quick
     assert list(report) == ["device", "quick", "models", "machine", "load_start", "training", "gpu_epoch",
@@ -50,6 +51,7 @@ def test_report_has_every_section(quick):
     assert positive(report["seconds"])
 
 
+@pytest.mark.slow  # the real bench run
 def test_training_rows(quick):
     report, _ = quick
     (row,) = report["training"]
@@ -65,6 +67,7 @@ def test_training_rows(quick):
     assert row["eval_images_per_s"] is None  # measured on a GPU only
 
 
+@pytest.mark.slow  # the real bench run
 def test_mask_update_rows(quick):
     report, _ = quick
     (row,) = report["mask_update"]
@@ -76,6 +79,7 @@ def test_mask_update_rows(quick):
     assert positive(row["topk_s"], row["install_s"], row["total_s"])
 
 
+@pytest.mark.slow  # the real bench run
 def test_data_path_rows(quick):
     report, _ = quick
     assert [(r["dataset"], r["augment"]) for r in report["data_path"]] == [
@@ -90,6 +94,7 @@ def test_data_path_rows(quick):
         assert row["speedup"] == row["device_images_per_s"] / row["torchvision_images_per_s"]
 
 
+@pytest.mark.slow  # the real bench run
 def test_openlth_row(quick):
     report, _ = quick
     row = report["openlth"]
@@ -106,6 +111,7 @@ def test_openlth_row(quick):
     assert row["speedup_vs_openlth"] == 15.3 / row["epoch_s"]
 
 
+@pytest.mark.slow  # the real bench run
 def test_targets_and_printed_tables(quick):
     report, stdout = quick
     names = [t["target"] for t in report["targets"]]
@@ -199,6 +205,7 @@ def test_cuda_without_a_gpu_is_refused(capsys):
     assert capsys.readouterr().err.splitlines() == ["error: --device cuda: no CUDA device is visible to torch"]
 
 
+@pytest.mark.slow  # times GPT steps
 def test_gpt_row_and_its_targets():
     """The GPT section in-process on the synthetic text: dense, 80% masks and a plain loop of one model."""
     from suite.bench.gpt import bench_gpt

@@ -22,7 +22,7 @@ from suite.data import (CROP_PADDING, JITTER, color_jitter, crop_flip, draw_augm
 from suite.datasets import build_data
 from suite.datasets.cifar10 import CIFAR_MEAN, CIFAR_STD
 from suite.datasets.cifar10_subset import Cifar10Subset
-from suite.datasets.mnist import MNIST_FILES, _mnist_root
+from suite.datasets.mnist import MNIST_FILES, mnist_root
 from suite.errors import ConfigError
 from suite.exits import EXIT_BAD_INPUT
 
@@ -587,19 +587,19 @@ def test_bad_uncompressed_mnist_file_is_one_line(tmp_path, capsys):
 def test_poisoned_cache_is_rebuilt_and_a_good_cache_kept(tmp_path):
     raw = fake_mnist(tmp_path / "data")
     cfg = DataConfig(name="mnist", root=str(tmp_path / "data"), cache_dir=str(tmp_path / "cache"))
-    cached = _mnist_root(cfg) / "MNIST" / "raw"
+    cached = mnist_root(cfg) / "MNIST" / "raw"
     good = {f: (cached / f).read_bytes() for f in ("train-images-idx3-ubyte", "t10k-images-idx3-ubyte")}
     stamp = (cached / "t10k-images-idx3-ubyte").stat().st_mtime_ns
     # a kill (or a full disk) left a damaged copy in the cache, with its note intact
     (cached / "train-images-idx3-ubyte").write_bytes(good["train-images-idx3-ubyte"][:100])
-    _mnist_root(cfg)
+    mnist_root(cfg)
     assert (cached / "train-images-idx3-ubyte").read_bytes() == good["train-images-idx3-ubyte"]
     assert (cached / "t10k-images-idx3-ubyte").stat().st_mtime_ns == stamp  # the good copy was reused
     # the source changes (a fixed .gz): the cache follows it
     new = idx_images(30)
     (raw / "train-images-idx3-ubyte.gz").write_bytes(gzip.compress(new))
     (raw / "train-labels-idx1-ubyte.gz").write_bytes(gzip.compress(idx_labels(30)))
-    _mnist_root(cfg)
+    mnist_root(cfg)
     assert (cached / "train-images-idx3-ubyte").read_bytes() == new
     assert not list(cached.glob(".*.tmp"))
 
@@ -609,9 +609,9 @@ def test_fixed_gz_after_a_bad_one_is_used(tmp_path):
     bad = fake_mnist(tmp_path / "data", train_images_idx3_ubyte=GOOD_GZ[:50])
     cfg = DataConfig(name="mnist", root=str(tmp_path / "data"), cache_dir=str(tmp_path / "cache"))
     with pytest.raises(ConfigError, match="not a complete gzip file"):
-        _mnist_root(cfg)
+        mnist_root(cfg)
     (bad / "train-images-idx3-ubyte.gz").write_bytes(GOOD_GZ)
-    cached = _mnist_root(cfg) / "MNIST" / "raw"
+    cached = mnist_root(cfg) / "MNIST" / "raw"
     assert (cached / "train-images-idx3-ubyte").read_bytes() == idx_images(20)
 
 

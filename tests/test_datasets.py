@@ -105,6 +105,7 @@ def test_a_missing_or_altered_file_is_one_line(tmp_path):
         dataset("shakespeare_char").load(cfg)
 
 
+@pytest.mark.slow  # the CLI as a subprocess, several times
 def test_the_cli_stops_on_a_missing_file_before_making_a_folder(tmp_path):
     out = tmp_path / "runs"
     proc = run_cli(["--config", "configs/gpt_shakespeare.yaml", f"data.root={tmp_path}", "--out", str(out)])

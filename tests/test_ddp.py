@@ -5,6 +5,8 @@ import pytest
 
 from helpers import ROOT, launch_2proc, result
 
+pytestmark = [pytest.mark.ddp, pytest.mark.slow]  # every test here launches 2 processes
+
 TINY_DDP = ["data.name=synthetic", "model.name=tiny_cnn", "train.epochs=3", "train.batch_size=64",
             "train.lr=0.05", "prune.target_sparsity=0.8", "prune.t_end=2", "prune.update_every_steps=3"]
 

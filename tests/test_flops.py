@@ -88,7 +88,7 @@ def test_mask_changes_mid_epoch_and_dense_gradient_steps(tmp_path):
     cfg = E.load_config(None, RUN, method="dense")
     runner = Runner(cfg, tmp_path, Accelerator(cpu=True))
     runner.method = HalveAtStep3(cfg)
-    runner._new_optimizer()
+    runner.new_optimizer()
     runner.train_epoch(0, 0)
     # steps 1-3 dense, 4-8 at half density; the hook steps 3 (dense mask) and 6 (half) compute the
     # weight gradient densely: step 6 adds the dead half of one forward
@@ -101,7 +101,7 @@ def test_a_hook_step_that_updates_nothing_pays_no_dense_gradient(tmp_path):
     runner = Runner(cfg, tmp_path, Accelerator(cpu=True))
     runner.method = HalveAtStep3(cfg)
     runner.method.skip_from = 6  # step 6 returns None
-    runner._new_optimizer()
+    runner.new_optimizer()
     runner.train_epoch(0, 0)
     assert runner.train_flops == BATCH * (3 * 3 * DENSE + 5 * 3 * DENSE / 2)
 

@@ -153,6 +153,7 @@ def test_include_makes_the_head_prunable(tmp_path):
         E.experiment_hash(E.load_config(None, TINY_GPT, "snip"))
 
 
+@pytest.mark.slow  # a real GPT run from the CLI
 def test_the_cli_names_the_datasets_primary_metric(tmp_path):
     from helpers import run_cli
 

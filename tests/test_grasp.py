@@ -8,7 +8,7 @@ from baselines.grasp import grasp_scores
 from suite.masks import count_alive, mask_at_sparsity, prunable_weights
 from suite.selection import select
 
-from test_snip import _BNNet, _bn_batches, _snapshot, assert_untouched
+from helpers import BNNet, assert_untouched, bn_batches, snapshot
 
 
 def _mlp_problem():
@@ -93,12 +93,12 @@ def test_grasp_removes_the_largest_s_not_the_smallest():
 @pytest.mark.parametrize("bn_mode", ["train", "eval"])
 def test_grasp_leaves_the_model_untouched(bn_mode):
     torch.manual_seed(0)
-    model = _BNNet()
+    model = BNNet()
     model.train()
     model.fc.weight.grad = torch.ones_like(model.fc.weight)
     model.bn.running_var.mul_(2.0)
-    before = _snapshot(model)
-    scores = grasp_scores(model, _bn_batches(), temperature=1.0, bn_mode=bn_mode)
+    before = snapshot(model)
+    scores = grasp_scores(model, bn_batches(), temperature=1.0, bn_mode=bn_mode)
     assert set(scores) == {"conv.weight", "fc.weight"}
     assert all(bool((s != 0).any()) for s in scores.values())
     assert_untouched(model, before)
@@ -106,8 +106,8 @@ def test_grasp_leaves_the_model_untouched(bn_mode):
 
 def test_grasp_bn_mode_default_is_train_and_matters():
     torch.manual_seed(0)
-    model = _BNNet()
-    batches = _bn_batches()
+    model = BNNet()
+    batches = bn_batches()
     default = grasp_scores(model, batches, temperature=1.0)
     train = grasp_scores(model, batches, temperature=1.0, bn_mode="train")
     evals = grasp_scores(model, batches, temperature=1.0, bn_mode="eval")
@@ -119,9 +119,9 @@ def test_grasp_with_batchnorm_in_train_mode_matches_a_double_autograd_reference(
     """Each batch normalised by its own statistics: g = sum_b n_b dL_b / N, then
     Hg = sum_b n_b d(g . dL_b)/dw / N, spelled out with autograd on a copy in train mode."""
     torch.manual_seed(0)
-    model = _BNNet()
-    batches = _bn_batches()
-    ref = _BNNet()
+    model = BNNet()
+    batches = bn_batches()
+    ref = BNNet()
     ref.load_state_dict(model.state_dict())
     ref.eval()
     ref.bn.train()

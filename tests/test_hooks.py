@@ -13,7 +13,7 @@ def _runner(tmp_path, method_cls):
     cfg = E.load_config(None, [*TINY, "wandb.mode=disabled"], method="dense")
     runner = Runner(cfg, tmp_path, Accelerator(cpu=True))
     runner.method = method_cls(cfg)
-    runner._new_optimizer()
+    runner.new_optimizer()
     return runner
 
 

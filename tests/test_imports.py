@@ -144,6 +144,18 @@ def test_no_module_takes_another_modules_private_name():
     assert found == []
 
 
+
+def test_no_test_file_imports_a_private_name():
+    """`from m import _x` in tests/, of a project module or another test file: shared helpers are public
+    in tests/helpers.py. (Attribute access such as `runner._install` in white-box tests is not checked.)"""
+    found = []
+    for path in sorted((REPO / "tests").glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom):
+                found += [f"{path.name}: from {node.module} import {a.name}" for a in node.names
+                          if a.name.startswith("_") and not a.name.startswith("__")]
+    assert found == []
+
 def test_config_error_comes_from_suite_errors_everywhere():
     found = []
     for path in sorted(p for d in (*PACKAGES, "tests") for p in (REPO / d).rglob("*.py")):

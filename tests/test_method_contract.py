@@ -46,6 +46,8 @@ def test_every_hook_keeps_the_contract_and_the_run_ends_at_the_exact_count(name,
     assert zeros >= round(target * n)  # every dead weight is exactly 0 (live ones may also be)
 
 
+@pytest.mark.ddp
+@pytest.mark.slow
 def test_every_method_computes_the_same_masks_on_two_ranks(tmp_path):
     out, report = tmp_path / "runs", tmp_path / "ranks"
     report.mkdir()
@@ -94,6 +96,6 @@ def test_the_checker_catches_a_broken_method(broken, message, tmp_path):
     cfg = contract_config("dense")
     runner = Runner(cfg, tmp_path, Accelerator(cpu=True))
     runner.method = Checked(broken(cfg))
-    runner._new_optimizer()
+    runner.new_optimizer()
     with pytest.raises(ContractBroken, match=message):
         runner.method.start_round(0, runner.ctx, runner.masked.mask)

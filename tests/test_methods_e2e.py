@@ -9,6 +9,8 @@ import torch
 
 from helpers import ROOT, TINY, env, kill_at_epoch, launch_2proc, metrics, result, run_cli, run_folder, tensors
 
+pytestmark = pytest.mark.slow  # every test here runs the CLI or a real training run
+
 NEW = ("synflow", "rigl", "set", "oneshot", "gmp")
 # 8 steps per epoch, 4 epochs: RigL updates every 3 steps until 0.75 of training (step 24)
 SETTINGS = ["prune.target_sparsity=0.9", "rigl.update_every=3", "synflow.iterations=20", "oneshot.dense_epochs=2",
@@ -76,6 +78,8 @@ def ddp_runs(tmp_path_factory):
     return out, report
 
 
+@pytest.mark.ddp
+@pytest.mark.slow
 @pytest.mark.parametrize("method", NEW)
 def test_every_new_method_under_two_ranks_agrees_and_hits_the_target(ddp_runs, method):
     out, report = ddp_runs

@@ -333,6 +333,7 @@ def test_equivalence_published_power_and_skipped(study, json_run):
     assert skipped["unfinished"]["seed"] == 789 and "checkpoint.pt present" in skipped["unfinished"]["reason"]
 
 
+@pytest.mark.slow  # the report CLI several times
 def test_csv_equals_json(study, published_file, json_run, tmp_path):
     _, tables = json_run
     proc = _cli(str(study), "--format", "csv", "--published", str(published_file))
@@ -357,6 +358,7 @@ def test_csv_equals_json(study, published_file, json_run, tmp_path):
     assert list(csv.DictReader(io.StringIO((folder / "power.csv").read_text()))) == sections["power"]
 
 
+@pytest.mark.slow  # renders every table with figures
 def test_markdown_and_latex(study, published_file, tmp_path):
     md = _cli(str(study), "--published", str(published_file))
     assert md.returncode == 0, md.stderr

@@ -65,6 +65,8 @@ def test_foreign_checkpoint_falls_back_to_the_previous_one(damage, part, straigh
     same_run(straight, folder)
 
 
+@pytest.mark.ddp
+@pytest.mark.slow
 def test_two_process_job_falls_back_to_the_previous_checkpoint(stopped, tmp_path):
     """Rank 0 decides which checkpoint counts (deleting the damaged one) before rank 1 reads: both
     resume from the same one. The process count is in the hash, so the stopped 1-process run stands in
@@ -350,6 +352,7 @@ def test_checkpoint_mask_must_be_bool_with_the_recorded_count(damage, part, fall
     same_run(straight, folder)  # a pruned run at its exact count, never a dense one under a pruned name
 
 
+@pytest.mark.slow  # two real runs, one stopped mid-way
 def test_a_run_whose_folder_is_deleted_stops_and_the_new_owner_finishes(straight, tmp_path):
     """rm -rf of a running run's folder: a second process takes the new folder's lock; the first stops
     at its next write (exit 3, one line) instead of both finishing into one folder."""

@@ -50,6 +50,7 @@ def written(study, tmp_path_factory):
     return out
 
 
+@pytest.mark.slow  # trains the study
 def test_export_holds_every_result_and_no_weights(study, written):
     tree = json.loads((written / "study.json").read_text())
     results = tree["results"]
@@ -69,6 +70,7 @@ def test_export_holds_every_result_and_no_weights(study, written):
     assert from_export == from_runs
 
 
+@pytest.mark.slow  # trains the study
 def test_document_and_readme_regenerate_from_the_export(written, tmp_path):
     doc = (written / "study.md").read_text()
     for heading in ("## How it was made", "## Headline", "### 1. Summary", "### 2. Head-to-head against progressive",
@@ -89,6 +91,7 @@ def test_document_and_readme_regenerate_from_the_export(written, tmp_path):
     assert (again / "README.md").read_text() == readme
 
 
+@pytest.mark.slow  # trains the study
 def test_headline_line_from_the_numbers(written):
     tree = json.loads((written / "study.json").read_text())
     final = {(r["result"]["method"], r["result"]["seed"]): r["result"] for r in tree["results"] if r["round"] is None}
@@ -110,6 +113,7 @@ def test_headline_line_from_the_numbers(written):
     assert answer.startswith("- [75%, 3 ep/cycle, ") and "] Answer (tiny MLP on synthetic data, progressive at " in answer
 
 
+@pytest.mark.slow  # trains the study
 def test_figures_and_animations(written):
     figures = written / "figures"
     for name in ("training_animation.gif", "comparison_animation.gif"):
@@ -129,6 +133,7 @@ def test_figures_and_animations(written):
     assert len(gif_frames(380)) == GIF_FRAMES and gif_frames(380)[-1] == 380 and gif_frames(3) == [1, 2, 3]
 
 
+@pytest.mark.slow  # trains the study
 def test_tradeoff_slots_and_offsets(written, tmp_path):
     """One slot per sparsity run (no axis position between sparsities never run), variants offset within it."""
     from suite import report
@@ -139,6 +144,7 @@ def test_tradeoff_slots_and_offsets(written, tmp_path):
     assert [p.name for p in paths] == ["t.png", "t.pdf"] and all(p.stat().st_size > 10_000 for p in paths)
 
 
+@pytest.mark.slow  # trains the study
 def test_claim_verdicts_quote_their_test(written):
     from suite import report
     from suite.report import study

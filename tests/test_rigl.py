@@ -139,6 +139,8 @@ def rigl_ranks(tmp_path_factory):
     return [load_file(str(out / f"rank{r}.safetensors")) for r in range(2)]
 
 
+@pytest.mark.ddp
+@pytest.mark.slow
 def test_rigl_and_set_under_two_ranks_agree_and_equal_one_process(rigl_ranks):
     import ddp_rigl_script as S
     rigl, set_mask, grads = S.single_process()

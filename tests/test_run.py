@@ -116,6 +116,7 @@ def test_bad_input_is_one_line_before_any_folder(case, tmp_path, capsys, monkeyp
 
 
 @pytest.mark.parametrize("gap", [0.0, 0.05], ids=["at once", "50 ms apart"])
+@pytest.mark.slow  # real runs stopped by signals
 def test_two_sigterms_in_quick_succession_still_exit_75(gap, tmp_path):
     out = tmp_path / "runs"
     cmd = [sys.executable, str(ROOT / "suite" / "run.py"), "--no-progress", "--out", str(out), *LONG]
@@ -158,6 +159,8 @@ def test_a_finished_run_on_a_read_only_folder_is_exit_0(read_only_copy, capsys):
     assert (code, err, stdout.strip()) == (0, [f"already finished (use --force to run again): {folder}"], str(folder))
 
 
+@pytest.mark.ddp
+@pytest.mark.slow
 def test_accelerate_launch_of_two_processes_without_multi_gpu_warns(tmp_path):
     """On a CPU, `accelerate launch --num_processes 2` without --multi_gpu starts ONE process: the run
     says so in one line and trains (world size 1, exit 0)."""
@@ -173,6 +176,8 @@ def test_accelerate_launch_of_two_processes_without_multi_gpu_warns(tmp_path):
     assert result(Path(proc.stdout.strip().splitlines()[-1]))["world_size"] == 1
 
 
+@pytest.mark.ddp
+@pytest.mark.slow
 def test_multi_gpu_launch_on_a_cpu_without_accelerate_use_cpu_says_why_first(tmp_path):
     """`--multi_gpu` on a machine without GPUs and without ACCELERATE_USE_CPU=1: the suite's line comes
     first on stderr; torchrun's ChildFailedError report follows (exit 1), as the README shows."""

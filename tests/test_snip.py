@@ -7,6 +7,8 @@ from baselines.snip import snip_scores
 from suite.masks import count_alive, mask_at_sparsity
 from suite.selection import select
 
+from helpers import BNNet, assert_untouched, bn_batches, snapshot
+
 
 def _linear_problem():
     """A 1-layer linear classifier (no bias) in float64, with two batches of different sizes."""
@@ -58,57 +60,18 @@ def test_snip_mask_keeps_the_highest_sensitivities_exactly():
     assert torch.equal(mask["0.weight"].reshape(-1), expected)
 
 
-class _BNNet(nn.Module):
-    """Conv + BatchNorm + Dropout + Linear: everything scoring must leave as it found it."""
-
-    def __init__(self):
-        super().__init__()
-        self.conv = nn.Conv2d(2, 4, 3, padding=1)
-        self.bn = nn.BatchNorm2d(4)
-        self.drop = nn.Dropout(0.5)
-        self.fc = nn.Linear(4 * 4 * 4, 3)
-
-    def forward(self, x):
-        return self.fc(self.drop(F.relu(self.bn(self.conv(x)))).flatten(1))
-
-
-def _bn_batches():
-    g = torch.Generator().manual_seed(1)
-    return [(torch.randn(6, 2, 4, 4, generator=g), torch.randint(0, 3, (6,), generator=g)) for _ in range(2)]
-
-
-def _snapshot(model):
-    return ({k: v.clone() for k, v in model.state_dict().items()},
-            {n: m.training for n, m in model.named_modules()},
-            {n: None if p.grad is None else p.grad.clone() for n, p in model.named_parameters()},
-            {n: p.requires_grad for n, p in model.named_parameters()})
-
-
-def assert_untouched(model, before):
-    state, flags, grads, needs = _snapshot(model)
-    assert state.keys() == before[0].keys()
-    for k in state:
-        assert torch.equal(state[k], before[0][k]), k
-    assert flags == before[1]
-    for n in grads:
-        assert (grads[n] is None) == (before[2][n] is None), n
-        if grads[n] is not None:
-            assert torch.equal(grads[n], before[2][n]), n
-    assert needs == before[3]
-
-
 @pytest.mark.parametrize("bn_mode", ["eval", "train"])
 def test_snip_leaves_the_model_untouched(bn_mode):
     torch.manual_seed(0)
-    model = _BNNet()
+    model = BNNet()
     model.train()
     model.drop.eval()  # a mixed pattern of flags must come back as it was
     model.conv.weight.grad = torch.full_like(model.conv.weight, 0.25)  # a stale .grad stays as is
     model.fc.bias.requires_grad_(False)
     model.fc.weight.requires_grad_(False)  # a frozen prunable weight is scored and stays frozen
     model.bn.running_mean.add_(0.5)  # non-default statistics, so a reset would show
-    before = _snapshot(model)
-    scores = snip_scores(model, _bn_batches(), bn_mode=bn_mode)
+    before = snapshot(model)
+    scores = snip_scores(model, bn_batches(), bn_mode=bn_mode)
     assert set(scores) == {"conv.weight", "fc.weight"}
     assert all(bool((s > 0).any()) for s in scores.values())
     assert_untouched(model, before)
@@ -116,11 +79,11 @@ def test_snip_leaves_the_model_untouched(bn_mode):
 
 def test_snip_bn_mode_is_the_batchnorm_mode_and_dropout_is_off():
     torch.manual_seed(0)
-    model = _BNNet()
-    batches = _bn_batches()
+    model = BNNet()
+    batches = bn_batches()
     for mode in ("eval", "train"):
         # reference: the same quantity by plain autograd, the model put in that mode by hand
-        ref = _BNNet()
+        ref = BNNet()
         ref.load_state_dict(model.state_dict())
         ref.eval()
         ref.bn.train(mode == "train")
@@ -141,8 +104,8 @@ def test_snip_bn_mode_is_the_batchnorm_mode_and_dropout_is_off():
 
 def test_snip_eval_mode_does_not_depend_on_the_batch_split():
     torch.manual_seed(0)
-    model = _BNNet().double()  # float64: the two summation orders agree far below the tolerance
-    (x1, y1), (x2, y2) = _bn_batches()
+    model = BNNet().double()  # float64: the two summation orders agree far below the tolerance
+    (x1, y1), (x2, y2) = bn_batches()
     x, y = torch.cat([x1, x2]).double(), torch.cat([y1, y2])
     one = snip_scores(model, [(x, y)])
     split = snip_scores(model, [(x[:5], y[:5]), (x[5:], y[5:])])
@@ -152,8 +115,8 @@ def test_snip_eval_mode_does_not_depend_on_the_batch_split():
 
 def test_snip_weight_selection_and_bad_input():
     torch.manual_seed(0)
-    model = _BNNet()
-    batches = _bn_batches()
+    model = BNNet()
+    batches = bn_batches()
     only_fc = snip_scores(model, batches, weights={"fc.weight": model.fc.weight})
     assert list(only_fc) == ["fc.weight"]
     torch.testing.assert_close(only_fc["fc.weight"], snip_scores(model, batches)["fc.weight"])
@@ -171,7 +134,7 @@ def test_snip_method_scores_the_scoring_batches_once():
     from suite.masks import full_mask
 
     cfg, ctx = S.method_setup("snip", 0, 1)  # synthetic data, tiny_cnn, 2 batches of 64, target 0.8
-    before = _snapshot(ctx.model)
+    before = snapshot(ctx.model)
     method, dense = Snip(cfg), full_mask(ctx.weights)
     mask = select(method, ctx, dense, method.start_round(0, ctx, dense))
     assert_untouched(ctx.model, before)

@@ -12,6 +12,8 @@ from scipy import stats
 
 from helpers import ROOT, env
 
+pytestmark = pytest.mark.slow  # a real study: 3 methods x 3 seeds trained
+
 TINY = ["data.name=synthetic", "model.name=tiny_mlp", "train.epochs=3", "train.batch_size=64", "train.lr=0.05",
         "prune.target_sparsity=0.8", "wandb.mode=disabled"]
 SEEDS = (42, 123, 456)

@@ -501,6 +501,7 @@ def two_passes(tmp_path_factory):
     return path, out, first, second, S.expand(S.load_sweep(path), out, str(out)).runs
 
 
+@pytest.mark.slow  # real sweeps of real runs
 def test_first_pass_runs_everything_and_reports_the_nan_run(two_passes):
     path, out, first, _, runs = two_passes
     assert first.returncode == 1, first.stderr
@@ -520,6 +521,7 @@ def test_first_pass_runs_everything_and_reports_the_nan_run(two_passes):
     assert f"stderr: error: run failed: {reason}" in log
 
 
+@pytest.mark.slow  # real sweeps of real runs
 def test_second_pass_skips_everything(two_passes):
     path, out, first, second, runs = two_passes
     assert second.returncode == 1  # the NaN run is still failed
@@ -532,6 +534,7 @@ def test_second_pass_skips_everything(two_passes):
     assert log.count("backend local: 7 runs, 7 to start") == 1 and log.count("7 runs, 0 to start") == 1
 
 
+@pytest.mark.slow  # real sweeps of real runs
 def test_interrupted_sweep_stops_its_run_and_the_next_pass_resumes_it(tmp_path):
     path = write_sweep(tmp_path, "axes: {seed: [7, 8]}\noverrides: {train.epochs: 15}\n")
     out = tmp_path / "runs"
@@ -560,6 +563,7 @@ def test_interrupted_sweep_stops_its_run_and_the_next_pass_resumes_it(tmp_path):
     assert json.loads((run.dir / "result.json").read_text())["total_epochs_trained"] == 15
 
 
+@pytest.mark.slow  # real sweeps of real runs
 def test_a_run_locked_by_another_process_is_skipped(tmp_path, capsys):
     path = write_sweep(tmp_path, "axes: {seed: [1]}\n")
     out = tmp_path / "runs"
@@ -579,6 +583,7 @@ def test_a_run_locked_by_another_process_is_skipped(tmp_path, capsys):
     assert not (locked.dir / "result.json").exists()
 
 
+@pytest.mark.slow  # real sweeps of real runs
 def test_slurm_array_task_requeues_itself_on_sigterm_and_resumes(tmp_path):
     path = write_sweep(tmp_path, "axes: {seed: [5]}\noverrides: {train.epochs: 15}\n")
     out = tmp_path / "runs"
@@ -610,6 +615,8 @@ def test_slurm_array_task_requeues_itself_on_sigterm_and_resumes(tmp_path):
     assert (tmp_path / "scontrol.calls").read_text() == "requeue 4242\n"  # not requeued again
 
 
+@pytest.mark.ddp
+@pytest.mark.slow
 def test_accelerate_backend_runs_a_real_two_process_job_on_cpu(tmp_path):
     path = write_sweep(tmp_path, "axes: {method: [progressive]}\noverrides: {prune.target_sparsity: 0.6}\n")
     out = tmp_path / "runs"
@@ -626,6 +633,8 @@ def test_accelerate_backend_runs_a_real_two_process_job_on_cpu(tmp_path):
             "launch/accelerate/cpu_2proc.yaml --multi_gpu --num_processes 2 suite/run.py") in log
 
 
+@pytest.mark.ddp
+@pytest.mark.slow
 def test_multinode_script_runs_ddp_and_requeues_on_sigterm(tmp_path):
     """launch/slurm/multinode.sbatch on one stand-in node: srun runs the command here as node 0, and
     2 CPU processes stand in for the node's GPUs."""
@@ -666,6 +675,7 @@ def test_multinode_script_runs_ddp_and_requeues_on_sigterm(tmp_path):
 
 # --- ablation sweeps ---------------------------------------------------------------------------
 
+@pytest.mark.slow  # real sweeps of real runs
 def test_an_ablation_sweep_ablates_the_finished_results_of_another(tmp_path, capsys):
     from accelerate import Accelerator
     from suite.run import main as run_main

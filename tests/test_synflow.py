@@ -1,10 +1,11 @@
 import pytest
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from baselines.synflow import synflow_densities, synflow_mask, synflow_scores, synflow_steps
 from suite.masks import count_alive, full_mask
+
+from helpers import BNNet
 
 
 def _linear_net():
@@ -60,18 +61,6 @@ def test_synflow_scores_apply_the_mask_before_the_flow():
     assert not torch.equal(synflow_scores(net, (4,))["2.weight"], scores["2.weight"])
 
 
-class _BNNet(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.conv = nn.Conv2d(2, 4, 3, padding=1)
-        self.bn = nn.BatchNorm2d(4)
-        self.drop = nn.Dropout(0.5)
-        self.fc = nn.Linear(4 * 4 * 4, 3)
-
-    def forward(self, x):
-        return self.fc(self.drop(F.relu(self.bn(self.conv(x)))).flatten(1))
-
-
 def _snapshot(model):
     return ({k: v.clone() for k, v in model.state_dict().items()},
             {n: m.training for n, m in model.named_modules()},
@@ -82,7 +71,7 @@ def _snapshot(model):
 
 def test_synflow_leaves_the_model_bitwise_unchanged():
     torch.manual_seed(0)
-    model = _BNNet()
+    model = BNNet()
     model.train()
     model.drop.eval()                                   # a mixed pattern of flags
     model.conv.weight.grad = torch.full_like(model.conv.weight, 0.25)  # a stale .grad
@@ -108,12 +97,12 @@ def test_synflow_leaves_the_model_bitwise_unchanged():
 
 def test_synflow_uses_eval_mode_batchnorm_with_absolute_running_statistics():
     torch.manual_seed(0)
-    model = _BNNet()
+    model = BNNet()
     with torch.no_grad():
         model.bn.running_mean.copy_(torch.tensor([0.5, -1.0, 2.0, 0.0]))
         model.bn.running_var.copy_(torch.tensor([1.0, 4.0, 0.25, 2.0]))
     # reference: a float64 copy with |every parameter and buffer|, eval mode, plain autograd
-    ref = _BNNet()
+    ref = BNNet()
     ref.load_state_dict(model.state_dict())
     ref = ref.double().eval()
     with torch.no_grad():

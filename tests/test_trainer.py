@@ -116,6 +116,7 @@ def test_pruned_weights_are_exactly_zero_and_files_load_safely(progressive_run):
     assert json.loads((folder / "config.json").read_text())["method"] == "progressive"
 
 
+@pytest.mark.slow  # three real runs
 def test_finished_run_is_skipped_and_force_reruns(progressive_run):
     out, folder = progressive_run
     before = (folder / "result.json").read_text()
@@ -196,6 +197,7 @@ def _resumed_equals_straight(tmp_path, args: list[str]) -> Path:
     return folder_a
 
 
+@pytest.mark.slow  # two real runs, one killed
 def test_sigkill_mid_training_then_resume_is_bitwise_identical(tmp_path):
     _resumed_equals_straight(tmp_path, SLOW)
 
@@ -205,11 +207,13 @@ SLOW_STEPS = [*SLOW[:4], SLOW[5], "train.steps=650", "train.optimizer=adamw", "t
               "prune.update_every_steps=25"]  # 650 steps of 120 a epoch: five epochs and 50 steps
 
 
+@pytest.mark.slow  # two real runs, one killed
 def test_sigkill_then_resume_under_a_step_budget_is_bitwise_identical(tmp_path):
     folder = _resumed_equals_straight(tmp_path, SLOW_STEPS)
     assert [rec["steps"] for rec in metrics(folder)] == [120] * 5 + [50]
 
 
+@pytest.mark.slow  # two real runs
 def test_sigterm_exits_75_after_a_checkpoint_and_the_rerun_resumes(tmp_path):
     cmd = [sys.executable, str(ROOT / "suite" / "run.py"), "--no-progress", "--out", str(tmp_path), *SLOW]
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -238,6 +242,7 @@ def test_a_run_held_by_another_process_exits_3(tmp_path):
     assert not (folder / "result.json").exists()
 
 
+@pytest.mark.slow  # a real run
 def test_bf16_keeps_pruned_weights_exactly_zero(tmp_path):
     proc = run_cli(["--out", str(tmp_path), *TINY, "train.precision=bf16", "model.name=tiny_cnn"])
     assert proc.returncode == 0, proc.stderr
@@ -257,7 +262,7 @@ def test_a_layer_pruned_to_zero_is_warned_once_and_recorded(tmp_path, capsys):
     from suite.trainer import Runner
     cfg = E.load_config(None, [*TINY, "wandb.mode=disabled"], method="dense")
     runner = Runner(cfg, tmp_path, Accelerator(cpu=True))
-    runner._new_optimizer()
+    runner.new_optimizer()
     mask = {n: torch.ones_like(w, dtype=torch.bool) for n, w in runner.weights.items()}
     mask["fc3.weight"][:] = False
     assert runner._install(mask) and runner._install({n: m.clone() for n, m in mask.items()})
@@ -269,6 +274,7 @@ def test_a_layer_pruned_to_zero_is_warned_once_and_recorded(tmp_path, capsys):
     assert r["prunable_total"] - r["prunable_remaining"] == runner.weights["fc3.weight"].numel()
 
 
+@pytest.mark.slow  # real runs with real (offline) W&B
 def test_wandb_offline_run_mirrors_the_result_and_can_carry_the_mask(tmp_path):
     proc = run_cli(["--out", str(tmp_path), *TINY, "wandb.log_mask=true"], wandb="offline")
     assert proc.returncode == 0, proc.stderr
@@ -345,7 +351,7 @@ def test_a_step_budget_trains_exactly_its_steps_and_records_the_partial_epoch(tm
 
 def test_adamw_decays_matrices_only(tmp_path):
     runner = _runner(tmp_path, "dense", *STEPS)
-    runner._new_optimizer()
+    runner.new_optimizer()
     groups = runner.optimizer.optimizer.param_groups
     assert [(g["weight_decay"], g["betas"], sorted(p.dim() for p in g["params"])) for g in groups] == [
         (0.1, (0.9, 0.999), [2, 2, 2]), (0.0, (0.9, 0.999), [1, 1, 1])]
@@ -356,7 +362,7 @@ def test_gradient_clipping_bounds_the_masked_gradient_norm(tmp_path):
     # plain SGD (no momentum, no decay, lr 1): one step moves the weights by exactly the clipped gradient
     runner = _runner(tmp_path, "dense", "train.steps=1", "train.lr=1", "train.momentum=0", "train.weight_decay=0",
                      "train.lr_schedule=constant", "train.grad_clip=0.01")
-    runner._new_optimizer()
+    runner.new_optimizer()
     w = runner.weights["net.0.weight"] if "net.0.weight" in runner.weights else next(iter(runner.weights.values()))
     name = next(n for n, p in runner.weights.items() if p is w)
     mask = {n: torch.ones_like(p, dtype=torch.bool) for n, p in runner.weights.items()}
@@ -473,6 +479,7 @@ def _closed_port() -> int:
     ("no API key", "(UsageError: No API key configured. Use `wandb login` to log in.)"),
     ("server unreachable", "(CommError: "),
 ])
+@pytest.mark.slow  # waits for W&B to give up
 def test_wandb_online_that_cannot_start_says_why_and_keeps_the_run(case, cause, tmp_path):
     """WANDB_MODE=online with no key, or a key and a server nobody answers: one warning line with W&B's
     own reason and how to go offline; the run trains, logs offline, and its results are on disk."""

@@ -1,6 +1,7 @@
 """W&B: a monotonic step over LTH rounds, the sweep's name as a tag and job type of its runs, readable
 groups, a config of the method's own settings, per-round summary keys, and the report run named, grouped
 under the sweep and tagged like its training runs (real wandb, offline)."""
+import pytest
 import subprocess
 import sys
 from pathlib import Path
@@ -9,6 +10,8 @@ from accelerate import Accelerator
 from accelerate.tracking import GeneralTracker
 
 from helpers import ROOT, env, wandb_records
+
+pytestmark = pytest.mark.slow  # real training runs with real (offline) wandb
 
 
 class Recorder(GeneralTracker):

@@ -94,7 +94,7 @@ def _unpack_gz(src: Path, target: Path) -> None:
     atomic_write(note, lambda tmp: Path(tmp).write_text(json.dumps(key)))
 
 
-def _mnist_root(cfg: DataConfig) -> Path:
+def mnist_root(cfg: DataConfig) -> Path:
     """A root whose MNIST/raw holds the uncompressed IDX files torchvision reads, all checked; .gz
     files found under data.root are unpacked into the cache (torchvision would not unpack them itself)."""
     root = Path(cfg.root).expanduser()
@@ -133,7 +133,7 @@ class Mnist(Dataset):
     def load(self, cfg: DataConfig) -> Source:
         from torchvision.datasets import MNIST
 
-        root = str(_mnist_root(cfg))
+        root = str(mnist_root(cfg))
         train = MNIST(root, train=True, download=cfg.download)
         test = MNIST(root, train=False, download=cfg.download)
         return image_source("mnist", train, test, train.data, train.targets, test.data, test.targets,
