@@ -857,6 +857,56 @@ def measured_cost_table(costs: Sequence[dict]) -> Table:
                  keys=4)
 
 
+def _published_base(pub: Published) -> dict:
+    """The fields every row under a published number shares: the number and where it comes from."""
+    return {"dataset": pub.dataset, "model": pub.model, "target_sparsity": pub.target_sparsity,
+            "published_method": pub.method, "published_accuracy": pub.accuracy,
+            "published_spread": pub.spread, "approximate": pub.approximate, "source": pub.source,
+            "checked": pub.checked, "published_runs": pub.runs, "higher_is_better": True,
+            "metric": pub.metric, "metric_label": "", "epochs_per_cycle": stats.NAN}
+
+
+def _published_matches(pub: Published, groups: Sequence[Group], reference: str) -> list[Group]:
+    """Our groups of the published method and of the reference at its data, model and sparsity, its own first."""
+    matches = [g for g in groups if g.dataset == pub.dataset and g.model == pub.model
+               and g.method in (pub.method, reference) and g.metric.name == pub.metric
+               and (abs(g.target_sparsity - pub.target_sparsity) <= pub.sparsity_tolerance
+                    or (g.round is not None and stands_for(g, pub.target_sparsity, groups)))]
+    matches.sort(key=lambda g: (g.method != pub.method, g.sort_key()))
+    return matches
+
+
+def _ours_against_published(base: dict, g: Group, pub: Published, alpha: float,
+                            claim_margin: float | None) -> dict:
+    """One of our groups tested against a published number: the row under it."""
+    t = stats.against_published(g.values, pub.accuracy, pub.spread, pub.runs)
+    kind = "ours, same method" if g.method == pub.method else "ours, reference method"
+    test = ("one-sample t-test" if is_missing(pub.spread) else
+            f"Welch t-test with the published SD over {pub.runs} runs" if pub.runs and pub.runs >= 2 else
+            "t-test with the published SD as its uncertainty")
+    per_cycle = g.epochs_per_cycle
+    outcome = claim_outcome(mean(g.values) - pub.accuracy, t.p, t.ci_low, t.ci_high, len(g.runs), alpha,
+                            g.metric.higher_is_better,
+                            g.metric.claim_margin if claim_margin is None else claim_margin,
+                            None if math.isnan(per_cycle) else per_cycle, stated_epochs(pub.model, pub.dataset))
+    return {**base, "kind": kind, "method": g.label, "group": g.id, "n": len(g.runs),
+            "budget": g.budget_label, "distribution": g.protocol("distribution"),
+            "init": g.protocol("init"),
+            "epochs_trained": g.epochs, "train_cost_x_dense_cycle": g.cost,
+            "mean": mean(g.values), "diff": mean(g.values) - pub.accuracy,
+            "ci_low": t.ci_low, "ci_high": t.ci_high, "test": test, "t": t.statistic, "df": t.df,
+            "p": t.p, "outcome": outcome, "note": NO_TESTS if len(g.runs) < 2 else "",
+            "higher_is_better": g.metric.higher_is_better, "metric_label": g.metric.label,
+            "epochs_per_cycle": per_cycle}
+
+
+def _published_text(r: dict) -> str:
+    if r["kind"] != "published, not re-run":
+        return ""
+    spread = "" if is_missing(r["published_spread"]) else f" ± {r['published_spread']:.2f}"
+    return ("≈" if r["approximate"] else "") + f"{r['published_accuracy']:.2f}{spread}"
+
+
 def published_table(groups: Sequence[Group], published: Sequence[Published], reference: str,
                     alpha: float = 0.05, claim_margin: float | None = None) -> Table:
     """Published numbers for the data and models run here, each with our groups of the same method (and of
@@ -865,49 +915,16 @@ def published_table(groups: Sequence[Group], published: Sequence[Published], ref
     present = {(g.dataset, g.model) for g in groups}
     shown = [p for p in published if (p.dataset, p.model) in present]
     for pub in sorted(shown, key=lambda p: (p.dataset, p.model, p.target_sparsity, p.method)):
-        base = {"dataset": pub.dataset, "model": pub.model, "target_sparsity": pub.target_sparsity,
-                "published_method": pub.method, "published_accuracy": pub.accuracy,
-                "published_spread": pub.spread, "approximate": pub.approximate, "source": pub.source,
-                "checked": pub.checked, "published_runs": pub.runs, "higher_is_better": True,
-                "metric": pub.metric, "metric_label": "", "epochs_per_cycle": stats.NAN}
+        base = _published_base(pub)
         rows.append({**base, "kind": "published, not re-run", "method": pub.method, "group": "", "n": 0,
                      "budget": None, "distribution": None, "init": None,
                      "epochs_trained": stats.NAN, "train_cost_x_dense_cycle": stats.NAN, "mean": pub.accuracy,
                      "diff": stats.NAN, "ci_low": stats.NAN, "ci_high": stats.NAN, "test": "",
                      "t": stats.NAN, "df": stats.NAN, "p": stats.NAN, "outcome": "", "note": pub.note})
-        matches = [g for g in groups if g.dataset == pub.dataset and g.model == pub.model
-                   and g.method in (pub.method, reference) and g.metric.name == pub.metric
-                   and (abs(g.target_sparsity - pub.target_sparsity) <= pub.sparsity_tolerance
-                        or (g.round is not None and stands_for(g, pub.target_sparsity, groups)))]
-        matches.sort(key=lambda g: (g.method != pub.method, g.sort_key()))
-        for g in matches:
-            t = stats.against_published(g.values, pub.accuracy, pub.spread, pub.runs)
-            kind = "ours, same method" if g.method == pub.method else "ours, reference method"
-            test = ("one-sample t-test" if is_missing(pub.spread) else
-                    f"Welch t-test with the published SD over {pub.runs} runs" if pub.runs and pub.runs >= 2 else
-                    "t-test with the published SD as its uncertainty")
-            per_cycle = g.epochs_per_cycle
-            outcome = claim_outcome(mean(g.values) - pub.accuracy, t.p, t.ci_low, t.ci_high, len(g.runs), alpha,
-                                    g.metric.higher_is_better,
-                                    g.metric.claim_margin if claim_margin is None else claim_margin,
-                                    None if math.isnan(per_cycle) else per_cycle, stated_epochs(pub.model, pub.dataset))
-            rows.append({**base, "kind": kind, "method": g.label, "group": g.id, "n": len(g.runs),
-                         "budget": g.budget_label, "distribution": g.protocol("distribution"),
-                         "init": g.protocol("init"),
-                         "epochs_trained": g.epochs, "train_cost_x_dense_cycle": g.cost,
-                         "mean": mean(g.values), "diff": mean(g.values) - pub.accuracy,
-                         "ci_low": t.ci_low, "ci_high": t.ci_high, "test": test, "t": t.statistic, "df": t.df,
-                         "p": t.p, "outcome": outcome, "note": NO_TESTS if len(g.runs) < 2 else "",
-                         "higher_is_better": g.metric.higher_is_better, "metric_label": g.metric.label,
-                         "epochs_per_cycle": per_cycle})
+        matches = _published_matches(pub, groups, reference)
+        rows += [_ours_against_published(base, g, pub, alpha, claim_margin) for g in matches]
         if not matches:
             rows[-1]["note"] = (rows[-1]["note"] + " " if rows[-1]["note"] else "") + "(no matching runs here)"
-
-    def published_text(r: dict) -> str:
-        if r["kind"] != "published, not re-run":
-            return ""
-        spread = "" if is_missing(r["published_spread"]) else f" ± {r['published_spread']:.2f}"
-        return ("≈" if r["approximate"] else "") + f"{r['published_accuracy']:.2f}{spread}"
 
     columns = [
         Column("Data", lambda r: r["dataset"], "left", "varies"),
@@ -916,7 +933,7 @@ def published_table(groups: Sequence[Group], published: Sequence[Published], ref
         Column("Row", lambda r: r["kind"], "left"),
         Column("Method", lambda r: r["method"], "left"),
         *[dataclasses.replace(c, paper="data") for c in protocol_columns()],  # the label says them
-        Column("Published", published_text),
+        Column("Published", _published_text),
         Column("n", lambda r: str(r["n"]) if r["n"] else MISSING),
         Column("Our mean", lambda r: fmt(r["mean"]) if r["n"] else MISSING),
         Column("Δ vs published", lambda r: fmt(r["diff"], signed=True)),
