@@ -175,24 +175,27 @@ def _folded_text(also: dict[str, list[str]], kept: Sequence[Group]) -> str:
             f"{same}. ")
 
 
+def _summary_row(g: Group, groups: Sequence[Group], same_as: list[str]) -> dict:
+    """One group's summary over its seeds, with its difference to the dense baseline."""
+    s = stats.summarize(g.values)
+    dense = dense_for(g, groups)
+    dense_mean = mean(dense.values) if dense else stats.NAN
+    return {
+        **group_fields(g), "n": s.n, "seeds": g.seeds, **loss_extras(g.metric, s.mean),
+        "mean": s.mean, "sd": s.sd, "ci_low": s.ci_low, "ci_high": s.ci_high, "min": s.min, "max": s.max,
+        "test_at_best_val_mean": mean([r.test_at_best_val for r in g.runs]),
+        "achieved_sparsity": mean([r.achieved_sparsity for r in g.runs]),
+        "params_remaining": mean([r.params_remaining for r in g.runs]),
+        "params_total": mean([r.params_total for r in g.runs]),
+        "dense_mean": dense_mean, "diff_dense": s.mean - dense_mean,
+        "note": NO_TESTS if s.n < 2 else "", "same_runs_as": same_as,
+    }
+
+
 def summary_table(groups: Sequence[Group], alpha: float) -> Table:
-    rows = []
     metric = study_metric(groups)
     kept, also = distinct_trainings(groups)
-    for g in kept:
-        s = stats.summarize(g.values)
-        dense = dense_for(g, groups)
-        dense_mean = mean(dense.values) if dense else stats.NAN
-        rows.append({
-            **group_fields(g), "n": s.n, "seeds": g.seeds, **loss_extras(g.metric, s.mean),
-            "mean": s.mean, "sd": s.sd, "ci_low": s.ci_low, "ci_high": s.ci_high, "min": s.min, "max": s.max,
-            "test_at_best_val_mean": mean([r.test_at_best_val for r in g.runs]),
-            "achieved_sparsity": mean([r.achieved_sparsity for r in g.runs]),
-            "params_remaining": mean([r.params_remaining for r in g.runs]),
-            "params_total": mean([r.params_total for r in g.runs]),
-            "dense_mean": dense_mean, "diff_dense": s.mean - dense_mean,
-            "note": NO_TESTS if s.n < 2 else "", "same_runs_as": also.get(g.id, []),
-        })
+    rows = [_summary_row(g, groups, also.get(g.id, [])) for g in kept]
     columns = [
         Column("Data", lambda r: r["dataset"], "left", "varies"),
         Column("Model", lambda r: r["model"], "left", "varies"),
