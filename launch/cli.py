@@ -107,23 +107,21 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_FAILED
 
 
-def _main(args: argparse.Namespace) -> int:
+def _check_flags(args: argparse.Namespace) -> None:
+    """Flags no sweep can run with: ConfigError (exit 2)."""
     for flag in ("gpus", "jobs"):
         value = getattr(args, flag)
         if value is not None and value < (0 if flag == "gpus" else 1):
             raise ConfigError(f"--{flag}: must be at least {0 if flag == 'gpus' else 1}, got {value}")
     if args.submit and args.backend != "slurm":
         raise ConfigError("--submit: only with --backend slurm")
-    overrides = list(args.overrides)
-    if args.backend == "accelerate":  # the process count is science (in the hash): N-process runs' folders
-        overrides.append(f"train.processes={accelerate_processes(args.gpus)}")
-    sweep = load_sweep(args.sweep, overrides)
-    out = check_output_dir(args.out).resolve()
-    expansion = expand(sweep, out, relative_out(out))
-    runs = expansion.runs
-    statuses = [run_status(r.dir) for r in runs]
+
+
+def _runs_to_start(args: argparse.Namespace, runs: list[Run], statuses: list[Status],
+                   held_back: dict[str, list[str]]) -> tuple[list[Run], dict[str, list[str]]]:
+    """The runs this pass starts, and the others' labels by why they are skipped."""
     skipped: dict[str, list[str]] = {"finished earlier": [], "failed earlier, see --retry-failed": [],
-                                     **expansion.held_back}
+                                     **held_back}
     todo = []
     for run, status in zip(runs, statuses):
         if status.state == "done":
@@ -135,6 +133,64 @@ def _main(args: argparse.Namespace) -> int:
                 print(f"warning: invalid result, running again: {run.label}: {status.detail}", file=sys.stderr,
                       flush=True)
             todo.append(run)
+    return todo, skipped
+
+
+def _local_tasks(args: argparse.Namespace, todo: list[Run], ids: list) -> tuple[list[Task], int, list[dict]]:
+    """The local backend's tasks, how many run at once, and each slot's environment."""
+    # --gpus N: N one-GPU slots; --jobs beyond N puts several runs on one GPU, round robin
+    slot_env = [{"CUDA_VISIBLE_DEVICES": g} for g in gpu_slots(args.gpus, 1, ids)] if args.gpus else [{}]
+    jobs = args.jobs or max(1, args.gpus or 1)
+    threads = {}
+    if not args.gpus and "OMP_NUM_THREADS" not in os.environ:
+        # each run's share of the cores; within it a run picks its threads (suite.threads)
+        cores = available_cores()
+        threads = {CORES_ENV: str(max(1, cores // jobs))}
+        if todo:
+            print(f"threads: each run may use {threads[CORES_ENV]} of {cores} cores (--jobs {jobs}); a small model "
+                  f"on the CPU uses one thread (OMP_NUM_THREADS=n sets it)", flush=True)
+    return [Task(r, run_command(r), threads) for r in todo], jobs, slot_env
+
+
+def _accelerate_tasks(args: argparse.Namespace, todo: list[Run], ids: list,
+                      gpus_present: bool) -> tuple[list[Task], int, list[dict]]:
+    """The accelerate backend's tasks, how many run at once, and each slot's environment."""
+    jobs = args.jobs or 1
+    processes = accelerate_processes(args.gpus)
+    # --jobs J: J runs at once, each a DDP job on its own `processes` GPUs
+    slot_env = [{"CUDA_VISIBLE_DEVICES": g} for g in gpu_slots(jobs, processes, ids)] \
+        if gpus_present and jobs > 1 else [{}]
+    tasks = []
+    for r in todo:
+        argv, env = accelerate_command(r, processes, gpus_present)
+        if not gpus_present:
+            env["OMP_NUM_THREADS"] = os.environ.get("OMP_NUM_THREADS", "1")  # no oversubscribed cores
+        tasks.append(Task(r, argv, env))
+    return tasks, jobs, slot_env
+
+
+def _exit_code(outcomes: list, stopped: bool, skipped: dict[str, list[str]]) -> int:
+    """The sweep's exit status from what its runs did."""
+    if stopped or any(o.state == "interrupted" for o in outcomes):
+        return EXIT_INTERRUPTED
+    failed_now = any(o.state == "failed" for o in outcomes)
+    if failed_now or skipped["failed earlier, see --retry-failed"]:
+        return EXIT_FAILED
+    # a run another process still trains is not finished: the sweep is not done until it is
+    return EXIT_LOCKED if any(o.state == "locked" for o in outcomes) else 0
+
+
+def _main(args: argparse.Namespace) -> int:
+    _check_flags(args)
+    overrides = list(args.overrides)
+    if args.backend == "accelerate":  # the process count is science (in the hash): N-process runs' folders
+        overrides.append(f"train.processes={accelerate_processes(args.gpus)}")
+    sweep = load_sweep(args.sweep, overrides)
+    out = check_output_dir(args.out).resolve()
+    expansion = expand(sweep, out, relative_out(out))
+    runs = expansion.runs
+    statuses = [run_status(r.dir) for r in runs]
+    todo, skipped = _runs_to_start(args, runs, statuses, expansion.held_back)
 
     _check_before_start(args, todo)
     if args.dry_run:
@@ -153,31 +209,8 @@ def _main(args: argparse.Namespace) -> int:
     import torch
     gpus_present = torch.cuda.is_available()
     ids = visible_gpus(os.environ.get("CUDA_VISIBLE_DEVICES"), torch.cuda.device_count() if gpus_present else 0)
-    if args.backend == "local":
-        # --gpus N: N one-GPU slots; --jobs beyond N puts several runs on one GPU, round robin
-        slot_env = [{"CUDA_VISIBLE_DEVICES": g} for g in gpu_slots(args.gpus, 1, ids)] if args.gpus else [{}]
-        jobs = args.jobs or max(1, args.gpus or 1)
-        threads = {}
-        if not args.gpus and "OMP_NUM_THREADS" not in os.environ:
-            # each run's share of the cores; within it a run picks its threads (suite.threads)
-            cores = available_cores()
-            threads = {CORES_ENV: str(max(1, cores // jobs))}
-            if todo:
-                print(f"threads: each run may use {threads[CORES_ENV]} of {cores} cores (--jobs {jobs}); a small model "
-                      f"on the CPU uses one thread (OMP_NUM_THREADS=n sets it)", flush=True)
-        tasks = [Task(r, run_command(r), threads) for r in todo]
-    else:
-        jobs = args.jobs or 1
-        processes = accelerate_processes(args.gpus)
-        # --jobs J: J runs at once, each a DDP job on its own `processes` GPUs
-        slot_env = [{"CUDA_VISIBLE_DEVICES": g} for g in gpu_slots(jobs, processes, ids)] \
-            if gpus_present and jobs > 1 else [{}]
-        tasks = []
-        for r in todo:
-            argv, env = accelerate_command(r, processes, gpus_present)
-            if not gpus_present:
-                env["OMP_NUM_THREADS"] = os.environ.get("OMP_NUM_THREADS", "1")  # no oversubscribed cores
-            tasks.append(Task(r, argv, env))
+    tasks, jobs, slot_env = (_local_tasks(args, todo, ids) if args.backend == "local"
+                             else _accelerate_tasks(args, todo, ids, gpus_present))
 
     log.write(f"sweep {sweep.path} backend {args.backend}: {len(runs)} runs, {len(todo)} to start")
     outcomes, stopped = execute(tasks, jobs, slot_env, log, len(runs))
@@ -186,13 +219,7 @@ def _main(args: argparse.Namespace) -> int:
     lines = summary(sweep, outcomes, skipped, not_started)
     print("\n".join(lines), flush=True)
     log.write("\n".join(lines))
-    if stopped or any(o.state == "interrupted" for o in outcomes):
-        return EXIT_INTERRUPTED
-    failed_now = any(o.state == "failed" for o in outcomes)
-    if failed_now or skipped["failed earlier, see --retry-failed"]:
-        return EXIT_FAILED
-    # a run another process still trains is not finished: the sweep is not done until it is
-    return EXIT_LOCKED if any(o.state == "locked" for o in outcomes) else 0
+    return _exit_code(outcomes, stopped, skipped)
 
 
 def _check_before_start(args: argparse.Namespace, todo: list[Run]) -> None:

@@ -29,16 +29,9 @@ class Report:
         return next(t for t in self.tables if t.name == name)
 
 
-def build_report(root: Path, reference: str = "progressive", alpha: float = 0.05, margin: float | None = None,
-                 published: Sequence[Published] = (), plan: Plan | None = None) -> Report:
-    """Read RUNS_DIR and compute every table; raises ConfigError when there is nothing to report. The margin
-    (None: the metric's own, 0.1 accuracy points or 0.01 nats) is in the study metric's units."""
-    if not 0 < alpha < 0.5:
-        raise ConfigError(f"--alpha must be in (0, 0.5), got {alpha}")
-    if margin is not None and not margin > 0:
-        raise ConfigError(f"--margin must be positive (in the metric's units), got {margin}")
-    if not root.exists():
-        raise ConfigError(f"runs directory not found: {root}")
+def _read_runs(root: Path) -> tuple[list, list, dict, Path]:
+    """The finished runs and skipped folders under a runs directory or in an export, what was recorded about
+    them, and the runs directory they name; ConfigError when there is none."""
     recorded: dict = {}
     if root.is_file() and root.suffix == ".json":
         runs, skipped, recorded = load_export(root)  # the committed study: its runs as exported
@@ -51,6 +44,36 @@ def build_report(root: Path, reference: str = "progressive", alpha: float = 0.05
     if not runs:
         extra = f" ({len(skipped)} unfinished or failed run folders)" if skipped else ""
         raise ConfigError(f"no finished runs (result.json) under {root}{extra}")
+    return runs, skipped, recorded, root
+
+
+def _add_warnings(meta: dict, head: Table, tables: list[Table]) -> None:
+    """Warns, in meta, of head-to-head rows whose protocols differ and of contrasts across code commits."""
+    differs = [r for r in head.rows if r["protocol_differs"]]
+    if differs:
+        meta["warnings"].append(
+            f"warning: {len(differs)} of {len(head.rows)} head-to-head rows compare groups whose distribution, "
+            "dense layers, init or budget differ (the 'Protocol' column names it): those rows compare more than "
+            "the pruning criterion")
+    crossed = [f"{r['label']} vs {r.get('label_reference') or r.get('label_source')} at "
+               f"{r['target_sparsity']:.4g}" for t in tables for r in t.rows if r.get("code_differs")]
+    if crossed:
+        meta["warnings"].append(
+            f"warning: {len(crossed)} contrasts compare sides trained by different code commits, so their Δ mixes "
+            f"code changes with the method: {'; '.join(crossed)}")
+
+
+def build_report(root: Path, reference: str = "progressive", alpha: float = 0.05, margin: float | None = None,
+                 published: Sequence[Published] = (), plan: Plan | None = None) -> Report:
+    """Read RUNS_DIR and compute every table; raises ConfigError when there is nothing to report. The margin
+    (None: the metric's own, 0.1 accuracy points or 0.01 nats) is in the study metric's units."""
+    if not 0 < alpha < 0.5:
+        raise ConfigError(f"--alpha must be in (0, 0.5), got {alpha}")
+    if margin is not None and not margin > 0:
+        raise ConfigError(f"--margin must be positive (in the metric's units), got {margin}")
+    if not root.exists():
+        raise ConfigError(f"runs directory not found: {root}")
+    runs, skipped, recorded, root = _read_runs(root)
     groups = group_runs(runs, skipped, root)
     labels = study_labels(groups)
     for g in groups:
@@ -93,18 +116,7 @@ def build_report(root: Path, reference: str = "progressive", alpha: float = 0.05
     if plan is not None:
         meta["claim_margin"] = plan.margin  # the one margin, also for the published-claim paragraphs
     report = Report(meta, tables, groups, skipped, list(published))
-    differs = [r for r in head.rows if r["protocol_differs"]]
-    if differs:
-        meta["warnings"].append(
-            f"warning: {len(differs)} of {len(head.rows)} head-to-head rows compare groups whose distribution, "
-            "dense layers, init or budget differ (the 'Protocol' column names it): those rows compare more than "
-            "the pruning criterion")
-    crossed = [f"{r['label']} vs {r.get('label_reference') or r.get('label_source')} at "
-               f"{r['target_sparsity']:.4g}" for t in tables for r in t.rows if r.get("code_differs")]
-    if crossed:
-        meta["warnings"].append(
-            f"warning: {len(crossed)} contrasts compare sides trained by different code commits, so their Δ mixes "
-            f"code changes with the method: {'; '.join(crossed)}")
+    _add_warnings(meta, head, tables)
     meta["headline"] = headline(report) + mask_matters(ablations) + pattern_costs(structure) + init_effects(inits)
     tickets = next((t for t in report.tables if t.name == "tickets"), None)
     meta["headline"] += ticket_lines(tickets) if tickets is not None else []

@@ -18,7 +18,7 @@ from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormat
 from suite import stats  # noqa: E402
 from suite.method_facts import ablation_methods, method_names  # noqa: E402
 from suite.report.fmt import fmt_p, is_missing, readable  # noqa: E402
-from suite.report.load import (DENSE, SPARSITY_DECIMALS, Group, layer_sizes, run_records,  # noqa: E402
+from suite.report.load import (DENSE, SPARSITY_DECIMALS, Group, Metric, layer_sizes, run_records,  # noqa: E402
                                study_metric)
 from suite.report.tables import ablation_source, stands_for  # noqa: E402
 
@@ -613,6 +613,46 @@ def _shown_with(ref: Group | None, pruned: Sequence[Group], reference: str) -> l
     return ([ref] if ref is not None else []) + [g for g in pruned if g.method != reference]
 
 
+def _animations(sets: dict[tuple, list], reference: str, comparisons: Sequence[dict],
+                metric: Metric) -> list[Figure]:
+    """The training and comparison animations of the main set: its reference group at its highest sparsity."""
+    figures: list[Figure] = []
+    main = _main_set(sets)
+    if main is None:
+        return []
+    members = sets[main]
+    one_cycle = [g for g in members if g.round is None and g.method not in DENSE and not is_ablation(g)]
+    if not one_cycle:
+        return []
+    top = max(g.sparsity_key for g in one_cycle)
+    at_top = [g for g in one_cycle if g.sparsity_key == top]
+    ref = reference_group(members, reference, top, comparisons)
+    # the main experiment: the reference group at the highest sparsity, else the group with most seeds
+    main_group = ref or min(at_top, key=lambda g: (-len(g.runs), g.sort_key()))
+    if not any(run_records(r) for r in main_group.runs):
+        return []
+    words = family_words([main_group])
+    figures.append(Figure("training_animation", "training_animation", [main_group], top, reference=ref,
+                          caption=f"The reference group {main_group.label} training at {100 * top:g}% "
+                                  f"({words}): {metric.short} and sparsity epoch by epoch."))
+    dense = [g for g in members if g.method in DENSE and g.round is None]
+    shown = _shown_with(ref, at_top, reference) if ref is not None else at_top
+    figures.append(Figure("comparison_animation", "comparison_animation", dense + shown, top, reference=ref,
+                          caption=f"Every method at {100 * top:g}% ({family_words(members)}) training epoch "
+                                  f"by epoch, {metric.short} mean over seeds, beside {main_group.label}."))
+    return figures
+
+
+def _numbered(out: list[Figure]) -> list[Figure]:
+    """The figures, a stem that two sets share in words (another learning rate) numbered from its second."""
+    seen: dict[str, int] = defaultdict(int)
+    for i, f in enumerate(out):  # two sets with one family in words (another learning rate): numbered
+        seen[f.stem] += 1
+        if seen[f.stem] > 1:
+            out[i] = f._replace(stem=f"{f.stem}-{seen[f.stem]}")
+    return out
+
+
 def plan(groups: Sequence[Group], reference: str = "progressive", comparisons: Sequence[dict] = ()) -> list[Figure]:
     """Every figure write_all draws, in a fixed order, named by its family in words (sparsity, epochs per
     cycle, init); the dynamics figures and animations show the reference group chosen by protocol
@@ -674,33 +714,8 @@ def plan(groups: Sequence[Group], reference: str = "progressive", comparisons: S
                               caption=(f"Final {metric.short} against training cost at {100 * sparsity:g}% "
                                        f"({family_words(members)}): each point a measured group, an LTH chain's "
                                        "rounds joined by a dotted line, collapsed groups listed under the axes.")))
-    main = _main_set(sets)
-    if main is not None:
-        members = sets[main]
-        one_cycle = [g for g in members if g.round is None and g.method not in DENSE and not is_ablation(g)]
-        if one_cycle:
-            top = max(g.sparsity_key for g in one_cycle)
-            at_top = [g for g in one_cycle if g.sparsity_key == top]
-            ref = reference_group(members, reference, top, comparisons)
-            # the main experiment: the reference group at the highest sparsity, else the group with most seeds
-            main_group = ref or min(at_top, key=lambda g: (-len(g.runs), g.sort_key()))
-            if any(run_records(r) for r in main_group.runs):
-                words = family_words([main_group])
-                out.append(Figure("training_animation", "training_animation", [main_group], top, reference=ref,
-                                  caption=f"The reference group {main_group.label} training at {100 * top:g}% "
-                                          f"({words}): {metric.short} and sparsity epoch by epoch."))
-                dense = [g for g in members if g.method in DENSE and g.round is None]
-                shown = _shown_with(ref, at_top, reference) if ref is not None else at_top
-                out.append(Figure("comparison_animation", "comparison_animation", dense + shown, top, reference=ref,
-                                  caption=f"Every method at {100 * top:g}% ({family_words(members)}) training epoch "
-                                          f"by epoch, {metric.short} mean over seeds, beside "
-                                          f"{main_group.label}."))
-    seen: dict[str, int] = defaultdict(int)
-    for i, f in enumerate(out):  # two sets with one family in words (another learning rate): numbered
-        seen[f.stem] += 1
-        if seen[f.stem] > 1:
-            out[i] = f._replace(stem=f"{f.stem}-{seen[f.stem]}")
-    return out
+    out += _animations(sets, reference, comparisons, metric)
+    return _numbered(out)
 
 
 def planned(groups: Sequence[Group], reference: str = "progressive", comparisons: Sequence[dict] = ()) -> list[str]:

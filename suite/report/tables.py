@@ -175,24 +175,27 @@ def _folded_text(also: dict[str, list[str]], kept: Sequence[Group]) -> str:
             f"{same}. ")
 
 
+def _summary_row(g: Group, groups: Sequence[Group], same_as: list[str]) -> dict:
+    """One group's summary over its seeds, with its difference to the dense baseline."""
+    s = stats.summarize(g.values)
+    dense = dense_for(g, groups)
+    dense_mean = mean(dense.values) if dense else stats.NAN
+    return {
+        **group_fields(g), "n": s.n, "seeds": g.seeds, **loss_extras(g.metric, s.mean),
+        "mean": s.mean, "sd": s.sd, "ci_low": s.ci_low, "ci_high": s.ci_high, "min": s.min, "max": s.max,
+        "test_at_best_val_mean": mean([r.test_at_best_val for r in g.runs]),
+        "achieved_sparsity": mean([r.achieved_sparsity for r in g.runs]),
+        "params_remaining": mean([r.params_remaining for r in g.runs]),
+        "params_total": mean([r.params_total for r in g.runs]),
+        "dense_mean": dense_mean, "diff_dense": s.mean - dense_mean,
+        "note": NO_TESTS if s.n < 2 else "", "same_runs_as": same_as,
+    }
+
+
 def summary_table(groups: Sequence[Group], alpha: float) -> Table:
-    rows = []
     metric = study_metric(groups)
     kept, also = distinct_trainings(groups)
-    for g in kept:
-        s = stats.summarize(g.values)
-        dense = dense_for(g, groups)
-        dense_mean = mean(dense.values) if dense else stats.NAN
-        rows.append({
-            **group_fields(g), "n": s.n, "seeds": g.seeds, **loss_extras(g.metric, s.mean),
-            "mean": s.mean, "sd": s.sd, "ci_low": s.ci_low, "ci_high": s.ci_high, "min": s.min, "max": s.max,
-            "test_at_best_val_mean": mean([r.test_at_best_val for r in g.runs]),
-            "achieved_sparsity": mean([r.achieved_sparsity for r in g.runs]),
-            "params_remaining": mean([r.params_remaining for r in g.runs]),
-            "params_total": mean([r.params_total for r in g.runs]),
-            "dense_mean": dense_mean, "diff_dense": s.mean - dense_mean,
-            "note": NO_TESTS if s.n < 2 else "", "same_runs_as": also.get(g.id, []),
-        })
+    rows = [_summary_row(g, groups, also.get(g.id, [])) for g in kept]
     columns = [
         Column("Data", lambda r: r["dataset"], "left", "varies"),
         Column("Model", lambda r: r["model"], "left", "varies"),
@@ -366,67 +369,68 @@ def family_key(row: dict) -> tuple:
     return (row["dataset"], row["model"], row["budget_key"], row["reference_sparsity"])
 
 
-def head_to_head_table(groups: Sequence[Group], reference: str, alpha: float, power: float = 0.8) -> Table:
-    """Each method against the reference at the same data, model, sparsity and training settings: one
-    primary test per row (paired t over shared seeds, else Welch), Holm-adjusted within the row's family,
-    and the row's CI at the level that makes it agree with the verdict."""
-    rows = []
-    retest: dict[int, Callable[[float], stats.TTest]] = {}  # id(row) -> its primary test at a confidence
-    common = common_protocol(groups, reference)
-    metric = study_metric(groups)
-    for g in groups:
-        if g.method == reference or g.method in DENSE or "ablate.source_experiment" in g.first.science:
-            continue  # an ablation is compared with its source (ablation_table), not with the reference
-        candidates = []
-        for ref in groups:
-            if ref.method != reference or ref.round is not None or not stands_for(g, ref.target_sparsity, groups):
-                continue
-            # the same settings, or another budget (epochs per cycle) at the same total epochs: equal cost
-            if ref.match_key != g.match_key and not (ref.protocol_key == g.protocol_key and equal_budget(g, ref)):
-                continue
-            candidates.append(ref)
-        for ref in closest_references(g, candidates, common):
-            cross = ref.match_key != g.match_key
-            a, b = g.values, ref.values
-            w = stats.welch(a, b)
-            is_paired = sorted(g.seeds) == sorted(ref.seeds) and len(a) >= 2
-            by_seed_a, by_seed_b = _seed_ordered(g), _seed_ordered(ref)
-            pt = stats.paired(by_seed_a, by_seed_b) if is_paired else None
-            u, p_mw = stats.mann_whitney(a, b)
-            identical = same_runs(g, ref)
-            primary = "same runs" if identical else ("paired t" if is_paired else "Welch t")
-            p_primary = stats.NAN if identical else (pt.p if pt is not None else w.p)
-            se, df = stats.paired_se(by_seed_a, by_seed_b) if is_paired else stats.welch_se(a, b)
-            note = ""
-            if identical:
-                note = "same runs: the same trainings, seed for seed, not a comparison"
-            elif len(a) < 2 or len(b) < 2:
-                note = "n < 2 on one side: no tests"
-            elif math.isnan(p_primary):
-                note = "no spread on either side: t undefined"
-            rows.append({
-                **group_fields(g), "reference": reference, "reference_group": ref.id,
-                "budget_key": ref.budget, "cross_budget": cross,
-                "n": len(a), "n_reference": len(b), "mean": mean(a), "mean_reference": mean(b),
-                "diff": w.diff, "primary_test": primary, "paired": is_paired,
-                "primary_p": p_primary, "primary_se": se, "primary_df": df,
-                "welch_t": w.statistic, "welch_df": w.df, "welch_p": w.p,
-                "welch_ci95_low": w.ci_low, "welch_ci95_high": w.ci_high,
-                "paired_diff": pt.diff if pt else stats.NAN,
-                "paired_t": pt.statistic if pt else stats.NAN, "paired_p": pt.p if pt else stats.NAN,
-                "wilcoxon_p": stats.wilcoxon(by_seed_a, by_seed_b) if is_paired else stats.NAN,
-                "wilcoxon_min_p": stats.wilcoxon_min_p(len(a)) if is_paired else stats.NAN,
-                "mannwhitney_u": u, "mannwhitney_p": p_mw,
-                "mannwhitney_min_p": stats.mann_whitney_min_p(len(a), len(b)) if min(len(a), len(b)) >= 2
-                else stats.NAN,
-                "hedges_g": stats.hedges_g(a, b), "alpha": alpha, "power": power, "note": note,
-                "reference_sparsity": ref.target_sparsity, **{f"{k}_reference": v for k, v in group_fields(ref).items()
-                                                              if k in _REFERENCE_FIELDS},
-                "budget_pairing": budget_pairing(g, ref), "protocol_differs": protocol_differences(g, ref),
-                "equal_epochs": equal_budget(g, ref), "code_differs": code_differs(g, ref),
-            })
-            retest[id(rows[-1])] = (functools.partial(stats.paired, by_seed_a, by_seed_b) if is_paired
-                                    else functools.partial(stats.welch, a, b))
+def _references_for(g: Group, groups: Sequence[Group], reference: str) -> list[Group]:
+    """The reference groups g may be compared with, before the closest are chosen."""
+    candidates = []
+    for ref in groups:
+        if ref.method != reference or ref.round is not None or not stands_for(g, ref.target_sparsity, groups):
+            continue
+        # the same settings, or another budget (epochs per cycle) at the same total epochs: equal cost
+        if ref.match_key != g.match_key and not (ref.protocol_key == g.protocol_key and equal_budget(g, ref)):
+            continue
+        candidates.append(ref)
+    return candidates
+
+
+def _contrast_row(g: Group, ref: Group, reference: str, alpha: float,
+                  power: float) -> tuple[dict, Callable[[float], stats.TTest]]:
+    """One head-to-head row of g against ref before Holm, and its primary test at a given confidence."""
+    cross = ref.match_key != g.match_key
+    a, b = g.values, ref.values
+    w = stats.welch(a, b)
+    is_paired = sorted(g.seeds) == sorted(ref.seeds) and len(a) >= 2
+    by_seed_a, by_seed_b = _seed_ordered(g), _seed_ordered(ref)
+    pt = stats.paired(by_seed_a, by_seed_b) if is_paired else None
+    u, p_mw = stats.mann_whitney(a, b)
+    identical = same_runs(g, ref)
+    primary = "same runs" if identical else ("paired t" if is_paired else "Welch t")
+    p_primary = stats.NAN if identical else (pt.p if pt is not None else w.p)
+    se, df = stats.paired_se(by_seed_a, by_seed_b) if is_paired else stats.welch_se(a, b)
+    note = ""
+    if identical:
+        note = "same runs: the same trainings, seed for seed, not a comparison"
+    elif len(a) < 2 or len(b) < 2:
+        note = "n < 2 on one side: no tests"
+    elif math.isnan(p_primary):
+        note = "no spread on either side: t undefined"
+    row = {
+        **group_fields(g), "reference": reference, "reference_group": ref.id,
+        "budget_key": ref.budget, "cross_budget": cross,
+        "n": len(a), "n_reference": len(b), "mean": mean(a), "mean_reference": mean(b),
+        "diff": w.diff, "primary_test": primary, "paired": is_paired,
+        "primary_p": p_primary, "primary_se": se, "primary_df": df,
+        "welch_t": w.statistic, "welch_df": w.df, "welch_p": w.p,
+        "welch_ci95_low": w.ci_low, "welch_ci95_high": w.ci_high,
+        "paired_diff": pt.diff if pt else stats.NAN,
+        "paired_t": pt.statistic if pt else stats.NAN, "paired_p": pt.p if pt else stats.NAN,
+        "wilcoxon_p": stats.wilcoxon(by_seed_a, by_seed_b) if is_paired else stats.NAN,
+        "wilcoxon_min_p": stats.wilcoxon_min_p(len(a)) if is_paired else stats.NAN,
+        "mannwhitney_u": u, "mannwhitney_p": p_mw,
+        "mannwhitney_min_p": stats.mann_whitney_min_p(len(a), len(b)) if min(len(a), len(b)) >= 2
+        else stats.NAN,
+        "hedges_g": stats.hedges_g(a, b), "alpha": alpha, "power": power, "note": note,
+        "reference_sparsity": ref.target_sparsity, **{f"{k}_reference": v for k, v in group_fields(ref).items()
+                                                      if k in _REFERENCE_FIELDS},
+        "budget_pairing": budget_pairing(g, ref), "protocol_differs": protocol_differences(g, ref),
+        "equal_epochs": equal_budget(g, ref), "code_differs": code_differs(g, ref),
+    }
+    return row, (functools.partial(stats.paired, by_seed_a, by_seed_b) if is_paired
+                 else functools.partial(stats.welch, a, b))
+
+
+def _holm_by_family(rows: list[dict], retest: dict[int, Callable[[float], stats.TTest]], alpha: float,
+                    power: float) -> None:
+    """Adds each row's Holm p, verdict, Holm-consistent CI and MDD within its family, in place."""
     families: dict[tuple, list[dict]] = {}
     for row in rows:
         families.setdefault(family_key(row), []).append(row)
@@ -444,7 +448,11 @@ def head_to_head_table(groups: Sequence[Group], reference: str, alpha: float, po
                         if not math.isnan(level) else stats.NAN})
     for row in rows:
         row.pop("budget_key")  # only the family needed it: the settings column says the same
-    columns = [
+
+
+def _head_to_head_columns(rows: list[dict], metric: Metric, alpha: float, power: float) -> list[Column]:
+    """The head-to-head table's columns."""
+    return [
         Column("Data", lambda r: r["dataset"], "left", "varies"),
         Column("Model", lambda r: r["model"], "left", "varies"),
         Column("Target s", lambda r: fmt_sparsity(r["target_sparsity"])),
@@ -468,7 +476,11 @@ def head_to_head_table(groups: Sequence[Group], reference: str, alpha: float, po
         Column("Budget pairing", lambda r: r["budget_pairing"], "left"),
         Column("Protocol", lambda r: "; ".join(r["protocol_differs"]) or "same", "left"),
     ]
-    caption = (f"Each method against the reference '{reference}' at the same data, model, target sparsity and "
+
+
+def _head_to_head_caption(reference: str, metric: Metric, alpha: float, power: float) -> str:
+    """The head-to-head table's caption: what is compared, the test, its family and the CI level."""
+    return (f"Each method against the reference '{reference}' at the same data, model, target sparsity and "
                f"training settings (an LTH round stands for the requested sparsity nearest to it, within "
                f"{ROUND_TOLERANCE:g}; its own sparsity is in its row), plus, where the study has one, the "
                "reference at another budget (epochs per cycle) that trained the same total epochs (e.g. "
@@ -497,6 +509,26 @@ def head_to_head_table(groups: Sequence[Group], reference: str, alpha: float, po
                "for the verdict: the exact signed-rank test cannot give p below 2/2^n (0.0625 at n = 5), and "
                "says so where that is not below alpha. 'Epochs' shows the epochs each side trained."
                + direction_note(metric))
+
+
+def head_to_head_table(groups: Sequence[Group], reference: str, alpha: float, power: float = 0.8) -> Table:
+    """Each method against the reference at the same data, model, sparsity and training settings: one
+    primary test per row (paired t over shared seeds, else Welch), Holm-adjusted within the row's family,
+    and the row's CI at the level that makes it agree with the verdict."""
+    rows = []
+    retest: dict[int, Callable[[float], stats.TTest]] = {}  # id(row) -> its primary test at a confidence
+    common = common_protocol(groups, reference)
+    metric = study_metric(groups)
+    for g in groups:
+        if g.method == reference or g.method in DENSE or "ablate.source_experiment" in g.first.science:
+            continue  # an ablation is compared with its source (ablation_table), not with the reference
+        for ref in closest_references(g, _references_for(g, groups, reference), common):
+            row, retest_row = _contrast_row(g, ref, reference, alpha, power)
+            rows.append(row)
+            retest[id(row)] = retest_row
+    _holm_by_family(rows, retest, alpha, power)
+    columns = _head_to_head_columns(rows, metric, alpha, power)
+    caption = _head_to_head_caption(reference, metric, alpha, power)
     methods = sorted({g.method for g in groups})
     empty = (f"no method ran at the same data, model, sparsity and budget as a '{reference}' group"
              if reference in methods else
@@ -828,6 +860,56 @@ def measured_cost_table(costs: Sequence[dict]) -> Table:
                  keys=4)
 
 
+def _published_base(pub: Published) -> dict:
+    """The fields every row under a published number shares: the number and where it comes from."""
+    return {"dataset": pub.dataset, "model": pub.model, "target_sparsity": pub.target_sparsity,
+            "published_method": pub.method, "published_accuracy": pub.accuracy,
+            "published_spread": pub.spread, "approximate": pub.approximate, "source": pub.source,
+            "checked": pub.checked, "published_runs": pub.runs, "higher_is_better": True,
+            "metric": pub.metric, "metric_label": "", "epochs_per_cycle": stats.NAN}
+
+
+def _published_matches(pub: Published, groups: Sequence[Group], reference: str) -> list[Group]:
+    """Our groups of the published method and of the reference at its data, model and sparsity, its own first."""
+    matches = [g for g in groups if g.dataset == pub.dataset and g.model == pub.model
+               and g.method in (pub.method, reference) and g.metric.name == pub.metric
+               and (abs(g.target_sparsity - pub.target_sparsity) <= pub.sparsity_tolerance
+                    or (g.round is not None and stands_for(g, pub.target_sparsity, groups)))]
+    matches.sort(key=lambda g: (g.method != pub.method, g.sort_key()))
+    return matches
+
+
+def _ours_against_published(base: dict, g: Group, pub: Published, alpha: float,
+                            claim_margin: float | None) -> dict:
+    """One of our groups tested against a published number: the row under it."""
+    t = stats.against_published(g.values, pub.accuracy, pub.spread, pub.runs)
+    kind = "ours, same method" if g.method == pub.method else "ours, reference method"
+    test = ("one-sample t-test" if is_missing(pub.spread) else
+            f"Welch t-test with the published SD over {pub.runs} runs" if pub.runs and pub.runs >= 2 else
+            "t-test with the published SD as its uncertainty")
+    per_cycle = g.epochs_per_cycle
+    outcome = claim_outcome(mean(g.values) - pub.accuracy, t.p, t.ci_low, t.ci_high, len(g.runs), alpha,
+                            g.metric.higher_is_better,
+                            g.metric.claim_margin if claim_margin is None else claim_margin,
+                            None if math.isnan(per_cycle) else per_cycle, stated_epochs(pub.model, pub.dataset))
+    return {**base, "kind": kind, "method": g.label, "group": g.id, "n": len(g.runs),
+            "budget": g.budget_label, "distribution": g.protocol("distribution"),
+            "init": g.protocol("init"),
+            "epochs_trained": g.epochs, "train_cost_x_dense_cycle": g.cost,
+            "mean": mean(g.values), "diff": mean(g.values) - pub.accuracy,
+            "ci_low": t.ci_low, "ci_high": t.ci_high, "test": test, "t": t.statistic, "df": t.df,
+            "p": t.p, "outcome": outcome, "note": NO_TESTS if len(g.runs) < 2 else "",
+            "higher_is_better": g.metric.higher_is_better, "metric_label": g.metric.label,
+            "epochs_per_cycle": per_cycle}
+
+
+def _published_text(r: dict) -> str:
+    if r["kind"] != "published, not re-run":
+        return ""
+    spread = "" if is_missing(r["published_spread"]) else f" ± {r['published_spread']:.2f}"
+    return ("≈" if r["approximate"] else "") + f"{r['published_accuracy']:.2f}{spread}"
+
+
 def published_table(groups: Sequence[Group], published: Sequence[Published], reference: str,
                     alpha: float = 0.05, claim_margin: float | None = None) -> Table:
     """Published numbers for the data and models run here, each with our groups of the same method (and of
@@ -836,49 +918,16 @@ def published_table(groups: Sequence[Group], published: Sequence[Published], ref
     present = {(g.dataset, g.model) for g in groups}
     shown = [p for p in published if (p.dataset, p.model) in present]
     for pub in sorted(shown, key=lambda p: (p.dataset, p.model, p.target_sparsity, p.method)):
-        base = {"dataset": pub.dataset, "model": pub.model, "target_sparsity": pub.target_sparsity,
-                "published_method": pub.method, "published_accuracy": pub.accuracy,
-                "published_spread": pub.spread, "approximate": pub.approximate, "source": pub.source,
-                "checked": pub.checked, "published_runs": pub.runs, "higher_is_better": True,
-                "metric": pub.metric, "metric_label": "", "epochs_per_cycle": stats.NAN}
+        base = _published_base(pub)
         rows.append({**base, "kind": "published, not re-run", "method": pub.method, "group": "", "n": 0,
                      "budget": None, "distribution": None, "init": None,
                      "epochs_trained": stats.NAN, "train_cost_x_dense_cycle": stats.NAN, "mean": pub.accuracy,
                      "diff": stats.NAN, "ci_low": stats.NAN, "ci_high": stats.NAN, "test": "",
                      "t": stats.NAN, "df": stats.NAN, "p": stats.NAN, "outcome": "", "note": pub.note})
-        matches = [g for g in groups if g.dataset == pub.dataset and g.model == pub.model
-                   and g.method in (pub.method, reference) and g.metric.name == pub.metric
-                   and (abs(g.target_sparsity - pub.target_sparsity) <= pub.sparsity_tolerance
-                        or (g.round is not None and stands_for(g, pub.target_sparsity, groups)))]
-        matches.sort(key=lambda g: (g.method != pub.method, g.sort_key()))
-        for g in matches:
-            t = stats.against_published(g.values, pub.accuracy, pub.spread, pub.runs)
-            kind = "ours, same method" if g.method == pub.method else "ours, reference method"
-            test = ("one-sample t-test" if is_missing(pub.spread) else
-                    f"Welch t-test with the published SD over {pub.runs} runs" if pub.runs and pub.runs >= 2 else
-                    "t-test with the published SD as its uncertainty")
-            per_cycle = g.epochs_per_cycle
-            outcome = claim_outcome(mean(g.values) - pub.accuracy, t.p, t.ci_low, t.ci_high, len(g.runs), alpha,
-                                    g.metric.higher_is_better,
-                                    g.metric.claim_margin if claim_margin is None else claim_margin,
-                                    None if math.isnan(per_cycle) else per_cycle, stated_epochs(pub.model, pub.dataset))
-            rows.append({**base, "kind": kind, "method": g.label, "group": g.id, "n": len(g.runs),
-                         "budget": g.budget_label, "distribution": g.protocol("distribution"),
-                         "init": g.protocol("init"),
-                         "epochs_trained": g.epochs, "train_cost_x_dense_cycle": g.cost,
-                         "mean": mean(g.values), "diff": mean(g.values) - pub.accuracy,
-                         "ci_low": t.ci_low, "ci_high": t.ci_high, "test": test, "t": t.statistic, "df": t.df,
-                         "p": t.p, "outcome": outcome, "note": NO_TESTS if len(g.runs) < 2 else "",
-                         "higher_is_better": g.metric.higher_is_better, "metric_label": g.metric.label,
-                         "epochs_per_cycle": per_cycle})
+        matches = _published_matches(pub, groups, reference)
+        rows += [_ours_against_published(base, g, pub, alpha, claim_margin) for g in matches]
         if not matches:
             rows[-1]["note"] = (rows[-1]["note"] + " " if rows[-1]["note"] else "") + "(no matching runs here)"
-
-    def published_text(r: dict) -> str:
-        if r["kind"] != "published, not re-run":
-            return ""
-        spread = "" if is_missing(r["published_spread"]) else f" ± {r['published_spread']:.2f}"
-        return ("≈" if r["approximate"] else "") + f"{r['published_accuracy']:.2f}{spread}"
 
     columns = [
         Column("Data", lambda r: r["dataset"], "left", "varies"),
@@ -887,7 +936,7 @@ def published_table(groups: Sequence[Group], published: Sequence[Published], ref
         Column("Row", lambda r: r["kind"], "left"),
         Column("Method", lambda r: r["method"], "left"),
         *[dataclasses.replace(c, paper="data") for c in protocol_columns()],  # the label says them
-        Column("Published", published_text),
+        Column("Published", _published_text),
         Column("n", lambda r: str(r["n"]) if r["n"] else MISSING),
         Column("Our mean", lambda r: fmt(r["mean"]) if r["n"] else MISSING),
         Column("Δ vs published", lambda r: fmt(r["diff"], signed=True)),
