@@ -50,11 +50,11 @@ def child(config: str | None, overrides: list[str], wandb: bool) -> dict:
     from accelerate import Accelerator
 
     import suite.run  # noqa: F401 - what `python suite/run.py` imports before it trains
-    from suite import config as C
+    from suite import experiment as E
     from suite import trainer as T
     seconds["suite imports"] = time.perf_counter() - start
     start = time.perf_counter()
-    cfg = C.with_processes(C.load_config(config, [*overrides, f"wandb.mode={'offline' if wandb else 'disabled'}"]), 1)
+    cfg = E.with_processes(E.load_config(config, [*overrides, f"wandb.mode={'offline' if wandb else 'disabled'}"]), 1)
     seconds["config"] = time.perf_counter() - start
     start = time.perf_counter()
     accelerator = Accelerator(cpu=True, log_with="wandb" if wandb else None)
@@ -63,7 +63,7 @@ def child(config: str | None, overrides: list[str], wandb: bool) -> dict:
     T.build_model = _timed(seconds, "model", T.build_model)
     T.FL.count_model_flops = _timed(seconds, "flops", T.FL.count_model_flops)
     with tempfile.TemporaryDirectory() as tmp:
-        run_dir = C.run_dir(cfg, tmp)
+        run_dir = E.run_dir(cfg, tmp)
         run_dir.mkdir(parents=True)
         if wandb:
             start = time.perf_counter()
@@ -71,7 +71,7 @@ def child(config: str | None, overrides: list[str], wandb: bool) -> dict:
             seconds["wandb offline"] = time.perf_counter() - start
         runner = T.Runner(cfg, run_dir, accelerator)
         start = time.perf_counter()
-        runner._new_optimizer()
+        runner.new_optimizer()
         batches = runner.data.train_batches
         runner.data.train_batches = lambda epoch: iter([next(iter(batches(epoch)))])  # one step
         runner.train_epoch(0, 0)

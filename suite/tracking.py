@@ -132,11 +132,13 @@ def start_tracking(accelerator, cfg: E.Config, run_dir: Path, mode: str) -> None
                           f"offline to {Path(kwargs['dir']) / 'wandb'} instead (upload later with `wandb sync`; set "
                           f"wandb.mode=offline to skip the attempt)")
     import wandb
-    wandb.teardown()  # the failed attempt still holds the run id in W&B's service process
+    wandb.teardown()
     kwargs.pop("settings", None)
+    # W&B's service may still hold the failed online run's id ("run ID ... is in use"): the offline
+    # copy takes an id of its own, still one per run folder, so a resumed fallback finds it again
+    offline = {**kwargs, "mode": "offline", **({"id": f"{kwargs['id']}-offline"} if kwargs.get("id") else {})}
     try:
-        accelerator.init_trackers(wandb_project(cfg), config=wandb_config(cfg),
-                                  init_kwargs={"wandb": {**kwargs, "mode": "offline"}})
+        accelerator.init_trackers(wandb_project(cfg), config=wandb_config(cfg), init_kwargs={"wandb": offline})
     except Exception as e:
         accelerator.trackers = []
         _log(accelerator, f"warning: W&B offline could not start either ({type(e).__name__}: "

@@ -27,7 +27,7 @@ from suite import flops as FL
 from suite import masks as M
 from suite import tracking as T
 from suite.datasets import build_data, dataset
-from suite.methods import Context, Prune, build_method, method_kind
+from suite.methods import Context, Prune, build_method, method_class, method_kind
 from suite.models import build_model, resolve_init
 from suite.provenance import code_version, cpu_name
 from suite.results import (BadCheckpoint, InvalidResult, RunFolder, RunLock, RunLocked, check_exact_count,
@@ -583,7 +583,7 @@ class Runner:
         return {
             "status": "finished", "method": cfg.method, "model": cfg.model.name, "dataset": cfg.data.name,
             "seed": cfg.seed, "experiment": E.experiment_hash(cfg), "science": E.science_settings(cfg),
-            "method_kind": method_kind(type(self.method)), "round": r, "rounds": self.method.rounds(),
+            "method_kind": method_kind(method_class(cfg.method)), "round": r, "rounds": self.method.rounds(),
             "target_sparsity": self.method.target_at(r, float(self.budget.epochs)),
             "achieved_sparsity": (prunable_total - alive) / prunable_total,
             "init": resolve_init(cfg.model.name, cfg.model.init), "distribution": cfg.prune.distribution,
