@@ -96,6 +96,7 @@ def _merged_note(run: Run, points: list[dict]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    before = os.environ.get("PP_SWEEP")  # _main sets it for its runs; a caller's process keeps its own
     try:
         return _main(args)
     except ConfigError as e:
@@ -105,6 +106,11 @@ def main(argv: list[str] | None = None) -> int:
         folder = Path(args.out) / "sweeps" / Path(args.sweep).stem if Path(args.out).is_dir() else None
         print(crash_line(e, folder, args.debug), file=sys.stderr, flush=True)
         return EXIT_FAILED
+    finally:
+        if before is None:
+            os.environ.pop("PP_SWEEP", None)
+        else:
+            os.environ["PP_SWEEP"] = before
 
 
 def _check_flags(args: argparse.Namespace) -> None:

@@ -35,18 +35,19 @@ FITS_TINY_RUN = {
 ABLATION_SOURCE = "snip"
 
 
-def contract_config(name: str, out=None) -> E.Config:
+def contract_config(name: str, out=None, processes: int = 1) -> E.Config:
     extra = list(FITS_TINY_RUN.get(name, []))
     if method_class(name).ablates:
         if out is None:
             raise ValueError(f"{name} ablates a finished run: give the runs folder that holds its source")
-        extra.append(f"ablate.source={source_dir(out)}")
-    return E.load_config(None, [*CONTRACT_RUN, *extra], method=name)
+        extra.append(f"ablate.source={source_dir(out, processes)}")
+    # the process count is science (in the hash): the folder of an N-process run says so
+    return E.with_processes(E.load_config(None, [*CONTRACT_RUN, *extra], method=name), processes)
 
 
-def source_dir(out) -> Path:
+def source_dir(out, processes: int = 1) -> Path:
     """Where the ablations' source run (ABLATION_SOURCE's contract run) lives under `out`."""
-    return E.run_dir(contract_config(ABLATION_SOURCE), out)
+    return E.run_dir(contract_config(ABLATION_SOURCE, processes=processes), out)
 
 
 class ContractBroken(AssertionError):
@@ -110,10 +111,10 @@ def run_checked(name: str, out, accelerator):
     from suite.trainer import Runner
     if method_class(name).ablates:
         accelerator.wait_for_everyone()  # every rank sees the source as the main process left it
-        if not RunFolder(source_dir(out)).finished():
+        if not RunFolder(source_dir(out, accelerator.num_processes)).finished():
             run_checked(ABLATION_SOURCE, out, accelerator)
             accelerator.wait_for_everyone()
-    cfg = contract_config(name, out)
+    cfg = contract_config(name, out, accelerator.num_processes)
     runner = Runner(cfg, E.run_dir(cfg, out), accelerator)
     runner.method = Checked(runner.method)
     return runner, runner.run(progress=False)
