@@ -199,7 +199,8 @@ def _resumed_equals_straight(tmp_path, args: list[str]) -> Path:
 
 @pytest.mark.slow  # two real runs, one killed
 def test_sigkill_mid_training_then_resume_is_bitwise_identical(tmp_path):
-    _resumed_equals_straight(tmp_path, SLOW)
+    folder = _resumed_equals_straight(tmp_path, SLOW)  # asserts the two runs agree bit for bit
+    assert [rec["epoch"] for rec in metrics(folder)] == [1, 2, 3, 4, 5, 6]  # every epoch, once
 
 
 SLOW_STEPS = [*SLOW[:4], SLOW[5], "train.steps=650", "train.optimizer=adamw", "train.lr=0.002", "train.weight_decay=0.1",
