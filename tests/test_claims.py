@@ -13,7 +13,7 @@ from helpers import ROOT
 from suite import stats
 from suite.errors import ConfigError
 from suite.report import claims as K
-from suite.report.load import Group, Run
+from suite.report.load import Group, Metric, Run
 
 PLAN = ROOT / "configs" / "reports" / "lenet300_mnist.yaml"
 EXPORT = ROOT / "docs" / "results" / "lenet300_mnist.json"
@@ -22,7 +22,7 @@ EXPORT = ROOT / "docs" / "results" / "lenet300_mnist.json"
 def _run(method, seed, acc, experiment, science=None, sparsity=0.98, epochs=20, cost=0.5, live=None, round_=None):
     return Run(path=Path("x"), method=method, model="lenet300", dataset="mnist", seed=seed, experiment=experiment,
                science={"method": method, **(science or {})}, target_sparsity=sparsity, achieved_sparsity=sparsity,
-               final_accuracy=acc, params_remaining=0.0, params_total=0.0, layer_sparsity={}, round=round_, rounds=1,
+               final_accuracy=acc, value=acc, params_remaining=0.0, params_total=0.0, layer_sparsity={}, round=round_, rounds=1,
                result_round=None, epochs_per_cycle=float(epochs), cost_x_dense_cycle=cost,
                live_per_class=tuple(live) if live else None)
 
@@ -277,6 +277,56 @@ def test_group_runs_puts_every_cost_in_the_base_cycle_of_its_model_and_data():
     assert lone.cost == 1.0 and lone.cost_unit == "dense cycles"  # outside group_runs: its own cycle
 
 
+LOSS = Metric("test_loss", "held-out loss (nats/char)", higher_is_better=False)
+
+
+def _step_run(method, seed, loss, experiment, steps, cost):
+    """A GPT-like result budgeted in optimizer steps (1,307 steps an epoch), its metric a held-out loss."""
+    return Run(path=Path("x"), method=method, model="gpt_char", dataset="shakespeare_char", seed=seed,
+               experiment=experiment, science={"method": method, "train.steps": steps}, target_sparsity=0.8,
+               achieved_sparsity=0.8, final_accuracy=45.0, value=loss, params_remaining=0.0, params_total=0.0,
+               layer_sparsity={}, round=None, rounds=1, result_round=None, epochs_per_cycle=steps / 1307,
+               steps_per_cycle=float(steps), cost_x_dense_cycle=cost, metric=LOSS)
+
+
+def test_a_step_budget_study_counts_in_step_cycles_and_a_lower_loss_is_better(tmp_path):
+    """Costs in 1,000-step dense cycles (9,000 steps at 0.5 of their own cycle = 4.5 of them), budgets in steps
+    per cycle; a claim on a loss is non-inferior when our loss is not above it by the margin (H0: Δ >= +0.02), and
+    a negative Δ of losses means the first side is better."""
+    from suite.report.load import group_runs
+    runs = ([_step_run("progressive", s, v, "p9000", 9000, 0.5) for s, v in zip((1, 2, 3), (1.70, 1.72, 1.71))]
+            + [_step_run("lth", s, v, "lth", 1000, 5.0) for s, v in zip((1, 2, 3), (1.75, 1.76, 1.74))]
+            + [_step_run("dense", s, v, "d2000", 2000, 1.0) for s, v in zip((1, 2, 3), (1.86, 1.87, 1.85))])
+    groups = {g.experiment: g for g in group_runs(runs, [], Path("."))}
+    assert {g.unit_steps for g in groups.values()} == {1000.0}
+    assert [groups[k].budget_label for k in ("p9000", "lth", "d2000")] == [
+        "9000 steps/cycle", "1000 steps/cycle", "2000 steps/cycle"]
+    assert groups["p9000"].cost == pytest.approx(4.5, rel=1e-12) and groups["d2000"].cost == pytest.approx(2.0)
+    assert groups["p9000"].cost_unit == "1000-step dense cycles"
+    plan = _plan(tmp_path, """unit_steps: 1000
+margin: 0.02
+confirmatory:
+  - {name: nanogpt, kind: claim, claim: 1.88, group: {method: dense}}
+  - {name: vs lth, kind: contrast, treated: {method: progressive}, control: {method: lth}}
+""")
+    assert plan.unit == "1000-step dense cycles"
+    rows = {r["entry"]: r for r in K.family_rows(plan.confirmatory, list(groups.values()), plan)}
+    c, v = rows["nanogpt"], rows["vs lth"]
+    se = 0.01 / math.sqrt(3)  # dense: mean 1.86, sd 0.01; Δ = 1.86 - 1.88 = -0.02
+    assert c["diff"] == pytest.approx(-0.02, abs=1e-12)
+    assert c["p"] == pytest.approx(sps.t.sf((0.02 + 0.02) / se, 2), rel=1e-9)  # P(T_2 > (margin - Δ) / se)
+    assert c["costs"] == {"group": pytest.approx(2.0)}
+    assert v["diff"] == pytest.approx(-0.04, abs=1e-12)  # paired: -0.05, -0.04, -0.03
+    assert v["costs"] == {"treated": pytest.approx(4.5), "control": pytest.approx(5.0)}
+    assert c["verdict"] == "reproduced (within the +0.02 nats/char margin)"
+    assert v["verdict"] == "significant: Δ < 0 (the first better)"
+    line = K.declaration(plan, LOSS)[:2]
+    assert line == ["Confirmatory family (plan.yaml, Holm over these 2; margin ±0.02 nats/char; costs in "
+                    "1000-step dense cycles):", "1. nanogpt (claim 1.88 nats/char: )"]
+    with pytest.raises(ConfigError, match="name the cost unit once"):
+        _plan(tmp_path, "unit_steps: 1000\nunit_epochs: 20\nmargin: 0.02\n")
+
+
 def test_the_headline_answers_the_title_question_per_source(tmp_path):
     plan = _plan(tmp_path, HEAD)
     source = _group("progressive", [98.0, 98.1, 98.2], "src")
@@ -286,6 +336,6 @@ def test_the_headline_answers_the_title_question_per_source(tmp_path):
     (line,) = K.ticket_lines(table)
     p = sps.ttest_rel([98.3, 98.5, 98.4], [97.0, 97.1, 97.3]).pvalue  # one contrast: Holm leaves it
     assert p < 0.05
-    assert line == (f"progressive at 98%, 20 epochs per cycle: is its final mask a lottery ticket? yes, a winning "
+    assert line == (f"progressive at 98%, 20 ep/cycle: is its final mask a lottery ticket? yes, a winning "
                     f"ticket: its own init beats a fresh one (ticket − reinit Δ +1.27 points, n = 3, Holm p = "
                     f"{K.fmt_p(p)}).")

@@ -112,7 +112,7 @@ def build_report(root: Path, reference: str = "progressive", alpha: float = 0.05
             "chains": sum(1 for r in counted if r.round is None and r.rounds > 1),
             "chain_methods": sorted({r.method for r in counted if r.round is None and r.rounds > 1}),
             "sweeps": recorded.get("sweeps") or [], "recorded": recorded,
-            "declaration": declaration(plan) if plan is not None else []}
+            "declaration": declaration(plan, metric) if plan is not None else []}
     if plan is not None:
         meta["claim_margin"] = plan.margin  # the one margin, also for the published-claim paragraphs
     report = Report(meta, tables, groups, skipped, list(published))
@@ -147,20 +147,12 @@ def headline(report: Report) -> list[str]:
                   f"{fmt_epochs(r['epochs_trained'])} vs {fmt_epochs(r['epochs_trained_reference'])} epochs")
         cost = (f"{epochs}, training cost {_cost(r['train_cost_x_dense_cycle'])} vs "
                 f"{_cost(r['train_cost_x_dense_cycle_reference'])} in {r['cost_unit']}")
-        family = family_of({**r, "target_sparsity": r["reference_sparsity"], "epochs_per_cycle": _per_cycle(r),
+        family = family_of({**r, "target_sparsity": r["reference_sparsity"], "budget": r.get("budget_reference"),
                             "init": r.get("init_reference")})
         where = "" if one_study else f" ({readable(r['model'], r['dataset'])})"
         lines.append(f"{family} {r['label']} vs {r['label_reference']}{where}: Δ {diff_text(r)}, {test}; {cost}")
     return lines + answers(rows, report.meta["reference"])
 
-
-def _per_cycle(r: dict) -> float:
-    """The reference's epochs per cycle (the row's family), from its budget label ('20 ep/cycle')."""
-    text = str(r.get("budget_reference") or "").split(" ")[0]
-    try:
-        return float(text)
-    except ValueError:
-        return float("nan")
 
 
 def answers(rows: Sequence[dict], ref: str) -> list[str]:
@@ -187,7 +179,7 @@ def answers(rows: Sequence[dict], ref: str) -> list[str]:
         untested = [r["label"] for r in at if r["verdict"] not in ("worse", "better", "no significant difference")]
         if untested:
             parts.append(f"not tested: {', '.join(untested)}")
-        family = family_of({**first, "target_sparsity": sparsity, "epochs_per_cycle": _per_cycle(first),
+        family = family_of({**first, "target_sparsity": sparsity, "budget": first.get("budget_reference"),
                             "init": first.get("init_reference")})
         metric = row_metric(first)
         better = "" if metric.higher_is_better else f"; better = lower {metric.short}"

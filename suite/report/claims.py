@@ -22,7 +22,7 @@ from suite.config import dotted_value, read_yaml
 from suite.errors import ConfigError
 from suite.method_facts import default_tree
 from suite.report.fmt import fmt, fmt_ci, fmt_p, fmt_sparsity, mean
-from suite.report.load import Group
+from suite.report.load import ACCURACY, Group, Metric, direction_note, study_metric, unit_text
 from suite.report.tables import Column, Table, ablation_source, equivalence_words
 
 KINDS = ("claim", "contrast", "did")
@@ -31,15 +31,15 @@ SELECTOR_EXTRA = ("method", "round", "target_sparsity")  # keys a selector may u
 
 # --- cost in one unit ---------------------------------------------------------------------------------
 
-def cost_in_unit(g: Group, unit_epochs: float) -> float:
-    """The group's training FLOPs in dense cycles of `unit_epochs` epochs (mean over seeds): the figures' and
-    tables' one unit (Group.cost with the unit set)."""
-    return dataclasses.replace(g, unit_epochs=unit_epochs).cost
+def cost_in_unit(g: Group, unit_epochs: float, unit_steps: float = stats.NAN) -> float:
+    """The group's training FLOPs in dense cycles of `unit_epochs` epochs, or of `unit_steps` optimizer steps for
+    a study budgeted in steps (mean over seeds): the figures' and tables' one unit (Group.cost with the unit set)."""
+    return dataclasses.replace(g, unit_epochs=unit_epochs, unit_steps=unit_steps).cost
 
 
-def unit_name(unit_epochs: float) -> str:
-    """The unit in words: '20-epoch dense cycles'."""
-    return f"{unit_epochs:g}-epoch dense cycles"
+def unit_name(unit_epochs: float, unit_steps: float = stats.NAN) -> str:
+    """The unit in words: '20-epoch dense cycles', '1000-step dense cycles'."""
+    return unit_text(unit_epochs, unit_steps)
 
 
 def matching_epochs(target_flops: float, flops_per_epoch: float, fixed_flops: float = 0.0) -> int:
@@ -71,13 +71,21 @@ ROLES = {"claim": ("group",), "contrast": ("treated", "control"),
 class Plan:
     """A study's report plan: the cost unit, the one margin, the collapse rule and the declared comparisons."""
     path: Path
-    unit_epochs: float
+    unit_epochs: float          # costs in dense cycles of this many epochs (NaN where the unit is in steps)
     margin: float               # accuracy points: the ONE equivalence / non-inferiority margin
     alpha: float
     chance_points: float        # a seed within this many points of chance accuracy is collapsed
     broken_drop: float          # a seed this many points under its group's median is collapsed
     confirmatory: tuple[Entry, ...]
     exploratory: tuple[Entry, ...]
+    unit_steps: float = stats.NAN  # a study budgeted in optimizer steps: costs in dense cycles of this many steps
+
+    @property
+    def unit(self) -> str:
+        return unit_name(self.unit_epochs, self.unit_steps)
+
+    def cost(self, g: Group) -> float:
+        return cost_in_unit(g, self.unit_epochs, self.unit_steps)
 
 
 def _entry(raw: Any, where: str) -> Entry:
@@ -107,11 +115,16 @@ def load_plan(path: Path) -> Plan:
     tree = read_yaml(path, "report plan")
     if not isinstance(tree, dict):
         raise ConfigError(f"{path}: expected a mapping")
-    known = {"unit_epochs", "margin", "alpha", "chance_points", "broken_drop", "confirmatory", "exploratory"}
+    known = {"unit_epochs", "unit_steps", "margin", "alpha", "chance_points", "broken_drop", "confirmatory",
+             "exploratory"}
     unknown = sorted(set(tree) - known)
     if unknown:
         raise ConfigError(f"{path}: unknown key '{unknown[0]}' (valid: {', '.join(sorted(known))})")
-    for key in ("unit_epochs", "margin"):
+    units = [key for key in ("unit_epochs", "unit_steps") if key in tree]
+    if len(units) != 1:
+        raise ConfigError(f"{path}: name the cost unit once: unit_epochs (a dense cycle of so many epochs) or "
+                          f"unit_steps (of so many optimizer steps), got {', '.join(units) or 'neither'}")
+    for key in (units[0], "margin"):
         if not isinstance(tree.get(key), (int, float)) or not tree[key] > 0:
             raise ConfigError(f"{path}: {key} must be a positive number, got {tree.get(key)!r}")
     lists = {}
@@ -120,9 +133,10 @@ def load_plan(path: Path) -> Plan:
         if not isinstance(raw, list):
             raise ConfigError(f"{path}: {name} must be a list of comparisons")
         lists[name] = tuple(_entry(e, f"{path}: {name}[{i}]") for i, e in enumerate(raw))
-    return Plan(path, float(tree["unit_epochs"]), float(tree["margin"]), float(tree.get("alpha", 0.05)),
-                float(tree.get("chance_points", 5.0)), float(tree.get("broken_drop", 10.0)),
-                lists["confirmatory"], lists["exploratory"])
+    return Plan(path, float(tree.get("unit_epochs", stats.NAN)), float(tree["margin"]),
+                float(tree.get("alpha", 0.05)), float(tree.get("chance_points", 5.0)),
+                float(tree.get("broken_drop", 10.0)), lists["confirmatory"], lists["exploratory"],
+                float(tree.get("unit_steps", stats.NAN)))
 
 
 def _default(key: str) -> Any:
@@ -221,18 +235,22 @@ def collapse_table(groups: Sequence[Group], plan: Plan) -> Table:
 # --- the comparisons ----------------------------------------------------------------------------------
 
 def _paired_values(a: Group, b: Group) -> tuple[list[float], list[float]]:
+    """The primary metric of both groups at their shared seeds (accuracy, or a held-out loss)."""
     shared = sorted(set(a.seeds) & set(b.seeds))
-    acc_a, acc_b = dict(zip(a.seeds, a.accuracies)), dict(zip(b.seeds, b.accuracies))
-    return [acc_a[s] for s in shared], [acc_b[s] for s in shared]
+    value_a, value_b = dict(zip(a.seeds, a.values)), dict(zip(b.seeds, b.values))
+    return [value_a[s] for s in shared], [value_b[s] for s in shared]
 
 
 def _row(entry: Entry, groups: Sequence[Group], plan: Plan) -> dict:
     chosen = {role: select(groups, sel, entry.name) for role, sel in entry.groups.items()}
+    metric = next((g.metric for g in chosen.values() if g is not None), None)
+    higher = metric.higher_is_better if metric is not None else True
     row = {"entry": entry.name, "kind": entry.kind, "claim": entry.claim, "claim_source": entry.claim_source,
+           "higher_is_better": higher, "unit": metric.unit if metric is not None else "points",
            "groups": {role: (g.id if g else None) for role, g in chosen.items()}, "n": 0, "diff": stats.NAN,
            "ci_low": stats.NAN, "ci_high": stats.NAN, "eq_low": stats.NAN, "eq_high": stats.NAN, "p": stats.NAN,
-           "mdd": stats.NAN, "means": {role: (mean(g.accuracies) if g else stats.NAN) for role, g in chosen.items()},
-           "costs": {role: (cost_in_unit(g, plan.unit_epochs) if g else stats.NAN) for role, g in chosen.items()},
+           "mdd": stats.NAN, "means": {role: (mean(g.values) if g else stats.NAN) for role, g in chosen.items()},
+           "costs": {role: (plan.cost(g) if g else stats.NAN) for role, g in chosen.items()},
            "epochs": {role: (g.epochs if g else stats.NAN) for role, g in chosen.items()},
            "collapsed": {}, "status": "tested"}
     missing = [role for role, g in chosen.items() if g is None]
@@ -247,14 +265,15 @@ def _row(entry: Entry, groups: Sequence[Group], plan: Plan) -> dict:
         row["status"] = "collapsed seeds: not t-tested"
         return row
     if entry.kind == "claim":
-        values = chosen["group"].accuracies
+        values = chosen["group"].values
         row["n"] = len(values)
         t = stats.one_sample(values, entry.claim)
         row.update(diff=t.diff, ci_low=t.ci_low, ci_high=t.ci_high)
         if len(values) >= 2 and not math.isnan(t.statistic):
             se = t.diff / t.statistic
             df = len(values) - 1
-            row["p"] = float(sps.t.sf((t.diff + plan.margin) / se, df))  # H0: Δ <= -margin
+            sign = 1.0 if higher else -1.0  # H0: worse than the claim by the margin or more (Δ <= -margin, or
+            row["p"] = float(sps.t.sf((sign * t.diff + plan.margin) / se, df))  # Δ >= +margin for a loss)
             half = float(sps.t.ppf(1 - plan.alpha, df)) * se
             row.update(eq_low=t.diff - half, eq_high=t.diff + half, mdd=stats.min_detectable_shift(se, df))
         return row
@@ -264,7 +283,7 @@ def _row(entry: Entry, groups: Sequence[Group], plan: Plan) -> dict:
         t1, c1 = _paired_values(chosen["treated"], chosen["control"])
         shared = sorted(set(chosen["treated"].seeds) & set(chosen["control"].seeds)
                         & set(chosen["treated_dense"].seeds) & set(chosen["control_dense"].seeds))
-        acc = {role: dict(zip(g.seeds, g.accuracies)) for role, g in chosen.items()}
+        acc = {role: dict(zip(g.seeds, g.values)) for role, g in chosen.items()}
         a = [acc["treated"][s] - acc["control"][s] for s in shared]
         b = [acc["treated_dense"][s] - acc["control_dense"][s] for s in shared]
     row["n"] = len(a)
@@ -282,15 +301,19 @@ def _verdict(row: dict, alpha: float, margin: float) -> str:
         return row["status"]
     if math.isnan(row["p_holm"]):
         return "not tested (n < 2 or no spread)"
+    higher = row.get("higher_is_better", True)
+    unit = row.get("unit", "points")
     if row["kind"] == "claim":
         if row["p_holm"] < alpha:
-            return f"reproduced (within the −{margin:g}-point margin)"
-        if row["eq_high"] < -margin:
+            bound = f"−{margin:g}-point" if unit == "points" else f"{'−' if higher else '+'}{margin:g} {unit}"
+            return f"reproduced (within the {bound} margin)"
+        if (row["eq_high"] < -margin) if higher else (row["eq_low"] > margin):
             return "not reproduced under this recipe: drop larger than the margin"
         return "not reproduced under this recipe: a drop larger than the margin is not ruled out"
     if row["p_holm"] < alpha:
-        return "significant: Δ > 0 (the first better)" if row["diff"] > 0 else "significant: Δ < 0 (the first worse)"
-    return f"no significant difference; {equivalence_words(row['eq_low'], row['eq_high'], margin)}"
+        first_better = (row["diff"] > 0) == higher
+        return f"significant: Δ {'>' if row['diff'] > 0 else '<'} 0 (the first {'better' if first_better else 'worse'})"
+    return f"no significant difference; {equivalence_words(row['eq_low'], row['eq_high'], margin, higher)}"
 
 
 def family_rows(entries: Sequence[Entry], groups: Sequence[Group], plan: Plan) -> list[dict]:
@@ -304,7 +327,7 @@ def family_rows(entries: Sequence[Entry], groups: Sequence[Group], plan: Plan) -
 
 
 def _columns(plan: Plan) -> list[Column]:
-    unit = unit_name(plan.unit_epochs)
+    unit = plan.unit
 
     def means(r: dict) -> str:
         return " vs ".join(fmt(v) for v in r["means"].values()) + (f" vs claim {r['claim']:.2f}"
@@ -330,13 +353,16 @@ _MAIN = ("Comparison", "n", "Δ", "95% CI", "Holm p", "Verdict")  # the short ta
 
 
 def confirmatory_table(groups: Sequence[Group], plan: Plan) -> Table:
+    metric = study_metric(groups)
+    h0 = f"Δ <= −{plan.margin:g}" if metric.higher_is_better else f"Δ >= +{plan.margin:g}"
     caption = (f"The confirmatory family, declared in {plan.path.name} before the results were read: "
                f"{len(plan.confirmatory)} comparisons, Holm-Bonferroni over exactly these. A claim is a one-sided "
-               f"non-inferiority test of our seeds against the number (H0: Δ <= −{plan.margin:g}): 'reproduced' when "
+               f"non-inferiority test of our seeds against the number (H0: {h0}): 'reproduced' when "
                f"Holm rejects it; otherwise 'not reproduced under this recipe' (a different recipe cannot refute a "
                f"paper). A contrast is a paired t-test over shared seeds (treated − control), read as parity only "
-               f"through the paired TOST at the one margin ±{plan.margin:g} points. The smallest detectable Δ is the "
-               f"true difference the test finds with 80% power. Costs in {unit_name(plan.unit_epochs)}.")
+               f"through the paired TOST at the one margin ±{plan.margin:g} {metric.unit}. The smallest detectable Δ "
+               f"is the true difference the test finds with 80% power. Costs in {plan.unit}."
+               + direction_note(metric))
     return Table("confirmatory", "Confirmatory family", caption, family_rows(plan.confirmatory, groups, plan),
                  _columns(plan), main=_MAIN, keys=1)
 
@@ -344,7 +370,7 @@ def confirmatory_table(groups: Sequence[Group], plan: Plan) -> Table:
 def exploratory_table(groups: Sequence[Group], plan: Plan) -> Table:
     caption = ("Exploratory: comparisons the study measures but did not declare confirmatory (Holm within this "
                "table only); differences in differences subtract each side's dense model of its own cycle length. "
-               f"Costs in {unit_name(plan.unit_epochs)}.")
+               f"Costs in {plan.unit}.")
     return Table("exploratory", "Exploratory comparisons", caption, family_rows(plan.exploratory, groups, plan),
                  _columns(plan), main=_MAIN, keys=1)
 
@@ -372,12 +398,13 @@ def ticket_table(groups: Sequence[Group], plan: Plan) -> Table:
                 rows.append({"source": sid, "source_method": sources[sid].method_label,
                              "label_source": sources[sid].label,
                              "target_sparsity": sources[sid].target_sparsity,
-                             "epochs_per_cycle": sources[sid].epochs_per_cycle, "contrast": f"{treated} − {control}",
+                             "budget": sources[sid].budget_label, "higher_is_better": sources[sid].metric.higher_is_better,
+                             "unit": sources[sid].metric.unit, "contrast": f"{treated} − {control}",
                              "n": len(a), "diff": t.diff, "ci_low": t.ci_low, "ci_high": t.ci_high, "p": t.p})
     for row, p in zip(rows, stats.holm([r["p"] for r in rows])):
         row["p_holm"] = p
         row["verdict"] = ("not tested" if math.isnan(p) else
-                          ("positive" if row["diff"] > 0 else "negative") if p < plan.alpha
+                          ("positive" if (row["diff"] > 0) == row["higher_is_better"] else "negative") if p < plan.alpha
                           else "no significant difference")
     caption = ("Exploratory. For each dense-to-sparse source, its final mask retrained sparse from the start: ticket "
                "(the source's own init), reinit (a fresh init), shuffle (the mask permuted within each layer), rewire "
@@ -386,7 +413,7 @@ def ticket_table(groups: Sequence[Group], plan: Plan) -> Table:
     return Table("tickets", "Lottery-ticket contrasts", caption, rows, [
         Column("Source", lambda r: r["label_source"], "left"),
         Column("Target s", lambda r: fmt_sparsity(r["target_sparsity"])),
-        Column("Epochs/cycle", lambda r: f"{r['epochs_per_cycle']:g}"),
+        Column("Budget", lambda r: r["budget"]),
         Column("Contrast", lambda r: r["contrast"], "left"),
         Column("n", lambda r: str(r["n"])),
         Column("Δ", lambda r: fmt(r["diff"], signed=True)),
@@ -405,23 +432,24 @@ def ticket_lines(tickets: Table) -> list[str]:
             continue
         if math.isnan(r["p_holm"]):
             answer = "not tested"
-        elif r["p_holm"] < 0.05 and r["diff"] > 0:
+        elif r["p_holm"] < 0.05 and (r["diff"] > 0) == r["higher_is_better"]:
             answer = "yes, a winning ticket: its own init beats a fresh one"
         elif r["p_holm"] < 0.05:
             answer = "no: a fresh init beats its own"
         else:
             answer = "not shown: its own init and a fresh one do not differ significantly"
-        out.append(f"{r['label_source']} at {100 * r['target_sparsity']:g}%, {r['epochs_per_cycle']:g} epochs per "
-                   f"cycle: is its final mask a lottery ticket? {answer} (ticket − reinit Δ {fmt(r['diff'], signed=True)} "
-                   f"points, n = {r['n']}, Holm p = {fmt_p(r['p_holm'])}).")
+        out.append(f"{r['label_source']} at {100 * r['target_sparsity']:g}%, {r['budget']}: is its final mask a "
+                   f"lottery ticket? {answer} (ticket − reinit Δ {fmt(r['diff'], signed=True)} {r['unit']}, "
+                   f"n = {r['n']}, Holm p = {fmt_p(r['p_holm'])}).")
     return out
 
 
-def declaration(plan: Plan) -> list[str]:
+def declaration(plan: Plan, metric: Metric = ACCURACY) -> list[str]:
     """The family, stated before any table: one line per declared comparison, then what the rest is."""
     out = [f"Confirmatory family ({plan.path.name}, Holm over these {len(plan.confirmatory)}; margin "
-           f"±{plan.margin:g} points; costs in {unit_name(plan.unit_epochs)}):"]
-    out += [f"{i}. {e.name}" + (f" (claim {e.claim:.2f}%: {e.claim_source})" if e.kind == "claim" else "")
+           f"±{plan.margin:g} {metric.unit}; costs in {plan.unit}):"]
+    claim = "{:.2f}%" if metric.unit == "points" else "{:g} " + metric.unit
+    out += [f"{i}. {e.name}" + (f" (claim {claim.format(e.claim)}: {e.claim_source})" if e.kind == "claim" else "")
             for i, e in enumerate(plan.confirmatory, 1)]
     out.append("Every other table is exploratory: its p-values are corrected within the table only.")
     return out

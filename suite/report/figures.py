@@ -57,23 +57,33 @@ def _values(groups: Sequence[Group], get) -> list:
     return sorted({v for g in groups for v in [get(g)] if v is not None}, key=str)
 
 
+def _budgets(groups: Sequence[Group]) -> tuple[list, str]:
+    """The budgets per cycle these groups ran and their unit: optimizer steps where any ran a step budget
+    (train.steps), else epochs."""
+    steps = _values(groups, lambda g: g.first.science.get("train.steps"))
+    if steps:
+        return steps, "steps"
+    return _values(groups, lambda g: g.first.science.get("train.epochs")), "ep"
+
+
 def family_words(groups: Sequence[Group]) -> str:
-    """The budget and init of these groups in words: '20 ep/cycle, kaiming_normal init' (a range or a list
-    where they differ)."""
-    epochs = _values(groups, lambda g: g.first.science.get("train.epochs"))
+    """The budget and init of these groups in words: '20 ep/cycle, kaiming_normal init' ('1000 steps/cycle' for a
+    budget in optimizer steps; a range or a list where they differ)."""
+    budgets, unit = _budgets(groups)
     inits = _values(groups, lambda g: g.protocol("init"))
-    ep = ("budget unknown" if not epochs else f"{epochs[0]:g} ep/cycle" if len(epochs) == 1
-          else f"{min(epochs):g}-{max(epochs):g} ep/cycle")
+    ep = ("budget unknown" if not budgets else f"{budgets[0]:g} {unit}/cycle" if len(budgets) == 1
+          else f"{min(budgets):g}-{max(budgets):g} {unit}/cycle")
     return f"{ep}, {' / '.join(map(str, inits)) or 'unrecorded'} init"
 
 
 def _slug(groups: Sequence[Group], sparsity: float | None, with_epochs: bool = True) -> str:
-    """A figure's family as a file name: '98-20ep-kaiming' (sparsity in percent, epochs per cycle, init)."""
-    epochs = _values(groups, lambda g: g.first.science.get("train.epochs"))
+    """A figure's family as a file name: '98-20ep-kaiming' (sparsity in percent, epochs per cycle, init;
+    '1000steps' for a budget in steps)."""
+    budgets, unit = _budgets(groups)
     inits = _values(groups, lambda g: g.protocol("init"))
     parts = [] if sparsity is None else [f"{100 * sparsity:.4g}".replace(".", "_")]
     if with_epochs:
-        parts.append("-".join(f"{e:g}" for e in epochs) + "ep" if epochs else "ep-unknown")
+        parts.append("-".join(f"{e:g}" for e in budgets) + unit if budgets else "ep-unknown")
     parts.append("-".join(str(i).split("_")[0] for i in inits) or "init-unknown")
     return "-".join(parts)
 

@@ -184,17 +184,10 @@ def duplicates(groups: Sequence[Group], labels: dict[str, str]) -> dict[tuple, l
     return {k: v for k, v in seen.items() if len(v) > 1}
 
 
-def family_text(epochs: object, init: object, sparsity: float | None = None) -> str:
-    """The family a headline line or figure belongs to, in words: '98%, 20 ep/cycle, kaiming_normal init'."""
+def family_text(budget: str | None, init: object, sparsity: float | None = None) -> str:
+    """The family a headline line or figure belongs to, in words: '98%, 20 ep/cycle, kaiming_normal init'
+    (budget: a group's budget_label)."""
     parts = [] if sparsity is None else [f"{100 * sparsity:g}%"]
-    parts += [f"{value_text(epochs)} ep/cycle" if epochs is not None else "budget unknown"]
+    parts += [budget if budget and budget != "–" else "budget unknown"]
     parts += [f"{init} init" if init is not None else "init not recorded"]
     return ", ".join(parts)
-
-
-def family_slug(epochs: object, init: object, sparsity: float | None = None) -> str:
-    """The family as a file name part: '98-20ep-kaiming' ('kaiming_normal' shortened to its first word)."""
-    parts = [] if sparsity is None else [f"{100 * sparsity:g}"]
-    parts += [f"{value_text(epochs)}ep" if epochs is not None else "ep-unknown"]
-    parts += [str(init).split("_")[0] if init is not None else "init-unknown"]
-    return "-".join(p.replace(".", "_") for p in parts)

@@ -142,6 +142,7 @@ class Run:
     layer_sizes: dict | None = None         # weights per prunable layer, carried by an export; None: read the mask
     code: str | None = None    # the code that trained it: commit[+dirty diff hash], None if unrecorded
     epochs_per_cycle: float = stats.NAN     # train.epochs: one training cycle (the budget axis)
+    steps_per_cycle: float = stats.NAN      # train.steps where the budget is in optimizer steps, else NaN
     cycles: float = stats.NAN               # training cycles this result cost (LTH round r: r + 1)
     cost_x_dense_cycle: float = stats.NAN   # training FLOPs over ONE dense cycle of the same settings
     cost_derived: bool = False              # cost from an older result's train_flops_x_dense (no scoring passes)
@@ -237,7 +238,8 @@ def _cost_and_protocol(data: dict) -> dict:
     science = data.get("science")
     if distribution is None and isinstance(science, dict):  # older results: their science settings list
         distribution = _text(science.get("prune.distribution", "global"))  # every non-default, so absent = global
-    return {"epochs_per_cycle": epochs, "cycles": cycles, "cost_x_dense_cycle": cost, "cost_derived": derived,
+    steps = _number(science.get("train.steps")) if isinstance(science, dict) else stats.NAN
+    return {"epochs_per_cycle": epochs, "steps_per_cycle": steps, "cycles": cycles, "cost_x_dense_cycle": cost, "cost_derived": derived,
             "train_flops": _number(data.get("train_flops")), "scoring_flops": _number(data.get("scoring_flops")),
             "core_hours": _number(data.get("core_hours")), "device": _text(data.get("device")),
             "init": _text(data.get("init")), "distribution": distribution,
@@ -365,7 +367,22 @@ def value_text(value: Any) -> str:
     return json.dumps(value, sort_keys=True) if isinstance(value, (list, dict)) else str(value)
 
 
-BUDGET_KEY = "train.epochs"  # the budget axis: epochs per training cycle
+BUDGET_KEYS = ("train.epochs", "train.steps")  # the budget axis: epochs (or optimizer steps) per training cycle
+
+
+def budget_text(epochs: float, steps: float = stats.NAN) -> str:
+    """One training cycle in words: '20 ep/cycle', or '1000 steps/cycle' where the budget is in steps."""
+    if not math.isnan(steps):
+        return f"{steps:g} steps/cycle"
+    return "–" if math.isnan(epochs) else f"{epochs:g} ep/cycle"
+
+
+def unit_text(unit_epochs: float, unit_steps: float = stats.NAN) -> str:
+    """The one cost unit in words: '20-epoch dense cycles', '1000-step dense cycles' ('dense cycles' of each
+    group's own without a unit)."""
+    if not math.isnan(unit_steps):
+        return f"{unit_steps:g}-step dense cycles"
+    return "dense cycles" if math.isnan(unit_epochs) else f"{unit_epochs:g}-epoch dense cycles"
 
 
 def budget_key(science: dict, ignore: tuple = ()) -> tuple:
@@ -385,6 +402,7 @@ class Group:
     # the cost unit: one dense cycle of this many epochs, the study's base cycle for this model and data (the
     # shortest epochs per cycle run for them; group_runs sets it), so that every cost of a table is in ONE unit
     unit_epochs: float = stats.NAN
+    unit_steps: float = stats.NAN  # a study budgeted in optimizer steps: the unit is a dense cycle of this many steps
     name: str = ""             # the study's label for it (suite.report.labels), set when a report is built
 
     @property
@@ -480,14 +498,17 @@ class Group:
         """Training FLOPs in dense cycles of `unit_epochs` epochs (the study's base cycle), mean over seeds: each
         result's cost over one dense cycle of its own epochs, times its epochs per cycle, over unit_epochs (a
         dense cycle's FLOPs grow linearly with its epochs); without a unit, relative to its own cycle."""
+        if not math.isnan(self.unit_steps):  # a dense cycle's FLOPs grow linearly with its steps too
+            return mean([r.cost_x_dense_cycle * r.steps_per_cycle / self.unit_steps for r in self.runs])
         if math.isnan(self.unit_epochs):
             return mean([r.cost_x_dense_cycle for r in self.runs])
         return mean([r.cost_x_dense_cycle * r.epochs_per_cycle / self.unit_epochs for r in self.runs])
 
     @property
     def cost_unit(self) -> str:
-        """The cost unit in words: '20-epoch dense cycles' (or 'dense cycles' of each group's own)."""
-        return "dense cycles" if math.isnan(self.unit_epochs) else f"{self.unit_epochs:g}-epoch dense cycles"
+        """The cost unit in words: '20-epoch dense cycles', '1000-step dense cycles' (or 'dense cycles' of each
+        group's own)."""
+        return unit_text(self.unit_epochs, self.unit_steps)
 
     @property
     def cycles(self) -> float:
@@ -498,15 +519,18 @@ class Group:
         return mean([r.epochs_per_cycle for r in self.runs])
 
     @property
+    def steps_per_cycle(self) -> float:
+        return mean([r.steps_per_cycle for r in self.runs])
+
+    @property
     def budget_label(self) -> str:
-        """The budget axis: epochs per training cycle ('20 ep/cycle')."""
-        e = self.epochs_per_cycle
-        return "–" if math.isnan(e) else f"{e:g} ep/cycle"
+        """The budget axis: epochs (or optimizer steps) per training cycle ('20 ep/cycle', '1000 steps/cycle')."""
+        return budget_text(self.epochs_per_cycle, self.steps_per_cycle)
 
     @property
     def protocol_key(self) -> tuple:
-        """Same data, model and settings but for the budget (epochs per cycle): groups on one cost axis."""
-        return (self.dataset, self.model, budget_key(self.first.science, (BUDGET_KEY,)))
+        """Same data, model and settings but for the budget (epochs or steps per cycle): groups on one cost axis."""
+        return (self.dataset, self.model, budget_key(self.first.science, BUDGET_KEYS))
 
     def protocol(self, name: str) -> str | None:
         """One protocol field (init, distribution, dense_layers, val_size) when all seeds agree, else None."""
@@ -532,12 +556,16 @@ def group_runs(runs: Sequence[Run], skipped: list[Skipped], root: Path) -> list[
             continue
         group.runs.append(run)
     units: dict[tuple, float] = {}  # (dataset, model) -> the shortest epochs per cycle: the base cycle
+    steps: dict[tuple, list[float]] = {}  # (dataset, model) -> steps per cycle of each group (NaN: epochs)
     for g in groups.values():
         e = g.epochs_per_cycle
         if not math.isnan(e):
             units[(g.dataset, g.model)] = min(e, units.get((g.dataset, g.model), e))
+        steps.setdefault((g.dataset, g.model), []).append(g.steps_per_cycle)
     for g in groups.values():
         g.unit_epochs = units.get((g.dataset, g.model), stats.NAN)
+        budgets = steps[(g.dataset, g.model)]  # budgeted in steps throughout: the unit is the shortest step cycle
+        g.unit_steps = stats.NAN if any(math.isnan(b) for b in budgets) else min(budgets)
     return sorted(groups.values(), key=Group.sort_key)
 
 

@@ -177,7 +177,7 @@ def _headline_sections(report: Report) -> list[tuple[str, list[tuple[str, dict]]
         references = " / ".join(sorted({by_id[i].label for i in refs}))
         seeds = max(len(g.runs) for cells in rows_of.values() for g, _ in cells.values())
         metric = first.metric
-        caption = (f"**{family_text(first.first.science.get('train.epochs'), first.protocol('init'))}** "
+        caption = (f"**{family_text(first.budget_label, first.protocol('init'))}** "
                    f"({readable(first.model, first.dataset)}, up to {seeds} seeds), against {references}: final "
                    f"{metric.label}, mean ± SD over seeds; epochs trained (cost in {first.cost_unit}): a chain's "
                    f"epochs count every round; verdicts from paired/Welch t-tests, Holm within each sparsity of "
@@ -275,7 +275,8 @@ def render_document(report: Report, published: Sequence[Published], recorded: di
             out += [f"![{Path(f).stem}]({f})", "", f"*{caption}*" if caption else "", ""]
     metric = study_metric(report.groups)
     worse = "lower" if metric.higher_is_better else "higher"
-    out += ["## What it shows", "",
+    paragraphs = claim_paragraphs(report, published)
+    out += [] if not paragraphs else ["## What it shows", "",
             f"Each published number below is tested against our seeds of the same method (a one-sample t-test, or "
             f"with the published SD where the source gives one; alpha = {m['alpha']:g}), the group trained at the "
             f"epochs per cycle of this suite's seed config for the model deciding: "
@@ -288,7 +289,7 @@ def render_document(report: Report, published: Sequence[Published], recorded: di
             "is this suite's (the research's protocol for the model), not the recipe of the paper whose number is "
             "quoted: a different recipe cannot refute a paper, it can only fail to reproduce its number. The "
             "published-references table gives every group's outcome in the same words.", ""]
-    out += [f"{p}\n" for p in claim_paragraphs(report, published)]
+    out += [f"{p}\n" for p in paragraphs]
     answer = confirmatory_lines(report)
     if answer:  # the closing note: the declared family's answer and what the study cost in wall time
         out += ["## The answer", "", *answer, "",
@@ -320,7 +321,8 @@ def confirmatory_lines(report: Report) -> list[str]:
     out = []
     for r in table.rows:
         tested = r["status"] == "tested" and not math.isnan(r["diff"])
-        numbers = (f": Δ {fmt(r['diff'], signed=True)} points, n = {r['n']}, Holm p = {fmt_p(r['p_holm'])}"
+        numbers = (f": Δ {fmt(r['diff'], signed=True)} {r.get('unit', 'points')}, n = {r['n']}, "
+                   f"Holm p = {fmt_p(r['p_holm'])}"
                    if tested else "")
         out.append(f"- {r['entry']}{numbers}: **{r['verdict']}**")
     return ["Confirmatory answer (the declared family, Holm over it; every other number is exploratory):", "", *out]

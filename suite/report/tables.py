@@ -60,10 +60,12 @@ def diff_text(r: dict, key: str = "diff") -> str:
 
 
 def family_of(r: dict) -> str:
-    """The headline prefix of a row: its sparsity, budget (epochs per cycle) and init, in brackets."""
-    epochs = "–" if is_missing(r.get("epochs_per_cycle")) else f"{r['epochs_per_cycle']:g}"
+    """The headline prefix of a row: its sparsity, budget (epochs or steps per cycle) and init, in brackets."""
+    budget = r.get("budget")
+    if not isinstance(budget, str) or budget in ("", "–"):
+        budget = "–" if is_missing(r.get("epochs_per_cycle")) else f"{r['epochs_per_cycle']:g} ep/cycle"
     init = "init not recorded" if r.get("init") is None else f"{r['init']} init"
-    return f"[{100 * r['target_sparsity']:.4g}%, {epochs} ep/cycle, {init}]"
+    return f"[{100 * r['target_sparsity']:.4g}%, {budget}, {init}]"
 
 
 def _dense_text(layers: Any) -> str | None:
@@ -327,7 +329,7 @@ def protocol_differences(g: Group, ref: Group) -> list[str]:
         out.append(f"budget {g.epochs:g} vs {ref.epochs:g} epochs")
     a, b = g.epochs_per_cycle, ref.epochs_per_cycle
     if not (math.isnan(a) or math.isnan(b) or a == b):  # the same epochs split into other cycles
-        out.append(f"budget schedule {a:g} ep/cycle x {g.cycles:g} vs {b:g} ep/cycle x {ref.cycles:g}")
+        out.append(f"budget schedule {g.budget_label} x {g.cycles:g} vs {ref.budget_label} x {ref.cycles:g}")
     return out
 
 
