@@ -203,7 +203,8 @@ def check_structure(cfg: Config) -> None:
             raise ConfigError(f"prune.target_sparsity: {p.target_sparsity:g} is below the {pattern:g} of the {n}:{m} "
                               f"pattern (its mask would keep dense groups); set prune.target_sparsity >= {pattern!r}")
     if p.structure == "channel" and not p.keep_last_dense:
-        raise ConfigError("prune.structure: channel pruning of the last layer would remove classes; "
+        raise ConfigError("prune.structure: channel pruning removes whole output channels, and the model's output "
+                          "reads the last prunable layer's (a classifier's classes, the GPT's residual stream); "
                           "set prune.keep_last_dense=true")
 
 

@@ -352,7 +352,7 @@ class Runner:
             raise RunFailed(f"training loss became {train_loss} in round {round_index} epoch {epoch + 1} "
                             f"(lr {lr:g}): the run diverged")
         metrics = {"train_loss": train_loss, "train_accuracy": 100.0 * correct / count, "lr": lr,
-                   "steps": len(steps), "epoch_time_s": seconds, "images_per_s": count / seconds}
+                   "steps": len(steps), "epoch_time_s": seconds, "examples_per_s": count / seconds}
         if self.cfg.train.grad_clip:  # the mean over the epoch's steps of the norm before clipping
             metrics["grad_norm"] = norms / self.acc.num_processes / len(steps)
         return metrics

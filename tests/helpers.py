@@ -159,7 +159,7 @@ def interrupt(out: Path, after_epochs: int, *extra: str) -> Path:
 
 
 def strip(rows: list[dict]) -> list[dict]:
-    return [{k: v for k, v in row.items() if k not in ("epoch_time_s", "images_per_s")} for row in rows]
+    return [{k: v for k, v in row.items() if k not in ("epoch_time_s", "examples_per_s")} for row in rows]
 
 
 def same_run(a: Path, b: Path) -> None:

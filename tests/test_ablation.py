@@ -350,7 +350,7 @@ def test_a_killed_ablation_resumes_to_the_uninterrupted_result(tmp_path):
     for file in ("mask.safetensors", "model.safetensors"):
         a, b = tensors(straight / file), tensors(resumed.run_dir / file)
         assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), file
-    strip = lambda rows: [{k: v for k, v in row.items() if k not in ("epoch_time_s", "images_per_s")} for row in rows]
+    strip = lambda rows: [{k: v for k, v in row.items() if k not in ("epoch_time_s", "examples_per_s")} for row in rows]
     assert strip(metrics(straight)) == strip(metrics(resumed.run_dir))
     assert len(metrics(straight)) == 6
 

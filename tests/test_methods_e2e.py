@@ -114,7 +114,7 @@ def test_set_resumes_bitwise_after_sigkill(tmp_path):
     for file in ("mask.safetensors", "model.safetensors"):
         a, b = tensors(folder_a / file), tensors(folder_b / file)
         assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), file
-    strip = lambda rows: [{k: v for k, v in row.items() if k not in ("epoch_time_s", "images_per_s")} for row in rows]
+    strip = lambda rows: [{k: v for k, v in row.items() if k not in ("epoch_time_s", "examples_per_s")} for row in rows]
     assert strip(metrics(folder_a)) == strip(metrics(folder_b))
     assert result(folder_a)["final_test_accuracy"] == result(folder_b)["final_test_accuracy"]
 

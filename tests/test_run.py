@@ -243,7 +243,7 @@ def test_ctrl_c_is_one_line_exit_130_and_the_same_command_resumes_bitwise(tmp_pa
     for file in ("mask.safetensors", "model.safetensors"):
         ta, tb = tensors(a / file), tensors(b / file)
         assert all(torch.equal(ta[k], tb[k]) for k in ta), file
-    timing = ("epoch_time_s", "images_per_s")
+    timing = ("epoch_time_s", "examples_per_s")
     strip = lambda rows: [{k: v for k, v in row.items() if k not in timing} for row in rows]
     assert strip(metrics(a)) == strip(metrics(b))
 

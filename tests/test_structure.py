@@ -188,8 +188,9 @@ def test_structure_settings_keep_old_hashes_and_are_checked():
         (["prune.structure=nm", "prune.target_sparsity=0.3"], "prune.target_sparsity: 0.3 is below the 0.5 of "
                                  "the 2:4 pattern (its mask would keep dense groups); set prune.target_sparsity >= 0.5"),
         (["prune.structure=nm", "prune.nm=[4,4]"], "prune.nm: expected [N, M] with 1 <= N < M, got [4, 4]"),
-        (["prune.structure=channel"], "prune.structure: channel pruning of the last layer would remove classes; "
-                                      "set prune.keep_last_dense=true"),
+        (["prune.structure=channel"], "prune.structure: channel pruning removes whole output channels, and the "
+                                      "model's output reads the last prunable layer's (a classifier's classes, the "
+                                      "GPT's residual stream); set prune.keep_last_dense=true"),
         (["prune.structure=blocks"], "prune.structure: 'blocks' is not one of unstructured, nm, channel"),
     ]:
         with pytest.raises(ConfigError) as err:

@@ -81,7 +81,7 @@ def bench_gpt(plan: Plan, info: dict) -> dict:
                 if runner is None:
                     rates[name].append(tokens / timed(plain, plan.device))
                 else:
-                    rates[name].append(runner.train_epoch(0, 1 + rep)["images_per_s"])
+                    rates[name].append(runner.train_epoch(0, 1 + rep)["examples_per_s"])
         def enforce() -> None:  # what the masked step adds: the mask applied at its three points
             masked.masked.apply_to_weights()
             masked.masked.apply_to_grads()

@@ -31,7 +31,7 @@ def bench_training(model: str, plan: Plan, info: dict, precision: str = "fp32",
         for rep in range(repeats):
             order = [("dense", dense), ("masked", masked)]
             for name, runner in (order if rep % 2 == 0 else order[::-1]):  # ABBA
-                rates[name].append(runner.train_epoch(0, 1 + rep)["images_per_s"])
+                rates[name].append(runner.train_epoch(0, 1 + rep)["examples_per_s"])
         ratios = [d / m for d, m in zip(rates["dense"], rates["masked"])]  # per pair: same load
         eval_rate = None
         if plan.device == "cuda":  # the GPU epoch estimate needs the test pass too
