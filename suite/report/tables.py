@@ -855,8 +855,9 @@ def measured_cost_table(costs: Sequence[dict]) -> Table:
                "format's on the same device and threads (the dense-masked model runs the dense arithmetic), size "
                "ratio = the format's saved weights over the dense-masked model's. Every format was checked to "
                "give the masked model's outputs on the test set (max difference in cost.json). Timings are of "
-               "the machine named, not of sparse-FLOPs arithmetic; (noisy): measured under a load average above "
-               "the cores or with a latency spread above 25%, so its speed-ups are noise.")
+               "the machine named, not of sparse-FLOPs arithmetic"
+               + ("; (noisy): measured under a load average above the cores or with a latency spread above 25%, so "
+                  "its speed-ups are noise." if any(r.get("noisy") for r in rows) else "."))
     return Table("measured_cost", "Measured cost on this machine", caption, rows, columns, "no cost.json",
                  main=("Method", "Structure", "Sparsity", "Format", *(f"Speed-up b{b}" for b in batches), "Size ratio"),
                  keys=4)
