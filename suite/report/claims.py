@@ -252,6 +252,7 @@ def _row(entry: Entry, groups: Sequence[Group], plan: Plan) -> dict:
            "mdd": stats.NAN, "means": {role: (mean(g.values) if g else stats.NAN) for role, g in chosen.items()},
            "costs": {role: (plan.cost(g) if g else stats.NAN) for role, g in chosen.items()},
            "epochs": {role: (g.epochs if g else stats.NAN) for role, g in chosen.items()},
+           "steps": {role: (g.steps_per_cycle * g.cycles if g else stats.NAN) for role, g in chosen.items()},
            "collapsed": {}, "status": "tested"}
     missing = [role for role, g in chosen.items() if g is None]
     if missing:
@@ -328,10 +329,12 @@ def family_rows(entries: Sequence[Entry], groups: Sequence[Group], plan: Plan) -
 
 def _columns(plan: Plan) -> list[Column]:
     unit = plan.unit
+    trained = "steps" if not math.isnan(plan.unit_steps) else "epochs"  # what a budget is counted in
+    digits = lambda r: 2 if r.get("unit", "points") == "points" else 3  # noqa: E731 (a loss: 3 decimals)
 
     def means(r: dict) -> str:
-        return " vs ".join(fmt(v) for v in r["means"].values()) + (f" vs claim {r['claim']:.2f}"
-                                                                   if r["kind"] == "claim" else "")
+        return " vs ".join(fmt(v, digits(r)) for v in r["means"].values()) + (
+            f" vs claim {r['claim']:.{digits(r)}f}" if r["kind"] == "claim" else "")
 
     def costs(r: dict) -> str:
         return " vs ".join(f"{v:.3g}" if not math.isnan(v) else "–" for v in r["costs"].values())
@@ -339,12 +342,13 @@ def _columns(plan: Plan) -> list[Column]:
     return [Column("Comparison", lambda r: r["entry"], "left"),
             Column("n", lambda r: str(r["n"])),
             Column("Means", means),
-            Column("Epochs", lambda r: " vs ".join(f"{v:g}" if not math.isnan(v) else "–" for v in r["epochs"].values())),
+            Column(trained.capitalize(), lambda r: " vs ".join(f"{v:g}" if not math.isnan(v) else "–"
+                                                               for v in r[trained].values())),
             Column(f"Cost ({unit})", costs),
-            Column("Δ", lambda r: fmt(r["diff"], signed=True)),
-            Column("95% CI", lambda r: fmt_ci(r["ci_low"], r["ci_high"])),
-            Column(f"{100 * (1 - 2 * plan.alpha):g}% CI", lambda r: fmt_ci(r["eq_low"], r["eq_high"])),
-            Column("Smallest detectable Δ", lambda r: fmt(r["mdd"])),
+            Column("Δ", lambda r: fmt(r["diff"], digits(r), signed=True)),
+            Column("95% CI", lambda r: fmt_ci(r["ci_low"], r["ci_high"], digits(r))),
+            Column(f"{100 * (1 - 2 * plan.alpha):g}% CI", lambda r: fmt_ci(r["eq_low"], r["eq_high"], digits(r))),
+            Column("Smallest detectable Δ", lambda r: fmt(r["mdd"], digits(r))),
             Column("Holm p", lambda r: fmt_p(r["p_holm"]) + ("" if math.isnan(r["p_holm"]) else f" (m={r['family_size']})")),
             Column("Verdict", lambda r: r["verdict"], "left")]
 

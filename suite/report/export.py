@@ -17,7 +17,8 @@ from suite.provenance import cpu_name
 from suite.report.load import Group, Run, Skipped, layer_sizes, parse_result, read_cost, read_metrics
 
 EXPORT_FORMAT = "progressive-pruning results export v1"
-METRIC_KEYS = ("round", "epoch", "test_accuracy", "val_accuracy", "sparsity")  # what the figures draw
+METRIC_KEYS = ("round", "epoch", "test_accuracy", "val_accuracy", "sparsity")  # what the figures draw (plus the
+# result's own metric, e.g. test_loss and val_loss, where it is not accuracy)
 FIELD_MEANINGS = {  # what the cost fields of each result mean, written into the export beside them
     "train_flops": "training FLOPs, counted as if sparse kernels skipped every pruned weight (3 x forward per "
                    "example), mask-scoring passes and every round included",
@@ -83,7 +84,9 @@ def export_tree(groups: Sequence[Group], skipped: Sequence[Skipped], sweeps: lis
                 records = read_metrics(run.path)
                 if run.rounds > 1 and run.result_round is not None:
                     records = [r for r in records if int(r.get("round") or 0) == run.result_round]
-                entry["metrics"] = [{k: _short(r.get(k)) for k in METRIC_KEYS} for r in records]
+                keys = METRIC_KEYS + tuple(k for k in (run.metric.name, run.metric.name.replace("test_", "val_", 1))
+                                           if k not in METRIC_KEYS)  # a loss metric's curve too
+                entry["metrics"] = [{k: _short(r.get(k)) for k in keys} for r in records]
                 entry["layer_sizes"] = layer_sizes(run.path)
                 cost = read_cost(run.path)
                 if cost is not None:

@@ -62,8 +62,9 @@ def value_text(value: Any) -> str:
 
 
 MODEL_NAMES = {"lenet300": "LeNet-300-100", "resnet18": "ResNet-18", "vgg_like": "VGG-like", "vgg19": "VGG-19",
-               "tiny_mlp": "tiny MLP", "tiny_cnn": "tiny CNN"}
-DATA_NAMES = {"mnist": "MNIST", "cifar10": "CIFAR-10", "mnist1d": "MNIST-1D", "synthetic": "synthetic data"}
+               "tiny_mlp": "tiny MLP", "tiny_cnn": "tiny CNN", "gpt_char": "character GPT"}
+DATA_NAMES = {"mnist": "MNIST", "cifar10": "CIFAR-10", "mnist1d": "MNIST-1D", "synthetic": "synthetic data",
+              "shakespeare_char": "Tiny Shakespeare", "synthetic_text": "synthetic text"}
 
 
 def readable(model: str, dataset: str) -> str:

@@ -321,7 +321,8 @@ def confirmatory_lines(report: Report) -> list[str]:
     out = []
     for r in table.rows:
         tested = r["status"] == "tested" and not math.isnan(r["diff"])
-        numbers = (f": Δ {fmt(r['diff'], signed=True)} {r.get('unit', 'points')}, n = {r['n']}, "
+        unit = r.get("unit", "points")
+        numbers = (f": Δ {fmt(r['diff'], 2 if unit == 'points' else 3, signed=True)} {unit}, n = {r['n']}, "
                    f"Holm p = {fmt_p(r['p_holm'])}"
                    if tested else "")
         out.append(f"- {r['entry']}{numbers}: **{r['verdict']}**")

@@ -42,8 +42,9 @@ class Table:
 
 COST_MEANING = ("training cost = training FLOPs (counted as if sparse kernels skipped every pruned weight; "
                 "mask-scoring passes included where the result records them) over the FLOPs of ONE dense training "
-                "cycle of the study's base cycle (the shortest epochs per cycle run for that model and data, e.g. "
-                "20-epoch dense cycles: every cost of a table in one unit; absolute FLOPs are in the export); "
+                "cycle of the study's base cycle (the shortest epochs or steps per cycle run for that model and data, "
+                "e.g. 20-epoch dense cycles, named in the column: every cost of a table in one unit; absolute FLOPs "
+                "are in the export); "
                 "core-hours are the measured wall time of dense-masked training on the machine named in the result's 'device', times threads and processes")
 
 
@@ -78,6 +79,7 @@ def group_fields(g: Group) -> dict:
             "higher_is_better": g.metric.higher_is_better,
             "target_sparsity": g.target_sparsity, "settings": g.settings, "budget": g.budget_label,
             "epochs_per_cycle": g.epochs_per_cycle, "epochs_trained": g.epochs, "cycles": g.cycles,
+            "steps_trained": g.steps_per_cycle * g.cycles,  # a budget in optimizer steps (NaN: in epochs)
             "train_cost_x_dense_cycle": g.cost, "cost_unit": g.cost_unit,
             "cost_derived": any(r.cost_derived for r in g.runs),
             "train_flops": mean([r.train_flops for r in g.runs]),
@@ -92,14 +94,19 @@ def _shown(value: Any) -> str:
 
 
 def budget_columns(rows: list[dict], suffix: str = "") -> list[Column]:
-    """Epochs trained and the training cost relative to one dense cycle per row; with a suffix
-    ('_reference') the row's value is shown against the reference's."""
+    """Epochs (or, for a study budgeted in optimizer steps, steps) trained and the training cost in the rows'
+    one unit of dense cycles, named in the header; with a suffix ('_reference') the row's value is shown against
+    the reference's."""
     def pair(key: str, show: Callable[[Any], str]) -> Callable[[dict], str]:
         if not suffix:
-            return lambda r: show(r[key])
-        return lambda r: f"{show(r[key])} vs {show(r[key + suffix])}"
-    return [Column("Epochs", pair("epochs_trained", fmt_epochs)),
-            Column("Cost (dense cycles)", pair("train_cost_x_dense_cycle", fmt_flops))]
+            return lambda r: show(r.get(key))
+        return lambda r: f"{show(r.get(key))} vs {show(r.get(key + suffix))}"
+    in_steps = any(not is_missing(r.get("steps_trained")) for r in rows)
+    units = {r.get("cost_unit") for r in rows} - {None}
+    unit = units.pop() if len(units) == 1 else "dense cycles"
+    return [Column("Steps", pair("steps_trained", fmt_epochs)) if in_steps
+            else Column("Epochs", pair("epochs_trained", fmt_epochs)),
+            Column(f"Cost ({unit})", pair("train_cost_x_dense_cycle", fmt_flops))]
 
 
 def protocol_columns(suffix: str = "") -> list[Column]:
@@ -241,10 +248,11 @@ def summary_table(groups: Sequence[Group], alpha: float) -> Table:
                "the difference of means to the dense baseline of the same model, data and budget. Rounds of an "
                "LTH chain are rows of their own ('round r'); 'final' is the chain's last round, counted once. "
                f"{_folded_text(also, kept)}"
-               "'Budget' is the epochs of one training cycle (groups that differ only in it are separate rows); "
+               "'Budget' is the epochs (or optimizer steps) of one training cycle (groups that differ only in it "
+               "are separate rows); "
                "'Distribution' the layer distribution of the sparsity and 'Init' the initialisation, as the "
-               "results record them ('–': not recorded). 'Epochs' is the number of epochs trained to reach the "
-               f"result (a chain counts every round up to it); 'Cost (dense cycles)' is the {COST_MEANING}; "
+               "results record them ('–': not recorded). 'Epochs' ('Steps') is the number of epochs (steps) "
+               f"trained to reach the result (a chain counts every round up to it); 'Cost' is the {COST_MEANING}; "
                "'x' marks a multiple of one dense cycle (an LTH chain at round 7 cost about 4.2 of them, a "
                "one-cycle sparse method less than 1). Groups with n < 2 are reported without tests. Each group "
                "is named by its method and, in brackets, what differs from the study's common protocol (the "
@@ -288,8 +296,8 @@ def _min_p_text(min_p: float, n: str, alpha: float, p: float) -> str:
     return fmt_p(p)
 
 
-_REFERENCE_FIELDS = ("label", "budget", "epochs_trained", "train_cost_x_dense_cycle", "init", "distribution",
-                     "dense_layers", "cycles")
+_REFERENCE_FIELDS = ("label", "budget", "epochs_trained", "steps_trained", "train_cost_x_dense_cycle", "init",
+                     "distribution", "dense_layers", "cycles")
 
 
 def equal_budget(a: Group, b: Group) -> bool:
@@ -977,8 +985,8 @@ def power_table(head_to_head: Table) -> Table:
                                        "round", "target_sparsity", "settings",
                                        "reference", "reference_group", "n", "n_reference", "primary_test",
                                        "primary_se", "primary_df", "ci_alpha", "family_size", "power", "mdd",
-                                       "epochs_trained", "train_cost_x_dense_cycle", "budget", "distribution",
-                                       "init")})
+                                       "epochs_trained", "steps_trained", "train_cost_x_dense_cycle", "budget",
+                                       "distribution", "init")})
 
     def line(r: dict) -> str:
         name = (f"{family_of(r)} {r['label']} vs {r['label_reference']} · {r['model']} · {r['dataset']} · "
