@@ -66,6 +66,16 @@ def _budgets(groups: Sequence[Group]) -> tuple[list, str]:
     return _values(groups, lambda g: g.first.science.get("train.epochs")), "ep"
 
 
+def _cost_unit(groups: Sequence[Group]) -> str:
+    """The one cost unit of these groups in words ('20-epoch dense cycles'), or 'dense cycles' if they differ."""
+    units = {g.cost_unit for g in groups}
+    return units.pop() if len(units) == 1 else "dense cycles"
+
+
+def _trained_words(groups: Sequence[Group]) -> str:
+    return "steps" if _budgets(groups)[1] == "steps" else "epochs"
+
+
 def family_words(groups: Sequence[Group]) -> str:
     """The budget and init of these groups in words: '20 ep/cycle, kaiming_normal init' ('1000 steps/cycle' for a
     budget in optimizer steps; a range or a list where they differ)."""
@@ -146,10 +156,12 @@ def _title(groups: Sequence[Group], what: str) -> str:
 
 
 def _epochs_text(groups: Sequence[Group]) -> str:
-    values = sorted({g.epochs for g in groups if not math.isnan(g.epochs)})
+    """What these groups trained: '20 ep', '160-380 ep', or '9000 steps' for a budget in optimizer steps."""
+    steps = sorted({g.steps_per_cycle * g.cycles for g in groups if not math.isnan(g.steps_per_cycle)})
+    values, unit = (steps, "steps") if steps else (sorted({g.epochs for g in groups if not math.isnan(g.epochs)}), "ep")
     if not values:
         return ""
-    return f"{values[0]:g} ep" if len(values) == 1 else f"{values[0]:g}-{values[-1]:g} ep"
+    return f"{values[0]:g} {unit}" if len(values) == 1 else f"{values[0]:g}-{values[-1]:g} {unit}"
 
 
 def _cost_text(groups: Sequence[Group]) -> str:
@@ -285,7 +297,7 @@ def plot_tradeoff(groups: Sequence[Group], stem: Path, colors: dict[str, str]) -
                                 "(each on its own scale; points offset sideways)"), fontsize=10)
     _ablation_legend(ax, ablations)
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0),
-              title="group (seeds, epochs trained, cost in dense cycles)", title_fontsize=7)
+              title=f"group (seeds, {_trained_words(groups)} trained, cost in {_cost_unit(groups)})", title_fontsize=7)
     _note_below(fig, ax, notes, "collapsed or broken, off the axis (mean [95% CI]):")
     return _save(fig, stem)
 
@@ -900,7 +912,7 @@ def plot_frontier(groups: Sequence[Group], sparsity: float, stem: Path, colors: 
         ax.set_ylim(*limits)
     _ablation_legend(ax, ablations)
     _cost_axis(ax)
-    ax.set_xlabel("training cost (FLOPs over one dense training cycle, log scale; sparse kernels assumed)")
+    ax.set_xlabel(f"training cost in {_cost_unit(groups)} (training FLOPs, log scale; sparse kernels assumed)")
     ax.set_ylabel(f"final {metric.label}")
     ax.set_title(_title(groups, f"target sparsity {sparsity:g}: {metric.short} (mean, 95% CI) against training "
                                 "cost, every budget run"), fontsize=9)
