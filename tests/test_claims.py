@@ -339,3 +339,19 @@ def test_the_headline_answers_the_title_question_per_source(tmp_path):
     assert line == (f"progressive at 98%, 20 ep/cycle: is its final mask a lottery ticket? yes, a winning "
                     f"ticket: its own init beats a fresh one (ticket − reinit Δ +1.27 points, n = 3, Holm p = "
                     f"{K.fmt_p(p)}).")
+
+
+def test_head_to_head_does_not_t_test_a_group_with_collapsed_seeds():
+    """random's seed 2 sits 37 points under its group's median (a failed draw): its row against progressive is
+    drawn but not t-tested, and Holm's family holds only the tested row (SNIP's)."""
+    from suite.report.tables import COLLAPSED, head_to_head_table
+    prog = _group("progressive", [98.0, 98.1, 98.2], "p")
+    rand = _group("random", [97.0, 60.0, 97.2], "r")
+    snip = _group("snip", [97.5, 97.6, 97.4], "s")
+    rows = {r["label"]: r for r in head_to_head_table([prog, rand, snip], "progressive", 0.05).rows}
+    r, s = rows["random"], rows["snip"]
+    assert (r["primary_test"], r["verdict"]) == (COLLAPSED, "collapsed: not tested")
+    assert math.isnan(r["primary_p"]) and math.isnan(r["primary_p_holm"])
+    assert r["note"].endswith("group seed 2: 37.0 points under the group's median")
+    assert s["primary_test"] == "paired t" and s["family_size"] == 1
+    assert s["primary_p_holm"] == pytest.approx(stats.paired([97.5, 97.6, 97.4], [98.0, 98.1, 98.2]).p, rel=1e-12)

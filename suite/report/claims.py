@@ -22,7 +22,8 @@ from suite.config import dotted_value, read_yaml
 from suite.errors import ConfigError
 from suite.method_facts import default_tree
 from suite.report.fmt import fmt, fmt_ci, fmt_p, fmt_sparsity, mean
-from suite.report.load import ACCURACY, Group, Metric, direction_note, study_metric, unit_text
+from suite.report.load import (ACCURACY, Group, Metric, collapsed_seeds, direction_note, live_per_class, study_metric,
+                               unit_text)
 from suite.report.tables import Column, Table, ablation_source, equivalence_words
 
 KINDS = ("claim", "contrast", "did")
@@ -182,28 +183,6 @@ def select(groups: Sequence[Group], selector: dict, entry: str) -> Group | None:
 
 
 # --- the collapse diagnostic ----------------------------------------------------------------------------
-
-def live_per_class(run) -> list[int] | None:
-    """The output layer's live weights per class of one result (result.json `live_per_class`), or None."""
-    return list(run.live_per_class) if run.live_per_class else None
-
-
-def collapsed_seeds(g: Group, chance_points: float, broken_drop: float) -> dict[int, str]:
-    """Seed -> why it collapsed: a class with no live output weight, an accuracy within chance_points of
-    chance (100 / classes), or broken_drop points under the group's median (one seed's draw failed)."""
-    median = statistics.median(g.accuracies)
-    out = {}
-    for r in g.runs:
-        live = live_per_class(r)
-        classes = len(live) if live else 10
-        if live is not None and min(live) == 0:
-            out[r.seed] = f"a class with no live output weight ({live.index(0)})"
-        elif r.final_accuracy <= 100.0 / classes + chance_points:
-            out[r.seed] = f"at chance ({r.final_accuracy:.1f}%)"
-        elif r.final_accuracy < median - broken_drop:
-            out[r.seed] = f"{median - r.final_accuracy:.1f} points under the group's median"
-    return out
-
 
 def collapse_table(groups: Sequence[Group], plan: Plan) -> Table:
     """Per group: live output weights per class (min and median over seeds and classes), collapsed seeds."""

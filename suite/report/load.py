@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import statistics
 import os
 import re
 from dataclasses import dataclass, field
@@ -540,6 +541,36 @@ class Group:
     def sort_key(self) -> tuple:
         return (self.dataset, self.model, self.budget, self.sparsity_key, self.method,
                 -1 if self.round is None else self.round, self.settings_text)
+
+
+# --- the collapse diagnostic ----------------------------------------------------------------------------
+
+CHANCE_POINTS = 5.0   # a seed within this many accuracy points of chance (100 / classes) has collapsed
+BROKEN_DROP = 10.0    # so has a seed this many points under its group's median (one failed draw)
+
+
+def live_per_class(run: Run) -> list[int] | None:
+    """The output layer's live weights per class of one result (result.json `live_per_class`), or None."""
+    return list(run.live_per_class) if run.live_per_class else None
+
+
+def collapsed_seeds(g: Group, chance_points: float = CHANCE_POINTS,
+                    broken_drop: float = BROKEN_DROP) -> dict[int, str]:
+    """Seed -> why it collapsed: a class with no live output weight, an accuracy within chance_points of
+    chance (100 / classes), or broken_drop points under the group's median (one seed's draw failed). Such a
+    group's spread is not seed noise, so no t-test reads it."""
+    median = statistics.median(g.accuracies)
+    out = {}
+    for r in g.runs:
+        live = live_per_class(r)
+        classes = len(live) if live else 10
+        if live is not None and min(live) == 0:
+            out[r.seed] = f"a class with no live output weight ({live.index(0)})"
+        elif r.final_accuracy <= 100.0 / classes + chance_points:
+            out[r.seed] = f"at chance ({r.final_accuracy:.1f}%)"
+        elif r.final_accuracy < median - broken_drop:
+            out[r.seed] = f"{median - r.final_accuracy:.1f} points under the group's median"
+    return out
 
 
 def group_runs(runs: Sequence[Run], skipped: list[Skipped], root: Path) -> list[Group]:

@@ -177,16 +177,27 @@ def _headline_sections(report: Report) -> list[tuple[str, list[tuple[str, dict]]
         references = " / ".join(sorted({by_id[i].label for i in refs}))
         seeds = max(len(g.runs) for cells in rows_of.values() for g, _ in cells.values())
         metric = first.metric
+        trained = _trained_unit(first)
         caption = (f"**{family_text(first.budget_label, first.protocol('init'))}** "
                    f"({readable(first.model, first.dataset)}, up to {seeds} seeds), against {references}: final "
-                   f"{metric.label}, mean ± SD over seeds; epochs trained (cost in {first.cost_unit}): a chain's "
-                   f"epochs count every round; verdicts from paired/Welch t-tests, Holm within each sparsity of "
+                   f"{metric.label}, mean ± SD over seeds; {trained} trained (cost in {first.cost_unit}): a chain's "
+                   f"{trained} count every round; verdicts from paired/Welch t-tests, Holm within each sparsity of "
                    f"this family" + ("" if metric.higher_is_better else "; lower is better"))
         ordered = sorted(rows_of.items(), key=lambda kv: (
             not any(g.method == ref for g, _ in kv[1].values()), not any(g.method in DENSE for g, _ in kv[1].values()),
             kv[0]))
         sections.append((caption, ordered))
     return sections
+
+
+def _trained_unit(g: Group) -> str:
+    """What a budget is counted in: 'steps' for a study budgeted in optimizer steps, else 'epochs'."""
+    return "epochs" if math.isnan(g.steps_per_cycle) else "steps"
+
+
+def _trained(g: Group) -> float:
+    """Epochs (or optimizer steps) g trained, every round of a chain up to it included."""
+    return g.epochs if math.isnan(g.steps_per_cycle) else g.steps_per_cycle * g.cycles
 
 
 def headline_table(report: Report) -> str:
@@ -199,10 +210,11 @@ def headline_table(report: Report) -> str:
     out = []
     for caption, rows in sections:
         sparsities = sorted({s for _, cells in rows for s in cells if s is not None})
-        metric = next(g for _, cells in rows for g, _ in cells.values()).metric
+        first = next(g for _, cells in rows for g, _ in cells.values())
+        metric = first.metric
         headers = ["Group"]
         for s in sparsities:
-            headers += [f"{100 * s:g}%: {metric.short}", "epochs (cost)", "verdict"]
+            headers += [f"{100 * s:g}%: {metric.short}", f"{_trained_unit(first)} (cost)", "verdict"]
         body = []
         for label, cells in rows:
             line = [label]
@@ -220,9 +232,10 @@ def headline_table(report: Report) -> str:
                 if g.round is not None:
                     cell += f" (round {g.round}, s={g.target_sparsity:.4f})"
                 verdict = ("reference" if row is None and g.method not in DENSE else "dense" if row is None else
+                           row["verdict"] if math.isnan(row["primary_p_holm"]) else
                            f"{row['verdict']} (Holm p {fmt_p(row['primary_p_holm'])})")
                 cost = "" if math.isnan(g.cost) else f" ({g.cost:.3g}x)"
-                line += [cell, f"{g.epochs:g}{cost}", verdict]
+                line += [cell, f"{_trained(g):g}{cost}", verdict]
             body.append(line)
         out += [caption, "", tabulate(body, headers, tablefmt="github", disable_numparse=True), ""]
     return "\n".join(out).rstrip("\n")

@@ -12,8 +12,8 @@ from suite import stats
 from suite.cost_rows import cost_batches, cost_rows
 from suite.report.fmt import (MISSING, fmt, fmt_ci, fmt_epochs, fmt_flops, fmt_p, fmt_sparsity, is_missing, mean,
                               value_text)
-from suite.report.load import (ACCURACY, DENSE, SPARSITY_DECIMALS, Group, Metric, Run, Skipped, direction_note,
-                               study_metric, units)
+from suite.report.load import (ACCURACY, BROKEN_DROP, CHANCE_POINTS, DENSE, SPARSITY_DECIMALS, Group, Metric, Run, Skipped, collapsed_seeds,
+                               direction_note, study_metric, units)
 from suite.report.published import Published, claim_outcome, stated_epochs
 
 @dataclass(frozen=True)
@@ -392,6 +392,9 @@ def _references_for(g: Group, groups: Sequence[Group], reference: str) -> list[G
     return candidates
 
 
+COLLAPSED = "none: collapsed seeds"  # the primary test of a row whose group or reference has collapsed seeds
+
+
 def _contrast_row(g: Group, ref: Group, reference: str, alpha: float,
                   power: float) -> tuple[dict, Callable[[float], stats.TTest]]:
     """One head-to-head row of g against ref before Holm, and its primary test at a given confidence."""
@@ -403,12 +406,18 @@ def _contrast_row(g: Group, ref: Group, reference: str, alpha: float,
     pt = stats.paired(by_seed_a, by_seed_b) if is_paired else None
     u, p_mw = stats.mann_whitney(a, b)
     identical = same_runs(g, ref)
-    primary = "same runs" if identical else ("paired t" if is_paired else "Welch t")
-    p_primary = stats.NAN if identical else (pt.p if pt is not None else w.p)
+    collapsed = {} if identical else {side: seeds for side, seeds in (("group", collapsed_seeds(g)),
+                                                                       ("reference", collapsed_seeds(ref))) if seeds}
+    primary = "same runs" if identical else COLLAPSED if collapsed else ("paired t" if is_paired else "Welch t")
+    p_primary = stats.NAN if identical or collapsed else (pt.p if pt is not None else w.p)
     se, df = stats.paired_se(by_seed_a, by_seed_b) if is_paired else stats.welch_se(a, b)
     note = ""
     if identical:
         note = "same runs: the same trainings, seed for seed, not a comparison"
+    elif collapsed:
+        note = ("collapsed seeds, not t-tested (their spread is not seed noise): "
+                + "; ".join(f"{side} seed {seed}: {why}" for side, seeds in collapsed.items()
+                            for seed, why in seeds.items()))
     elif len(a) < 2 or len(b) < 2:
         note = "n < 2 on one side: no tests"
     elif math.isnan(p_primary):
@@ -450,6 +459,7 @@ def _holm_by_family(rows: list[dict], retest: dict[int, Callable[[float], stats.
         for row, p_adj, level in zip(members, stats.holm(ps), stats.holm_alphas(ps, alpha)):
             row.update({"family": FAMILY, "family_size": m, "primary_p_holm": p_adj, "ci_alpha": level,
                         "verdict": "same runs" if row["primary_test"] == "same runs"
+                        else "collapsed: not tested" if row["primary_test"] == COLLAPSED
                         else stats.verdict(row["diff"], p_adj, alpha, row["higher_is_better"])})
             test = (retest[id(row)](1 - level) if not math.isnan(level)
                     else stats.TTest(row["diff"], stats.NAN, stats.NAN, stats.NAN, stats.NAN, stats.NAN))
@@ -513,7 +523,11 @@ def _head_to_head_caption(reference: str, metric: Metric, alpha: float, power: f
                "not reject gets 1 − alpha/(m − r), the level of the step where Holm stopped after r rejections. "
                "So a CI excludes 0 exactly when the verdict is a difference. Rows whose two groups are the same "
                "trainings (the same experiment and seeds, or an LTH chain's round 0 and dense runs of its settings) "
-               "are not tested: 'same runs' (equal numbers alone never make them so). MDD is the smallest true Δ "
+               "are not tested: 'same runs' (equal numbers alone never make them so). Nor are rows where either "
+               f"side has a collapsed seed ('collapsed: not tested': a class with no live output weight, within "
+               f"{CHANCE_POINTS:g} points of chance accuracy, or {BROKEN_DROP:g} points under its group's median; "
+               "such a spread is a failed draw, not seed noise, so a t-test would misread it; the note names the "
+               "seeds). MDD is the smallest true Δ "
                f"the row's own test detects with {100 * power:g}% power at the row's adjusted level, from its "
                "observed standard error and df. 'Wilcoxon (check)', paired rows only, unadjusted and not used "
                "for the verdict: the exact signed-rank test cannot give p below 2/2^n (0.0625 at n = 5), and "
