@@ -226,6 +226,7 @@ def _row(entry: Entry, groups: Sequence[Group], plan: Plan) -> dict:
     higher = metric.higher_is_better if metric is not None else True
     row = {"entry": entry.name, "kind": entry.kind, "claim": entry.claim, "claim_source": entry.claim_source,
            "higher_is_better": higher, "unit": metric.unit if metric is not None else "points",
+           "cost_unit": plan.unit,
            "groups": {role: (g.id if g else None) for role, g in chosen.items()}, "n": 0, "diff": stats.NAN,
            "ci_low": stats.NAN, "ci_high": stats.NAN, "eq_low": stats.NAN, "eq_high": stats.NAN, "p": stats.NAN,
            "mdd": stats.NAN, "means": {role: (mean(g.values) if g else stats.NAN) for role, g in chosen.items()},

@@ -327,17 +327,23 @@ def cost_commands(costs: list) -> list[str]:
 
 
 def confirmatory_lines(report: Report) -> list[str]:
-    """The declared family's answer, one line per row (empty without a report plan)."""
+    """The declared family's answer, one line per row with both sides' means and training costs in the plan's one
+    unit (empty without a report plan)."""
     table = next((t for t in report.tables if t.name == "confirmatory"), None)
     if table is None:
         return []
     out = []
     for r in table.rows:
-        tested = r["status"] == "tested" and not math.isnan(r["diff"])
         unit = r.get("unit", "points")
-        numbers = (f": Δ {fmt(r['diff'], 2 if unit == 'points' else 3, signed=True)} {unit}, n = {r['n']}, "
-                   f"Holm p = {fmt_p(r['p_holm'])}"
+        d = 2 if unit == "points" else 3
+        tested = r["status"] == "tested" and not math.isnan(r["diff"])
+        numbers = (f": Δ {fmt(r['diff'], d, signed=True)} {unit}, n = {r['n']}, Holm p = {fmt_p(r['p_holm'])}"
                    if tested else "")
+        sides = [(fmt(m, d), c) for m, c in zip(r["means"].values(), r["costs"].values())]
+        if tested:
+            shown = " vs ".join(f"{m}" + ("" if math.isnan(c) else f" at {c:.3g}") for m, c in sides)
+            claim = f" vs the claim {r['claim']:.{d}f}" if r["kind"] == "claim" else ""
+            numbers += f" ({shown}{claim}; costs in {r.get('cost_unit', 'dense cycles')})"
         out.append(f"- {r['entry']}{numbers}: **{r['verdict']}**")
     return ["Confirmatory answer (the declared family, Holm over it; every other number is exploratory):", "", *out]
 
