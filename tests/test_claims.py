@@ -355,3 +355,15 @@ def test_head_to_head_does_not_t_test_a_group_with_collapsed_seeds():
     assert r["note"].endswith("group seed 2: 37.0 points under the group's median")
     assert s["primary_test"] == "paired t" and s["family_size"] == 1
     assert s["primary_p_holm"] == pytest.approx(stats.paired([97.5, 97.6, 97.4], [98.0, 98.1, 98.2]).p, rel=1e-12)
+
+
+def test_a_report_plan_states_the_one_margin_of_every_table():
+    """With a plan, the equivalence tables use the plan's margin (0.3 points for MNIST), and another --margin
+    beside it is one error line naming both."""
+    from suite import report
+    plan = K.load_plan(PLAN)
+    built = report.build_report(EXPORT, plan=plan)
+    assert built.meta["margin"] == 0.3 and {r["margin"] for r in built.table("equivalence").rows} == {0.3}
+    with pytest.raises(ConfigError, match=r"^--margin 0.1 differs from the report plan's one margin 0.3 "
+                                          r"\(lenet300_mnist.yaml\); leave --margin out or change the plan$"):
+        report.build_report(EXPORT, margin=0.1, plan=plan)

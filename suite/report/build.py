@@ -66,11 +66,17 @@ def _add_warnings(meta: dict, head: Table, tables: list[Table]) -> None:
 def build_report(root: Path, reference: str = "progressive", alpha: float = 0.05, margin: float | None = None,
                  published: Sequence[Published] = (), plan: Plan | None = None) -> Report:
     """Read RUNS_DIR and compute every table; raises ConfigError when there is nothing to report. The margin
-    (None: the metric's own, 0.1 accuracy points or 0.01 nats) is in the study metric's units."""
+    (None: a plan's one margin, else the metric's own, 0.1 accuracy points or 0.01 nats) is in the study metric's
+    units; a report plan states the ONE margin of every table, so another --margin beside it is an error."""
     if not 0 < alpha < 0.5:
         raise ConfigError(f"--alpha must be in (0, 0.5), got {alpha}")
     if margin is not None and not margin > 0:
         raise ConfigError(f"--margin must be positive (in the metric's units), got {margin}")
+    if plan is not None:
+        if margin is not None and margin != plan.margin:
+            raise ConfigError(f"--margin {margin:g} differs from the report plan's one margin {plan.margin:g} "
+                              f"({plan.path.name}); leave --margin out or change the plan")
+        margin = plan.margin
     if not root.exists():
         raise ConfigError(f"runs directory not found: {root}")
     runs, skipped, recorded, root = _read_runs(root)
