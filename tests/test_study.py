@@ -15,7 +15,8 @@ from helpers import ROOT, env
 pytestmark = pytest.mark.slow  # a real study: 3 methods x 3 seeds trained
 
 TINY = ["data.name=synthetic", "model.name=tiny_mlp", "train.epochs=3", "train.batch_size=64", "train.lr=0.05",
-        "prune.target_sparsity=0.8", "wandb.mode=disabled"]
+        "prune.target_sparsity=0.5", "wandb.mode=disabled"]  # at 0.8 random sits at chance on this tiny MLP (11-21%):
+# a collapsed group, which the head-to-head shows but does not t-test
 SEEDS = (42, 123, 456)
 
 
@@ -63,7 +64,7 @@ def test_summary_equals_recomputation_from_result_files(study):
         assert row["ci_high"] == pytest.approx(acc.mean() + half, abs=1e-9)
     dense = np.mean(_accuracies(study, "dense"))
     assert table["progressive"]["diff_dense"] == pytest.approx(np.mean(_accuracies(study, "progressive")) - dense, abs=1e-12)
-    assert table["random"]["target_sparsity"] == 0.8 and table["dense"]["target_sparsity"] == 0.0
+    assert table["random"]["target_sparsity"] == 0.5 and table["dense"]["target_sparsity"] == 0.0
 
 
 def test_head_to_head_is_paired_over_the_same_seeds(study):
