@@ -7,7 +7,7 @@ from typing import Sequence
 
 from suite.errors import ConfigError
 from suite.report.export import load_export, machine, sweep_records
-from suite.report.fmt import fmt, fmt_epochs, fmt_p, is_missing, readable
+from suite.report.fmt import fmt, fmt_p, is_missing, readable
 from suite.report.load import Group, Skipped, group_runs, code_warnings, scan_runs, study_metric
 from suite.report.labels import study_labels
 from suite.report.claims import Plan, declaration, plan_tables, ticket_lines
@@ -149,8 +149,7 @@ def headline(report: Report) -> list[str]:
             test = "no test (n < 2 or no spread)"
         else:
             test = f"{r['primary_test']}, Holm p = {fmt_p(p)} (m={r['family_size']}): {r['verdict']}"
-        epochs = ("equal epochs" if r["equal_epochs"] else
-                  f"{fmt_epochs(r['epochs_trained'])} vs {fmt_epochs(r['epochs_trained_reference'])} epochs")
+        epochs = _trained_pair(r)
         cost = (f"{epochs}, training cost {_cost(r['train_cost_x_dense_cycle'])} vs "
                 f"{_cost(r['train_cost_x_dense_cycle_reference'])} in {r['cost_unit']}")
         family = family_of({**r, "target_sparsity": r["reference_sparsity"], "budget": r.get("budget_reference"),
@@ -172,10 +171,7 @@ def answers(rows: Sequence[dict], ref: str) -> list[str]:
         first = at[0]
 
         def names(verdict: str) -> str:
-            return ", ".join(f"{r['label']} ({_cost(r['train_cost_x_dense_cycle'])}, "
-                             + ("equal epochs" if r["equal_epochs"] else
-                                f"{fmt_epochs(r['epochs_trained'])} vs {fmt_epochs(r['epochs_trained_reference'])} "
-                                "epochs") + ")"
+            return ", ".join(f"{r['label']} ({_cost(r['train_cost_x_dense_cycle'])}, {_trained_pair(r)})"
                              for r in at if r["verdict"] == verdict)
         parts = [f"{words} {names(verdict)}" for words, verdict in
                  (("better than", "worse"), ("worse than", "better"),
@@ -205,3 +201,8 @@ def results_sentence(meta: dict) -> str:
                  "grouped over seeds like a run)")
     return text
 
+
+def _trained_pair(r: dict) -> str:
+    """What the two sides of a head-to-head row trained: 'equal epochs', '160 vs 20 epochs', 'equal steps',
+    '8200 vs 1000 steps' (the row's budget pairing, less its cost ratio)."""
+    return r["budget_pairing"].rsplit(", cost ratio", 1)[0]

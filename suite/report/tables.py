@@ -311,7 +311,11 @@ EQUAL_EPOCHS = "equal epochs"  # what is equal: total epochs trained, not traini
 def budget_pairing(g: Group, ref: Group) -> str:
     """'equal epochs' or 'A vs B epochs', with the training-cost ratio of g to the reference (both in the one
     cost unit): equal epochs are not an equal cost when one side trains fewer weights."""
-    epochs = EQUAL_EPOCHS if equal_budget(g, ref) else f"{fmt_epochs(g.epochs)} vs {fmt_epochs(ref.epochs)} epochs"
+    if not (math.isnan(g.steps_per_cycle) or math.isnan(ref.steps_per_cycle)):  # budgets in optimizer steps
+        a, b = g.steps_per_cycle * g.cycles, ref.steps_per_cycle * ref.cycles
+        epochs = "equal steps" if abs(a - b) < 1e-6 else f"{fmt_epochs(a)} vs {fmt_epochs(b)} steps"
+    else:
+        epochs = EQUAL_EPOCHS if equal_budget(g, ref) else f"{fmt_epochs(g.epochs)} vs {fmt_epochs(ref.epochs)} epochs"
     if math.isnan(g.cost) or math.isnan(ref.cost) or ref.cost == 0:
         return f"{epochs}, cost ratio –"
     return f"{epochs}, cost ratio {g.cost / ref.cost:.3g}x"
