@@ -149,7 +149,7 @@ def headline(report: Report) -> list[str]:
             test = "no test (n < 2 or no spread)"
         else:
             test = f"{r['primary_test']}, Holm p = {fmt_p(p)} (m={r['family_size']}): {r['verdict']}"
-        epochs = _trained_pair(r)
+        epochs = r["trained_pair"]
         cost = (f"{epochs}, training cost {_cost(r['train_cost_x_dense_cycle'])} vs "
                 f"{_cost(r['train_cost_x_dense_cycle_reference'])} in {r['cost_unit']}")
         family = family_of({**r, "target_sparsity": r["reference_sparsity"], "budget": r.get("budget_reference"),
@@ -171,7 +171,7 @@ def answers(rows: Sequence[dict], ref: str) -> list[str]:
         first = at[0]
 
         def names(verdict: str) -> str:
-            return ", ".join(f"{r['label']} ({_cost(r['train_cost_x_dense_cycle'])}, {_trained_pair(r)})"
+            return ", ".join(f"{r['label']} ({_cost(r['train_cost_x_dense_cycle'])}, {r['trained_pair']})"
                              for r in at if r["verdict"] == verdict)
         parts = [f"{words} {names(verdict)}" for words, verdict in
                  (("better than", "worse"), ("worse than", "better"),
@@ -200,9 +200,3 @@ def results_sentence(meta: dict) -> str:
                  f"{meta['chains']} {methods} chains: each round of a chain is a sparsity point of its own, "
                  "grouped over seeds like a run)")
     return text
-
-
-def _trained_pair(r: dict) -> str:
-    """What the two sides of a head-to-head row trained: 'equal epochs', '160 vs 20 epochs', 'equal steps',
-    '8200 vs 1000 steps' (the row's budget pairing, less its cost ratio)."""
-    return r["budget_pairing"].rsplit(", cost ratio", 1)[0]

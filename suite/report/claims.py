@@ -222,17 +222,16 @@ def _paired_values(a: Group, b: Group) -> tuple[list[float], list[float]]:
 
 def _row(entry: Entry, groups: Sequence[Group], plan: Plan) -> dict:
     chosen = {role: select(groups, sel, entry.name) for role, sel in entry.groups.items()}
-    metric = next((g.metric for g in chosen.values() if g is not None), None)
-    higher = metric.higher_is_better if metric is not None else True
+    metric = next((g.metric for g in chosen.values() if g is not None), ACCURACY)
+    higher = metric.higher_is_better
     row = {"entry": entry.name, "kind": entry.kind, "claim": entry.claim, "claim_source": entry.claim_source,
-           "higher_is_better": higher, "unit": metric.unit if metric is not None else "points",
-           "cost_unit": plan.unit,
+           "higher_is_better": higher, "unit": metric.unit, "digits": metric.digits, "cost_unit": plan.unit,
            "groups": {role: (g.id if g else None) for role, g in chosen.items()}, "n": 0, "diff": stats.NAN,
            "ci_low": stats.NAN, "ci_high": stats.NAN, "eq_low": stats.NAN, "eq_high": stats.NAN, "p": stats.NAN,
            "mdd": stats.NAN, "means": {role: (mean(g.values) if g else stats.NAN) for role, g in chosen.items()},
            "costs": {role: (plan.cost(g) if g else stats.NAN) for role, g in chosen.items()},
            "epochs": {role: (g.epochs if g else stats.NAN) for role, g in chosen.items()},
-           "steps": {role: (g.steps_per_cycle * g.cycles if g else stats.NAN) for role, g in chosen.items()},
+           "steps": {role: (g.steps_trained if g else stats.NAN) for role, g in chosen.items()},
            "collapsed": {}, "status": "tested"}
     missing = [role for role, g in chosen.items() if g is None]
     if missing:
@@ -310,7 +309,7 @@ def family_rows(entries: Sequence[Entry], groups: Sequence[Group], plan: Plan) -
 def _columns(plan: Plan) -> list[Column]:
     unit = plan.unit
     trained = "steps" if not math.isnan(plan.unit_steps) else "epochs"  # what a budget is counted in
-    digits = lambda r: 2 if r.get("unit", "points") == "points" else 3  # noqa: E731 (a loss: 3 decimals)
+    digits = lambda r: r.get("digits", 2)  # noqa: E731 (the metric's own: a loss shows 3 decimals)
 
     def means(r: dict) -> str:
         return " vs ".join(fmt(v, digits(r)) for v in r["means"].values()) + (

@@ -157,7 +157,7 @@ def _title(groups: Sequence[Group], what: str) -> str:
 
 def _epochs_text(groups: Sequence[Group]) -> str:
     """What these groups trained: '20 ep', '160-380 ep', or '9000 steps' for a budget in optimizer steps."""
-    steps = sorted({g.steps_per_cycle * g.cycles for g in groups if not math.isnan(g.steps_per_cycle)})
+    steps = sorted({g.steps_trained for g in groups if not math.isnan(g.steps_trained)})
     values, unit = (steps, "steps") if steps else (sorted({g.epochs for g in groups if not math.isnan(g.epochs)}), "ep")
     if not values:
         return ""

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import json
 import math
-import statistics
 import os
 import re
+import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
@@ -240,7 +240,8 @@ def _cost_and_protocol(data: dict) -> dict:
     if distribution is None and isinstance(science, dict):  # older results: their science settings list
         distribution = _text(science.get("prune.distribution", "global"))  # every non-default, so absent = global
     steps = _number(science.get("train.steps")) if isinstance(science, dict) else stats.NAN
-    return {"epochs_per_cycle": epochs, "steps_per_cycle": steps, "cycles": cycles, "cost_x_dense_cycle": cost, "cost_derived": derived,
+    return {"epochs_per_cycle": epochs, "steps_per_cycle": steps, "cycles": cycles, "cost_x_dense_cycle": cost,
+            "cost_derived": derived,
             "train_flops": _number(data.get("train_flops")), "scoring_flops": _number(data.get("scoring_flops")),
             "core_hours": _number(data.get("core_hours")), "device": _text(data.get("device")),
             "init": _text(data.get("init")), "distribution": distribution,
@@ -522,6 +523,17 @@ class Group:
     @property
     def steps_per_cycle(self) -> float:
         return mean([r.steps_per_cycle for r in self.runs])
+
+    @property
+    def steps_trained(self) -> float:
+        """Optimizer steps trained where the budget is in steps (every round of a chain up to this one, a rewound
+        round counting the steps it ran: LTH's 9 rounds of 1,000 rewound to step 100 are 8,200); NaN otherwise."""
+        return self.steps_per_cycle * self.cycles
+
+    @property
+    def trained(self) -> tuple[float, str]:
+        """What the group trained, in its budget's unit: (8200, 'steps') or (160, 'epochs')."""
+        return (self.epochs, "epochs") if math.isnan(self.steps_per_cycle) else (self.steps_trained, "steps")
 
     @property
     def budget_label(self) -> str:

@@ -177,7 +177,7 @@ def _headline_sections(report: Report) -> list[tuple[str, list[tuple[str, dict]]
         references = " / ".join(sorted({by_id[i].label for i in refs}))
         seeds = max(len(g.runs) for cells in rows_of.values() for g, _ in cells.values())
         metric = first.metric
-        trained = _trained_unit(first)
+        trained = first.trained[1]
         caption = (f"**{family_text(first.budget_label, first.protocol('init'))}** "
                    f"({readable(first.model, first.dataset)}, up to {seeds} seeds), against {references}: final "
                    f"{metric.label}, mean ± SD over seeds; {trained} trained (cost in {first.cost_unit}): a chain's "
@@ -188,16 +188,6 @@ def _headline_sections(report: Report) -> list[tuple[str, list[tuple[str, dict]]
             kv[0]))
         sections.append((caption, ordered))
     return sections
-
-
-def _trained_unit(g: Group) -> str:
-    """What a budget is counted in: 'steps' for a study budgeted in optimizer steps, else 'epochs'."""
-    return "epochs" if math.isnan(g.steps_per_cycle) else "steps"
-
-
-def _trained(g: Group) -> float:
-    """Epochs (or optimizer steps) g trained, every round of a chain up to it included."""
-    return g.epochs if math.isnan(g.steps_per_cycle) else g.steps_per_cycle * g.cycles
 
 
 def headline_table(report: Report) -> str:
@@ -214,7 +204,7 @@ def headline_table(report: Report) -> str:
         metric = first.metric
         headers = ["Group"]
         for s in sparsities:
-            headers += [f"{100 * s:g}%: {metric.short}", f"{_trained_unit(first)} (cost)", "verdict"]
+            headers += [f"{100 * s:g}%: {metric.short}", f"{first.trained[1]} (cost)", "verdict"]
         body = []
         for label, cells in rows:
             line = [label]
@@ -235,7 +225,7 @@ def headline_table(report: Report) -> str:
                            row["verdict"] if math.isnan(row["primary_p_holm"]) else
                            f"{row['verdict']} (Holm p {fmt_p(row['primary_p_holm'])})")
                 cost = "" if math.isnan(g.cost) else f" ({g.cost:.3g}x)"
-                line += [cell, f"{_trained(g):g}{cost}", verdict]
+                line += [cell, f"{g.trained[0]:g}{cost}", verdict]
             body.append(line)
         out += [caption, "", tabulate(body, headers, tablefmt="github", disable_numparse=True), ""]
     return "\n".join(out).rstrip("\n")
@@ -334,8 +324,7 @@ def confirmatory_lines(report: Report) -> list[str]:
         return []
     out = []
     for r in table.rows:
-        unit = r.get("unit", "points")
-        d = 2 if unit == "points" else 3
+        unit, d = r.get("unit", "points"), r.get("digits", 2)
         tested = r["status"] == "tested" and not math.isnan(r["diff"])
         numbers = (f": Δ {fmt(r['diff'], d, signed=True)} {unit}, n = {r['n']}, Holm p = {fmt_p(r['p_holm'])}"
                    if tested else "")

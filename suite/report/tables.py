@@ -79,7 +79,7 @@ def group_fields(g: Group) -> dict:
             "higher_is_better": g.metric.higher_is_better,
             "target_sparsity": g.target_sparsity, "settings": g.settings, "budget": g.budget_label,
             "epochs_per_cycle": g.epochs_per_cycle, "epochs_trained": g.epochs, "cycles": g.cycles,
-            "steps_trained": g.steps_per_cycle * g.cycles,  # a budget in optimizer steps (NaN: in epochs)
+            "steps_trained": g.steps_trained,  # a budget in optimizer steps (NaN: in epochs)
             "train_cost_x_dense_cycle": g.cost, "cost_unit": g.cost_unit,
             "cost_derived": any(r.cost_derived for r in g.runs),
             "train_flops": mean([r.train_flops for r in g.runs]),
@@ -308,14 +308,19 @@ def equal_budget(a: Group, b: Group) -> bool:
 EQUAL_EPOCHS = "equal epochs"  # what is equal: total epochs trained, not training FLOPs or time
 
 
+def trained_pair(g: Group, ref: Group) -> str:
+    """What both sides trained: 'equal epochs', '160 vs 20 epochs', or for budgets in optimizer steps
+    'equal steps', '8200 vs 1000 steps'."""
+    if not (math.isnan(g.steps_trained) or math.isnan(ref.steps_trained)):
+        a, b = g.steps_trained, ref.steps_trained
+        return "equal steps" if abs(a - b) < 1e-6 else f"{fmt_epochs(a)} vs {fmt_epochs(b)} steps"
+    return EQUAL_EPOCHS if equal_budget(g, ref) else f"{fmt_epochs(g.epochs)} vs {fmt_epochs(ref.epochs)} epochs"
+
+
 def budget_pairing(g: Group, ref: Group) -> str:
-    """'equal epochs' or 'A vs B epochs', with the training-cost ratio of g to the reference (both in the one
-    cost unit): equal epochs are not an equal cost when one side trains fewer weights."""
-    if not (math.isnan(g.steps_per_cycle) or math.isnan(ref.steps_per_cycle)):  # budgets in optimizer steps
-        a, b = g.steps_per_cycle * g.cycles, ref.steps_per_cycle * ref.cycles
-        epochs = "equal steps" if abs(a - b) < 1e-6 else f"{fmt_epochs(a)} vs {fmt_epochs(b)} steps"
-    else:
-        epochs = EQUAL_EPOCHS if equal_budget(g, ref) else f"{fmt_epochs(g.epochs)} vs {fmt_epochs(ref.epochs)} epochs"
+    """What both sides trained (trained_pair), with the training-cost ratio of g to the reference (both in the
+    one cost unit): equal epochs are not an equal cost when one side trains fewer weights."""
+    epochs = trained_pair(g, ref)
     if math.isnan(g.cost) or math.isnan(ref.cost) or ref.cost == 0:
         return f"{epochs}, cost ratio –"
     return f"{epochs}, cost ratio {g.cost / ref.cost:.3g}x"
@@ -444,7 +449,8 @@ def _contrast_row(g: Group, ref: Group, reference: str, alpha: float,
         "hedges_g": stats.hedges_g(a, b), "alpha": alpha, "power": power, "note": note,
         "reference_sparsity": ref.target_sparsity, **{f"{k}_reference": v for k, v in group_fields(ref).items()
                                                       if k in _REFERENCE_FIELDS},
-        "budget_pairing": budget_pairing(g, ref), "protocol_differs": protocol_differences(g, ref),
+        "trained_pair": trained_pair(g, ref), "budget_pairing": budget_pairing(g, ref),
+        "protocol_differs": protocol_differences(g, ref),
         "equal_epochs": equal_budget(g, ref), "code_differs": code_differs(g, ref),
     }
     return row, (functools.partial(stats.paired, by_seed_a, by_seed_b) if is_paired
