@@ -1,6 +1,7 @@
 """Running the real CLI as a subprocess, the way users and the sweep run it."""
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -235,3 +236,17 @@ def assert_untouched(model, before):
         if grads[n] is not None:
             assert torch.equal(grads[n], before[2][n]), n
     assert needs == before[3]
+
+
+@contextlib.contextmanager
+def tmpfs(folder: Path, options: str, why_skip: str):
+    """`folder` with a tmpfs mounted on it (mount -o options; needs root), unmounted afterwards; the test is
+    skipped with why_skip where mounting is not allowed."""
+    import pytest
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(folder)], capture_output=True)
+    if done.returncode != 0:
+        pytest.skip(why_skip)
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", str(folder)], capture_output=True)

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from helpers import (LONG, ROOT, TINY, cli, copy_run, env, epoch_of, interrupt, metrics, one_error, result, run_main,
-                     same_run, snapshot)
+                     same_run, snapshot, tmpfs)
 import launch as S
 from suite import report as R
 from suite import run as RUN
@@ -398,13 +398,8 @@ def small_disk(tmp_path):
     """A 64 KiB tmpfs: room for config.json, not for a checkpoint (needs root and mount)."""
     folder = tmp_path / "disk"
     folder.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(folder)], capture_output=True)
-    if done.returncode != 0:
-        pytest.skip("no tmpfs mount allowed here (needs root)")
-    try:
+    with tmpfs(folder, "size=64k", "no tmpfs mount allowed here (needs root)"):
         yield folder
-    finally:
-        subprocess.run(["umount", str(folder)], capture_output=True)
 
 
 def test_full_disk_says_no_space_left_on_the_folder(small_disk, capsys):

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import LONG, ROOT, TINY, a_file, cli, copy_run, env, one_error, result
+from helpers import LONG, ROOT, TINY, a_file, cli, copy_run, env, one_error, result, tmpfs
 import launch as S
 from suite import run as RUN
 from suite.exits import EXIT_BAD_INPUT, EXIT_FAILED
@@ -52,13 +52,8 @@ def read_only_folder(tmp_path):
         yield folder
         folder.chmod(0o755)
         return
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(folder)], capture_output=True)
-    if done.returncode != 0:
-        pytest.skip("root, and no read-only mount allowed here")
-    try:
+    with tmpfs(folder, "ro,size=1m", "root, and no read-only mount allowed here"):
         yield folder
-    finally:
-        subprocess.run(["umount", str(folder)], capture_output=True)
 
 
 @pytest.mark.parametrize("main,argv", [(RUN.main, TINY), (S.main, ["configs/sweeps/quickstart.yaml"])],
