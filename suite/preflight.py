@@ -29,8 +29,9 @@ def known_spec(cfg: DataConfig) -> tuple[tuple[int, ...], int, int] | None:
 
 
 @functools.lru_cache(maxsize=None)  # a sweep asks once per model and data shape
-def prunable_shapes(model: ModelConfig, input_shape: tuple[int, ...], classes: int, keep_first_dense: bool,
-                    keep_last_dense: bool, include: tuple[str, ...] = ()) -> dict[str, tuple[int, ...]]:
+def prunable_shapes(model: ModelConfig, data: str, input_shape: tuple[int, ...], classes: int,
+                    keep_first_dense: bool, keep_last_dense: bool,
+                    include: tuple[str, ...] = ()) -> dict[str, tuple[int, ...]]:
     """The shape of each prunable weight of the configured model, built once on the CPU (the meta
     device would import torch's reference ops, ~5 s) with the caller's RNG state left as it was."""
     import torch
@@ -39,36 +40,35 @@ def prunable_shapes(model: ModelConfig, input_shape: tuple[int, ...], classes: i
     from suite.masks import prunable_weights
     from suite.models import build_model
     with torch.random.fork_rng(devices=[]):
-        net = build_model(model.name, DataSpec("preflight", input_shape, classes, 1, 1), config=model)
+        net = build_model(model.name, DataSpec(data, input_shape, classes, 1, 1), config=model)
     return {n: tuple(w.shape) for n, w in prunable_weights(net, keep_first_dense, keep_last_dense, include).items()}
 
 
 def check_run(cfg: Config, files: bool = True) -> None:
     """Everything about `cfg` that can fail before data is loaded: ConfigError naming the key."""
+    from suite.datasets import dataset
     from suite.methods import method_class
 
     if files:
         problem = data_files_problem(cfg.data)
         if problem:
             raise ConfigError(problem)
+    problem = dataset(cfg.data.name).split_problem(cfg.data)  # the split's fault, not the batch's
+    if problem:
+        raise ConfigError(problem)
     spec = known_spec(cfg.data)
     if spec is None:
         return
     shape, classes, n_train = spec
-    val_size = cfg.data.val_size
-    if val_size and n_train < 1:  # the split's fault, not the batch's
-        from suite.datasets import dataset
-        raise ConfigError(f"data.val_size: {val_size} leaves no training examples of {cfg.data.name} (it has "
-                          f"{dataset(cfg.data.name).known(cfg.data)[2]} before the split); set a smaller data.val_size")
     if cfg.train.batch_size > n_train:
-        held = f" after data.val_size={val_size} held out" if val_size else ""
+        held = f" after data.val_size={cfg.data.val_size} held out" if cfg.data.val_size else ""
         raise ConfigError(f"train.batch_size: {cfg.train.batch_size} is larger than the training set "
                           f"({n_train} examples{held})")
     target = cfg.prune.target_sparsity
     method = method_class(cfg.method)
     if not method.prunes or target == 0:
         return
-    shapes = prunable_shapes(cfg.model, tuple(shape), classes, cfg.prune.keep_first_dense,
+    shapes = prunable_shapes(cfg.model, cfg.data.name, tuple(shape), classes, cfg.prune.keep_first_dense,
                              cfg.prune.keep_last_dense, cfg.prune.include)
     n = sum(math.prod(s) for s in shapes.values())
     if n and round(target * n) >= n:

@@ -21,3 +21,28 @@ def test_a_validation_split_that_takes_the_whole_training_set_is_blamed_on_val_s
     assert _refused("data.val_size=3900") == ("train.batch_size: 128 is larger than the training set (100 "
                                               "examples after data.val_size=3900 held out)")
     check_run(E.load_config(None, ["data.val_size=3872"]), files=False)  # 128 left: one batch
+
+
+def test_a_text_split_with_no_window_is_refused_before_any_folder_with_the_key_to_blame():
+    """A 1e8-character context was blamed on train.batch_size ("0 examples"); a 2-character validation
+    text was refused only after the run folder and its W&B run were made. Tiny Shakespeare's sizes
+    are known without its file: 1,115,394 characters, 1,003,854 of them train, 111,540 test."""
+    gpt = ["model.name=gpt_char", "data.name=shakespeare_char", "train.batch_size=12"]
+    assert _refused(*gpt, "data.context=100000000") == (
+        "data.context: 100000000 is longer than shakespeare_char's training or test text (1003854 / 111540 characters)")
+    assert _refused(*gpt, "data.context=111540") == (  # the test text holds 111,539 targets: no window of 111,540
+        "data.context: 111540 is longer than shakespeare_char's training or test text (1003854 / 111540 characters)")
+    check_run(E.load_config(None, ["model.name=gpt_char", "data.name=shakespeare_char", "train.batch_size=9",
+                                   "data.context=111539"]), files=False)  # one test window, 9 training ones
+    assert _refused(*gpt, "data.context=64", "data.val_size=64") == (
+        "data.val_size: 64 characters hold no window of data.context=64 (at least 65)")
+    check_run(E.load_config(None, [*gpt, "data.context=64", "data.val_size=65"]), files=False)
+    assert _refused(*gpt, "data.context=64", "data.val_size=1003790") == (
+        "data.val_size: 1003790 characters leave fewer than a window of training text (shakespeare_char trains on "
+        "1003854 characters, data.context is 64)")
+
+
+def test_a_model_refused_by_the_data_names_the_dataset():
+    """The preflight's model build named the dataset 'preflight'."""
+    assert _refused("model.name=gpt_char", "data.name=mnist1d") == (
+        "model 'gpt_char' needs token windows (context,); dataset 'mnist1d' gives (1, 40)")

@@ -40,6 +40,15 @@ class Dataset:
         known = self.known(cfg)
         return None if known is None else known[2] - cfg.val_size
 
+    def split_problem(self, cfg: DataConfig) -> str | None:
+        """Why the configured split leaves a part empty (one line), known without loading; None when
+        it does not or the sizes are unknown."""
+        known = self.known(cfg)
+        if cfg.val_size and known is not None and known[2] - cfg.val_size < 1:
+            return (f"data.val_size: {cfg.val_size} leaves no training examples of {self.name} (it has "
+                    f"{known[2]} before the split); set a smaller data.val_size")
+        return None
+
     def load(self, cfg: DataConfig) -> Source:
         """The whole dataset in memory, checked; one ConfigError line when it cannot be."""
         raise NotImplementedError

@@ -49,27 +49,37 @@ def windows(n_chars: int, context: int) -> int:
     return max(0, (n_chars - 1) // context)
 
 
+def split_problem(name: str, n_chars: int, context: int, val_size: int) -> str | None:
+    """Why a text of `n_chars` characters split 90% / 10%, `val_size` of the training part held out,
+    leaves a part with no window of `context` (one line), or None."""
+    n_train = int(n_chars * TRAIN_FRACTION)
+    if val_size and val_size >= n_train - context:
+        return (f"data.val_size: {val_size} characters leave fewer than a window of training text "
+                f"({name} trains on {n_train} characters, data.context is {context})")
+    if val_size and windows(val_size, context) < 1:
+        return f"data.val_size: {val_size} characters hold no window of data.context={context} (at least {context + 1})"
+    train, test = n_train - val_size, n_chars - n_train
+    if train <= context or windows(test, context) < 1:
+        return (f"data.context: {context} is longer than {name}'s training or test text "
+                f"({train} / {test} characters)")
+    return None
+
+
 def text_source(name: str, text: str, context: int, val_size: int = 0) -> TextSource:
     """Tokenise `text` (vocabulary: its sorted distinct characters) and split it: 90% / 10%, then
     `val_size` characters off the end of the training text; one ConfigError line when a split
     holds no window."""
+    problem = split_problem(name, len(text), context, val_size)
+    if problem:
+        raise ConfigError(problem)
     vocab = "".join(sorted(set(text)))
     lookup = {c: i for i, c in enumerate(vocab)}
     ids = torch.tensor([lookup[c] for c in text], dtype=torch.int64)
     n_train = int(len(ids) * TRAIN_FRACTION)
     train, test = ids[:n_train], ids[n_train:]
-    if val_size and val_size >= n_train - context:
-        raise ConfigError(f"data.val_size: {val_size} characters leave fewer than a window of training text "
-                          f"({name} trains on {n_train} characters, data.context is {context})")
     val = None
     if val_size:
         train, val = train[: n_train - val_size], train[n_train - val_size:]
-        if windows(len(val), context) < 1:
-            raise ConfigError(f"data.val_size: {val_size} characters hold no window of data.context={context} "
-                              f"(at least {context + 1})")
-    if len(train) <= context or windows(len(test), context) < 1:
-        raise ConfigError(f"data.context: {context} is longer than {name}'s training or test text "
-                          f"({len(train)} / {len(test)} characters)")
     spec = DataSpec(name, (context,), len(vocab), len(train) // context, windows(len(test), context),
                     windows(len(val), context) if val is not None else 0)
     return TextSource(spec, vocab, train, test, val)
@@ -150,6 +160,10 @@ class TextDataset(Dataset):
     def n_train(self, cfg: DataConfig) -> int | None:
         n = self.n_chars(cfg)
         return None if n is None else (int(n * TRAIN_FRACTION) - cfg.val_size) // cfg.context
+
+    def split_problem(self, cfg: DataConfig) -> str | None:
+        n = self.n_chars(cfg)
+        return None if n is None else split_problem(self.name, n, cfg.context, cfg.val_size)
 
     def load(self, cfg: DataConfig) -> TextSource:
         return text_source(self.name, self.text(cfg), cfg.context, cfg.val_size)
