@@ -4,7 +4,6 @@ all ask it)."""
 from __future__ import annotations
 
 import contextlib
-import errno
 import fcntl
 import io
 import json
@@ -24,23 +23,27 @@ os.umask(_UMASK)
 
 
 def atomic_write(path: Path, write) -> None:
-    """Write through a temp file in the same folder, then rename: a crash never leaves half a file."""
+    """Write through a temp file in the same folder, then rename: a crash never leaves half a file. An
+    error of the temp file (no space, a folder that cannot hold files) names `path`, the file we meant."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
+    tmp = None
     try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        os.close(fd)
         write(tmp)
         os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; results are meant to be shared
         os.replace(tmp, path)
-    except OSError as e:
-        Path(tmp).unlink(missing_ok=True)
-        if e.errno == errno.ENOSPC:  # name the file we meant to write, not the temp file
-            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path)) from None
+    except BaseException as e:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
+        if isinstance(e, OSError) and (tmp is None or e.filename in (None, tmp, str(tmp))):
+            raise OSError(e.errno, e.strerror, str(path)) from None
         raise
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    atomic_write(path, lambda tmp: Path(tmp).write_text(text))
 
 
 def write_bytes(tmp: str, data: bytes) -> None:

@@ -37,7 +37,8 @@ def _plan(tmp_path, text):
     return K.load_plan(path)
 
 
-HEAD = "unit_epochs: 20\nmargin: 0.3\n"
+STUDY = "model: lenet300\ndata: mnist\n"
+HEAD = STUDY + "unit_epochs: 20\nmargin: 0.3\n"
 
 
 def test_cost_in_one_unit_and_equal_flops_epochs():
@@ -101,7 +102,7 @@ def test_plan_errors_are_one_line(tmp_path):
     with pytest.raises(ConfigError, match=r"kind must be one of claim, contrast, did"):
         _plan(tmp_path, HEAD + "confirmatory:\n  - {name: x, kind: guess}\n")
     with pytest.raises(ConfigError, match="margin must be a positive number"):
-        _plan(tmp_path, "unit_epochs: 20\nmargin: 0\n")
+        _plan(tmp_path, STUDY + "unit_epochs: 20\nmargin: 0\n")
     with pytest.raises(ConfigError, match=r"control must be a selector mapping naming a method"):
         _plan(tmp_path, HEAD + "exploratory:\n  - {name: y, kind: contrast, treated: {method: a}}\n")
 
@@ -257,10 +258,32 @@ def test_predictions_and_mcnemar_end_to_end(tiny):
 def test_a_bad_plan_is_one_error_line_and_exit_2(tmp_path, capsys):
     from suite import report
     bad = tmp_path / "plan.yaml"
-    bad.write_text("unit_epochs: 20\nmargin: 0.3\nconfirmatory:\n  - {name: x, kind: claim, group: {method: dense}}\n")
+    bad.write_text(HEAD + "confirmatory:\n  - {name: x, kind: claim, group: {method: dense}}\n")
     assert report.main([str(EXPORT), "--plan", str(bad)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1] == f"error: {bad}: confirmatory[0] (x): a claim needs its number (claim: accuracy in percent)"
+
+
+def test_a_plan_names_its_study_and_is_refused_against_another(tmp_path, capsys):
+    """The MNIST plan read against the GPT study printed its 98.88% claim in nats/char; a plan now names its
+    model and data, reads only their groups, and is one error line against runs that hold neither."""
+    with pytest.raises(ConfigError, match=r"name the study's model \(as result.json records it, e.g. lenet300\), "
+                                          r"got None"):
+        _plan(tmp_path, "data: mnist\nunit_epochs: 20\nmargin: 0.3\n")
+    from suite import report
+    gpt_plan = ROOT / "configs" / "reports" / "gpt_shakespeare.yaml"
+    assert report.main([str(EXPORT), "--plan", str(gpt_plan)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1] == (f"error: report plan gpt_shakespeare.yaml is for gpt_char on shakespeare_char, but {EXPORT} "
+                       f"holds results of lenet300 on mnist only")
+    plan = _plan(tmp_path, HEAD + "confirmatory:\n  - {name: d, kind: claim, claim: 98.0, group: {method: dense}}\n")
+    mnist = _group("dense", [98.1, 98.2, 98.3], "m")
+    other = Group("g", None, [_step_run("dense", s, v, "g", 1000, 1.0) for s, v in zip((1, 2, 3), (2.0, 2.1, 2.2))])
+    with pytest.raises(ConfigError, match="selects 2 groups"):  # unfiltered, {method: dense} names both
+        K.family_rows(plan.confirmatory, [mnist, other], plan)
+    assert [plan.covers(g) for g in (mnist, other)] == [True, False]
+    table = K.plan_tables([mnist, other], plan)[0]  # the GPT's dense group is not read
+    assert [(r["n"], r["diff"]) for r in table.rows] == [(3, pytest.approx(0.2, abs=1e-12))]
 
 
 def test_group_runs_puts_every_cost_in_the_base_cycle_of_its_model_and_data():
@@ -303,7 +326,9 @@ def test_a_step_budget_study_counts_in_step_cycles_and_a_lower_loss_is_better(tm
         "9000 steps/cycle", "1000 steps/cycle", "2000 steps/cycle"]
     assert groups["p9000"].cost == pytest.approx(4.5, rel=1e-12) and groups["d2000"].cost == pytest.approx(2.0)
     assert groups["p9000"].cost_unit == "1000-step dense cycles"
-    plan = _plan(tmp_path, """unit_steps: 1000
+    plan = _plan(tmp_path, """model: gpt_char
+data: shakespeare_char
+unit_steps: 1000
 margin: 0.02
 confirmatory:
   - {name: nanogpt, kind: claim, claim: 1.88, group: {method: dense}}
@@ -324,7 +349,7 @@ confirmatory:
     assert line == ["Confirmatory family (plan.yaml, Holm over these 2; margin ±0.02 nats/char; costs in "
                     "1000-step dense cycles):", "1. nanogpt (claim 1.88 nats/char: )"]
     with pytest.raises(ConfigError, match="name the cost unit once"):
-        _plan(tmp_path, "unit_steps: 1000\nunit_epochs: 20\nmargin: 0.02\n")
+        _plan(tmp_path, STUDY + "unit_steps: 1000\nunit_epochs: 20\nmargin: 0.02\n")
 
 
 def test_the_headline_answers_the_title_question_per_source(tmp_path):

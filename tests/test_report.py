@@ -763,6 +763,37 @@ def test_plots_onto_a_file_is_one_error_line_and_exit_2(study, tmp_path, capsys)
     assert captured.err == f"error: --plots: {target} is a file, not a folder\n" and captured.out == ""
 
 
+def test_an_output_path_that_cannot_be_written_is_one_line_before_any_work(study, tmp_path, capsys):
+    """--doc /proc/x.md and --plots /dev/null/x ended in "unexpected FileNotFoundError" after the whole report."""
+    blocker = tmp_path / "a_file"
+    blocker.write_text("kept\n")
+    for flag in ("--doc", "--export", "--out"):
+        assert report.main([str(study), flag, str(blocker / "x" / "y.md")]) == 2
+        captured = capsys.readouterr()
+        assert captured.err == f"error: {flag}: {blocker}/x/y.md cannot be written: {blocker} is not a folder\n"
+    assert report.main([str(study), "--readme", str(tmp_path / "README.md")]) == 2
+    assert capsys.readouterr().err == f"error: --readme: file not found: {tmp_path}/README.md\n"
+    assert blocker.read_text() == "kept\n" and sorted(p.name for p in tmp_path.iterdir()) == ["a_file"]
+
+
+def test_a_failed_write_names_the_file_and_leaves_the_old_one_whole(tmp_path, monkeypatch):
+    """The report's files are written through a temp file and a rename: a write that fails half-way leaves the
+    old document as it was and no temp file, and the error names the document, not the temp file."""
+    from suite.results import atomic_write, atomic_write_text
+    doc = tmp_path / "doc.md"
+    doc.write_text("the old document\n")
+
+    def half_then_full(tmp):
+        Path(tmp).write_text("half")
+        raise OSError(28, "No space left on device", tmp)
+    with pytest.raises(OSError) as e:
+        atomic_write(doc, half_then_full)
+    assert (e.value.errno, e.value.filename) == (28, str(doc))
+    assert doc.read_text() == "the old document\n" and [p.name for p in tmp_path.iterdir()] == ["doc.md"]
+    atomic_write_text(doc, "new\n")
+    assert doc.read_text() == "new\n" and [p.name for p in tmp_path.iterdir()] == ["doc.md"]
+
+
 def test_reference_without_results_is_one_error_line_and_exit_2(study, capsys):
     assert report.main([str(study), "--reference", "grasp"]) == 2
     captured = capsys.readouterr()
@@ -1005,13 +1036,20 @@ def test_report_warns_when_seeds_come_from_different_code(straight, tmp_path, ca
 
 
 @pytest.mark.usefixtures("quiet")
-def test_unexpected_error_in_report_is_one_line(straight, tmp_path, capsys):
+def test_unexpected_error_in_report_is_one_line(straight, tmp_path, capsys, monkeypatch):
     out, _ = copy_run(straight, tmp_path)
     target = tmp_path / "report.md"
-    target.mkdir()  # --out names a folder
+    target.mkdir()  # --out names a folder: the user's path, one line naming it (exit 2)
     code, err, _ = cli(capsys, R.main, [str(out), "--out", str(target)])
+    assert (code, err) == (2, [f"error: {target}: Is a directory"])
+    import suite.report.cli as report_cli
+
+    def broken(*args, **kwargs):  # a defect of the report itself: one line, the traceback in error.log
+        raise KeyError("no_such_column")
+    monkeypatch.setattr(report_cli, "build_report", broken)
+    code, err, _ = cli(capsys, R.main, [str(out)])
     assert code == EXIT_FAILED
-    one_error(err, "unexpected IsADirectoryError", f"(details in {out / 'error.log'})")
+    one_error(err, "unexpected KeyError", f"(details in {out / 'error.log'})")
     assert "Traceback (most recent call last)" in (out / "error.log").read_text()
 
 

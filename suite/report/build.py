@@ -79,8 +79,11 @@ def build_report(root: Path, reference: str = "progressive", alpha: float = 0.05
         margin = plan.margin
     if not root.exists():
         raise ConfigError(f"runs directory not found: {root}")
+    given = root
     runs, skipped, recorded, root = _read_runs(root)
     groups = group_runs(runs, skipped, root)
+    if plan is not None:
+        plan.check_study(groups, given)
     labels = study_labels(groups)
     for g in groups:
         g.name = labels[g.id]

@@ -70,8 +70,11 @@ ROLES = {"claim": ("group",), "contrast": ("treated", "control"),
 
 @dataclass(frozen=True)
 class Plan:
-    """A study's report plan: the cost unit, the one margin, the collapse rule and the declared comparisons."""
+    """A study's report plan: the study it is for (model and data), the cost unit, the one margin, the
+    collapse rule and the declared comparisons."""
     path: Path
+    model: str                  # the study's model and data set: a plan reads only their groups
+    data: str
     unit_epochs: float          # costs in dense cycles of this many epochs (NaN where the unit is in steps)
     margin: float               # accuracy points: the ONE equivalence / non-inferiority margin
     alpha: float
@@ -87,6 +90,17 @@ class Plan:
 
     def cost(self, g: Group) -> float:
         return cost_in_unit(g, self.unit_epochs, self.unit_steps)
+
+    def covers(self, g: Group) -> bool:
+        return (g.model, g.dataset) == (self.model, self.data)
+
+    def check_study(self, groups: Sequence[Group], root: Path) -> None:
+        """ConfigError when the runs hold no result of the plan's model and data (a plan read against
+        another study would test its claims, in its units, on another metric)."""
+        if not any(self.covers(g) for g in groups):
+            held = sorted({f"{g.model} on {g.dataset}" for g in groups})
+            raise ConfigError(f"report plan {self.path.name} is for {self.model} on {self.data}, but {root} holds "
+                              f"results of {', '.join(held)} only")
 
 
 def _entry(raw: Any, where: str) -> Entry:
@@ -116,11 +130,15 @@ def load_plan(path: Path) -> Plan:
     tree = read_yaml(path, "report plan")
     if not isinstance(tree, dict):
         raise ConfigError(f"{path}: expected a mapping")
-    known = {"unit_epochs", "unit_steps", "margin", "alpha", "chance_points", "broken_drop", "confirmatory",
-             "exploratory"}
+    known = {"model", "data", "unit_epochs", "unit_steps", "margin", "alpha", "chance_points", "broken_drop",
+             "confirmatory", "exploratory"}
     unknown = sorted(set(tree) - known)
     if unknown:
         raise ConfigError(f"{path}: unknown key '{unknown[0]}' (valid: {', '.join(sorted(known))})")
+    for key in ("model", "data"):
+        if not isinstance(tree.get(key), str) or not tree[key]:
+            raise ConfigError(f"{path}: name the study's {key} (as result.json records it, e.g. "
+                              f"{'lenet300' if key == 'model' else 'mnist'}), got {tree.get(key)!r}")
     units = [key for key in ("unit_epochs", "unit_steps") if key in tree]
     if len(units) != 1:
         raise ConfigError(f"{path}: name the cost unit once: unit_epochs (a dense cycle of so many epochs) or "
@@ -134,7 +152,7 @@ def load_plan(path: Path) -> Plan:
         if not isinstance(raw, list):
             raise ConfigError(f"{path}: {name} must be a list of comparisons")
         lists[name] = tuple(_entry(e, f"{path}: {name}[{i}]") for i, e in enumerate(raw))
-    return Plan(path, float(tree.get("unit_epochs", stats.NAN)), float(tree["margin"]),
+    return Plan(path, tree["model"], tree["data"], float(tree.get("unit_epochs", stats.NAN)), float(tree["margin"]),
                 float(tree.get("alpha", 0.05)), float(tree.get("chance_points", 5.0)),
                 float(tree.get("broken_drop", 10.0)), lists["confirmatory"], lists["exploratory"],
                 float(tree.get("unit_steps", stats.NAN)))
@@ -439,7 +457,9 @@ def declaration(plan: Plan, metric: Metric = ACCURACY) -> list[str]:
 
 
 def plan_tables(groups: Sequence[Group], plan: Plan) -> list[Table]:
-    """The plan's tables, confirmatory first; the ticket table only where ablations of that kind ran."""
+    """The plan's tables, confirmatory first; the ticket table only where ablations of that kind ran. Only
+    the groups of the plan's model and data are read."""
+    groups = [g for g in groups if plan.covers(g)]
     tables = [confirmatory_table(groups, plan), exploratory_table(groups, plan), collapse_table(groups, plan)]
     tickets = ticket_table(groups, plan)
     return tables + ([tickets] if tickets.rows else [])

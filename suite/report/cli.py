@@ -21,6 +21,7 @@ from suite.report.export import export_tree, write_export
 from suite.report.published import DEFAULT_PUBLISHED, Published, load_published
 from suite.report.render import RENDERERS, push_to_wandb, table_csv
 from suite.report.study import write_study_files
+from suite.results import atomic_write_text
 
 FORMATS = ("markdown", "latex", "csv", "json")
 
@@ -96,6 +97,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
 
 
+def _check_outputs(args: argparse.Namespace) -> None:
+    """Each path the report will write can be: the nearest existing folder above it is a writable folder
+    (missing folders are made), and --readme, whose block is replaced, exists."""
+    if args.readme and not Path(args.readme).is_file():
+        raise ConfigError(f"--readme: file not found: {args.readme}")
+    outs = [("--plots", args.plots, True), ("--doc", args.doc, False), ("--export", args.export, False),
+            ("--out", args.out, args.format == "csv" and args.out and args.out.endswith("/"))]
+    for flag, path, folder in outs:
+        if not path:
+            continue
+        above = Path(path) if folder else Path(path).parent
+        while not above.exists() and above != above.parent:
+            above = above.parent
+        if not above.is_dir():
+            raise ConfigError(f"{flag}: {path} cannot be written: {above} is not a folder")
+        if not os.access(above, os.W_OK | os.X_OK):
+            raise ConfigError(f"{flag}: {path} cannot be written: no permission to write in {above}")
+
+
 def _main(args: argparse.Namespace, given: list[str]) -> int:
     import shlex
 
@@ -104,6 +124,7 @@ def _main(args: argparse.Namespace, given: list[str]) -> int:
             raise ConfigError("--doc with --export needs --plots (the document links the figures)")
         if args.plots and Path(args.plots).exists() and not Path(args.plots).is_dir():
             raise ConfigError(f"--plots: {args.plots} is a file, not a folder")
+        _check_outputs(args)  # before the work: a typo in a path costs no minutes
         published = _published_from(args.published)
         named, args.reference = args.reference, args.reference or DEFAULT_REFERENCE
         plan = load_plan(Path(args.plan)) if args.plan else None
@@ -134,10 +155,9 @@ def _main(args: argparse.Namespace, given: list[str]) -> int:
         if args.format == "csv" and args.out and (args.out.endswith("/") or Path(args.out).is_dir()):
             Path(args.out).mkdir(parents=True, exist_ok=True)
             for table in report.tables:
-                (Path(args.out) / f"{table.name}.csv").write_text(table_csv(table))
+                atomic_write_text(Path(args.out) / f"{table.name}.csv", table_csv(table))
         elif args.out:
-            Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-            Path(args.out).write_text(text)
+            atomic_write_text(Path(args.out), text)
         elif args.export or written:
             for path in [*([Path(args.export)] if args.export else []), *written]:
                 print(f"wrote {path}", file=sys.stderr)
@@ -145,6 +165,11 @@ def _main(args: argparse.Namespace, given: list[str]) -> int:
             sys.stdout.write(text)
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:
+        if e.filename is None:
+            raise
+        print(f"error: {e.filename}: {e.strerror}", file=sys.stderr)
         return 2
     if args.wandb:
         try:

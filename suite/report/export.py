@@ -15,6 +15,7 @@ from typing import Any, Sequence
 from suite.errors import ConfigError
 from suite.provenance import cpu_name
 from suite.report.load import Group, Run, Skipped, layer_sizes, parse_result, read_cost, read_metrics
+from suite.results import atomic_write_text
 
 EXPORT_FORMAT = "progressive-pruning results export v1"
 METRIC_KEYS = ("round", "epoch", "test_accuracy", "val_accuracy", "sparsity")  # what the figures draw (plus the
@@ -99,8 +100,8 @@ def export_tree(groups: Sequence[Group], skipped: Sequence[Skipped], sweeps: lis
 
 
 def write_export(tree: dict, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(tree, indent=None, separators=(",", ":"), sort_keys=True, allow_nan=False) + "\n")
+    text = json.dumps(tree, indent=None, separators=(",", ":"), sort_keys=True, allow_nan=False)
+    atomic_write_text(path, text + "\n")
 
 
 def load_export(path: Path) -> tuple[list[Run], list[Skipped], dict]:
