@@ -5,7 +5,6 @@ import gzip
 import hashlib
 import math
 import random
-import time
 from pathlib import Path
 
 import numpy as np

@@ -2,7 +2,6 @@
 table and headline line, never two alike at one sparsity."""
 from pathlib import Path
 
-import pytest
 
 from suite.report.labels import duplicates, study_labels
 

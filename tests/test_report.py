@@ -369,6 +369,7 @@ def test_markdown_and_latex(study, published_file, tmp_path):
     assert "Holm-Bonferroni" in text and "published, not re-run" in text and "NaN loss at epoch 2" in text
     assert "lth [round 1]" in text and "n<2, no tests" in text
     again = _cli(str(study), "--published", str(published_file), "--out", str(tmp_path / "r.md"))
+    assert again.returncode == 0 and again.stdout == "", again.stderr
     assert (tmp_path / "r.md").read_text() == text  # deterministic
     tex = _cli(str(study), "--format", "latex", "--published", str(published_file))
     assert tex.returncode == 0, tex.stderr

@@ -3,7 +3,6 @@ animations; and the committed results document, regenerated from its committed e
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 from PIL import Image

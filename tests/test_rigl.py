@@ -203,7 +203,6 @@ def test_adamw_moments_restart_at_zero_wherever_rigl_changes_the_mask(tmp_path):
     # updates use the tensor's bias correction, as RigL's reference does with zeroed accumulators
     from accelerate import Accelerator
     from suite import experiment as E
-    from suite.errors import ConfigError
     from suite.trainer import Runner
     cfg = E.load_config(None, ["data.name=synthetic", "model.name=tiny_mlp", "train.batch_size=64",
                                "train.steps=12", "train.optimizer=adamw", "train.lr=0.01", "train.weight_decay=0.1",

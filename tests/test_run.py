@@ -11,8 +11,10 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 
-from helpers import LONG, ROOT, TINY, a_file, cli, copy_run, env, one_error, result, tmpfs
+from helpers import (LONG, ROOT, TINY, a_file, cli, copy_run, env, metrics, one_error, result, run_cli, run_folder,
+                     tensors, tmpfs)
 import launch as S
 from suite import run as RUN
 from suite.exits import EXIT_BAD_INPUT, EXIT_FAILED
@@ -188,14 +190,6 @@ def test_multi_gpu_launch_on_a_cpu_without_accelerate_use_cpu_says_why_first(tmp
 
 # --- issue 25 (hardb) ----------------------------------------------------------------------
 
-import signal
-import subprocess
-import sys
-import time
-
-import torch
-
-from helpers import ROOT, env, metrics, result, run_cli, run_folder, tensors
 
 SLOW = ["data.name=synthetic", "data.synthetic_train=6000", "data.synthetic_shape=[1,28,28]",
         "model.name=lenet300", "train.epochs=6", "train.batch_size=50", "prune.t_end=4"]

@@ -1,7 +1,5 @@
 """A small real study: the trainer runs 3 methods x 3 seeds on synthetic data, then the report reads
 the run folders; its numbers must equal those recomputed from the result.json files."""
-import csv
-import io
 import json
 import subprocess
 import sys

@@ -1,7 +1,6 @@
 """End to end through the real CLI: one process, synthetic data, exact counts."""
 import json
 import math
-from pathlib import Path
 import signal
 import subprocess
 import sys
@@ -279,7 +278,7 @@ def test_a_layer_pruned_to_zero_is_warned_once_and_recorded(tmp_path, capsys):
 def test_wandb_offline_run_mirrors_the_result_and_can_carry_the_mask(tmp_path):
     proc = run_cli(["--out", str(tmp_path), *TINY, "wandb.log_mask=true"], wandb="offline")
     assert proc.returncode == 0, proc.stderr
-    folder = run_folder(proc.stdout)
+    assert (run_folder(proc.stdout) / "result.json").is_file()
     (run,) = [p for p in (tmp_path / "wandb").glob("offline-run-*") if p.is_dir()]
     raw = next(run.glob("*.wandb")).read_bytes()
     run_id = run.name.split("-", 3)[-1]  # offline-run-<date>_<time>-<id>

@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 
 from suite import experiment as E
-from suite.bench.common import BATCH, Plan, cut_epochs, dataset_exists, load_1min, machine, median, timed
+from suite.bench.common import BATCH, Plan, cut_epochs, dataset_exists, load_1min, median, timed
 
 
 def synthetic_source(name: str, n_train: int, n_test: int):

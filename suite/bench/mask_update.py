@@ -6,7 +6,7 @@ import time
 import torch
 
 from suite import masks as M
-from suite.bench.common import FROM_SPARSITY, MODEL_DATA, Plan, TARGET_SPARSITY, load_1min, machine, median, sync
+from suite.bench.common import FROM_SPARSITY, MODEL_DATA, Plan, TARGET_SPARSITY, load_1min, median, sync
 
 
 def bench_mask_update(model: str, plan: Plan, info: dict) -> dict:

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 
 from suite import experiment as E
 from suite.bench.common import (BATCH, EPOCHS, MNIST_TEST, MNIST_TRAIN, OPENLTH, Plan, TARGET_SPARSITY, accelerator_for,
-                                install_mask, load_1min, machine, make_runner, median, pick_data, sync, timed)
+                                install_mask, load_1min, make_runner, median, pick_data, sync, timed)
 
 
 def bench_openlth(plan: Plan, info: dict) -> dict:

@@ -1,12 +1,9 @@
 """The targets of issues #5 and #22 checked, and the printed tables."""
 from __future__ import annotations
 
-import torch
-
 from suite.bench.common import (DATA_SPEEDUP_MIN, FROM_SPARSITY, GPU_EPOCH_MAX_S, LENET_EPOCH_MAX_S, LENET_OVER_BARE_MAX,
-                                MASKED_RATIO_MAX, MASK_UPDATE_MAX_S, TARGET_SPARSITY, machine, median, verdict)
+                                MASKED_RATIO_MAX, MASK_UPDATE_MAX_S, TARGET_SPARSITY, verdict)
 from suite.bench.gpt import GPT_MASKED_RATIO_MAX, GPT_OVER_PLAIN_MAX
-from suite.bench.training import gpu_epoch
 
 
 def check_targets(report: dict) -> list[dict]:

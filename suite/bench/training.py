@@ -5,7 +5,7 @@ import tempfile
 from pathlib import Path
 
 from suite.bench.common import (BATCH, CIFAR10_TEST_IMAGES, CIFAR10_TRAIN_IMAGES, EPOCHS, MODEL_DATA, Plan, TARGET_SPARSITY,
-                                accelerator_for, cut_epochs, install_mask, load_1min, machine, make_runner, median, pick_data, timed)
+                                accelerator_for, cut_epochs, install_mask, load_1min, make_runner, median, pick_data, timed)
 
 
 def bench_training(model: str, plan: Plan, info: dict, precision: str = "fp32",

@@ -7,7 +7,7 @@ from typing import Sequence
 
 from suite.errors import ConfigError
 from suite.report.export import load_export, machine, sweep_records
-from suite.report.fmt import fmt, fmt_p, is_missing, readable
+from suite.report.fmt import fmt_p, is_missing, readable
 from suite.report.load import Group, Skipped, group_runs, code_warnings, scan_runs, study_metric
 from suite.report.labels import study_labels
 from suite.report.claims import Plan, declaration, plan_tables, ticket_lines

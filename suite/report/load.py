@@ -365,10 +365,6 @@ def _round_results(folder: Path, root: Path, top: Run | None, skipped: list[Skip
 
 # --- groups -------------------------------------------------------------------------------------
 
-def value_text(value: Any) -> str:
-    return json.dumps(value, sort_keys=True) if isinstance(value, (list, dict)) else str(value)
-
-
 BUDGET_KEYS = ("train.epochs", "train.steps")  # the budget axis: epochs (or optimizer steps) per training cycle
 
 

@@ -28,7 +28,7 @@ from suite.report.labels import family_text
 from suite.report.load import DENSE, Group, study_metric
 from suite.report.published import Published, stated_epochs
 from suite.report.render import render_tables_markdown
-from suite.report.tables import diff_text, row_metric, stands_for
+from suite.report.tables import diff_text, row_metric
 from suite.results import atomic_write_text
 
 REPO = Path(__file__).resolve().parent.parent.parent
@@ -79,7 +79,6 @@ def claim_paragraphs(report: Report, published: Sequence[Published]) -> list[str
     """One paragraph per published number: confirmed, not shown at this budget, or different from the published
     value under this recipe, quoting the test of our seeds against it; numbers whose model was not run here
     are listed as such."""
-    alpha = report.meta["alpha"]
     rows = report.table("published").rows
     out = []
     for pub in sorted(published, key=lambda p: (p.dataset, p.model, p.target_sparsity, p.method)):
