@@ -183,6 +183,11 @@ def sbatch_quote(value: str) -> str:
     return f'"{value}"'
 
 
+def array_spec(n: int, jobs: int | None) -> str:
+    """SLURM's --array for n tasks, at most `jobs` at once."""
+    return f"0-{n - 1}" + (f"%{jobs}" if jobs else "")
+
+
 def slurm_script(sweep: Sweep, runs: list[Run], gpus: int, jobs: int | None, log_folder: Path,
                  template: str | None = None) -> str:
     """The job array for `runs`: task i runs runs[i]; an interrupted task requeues itself."""
@@ -192,7 +197,7 @@ def slurm_script(sweep: Sweep, runs: list[Run], gpus: int, jobs: int | None, log
         argv = run_command(run) if gpus <= 1 else accelerate_command(run, gpus, True)[0]
         cases.append(f"    {i}) run_dir={shlex.quote(str(run.dir))}\n"
                      f"       set -- {shell_line(argv)} ;;")
-    array = f"0-{len(runs) - 1}" + (f"%{jobs}" if jobs else "")
+    array = array_spec(len(runs), jobs)
     gpu_line = f"#SBATCH --gpus-per-node={gpus}" if gpus > 0 else "# (no GPUs requested: --gpus 0)"
     filled = {  # #SBATCH values are read by sbatch, not bash: double quotes, % doubled in file patterns
         "--job-name=@NAME@": f"--job-name={sbatch_quote(f'pp-{sweep.name}')}", "@ARRAY@": array,

@@ -10,8 +10,8 @@ from pathlib import Path
 
 from launch.ablations import NOT_FINISHED
 from launch.accounting import STATES, Status, SweepLog, run_status, summary
-from launch.backends import (Task, accelerate_command, accelerate_processes, execute, gpu_slots, run_command,
-                             shell_line, slurm_script, visible_gpus)
+from launch.backends import (Task, accelerate_command, accelerate_processes, array_spec, execute, gpu_slots,
+                             run_command, shell_line, slurm_script, visible_gpus)
 from launch.grid import Expansion, Run, describe_chain
 from launch.plan import expand
 from launch.sweepfile import Sweep, format_value, load_sweep, relative_out
@@ -56,7 +56,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def _print_dry_run(sweep: Sweep, expansion: Expansion, statuses: list[Status], todo: list[Run],
-                   backend: str) -> None:
+                   backend: str, jobs: int | None = None) -> None:
     runs = expansion.runs
     if sweep.ablate is not None:
         finished = sum(state == "finished" for _, state in expansion.sources)
@@ -82,7 +82,7 @@ def _print_dry_run(sweep: Sweep, expansion: Expansion, statuses: list[Status], t
     counts = {s: sum(st.state == s for st in statuses) for s in STATES}
     print("status: " + ", ".join(f"{n} {s}" for s, n in counts.items()))
     if backend == "slurm":
-        print(f"would write a job array of {len(todo)} tasks (--array=0-{len(todo) - 1})")
+        print(f"would write a job array of {len(todo)} tasks (--array={array_spec(len(todo), jobs)})")
     else:
         print(f"would start {len(todo)} runs with backend {backend}")
 
@@ -200,7 +200,7 @@ def _main(args: argparse.Namespace) -> int:
 
     _check_before_start(args, todo)
     if args.dry_run:
-        _print_dry_run(sweep, expansion, statuses, todo, args.backend)
+        _print_dry_run(sweep, expansion, statuses, todo, args.backend, args.jobs)
         return 0
     if args.backend == "print":
         for run in todo:
@@ -267,7 +267,7 @@ def _slurm(args: argparse.Namespace, sweep: Sweep, todo: list[Run], log: SweepLo
     script = log.folder / "array.sbatch"
     script.write_text(slurm_script(sweep, todo, gpus, args.jobs, slurm_logs))
     log.write(f"wrote {script}: {len(todo)} array tasks")
-    print(f"wrote {script}: job array of {len(todo)} runs (--array=0-{len(todo) - 1})")
+    print(f"wrote {script}: job array of {len(todo)} runs (--array={array_spec(len(todo), args.jobs)})")
     if not args.submit:
         print(f"submit with: sbatch {script}")
         return 0

@@ -439,7 +439,7 @@ def test_slurm_scripts_parse_and_hold_the_array(tmp_path, capsys):
     out = tmp_path / "runs"
     assert S.main([str(path), "--out", str(out), "--backend", "slurm", "--jobs", "3", "--gpus", "2"]) == 0
     script = out / "sweeps" / "study" / "array.sbatch"
-    assert capsys.readouterr().out.startswith(f"wrote {script}: job array of 6 runs (--array=0-5)")
+    assert capsys.readouterr().out.startswith(f"wrote {script}: job array of 6 runs (--array=0-5%3)\n")
     text = script.read_text()
     assert subprocess.run(["bash", "-n", str(script)]).returncode == 0
     assert "#SBATCH --array=0-5%3\n" in text and "#SBATCH --gpus-per-node=2\n" in text
