@@ -137,6 +137,13 @@ class RigL(PruningMethod):
     def step_interval(self) -> int:
         return self.cfg.rigl.update_every
 
+    def check_budget(self) -> None:
+        r, steps = self.cfg.rigl, self.budget.steps
+        if r.update_every >= r.t_end * steps:  # updates at k * update_every, while before t_end
+            raise ConfigError(f"rigl.update_every: {r.update_every} steps leaves no mask update before rigl.t_end "
+                              f"(step {r.t_end * steps:g} of the {steps}-step budget): RigL would train its random "
+                              f"start mask unchanged; set it below {r.t_end * steps:g}")
+
     def start_round(self, round_index: int, ctx: Context, mask: Mask) -> Prune:
         return Prune(self.cfg.prune.target_sparsity)
 

@@ -92,10 +92,18 @@ class SparseEvolutionary(PruningMethod):
         return self.cfg.set.update_every
 
     def check_budget(self) -> None:
-        if self.cfg.train.steps and not self.cfg.set.update_every:
+        every, steps = self.cfg.set.update_every, self.budget.steps
+        if self.cfg.train.steps and not every:
             # a step budget may hold fewer epoch ends than the rewirings SET needs (or none at all)
             raise ConfigError(f"set.update_every: under train.steps SET rewires every N optimizer steps; set "
                               f"set.update_every (e.g. {self.budget.steps_per_epoch}, the steps of one epoch)")
+        if every >= steps:  # rewirings at k * update_every, before the last step
+            raise ConfigError(f"set.update_every: {every} steps leaves no rewiring before the last of the {steps} "
+                              f"steps: SET would train its random start mask unchanged; set it below {steps}")
+        if not every and self.budget.epochs_started < 2:  # at each epoch end but the last
+            raise ConfigError(f"train.epochs: SET rewires at each epoch end but the last, so "
+                              f"{self.budget.epochs_started} epoch holds no rewiring and SET would train its "
+                              f"random start mask unchanged; train 2 or more, or set set.update_every (steps)")
 
     def _rewire(self, round_index: int, seed: int, ctx: Context, mask: Mask) -> Mask:
         generator = torch.Generator().manual_seed(seed)

@@ -223,6 +223,19 @@ def build_method(cfg: Config, budget: Budget | None = None) -> PruningMethod:
     return method_class(cfg.method)(cfg, budget)
 
 
+def budgeted_method(cfg: Config, steps_per_epoch: int) -> PruningMethod:
+    """The method on its round's budget, checked: the warm-up leaves steps to the cosine and the method's
+    schedule points fit (ConfigError naming the key). The runner and the preflight (before any folder)
+    both call it, once the steps of an epoch are known."""
+    budget = budget_of(cfg.train, steps_per_epoch)
+    if cfg.train.lr_schedule == "warmup_cosine" and cfg.train.warmup_steps >= budget.steps:
+        raise ConfigError(f"train.warmup_steps: {cfg.train.warmup_steps} leaves no step of the "
+                          f"{budget.steps}-step round to the cosine; set it below {budget.steps}")
+    method = build_method(cfg, budget)
+    method.check_budget()
+    return method
+
+
 def settings_section(cls: type[PruningMethod]) -> str | None:
     """The config section a method reads its own settings from: the name of the class that
     declares `settings` (a subclass that inherits them reads its parent's section)."""

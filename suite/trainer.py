@@ -27,12 +27,12 @@ from suite import flops as FL
 from suite import masks as M
 from suite import tracking as T
 from suite.datasets import build_data, dataset
-from suite.methods import Context, Prune, build_method, method_class, method_kind
+from suite.methods import Context, Prune, budgeted_method, method_class, method_kind
 from suite.models import build_model, resolve_init
 from suite.provenance import code_version, cpu_name
 from suite.results import (BadCheckpoint, InvalidResult, RunFolder, RunLock, RunLocked, check_exact_count,
                            load_resumable, save_checkpoint, save_predictions, save_tensors, write_json, write_jsonl)
-from suite.schedules import budget as budget_of, learning_rate
+from suite.schedules import learning_rate
 from suite.selection import select
 from suite.threads import choose_threads, threads_line
 
@@ -175,12 +175,8 @@ class Runner:
         if self.data.steps_per_epoch < 1:
             raise ConfigError(f"train.batch_size: {cfg.train.batch_size} is larger than the training set "
                                 f"({self.data.spec.n_train} examples)")
-        self.budget = budget_of(cfg.train, self.data.steps_per_epoch)  # one round's optimizer steps
-        if cfg.train.lr_schedule == "warmup_cosine" and cfg.train.warmup_steps >= self.budget.steps:
-            raise ConfigError(f"train.warmup_steps: {cfg.train.warmup_steps} leaves no step of the "
-                                f"{self.budget.steps}-step round to the cosine; set it below {self.budget.steps}")
-        self.method = build_method(cfg, self.budget)
-        self.method.check_budget()
+        self.method = budgeted_method(cfg, self.data.steps_per_epoch)
+        self.budget = self.method.budget  # one round's optimizer steps
         if self.device.type == "cuda":
             torch.backends.cudnn.benchmark = True  # fixed input shapes: pick the fastest conv kernels once
         torch.manual_seed(self.method.init_seed())  # the init is seeded, and the same on every rank

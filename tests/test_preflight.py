@@ -46,3 +46,27 @@ def test_a_model_refused_by_the_data_names_the_dataset():
     """The preflight's model build named the dataset 'preflight'."""
     assert _refused("model.name=gpt_char", "data.name=mnist1d") == (
         "model 'gpt_char' needs token windows (context,); dataset 'mnist1d' gives (1, 40)")
+
+
+def test_a_dynamic_method_whose_mask_would_never_change_is_refused():
+    """RigL with rigl.update_every at or past rigl.t_end of the budget, or SET with no rewiring before the end,
+    trained their random start mask unchanged and were reported as RigL and SET. mnist1d: 4,000 training
+    examples, batch 128: 31 steps an epoch."""
+    steps = ["train.steps=20", "train.lr_schedule=cosine"]
+    assert _refused(*steps, "rigl.update_every=15", method="rigl") == (
+        "rigl.update_every: 15 steps leaves no mask update before rigl.t_end (step 15 of the 20-step budget): RigL "
+        "would train its random start mask unchanged; set it below 15")
+    check_run(E.load_config(None, [*steps, "rigl.update_every=14"], method="rigl"), files=False)  # one, at step 14
+    assert _refused(*steps, "set.update_every=20", method="set") == (
+        "set.update_every: 20 steps leaves no rewiring before the last of the 20 steps: SET would train its random "
+        "start mask unchanged; set it below 20")
+    check_run(E.load_config(None, [*steps, "set.update_every=19"], method="set"), files=False)  # one, at step 19
+    assert _refused("train.epochs=1", method="set") == (
+        "train.epochs: SET rewires at each epoch end but the last, so 1 epoch holds no rewiring and SET would train "
+        "its random start mask unchanged; train 2 or more, or set set.update_every (steps)")
+    check_run(E.load_config(None, ["train.epochs=2"], method="set"), files=False)
+    # an epoch budget counts its steps from the data: 3 epochs of 31 steps = 93, t_end 0.75 -> step 69.75
+    assert _refused("train.epochs=3", "rigl.update_every=70", method="rigl").startswith(
+        "rigl.update_every: 70 steps leaves no mask update before rigl.t_end (step 69.75 of the 93-step budget)")
+    assert _refused("train.epochs=1", "train.lr_schedule=warmup_cosine", "train.warmup_steps=31") == (
+        "train.warmup_steps: 31 leaves no step of the 31-step round to the cosine; set it below 31")

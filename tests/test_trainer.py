@@ -385,6 +385,7 @@ def test_one_epoch_with_updates_at_epoch_ends_is_an_error_line_not_pruning_at_in
         "error: prune.t_end: the schedule ends at epoch 0.5, before the first epoch end, where the mask is updated "
         "(prune.update_every_steps=0): it would prune all at once; set prune.update_every_steps to a number of "
         "optimizer steps, or a longer budget")
+    assert list(tmp_path.iterdir()) == []  # refused by the preflight: no run folder, no W&B run
 
 
 def test_one_epoch_with_step_updates_prunes_gradually_over_half_of_it(tmp_path):
