@@ -394,3 +394,46 @@ def test_a_report_plan_states_the_one_margin_of_every_table():
     with pytest.raises(ConfigError, match=r"^--margin 0.1 differs from the report plan's one margin 0.3 "
                                           r"\(lenet300_mnist.yaml\); leave --margin out or change the plan$"):
         report.build_report(EXPORT, margin=0.1, plan=plan)
+
+
+def _planned_groups(sweeps: list[Path]) -> list:
+    """The groups the report will form from the shipped sweeps, before any of them runs: one per
+    experiment, and for a chain method one per round before the last plus its final result, each with the
+    method, target sparsity, round and science settings `claims.matches` reads."""
+    from types import SimpleNamespace
+
+    from launch.grid import chain_sparsities, expand_grid
+    from launch.sweepfile import load_sweep
+    from suite.experiment import experiment_hash, science_settings
+    groups = {}
+    for path in sweeps:
+        sweep = load_sweep(path)
+        if sweep.ablate is not None:  # ablation groups are read by the ticket table, not by selectors
+            continue
+        for run in expand_grid(sweep, "runs").runs:
+            science, key = science_settings(run.cfg), experiment_hash(run.cfg)
+            rounds = chain_sparsities(run.cfg)[:-1]  # a chain's rounds before its last; [] for one-round methods
+            for r, sparsity in enumerate(rounds):
+                groups[(key, r)] = SimpleNamespace(method=run.cfg.method, target_sparsity=sparsity, round=r,
+                                                   round_label=f"round {r}", first=SimpleNamespace(science=science))
+            groups[(key, None)] = SimpleNamespace(method=run.cfg.method, target_sparsity=run.cfg.prune.target_sparsity,
+                                                  round=None, round_label="final" if rounds else "",
+                                                  first=SimpleNamespace(science=science))
+    return list(groups.values())
+
+
+@pytest.mark.parametrize("plan_name,sweep_glob", [("lenet300_mnist", "lenet300_mnist*.yaml"),
+                                                  ("gpt_shakespeare", "gpt_shakespeare.yaml")])
+def test_every_selector_of_a_shipped_plan_names_one_group_its_sweeps_make(plan_name, sweep_glob):
+    """A selector with a mistyped key or value would read "not run yet" for ever, one that names two groups
+    stops the report: every selector of the plan is checked against the groups its sweeps will make, before
+    the hours they take."""
+    plan = K.load_plan(ROOT / "configs" / "reports" / f"{plan_name}.yaml")
+    groups = _planned_groups(sorted((ROOT / "configs" / "sweeps").glob(sweep_glob)))
+    checked = 0
+    for entry in (*plan.confirmatory, *plan.exploratory):
+        for role, selector in entry.groups.items():
+            found = [g for g in groups if K.matches(g, selector)]
+            assert len(found) == 1, (entry.name, role, selector, len(found))
+            checked += 1
+    assert checked == sum(len(e.groups) for e in (*plan.confirmatory, *plan.exploratory)) > 0
