@@ -262,6 +262,9 @@ def test_cli_errors_are_one_line_exit_2(sources, tmp_path, capsys):
          f"error: ablate.source: {tmp_path / 'nowhere'}: no such run folder"),
         (["--method", "shuffle", f"ablate.source={unfinished}"],
          f"error: ablate.source: {unfinished} is not a finished result (partial: stopped after round 0 epoch 2)"),
+        (["--method", "shuffle", f"ablate.source={snip.parent}"],  # the experiment folder: it said "(pending)"
+         f"error: ablate.source: {snip.parent} is not a run's folder: name a seed folder, "
+         "runs/<experiment>/seed_<s> (or an LTH round folder, .../seed_<s>/round_<r>)"),
         (["--method", "invert", f"ablate.source={sources['progressive']}"],
          f"error: ablate.source: {sources['progressive']} is a result of progressive, which does not score weights "
          "at initialisation (invert applies to snip, grasp, synflow)"),
