@@ -10,6 +10,7 @@ from pathlib import Path
 from launch.grid import Run
 from launch.sweepfile import Sweep
 from suite.exits import EXIT_CTRL_C, EXIT_INTERRUPTED, EXIT_LOCKED
+from suite.report.fmt import duration_text
 from suite.results import RunFolder
 
 STATES = ("done", "running", "failed", "invalid", "partial", "pending")
@@ -19,6 +20,46 @@ STATES = ("done", "running", "failed", "invalid", "partial", "pending")
 class Status:
     state: str        # done | running | failed | invalid | partial | pending
     detail: str = ""
+
+
+def run_work(run: Run) -> tuple[int, str]:
+    """(how much training the run does, its unit): epochs, or optimizer steps under train.steps, over all of a
+    chain's rounds (a round that rewinds trains a little less: an upper bound)."""
+    from launch.grid import chain_sparsities
+    t = run.cfg.train
+    rounds = len(chain_sparsities(run.cfg))
+    return (t.steps or t.epochs) * rounds, "steps" if t.steps else "epochs"
+
+
+def work_left(runs: list[Run], statuses: list[Status], jobs: int | None) -> list[str]:
+    """One line per unit of work: what is left to train (running and partial runs counted whole), and, timed by this
+    sweep's finished runs (their recorded wall time over their work), how long it takes on the job slots."""
+    left: dict[str, list[int]] = {}
+    timed: dict[str, list[float]] = {}
+    for run, status in zip(runs, statuses):
+        work, unit = run_work(run)
+        if status.state == "done":
+            seconds = RunFolder(run.dir).read_result().get("wall_time_s")
+            if isinstance(seconds, (int, float)) and seconds > 0:
+                timed.setdefault(unit, [0.0, 0.0])
+                timed[unit][0] += seconds
+                timed[unit][1] += work
+        elif status.state in ("pending", "running", "partial", "failed", "invalid"):
+            left.setdefault(unit, [0, 0])
+            left[unit][0] += 1
+            left[unit][1] += work
+    lines = []
+    for unit, (n, work) in left.items():
+        line = f"work left: {n} runs, {work:,} {unit} (running and partial runs counted whole)"
+        if unit in timed:
+            seconds, done = timed[unit]
+            rate, slots = seconds / done, jobs or 1
+            line += (f"; this sweep's finished runs took {rate:.3g} s per {unit[:-1]}: about "
+                     f"{duration_text(rate * work / slots)} on {slots} job slot{'s' if slots > 1 else ''}")
+        else:
+            line += "; no finished run of this sweep times them yet"
+        lines.append(line)
+    return lines
 
 
 def failure_reason(folder: Path) -> str | None:

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from launch.ablations import NOT_FINISHED
-from launch.accounting import STATES, Status, SweepLog, run_status, summary
+from launch.accounting import STATES, Status, SweepLog, run_status, summary, work_left
 from launch.backends import (Task, accelerate_command, accelerate_processes, array_spec, execute, gpu_slots,
                              run_command, shell_line, slurm_script, visible_gpus)
 from launch.grid import Expansion, Run, describe_chain
@@ -81,6 +81,8 @@ def _print_dry_run(sweep: Sweep, expansion: Expansion, statuses: list[Status], t
         print(f"  {run.index:>{width}} {status.state:<8} {run.label}{tail}")
     counts = {s: sum(st.state == s for st in statuses) for s in STATES}
     print("status: " + ", ".join(f"{n} {s}" for s, n in counts.items()))
+    for line in work_left(runs, statuses, jobs):
+        print(line)
     if backend == "slurm":
         print(f"would write a job array of {len(todo)} tasks (--array={array_spec(len(todo), jobs)})")
     else:

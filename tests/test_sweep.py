@@ -476,7 +476,15 @@ def test_print_and_dry_run_list_the_runs(tmp_path, capsys):
     assert lines[3] == (f"  2 failed   {runs[2].label}  (loss is nan; also prune.target_sparsity=0.75 "
                         "(dense does not read them))")
     assert lines[4:] == ["status: 1 done, 0 running, 1 failed, 0 invalid, 0 partial, 1 pending",
+                         "work left: 2 runs, 4 epochs (running and partial runs counted whole); no finished run of "
+                         "this sweep times them yet",
                          "would start 1 runs with backend local"]
+    done = json.loads((runs[1].dir / "result.json").read_text())
+    (runs[1].dir / "result.json").write_text(json.dumps({**done, "wall_time_s": 3.0}))  # 1.5 s per epoch
+    assert S.main([str(path), "--out", str(out), "--dry-run", "--jobs", "2"]) == 0
+    assert capsys.readouterr().out.splitlines()[5] == (  # 2 runs x 2 epochs x 1.5 s over 2 slots
+        "work left: 2 runs, 4 epochs (running and partial runs counted whole); this sweep's finished runs took "
+        "1.5 s per epoch: about 0 min 03 s on 2 job slots")
     assert not (out / "sweeps").exists()  # a dry run writes nothing
 
 
@@ -924,7 +932,8 @@ def test_slurm_script_quotes_paths_and_names_with_spaces_and_command_substitutio
     """#SBATCH values in double quotes (sbatch reads them; bash never does), the run lines shell-quoted:
     under bash the task runs exactly the planned argv and `$(...)` never runs."""
     import shlex
-    (tmp_path / "base.yaml").write_text("data: {name: synthetic}\nmodel: {name: tiny_mlp}\ntrain: {epochs: 1}\n")
+    # 2 epochs: at 1, progressive's schedule would end before its first update (the preflight refuses it)
+    (tmp_path / "base.yaml").write_text("data: {name: synthetic}\nmodel: {name: tiny_mlp}\ntrain: {epochs: 2}\n")
     sweep = tmp_path / "my study $(touch pwned).yaml"
     sweep.write_text(f"base: {tmp_path / 'base.yaml'}\naxes:\n  seed: [1, 2]\n")
     out = tmp_path / "my runs $(touch pwned)"

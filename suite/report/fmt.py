@@ -15,6 +15,13 @@ from suite import stats
 MISSING = "–"
 
 
+def duration_text(seconds: float) -> str:
+    """`2 h 05 min 09 s`, or `5 min 09 s` under an hour."""
+    minutes, s = divmod(int(round(seconds)), 60)
+    h, m = divmod(minutes, 60)
+    return f"{h} h {m:02d} min {s:02d} s" if h else f"{m} min {s:02d} s"
+
+
 def is_missing(v: Any) -> bool:
     return v is None or (isinstance(v, float) and math.isnan(v))
 

@@ -23,7 +23,7 @@ from suite.config import read_yaml
 from suite.errors import ConfigError
 from suite.method_facts import DEFAULT_METHOD
 from suite.report.build import Report, results_sentence
-from suite.report.fmt import fmt, fmt_p, readable
+from suite.report.fmt import duration_text, fmt, fmt_p, readable
 from suite.report.labels import family_text
 from suite.report.load import DENSE, Group, study_metric
 from suite.report.published import Published, stated_epochs
@@ -37,12 +37,6 @@ README_END = "<!-- results:{name}:end -->"
 
 
 # --- the document ------------------------------------------------------------------------------
-
-def _duration(seconds: float) -> str:
-    minutes, s = divmod(int(round(seconds)), 60)
-    h, m = divmod(minutes, 60)
-    return f"{h} h {m:02d} min {s:02d} s" if h else f"{m} min {s:02d} s"
-
 
 def _sweep_command(name: str) -> str | None:
     path = REPO / "configs" / "sweeps" / f"{name}.yaml"
@@ -253,7 +247,7 @@ def render_document(report: Report, published: Sequence[Published], recorded: di
     out.append(f"- Machine (recorded with the export): {mach.get('cpu', 'unknown')}, {mach.get('cores', '?')} "
                f"cores, {mach.get('system', '')}.")
     for s in recorded.get("sweeps") or []:
-        out.append(f"- Wall time of sweep `{s['name']}`: {_duration(s['wall_time_s'])} "
+        out.append(f"- Wall time of sweep `{s['name']}`: {duration_text(s['wall_time_s'])} "
                    f"({s['passes']} pass{'es' if s['passes'] > 1 else ''}, {s['started']} to {s['finished']}, "
                    "from its sweep.log).")
     for text in recorded.get("versions") or []:
@@ -264,7 +258,7 @@ def render_document(report: Report, published: Sequence[Published], recorded: di
         out.append(f"- Code (from result.json): commit {code.get('commit') or 'unknown'}, {state}"
                    + (f", diff sha256 {code['diff_sha256']}" if code.get("diff_sha256") else ""))
     out.append(f"- Sum of the {len(runs)} runs' recorded durations (result.json `wall_time_s`): "
-               f"{_duration(run_seconds)}.")
+               f"{duration_text(run_seconds)}.")
     out += [f"- {results_sentence(m)}.", ""]
     out += ["## Headline", ""] + [f"- {line}" for line in m.get("headline", [])] + [""]
     out += [f"> {line}" for line in m.get("warnings", [])] + ([""] if m.get("warnings") else [])
@@ -296,7 +290,7 @@ def render_document(report: Report, published: Sequence[Published], recorded: di
     answer = confirmatory_lines(report)
     if answer:  # the closing note: the declared family's answer and what the study cost in wall time
         out += ["## The answer", "", *answer, "",
-                f"The study's runs took {_duration(run_seconds)} in all (the sum of their recorded wall times; the "
+                f"The study's runs took {duration_text(run_seconds)} in all (the sum of their recorded wall times; the "
                 "sweeps' own wall time, with runs in parallel, is listed under 'How it was made').", ""]
     return "\n".join(out).rstrip("\n") + "\n"
 
