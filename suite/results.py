@@ -37,7 +37,7 @@ def atomic_write(path: Path, write) -> None:
     except BaseException as e:
         if tmp is not None:
             Path(tmp).unlink(missing_ok=True)
-        if isinstance(e, OSError) and (tmp is None or e.filename in (None, tmp, str(tmp))):
+        if isinstance(e, OSError) and e.errno is not None and (tmp is None or e.filename in (None, tmp, str(tmp))):
             raise OSError(e.errno, e.strerror, str(path)) from None
         raise
 

@@ -562,7 +562,7 @@ def test_bad_mnist_file_is_one_line_exit_2(case, tmp_path, capsys):
     before = snapshot(tmp_path / "data")
     code, err, _ = cli(capsys, RUN.main, ["--out", str(tmp_path / "runs"), "data.name=mnist", "model.name=lenet300",
                                           f"data.root={tmp_path / 'data'}", f"data.cache_dir={tmp_path / 'cache'}",
-                                          "train.batch_size=10", "train.epochs=1"])
+                                          "train.batch_size=10", "train.epochs=2"])
     assert code == EXIT_BAD_INPUT
     one_error(err, raw / name, part)
     assert snapshot(tmp_path / "data") == before
@@ -577,7 +577,7 @@ def test_bad_uncompressed_mnist_file_is_one_line(tmp_path, capsys):
                        ("t10k-images-idx3-ubyte", idx_images(10)[:-1]), ("t10k-labels-idx1-ubyte", idx_labels(10))):
         (raw / name).write_bytes(data)
     code, err, _ = cli(capsys, RUN.main, ["--out", str(tmp_path / "runs"), "data.name=mnist", "model.name=lenet300",
-                                          f"data.root={tmp_path}", "train.batch_size=10", "train.epochs=1"])
+                                          f"data.root={tmp_path}", "train.batch_size=10", "train.epochs=2"])
     assert code == EXIT_BAD_INPUT
     one_error(err, raw / "t10k-images-idx3-ubyte", "the header says 10 images", "truncated or corrupt")
 
@@ -650,7 +650,7 @@ def test_npz_that_is_not_a_zip_exits_2(tmp_path, capsys):
     path.parent.mkdir()
     path.write_bytes(b"PK\x03\x04 not really")
     code, err, _ = cli(capsys, RUN.main, ["--out", str(tmp_path / "runs"), "data.name=cifar10_subset",
-                                          f"data.root={tmp_path}", "model.name=tiny_mlp", "train.epochs=1"])
+                                          f"data.root={tmp_path}", "model.name=tiny_mlp", "train.epochs=2"])
     assert code == EXIT_BAD_INPUT
     one_error(err, path, "not a readable .npz file")
 
@@ -662,6 +662,6 @@ def test_corrupt_cifar10_fails_torchvisions_check(tmp_path, capsys):
     for name in ("data_batch_1", "data_batch_2", "data_batch_3", "data_batch_4", "data_batch_5", "test_batch"):
         (folder / name).write_bytes(b"\x80\x04garbage")
     code, err, _ = cli(capsys, RUN.main, ["--out", str(tmp_path / "runs"), "data.name=cifar10",
-                                          f"data.root={tmp_path}", "model.name=tiny_mlp", "train.epochs=1"])
+                                          f"data.root={tmp_path}", "model.name=tiny_mlp", "train.epochs=2"])
     assert code == EXIT_BAD_INPUT
     one_error(err, folder, "incomplete or corrupt")

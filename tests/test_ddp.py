@@ -65,7 +65,7 @@ def test_wandb_offline_run_written_once_by_the_main_process(ddp_run):
 def test_multi_process_launch_without_cpu_flag_fails_loudly(tmp_path):
     # two processes, no GPU, no ACCELERATE_USE_CPU: each would train alone as world size 1
     proc = launch_2proc([str(ROOT / "suite" / "run.py"), "--no-progress", "--out", str(tmp_path),
-                         "data.name=synthetic", "model.name=tiny_mlp", "train.epochs=1"], use_cpu=False)
+                         "data.name=synthetic", "model.name=tiny_mlp", "train.epochs=2"], use_cpu=False)
     assert proc.returncode != 0
     assert proc.stderr.count("error: launched as 2 processes but Accelerate sees a world size of 1") == 1
     assert "ACCELERATE_USE_CPU=1 accelerate launch --multi_gpu --num_processes 2" in proc.stderr
