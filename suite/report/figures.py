@@ -917,7 +917,8 @@ def plot_frontier(groups: Sequence[Group], sparsity: float, stem: Path, colors: 
     ax.set_title(_title(groups, f"target sparsity {sparsity:g}: {metric.short} (mean, 95% CI) against training "
                                 "cost, every budget run"), fontsize=9)
     ax.grid(alpha=0.3, which="both")
-    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), title="group (budget per cycle)",
-              title_fontsize=7)
+    if ax.get_legend_handles_labels()[0]:  # every group may be off the axis (collapsed, or no metrics)
+        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), title="group (budget per cycle)",
+                  title_fontsize=7)
     _note_below(fig, ax, notes, "collapsed or broken, off the axis (mean [95% CI] at cost):")
     return _save(fig, stem)
