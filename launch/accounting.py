@@ -54,8 +54,9 @@ def work_left(runs: list[Run], statuses: list[Status], jobs: int | None) -> list
         if unit in timed:
             seconds, done = timed[unit]
             rate, slots = seconds / done, jobs or 1
-            line += (f"; this sweep's finished runs took {rate:.3g} s per {unit[:-1]}: about "
-                     f"{duration_text(rate * work / slots)} on {slots} job slot{'s' if slots > 1 else ''}")
+            line += (f"; this sweep's finished runs trained {rate:.3g} s per {unit[:-1]}: about "
+                     f"{duration_text(rate * work / slots)} on {slots} job slot{'s' if slots > 1 else ''}, "
+                     f"plus each run's few seconds of start-up")
         else:
             line += "; no finished run of this sweep times them yet"
         lines.append(line)

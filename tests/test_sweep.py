@@ -483,8 +483,8 @@ def test_print_and_dry_run_list_the_runs(tmp_path, capsys):
     (runs[1].dir / "result.json").write_text(json.dumps({**done, "wall_time_s": 3.0}))  # 1.5 s per epoch
     assert S.main([str(path), "--out", str(out), "--dry-run", "--jobs", "2"]) == 0
     assert capsys.readouterr().out.splitlines()[5] == (  # 2 runs x 2 epochs x 1.5 s over 2 slots
-        "work left: 2 runs, 4 epochs (running and partial runs counted whole); this sweep's finished runs took "
-        "1.5 s per epoch: about 0 min 03 s on 2 job slots")
+        "work left: 2 runs, 4 epochs (running and partial runs counted whole); this sweep's finished runs trained "
+        "1.5 s per epoch: about 0 min 03 s on 2 job slots, plus each run's few seconds of start-up")
     assert not (out / "sweeps").exists()  # a dry run writes nothing
 
 
