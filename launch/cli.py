@@ -16,7 +16,7 @@ from launch.grid import Expansion, Run, describe_chain
 from launch.plan import expand
 from launch.sweepfile import Sweep, format_value, load_sweep, relative_out
 from suite.errors import ConfigError
-from suite.exits import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_LOCKED, crash_line
+from suite.exits import EXIT_BAD_INPUT, EXIT_CTRL_C, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_LOCKED, crash_line
 from suite.results import check_output_dir
 from suite.threads import CORES_ENV, available_cores
 
@@ -27,12 +27,12 @@ BACKENDS = ("local", "accelerate", "slurm", "print")
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        prog="launch/sweep.py",
+        prog="launch/sweep.py", usage="%(prog)s [options] sweep [sweep ...] [key=value ...]",
         description="Expand a sweep file (configs/sweeps/*.yaml) into runs of suite/run.py and run the "
-                    "ones not finished yet.")
-    parser.add_argument("sweep", help="sweep file, e.g. configs/sweeps/quickstart.yaml")
-    parser.add_argument("overrides", nargs="*", metavar="key=value",
-                        help="settings for every run, on top of the sweep's overrides (e.g. train.epochs=1)")
+                    "ones not finished yet; several sweep files run one after the other (a study).")
+    parser.add_argument("items", nargs="+", metavar="sweep | key=value",
+                        help="sweep files, e.g. configs/sweeps/quickstart.yaml, run in the order given; key=value: "
+                             "settings for every run, on top of each sweep's overrides (e.g. data.root=/data)")
     parser.add_argument("--out", default="runs", help="runs folder (default: runs)")
     parser.add_argument("--backend", default="local", choices=BACKENDS,
                         help="local: subprocesses here; accelerate: each run a DDP job on all GPUs; slurm: "
@@ -52,7 +52,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--debug", action="store_true",
                         help="show the traceback of an unexpected error on stderr too (default: off; it is "
                              "always written to <out>/sweeps/<name>/error.log)")
-    return parser.parse_intermixed_args(argv)
+    args = parser.parse_intermixed_args(argv)
+    # a sweep file is a path; an override is key=value (a dotted key: no slash before its '=')
+    is_override = [("=" in item and "/" not in item.split("=", 1)[0]) for item in args.items]
+    args.sweeps = [item for item, o in zip(args.items, is_override) if not o]
+    args.overrides = [item for item, o in zip(args.items, is_override) if o]
+    if not args.sweeps:
+        parser.error("give at least one sweep file (configs/sweeps/*.yaml)")
+    args.sweep = args.sweeps[0]
+    return args
 
 
 def _print_dry_run(sweep: Sweep, expansion: Expansion, statuses: list[Status], todo: list[Run],
@@ -97,7 +105,28 @@ def _merged_note(run: Run, points: list[dict]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Each sweep file in turn: all are read first (a mistake in the last is found before the first runs);
+    a bad input or an interruption stops the study, a failed run does not stop the sweeps after it (their
+    ablations of it are held back); the exit code is the stop's, else 1 if a run failed, else 3 if one is
+    still running elsewhere, else 0."""
     args = parse_args(argv)
+    if len(args.sweeps) > 1:
+        try:
+            for path in args.sweeps:
+                load_sweep(path, list(args.overrides))
+        except ConfigError as e:
+            print(f"error: {e}", file=sys.stderr, flush=True)
+            return EXIT_BAD_INPUT
+    codes = []
+    for path in args.sweeps:
+        args.sweep = path
+        codes.append(_one_sweep(args))
+        if codes[-1] in (EXIT_BAD_INPUT, EXIT_INTERRUPTED, EXIT_CTRL_C):
+            return codes[-1]
+    return next((c for c in (EXIT_FAILED, EXIT_LOCKED) if c in codes), 0)
+
+
+def _one_sweep(args: argparse.Namespace) -> int:
     before = os.environ.get("PP_SWEEP")  # _main sets it for its runs; a caller's process keeps its own
     try:
         return _main(args)

@@ -956,3 +956,25 @@ def test_slurm_script_quotes_paths_and_names_with_spaces_and_command_substitutio
     run = S.expand(S.load_sweep(sweep), out.resolve(), str(out.resolve())).runs[1]
     assert (tmp_path / "argv").read_text().splitlines() == S.run_command(run)[1:]
     assert not list(tmp_path.rglob("pwned")) and not (ROOT / "pwned").exists()
+
+
+@pytest.mark.slow  # real sweeps of real runs
+def test_several_sweep_files_run_in_order_as_one_study(tmp_path):
+    """`sweep.py a.yaml b.yaml key=value`: every file is read before any run (a mistake in the last costs no
+    run of the first), then each runs in turn with the same overrides, its own log and summary."""
+    first = write_sweep(tmp_path, "axes: {seed: [1, 2]}\n", name="first")
+    second = write_sweep(tmp_path, "axes: {method: [dense], seed: [1]}\n", name="second")
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("axes: {seed: [1]}\ncolour: red\n")
+    out = tmp_path / "runs"
+    proc = run_sweep(str(first), str(broken), "--out", str(out))
+    assert proc.returncode == EXIT_BAD_INPUT
+    assert proc.stderr.strip().splitlines()[-1].startswith(f"error: {broken}: unknown key 'colour'")
+    assert not out.exists()  # nothing ran, nothing was written
+    proc = run_sweep(str(first), str(second), "train.epochs=3", "--out", str(out))
+    assert proc.returncode == 0, proc.stderr
+    summaries = [line for line in proc.stdout.splitlines() if line.startswith("sweep ")]
+    assert summaries == ["sweep first: 2 done, 0 skipped, 0 failed", "sweep second: 1 done, 0 skipped, 0 failed"]
+    results = sorted(out.rglob("result.json"))
+    assert len(results) == 3 and {json.loads(p.read_text())["science"]["train.epochs"] for p in results} == {3}
+    assert sorted(p.name for p in (out / "sweeps").iterdir()) == ["first", "second"]
