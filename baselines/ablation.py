@@ -120,11 +120,11 @@ def read_source(text: str) -> Source:
     if not path.is_dir():
         raise SourceError(f"ablate.source: {path}: not a run folder")
     folder = RunFolder(path)
-    if not folder.finished() and not (path / "config.json").is_file() and not path.name.startswith("round_"):
-        # no run ever started here: a runs or experiment folder, say
-        raise SourceError(f"ablate.source: {path} is not a run's folder: name a seed folder, "
-                          f"runs/<experiment>/seed_<s> (or an LTH round folder, .../seed_<s>/round_<r>)")
     if not folder.finished():
+        if not (path / "config.json").is_file() and not path.name.startswith("round_"):
+            # no run ever started here: a runs or experiment folder, say
+            raise SourceError(f"ablate.source: {path} is not a run's folder: name a seed folder, "
+                              f"runs/<experiment>/seed_<s> (or an LTH round folder, .../seed_<s>/round_<r>)")
         status = folder.status()
         detail = f": {status.detail}" if status.detail else ""
         raise SourceError(f"ablate.source: {path} is not a finished result ({status.state}{detail})")

@@ -7,7 +7,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from launch.grid import Run
+from launch.grid import Run, chain_sparsities
 from launch.sweepfile import Sweep
 from suite.exits import EXIT_CTRL_C, EXIT_INTERRUPTED, EXIT_LOCKED
 from suite.report.fmt import duration_text
@@ -25,7 +25,6 @@ class Status:
 def run_work(run: Run) -> tuple[int, str]:
     """(how much training the run does, its unit): epochs, or optimizer steps under train.steps, over all of a
     chain's rounds (a round that rewinds trains a little less: an upper bound)."""
-    from launch.grid import chain_sparsities
     t = run.cfg.train
     rounds = len(chain_sparsities(run.cfg))
     return (t.steps or t.epochs) * rounds, "steps" if t.steps else "epochs"

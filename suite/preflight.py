@@ -47,7 +47,7 @@ def prunable_shapes(model: ModelConfig, data: str, input_shape: tuple[int, ...],
 def check_run(cfg: Config, files: bool = True) -> None:
     """Everything about `cfg` that can fail before data is loaded: ConfigError naming the key."""
     from suite.datasets import dataset
-    from suite.methods import budgeted_method, method_class
+    from suite.methods import budgeted_method
 
     if files:
         problem = data_files_problem(cfg.data)
@@ -64,9 +64,8 @@ def check_run(cfg: Config, files: bool = True) -> None:
         held = f" after data.val_size={cfg.data.val_size} held out" if cfg.data.val_size else ""
         raise ConfigError(f"train.batch_size: {cfg.train.batch_size} is larger than the training set "
                           f"({n_train} examples{held})")
-    budgeted_method(cfg, n_train // cfg.train.batch_size)  # the schedule's points fit the budget
+    method = budgeted_method(cfg, n_train // cfg.train.batch_size)  # the schedule's points fit the budget
     target = cfg.prune.target_sparsity
-    method = method_class(cfg.method)
     if not method.prunes or target == 0:
         return
     shapes = prunable_shapes(cfg.model, cfg.data.name, tuple(shape), classes, cfg.prune.keep_first_dense,
@@ -83,4 +82,4 @@ def check_run(cfg: Config, files: bool = True) -> None:
                           f"{cfg.model.name}: no row length ({', '.join(map(str, rows))} inputs) is a multiple of "
                           f"{cfg.prune.nm[1]}, so nothing would be N:M; choose an M that divides one")
     if method.ablates:
-        method(cfg).check_source_mask(shapes)
+        method.check_source_mask(shapes)

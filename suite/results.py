@@ -65,13 +65,11 @@ def _clean(obj: Any) -> Any:
 
 
 def write_json(path: Path, obj: Any) -> None:
-    text = json.dumps(_clean(obj), indent=2, sort_keys=False) + "\n"
-    atomic_write(path, lambda tmp: Path(tmp).write_text(text))
+    atomic_write_text(path, json.dumps(_clean(obj), indent=2, sort_keys=False) + "\n")
 
 
 def write_jsonl(path: Path, records: list[dict]) -> None:
-    text = "".join(json.dumps(_clean(r)) + "\n" for r in records)
-    atomic_write(path, lambda tmp: Path(tmp).write_text(text))
+    atomic_write_text(path, "".join(json.dumps(_clean(r)) + "\n" for r in records))
 
 
 def read_json(path: Path) -> Any:

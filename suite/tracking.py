@@ -11,7 +11,7 @@ from pathlib import Path
 
 from suite import config as C
 from suite import experiment as E
-from suite.results import atomic_write
+from suite.results import atomic_write_text
 
 
 def _log(accelerator, text: str) -> None:
@@ -60,7 +60,7 @@ def wandb_run_id(cfg: E.Config, run_dir: Path) -> str:
         nonce = ""
     if not nonce:
         nonce = secrets.token_hex(8)
-        atomic_write(path, lambda tmp: Path(tmp).write_text(nonce + "\n"))
+        atomic_write_text(path, nonce + "\n")
     token = hashlib.sha256(f"{Path(run_dir).resolve()}\0{nonce}".encode()).hexdigest()[:8]
     return f"{E.experiment_hash(cfg)}-{cfg.seed}-{token}"
 

@@ -13,7 +13,7 @@ from suite.config import DataConfig
 from suite.data import Source, cache_dir, image_source
 from suite.datasets.base import Dataset, root_of
 from suite.errors import ConfigError
-from suite.results import atomic_write
+from suite.results import atomic_write, atomic_write_text
 
 MNIST_MEAN, MNIST_STD = (0.1307,), (0.3081,)  # training-set pixel mean/std on [0, 1]
 
@@ -91,7 +91,7 @@ def _unpack_gz(src: Path, target: Path) -> None:
         atomic_write(target, unpack)
     except (EOFError, gzip.BadGzipFile, zlib.error) as e:
         raise ConfigError(f"{src}: not a complete gzip file ({type(e).__name__}: {e})") from None
-    atomic_write(note, lambda tmp: Path(tmp).write_text(json.dumps(key)))
+    atomic_write_text(note, json.dumps(key))
 
 
 def mnist_root(cfg: DataConfig) -> Path:
