@@ -3,6 +3,7 @@ diagnostic, the ticket contrasts, costs in one unit, the equal-FLOPs epochs of t
 end-to-end check of the new mechanisms (exponential schedule, predictions file, ticket, McNemar)."""
 import json
 import math
+import statistics
 from pathlib import Path
 
 import pytest
@@ -158,6 +159,43 @@ def test_family_rows_hand_computed_holm_over_the_declared_rows_only(tmp_path):
                             "not reproduced under this recipe: a drop larger than the margin is not ruled out")
 
 
+def test_plan_rows_p_interval_and_verdict_come_from_one_test_at_the_holm_level(tmp_path):
+    """A row Holm does not reject shows no difference even where its unadjusted 95% CI would exclude 0: its
+    interval is at alpha / (m - r), hand-computed here, and a claim's is the (1 - 2a) one of its one-sided test."""
+    plan = _plan(tmp_path, HEAD + """confirmatory:
+  - {name: strong, kind: contrast, treated: {method: progressive}, control: {method: lth}}
+  - {name: borderline, kind: contrast, treated: {method: gmp}, control: {method: lth}}
+  - {name: claim, kind: claim, claim: 98.5, group: {method: gmp}}
+""")
+    seeds = (1, 2, 3, 4, 5)
+    lth = [97.0, 97.2, 96.9, 97.1, 97.0]
+    strong = [v + d for v, d in zip(lth, [1.0, 1.1, 0.9, 1.0, 1.05])]
+    border = [v + d for v, d in zip(lth, [0.5, 1.5, 1.0, 0.2, 1.8])]
+    groups = [_group("lth", lth, "l", seeds), _group("progressive", strong, "p", seeds), _group("gmp", border, "g", seeds)]
+    rows = {r["entry"]: r for r in K.family_rows(plan.confirmatory, groups, plan)}
+    b = rows["borderline"]
+    raw = sps.ttest_rel(border, lth)
+    assert raw.pvalue < 0.05 and raw.confidence_interval(0.95).low > 0  # unadjusted, a difference
+    ps = sorted(r["p"] for r in rows.values())
+    assert ps[0] < 0.05 / 3 and ps[1] >= 0.05 / 2  # Holm rejects the first only: r = 1, then level 0.05 / 2
+    assert b["p"] == ps[1] < ps[2] == rows["claim"]["p"] and b["ci_alpha"] == pytest.approx(0.025) and b["ci_level"] == pytest.approx(0.975)
+    se = statistics.stdev([x - y for x, y in zip(border, lth)]) / math.sqrt(5)
+    half = sps.t.ppf(1 - 0.025 / 2, 4) * se
+    assert (b["ci_low"], b["ci_high"]) == pytest.approx((b["diff"] - half, b["diff"] + half), rel=1e-9)
+    assert b["ci_low"] < 0 < b["ci_high"] and b["verdict"].startswith("no significant difference")
+    s = rows["strong"]
+    assert s["ci_alpha"] == pytest.approx(0.05 / 3) and s["ci_low"] > 0 and s["verdict"].startswith("significant")
+    c = rows["claim"]  # one-sided at its level a: the (1 - 2a) CI, lower end against -0.3
+    a = c["ci_alpha"]
+    half = sps.t.ppf(1 - a, 4) * statistics.stdev(border) / math.sqrt(5)
+    assert c["ci_level"] == pytest.approx(1 - 2 * a)
+    assert (c["ci_low"], c["ci_high"]) == (c["eq_low"], c["eq_high"]) == pytest.approx((c["diff"] - half, c["diff"] + half))
+    assert (c["ci_low"] > -0.3) == (c["p_holm"] < 0.05) == c["verdict"].startswith("reproduced")
+    table = K.confirmatory_table(groups, plan)
+    cell = next(c for c in table.columns if c.header == "Adjusted CI")
+    assert cell.show(b).endswith(" (97.5%)") and cell.show(s).endswith(" (98.33%)")
+
+
 def test_claim_and_equivalence_wording():
     assert K.equivalence_words(-0.1, 0.2, 0.3) == "equivalent within ±0.3"
     assert K.equivalence_words(-0.9, -0.4, 0.3) == "drop larger than the margin"
@@ -207,6 +245,12 @@ def test_ticket_contrasts_pair_each_sources_retrainings(tmp_path):
     assert first["diff"] == pytest.approx((0.1 + 0.0 + 0.2) / 3, abs=1e-12)
     assert first["p"] == pytest.approx(sps.ttest_rel([97.9, 98.0, 98.2], [97.8, 98.0, 98.0]).pvalue, rel=1e-9)
     assert [r["p_holm"] for r in rows] == pytest.approx(stats.holm([r["p"] for r in rows]))
+    levels = stats.holm_alphas([r["p"] for r in rows], 0.05)  # each CI at its Holm-consistent level
+    se = statistics.stdev([0.1, 0.0, 0.2]) / math.sqrt(3)
+    assert (first["ci_low"], first["ci_high"]) == pytest.approx(
+        (first["diff"] - sps.t.ppf(1 - levels[0] / 2, 2) * se, first["diff"] + sps.t.ppf(1 - levels[0] / 2, 2) * se))
+    assert [r["ci_level"] for r in rows] == pytest.approx([1 - a for a in levels])
+    assert [r["ci_low"] > 0 or r["ci_high"] < 0 for r in rows] == [r["p_holm"] < 0.05 for r in rows]
 
 
 # --- a tiny end-to-end run of the new mechanisms on synthetic data ----------------------------------------

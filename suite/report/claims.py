@@ -245,7 +245,8 @@ def _row(entry: Entry, groups: Sequence[Group], plan: Plan) -> dict:
     row = {"entry": entry.name, "kind": entry.kind, "claim": entry.claim, "claim_source": entry.claim_source,
            "higher_is_better": higher, "unit": metric.unit, "digits": metric.digits, "cost_unit": plan.unit,
            "groups": {role: (g.id if g else None) for role, g in chosen.items()}, "n": 0, "diff": stats.NAN,
-           "ci_low": stats.NAN, "ci_high": stats.NAN, "eq_low": stats.NAN, "eq_high": stats.NAN, "p": stats.NAN,
+           "ci_low": stats.NAN, "ci_high": stats.NAN, "ci_level": stats.NAN, "ci_alpha": stats.NAN,
+           "eq_low": stats.NAN, "eq_high": stats.NAN, "p": stats.NAN, "se": stats.NAN, "df": stats.NAN,
            "mdd": stats.NAN, "means": {role: (mean(g.values) if g else stats.NAN) for role, g in chosen.items()},
            "costs": {role: (plan.cost(g) if g else stats.NAN) for role, g in chosen.items()},
            "epochs": {role: (g.epochs if g else stats.NAN) for role, g in chosen.items()},
@@ -266,14 +267,13 @@ def _row(entry: Entry, groups: Sequence[Group], plan: Plan) -> dict:
         values = chosen["group"].values
         row["n"] = len(values)
         t = stats.one_sample(values, entry.claim)
-        row.update(diff=t.diff, ci_low=t.ci_low, ci_high=t.ci_high)
+        row["diff"] = t.diff
         if len(values) >= 2 and not math.isnan(t.statistic):
             se = t.diff / t.statistic
             df = len(values) - 1
             sign = 1.0 if higher else -1.0  # H0: worse than the claim by the margin or more (Δ <= -margin, or
             row["p"] = float(sps.t.sf((sign * t.diff + plan.margin) / se, df))  # Δ >= +margin for a loss)
-            half = float(sps.t.ppf(1 - plan.alpha, df)) * se
-            row.update(eq_low=t.diff - half, eq_high=t.diff + half, mdd=stats.min_detectable_shift(se, df))
+            row.update(se=se, df=float(df))
         return row
     if entry.kind == "contrast":
         a, b = _paired_values(chosen["treated"], chosen["control"])
@@ -286,12 +286,26 @@ def _row(entry: Entry, groups: Sequence[Group], plan: Plan) -> dict:
         b = [acc["treated_dense"][s] - acc["control_dense"][s] for s in shared]
     row["n"] = len(a)
     t = stats.paired(a, b)
-    tost = stats.paired_tost(a, b, plan.margin, plan.alpha) if len(a) >= 2 else None
-    se, df = stats.paired_se(a, b)
-    row.update(diff=t.diff, ci_low=t.ci_low, ci_high=t.ci_high, p=t.p, mdd=stats.min_detectable_shift(se, df))
-    if tost is not None:
-        row.update(eq_low=tost.ci_low, eq_high=tost.ci_high)
+    row.update(diff=t.diff, p=t.p)
+    if not math.isnan(t.p):
+        se, df = stats.paired_se(a, b)
+        row.update(se=se, df=df)
     return row
+
+
+def _at_level(row: dict, a: float) -> None:
+    """The row's intervals and smallest detectable Δ at `a`, its Holm-consistent level (stats.holm_alphas), so
+    that the row's p, interval and verdict come from one test: a contrast's two-sided (1 − a) CI excludes 0
+    exactly when Holm rejects; a claim's one-sided test at a rejects exactly when the matching end of the
+    (1 − 2a) CI clears the margin, and so does a contrast's TOST (its parity reading). An untested row has none."""
+    row["ci_alpha"] = a
+    if math.isnan(a):
+        return
+    se, df, diff = row["se"], row["df"], row["diff"]
+    eq = stats.t_interval(diff, se, df, 1 - 2 * a)
+    row.update(eq_low=eq[0], eq_high=eq[1], mdd=stats.min_detectable_shift(se, df, alpha=a),
+               ci_level=1 - 2 * a if row["kind"] == "claim" else 1 - a)
+    row["ci_low"], row["ci_high"] = eq if row["kind"] == "claim" else stats.t_interval(diff, se, df, 1 - a)
 
 
 def _verdict(row: dict, alpha: float, margin: float) -> str:
@@ -318,10 +332,17 @@ def family_rows(entries: Sequence[Entry], groups: Sequence[Group], plan: Plan) -
     """One row per declared comparison, Holm-Bonferroni over exactly these rows (untested ones not counted)."""
     rows = [_row(e, groups, plan) for e in entries]
     adjusted = stats.holm([r["p"] for r in rows])
+    levels = stats.holm_alphas([r["p"] for r in rows], plan.alpha)
     m = sum(1 for p in adjusted if not math.isnan(p))
-    for row, p in zip(rows, adjusted):
+    for row, p, a in zip(rows, adjusted, levels):
+        _at_level(row, a)
         row.update(p_holm=p, family_size=m, verdict=_verdict({**row, "p_holm": p}, plan.alpha, plan.margin))
     return rows
+
+
+def _level(confidence: float) -> str:
+    """' (98.33%)': the confidence level a cell's interval is at, or nothing for an untested row (NaN)."""
+    return "" if math.isnan(confidence) else f" ({100 * confidence:.4g}%)"
 
 
 def _columns(plan: Plan) -> list[Column]:
@@ -343,14 +364,22 @@ def _columns(plan: Plan) -> list[Column]:
                                                                for v in r[trained].values())),
             Column(f"Cost ({unit})", costs),
             Column("Δ", lambda r: fmt(r["diff"], digits(r), signed=True)),
-            Column("95% CI", lambda r: fmt_ci(r["ci_low"], r["ci_high"], digits(r))),
-            Column(f"{100 * (1 - 2 * plan.alpha):g}% CI", lambda r: fmt_ci(r["eq_low"], r["eq_high"], digits(r))),
+            Column("Adjusted CI", lambda r: fmt_ci(r["ci_low"], r["ci_high"], digits(r)) + _level(r["ci_level"])),
+            Column("TOST CI", lambda r: fmt_ci(r["eq_low"], r["eq_high"], digits(r)) + _level(1 - 2 * r["ci_alpha"])),
             Column("Smallest detectable Δ", lambda r: fmt(r["mdd"], digits(r))),
             Column("Holm p", lambda r: fmt_p(r["p_holm"]) + ("" if math.isnan(r["p_holm"]) else f" (m={r['family_size']})")),
             Column("Verdict", lambda r: r["verdict"], "left")]
 
 
-_MAIN = ("Comparison", "n", "Δ", "95% CI", "Holm p", "Verdict")  # the short table; the rest below it
+_LEVELS = ("Every interval and the smallest detectable Δ are at the row's Holm-consistent level a (alpha / (m − k + 1) "
+           "for the k-th smallest p that Holm rejects; alpha / (m − r) for every row after it stopped at r rejections), "
+           "so that a row's p, interval and verdict are one test's: 'Adjusted CI' is a contrast's two-sided (1 − a) "
+           "CI, which excludes 0 exactly when the verdict is a difference, and a claim's (1 − 2a) CI, whose lower end "
+           "clears −margin exactly when the claim is reproduced (the upper end +margin where lower is better); "
+           "'TOST CI' is the (1 − 2a) CI that reads parity (inside ±margin) or a drop or gain larger than the margin "
+           "(outside it). The smallest detectable Δ is the true difference the test finds with 80% power at a. "
+           "An untested row (not run, collapsed seeds, n < 2) has no interval.")
+_MAIN = ("Comparison", "n", "Δ", "Adjusted CI", "Holm p", "Verdict")  # the short table; the rest below it
 
 
 def confirmatory_table(groups: Sequence[Group], plan: Plan) -> Table:
@@ -361,9 +390,8 @@ def confirmatory_table(groups: Sequence[Group], plan: Plan) -> Table:
                f"non-inferiority test of our seeds against the number (H0: {h0}): 'reproduced' when "
                f"Holm rejects it; otherwise 'not reproduced under this recipe' (a different recipe cannot refute a "
                f"paper). A contrast is a paired t-test over shared seeds (treated − control), read as parity only "
-               f"through the paired TOST at the one margin ±{plan.margin:g} {metric.unit}. The smallest detectable Δ "
-               f"is the true difference the test finds with 80% power. Costs in {plan.unit}."
-               + direction_note(metric))
+               f"through the paired TOST at the one margin ±{plan.margin:g} {metric.unit}. " + _LEVELS
+               + f" Costs in {plan.unit}." + direction_note(metric))
     return Table("confirmatory", "Confirmatory family", caption, family_rows(plan.confirmatory, groups, plan),
                  _columns(plan), main=_MAIN, keys=1)
 
@@ -371,7 +399,8 @@ def confirmatory_table(groups: Sequence[Group], plan: Plan) -> Table:
 def exploratory_table(groups: Sequence[Group], plan: Plan) -> Table:
     caption = ("Exploratory: comparisons the study measures but did not declare confirmatory (Holm within this "
                "table only); differences in differences subtract each side's dense model of its own cycle length. "
-               f"Costs in {plan.unit}.")
+               "A contrast is a paired t-test over shared seeds, a claim a one-sided non-inferiority test against the "
+               f"number (margin ±{plan.margin:g}). " + _LEVELS + f" Costs in {plan.unit}.")
     return Table("exploratory", "Exploratory comparisons", caption, family_rows(plan.exploratory, groups, plan),
                  _columns(plan), main=_MAIN, keys=1)
 
@@ -401,16 +430,20 @@ def ticket_table(groups: Sequence[Group], plan: Plan) -> Table:
                              "target_sparsity": sources[sid].target_sparsity,
                              "budget": sources[sid].budget_label, "higher_is_better": sources[sid].metric.higher_is_better,
                              "unit": sources[sid].metric.unit, "contrast": f"{treated} − {control}",
-                             "n": len(a), "diff": t.diff, "ci_low": t.ci_low, "ci_high": t.ci_high, "p": t.p})
-    for row, p in zip(rows, stats.holm([r["p"] for r in rows])):
-        row["p_holm"] = p
+                             "n": len(a), "diff": t.diff, "p": t.p, "se_df": stats.paired_se(a, b)})
+    ps = [r["p"] for r in rows]
+    for row, p, level in zip(rows, stats.holm(ps), stats.holm_alphas(ps, plan.alpha)):
+        se, df = row.pop("se_df")
+        row["p_holm"], row["ci_level"] = p, 1 - level
+        row["ci_low"], row["ci_high"] = (stats.NAN, stats.NAN) if math.isnan(p) else stats.t_interval(row["diff"], se, df, 1 - level)
         row["verdict"] = ("not tested" if math.isnan(p) else
                           ("positive" if (row["diff"] > 0) == row["higher_is_better"] else "negative") if p < plan.alpha
                           else "no significant difference")
     caption = ("Exploratory. For each dense-to-sparse source, its final mask retrained sparse from the start: ticket "
                "(the source's own init), reinit (a fresh init), shuffle (the mask permuted within each layer), rewire "
                "(every neuron's fan-in and fan-out kept). ticket − reinit > 0 is Frankle & Carbin's winning ticket; "
-               "paired t over seeds, Holm within the table.")
+               "paired t over seeds, Holm within the table; 'Adjusted CI' is at the row's Holm-consistent level "
+               "(shown beside it), so it excludes 0 exactly when the outcome is positive or negative.")
     return Table("tickets", "Lottery-ticket contrasts", caption, rows, [
         Column("Source", lambda r: r["label_source"], "left"),
         Column("Target s", lambda r: fmt_sparsity(r["target_sparsity"])),
@@ -418,7 +451,7 @@ def ticket_table(groups: Sequence[Group], plan: Plan) -> Table:
         Column("Contrast", lambda r: r["contrast"], "left"),
         Column("n", lambda r: str(r["n"])),
         Column("Δ", lambda r: fmt(r["diff"], signed=True)),
-        Column("95% CI", lambda r: fmt_ci(r["ci_low"], r["ci_high"])),
+        Column("Adjusted CI", lambda r: fmt_ci(r["ci_low"], r["ci_high"]) + _level(r["ci_level"])),
         Column("Holm p", lambda r: fmt_p(r["p_holm"])),
         Column("Outcome", lambda r: r["verdict"], "left"),
     ])
@@ -431,14 +464,9 @@ def ticket_lines(tickets: Table) -> list[str]:
     for r in tickets.rows:
         if r["contrast"] != "ticket − reinit":
             continue
-        if math.isnan(r["p_holm"]):
-            answer = "not tested"
-        elif r["p_holm"] < 0.05 and (r["diff"] > 0) == r["higher_is_better"]:
-            answer = "yes, a winning ticket: its own init beats a fresh one"
-        elif r["p_holm"] < 0.05:
-            answer = "no: a fresh init beats its own"
-        else:
-            answer = "not shown: its own init and a fresh one do not differ significantly"
+        answer = {"not tested": "not tested", "positive": "yes, a winning ticket: its own init beats a fresh one",
+                  "negative": "no: a fresh init beats its own"}.get(
+            r["verdict"], "not shown: its own init and a fresh one do not differ significantly")
         out.append(f"{r['label_source']} at {100 * r['target_sparsity']:g}%, {r['budget']}: is its final mask a "
                    f"lottery ticket? {answer} (ticket − reinit Δ {fmt(r['diff'], signed=True)} {r['unit']}, "
                    f"n = {r['n']}, Holm p = {fmt_p(r['p_holm'])}).")
