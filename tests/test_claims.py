@@ -481,3 +481,24 @@ def test_every_selector_of_a_shipped_plan_names_one_group_its_sweeps_make(plan_n
             assert len(found) == 1, (entry.name, role, selector, len(found))
             checked += 1
     assert checked == sum(len(e.groups) for e in (*plan.confirmatory, *plan.exploratory)) > 0
+
+
+def test_the_readme_study_command_runs_each_sweep_once_the_confirmatory_ones_first():
+    """The README's one command for the MNIST study names every lenet300_mnist_* sweep once, each ablation
+    sweep after the sweep of its sources, and the sweeps that make a group of the confirmatory family before
+    any that makes none, so a study stopped part-way has its answer first."""
+    import re
+
+    from launch.sweepfile import load_sweep
+    text = (ROOT / "README.md").read_text()
+    (listed,) = re.findall(r"s=configs/sweeps/lenet300_mnist; python launch/sweep.py \$\{s\}\{([^}]*)\}\.yaml", text)
+    order = [f"configs/sweeps/lenet300_mnist{name}.yaml" for name in listed.split(",")]
+    shipped = sorted(p.relative_to(ROOT).as_posix() for p in (ROOT / "configs" / "sweeps").glob("lenet300_mnist_*.yaml"))
+    assert sorted(order) == shipped and len(order) == len(set(order)) == 12
+    for i, path in enumerate(order):
+        ablate = load_sweep(ROOT / path).ablate
+        if ablate is not None:
+            assert order.index(ablate.sources) < i, path
+    selectors = [s for e in K.load_plan(PLAN).confirmatory for s in e.groups.values()]
+    confirms = [any(K.matches(g, s) for g in _planned_groups([ROOT / path]) for s in selectors) for path in order]
+    assert confirms == sorted(confirms, reverse=True) and sum(confirms) == 3, list(zip(order, confirms))
