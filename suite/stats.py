@@ -420,3 +420,15 @@ def mcnemar(correct_a: Sequence[bool], correct_b: Sequence[bool]) -> McNemar:
     k = only_a + only_b
     p = 1.0 if k == 0 else min(1.0, 2.0 * float(stats.binom.cdf(min(only_a, only_b), k, 0.5)))
     return McNemar(only_a, only_b, n, 100.0 * (only_a - only_b) / n, p)
+
+
+def paired_examples(correct_a, correct_b, confidence: float = 0.95) -> TTest:
+    """Paired t-test over test examples of two sides' seeds (each an (seeds, examples) array of right/wrong,
+    seed s of one side paired with seed s of the other): d_i = 100 x the mean over seeds of a[s, i] - b[s, i],
+    a one-sample t-test of the d_i against 0 (df = examples - 1). Its diff is the seed-level mean accuracy
+    difference in points; its p asks whether that difference exceeds the test set's own sampling noise,
+    conditional on the trained networks (with one seed, McNemar's question)."""
+    x, y = np.asarray(correct_a, dtype=bool), np.asarray(correct_b, dtype=bool)
+    if x.shape != y.shape or x.ndim != 2:
+        raise ValueError(f"paired_examples: {x.shape} against {y.shape}, expected two (seeds, examples) arrays")
+    return one_sample(100.0 * (x.astype(np.float64) - y).mean(axis=0), 0.0, confidence)

@@ -196,6 +196,46 @@ def test_plan_rows_p_interval_and_verdict_come_from_one_test_at_the_holm_level(t
     assert cell.show(b).endswith(" (97.5%)") and cell.show(s).endswith(" (98.33%)")
 
 
+def test_example_table_pairs_seed_by_seed_over_the_test_examples(tmp_path):
+    """The plan's tested contrasts over test examples: Δ is the seed-level Δ, p the paired t over examples of
+    the seed-mean right/wrong difference; no row where a seed lacks predictions or the test labels differ."""
+    import dataclasses
+
+    import numpy as np
+
+    from suite.report.load import correct_bits, correct_text
+    plan = _plan(tmp_path, HEAD + """confirmatory:
+  - {name: vs lth, kind: contrast, treated: {method: progressive}, control: {method: lth}}
+  - {name: vs snip, kind: contrast, treated: {method: progressive}, control: {method: snip}}
+  - {name: vs gmp, kind: contrast, treated: {method: progressive}, control: {method: gmp}}
+""")
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 10, 400).astype(np.uint8)
+
+    def group(method, right_rate, seeds=(1, 2, 3), other_labels=(), missing=()):
+        runs = []
+        for seed in seeds:
+            right = rng.random(400) < right_rate
+            truth = (labels + 1) % 10 if seed in other_labels else labels
+            predicted = np.where(right, truth, (truth + 1) % 10).astype(np.uint8)
+            run = _run(method, seed, 100.0 * right.mean(), method)
+            runs.append(dataclasses.replace(run, test_correct=None if seed in missing else correct_text(predicted, truth)))
+        return Group(method, None, runs)
+
+    groups = [group("progressive", 0.97), group("lth", 0.9), group("snip", 0.9, missing=(2,)),
+              group("gmp", 0.9, other_labels=(3,))]
+    declared = K.family_rows(plan.confirmatory, groups, plan)
+    (row,) = K.example_table(declared, groups, plan).rows
+    seed_row = next(r for r in declared if r["entry"] == "vs lth")
+    assert row["entry"] == "vs lth" and (row["seeds"], row["examples"]) == (3, 400)
+    assert row["diff"] == pytest.approx(seed_row["diff"], abs=1e-9)
+    bits = [[correct_bits(r.test_correct)[1] for r in g.runs] for g in groups[:2]]
+    d = 100.0 * (np.array(bits[0], float) - np.array(bits[1], float)).mean(axis=0)
+    assert row["p"] == pytest.approx(sps.ttest_1samp(d, 0.0).pvalue, rel=1e-9)
+    assert row["p_holm"] == row["p"] and row["ci_level"] == 0.95  # a family of one
+    assert row["verdict"].startswith("beyond the test set's noise: the first side") and row["seed_verdict"] == seed_row["verdict"]
+
+
 def test_claim_and_equivalence_wording():
     assert K.equivalence_words(-0.1, 0.2, 0.3) == "equivalent within ±0.3"
     assert K.equivalence_words(-0.9, -0.4, 0.3) == "drop larger than the margin"
@@ -286,19 +326,35 @@ def test_exponential_schedule_end_to_end(tiny):
     assert [round(r["target_sparsity"], 6) for r in records] == [round(1 - 0.1 ** (e / 3), 6) for e in (1, 2, 3)] + [0.9]
 
 
-def test_predictions_and_mcnemar_end_to_end(tiny):
+def test_predictions_reach_the_report_and_its_export_as_right_wrong_bits(tiny, tmp_path):
+    """The report reads each run's predictions.npy as one bit per test example (prediction == label), keyed by
+    the labels; the export carries the same string, and the paired test over examples of the two runs gives
+    McNemar's difference, the two results' accuracy difference."""
+    from suite import report
+    from suite.report.export import export_tree, load_export, write_export
+    from suite.report.load import correct_bits, correct_text
     from suite.results import read_predictions
     source, ticket = tiny
     assert ticket.result["method"] == "ticket" and ticket.result["achieved_sparsity"] == source.result["achieved_sparsity"]
     pa, labels = read_predictions(source.run_dir / "predictions.npy")
     pb, labels_b = read_predictions(ticket.run_dir / "predictions.npy")
     assert (labels == labels_b).all()
-    assert 100.0 * int((pa == labels).sum()) / len(labels) == source.result["final_test_accuracy"]
-    test = K.mcnemar_runs(source.run_dir, ticket.run_dir)
-    assert test == stats.mcnemar(pa == labels, pb == labels)
-    assert test.diff == pytest.approx(source.result["final_test_accuracy"] - ticket.result["final_test_accuracy"],
-                                      abs=1e-9)
-    assert K.mcnemar_runs(source.run_dir, source.run_dir.parent) is None  # no predictions file there
+    out = source.run_dir.parent.parent
+    built = report.build_report(out)
+    runs = {r.method: r for g in built.groups for r in g.runs}
+    assert runs["progressive"].test_correct == correct_text(pa, labels)
+    key, right = correct_bits(runs["progressive"].test_correct)
+    assert (right == (pa == labels)).all() and right.size == labels.size and len(key) == 16
+    assert 100.0 * int(right.sum()) / right.size == source.result["final_test_accuracy"]
+    _, right_b = correct_bits(runs["ticket"].test_correct)
+    t, m = stats.paired_examples([right], [right_b]), stats.mcnemar(right, right_b)
+    assert t.diff == pytest.approx(m.diff, abs=1e-9) == pytest.approx(
+        source.result["final_test_accuracy"] - ticket.result["final_test_accuracy"], abs=1e-9)
+    export = tmp_path / "study.json"
+    write_export(export_tree(built.groups, built.skipped, [], "runs", out, "cmd", None), export)
+    # its runs_dir ("runs") holds none of these folders: what the loaded runs carry is the export's own copy
+    loaded, _, _ = load_export(export)
+    assert {r.method: r.test_correct for r in loaded} == {m: r.test_correct for m, r in runs.items()}
 
 
 def test_a_bad_plan_is_one_error_line_and_exit_2(tmp_path, capsys):

@@ -342,6 +342,22 @@ def test_paired_tost_hand_computed():
         stats.paired_tost(a, b, 0.0)
 
 
+def test_paired_examples_hand_computed():
+    # 2 seeds x 4 examples: a - b per seed [0, 1, 0, 0] and [1, 0, -1, 0]; per example, x 100, mean over seeds:
+    # d = [50, 50, -50, 0], mean 12.5, sd = sqrt((37.5^2 * 2 + 62.5^2 + 12.5^2) / 3) = 47.87; t = 12.5 / (sd / 2)
+    a = [[1, 1, 0, 1], [1, 0, 0, 1]]
+    b = [[1, 0, 0, 1], [0, 0, 1, 1]]
+    t = stats.paired_examples([[bool(v) for v in s] for s in a], [[bool(v) for v in s] for s in b])
+    sd = math.sqrt((2 * 37.5 ** 2 + 62.5 ** 2 + 12.5 ** 2) / 3)
+    assert t.diff == 12.5 and t.df == 3.0
+    assert t.statistic == pytest.approx(12.5 / (sd / 2), rel=1e-12)
+    assert t.p == pytest.approx(2 * sps.t.sf(12.5 / (sd / 2), 3), rel=1e-9)
+    one = stats.paired_examples([[True] * 9 + [False]], [[True] * 5 + [False] * 5])  # one seed: McNemar's Δ
+    assert one.diff == pytest.approx(stats.mcnemar([True] * 9 + [False], [True] * 5 + [False] * 5).diff) == 40.0
+    with pytest.raises(ValueError):
+        stats.paired_examples([[True, False]], [[True]])
+
+
 def test_mcnemar_exact_hand_computed():
     # 10 examples: both right on 3, only a on 6, only b on 1: X ~ Bin(7, 1/2), P(X <= 1) = (1 + 7) / 128
     a = [1, 1, 1] + [1] * 6 + [0]

@@ -22,8 +22,8 @@ from suite.config import dotted_value, read_yaml
 from suite.errors import ConfigError
 from suite.method_facts import default_tree
 from suite.report.fmt import fmt, fmt_ci, fmt_p, fmt_sparsity, mean
-from suite.report.load import (ACCURACY, Group, Metric, collapsed_seeds, direction_note, live_per_class, study_metric,
-                               unit_text)
+from suite.report.load import (ACCURACY, Group, Metric, collapsed_seeds, correct_bits, direction_note, live_per_class,
+                               study_metric, unit_text)
 from suite.report.tables import Column, Table, ablation_source, equivalence_words
 
 KINDS = ("claim", "contrast", "did")
@@ -405,6 +405,63 @@ def exploratory_table(groups: Sequence[Group], plan: Plan) -> Table:
                  _columns(plan), main=_MAIN, keys=1)
 
 
+def _example_bits(treated: Group, control: Group) -> tuple[list, list] | None:
+    """Both sides' right/wrong per test example at their shared seeds (seed s against seed s), or None when a
+    seed has no predictions or the two sides were not tested on the same labels."""
+    shared = sorted(set(treated.seeds) & set(control.seeds))
+    texts = [{r.seed: r.test_correct for r in g.runs} for g in (treated, control)]
+    if not shared or any(t.get(s) is None for t in texts for s in shared):
+        return None
+    decoded = [[correct_bits(t[s]) for s in shared] for t in texts]
+    if len({key for side in decoded for key, _ in side}) != 1:
+        return None
+    return [bits for _, bits in decoded[0]], [bits for _, bits in decoded[1]]
+
+
+def example_table(rows: Sequence[dict], groups: Sequence[Group], plan: Plan) -> Table:
+    """The plan's tested contrasts once more, over test examples instead of seeds (stats.paired_examples):
+    whether each difference exceeds the test set's own sampling noise. Holm within the table, each CI at its
+    Holm-consistent level; rows only where every shared seed of both sides kept its predictions."""
+    by_id = {g.id: g for g in groups}
+    out, bits = [], []
+    for r in rows:
+        if r["kind"] != "contrast" or r["status"] != "tested":
+            continue
+        pair = _example_bits(by_id[r["groups"]["treated"]], by_id[r["groups"]["control"]])
+        if pair is None:
+            continue
+        t = stats.paired_examples(*pair)
+        out.append({"entry": r["entry"], "seeds": len(pair[0]), "examples": int(pair[0][0].size), "diff": t.diff,
+                    "p": t.p, "seed_verdict": r["verdict"], "seed_p_holm": r["p_holm"]})
+        bits.append(pair)
+    ps = [r["p"] for r in out]
+    for row, pair, p, a in zip(out, bits, stats.holm(ps), stats.holm_alphas(ps, plan.alpha)):
+        t = stats.paired_examples(*pair, confidence=1 - a) if not math.isnan(a) else None
+        row.update(p_holm=p, ci_level=1 - a, ci_low=t.ci_low if t else stats.NAN, ci_high=t.ci_high if t else stats.NAN,
+                   verdict="not tested" if math.isnan(p) else
+                   f"beyond the test set's noise: the {'first' if row['diff'] > 0 else 'second'} side is more often right"
+                   if p < plan.alpha else "within the test set's noise")
+    caption = ("Exploratory. The tested contrasts of the tables above once more, over test examples instead of seeds: "
+               "the seed-level tests take the test set as fixed, so a difference of a few tenths of a point may be a "
+               "property of these examples. Per test example i, d_i = 100 x the mean over the shared seeds of "
+               "(first side right − second side right); a one-sample t-test of the d_i against 0 (df = examples − 1; "
+               "with one seed, McNemar's question), conditional on the trained networks. Its Δ equals the seed-level "
+               "mean difference. Holm within this table; 'Adjusted CI' at the row's Holm-consistent level (shown "
+               "beside it), so it excludes 0 exactly when the verdict is a difference. A difference that both this "
+               "test and the seed-level one find is beyond both noise sources. Rows need every shared seed's "
+               "predictions (predictions.npy; an export carries them as right/wrong bits).")
+    return Table("examples", "Contrasts over test examples", caption, out, [
+        Column("Comparison", lambda r: r["entry"], "left"),
+        Column("Seeds", lambda r: str(r["seeds"])),
+        Column("Test examples", lambda r: f"{r['examples']:,}"),
+        Column("Δ", lambda r: fmt(r["diff"], signed=True)),
+        Column("Adjusted CI", lambda r: fmt_ci(r["ci_low"], r["ci_high"]) + _level(r["ci_level"])),
+        Column("Holm p", lambda r: fmt_p(r["p_holm"])),
+        Column("Verdict", lambda r: r["verdict"], "left"),
+        Column("Seed-level verdict", lambda r: r["seed_verdict"], "left"),
+    ], main=("Comparison", "Seeds", "Δ", "Adjusted CI", "Holm p", "Verdict"), keys=1)
+
+
 TICKET_CONTRASTS = (("ticket", "reinit"), ("ticket", "shuffle"), ("reinit", "shuffle"), ("rewire", "shuffle"))
 
 
@@ -488,20 +545,8 @@ def plan_tables(groups: Sequence[Group], plan: Plan) -> list[Table]:
     """The plan's tables, confirmatory first; the ticket table only where ablations of that kind ran. Only
     the groups of the plan's model and data are read."""
     groups = [g for g in groups if plan.covers(g)]
-    tables = [confirmatory_table(groups, plan), exploratory_table(groups, plan), collapse_table(groups, plan)]
+    declared = [confirmatory_table(groups, plan), exploratory_table(groups, plan)]
+    examples = example_table([r for t in declared for r in t.rows], groups, plan)
     tickets = ticket_table(groups, plan)
-    return tables + ([tickets] if tickets.rows else [])
-
-
-def mcnemar_runs(folder_a: Path, folder_b: Path) -> stats.McNemar | None:
-    """The exact McNemar test of two runs over the same test examples, from their predictions files; None
-    when either run has none (older results) or their labels differ (not the same test set)."""
-    from suite.results import read_predictions
-    try:
-        pa, la = read_predictions(Path(folder_a) / "predictions.npy")
-        pb, lb = read_predictions(Path(folder_b) / "predictions.npy")
-    except (OSError, ValueError):
-        return None
-    if la.shape != lb.shape or (la != lb).any():
-        return None
-    return stats.mcnemar(pa == la, pb == lb)
+    return [*declared, *([examples] if examples.rows else []), collapse_table(groups, plan),
+            *([tickets] if tickets.rows else [])]

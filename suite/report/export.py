@@ -28,6 +28,9 @@ FIELD_MEANINGS = {  # what the cost fields of each result mean, written into the
     "train_cost_x_dense_cycle": "train_flops / dense_cycle_flops (older results: train_flops_x_dense x cycles)",
     "core_hours": "measured wall time x threads x processes / 3600 of dense-masked training (the masks zero "
                   "weights, the kernels stay dense) on the machine named in 'device'",
+    "test_correct": "beside a result (not in it): '<first 16 hex of the test labels' SHA-256>:<n>:<base64 of the "
+                    "n bits, packed 8 to a byte, of prediction == label per test example, in the test set's "
+                    "order>', from the run's predictions.npy",
 }
 DROPPED_RESULT_KEYS = ("config",)  # the full config is in the run folder; `science` is what identifies it
 _STAMP = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d) (.*)$")
@@ -92,6 +95,8 @@ def export_tree(groups: Sequence[Group], skipped: Sequence[Skipped], sweeps: lis
                 cost = read_cost(run.path)
                 if cost is not None:
                     entry["cost"] = cost  # the measured deployment cost (python -m suite.cost), when taken
+            if run.test_correct is not None:
+                entry["test_correct"] = run.test_correct  # the paired test over test examples reads it
             entries.append(entry)
     return {"format": EXPORT_FORMAT, "runs_dir": runs_dir, "command": command,
             "figures": figures, "machine": machine(), "sweeps": sweeps,
@@ -117,12 +122,13 @@ def load_export(path: Path) -> tuple[list[Run], list[Skipped], dict]:
     for i, entry in enumerate(tree["results"]):
         folder = root / entry["path"]
         try:
-            run = parse_result(folder / "result.json", entry["result"], entry["round"])
+            run = parse_result(folder / "result.json", entry["result"], entry["round"], beside=False)
         except ValueError as e:
             raise ConfigError(f"{path}: results[{i}] ({entry['path']}): {e}") from None
         metrics = entry.get("metrics")
         runs.append(dataclasses.replace(run, records=tuple(metrics) if metrics is not None else None,
-                                        layer_sizes=entry.get("layer_sizes")))
+                                        layer_sizes=entry.get("layer_sizes"),
+                                        test_correct=entry.get("test_correct")))
     skipped = [Skipped(**s) for s in tree.get("skipped", [])]
     recorded = {k: tree.get(k) for k in ("runs_dir", "command", "figures", "machine", "sweeps")}
     recorded["costs"] = [e["cost"] for e in tree["results"] if isinstance(e.get("cost"), dict)]

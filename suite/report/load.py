@@ -159,6 +159,7 @@ class Run:
     metric: Metric = ACCURACY               # the primary metric, from result.json's "metric" (default: accuracy)
     value: float = stats.NAN                # the primary metric's final value (final_<metric name>)
     live_per_class: tuple | None = None     # the output layer's live weights per class; None: not recorded
+    test_correct: str | None = None         # per test example, right or wrong (correct_text); None: no predictions
 
 
 @dataclass(frozen=True)
@@ -179,8 +180,9 @@ def _number(value: Any) -> float:
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else stats.NAN
 
 
-def parse_result(path: Path, data: Any, round_index: int | None) -> Run:
-    """A Run from a parsed result.json; raises ValueError naming what is missing."""
+def parse_result(path: Path, data: Any, round_index: int | None, beside: bool = True) -> Run:
+    """A Run from a parsed result.json; raises ValueError naming what is missing. `beside`: read the predictions
+    file next to it too (an export carries its own: the folder it names may hold other runs now)."""
     check_result(data)  # the run folder's own rules (suite.results): one definition of "finished"
     science = data.get("science") or {}
     metric = parse_metric(data.get("metric"))
@@ -202,7 +204,43 @@ def parse_result(path: Path, data: Any, round_index: int | None) -> Run:
         code=_code_text(data.get("code")), metric=metric, value=value, **_cost_and_protocol(data),
         live_per_class=tuple(int(v) for v in data["live_per_class"]) if isinstance(data.get("live_per_class"), list)
         else None,
+        test_correct=_read_correct(path.parent, data.get("predictions_file")) if beside else None,
     )
+
+
+# --- per test example: right or wrong, for a paired test over the test set --------------------------
+
+def correct_text(predicted, labels) -> str:
+    """'<labels key>:<n>:<base64 bits>': which of the n test examples a run got right (prediction == label),
+    packed 8 to a byte, with the first 16 hex digits of the labels' SHA-256 so that two runs pair only on the
+    same test set. About 1.7 kB for MNIST's 10,000 examples: the form an export carries."""
+    import base64
+    import hashlib
+
+    import numpy as np
+    predicted, labels = np.asarray(predicted, np.uint8), np.asarray(labels, np.uint8)
+    key = hashlib.sha256(labels.tobytes()).hexdigest()[:16]
+    return f"{key}:{labels.size}:{base64.b64encode(np.packbits(predicted == labels)).decode()}"
+
+
+def correct_bits(text: str) -> tuple[str, Any]:
+    """(labels key, bool array of the n examples) from correct_text's string."""
+    import base64
+
+    import numpy as np
+    key, n, bits = text.split(":", 2)
+    return key, np.unpackbits(np.frombuffer(base64.b64decode(bits), np.uint8), count=int(n)).astype(bool)
+
+
+def _read_correct(folder: Path, name: Any) -> str | None:
+    """correct_text of the predictions file a result names beside it (predictions_file), None without one."""
+    if not isinstance(name, str) or not (folder / name).is_file():
+        return None
+    from suite.results import read_predictions
+    try:
+        return correct_text(*read_predictions(folder / name))
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 def _text(value: Any) -> str | None:
