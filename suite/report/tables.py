@@ -799,7 +799,7 @@ def structure_table(groups: Sequence[Group], alpha: float, margin: float) -> Tab
     pairs = contrast_pairs(groups, STRUCTURE_KEYS, lambda control, g: {"structure": structure_text(g)})
     rows = paired_rows(pairs, alpha, margin, (
         "unstructured is better: the pattern costs accuracy", "the pattern is better",
-        "the pattern costs no accuracy here"))
+        "the pattern costs less than the margin here"))
     metric = study_metric(groups)
     columns = _paired_columns("Unstructured", "Structured", lambda r: r["label_source"], lambda r: r["label"],
                               metric.digits)
@@ -838,7 +838,7 @@ def init_table(groups: Sequence[Group], alpha: float, margin: float) -> Table:
     pairs = contrast_pairs(groups, INIT_KEYS, lambda control, g: {"init_control": control.protocol("init")},
                            lambda control, g: control.protocol("init") != g.protocol("init"))
     rows = paired_rows(pairs, alpha, margin, (
-        "the default init is better", "the other init is better", "the init changes nothing here"))
+        "the default init is better", "the other init is better", "the init moves it by less than the margin"))
     metric = study_metric(groups)
     columns = _paired_columns("Default", "Other", lambda r: f"{r['label_source']} ({_shown(r['init_control'])})",
                               lambda r: r["label"], metric.digits)
