@@ -1,6 +1,8 @@
 """suite/report/claims.py: the declared family (plan file), its rows and Holm over exactly them, the collapse
 diagnostic, the ticket contrasts, costs in one unit, the equal-FLOPs epochs of the shipped sweep, and a tiny
-end-to-end check of the new mechanisms (exponential schedule, predictions file, ticket, McNemar)."""
+end-to-end check of the new mechanisms (exponential schedule, predictions file, ticket, the paired test over
+test examples)."""
+import dataclasses
 import json
 import math
 import statistics
@@ -199,8 +201,6 @@ def test_plan_rows_p_interval_and_verdict_come_from_one_test_at_the_holm_level(t
 def test_example_table_pairs_seed_by_seed_over_the_test_examples(tmp_path):
     """The plan's tested contrasts over test examples: Δ is the seed-level Δ, p the paired t over examples of
     the seed-mean right/wrong difference; no row where a seed lacks predictions or the test labels differ."""
-    import dataclasses
-
     import numpy as np
 
     from suite.report.load import correct_bits, correct_text
@@ -558,3 +558,29 @@ def test_the_readme_study_command_runs_each_sweep_once_the_confirmatory_ones_fir
     selectors = [s for e in K.load_plan(PLAN).confirmatory for s in e.groups.values()]
     confirms = [any(K.matches(g, s) for g in _planned_groups([ROOT / path]) for s in selectors) for path in order]
     assert confirms == sorted(confirms, reverse=True) and sum(confirms) == 3, list(zip(order, confirms))
+
+
+@pytest.mark.parametrize("name", ["lenet300_mnist", "gpt_shakespeare"])
+def test_every_cost_column_of_a_committed_document_names_its_plans_one_unit(name):
+    """Issue 23: every cost in one named unit, the plan's, in every table of the document (the published and
+    paired tables too, whose header once read a bare 'dense cycles')."""
+    import re
+    doc = ROOT / "docs" / "results" / f"{name}.md"
+    if not doc.is_file():
+        pytest.skip("no committed document")
+    units = re.findall(r"\| +Cost \(([^)]*)\) +\|", doc.read_text())
+    assert len(units) >= 3 and set(units) == {K.load_plan(ROOT / "configs" / "reports" / f"{name}.yaml").unit}
+
+
+def test_a_plan_sets_the_cost_unit_of_a_study_whose_base_cycle_has_not_run_yet():
+    """A partial study whose shortest cycle is 160 epochs still counts costs in the plan's 20-epoch cycles;
+    a group of another study keeps its own."""
+    from suite.report.load import group_runs
+    plan = K.load_plan(PLAN)
+    runs = [_run("progressive", s, 98.3, "p", sparsity=0.789, epochs=160, cost=0.25) for s in (1, 2)]
+    other = [dataclasses.replace(_run("progressive", 1, 90.0, "q", epochs=40, cost=0.5), model="vgg_like")]
+    mnist, vgg = sorted(group_runs(runs + other, [], Path("x")), key=lambda g: g.model)
+    assert mnist.cost_unit == "160-epoch dense cycles" and mnist.cost == pytest.approx(0.25)  # the shortest run
+    plan.set_units([mnist, vgg])
+    assert mnist.cost_unit == "20-epoch dense cycles" and mnist.cost == pytest.approx(2.0)  # 0.25 of 160 = 2 of 20
+    assert vgg.cost_unit == "40-epoch dense cycles" and vgg.cost == pytest.approx(0.5)

@@ -84,6 +84,7 @@ def build_report(root: Path, reference: str = "progressive", alpha: float = 0.05
     groups = group_runs(runs, skipped, root)
     if plan is not None:
         plan.check_study(groups, given)
+        plan.set_units(groups)
     labels = study_labels(groups)
     for g in groups:
         g.name = labels[g.id]

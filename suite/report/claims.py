@@ -94,6 +94,14 @@ class Plan:
     def covers(self, g: Group) -> bool:
         return (g.model, g.dataset) == (self.model, self.data)
 
+    def set_units(self, groups: Sequence[Group]) -> None:
+        """The plan names its study's one cost unit: every group it covers counts its cost in it, in every
+        table, figure and line, a partial study too (whose shortest cycle, the unit without a plan, may not
+        have run yet)."""
+        for g in groups:
+            if self.covers(g):
+                g.unit_epochs, g.unit_steps = self.unit_epochs, self.unit_steps
+
     def check_study(self, groups: Sequence[Group], root: Path) -> None:
         """ConfigError when the runs hold no result of the plan's model and data (a plan read against
         another study would test its claims, in its units, on another metric)."""

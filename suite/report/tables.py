@@ -102,11 +102,16 @@ def budget_columns(rows: list[dict], suffix: str = "") -> list[Column]:
             return lambda r: show(r.get(key))
         return lambda r: f"{show(r.get(key))} vs {show(r.get(key + suffix))}"
     in_steps = any(not is_missing(r.get("steps_trained")) for r in rows)
-    units = {r.get("cost_unit") for r in rows} - {None}
-    unit = units.pop() if len(units) == 1 else "dense cycles"
     return [Column("Steps", pair("steps_trained", fmt_epochs)) if in_steps
             else Column("Epochs", pair("epochs_trained", fmt_epochs)),
-            Column(f"Cost ({unit})", pair("train_cost_x_dense_cycle", fmt_flops))]
+            Column(cost_header(rows), pair("train_cost_x_dense_cycle", fmt_flops))]
+
+
+def cost_header(rows: Sequence[dict]) -> str:
+    """'Cost (20-epoch dense cycles)': a cost column's header names the rows' one unit (group_fields'
+    cost_unit; 'dense cycles' only where rows of several studies share a table)."""
+    units = {r.get("cost_unit") for r in rows} - {None}
+    return f"Cost ({units.pop() if len(units) == 1 else 'dense cycles'})"
 
 
 def protocol_columns(suffix: str = "") -> list[Column]:
@@ -702,7 +707,7 @@ def paired_rows(pairs: Sequence[tuple[Group, Group, dict]], alpha: float, margin
     return rows
 
 
-def _paired_columns(control: str, treated: str, control_label: Callable[[dict], str],
+def _paired_columns(rows: Sequence[dict], control: str, treated: str, control_label: Callable[[dict], str],
                     treated_label: Callable[[dict], str], digits: int = 2) -> list[Column]:
     return [
         Column("Data", lambda r: r["dataset"], "left", "varies"),
@@ -714,7 +719,7 @@ def _paired_columns(control: str, treated: str, control_label: Callable[[dict], 
         Column(f"{control} mean", lambda r: fmt(r["mean_source"], digits)),
         Column(f"{treated} mean", lambda r: fmt(r["mean"], digits)),
         Column("Epochs", lambda r: f"{fmt_epochs(r['epochs_trained_source'])} vs {fmt_epochs(r['epochs_trained'])}"),
-        Column("Cost (dense cycles)", lambda r: f"{fmt_flops(r['train_cost_x_dense_cycle_source'])} vs "
+        Column(cost_header(rows), lambda r: f"{fmt_flops(r['train_cost_x_dense_cycle_source'])} vs "
                                                 f"{fmt_flops(r['train_cost_x_dense_cycle'])}"),
         Column("Test", lambda r: r["primary_test"], "left"),
         Column(f"Δ ({control.lower()} − {treated.lower()})", lambda r: fmt(r["diff"], digits, signed=True)),
@@ -743,7 +748,7 @@ def ablation_table(groups: Sequence[Group], alpha: float, margin: float) -> Tabl
         "the source is better: its mask matters beyond what this ablation keeps", "the ablation is better",
         "this ablation keeps what the mask gives"))
     metric = study_metric(groups)
-    columns = _paired_columns("Source", "Ablation", lambda r: r["label_source"], lambda r: r["kind"], metric.digits)
+    columns = _paired_columns(rows, "Source", "Ablation", lambda r: r["label_source"], lambda r: r["kind"], metric.digits)
     caption = ("Sanity ablations (Frankle et al. 2021; Su et al. 2020): each ablation group trained the mask of a "
                "finished source group for one cycle of the source's budget, on its data, seed by seed (an LTH "
                "source trained one cycle per round, so the epochs and costs differ): 'shuffle' permutes the "
@@ -801,7 +806,7 @@ def structure_table(groups: Sequence[Group], alpha: float, margin: float) -> Tab
         "unstructured is better: the pattern costs accuracy", "the pattern is better",
         "the pattern costs less than the margin here"))
     metric = study_metric(groups)
-    columns = _paired_columns("Unstructured", "Structured", lambda r: r["label_source"], lambda r: r["label"],
+    columns = _paired_columns(rows, "Unstructured", "Structured", lambda r: r["label_source"], lambda r: r["label"],
                               metric.digits)
     columns.insert(3, Column("Kept dense", lambda r: r["dense_layers"], "left", "varies"))
     caption = ("The accuracy cost of a hardware pattern (prune.structure): each structured group against the "
@@ -840,7 +845,7 @@ def init_table(groups: Sequence[Group], alpha: float, margin: float) -> Table:
     rows = paired_rows(pairs, alpha, margin, (
         "the default init is better", "the other init is better", "the init moves it by less than the margin"))
     metric = study_metric(groups)
-    columns = _paired_columns("Default", "Other", lambda r: f"{r['label_source']} ({_shown(r['init_control'])})",
+    columns = _paired_columns(rows, "Default", "Other", lambda r: f"{r['label_source']} ({_shown(r['init_control'])})",
                               lambda r: r["label"], metric.digits)
     caption = ("The initialisation is part of the protocol (model.init): each group started from another init "
                "against the group of the same method and every other setting from the model's own default init "
@@ -930,7 +935,7 @@ def _ours_against_published(base: dict, g: Group, pub: Published, alpha: float,
     return {**base, "kind": kind, "method": g.label, "group": g.id, "n": len(g.runs),
             "budget": g.budget_label, "distribution": g.protocol("distribution"),
             "init": g.protocol("init"),
-            "epochs_trained": g.epochs, "train_cost_x_dense_cycle": g.cost,
+            "epochs_trained": g.epochs, "train_cost_x_dense_cycle": g.cost, "cost_unit": g.cost_unit,
             "mean": mean(g.values), "diff": mean(g.values) - pub.accuracy,
             "ci_low": t.ci_low, "ci_high": t.ci_high, "test": test, "t": t.statistic, "df": t.df,
             "p": t.p, "outcome": outcome, "note": NO_TESTS if len(g.runs) < 2 else "",
@@ -956,7 +961,8 @@ def published_table(groups: Sequence[Group], published: Sequence[Published], ref
         base = _published_base(pub)
         rows.append({**base, "kind": "published, not re-run", "method": pub.method, "group": "", "n": 0,
                      "budget": None, "distribution": None, "init": None,
-                     "epochs_trained": stats.NAN, "train_cost_x_dense_cycle": stats.NAN, "mean": pub.accuracy,
+                     "epochs_trained": stats.NAN, "train_cost_x_dense_cycle": stats.NAN, "cost_unit": None,
+                     "mean": pub.accuracy,
                      "diff": stats.NAN, "ci_low": stats.NAN, "ci_high": stats.NAN, "test": "",
                      "t": stats.NAN, "df": stats.NAN, "p": stats.NAN, "outcome": "", "note": pub.note})
         matches = _published_matches(pub, groups, reference)
