@@ -464,8 +464,8 @@ def test_the_headline_answers_the_title_question_per_source(tmp_path):
     p = sps.ttest_rel([98.3, 98.5, 98.4], [97.0, 97.1, 97.3]).pvalue  # one contrast: Holm leaves it
     assert p < 0.05
     assert line == (f"progressive at 98%, 20 ep/cycle: is its final mask a lottery ticket? yes, a winning "
-                    f"ticket: its own init beats a fresh one (ticket − reinit Δ +1.27 points, n = 3, Holm p = "
-                    f"{K.fmt_p(p)}).")
+                    f"ticket: its own init beats a fresh one (ticket − reinit Δ +1.27 points, n = 3, Holm p "
+                    f"{K.p_is(p)}).")
 
 
 def test_head_to_head_does_not_t_test_a_group_with_collapsed_seeds():

@@ -7,7 +7,7 @@ from typing import Sequence
 
 from suite.errors import ConfigError
 from suite.report.export import load_export, machine, sweep_records
-from suite.report.fmt import fmt_p, is_missing, readable
+from suite.report.fmt import is_missing, p_is, readable
 from suite.report.load import Group, Skipped, group_runs, code_warnings, scan_runs, study_metric
 from suite.report.labels import study_labels
 from suite.report.claims import Plan, declaration, plan_tables, ticket_lines
@@ -152,7 +152,7 @@ def headline(report: Report) -> list[str]:
         elif is_missing(p):
             test = "no test (n < 2 or no spread)"
         else:
-            test = f"{r['primary_test']}, Holm p = {fmt_p(p)} (m={r['family_size']}): {r['verdict']}"
+            test = f"{r['primary_test']}, Holm p {p_is(p)} (m={r['family_size']}): {r['verdict']}"
         epochs = r["trained_pair"]
         cost = (f"{epochs}, training cost {_cost(r['train_cost_x_dense_cycle'])} vs "
                 f"{_cost(r['train_cost_x_dense_cycle_reference'])} in {r['cost_unit']}")

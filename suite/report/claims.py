@@ -21,7 +21,7 @@ from suite import stats
 from suite.config import dotted_value, read_yaml
 from suite.errors import ConfigError
 from suite.method_facts import default_tree
-from suite.report.fmt import fmt, fmt_ci, fmt_p, fmt_sparsity, mean
+from suite.report.fmt import fmt, fmt_ci, fmt_p, fmt_sparsity, mean, p_is
 from suite.report.load import (ACCURACY, Group, Metric, collapsed_seeds, correct_bits, direction_note, live_per_class,
                                study_metric, unit_text)
 from suite.report.tables import Column, Table, ablation_source, equivalence_words
@@ -534,7 +534,7 @@ def ticket_lines(tickets: Table) -> list[str]:
             r["verdict"], "not shown: its own init and a fresh one do not differ significantly")
         out.append(f"{r['label_source']} at {100 * r['target_sparsity']:g}%, {r['budget']}: is its final mask a "
                    f"lottery ticket? {answer} (ticket − reinit Δ {fmt(r['diff'], signed=True)} {r['unit']}, "
-                   f"n = {r['n']}, Holm p = {fmt_p(r['p_holm'])}).")
+                   f"n = {r['n']}, Holm p {p_is(r['p_holm'])}).")
     return out
 
 

@@ -39,6 +39,12 @@ def fmt_p(p: Any) -> str:
     return "<0.001" if p < 0.001 else f"{p:.3f}"
 
 
+def p_is(p: Any) -> str:
+    """'= 0.012' or '< 0.001': a p-value after its name in a sentence ('Holm p < 0.001', never 'p = <0.001')."""
+    text = fmt_p(p)
+    return f"< {text[1:]}" if text.startswith("<") else f"= {text}"
+
+
 def fmt_ci(lo: Any, hi: Any, digits: int = 2) -> str:
     if is_missing(lo) or is_missing(hi):
         return MISSING

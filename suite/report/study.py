@@ -23,7 +23,7 @@ from suite.config import read_yaml
 from suite.errors import ConfigError
 from suite.method_facts import DEFAULT_METHOD
 from suite.report.build import Report, results_sentence
-from suite.report.fmt import duration_text, fmt, fmt_p, readable
+from suite.report.fmt import duration_text, fmt, fmt_p, p_is, readable
 from suite.report.labels import family_text
 from suite.report.load import DENSE, Group, study_metric
 from suite.report.published import Published, stated_epochs
@@ -96,7 +96,7 @@ def claim_paragraphs(report: Report, published: Sequence[Published]) -> list[str
         d = metric.digits
         test = (f"{r['test']} of our {r['n']} seeds ({r['method']}) against {pub.accuracy:.{d}f}: mean "
                 f"{fmt(r['mean'], d)}, Δ {diff_text(r)}, 95% CI of Δ [{fmt(r['ci_low'], d)}, {fmt(r['ci_high'], d)}], "
-                f"p = {fmt_p(r['p'])}, {r['epochs_trained']:g} epochs trained")
+                f"p {p_is(r['p'])}, {r['epochs_trained']:g} epochs trained")
         per_cycle = r["epochs_per_cycle"]
         recipe = (f"this suite's recipe ({per_cycle:g} epochs per cycle"
                   + (f"; its seed config for the model states {stated:g}" if stated is not None else "")
@@ -117,7 +117,7 @@ def claim_paragraphs(report: Report, published: Sequence[Published]) -> list[str
         compared = {h["reference_group"] for h in report.table("head_to_head").rows if h["group"] == r["group"]}
         refs = [x for x in mine if x["kind"] == "ours, reference method" and x["group"] in compared]
         extra = "".join(f" The reference group {x['method']} reached {fmt(x['mean'], row_metric(x).digits)} here "
-                        f"(Δ {diff_text(x)} against the published number, p = {fmt_p(x['p'])}, "
+                        f"(Δ {diff_text(x)} against the published number, p {p_is(x['p'])}, "
                         f"{x['epochs_trained']:g} epochs: {x['outcome']})." for x in refs)
         out.append(f"{claim} {verdict}: {test}.{extra}")
     return out
@@ -320,7 +320,7 @@ def confirmatory_lines(report: Report) -> list[str]:
     for r in table.rows:
         unit, d = r.get("unit", "points"), r.get("digits", 2)
         tested = r["status"] == "tested" and not math.isnan(r["diff"])
-        numbers = (f": Δ {fmt(r['diff'], d, signed=True)} {unit}, n = {r['n']}, Holm p = {fmt_p(r['p_holm'])}"
+        numbers = (f": Δ {fmt(r['diff'], d, signed=True)} {unit}, n = {r['n']}, Holm p {p_is(r['p_holm'])}"
                    if tested else "")
         sides = [(fmt(m, d), c) for m, c in zip(r["means"].values(), r["costs"].values())]
         if tested:

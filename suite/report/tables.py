@@ -11,7 +11,7 @@ from typing import Any, Callable, Sequence
 from suite import stats
 from suite.cost_rows import cost_batches, cost_rows
 from suite.report.fmt import (MISSING, fmt, fmt_ci, fmt_epochs, fmt_flops, fmt_p, fmt_sparsity, is_missing, mean,
-                              value_text)
+                              p_is, value_text)
 from suite.report.load import (ACCURACY, BROKEN_DROP, CHANCE_POINTS, DENSE, SPARSITY_DECIMALS, Group, Metric, Run, Skipped, collapsed_seeds,
                                direction_note, study_metric, units)
 from suite.report.published import Published, claim_outcome, stated_epochs
@@ -605,7 +605,7 @@ def equivalence_table(groups: Sequence[Group], margin: float, alpha: float) -> T
         Column("n", lambda r: f"{r['n']} vs {r['n_dense']}"),
         Column("Δ vs dense", lambda r: fmt(r["diff"], metric.digits, signed=True)),
         Column(f"{100 * (1 - 2 * alpha):g}% CI", lambda r: fmt_ci(r["ci90_low"], r["ci90_high"], metric.digits)),
-        Column("TOST", lambda r: f"{r['test']}, p = {fmt_p(r['p_tost'])}"),
+        Column("TOST", lambda r: f"{r['test']}, p {p_is(r['p_tost'])}"),
         Column("Equivalence", lambda r: r["outcome"], "left"),
         *budget_columns(rows),
     ]
