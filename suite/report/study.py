@@ -311,8 +311,8 @@ def cost_commands(costs: list) -> list[str]:
 
 
 def confirmatory_lines(report: Report) -> list[str]:
-    """The declared family's answer, one line per row with both sides' means and training costs in the plan's one
-    unit (empty without a report plan)."""
+    """The declared family's answer, one line per row: Δ with the interval at its Holm-consistent level, Holm's
+    p, both sides' means and training costs in the plan's one unit (empty without a report plan)."""
     table = next((t for t in report.tables if t.name == "confirmatory"), None)
     if table is None:
         return []
@@ -320,7 +320,9 @@ def confirmatory_lines(report: Report) -> list[str]:
     for r in table.rows:
         unit, d = r.get("unit", "points"), r.get("digits", 2)
         tested = r["status"] == "tested" and not math.isnan(r["diff"])
-        numbers = (f": Δ {fmt(r['diff'], d, signed=True)} {unit}, n = {r['n']}, Holm p {p_is(r['p_holm'])}"
+        interval = ("" if math.isnan(r.get("ci_level", math.nan)) else
+                    f" ({100 * r['ci_level']:.4g}% CI [{fmt(r['ci_low'], d)}, {fmt(r['ci_high'], d)}])")
+        numbers = (f": Δ {fmt(r['diff'], d, signed=True)} {unit}{interval}, n = {r['n']}, Holm p {p_is(r['p_holm'])}"
                    if tested else "")
         sides = [(fmt(m, d), c) for m, c in zip(r["means"].values(), r["costs"].values())]
         if tested:
