@@ -353,24 +353,26 @@ def _level(confidence: float) -> str:
     return "" if math.isnan(confidence) else f" ({100 * confidence:.4g}%)"
 
 
-def _columns(plan: Plan) -> list[Column]:
-    unit = plan.unit
+def _budget_columns(plan: Plan) -> list[Column]:
+    """Epochs (or steps) trained and training cost in the plan's one unit, each side of a row 'x vs y'."""
     trained = "steps" if not math.isnan(plan.unit_steps) else "epochs"  # what a budget is counted in
+    return [Column(trained.capitalize(), lambda r: " vs ".join(f"{v:g}" if not math.isnan(v) else "–"
+                                                               for v in r[trained].values())),
+            Column(f"Cost ({plan.unit})", lambda r: " vs ".join(f"{v:.3g}" if not math.isnan(v) else "–"
+                                                                for v in r["costs"].values()))]
+
+
+def _columns(plan: Plan) -> list[Column]:
     digits = lambda r: r.get("digits", 2)  # noqa: E731 (the metric's own: a loss shows 3 decimals)
 
     def means(r: dict) -> str:
         return " vs ".join(fmt(v, digits(r)) for v in r["means"].values()) + (
             f" vs claim {r['claim']:.{digits(r)}f}" if r["kind"] == "claim" else "")
 
-    def costs(r: dict) -> str:
-        return " vs ".join(f"{v:.3g}" if not math.isnan(v) else "–" for v in r["costs"].values())
-
     return [Column("Comparison", lambda r: r["entry"], "left"),
             Column("n", lambda r: str(r["n"])),
             Column("Means", means),
-            Column(trained.capitalize(), lambda r: " vs ".join(f"{v:g}" if not math.isnan(v) else "–"
-                                                               for v in r[trained].values())),
-            Column(f"Cost ({unit})", costs),
+            *_budget_columns(plan),
             Column("Δ", lambda r: fmt(r["diff"], digits(r), signed=True)),
             Column("Adjusted CI", lambda r: fmt_ci(r["ci_low"], r["ci_high"], digits(r)) + _level(r["ci_level"])),
             Column("TOST CI", lambda r: fmt_ci(r["eq_low"], r["eq_high"], digits(r)) + _level(1 - 2 * r["ci_alpha"])),
@@ -440,7 +442,8 @@ def example_table(rows: Sequence[dict], groups: Sequence[Group], plan: Plan) -> 
             continue
         t = stats.paired_examples(*pair)
         out.append({"entry": r["entry"], "seeds": len(pair[0]), "examples": int(pair[0][0].size), "diff": t.diff,
-                    "p": t.p, "seed_verdict": r["verdict"], "seed_p_holm": r["p_holm"]})
+                    "p": t.p, "seed_verdict": r["verdict"], "seed_p_holm": r["p_holm"], "costs": r["costs"],
+                    "epochs": r["epochs"], "steps": r["steps"]})
         bits.append(pair)
     ps = [r["p"] for r in out]
     for row, pair, p, a in zip(out, bits, stats.holm(ps), stats.holm_alphas(ps, plan.alpha)):
@@ -467,6 +470,7 @@ def example_table(rows: Sequence[dict], groups: Sequence[Group], plan: Plan) -> 
         Column("Holm p", lambda r: fmt_p(r["p_holm"])),
         Column("Verdict", lambda r: r["verdict"], "left"),
         Column("Seed-level verdict", lambda r: r["seed_verdict"], "left"),
+        *_budget_columns(plan),
     ], main=("Comparison", "Seeds", "Δ", "Adjusted CI", "Holm p", "Verdict"), keys=1)
 
 
