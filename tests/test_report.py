@@ -344,7 +344,8 @@ def test_csv_equals_json(study, published_file, json_run, tmp_path):
     proc = _cli(str(study), "--format", "csv", "--published", str(published_file))
     assert proc.returncode == 0, proc.stderr
     sections = report.split_csv(proc.stdout)
-    assert list(sections) == ["summary", "head_to_head", "equivalence", "published", "power", "not_included"]
+    assert list(sections) == ["summary", "head_to_head", "equivalence", "published", "power", "trajectory",
+                              "not_included"]
     for name, got in sections.items():
         assert len(got) == len(tables[name]), name
         assert list(got[0]) == list(tables[name][0]), name  # each section holds its own table's columns only
@@ -369,7 +370,7 @@ def test_markdown_and_latex(study, published_file, tmp_path):
     assert md.returncode == 0, md.stderr
     text = md.stdout
     for heading in ("## 1. Summary", "## 2. Head-to-head against progressive", "## 3. Equivalence to dense",
-                    "## 4. Published references", "## 5. Power", "## 6. Runs not included"):
+                    "## 4. Published references", "## 5. Power", "## 6. Pruning trajectory", "## 7. Runs not included"):
         assert heading in text
     assert "Holm-Bonferroni" in text and "published, not re-run" in text and "NaN loss at epoch 2" in text
     assert "lth [round 1]" in text and "n<2, no tests" in text
@@ -379,8 +380,8 @@ def test_markdown_and_latex(study, published_file, tmp_path):
     tex = _cli(str(study), "--format", "latex", "--published", str(published_file))
     assert tex.returncode == 0, tex.stderr
     body = tex.stdout
-    assert body.count(r"\begin{table}") == body.count(r"\end{table}") == 6
-    assert body.count(r"\toprule") == body.count(r"\bottomrule") == 6 and r"\hline" not in body
+    assert body.count(r"\begin{table}") == body.count(r"\end{table}") == 7
+    assert body.count(r"\toprule") == body.count(r"\bottomrule") == 7 and r"\hline" not in body
     assert "tiny\\_mlp" in body and "Δ" not in body and "±" not in body and "–" not in body
     assert r"\resizebox" not in body and "Wilcoxon p &" not in body  # the columns a paper prints, unshrunk
     head = body[body.index(r"\label{tab:pp-head-to-head}"):]
@@ -410,7 +411,7 @@ def test_wandb_offline_run_holds_the_tables(json_run):
     [run] = list((out / "wb" / "wandb").glob("offline-run-*"))
     table_files = sorted((run / "files" / "media" / "table" / "report").glob("*.table.json"))
     assert sorted(p.name.split("_0_")[0] for p in table_files) == sorted(
-        ["summary", "head_to_head", "equivalence", "published", "power", "not_included"])
+        ["summary", "head_to_head", "equivalence", "published", "power", "trajectory", "not_included"])
     summary = json.loads(next(p for p in table_files if p.name.startswith("summary_")).read_text())
     means = summary["data"]
     col = summary["columns"].index("mean")
@@ -1104,3 +1105,30 @@ def test_a_channel_structured_result_counts_up_to_its_target_in_whole_channels()
         check_exact_count({**base, "prunable_remaining": 49, "achieved_sparsity": 0.51})
     with pytest.raises(InvalidResult, match=r"\(48 of 100 weights pruned\) is not its target 0.500000 \(50 pruned"):
         check_exact_count({**base, "science": {}, "prunable_remaining": 52, "achieved_sparsity": 0.48})
+
+
+def test_largest_step_hand_computed():
+    """Sparsity 0 -> 0.5 -> 0.9 -> 0.9: the second step removes 80% of the survivors (0.1 / 0.5 kept), the first
+    50%; accuracy across it 90 -> 60; the largest fall across a pruning epoch is 30 (epoch 3), not the rise."""
+    from suite.report.tables import largest_step
+    records = [{"epoch": 1, "sparsity": 0.0, "test_accuracy": 80.0}, {"epoch": 2, "sparsity": 0.5, "test_accuracy": 90.0},
+               {"epoch": 3, "sparsity": 0.9, "test_accuracy": 60.0}, {"epoch": 4, "sparsity": 0.9, "test_accuracy": 85.0}]
+    step = largest_step(records, "test_accuracy")
+    assert step == {"removed": pytest.approx(0.8), "epoch": 3, "before": 90.0, "after": 60.0, "fall": 30.0,
+                    "fall_epoch": 3, "final": 85.0}
+    loss = [{**r, "test_loss": 100.0 - r["test_accuracy"]} for r in records]  # lower is better: a rise is the fall
+    assert largest_step(loss, "test_loss", higher_is_better=False)["fall"] == 30.0
+    assert largest_step([{**r, "sparsity": 0.98} for r in records], "test_accuracy") is None  # pruned at init
+
+
+def test_the_trajectory_names_progressives_last_linear_step_at_98_percent(committed_study):
+    """Issue 23: at 98% in 20 epochs the per-epoch linear schedule (target at epoch 10) removes 1 - 0.02 / 0.118
+    of the survivors in its last step (sparsity 0.882 after epoch 9), where the accuracy falls by ~39 points."""
+    rows = [r for r in committed_study.table("trajectory").rows
+            if r["label"] == "progressive" and r["target_sparsity"] == 0.98 and r["epochs_trained"] == 20]
+    (row,) = rows
+    assert row["removed"] == pytest.approx(1 - 0.02 / 0.118, abs=2e-4) and row["epochs"] == [10]
+    assert row["fall_epochs"] == [10] and row["fall"] > 30 and row["final"] > row["after"]
+    readme = " ".join((ROOT / "README.md").read_text().split())  # the README quotes this row's numbers
+    assert (f"{100 * row['removed']:.1f}% of the survivors at epoch 10, and test accuracy falls from {row['before']:.1f}% "
+            f"to {row['after']:.1f}% there before it ends at {row['final']:.1f}%") in readme

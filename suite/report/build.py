@@ -15,7 +15,8 @@ from suite.report.published import Published
 from suite.report.load import read_cost
 from suite.report.tables import (Table, ablation_table, diff_text, family_of, row_metric, measured_cost_table, equivalence_table, head_to_head_table, mask_matters,
                                  init_effects, init_table, pattern_costs, structure_table,
-                                 power_table, published_table, skipped_table, summary_table)
+                                 power_table, published_table, schedule_steps, skipped_table, summary_table,
+                                 trajectory_table)
 
 @dataclass
 class Report:
@@ -100,6 +101,8 @@ def build_report(root: Path, reference: str = "progressive", alpha: float = 0.05
     tables += [structure] if structure.rows else []  # only a study with structured runs
     inits = init_table(groups, alpha, margin)
     tables += [inits] if inits.rows else []  # only a study that ran another init
+    trajectory = trajectory_table(groups)
+    tables += [trajectory] if trajectory.rows else []  # only where a group was pruned while it trained
     costs = recorded.get("costs")
     if costs is None:
         costs = [c for r in runs if r.round is None for c in [read_cost(r.path)] if c is not None]
@@ -127,7 +130,8 @@ def build_report(root: Path, reference: str = "progressive", alpha: float = 0.05
         meta["claim_margin"] = plan.margin  # the one margin, also for the published-claim paragraphs
     report = Report(meta, tables, groups, skipped, list(published))
     _add_warnings(meta, head, tables)
-    meta["headline"] = headline(report) + mask_matters(ablations) + pattern_costs(structure) + init_effects(inits)
+    meta["headline"] = (headline(report) + mask_matters(ablations) + pattern_costs(structure) + init_effects(inits)
+                        + schedule_steps(trajectory, reference))
     tickets = next((t for t in report.tables if t.name == "tickets"), None)
     meta["headline"] += ticket_lines(tickets) if tickets is not None else []
     return report

@@ -13,7 +13,7 @@ from suite.cost_rows import cost_batches, cost_rows
 from suite.report.fmt import (MISSING, fmt, fmt_ci, fmt_epochs, fmt_flops, fmt_p, fmt_sparsity, is_missing, mean,
                               p_is, value_text)
 from suite.report.load import (ACCURACY, BROKEN_DROP, CHANCE_POINTS, DENSE, SPARSITY_DECIMALS, Group, Metric, Run, Skipped, collapsed_seeds,
-                               direction_note, study_metric, units)
+                               direction_note, run_records, study_metric, units)
 from suite.report.published import Published, claim_outcome, stated_epochs
 
 @dataclass(frozen=True)
@@ -860,6 +860,101 @@ def init_effects(table: Table) -> list[str]:
     return [f"{family_of(r)} {r['label']} against {r['label_source']}: init {_shown(r['init_control'])} − "
             f"{_shown(r['init'])} {diff_text(r)} ({r['primary_test']}, Holm p "
             f"{fmt_p(r['primary_p_holm'])}): {r['outcome']}" for r in table.rows]
+
+
+def largest_step(records: Sequence[dict], key: str, higher_is_better: bool = True) -> dict | None:
+    """In one run's epoch records (sparsity after each epoch's pruning; the metric `key` evaluated after it), the
+    epoch whose pruning removed the largest share of the weights alive before it (that share, the epoch, the
+    metric at the end of the epoch before and right after it), the largest worsening of the metric across any
+    one pruning epoch (and its epoch), and the last value. None when the sparsity never rose from one record to
+    the next (pruned before training, or never)."""
+    rows = sorted((r for r in records if isinstance(r.get("sparsity"), (int, float)) and isinstance(r.get("epoch"), int)),
+                  key=lambda r: (int(r.get("round") or 0), r["epoch"]))
+    best, fall = None, None
+    sign = 1.0 if higher_is_better else -1.0
+    for before, after in zip(rows, rows[1:]):
+        removed = 1.0 - (1.0 - after["sparsity"]) / (1.0 - before["sparsity"]) if before["sparsity"] < 1 else 0.0
+        if removed <= 1e-9:
+            continue
+        if best is None or removed > best["removed"]:
+            best = {"removed": removed, "epoch": after["epoch"], "before": before.get(key), "after": after.get(key)}
+        if isinstance(before.get(key), (int, float)) and isinstance(after.get(key), (int, float)):
+            worse = sign * (before[key] - after[key])
+            if fall is None or worse > fall[0]:
+                fall = (worse, after["epoch"])
+    if best is None:
+        return None
+    measured = [r[key] for r in rows if isinstance(r.get(key), (int, float))]
+    return {**best, "fall": fall[0] if fall else None, "fall_epoch": fall[1] if fall else None,
+            "final": measured[-1] if measured else None}
+
+
+def _span(epochs: Sequence[int]) -> str:
+    """The seeds' epochs of an event: '80', '79/80', or '5–58' when they spread over more than two."""
+    if len(epochs) > 2:
+        return f"{min(epochs)}–{max(epochs)}"
+    return "/".join(str(e) for e in epochs) or MISSING
+
+
+def trajectory_table(groups: Sequence[Group]) -> Table:
+    """What a pruning schedule does to a run while it trains, per dense-to-sparse group (largest_step of each
+    seed, means over seeds): descriptive, no test."""
+    metric = study_metric(groups)
+    rows = []
+    for g in groups:
+        if g.round is not None or g.first.rounds > 1:
+            continue  # a chain's rounds each start from their mask: nothing is pruned within a round's records
+        steps = [s for s in (largest_step(run_records(r), metric.name, metric.higher_is_better) for r in g.runs)
+                 if s is not None]
+        if not steps:
+            continue
+        epochs = sorted({s["epoch"] for s in steps})
+        rows.append({**group_fields(g), "n": len(steps), "removed": mean([s["removed"] for s in steps]),
+                     "epochs": epochs, "before": mean([s["before"] for s in steps if s["before"] is not None]),
+                     "after": mean([s["after"] for s in steps if s["after"] is not None]),
+                     "fall": mean([s["fall"] for s in steps if s["fall"] is not None]),
+                     "fall_epochs": sorted({s["fall_epoch"] for s in steps if s["fall_epoch"] is not None}),
+                     "final": mean([s["final"] for s in steps if s["final"] is not None])})
+    d = metric.digits
+    caption = ("Descriptive (no test). For each group pruned while it trains (its sparsity rises from one epoch to the "
+               "next; one-cycle groups), the epoch whose pruning removed the largest share of the weights still alive "
+               "before it, from the epoch records (an epoch: one evaluation interval where the budget is in steps; "
+               "each records the sparsity after the epoch's pruning and the metric "
+               "evaluated after that): the share (mean over seeds), the epoch, and the metric at the end of the epoch "
+               "before and right after that pruning; the largest worsening of the metric across any one epoch that "
+               "pruned (a positive number is a loss of accuracy, or a rise in loss; the seeds' epochs of it); and the "
+               "metric at the end of training (means over seeds). A schedule that "
+               "removes most of the survivors in one step shows a deep 'after'; 'final' says how much of it the rest "
+               "of the budget recovered." + direction_note(metric))
+    return Table("trajectory", "Pruning trajectory: the largest single step", caption, rows, [
+        Column("Data", lambda r: r["dataset"], "left", "varies"),
+        Column("Model", lambda r: r["model"], "left", "varies"),
+        Column("Group", lambda r: r["label"], "left"),
+        Column("Target s", lambda r: fmt_sparsity(r["target_sparsity"])),
+        Column("n", lambda r: str(r["n"])),
+        Column("Largest step (% of survivors)", lambda r: fmt(100 * r["removed"], 1)),
+        Column("Epoch", lambda r: _span(r["epochs"])),
+        Column(f"Before ({metric.short})", lambda r: fmt(r["before"], d)),
+        Column("Right after", lambda r: fmt(r["after"], d)),
+        Column("Largest fall in one pruning epoch", lambda r: fmt(r["fall"], d)),
+        Column("at epoch", lambda r: _span(r["fall_epochs"])),
+        Column("Final", lambda r: fmt(r["final"], d)),
+        *budget_columns(rows),
+    ], "no group was pruned while it trained")
+
+
+def schedule_steps(trajectory: Table, reference: str) -> list[str]:
+    """One headline line per plain group of the reference method (no variant in its label): what its schedule's
+    largest single step did to it (trajectory_table), the limit of a short budget in numbers."""
+    out = []
+    for r in trajectory.rows:
+        if r["label"] != reference:
+            continue
+        d, short = row_metric(r).digits, row_metric(r).short
+        out.append(f"{family_of(r)} {r['label']}: its largest pruning step (epoch {_span(r['epochs'])}) removes "
+                   f"{100 * r['removed']:.1f}% of the surviving weights; {short} {fmt(r['before'], d)} before it, "
+                   f"{fmt(r['after'], d)} right after, {fmt(r['final'], d)} at the end")
+    return out
 
 
 def pattern_costs(structure: Table) -> list[str]:
