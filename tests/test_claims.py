@@ -584,3 +584,22 @@ def test_a_plan_sets_the_cost_unit_of_a_study_whose_base_cycle_has_not_run_yet()
     plan.set_units([mnist, vgg])
     assert mnist.cost_unit == "20-epoch dense cycles" and mnist.cost == pytest.approx(2.0)  # 0.25 of 160 = 2 of 20
     assert vgg.cost_unit == "40-epoch dense cycles" and vgg.cost == pytest.approx(0.5)
+
+
+@pytest.mark.parametrize("bad", ["no colons", "k:100:AA==", "k:8:!!!!", 7])
+def test_a_corrupt_test_correct_in_an_export_is_one_error_line(tiny, tmp_path, capsys, bad):
+    """An export whose right/wrong bits were cut short, mistyped or replaced is refused with one line naming the
+    result, never read as zeros (a cut string would pad with wrong answers) nor a traceback."""
+    from suite import report
+    from suite.report.cli import main
+    from suite.report.export import export_tree, write_export
+    out = tiny[0].run_dir.parent.parent
+    built = report.build_report(out)
+    tree = export_tree(built.groups, built.skipped, [], str(out), out, "cmd", None)
+    (entry,) = [e for e in tree["results"] if e.get("test_correct")][:1]
+    entry["test_correct"] = bad
+    export = tmp_path / "study.json"
+    write_export(tree, export)
+    assert main([str(export)]) == 2
+    line = capsys.readouterr().err.strip().splitlines()
+    assert len(line) == 1 and line[0].startswith(f"error: {export}: results[") and "test_correct is not" in line[0]

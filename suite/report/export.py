@@ -14,7 +14,8 @@ from typing import Any, Sequence
 
 from suite.errors import ConfigError
 from suite.provenance import cpu_name
-from suite.report.load import Group, Run, Skipped, layer_sizes, parse_result, read_cost, read_metrics
+from suite.report.load import (Group, Run, Skipped, correct_bits, layer_sizes, parse_result, read_cost,
+                               read_metrics)
 from suite.results import atomic_write_text
 
 EXPORT_FORMAT = "progressive-pruning results export v1"
@@ -125,6 +126,13 @@ def load_export(path: Path) -> tuple[list[Run], list[Skipped], dict]:
             run = parse_result(folder / "result.json", entry["result"], entry["round"], beside=False)
         except ValueError as e:
             raise ConfigError(f"{path}: results[{i}] ({entry['path']}): {e}") from None
+        correct = entry.get("test_correct")
+        if correct is not None:
+            try:
+                correct_bits(correct)
+            except (TypeError, ValueError, AttributeError) as e:  # binascii.Error is a ValueError
+                raise ConfigError(f"{path}: results[{i}] ({entry['path']}): test_correct is not "
+                                  f"'<labels key>:<n>:<base64 bits>' ({e})") from None
         metrics = entry.get("metrics")
         runs.append(dataclasses.replace(run, records=tuple(metrics) if metrics is not None else None,
                                         layer_sizes=entry.get("layer_sizes"),

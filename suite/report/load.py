@@ -229,7 +229,10 @@ def correct_bits(text: str) -> tuple[str, Any]:
 
     import numpy as np
     key, n, bits = text.split(":", 2)
-    return key, np.unpackbits(np.frombuffer(base64.b64decode(bits), np.uint8), count=int(n)).astype(bool)
+    packed = np.frombuffer(base64.b64decode(bits, validate=True), np.uint8)
+    if int(n) < 0 or packed.size != (int(n) + 7) // 8:
+        raise ValueError(f"{packed.size} bytes hold {8 * packed.size} bits, not the {n} it names")
+    return key, np.unpackbits(packed, count=int(n)).astype(bool)
 
 
 def _read_correct(folder: Path, name: Any) -> str | None:
