@@ -433,12 +433,13 @@ def example_table(rows: Sequence[dict], groups: Sequence[Group], plan: Plan) -> 
     whether each difference exceeds the test set's own sampling noise. Holm within the table, each CI at its
     Holm-consistent level; rows only where every shared seed of both sides kept its predictions."""
     by_id = {g.id: g for g in groups}
-    out, bits = [], []
+    out, bits, missing = [], [], []
     for r in rows:
         if r["kind"] != "contrast" or r["status"] != "tested":
             continue
         pair = _example_bits(by_id[r["groups"]["treated"]], by_id[r["groups"]["control"]])
         if pair is None:
+            missing.append(r["entry"])
             continue
         t = stats.paired_examples(*pair)
         out.append({"entry": r["entry"], "seeds": len(pair[0]), "examples": int(pair[0][0].size), "diff": t.diff,
@@ -460,7 +461,8 @@ def example_table(rows: Sequence[dict], groups: Sequence[Group], plan: Plan) -> 
                "mean difference. Holm within this table; 'Adjusted CI' at the row's Holm-consistent level (shown "
                "beside it), so it excludes 0 exactly when the verdict is a difference. A difference that both this "
                "test and the seed-level one find is beyond both noise sources. Rows need every shared seed's "
-               "predictions (predictions.npy; an export carries them as right/wrong bits).")
+               "predictions (predictions.npy; an export carries them as right/wrong bits)"
+               + (f"; not here for lack of them or of one test set: {'; '.join(missing)}." if missing else "."))
     return Table("examples", "Contrasts over test examples", caption, out, [
         Column("Comparison", lambda r: r["entry"], "left"),
         Column("Seeds", lambda r: str(r["seeds"])),
