@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from launch.ablations import NOT_FINISHED
-from launch.accounting import STATES, Status, SweepLog, run_status, summary, work_left
+from launch.accounting import STATES, Status, SweepLog, run_status, run_work, summary, work_left
 from launch.backends import (Task, accelerate_command, accelerate_processes, array_spec, execute, gpu_slots,
                              run_command, shell_line, slurm_script, visible_gpus)
 from launch.grid import Expansion, Run, describe_chain
@@ -243,6 +243,9 @@ def _main(args: argparse.Namespace) -> int:
     if args.backend == "slurm":
         return _slurm(args, sweep, todo, log)
 
+    # longest first (epochs or steps, a chain's rounds counted; ties in grid order): the slots then finish
+    # together, where one long run started last would train alone while the others idle
+    todo = sorted(todo, key=lambda r: -run_work(r)[0])
     import torch
     gpus_present = torch.cuda.is_available()
     ids = visible_gpus(os.environ.get("CUDA_VISIBLE_DEVICES"), torch.cuda.device_count() if gpus_present else 0)

@@ -978,3 +978,16 @@ def test_several_sweep_files_run_in_order_as_one_study(tmp_path):
     results = sorted(out.rglob("result.json"))
     assert len(results) == 3 and {json.loads(p.read_text())["science"]["train.epochs"] for p in results} == {3}
     assert sorted(p.name for p in (out / "sweeps").iterdir()) == ["first", "second"]
+
+
+@pytest.mark.slow  # real runs
+def test_runs_start_longest_first(tmp_path):
+    """The job slots finish together: a sweep starts its longest runs first (epochs; ties in grid order), so a long
+    run is not left to train alone at the end while the other slots idle."""
+    sweep = write_sweep(tmp_path, "axes: {train.epochs: [1, 3, 2], seed: [1]}\n")
+    out = tmp_path / "runs"
+    proc = run_sweep(str(sweep), "--out", str(out), "--jobs", "1")
+    assert proc.returncode == 0, proc.stderr
+    started = [line.split("start")[1].strip() for line in proc.stdout.splitlines() if "] start " in line]
+    epochs = [json.loads((out / label / "config.json").read_text())["train"]["epochs"] for label in started]
+    assert epochs == [3, 2, 1]
