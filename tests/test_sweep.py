@@ -87,10 +87,11 @@ SHIPPED = {  # file: (grid points, runs, {method: runs})
     # 2:4 (global), channel and its unstructured control (global, and per layer)
     "lenet300_mnist_structure": (50, 50, {"progressive": 50}),
     # issue 23's cells: the research's claims under both inits at 160 epochs with 10 seeds (part 2's 5 kaiming
-    # seeds listed again, skipped where they are finished), LTH's budget in three allocations with dense controls,
+    # seeds listed again, skipped where they are finished) and the family's two LTH controls at the same 10 seeds
+    # (5 of each shared with the cpu and protocol sweeps), LTH's budget in three allocations with dense controls,
     # the fair protocol (classifier kept dense for all; dense merges its 2 sparsities), the schedule cells, the
     # equal-FLOPs cells, the ticket ablations (40 and 10 sources x 4 kinds) and structure at its own sparsity
-    "lenet300_mnist_claims": (80, 80, {"progressive": 40, "snip": 20, "dense": 20}),
+    "lenet300_mnist_claims": (100, 100, {"progressive": 40, "snip": 20, "dense": 20, "lth": 20}),
     "lenet300_mnist_lth_budget": (30, 30, {"progressive": 5, "dense": 15, "lth": 10}),
     "lenet300_mnist_fair": (110, 100, {"lth": 5, "progressive": 10, "dense": 5, "random": 10, "snip": 10, "grasp": 10,
                                        "synflow": 10, "rigl": 10, "set": 10, "oneshot": 10, "gmp": 10}),
@@ -148,7 +149,7 @@ def test_issue_23_cells_train_what_their_headers_say(tmp_path):
     assert schedules == {(s, u, e) for s, u in (("linear", 100), ("cubic", 0), ("exponential", 0)) for e in (20, 160)}
     assert all(r.cfg.prune.keep_last_dense for r in cells("lenet300_mnist_fair") if r.cfg.method != "dense")
     from suite.methods import build_method
-    for name, epochs in (("lenet300_mnist_claims", 12800), ("lenet300_mnist_lth_budget", 6000),
+    for name, epochs in (("lenet300_mnist_claims", 18200), ("lenet300_mnist_lth_budget", 6000),
                          ("lenet300_mnist_schedule", 7500), ("lenet300_mnist_equal_flops", 6675),
                          ("lenet300_mnist_structure_own", 600), ("lenet300_mnist_fair", 3800)):
         assert sum(r.cfg.train.epochs * build_method(r.cfg).rounds() for r in cells(name)) == epochs, name
