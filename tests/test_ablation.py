@@ -364,6 +364,7 @@ def test_the_report_tests_each_ablation_against_its_source(tmp_path):
     from scipy import stats as sps
 
     from suite import report
+    from suite.report.load import collapsed_seeds
     sources = [_train(tmp_path, "snip", "prune.target_sparsity=0.8", f"seed={seed}") for seed in (1, 2)]
     for kind in ("shuffle", "reinit"):
         for source in sources:
@@ -376,14 +377,19 @@ def test_the_report_tests_each_ablation_against_its_source(tmp_path):
     assert sorted(rows) == ["reinit", "shuffle"]
     assert not [r for r in built.table("head_to_head").rows if r["method"] in ("shuffle", "reinit")]
     p_raw = {}
+    groups = {g.method: g for g in built.groups}
     for kind, row in rows.items():
         src = [acc[f"seed_{s}snip"] for s in (1, 2)]
         abl = [acc[f"seed_{s}{kind}"] for s in (1, 2)]
-        assert row["primary_test"] == "paired t" and (row["n"], row["n_source"]) == (2, 2)
+        # a side at chance or far under its median is a failed draw: shown, not t-tested (the collapse rule)
+        collapsed = bool(collapsed_seeds(groups["snip"]) or collapsed_seeds(groups[kind]))
+        assert row["primary_test"] == ("none: collapsed seeds" if collapsed else "paired t"), row["collapsed"]
+        assert (row["n"], row["n_source"]) == (2, 2)
         assert row["diff"] == pytest.approx(sum(src) / 2 - sum(abl) / 2, abs=1e-12)
         d = [a - b for a, b in zip(src, abl)]
-        p_raw[kind] = float("nan") if d[0] == d[1] else sps.ttest_rel(src, abl).pvalue
+        p_raw[kind] = float("nan") if d[0] == d[1] or collapsed else sps.ttest_rel(src, abl).pvalue
         assert row["source_method"] == "snip"
+        assert row["outcome"].startswith("collapsed: not tested (") == collapsed
     assert {r["family_size"] for r in rows.values()} == {sum(p == p for p in p_raw.values())}
     tested = sorted((p, k) for k, p in p_raw.items() if p == p)
     if len(tested) == 2:  # Holm over two: the smaller p doubled, the larger max(2 p_min, p_max)

@@ -295,6 +295,25 @@ def test_ticket_contrasts_pair_each_sources_retrainings(tmp_path):
     assert [r["ci_low"] > 0 or r["ci_high"] < 0 for r in rows] == [r["p_holm"] < 0.05 for r in rows]
 
 
+def test_a_ticket_contrast_with_a_collapsed_side_is_not_t_tested(tmp_path):
+    """shuffle's seed 2 sits 37 points under its group's median (a failed draw): every contrast with shuffle is
+    shown, its Δ too, but not t-tested; Holm's family holds ticket − reinit alone."""
+    plan = _plan(tmp_path, HEAD)
+    source = _group("progressive", [98.0, 98.1, 98.2], "src")
+    kinds = {k: _group(k, accs, k, science={"ablate.source_experiment": "src"})
+             for k, accs in (("ticket", [97.9, 98.0, 98.2]), ("reinit", [97.8, 98.0, 98.0]),
+                             ("shuffle", [97.0, 60.0, 97.1]))}
+    rows = {r["contrast"]: r for r in K.ticket_table([source, *kinds.values()], plan).rows}
+    assert set(rows) == {"ticket − reinit", "ticket − shuffle", "reinit − shuffle"}
+    for name in ("ticket − shuffle", "reinit − shuffle"):
+        r = rows[name]
+        assert r["collapsed"] == {"shuffle": {"2": "37.0 points under the group's median"}}
+        assert math.isnan(r["p_holm"]) and math.isnan(r["ci_low"]) and r["verdict"] == "collapsed seeds (shuffle): not t-tested"
+    assert rows["ticket − shuffle"]["diff"] == pytest.approx((0.9 + 38.0 + 1.1) / 3)
+    kept = rows["ticket − reinit"]
+    assert kept["p_holm"] == pytest.approx(sps.ttest_rel([97.9, 98.0, 98.2], [97.8, 98.0, 98.0]).pvalue)  # m = 1
+
+
 # --- a tiny end-to-end run of the new mechanisms on synthetic data ----------------------------------------
 
 TINY = ["data.name=synthetic", "model.name=tiny_mlp", "train.epochs=4", "train.batch_size=64", "train.lr=0.05",
@@ -484,6 +503,21 @@ def test_head_to_head_does_not_t_test_a_group_with_collapsed_seeds():
     assert r["note"].endswith("group seed 2: 37.0 points under the group's median")
     assert s["primary_test"] == "paired t" and s["family_size"] == 1
     assert s["primary_p_holm"] == pytest.approx(stats.paired([97.5, 97.6, 97.4], [98.0, 98.1, 98.2]).p, rel=1e-12)
+
+
+def test_the_paired_tables_do_not_t_test_a_side_with_collapsed_seeds():
+    """The ablation, structure and init tables (paired_rows) follow the head-to-head's rule: a pair whose treated
+    side has a seed 37 points under its median is shown with its Δ, not t-tested, and left out of Holm's family."""
+    from suite.report.tables import COLLAPSED, paired_rows
+    src = _group("progressive", [98.0, 98.1, 98.2], "src")
+    broken = _group("shuffle", [97.0, 60.0, 97.2], "b")
+    fine = _group("reinit", [97.5, 97.6, 97.4], "f")
+    rows = paired_rows([(src, broken, {}), (src, fine, {})], 0.05, 0.3, ("better", "worse", "equal"))
+    b, f = rows
+    assert (b["primary_test"], b["family_size"], f["family_size"]) == (COLLAPSED, 1, 1)
+    assert math.isnan(b["primary_p_holm"]) and b["diff"] == pytest.approx((1.0 + 38.1 + 1.0) / 3)
+    assert b["outcome"] == "collapsed: not tested (treated seed 2: 37.0 points under the group's median)"
+    assert f["primary_p_holm"] == pytest.approx(stats.paired([98.0, 98.1, 98.2], [97.5, 97.6, 97.4]).p, rel=1e-12)
 
 
 def test_a_report_plan_states_the_one_margin_of_every_table():

@@ -496,25 +496,35 @@ def ticket_table(groups: Sequence[Group], plan: Plan) -> Table:
             if treated in kinds and control in kinds:
                 a, b = _paired_values(kinds[treated], kinds[control])
                 t = stats.paired(a, b)
+                collapsed = {side: {str(k): why for k, why in seeds.items()} for side in (treated, control)
+                             for seeds in [collapsed_seeds(kinds[side], plan.chance_points, plan.broken_drop)] if seeds}
                 rows.append({"source": sid, "source_method": sources[sid].method_label,
                              "label_source": sources[sid].label,
                              "target_sparsity": sources[sid].target_sparsity,
                              "budget": sources[sid].budget_label, "higher_is_better": sources[sid].metric.higher_is_better,
                              "unit": sources[sid].metric.unit, "contrast": f"{treated} − {control}",
-                             "n": len(a), "diff": t.diff, "p": t.p, "se_df": stats.paired_se(a, b)})
+                             "n": len(a), "diff": t.diff, "collapsed": collapsed,
+                             "p": stats.NAN if collapsed else t.p,  # a failed draw is not seed noise: no t-test
+                             "se_df": stats.paired_se(a, b),
+                             "epochs": {side: kinds[side].epochs for side in (treated, control)},
+                             "steps": {side: kinds[side].steps_trained for side in (treated, control)},
+                             "costs": {side: plan.cost(kinds[side]) for side in (treated, control)}})
     ps = [r["p"] for r in rows]
     for row, p, level in zip(rows, stats.holm(ps), stats.holm_alphas(ps, plan.alpha)):
         se, df = row.pop("se_df")
         row["p_holm"], row["ci_level"] = p, 1 - level
         row["ci_low"], row["ci_high"] = (stats.NAN, stats.NAN) if math.isnan(p) else stats.t_interval(row["diff"], se, df, 1 - level)
-        row["verdict"] = ("not tested" if math.isnan(p) else
+        row["verdict"] = (f"collapsed seeds ({', '.join(row['collapsed'])}): not t-tested" if row["collapsed"] else
+                          "not tested" if math.isnan(p) else
                           ("positive" if (row["diff"] > 0) == row["higher_is_better"] else "negative") if p < plan.alpha
                           else "no significant difference")
     caption = ("Exploratory. For each dense-to-sparse source, its final mask retrained sparse from the start: ticket "
                "(the source's own init), reinit (a fresh init), shuffle (the mask permuted within each layer), rewire "
                "(every neuron's fan-in and fan-out kept). ticket − reinit > 0 is Frankle & Carbin's winning ticket; "
                "paired t over seeds, Holm within the table; 'Adjusted CI' is at the row's Holm-consistent level "
-               "(shown beside it), so it excludes 0 exactly when the outcome is positive or negative.")
+               "(shown beside it), so it excludes 0 exactly when the outcome is positive or negative. A side with a "
+               "collapsed seed (the collapse diagnostic's rule) is not t-tested: such a spread is a failed draw, not "
+               "seed noise.")
     return Table("tickets", "Lottery-ticket contrasts", caption, rows, [
         Column("Source", lambda r: r["label_source"], "left"),
         Column("Target s", lambda r: fmt_sparsity(r["target_sparsity"])),
@@ -525,6 +535,7 @@ def ticket_table(groups: Sequence[Group], plan: Plan) -> Table:
         Column("Adjusted CI", lambda r: fmt_ci(r["ci_low"], r["ci_high"]) + _level(r["ci_level"])),
         Column("Holm p", lambda r: fmt_p(r["p_holm"])),
         Column("Outcome", lambda r: r["verdict"], "left"),
+        *_budget_columns(plan),
     ])
 
 

@@ -659,8 +659,10 @@ def paired_procedure(margin: float) -> str:
     return ("The procedure of the head-to-head table: one primary test per row (paired t over the seeds both sides "
             "ran, when at least two, else Welch), Holm-Bonferroni within the rows of one data set, model, sparsity and budget, "
             f"the CI at the Holm-consistent level shown beside it. 'No difference' needs that CI inside ±{margin:g} "
-            "points (the --margin); otherwise a non-significant row is 'not shown'. Epochs and cost (in dense "
-            "training cycles) are each side's own.")
+            "points (the --margin); otherwise a non-significant row is 'not shown'. A row whose either side has a "
+            "collapsed seed (a class with no live output weight, near chance, or far under its group's median) is "
+            "'collapsed: not tested' and outside Holm's family: a failed draw is not seed noise. Epochs and cost (in "
+            "dense training cycles) are each side's own.")
 
 
 def paired_rows(pairs: Sequence[tuple[Group, Group, dict]], alpha: float, margin: float,
@@ -677,11 +679,16 @@ def paired_rows(pairs: Sequence[tuple[Group, Group, dict]], alpha: float, margin
         test = functools.partial(stats.paired if is_paired else stats.welch,
                                  a if is_paired else control.values, b if is_paired else g.values)
         t = test()
+        collapsed = {side: seeds for side, seeds in (("control", collapsed_seeds(control)), ("treated", collapsed_seeds(g)))
+                     if seeds}  # a failed draw is not seed noise: shown, not t-tested (as in the head-to-head)
         rows.append({**group_fields(g), **fields, "n": len(g.runs), "n_source": len(control.runs),
                      "label_source": control.label, "code_differs": code_differs(control, g),
                      "epochs_trained_source": control.epochs, "train_cost_x_dense_cycle_source": control.cost,
                      "mean": mean(g.values), "mean_source": mean(control.values), "diff": t.diff,
-                     "primary_test": "paired t" if is_paired else "Welch t", "primary_p": t.p, "margin": margin})
+                     "primary_test": COLLAPSED if collapsed else "paired t" if is_paired else "Welch t",
+                     "primary_p": stats.NAN if collapsed else t.p, "margin": margin,
+                     "collapsed": "; ".join(f"{side} seed {seed}: {why}" for side, seeds in collapsed.items()
+                                            for seed, why in seeds.items())})
         retest[id(rows[-1])] = test
     families: dict[tuple, list[dict]] = {}
     for row in rows:
@@ -692,7 +699,9 @@ def paired_rows(pairs: Sequence[tuple[Group, Group, dict]], alpha: float, margin
         for row, p_adj, level in zip(members, stats.holm(ps), stats.holm_alphas(ps, alpha)):
             ci = retest[id(row)](1 - level) if not math.isnan(level) else None
             low, high = (ci.ci_low, ci.ci_high) if ci is not None else (stats.NAN, stats.NAN)
-            if math.isnan(p_adj):
+            if row["collapsed"]:
+                outcome = f"collapsed: not tested ({row['collapsed']})"
+            elif math.isnan(p_adj):
                 outcome = "not tested (n < 2 or no spread)"
             elif p_adj < alpha and (row["diff"] > 0) == row["higher_is_better"]:
                 outcome = outcomes[0]
@@ -820,6 +829,11 @@ def structure_table(groups: Sequence[Group], alpha: float, margin: float) -> Tab
                  "no structured runs (prune.structure nm or channel)", main=_paired_main("Unstructured", "Structured"))
 
 
+def _test_text(row: dict) -> str:
+    """A paired_rows row's test for a headline: 'paired t, Holm p 0.012', or 'not t-tested' (collapsed seeds)."""
+    return "not t-tested" if row["collapsed"] else f"{row['primary_test']}, Holm p {fmt_p(row['primary_p_holm'])}"
+
+
 def mask_matters(ablations: Table) -> list[str]:
     """One line per source method: does its mask matter beyond its layer densities? From the shuffle rows."""
     out = []
@@ -827,10 +841,10 @@ def mask_matters(ablations: Table) -> list[str]:
         if row["kind"] != "shuffle":
             continue
         answer = ("yes" if row["outcome"].startswith("the source is better") else
-                  "no" if row["outcome"].startswith("no difference") else "not shown")
+                  "no" if row["outcome"].startswith("no difference") else
+                  "not tested: collapsed seeds" if row["collapsed"] else "not shown")
         out.append(f"{family_of(row)} {row['label_source']}: the mask matters beyond its layer densities: "
-                   f"{answer} (source − shuffle {diff_text(row)}, "
-                   f"{row['primary_test']}, Holm p {fmt_p(row['primary_p_holm'])})")
+                   f"{answer} (source − shuffle {diff_text(row)}, {_test_text(row)})")
     return out
 
 
@@ -858,8 +872,7 @@ def init_table(groups: Sequence[Group], alpha: float, margin: float) -> Table:
 def init_effects(table: Table) -> list[str]:
     """One headline line per init contrast (init_table)."""
     return [f"{family_of(r)} {r['label']} against {r['label_source']}: init {_shown(r['init_control'])} − "
-            f"{_shown(r['init'])} {diff_text(r)} ({r['primary_test']}, Holm p "
-            f"{fmt_p(r['primary_p_holm'])}): {r['outcome']}" for r in table.rows]
+            f"{_shown(r['init'])} {diff_text(r)} ({_test_text(r)}): {r['outcome']}" for r in table.rows]
 
 
 def largest_step(records: Sequence[dict], key: str, higher_is_better: bool = True) -> dict | None:
@@ -960,8 +973,7 @@ def schedule_steps(trajectory: Table, reference: str) -> list[str]:
 def pattern_costs(structure: Table) -> list[str]:
     """One headline line per structured group: its accuracy cost against unstructured (structure_table)."""
     return [f"{family_of(r)} {r['label']} against {r['label_source']}: unstructured − structured "
-            f"{diff_text(r)} ({r['primary_test']}, Holm p {fmt_p(r['primary_p_holm'])}): "
-            f"{r['outcome']}" for r in structure.rows]
+            f"{diff_text(r)} ({_test_text(r)}): {r['outcome']}" for r in structure.rows]
 
 
 def measured_cost_table(costs: Sequence[dict]) -> Table:
