@@ -520,6 +520,20 @@ def test_the_paired_tables_do_not_t_test_a_side_with_collapsed_seeds():
     assert f["primary_p_holm"] == pytest.approx(stats.paired([98.0, 98.1, 98.2], [97.5, 97.6, 97.4]).p, rel=1e-12)
 
 
+def test_the_equivalence_table_reads_no_interval_of_a_collapsed_group():
+    """Against dense, random's failed draw (seed 2, 37 points under its median) is 'collapsed: not tested' with no
+    interval; progressive's paired TOST is read as usual."""
+    from suite.report.tables import equivalence_table
+    dense = _group("dense", [98.2, 98.3, 98.1], "d", sparsity=0.0)
+    rows = {r["label"]: r for r in equivalence_table(
+        [dense, _group("progressive", [98.1, 98.25, 97.95], "p"), _group("random", [97.0, 60.0, 97.2], "r")],
+        0.3, 0.05).rows}
+    r, p = rows["random"], rows["progressive"]
+    assert r["outcome"] == "collapsed: not tested (group seed 2: 37.0 points under the group's median)"
+    assert math.isnan(r["ci90_low"]) and math.isnan(r["p_tost"]) and not r["equivalent"]
+    assert p["outcome"] == "equivalent within ±0.3" and p["p_tost"] < 0.05
+
+
 def test_a_report_plan_states_the_one_margin_of_every_table():
     """With a plan, the equivalence tables use the plan's margin (0.3 points for MNIST), and another --margin
     beside it is one error line naming both."""

@@ -586,7 +586,13 @@ def equivalence_table(groups: Sequence[Group], margin: float, alpha: float) -> T
         is_paired = sorted(g.seeds) == sorted(dense.seeds)  # pairs exist: the paired TOST, not Welch's
         t = (stats.paired_tost(_seed_ordered(g), _seed_ordered(dense), margin, alpha) if is_paired
              else stats.tost(g.values, dense.values, margin, alpha))
-        if math.isnan(t.p):
+        collapsed = "; ".join(f"{side} seed {seed}: {why}" for side, group in (("group", g), ("dense", dense))
+                              for seed, why in collapsed_seeds(group).items())
+        if collapsed:  # a failed draw is not seed noise: no interval to read as parity or a drop
+            t = dataclasses.replace(t, ci_low=stats.NAN, ci_high=stats.NAN, p_lower=stats.NAN, p_upper=stats.NAN,
+                                    p=stats.NAN, equivalent=False)
+            outcome = f"collapsed: not tested ({collapsed})"
+        elif math.isnan(t.p):
             outcome = ("not tested: n < 2 on one side" if min(len(g.runs), len(dense.runs)) < 2
                        else "not tested: no spread on either side")
         else:
@@ -616,7 +622,8 @@ def equivalence_table(groups: Sequence[Group], margin: float, alpha: float) -> T
                f"dense. Equivalence is shown when both one-sided tests reject, i.e. the {100 * (1 - 2 * alpha):g}% CI "
                "of the difference lies inside the margin; 'drop larger than the margin' when it lies wholly on the "
                "worse side of it; 'not shown' when it crosses the margin: the data cannot rule out a drop larger "
-               "than the margin, nor show one." + direction_note(metric))
+               "than the margin, nor show one; a group with a collapsed seed is not tested (its spread is a failed "
+               "draw, not seed noise)." + direction_note(metric))
     return Table("equivalence", f"Equivalence to dense (TOST, margin ±{margin:g})", caption, rows, columns,
                  "no pruned group has a dense baseline with the same data, model and budget",
                  main=("Group", "Target s", "n", "Δ vs dense", f"{100 * (1 - 2 * alpha):g}% CI", "TOST",
