@@ -618,7 +618,7 @@ def equivalence_table(groups: Sequence[Group], margin: float, alpha: float) -> T
     drop = "accuracy" if metric == ACCURACY else metric.short
     caption = (f"'No {drop} drop' checked as equivalence: TOST (two one-sided t-tests, on the paired differences "
                f"where both ran the same seeds, else Welch's) of each pruned group against the dense baseline of the "
-               f"same data, model and budget, margin ±{margin:g} {units(metric)}, alpha = {alpha:g}; Δ = group − "
+               f"same data, model and budget, margin ±{margin:g} {units(metric)}, alpha = {alpha:g} per row, unadjusted; Δ = group − "
                f"dense. Equivalence is shown when both one-sided tests reject, i.e. the {100 * (1 - 2 * alpha):g}% CI "
                "of the difference lies inside the margin; 'drop larger than the margin' when it lies wholly on the "
                "worse side of it; 'not shown' when it crosses the margin: the data cannot rule out a drop larger "
