@@ -58,7 +58,12 @@ def test_export_holds_every_result_and_no_weights(study, written):
     assert sum(1 for r in results if r["round"] is not None) == 4
     assert all("config" not in r["result"] for r in results)
     lth = [r for r in results if r["result"]["method"] == "lth" and r["round"] is None]
-    assert all([m["round"] for m in r["metrics"]] == [2, 2, 2] for r in lth)  # the final round only
+    assert all(r["metrics"]["round"] == [2, 2, 2] for r in lth)  # the final round only, one list per key
+    from suite.report.export import epoch_records
+    first = next(r for r in results if r["round"] is None)  # both shapes read back to the same records
+    records = epoch_records(first["metrics"])
+    assert len(records) == len(first["metrics"]["epoch"]) and epoch_records(records) == records
+    assert records[0] == {k: v[0] for k, v in first["metrics"].items()}
     for r in (r for r in results if r["round"] is None):  # from the mask's header, for the per-layer figure
         sizes = r["layer_sizes"]
         assert list(sizes) == list(r["result"]["layer_sparsity"]) and sum(sizes.values()) == r["result"]["prunable_total"]

@@ -75,6 +75,14 @@ def _short(value: Any) -> Any:
     return float(f"{value:.6g}") if isinstance(value, float) and math.isfinite(value) else value
 
 
+def epoch_records(metrics: Any) -> list[dict] | None:
+    """An export entry's epoch records as one dict per epoch: the export stores one list per key (each key
+    written once, not once per epoch); an export written before that holds the list of dicts itself."""
+    if isinstance(metrics, dict):
+        return [dict(zip(metrics, values)) for values in zip(*metrics.values())]
+    return metrics
+
+
 def export_tree(groups: Sequence[Group], skipped: Sequence[Skipped], sweeps: list, runs_dir: str, root: Path,
                 command: str, figures: str | None) -> dict:
     """The study as one JSON tree: every counted result.json (less its config), the epoch records the
@@ -91,7 +99,7 @@ def export_tree(groups: Sequence[Group], skipped: Sequence[Skipped], sweeps: lis
                     records = [r for r in records if int(r.get("round") or 0) == run.result_round]
                 keys = METRIC_KEYS + tuple(k for k in (run.metric.name, run.metric.name.replace("test_", "val_", 1))
                                            if k not in METRIC_KEYS)  # a loss metric's curve too
-                entry["metrics"] = [{k: _short(r.get(k)) for k in keys} for r in records]
+                entry["metrics"] = {k: [_short(r.get(k)) for r in records] for k in keys}  # one list per key
                 entry["layer_sizes"] = layer_sizes(run.path)
                 cost = read_cost(run.path)
                 if cost is not None:
@@ -133,7 +141,7 @@ def load_export(path: Path) -> tuple[list[Run], list[Skipped], dict]:
             except (TypeError, ValueError, AttributeError) as e:  # binascii.Error is a ValueError
                 raise ConfigError(f"{path}: results[{i}] ({entry['path']}): test_correct is not "
                                   f"'<labels key>:<n>:<base64 bits>' ({e})") from None
-        metrics = entry.get("metrics")
+        metrics = epoch_records(entry.get("metrics"))
         runs.append(dataclasses.replace(run, records=tuple(metrics) if metrics is not None else None,
                                         layer_sizes=entry.get("layer_sizes"),
                                         test_correct=entry.get("test_correct")))
