@@ -409,6 +409,12 @@ def _references_for(g: Group, groups: Sequence[Group], reference: str) -> list[G
 COLLAPSED = "none: collapsed seeds"  # the primary test of a row whose group or reference has collapsed seeds
 
 
+def collapsed_text(*sides: tuple[str, Group]) -> str:
+    """'group seed 2: at chance (11.3%); reference seed 5: ...': every collapsed seed of the named sides (the
+    collapse diagnostic's rule), empty when none collapsed."""
+    return "; ".join(f"{side} seed {seed}: {why}" for side, g in sides for seed, why in collapsed_seeds(g).items())
+
+
 def _contrast_row(g: Group, ref: Group, reference: str, alpha: float,
                   power: float) -> tuple[dict, Callable[[float], stats.TTest]]:
     """One head-to-head row of g against ref before Holm, and its primary test at a given confidence."""
@@ -420,8 +426,7 @@ def _contrast_row(g: Group, ref: Group, reference: str, alpha: float,
     pt = stats.paired(by_seed_a, by_seed_b) if is_paired else None
     u, p_mw = stats.mann_whitney(a, b)
     identical = same_runs(g, ref)
-    collapsed = {} if identical else {side: seeds for side, seeds in (("group", collapsed_seeds(g)),
-                                                                       ("reference", collapsed_seeds(ref))) if seeds}
+    collapsed = "" if identical else collapsed_text(("group", g), ("reference", ref))
     primary = "same runs" if identical else COLLAPSED if collapsed else ("paired t" if is_paired else "Welch t")
     p_primary = stats.NAN if identical or collapsed else (pt.p if pt is not None else w.p)
     se, df = stats.paired_se(by_seed_a, by_seed_b) if is_paired else stats.welch_se(a, b)
@@ -429,9 +434,7 @@ def _contrast_row(g: Group, ref: Group, reference: str, alpha: float,
     if identical:
         note = "same runs: the same trainings, seed for seed, not a comparison"
     elif collapsed:
-        note = ("collapsed seeds, not t-tested (their spread is not seed noise): "
-                + "; ".join(f"{side} seed {seed}: {why}" for side, seeds in collapsed.items()
-                            for seed, why in seeds.items()))
+        note = f"collapsed seeds, not t-tested (their spread is not seed noise): {collapsed}"
     elif len(a) < 2 or len(b) < 2:
         note = "n < 2 on one side: no tests"
     elif math.isnan(p_primary):
@@ -586,8 +589,7 @@ def equivalence_table(groups: Sequence[Group], margin: float, alpha: float) -> T
         is_paired = sorted(g.seeds) == sorted(dense.seeds)  # pairs exist: the paired TOST, not Welch's
         t = (stats.paired_tost(_seed_ordered(g), _seed_ordered(dense), margin, alpha) if is_paired
              else stats.tost(g.values, dense.values, margin, alpha))
-        collapsed = "; ".join(f"{side} seed {seed}: {why}" for side, group in (("group", g), ("dense", dense))
-                              for seed, why in collapsed_seeds(group).items())
+        collapsed = collapsed_text(("group", g), ("dense", dense))
         if collapsed:  # a failed draw is not seed noise: no interval to read as parity or a drop
             t = dataclasses.replace(t, ci_low=stats.NAN, ci_high=stats.NAN, p_lower=stats.NAN, p_upper=stats.NAN,
                                     p=stats.NAN, equivalent=False)
@@ -686,16 +688,15 @@ def paired_rows(pairs: Sequence[tuple[Group, Group, dict]], alpha: float, margin
         test = functools.partial(stats.paired if is_paired else stats.welch,
                                  a if is_paired else control.values, b if is_paired else g.values)
         t = test()
-        collapsed = {side: seeds for side, seeds in (("control", collapsed_seeds(control)), ("treated", collapsed_seeds(g)))
-                     if seeds}  # a failed draw is not seed noise: shown, not t-tested (as in the head-to-head)
+        collapsed = collapsed_text(("control", control), ("treated", g))  # a failed draw is not seed noise:
+        # shown, not t-tested (as in the head-to-head)
         rows.append({**group_fields(g), **fields, "n": len(g.runs), "n_source": len(control.runs),
                      "label_source": control.label, "code_differs": code_differs(control, g),
                      "epochs_trained_source": control.epochs, "train_cost_x_dense_cycle_source": control.cost,
                      "mean": mean(g.values), "mean_source": mean(control.values), "diff": t.diff,
                      "primary_test": COLLAPSED if collapsed else "paired t" if is_paired else "Welch t",
                      "primary_p": stats.NAN if collapsed else t.p, "margin": margin,
-                     "collapsed": "; ".join(f"{side} seed {seed}: {why}" for side, seeds in collapsed.items()
-                                            for seed, why in seeds.items())})
+                     "collapsed": collapsed})
         retest[id(rows[-1])] = test
     families: dict[tuple, list[dict]] = {}
     for row in rows:
