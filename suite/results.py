@@ -181,8 +181,20 @@ class RunLock:
         (rm -rf) or replaced while the run writes to it would otherwise let a second process take a new
         lock there, and both would finish into one folder."""
         if self._fd is not None and not self._is_on_disk(self._fd):
-            raise RunLost(f"the run folder {self.path.parent} was deleted or replaced while this run wrote to "
-                          f"it; stopped without writing more (run the same command again)")
+            raise self._lost()
+
+    def check_error(self, error: OSError) -> None:
+        """After a write failed: RunLost if the folder went, even when rm -rf has removed the file the
+        write needed but not yet `.lock` (a file of a locked folder is never missing otherwise)."""
+        self.check()
+        name = getattr(error, "filename", None)
+        if self._fd is not None and isinstance(error, FileNotFoundError) and name is not None \
+                and Path(name).parent == self.path.parent:
+            raise self._lost() from None
+
+    def _lost(self) -> RunLost:
+        return RunLost(f"the run folder {self.path.parent} was deleted or replaced while this run wrote to "
+                       f"it; stopped without writing more (run the same command again)")
 
     def __exit__(self, *exc) -> None:
         if self._fd is not None:

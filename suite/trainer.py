@@ -692,9 +692,9 @@ def run_experiment(cfg: E.Config, out: str | Path, accelerator, force: bool = Fa
             if accelerator.is_main_process:
                 write_json(run_dir / "failed.json", {"status": "failed", "reason": str(e)})
             raise
-        except OSError:
+        except OSError as e:
             if lock is not None:  # the folder went (rm -rf) during a write that began before it did:
-                lock.check()      # RunLost, as at the next write, not an unexpected crash
+                lock.check_error(e)  # RunLost, as at the next write, not an unexpected crash
             raise
         except (Interrupted, KeyboardInterrupt) as e:  # KeyboardInterrupt: a SIGINT before our handler
             signum = e.signum if isinstance(e, Interrupted) else signal.SIGINT

@@ -393,6 +393,24 @@ def test_a_folder_deleted_during_a_write_is_run_lost_not_a_crash(tmp_path, monke
         T.run_experiment(cfg, tmp_path / "runs", Accelerator(cpu=True), progress=False)
 
 
+def test_a_checkpoint_removed_before_the_lock_file_is_run_lost_not_a_crash(tmp_path, monkeypatch):
+    """The race CI hit: rm -rf has removed checkpoint.pt (the write's rename fails on it) but not yet
+    `.lock`, so the lock still looks like ours. A file of a locked folder missing mid-write is RunLost."""
+    from accelerate import Accelerator
+
+    from suite import trainer as T
+    from suite.results import RunLost
+
+    def vanish(path, state):
+        Path(path).unlink(missing_ok=True)
+        raise FileNotFoundError(2, "No such file or directory", str(path))
+    monkeypatch.setattr(T, "save_checkpoint", vanish)
+    cfg = load_config(None, [*TINY, "wandb.mode=disabled"])
+    with pytest.raises(RunLost, match="was deleted or replaced while this run wrote to it"):
+        T.run_experiment(cfg, tmp_path / "runs", Accelerator(cpu=True), progress=False)
+    (lock,) = (tmp_path / "runs").rglob(".lock")  # the lock file was still there: only the error said so
+
+
 @pytest.fixture
 def small_disk(tmp_path):
     """A 64 KiB tmpfs: room for config.json, not for a checkpoint (needs root and mount)."""
