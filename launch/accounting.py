@@ -20,6 +20,7 @@ STATES = ("done", "running", "failed", "invalid", "partial", "pending")
 class Status:
     state: str        # done | running | failed | invalid | partial | pending
     detail: str = ""
+    wall_time_s: float | None = None  # a run done in an export (--done): its recorded duration, no folder to read
 
 
 def run_work(run: Run) -> tuple[int, str]:
@@ -38,7 +39,8 @@ def work_left(runs: list[Run], statuses: list[Status], jobs: int | None) -> list
     for run, status in zip(runs, statuses):
         work, unit = run_work(run)
         if status.state == "done":
-            seconds = RunFolder(run.dir).read_result().get("wall_time_s")
+            seconds = (status.wall_time_s if status.wall_time_s is not None
+                       else RunFolder(run.dir).read_result().get("wall_time_s"))
             if isinstance(seconds, (int, float)) and seconds > 0:
                 timed.setdefault(unit, [0.0, 0.0])
                 timed[unit][0] += seconds
@@ -67,9 +69,16 @@ def failure_reason(folder: Path) -> str | None:
     return RunFolder(folder).failure_reason()
 
 
-def run_status(folder: Path) -> Status:
-    """The state of a run folder, as suite.results.RunFolder reads it ("finished" is "done" here)."""
+def run_status(folder: Path, exported: dict[str, tuple[str, float]] | None = None, out: Path | None = None) -> Status:
+    """The state of a run folder, as suite.results.RunFolder reads it ("finished" is "done" here); a run not
+    finished here that an export holds (`exported`: its path under `out` -> the export's name and the run's
+    recorded wall time) is done there: a study that goes on on another machine skips what it exported."""
     status = RunFolder(folder).status()
+    if status.state != "finished" and exported and out is not None:
+        hit = exported.get(Path(folder).relative_to(out).as_posix())
+        if hit is not None:
+            name, seconds = hit
+            return Status("done", f"in {name}", seconds if seconds == seconds else None)
     return Status("done" if status.state == "finished" else status.state, status.detail)
 
 

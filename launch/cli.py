@@ -47,6 +47,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="runs at once: local (default: --gpus or 1), accelerate (each on its own "
                              "--gpus GPUs; default: 1), slurm (array tasks at once; default: no limit)")
     parser.add_argument("--submit", action="store_true", help="slurm: submit the array with sbatch (default: off)")
+    parser.add_argument("--done", action="append", default=[], metavar="JSON",
+                        help="a results export (python -m suite.report --export) whose runs count as done: a "
+                             "study that goes on on another machine, or after its runs folder was lost, skips "
+                             "what it exported; repeatable (default: none)")
     parser.add_argument("--retry-failed", action="store_true",
                         help="run failed runs (failed.json) again; they are skipped by default")
     parser.add_argument("--debug", action="store_true",
@@ -226,7 +230,12 @@ def _main(args: argparse.Namespace) -> int:
     out = check_output_dir(args.out).resolve()
     expansion = expand(sweep, out, relative_out(out))
     runs = expansion.runs
-    statuses = [run_status(r.dir) for r in runs]
+    exported = _exported(args.done)
+    statuses = [run_status(r.dir, exported, out) for r in runs]
+    if exported and expansion.held_back.get(NOT_FINISHED):
+        print(f"note: {len(expansion.held_back[NOT_FINISHED])} ablations held back, their sources not finished in "
+              f"{args.out}: --done skips exported runs, but an export holds results, not the mask and weights an "
+              f"ablation starts from; train the sources there first", file=sys.stderr, flush=True)
     todo, skipped = _runs_to_start(args, runs, statuses, expansion.held_back)
 
     _check_before_start(args, todo)
@@ -260,6 +269,18 @@ def _main(args: argparse.Namespace) -> int:
     print("\n".join(lines), flush=True)
     log.write("\n".join(lines))
     return _exit_code(outcomes, stopped, skipped)
+
+
+def _exported(paths: list[str]) -> dict[str, tuple[str, float]]:
+    """--done: each exported run's path under the runs folder -> (the export's file name, its wall time)."""
+    from suite.report.export import exported_runs
+    found: dict[str, tuple[str, float]] = {}
+    for path in paths:
+        if not Path(path).is_file():
+            raise ConfigError(f"--done: results export not found: {path}")
+        for run, seconds in exported_runs(Path(path)).items():
+            found.setdefault(run, (Path(path).name, seconds))
+    return found
 
 
 def _check_before_start(args: argparse.Namespace, todo: list[Run]) -> None:

@@ -597,7 +597,9 @@ def test_the_readme_study_command_runs_each_sweep_once_the_confirmatory_ones_fir
 
     from launch.sweepfile import load_sweep
     text = (ROOT / "README.md").read_text()
-    (listed,) = re.findall(r"s=configs/sweeps/lenet300_mnist; python launch/sweep.py \$\{s\}\{([^}]*)\}\.yaml", text)
+    listings = re.findall(r"s=configs/sweeps/lenet300_mnist; python launch/sweep.py \$\{s\}\{([^}]*)\}\.yaml", text)
+    assert len(listings) == 2 and len(set(listings)) == 1  # the study, and the same study going on with --done
+    listed = listings[0]
     order = [f"configs/sweeps/lenet300_mnist{name}.yaml" for name in listed.split(",")]
     shipped = sorted(p.relative_to(ROOT).as_posix() for p in (ROOT / "configs" / "sweeps").glob("lenet300_mnist_*.yaml"))
     assert sorted(order) == shipped and len(order) == len(set(order)) == 12

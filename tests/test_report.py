@@ -812,7 +812,7 @@ def test_help_names_every_option_with_its_default():
     from suite.report.cli import build_parser
     parser = build_parser()
     options = [a for a in parser._actions if a.option_strings and a.dest != "help"]
-    assert len(options) == 17  # --plan (the declared family) came, --log-x went (one panel per sparsity)
+    assert len(options) == 18  # --plan (the declared family) and --merge (a study across machines) came, --log-x went
     for action in options:
         assert action.help and "default" in action.help, action.option_strings
 

@@ -544,6 +544,87 @@ def test_second_pass_skips_everything(two_passes):
     assert log.count("backend local: 7 runs, 7 to start") == 1 and log.count("7 runs, 0 to start") == 1
 
 
+def _export(out: Path, export: Path, *extra: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "suite.report", str(out), "--export", str(export), *extra],
+                          capture_output=True, text=True, cwd=ROOT, env=env(), timeout=120)
+
+
+@pytest.mark.slow  # real sweeps of real runs
+def test_a_study_goes_on_elsewhere_from_its_export(two_passes, tmp_path, capsys):
+    """The runs folder is lost (a new machine): --done EXPORT skips the 6 exported runs and times the work
+    left by their recorded wall time; only the failed run, which no export holds, would start."""
+    path, out, _, _, runs = two_passes
+    export = tmp_path / "study.json"
+    assert _export(out, export).returncode == 0
+    elsewhere = tmp_path / "elsewhere"
+    assert S.main([str(path), "--out", str(elsewhere), "--done", str(export), "--dry-run"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    for line, r in zip(lines[1:7], runs[:6]):  # (a dense run's note goes on: "; also prune.target_sparsity=...")
+        assert line.startswith(f"  {r.index} done     {r.label}  (in study.json"), line
+    assert lines[7] == f"  6 pending  {runs[6].label}"
+    assert lines[8] == "status: 6 done, 0 running, 0 failed, 0 invalid, 0 partial, 1 pending"
+    seconds = sum(json.loads((r.dir / "result.json").read_text())["wall_time_s"] for r in runs[:6])
+    rate = seconds / 12  # 6 runs x 2 epochs
+    assert lines[9].startswith(f"work left: 1 runs, 2 epochs (running and partial runs counted whole); this "
+                               f"sweep's finished runs trained {rate:.3g} s per epoch")
+    assert S.main([str(path), "--out", str(elsewhere), "--done", str(export), "--backend", "print"]) == 0
+    there = S.expand(S.load_sweep(path), elsewhere, str(elsewhere)).runs
+    assert capsys.readouterr().out.splitlines() == [S.shell_line(S.run_command(there[6]))]
+    code, err, _ = cli(capsys, S.main, [str(path), "--out", str(elsewhere), "--done", str(tmp_path / "no.json"),
+                                        "--dry-run"])
+    assert (code, err) == (EXIT_BAD_INPUT, [f"error: --done: results export not found: {tmp_path / 'no.json'}"])
+    code, err, _ = cli(capsys, S.main, [str(path), "--out", str(elsewhere), "--done", str(path), "--dry-run"])
+    assert code == EXIT_BAD_INPUT and len(err) == 1 and err[0].startswith(f"error: {path}: not a readable results export")
+    assert not elsewhere.exists()  # a dry run writes nothing
+
+
+@pytest.mark.slow  # real sweeps of real runs
+def test_exports_of_two_machines_merge_into_the_one_study(two_passes, tmp_path):
+    """The study's export cut in two (seed 1's runs, seed 2's, each as one machine would write it) and merged
+    into an empty runs folder: every result back once, the report identical to the whole export's; an older
+    export's per-epoch records come back in the one-list-per-key shape; a run in both with other final numbers
+    is one error line, and nothing is written."""
+    _, out, _, _, _ = two_passes
+    whole = tmp_path / "whole.json"
+    assert _export(out, whole).returncode == 0
+    tree = json.loads(whole.read_text())
+    by_seed = {s: [e for e in tree["results"] if e["result"]["seed"] == s] for s in (1, 2)}
+    assert [len(v) for v in by_seed.values()] == [3, 3]
+    parts = []
+    for seed, entries in by_seed.items():
+        part = dict(tree, results=entries, sweeps=[dict(tree["sweeps"][0], machine={"cpu": f"machine {seed}"})])
+        if seed == 2:  # an export written before the one-list-per-key shape
+            part["results"] = [dict(e, metrics=[dict(zip(e["metrics"], v)) for v in zip(*e["metrics"].values())])
+                               for e in entries]
+        parts.append(tmp_path / f"seed{seed}.json")
+        parts[-1].write_text(json.dumps(part))
+    parts.append(parts[0])  # the same export twice: each run kept once
+    empty, merged = tmp_path / "empty", tmp_path / "merged.json"
+    empty.mkdir()
+    done = _export(empty, merged, *[a for p in parts for a in ("--merge", str(p))])
+    assert done.returncode == 0, done.stderr
+    back = json.loads(merged.read_text())
+    key = lambda e: e["path"]
+    assert sorted(back["results"], key=key) == sorted(tree["results"], key=key)
+    assert [s["machine"]["cpu"] for s in back["sweeps"]] == ["machine 1", "machine 2", "machine 1"]
+    report = lambda export: subprocess.run([sys.executable, "-m", "suite.report", str(export), "--format", "json"],
+                                           capture_output=True, text=True, cwd=ROOT, env=env(), timeout=120).stdout
+    assert json.loads(report(merged))["summary"] == json.loads(report(whole))["summary"]
+
+    other = json.loads(parts[1].read_text())
+    other["results"][0]["result"]["final_test_accuracy"] += 1.0
+    parts[1].write_text(json.dumps(other))
+    clash = _export(out, tmp_path / "clash.json", "--merge", str(parts[1]))
+    assert clash.returncode == 2 and clash.stderr.count("\n") == 1, clash.stderr
+    assert clash.stderr.startswith(f"error: --merge {parts[1]}: {other['results'][0]['path']} is in both, with "
+                                   f"other final numbers")
+    assert not (tmp_path / "clash.json").exists()
+    alone = subprocess.run([sys.executable, "-m", "suite.report", str(out), "--merge", str(whole)],
+                           capture_output=True, text=True, cwd=ROOT, env=env(), timeout=120)
+    assert (alone.returncode, alone.stderr) == (2, "error: --merge needs --export (the merged study is written "
+                                                   "there, then reported from it)\n")
+
+
 @pytest.mark.slow  # real sweeps of real runs
 def test_interrupted_sweep_stops_its_run_and_the_next_pass_resumes_it(tmp_path):
     path = write_sweep(tmp_path, "axes: {seed: [7, 8]}\noverrides: {train.epochs: 15}\n")

@@ -17,7 +17,8 @@ from typing import Sequence
 from suite.errors import ConfigError
 from suite.report.build import build_report
 from suite.report.claims import load_plan
-from suite.report.export import export_tree, write_export
+from suite.report.export import export_tree, merge_exports, read_tree, sweep_records, write_export
+from suite.report.load import group_runs, scan_runs
 from suite.report.published import DEFAULT_PUBLISHED, Published, load_published
 from suite.report.render import RENDERERS, push_to_wandb, table_csv
 from suite.report.study import write_study_files
@@ -42,6 +43,10 @@ def build_parser() -> argparse.ArgumentParser:
                    "dynamics, layers) and the two GIF animations to this folder (default: no figures)")
     p.add_argument("--export", metavar="JSON", help="write the run summaries (results, epoch records, sweep wall "
                    "time, machine) to this file, then build everything else from it (default: no export)")
+    p.add_argument("--merge", action="append", default=[], metavar="JSON",
+                   help="an earlier export whose results join RUNS_DIR's in the --export (a study that goes on on "
+                        "another machine, or after its runs folder was lost); repeatable; needs --export "
+                        "(default: none)")
     p.add_argument("--doc", metavar="MD", help="write the results document (command, machine, wall time, "
                    "headline, tables, figures of --plots, what the published claims come to) (default: none)")
     p.add_argument("--readme", metavar="MD",
@@ -116,28 +121,48 @@ def _check_outputs(args: argparse.Namespace) -> None:
             raise ConfigError(f"{flag}: {path} cannot be written: no permission to write in {above}")
 
 
+def _merged_tree(args: argparse.Namespace, command: str, figures: str | None) -> dict:
+    """RUNS_DIR's finished runs (none yet is fine: a study going on elsewhere) with every --merge export's."""
+    earlier = [(Path(p), read_tree(Path(p))) for p in args.merge]  # all read before anything is written
+    root = Path(args.runs_dir)
+    if root.is_file():
+        tree = read_tree(root)
+    elif not root.is_dir():
+        raise ConfigError(f"runs directory not found: {root}")
+    else:
+        runs, skipped = scan_runs(root)
+        tree = export_tree(group_runs(runs, skipped, root), skipped, sweep_records(root), str(root), root,
+                           command, figures)
+    return {**merge_exports(tree, earlier), "command": command, "figures": figures}
+
+
 def _main(args: argparse.Namespace, given: list[str]) -> int:
     import shlex
 
     try:
         if args.doc and args.plots is None and args.export:
             raise ConfigError("--doc with --export needs --plots (the document links the figures)")
+        if args.merge and not args.export:
+            raise ConfigError("--merge needs --export (the merged study is written there, then reported from it)")
         if args.plots and Path(args.plots).exists() and not Path(args.plots).is_dir():
             raise ConfigError(f"--plots: {args.plots} is a file, not a folder")
         _check_outputs(args)  # before the work: a typo in a path costs no minutes
         published = _published_from(args.published)
         named, args.reference = args.reference, args.reference or DEFAULT_REFERENCE
         plan = load_plan(Path(args.plan)) if args.plan else None
-        report = build_report(Path(args.runs_dir), args.reference, args.alpha, args.margin, published, plan)
+        figures_rel = os.path.relpath(args.plots, Path(args.doc).parent) if args.plots and args.doc else None
+        command = "python -m suite.report " + shlex.join(given)
+        if args.merge:  # the merged study is written first, then everything is built from it
+            write_export(_merged_tree(args, command, figures_rel), Path(args.export))
+        report = build_report(Path(args.export if args.merge else args.runs_dir), args.reference, args.alpha,
+                              args.margin, published, plan)
         methods = sorted({g.method for g in report.groups})
         if named is not None and named not in methods:
             raise ConfigError(f"--reference: no results of method '{named}' here (methods: {', '.join(methods)})")
         for line in report.meta["warnings"]:
             print(line, file=sys.stderr)
-        figures_rel = (os.path.relpath(args.plots, Path(args.doc).parent) if args.plots and args.doc
-                       else report.meta["recorded"].get("figures"))
-        if args.export:
-            command = "python -m suite.report " + shlex.join(given)
+        figures_rel = figures_rel or report.meta["recorded"].get("figures")
+        if args.export and not args.merge:
             write_export(export_tree(report.groups, report.skipped, report.meta.get("sweeps", []),
                                      report.meta["runs_dir"], Path(args.runs_dir), command, figures_rel),
                          Path(args.export))

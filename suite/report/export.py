@@ -118,14 +118,20 @@ def write_export(tree: dict, path: Path) -> None:
     atomic_write_text(path, text + "\n")
 
 
-def load_export(path: Path) -> tuple[list[Run], list[Skipped], dict]:
-    """Runs, skipped folders and the recorded study facts of an export written by write_export."""
+def read_tree(path: Path) -> dict:
+    """An export's JSON tree, its format checked (ConfigError: one line naming the file)."""
     try:
-        tree = json.loads(path.read_text())
+        tree = json.loads(Path(path).read_text())
     except (OSError, ValueError) as e:
         raise ConfigError(f"{path}: not a readable results export ({e})") from None
     if not isinstance(tree, dict) or tree.get("format") != EXPORT_FORMAT:
         raise ConfigError(f"{path}: not a results export (expected format '{EXPORT_FORMAT}')")
+    return tree
+
+
+def load_export(path: Path) -> tuple[list[Run], list[Skipped], dict]:
+    """Runs, skipped folders and the recorded study facts of an export written by write_export."""
+    tree = read_tree(path)
     root = Path(tree["runs_dir"])
     runs = []
     for i, entry in enumerate(tree["results"]):
@@ -155,3 +161,59 @@ def load_export(path: Path) -> tuple[list[Run], list[Skipped], dict]:
                                if e["result"].get("code")})
     return runs, skipped, recorded
 
+
+def exported_runs(path: Path) -> dict[str, float]:
+    """Each whole run an export holds (its path under the runs folder; an LTH chain once, not per round) and
+    its recorded wall time (NaN where none): a sweep given the export (--done) counts them as done."""
+    runs, _, recorded = load_export(path)
+    root = Path(recorded["runs_dir"])
+    return {r.path.relative_to(root).as_posix(): r.wall_time_s for r in runs if r.round is None}
+
+
+# --- a study across machines: exports merged ---------------------------------------------------
+
+OUTCOME_PREFIX = "final_"  # the result fields that say what a run came to: two copies of one run must agree
+
+
+def _per_key(metrics: Any) -> Any:
+    """Epoch records in the export's one-list-per-key shape (an older export's list of dicts converted)."""
+    if not isinstance(metrics, list):
+        return metrics
+    keys = list(dict.fromkeys(k for record in metrics for k in record))
+    return {k: [record.get(k) for record in metrics] for k in keys}
+
+
+def _outcome(entry: dict) -> dict:
+    return {k: v for k, v in entry["result"].items() if k.startswith(OUTCOME_PREFIX)}
+
+
+def merge_exports(tree: dict, earlier: Sequence[tuple[Path, dict]]) -> dict:
+    """`tree` (this runs folder's export) with the results of `earlier` exports added: a study that goes on on
+    another machine, or after its runs folder was lost, keeps what it exported. A run in both must have come to
+    the same final numbers (one copy is kept, this folder's); else ConfigError naming it. Each sweep record keeps
+    the machine it ran on; a run left out earlier and finished since is no longer listed as left out."""
+    merged = dict(tree)
+    results = [dict(e) for e in tree["results"]]
+    where = {(e["path"], e["round"]): e for e in results}
+    sweeps = [{**s, "machine": s.get("machine") or tree["machine"]} for s in tree["sweeps"]]
+    skipped = list(tree["skipped"])
+    for path, other in earlier:
+        for entry in other["results"]:
+            key = (entry["path"], entry["round"])
+            here = where.get(key)
+            if here is None:
+                entry = dict(entry, **({"metrics": _per_key(entry["metrics"])} if "metrics" in entry else {}))
+                results.append(entry)
+                where[key] = entry
+            elif _outcome(here) != _outcome(entry):
+                raise ConfigError(f"--merge {path}: {entry['path']} is in both, with other final numbers "
+                                  f"({_outcome(entry)} there, {_outcome(here)} here); remove one copy")
+        sweeps += [{**s, "machine": s.get("machine") or other.get("machine")} for s in other.get("sweeps") or []]
+        skipped += other.get("skipped") or []
+    finished = {e["path"] for e in results}
+    seen: set = set()
+    merged["skipped"] = [s for s in skipped if s["path"] not in finished
+                         and (s["path"], s["reason"]) not in seen and not seen.add((s["path"], s["reason"]))]
+    merged["results"] = sorted(results, key=lambda e: (e["path"], -1 if e["round"] is None else e["round"]))
+    merged["sweeps"] = sorted(sweeps, key=lambda s: (s.get("started") or "", s["name"]))
+    return merged
