@@ -189,9 +189,12 @@ def _outcome(entry: dict) -> dict:
 
 def merge_exports(tree: dict, earlier: Sequence[tuple[Path, dict]]) -> dict:
     """`tree` (this runs folder's export) with the results of `earlier` exports added: a study that goes on on
-    another machine, or after its runs folder was lost, keeps what it exported. A run in both must have come to
-    the same final numbers (one copy is kept, this folder's); else ConfigError naming it. Each sweep record keeps
-    the machine it ran on; a run left out earlier and finished since is no longer listed as left out."""
+    another machine, or after its runs folder was lost, keeps what it exported. A run in both counts once, by one
+    rule fixed before any number is seen: this folder's copy (the one whose files, such as the mask an ablation
+    reads, are here); where the earlier copy came to other final numbers (trained again, on another machine or
+    by other code) it is listed as a duplicate left out, with its numbers. The first of several earlier exports
+    holding a run wins the same way. Each sweep record keeps the machine it ran on; a run left out earlier and
+    finished since is no longer listed as left out."""
     merged = dict(tree)
     results = [dict(e) for e in tree["results"]]
     where = {(e["path"], e["round"]): e for e in results}
@@ -205,14 +208,19 @@ def merge_exports(tree: dict, earlier: Sequence[tuple[Path, dict]]) -> dict:
                 entry = dict(entry, **({"metrics": _per_key(entry["metrics"])} if "metrics" in entry else {}))
                 results.append(entry)
                 where[key] = entry
-            elif _outcome(here) != _outcome(entry):
-                raise ConfigError(f"--merge {path}: {entry['path']} is in both, with other final numbers "
-                                  f"({_outcome(entry)} there, {_outcome(here)} here); remove one copy")
+            elif _outcome(here) != _outcome(entry) and entry["round"] is None:
+                numbers = ", ".join(f"{k} {v:g}" if isinstance(v, float) else f"{k} {v}"
+                                    for k, v in _outcome(entry).items())
+                skipped.append({"path": entry["path"], "status": "duplicate", "method": entry["result"].get("method"),
+                                "seed": entry["result"].get("seed"),
+                                "reason": f"also in {path.name}, with other final numbers there ({numbers}): "
+                                          f"counted once, as the copy read first (the runs folder, then each "
+                                          f"--merge in order)"})
         sweeps += [{**s, "machine": s.get("machine") or other.get("machine")} for s in other.get("sweeps") or []]
         skipped += other.get("skipped") or []
     finished = {e["path"] for e in results}
     seen: set = set()
-    merged["skipped"] = [s for s in skipped if s["path"] not in finished
+    merged["skipped"] = [s for s in skipped if (s["status"] == "duplicate" or s["path"] not in finished)
                          and (s["path"], s["reason"]) not in seen and not seen.add((s["path"], s["reason"]))]
     merged["results"] = sorted(results, key=lambda e: (e["path"], -1 if e["round"] is None else e["round"]))
     merged["sweeps"] = sorted(sweeps, key=lambda s: (s.get("started") or "", s["name"]))
