@@ -1132,3 +1132,25 @@ def test_the_trajectory_names_progressives_last_linear_step_at_98_percent(commit
     readme = " ".join((ROOT / "README.md").read_text().split())  # the README quotes this row's numbers
     assert (f"{100 * row['removed']:.1f}% of the survivors at epoch 10, and test accuracy falls from {row['before']:.1f}% "
             f"to {row['after']:.1f}% there before it ends at {row['final']:.1f}%") in readme
+
+
+@pytest.mark.parametrize("damage,message", [
+    (lambda t: t["results"][3].pop("path"), "results[3] is not {path, round, result} as an export writes it"),
+    (lambda t: t["results"][0].update(round="x"), "results[0] is not {path, round, result} as an export writes it"),
+    (lambda t: t["sweeps"][0].pop("passes"),
+     "its 'sweeps' is not a list of {name, passes, wall_time_s, started, finished} as an export writes it"),
+    (lambda t: t["skipped"].append("a folder"),
+     "its 'skipped' is not a list of {path, status, method, seed, reason} as an export writes it"),
+    (lambda t: t.update(results=[]), "a results export without results (its 'results' is not a non-empty list)"),
+])
+def test_a_damaged_export_to_merge_is_one_error_line_and_nothing_is_written(damage, message, tmp_path, capsys):
+    """--merge and --done read an export written elsewhere: a damaged one is named in one line, exit 2."""
+    tree = json.loads((ROOT / "docs" / "results" / "gpt_shakespeare.json").read_text())
+    damage(tree)
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps(tree))
+    (tmp_path / "runs").mkdir()
+    code, err, _ = cli(capsys, report.main, [str(tmp_path / "runs"), "--merge", str(bad), "--export",
+                                             str(tmp_path / "out.json")])
+    assert (code, err) == (2, [f"error: {bad}: {message}"])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.json", "runs"]

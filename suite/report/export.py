@@ -126,6 +126,18 @@ def read_tree(path: Path) -> dict:
         raise ConfigError(f"{path}: not a readable results export ({e})") from None
     if not isinstance(tree, dict) or tree.get("format") != EXPORT_FORMAT:
         raise ConfigError(f"{path}: not a results export (expected format '{EXPORT_FORMAT}')")
+    entries = tree.get("results")
+    if not isinstance(entries, list) or not entries:
+        raise ConfigError(f"{path}: a results export without results (its 'results' is not a non-empty list)")
+    for i, e in enumerate(entries):
+        if not (isinstance(e, dict) and isinstance(e.get("path"), str) and isinstance(e.get("result"), dict)
+                and (e.get("round") is None or isinstance(e.get("round"), int))):
+            raise ConfigError(f"{path}: results[{i}] is not {{path, round, result}} as an export writes it")
+    for key, fields in (("skipped", ("path", "status", "method", "seed", "reason")),
+                        ("sweeps", ("name", "passes", "wall_time_s", "started", "finished"))):
+        value = tree.get(key, [])
+        if not isinstance(value, list) or not all(isinstance(v, dict) and set(fields) <= set(v) for v in value):
+            raise ConfigError(f"{path}: its '{key}' is not a list of {{{', '.join(fields)}}} as an export writes it")
     return tree
 
 
