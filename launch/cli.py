@@ -14,7 +14,7 @@ from launch.backends import (Task, accelerate_command, accelerate_processes, arr
                              run_command, shell_line, slurm_script, visible_gpus)
 from launch.grid import Expansion, Run, describe_chain
 from launch.plan import expand
-from launch.sweepfile import Sweep, format_value, load_sweep, relative_out
+from launch.sweepfile import Sweep, base_path, format_value, load_sweep, relative_out
 from suite.errors import ConfigError
 from suite.exits import EXIT_BAD_INPUT, EXIT_CTRL_C, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_LOCKED, crash_line
 from suite.results import check_output_dir
@@ -231,8 +231,14 @@ def _main(args: argparse.Namespace) -> int:
     expansion = expand(sweep, out, relative_out(out))
     runs = expansion.runs
     exported = _exported(args.done)
-    statuses = [run_status(r.dir, exported, out) for r in runs]
-    if exported and expansion.held_back.get(NOT_FINISHED):
+    needed = _sources_here(args, overrides, out) if exported else set()
+    statuses = [run_status(r.dir, exported if r.dir not in needed else None, out) for r in runs]
+    again = [r for r, st in zip(runs, statuses) if r.dir in needed and st.state != "done"
+             and r.dir.relative_to(out).as_posix() in exported]
+    if again:
+        print(f"note: {len(again)} runs an export holds are trained again in {args.out}: an ablation sweep of this "
+              f"command starts from their mask and weights, which an export does not hold", flush=True)
+    if exported and expansion.held_back.get(NOT_FINISHED) and not _in_command(sweep.ablate.sources, args.sweeps):
         print(f"note: {len(expansion.held_back[NOT_FINISHED])} ablations held back, their sources not finished in "
               f"{args.out}: --done skips exported runs, but an export holds results, not the mask and weights an "
               f"ablation starts from; train the sources there first", file=sys.stderr, flush=True)
@@ -269,6 +275,23 @@ def _main(args: argparse.Namespace) -> int:
     print("\n".join(lines), flush=True)
     log.write("\n".join(lines))
     return _exit_code(outcomes, stopped, skipped)
+
+
+def _in_command(sources: str, sweeps: list[str]) -> bool:
+    """True when an ablation sweep's source sweep runs in this command too (its runs are trained first)."""
+    return base_path(sources).resolve() in {Path(p).resolve() for p in sweeps}
+
+
+def _sources_here(args: argparse.Namespace, overrides: list[str], out: Path) -> set[Path]:
+    """The run folders an ablation sweep of this command ablates (an LTH round: its chain's seed folder): --done
+    does not skip them, since an export holds their results, not the files an ablation starts from."""
+    from launch.ablations import ablation_sources
+    found: set[Path] = set()
+    for path in args.sweeps:
+        sweep = load_sweep(path, overrides)
+        if sweep.ablate is not None:
+            found |= {f.parent if f.name.startswith("round_") else f for f in ablation_sources(sweep, out)}
+    return found
 
 
 def _exported(paths: list[str]) -> dict[str, tuple[str, float]]:

@@ -577,6 +577,22 @@ def test_a_study_goes_on_elsewhere_from_its_export(two_passes, tmp_path, capsys)
     assert code == EXIT_BAD_INPUT and len(err) == 1 and err[0].startswith(f"error: {path}: not a readable results export")
     assert not elsewhere.exists()  # a dry run writes nothing
 
+    # an ablation sweep in the same command needs its sources' files: those 4 (progressive, seeds 1 and 2, at 0.5
+    # and 0.75) are trained again; alone, the ablation sweep holds its 5 runs back (the failed run is a source
+    # too) and says why
+    ablate = tmp_path / "shuffles.yaml"
+    ablate.write_text(f"ablate:\n  sources: {path}\n  kinds: [shuffle]\n")
+    assert S.main([str(path), str(ablate), "--out", str(elsewhere), "--done", str(export), "--dry-run"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == (f"note: 4 runs an export holds are trained again in {elsewhere}: an ablation sweep of this "
+                        f"command starts from their mask and weights, which an export does not hold")
+    assert lines[9] == "status: 2 done, 0 running, 0 failed, 0 invalid, 0 partial, 5 pending"  # dense's two done
+    code, err, out_lines = cli(capsys, S.main, [str(ablate), "--out", str(elsewhere), "--done", str(export),
+                                                "--dry-run"])
+    assert code == 0 and err == [f"note: 5 ablations held back, their sources not finished in {elsewhere}: --done "
+                                 f"skips exported runs, but an export holds results, not the mask and weights an "
+                                 f"ablation starts from; train the sources there first"]
+
 
 @pytest.mark.slow  # real sweeps of real runs
 def test_exports_of_two_machines_merge_into_the_one_study(two_passes, tmp_path):
