@@ -50,8 +50,8 @@ def test_one_holm_family_per_forest_plot_and_files_named_in_words(committed_stud
     by_id = {g.id: g for g in built.groups}
     forests = [f for f in plan if f.kind == "forest"]
     assert sorted(f.stem for f in forests) == ["forest-78_9-160ep-kaiming", "forest-78_9-20ep-kaiming",
-                                               "forest-98-160ep-kaiming", "forest-98-20ep-kaiming",
-                                               "forest-98-20ep-pytorch"]
+                                               "forest-98-160ep-kaiming", "forest-98-160ep-pytorch",
+                                               "forest-98-20ep-kaiming", "forest-98-20ep-pytorch"]
     for f in forests:
         assert len({by_id[r["reference_group"]].match_key for r in f.rows}) == 1
         tested = sum(1 for r in f.rows if not math.isnan(r["primary_p"]))  # a collapsed row is drawn, not tested
