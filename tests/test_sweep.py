@@ -622,7 +622,16 @@ def test_exports_of_two_machines_merge_into_the_one_study(two_passes, tmp_path):
     back = json.loads(merged.read_text())
     key = lambda e: e["path"]
     assert sorted(back["results"], key=key) == sorted(tree["results"], key=key)
-    assert [s["machine"]["cpu"] for s in back["sweeps"]] == ["machine 1", "machine 2", "machine 1"]
+    assert [s["machine"]["cpu"] for s in back["sweeps"]] == ["machine 1", "machine 2"]  # seed1.json's once
+    # this runs folder exported mid-way, then merged with itself at the end: its sweep log counts once
+    here = json.loads(whole.read_text())["sweeps"]
+    assert len(here) == 1
+    early = tmp_path / "early.json"
+    early.write_text(json.dumps(dict(tree, sweeps=[dict(here[0], passes=1, wall_time_s=1.0)])))
+    later = tmp_path / "later.json"
+    assert _export(out, later, "--merge", str(early)).returncode == 0
+    assert [(s["passes"], s["wall_time_s"]) for s in json.loads(later.read_text())["sweeps"]] == \
+        [(here[0]["passes"], here[0]["wall_time_s"])]
     report = lambda export: subprocess.run([sys.executable, "-m", "suite.report", str(export), "--format", "json"],
                                            capture_output=True, text=True, cwd=ROOT, env=env(), timeout=120).stdout
     assert json.loads(report(merged))["summary"] == json.loads(report(whole))["summary"]

@@ -205,8 +205,9 @@ def merge_exports(tree: dict, earlier: Sequence[tuple[Path, dict]]) -> dict:
     rule fixed before any number is seen: this folder's copy (the one whose files, such as the mask an ablation
     reads, are here); where the earlier copy came to other final numbers (trained again, on another machine or
     by other code) it is listed as a duplicate left out, with its numbers. The first of several earlier exports
-    holding a run wins the same way. Each sweep record keeps the machine it ran on; a run left out earlier and
-    finished since is no longer listed as left out."""
+    holding a run wins the same way. Each sweep record keeps the machine it ran on, and a sweep log exported
+    before (same sweep, start and machine) counts once, as read now; a run left out earlier and finished since is
+    no longer listed as left out."""
     merged = dict(tree)
     results = [dict(e) for e in tree["results"]]
     where = {(e["path"], e["round"]): e for e in results}
@@ -235,5 +236,9 @@ def merge_exports(tree: dict, earlier: Sequence[tuple[Path, dict]]) -> dict:
     merged["skipped"] = [s for s in skipped if (s["status"] == "duplicate" or s["path"] not in finished)
                          and (s["path"], s["reason"]) not in seen and not seen.add((s["path"], s["reason"]))]
     merged["results"] = sorted(results, key=lambda e: (e["path"], -1 if e["round"] is None else e["round"]))
-    merged["sweeps"] = sorted(sweeps, key=lambda s: (s.get("started") or "", s["name"]))
+    # a sweep log read again (an export of this runs folder merged earlier): its newest read, the first, stands
+    once: dict = {}
+    for s in sweeps:
+        once.setdefault((s["name"], s.get("started"), json.dumps(s.get("machine"), sort_keys=True)), s)
+    merged["sweeps"] = sorted(once.values(), key=lambda s: (s.get("started") or "", s["name"]))
     return merged
