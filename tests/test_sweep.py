@@ -656,7 +656,7 @@ def test_exports_of_two_machines_merge_into_the_one_study(two_passes, tmp_path):
 
 @pytest.mark.slow  # real sweeps of real runs
 def test_interrupted_sweep_stops_its_run_and_the_next_pass_resumes_it(tmp_path):
-    path = write_sweep(tmp_path, "axes: {seed: [7, 8]}\noverrides: {train.epochs: 15}\n")
+    path = write_sweep(tmp_path, "axes: {seed: [7, 8]}\noverrides: {train.epochs: 15, data.synthetic_train: 16384}\n")
     out = tmp_path / "runs"
     run, later = S.expand(S.load_sweep(path), out).runs
     proc = subprocess.Popen([*SWEEP, str(path), "--out", str(out)], cwd=ROOT, env=env(),
@@ -705,7 +705,7 @@ def test_a_run_locked_by_another_process_is_skipped(tmp_path, capsys):
 
 @pytest.mark.slow  # real sweeps of real runs
 def test_slurm_array_task_requeues_itself_on_sigterm_and_resumes(tmp_path):
-    path = write_sweep(tmp_path, "axes: {seed: [5]}\noverrides: {train.epochs: 15}\n")
+    path = write_sweep(tmp_path, "axes: {seed: [5]}\noverrides: {train.epochs: 15, data.synthetic_train: 16384}\n")  # epochs long enough that SIGTERM lands mid-run on an idle machine
     out = tmp_path / "runs"
     assert S.main([str(path), "--out", str(out), "--backend", "slurm"]) == 0
     script = out / "sweeps" / "study" / "array.sbatch"
