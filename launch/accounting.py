@@ -78,7 +78,7 @@ def run_status(folder: Path, exported: dict[str, tuple[str, float]] | None = Non
         hit = exported.get(Path(folder).relative_to(out).as_posix())
         if hit is not None:
             name, seconds = hit
-            return Status("done", f"in {name}", seconds if seconds == seconds else None)
+            return Status("done", f"in {name}", seconds)  # NaN (none recorded): untimed, no folder read
     return Status("done" if status.state == "finished" else status.state, status.detail)
 
 

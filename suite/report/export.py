@@ -184,7 +184,7 @@ def exported_runs(path: Path) -> dict[str, float]:
 
 # --- a study across machines: exports merged ---------------------------------------------------
 
-OUTCOME_PREFIX = "final_"  # the result fields that say what a run came to: two copies of one run must agree
+OUTCOME_PREFIX = "final_"  # the result fields that say what a run came to: two copies that differ there are listed
 
 
 def _per_key(metrics: Any) -> Any:
