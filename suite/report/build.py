@@ -13,7 +13,7 @@ from suite.report.labels import study_labels
 from suite.report.claims import Plan, declaration, plan_tables, ticket_lines
 from suite.report.published import Published
 from suite.report.load import read_cost
-from suite.report.tables import (Table, ablation_table, diff_text, family_of, row_metric, measured_cost_table, equivalence_table, head_to_head_table, mask_matters,
+from suite.report.tables import (COLLAPSED, Table, ablation_table, diff_text, family_of, row_metric, measured_cost_table, equivalence_table, head_to_head_table, mask_matters,
                                  init_effects, init_table, pattern_costs, structure_table,
                                  power_table, published_table, schedule_steps, skipped_table, summary_table,
                                  trajectory_table)
@@ -153,6 +153,8 @@ def headline(report: Report) -> list[str]:
         p = r["primary_p_holm"]
         if r["primary_test"] == "same runs":
             test = "same runs, not tested"
+        elif r["primary_test"] == COLLAPSED:
+            test = "collapsed seeds: not tested (a failed draw is not seed noise)"
         elif is_missing(p):
             test = "no test (n < 2 or no spread)"
         else:
@@ -166,6 +168,9 @@ def headline(report: Report) -> list[str]:
         lines.append(f"{family} {r['label']} vs {r['label_reference']}{where}: Δ {diff_text(r)}, {test}; {cost}")
     return lines + answers(rows, report.meta["reference"])
 
+
+
+TESTS = ("paired t", "Welch t")  # the primary tests a head-to-head row can carry a p-value from
 
 
 def answers(rows: Sequence[dict], ref: str) -> list[str]:
@@ -193,9 +198,10 @@ def answers(rows: Sequence[dict], ref: str) -> list[str]:
                             "init": first.get("init_reference")})
         metric = row_metric(first)
         better = "" if metric.higher_is_better else f"; better = lower {metric.short}"
+        tests = " and ".join(sorted({r["primary_test"] for r in at if r["primary_test"] in TESTS}))  # each row's own
         out.append(f"{family} Answer ({readable(model, dataset)}, {' / '.join(refs)} at "
                    f"{_cost(first['train_cost_x_dense_cycle_reference'])} {first['cost_unit']}): {'; '.join(parts)} "
-                   f"(costs in {first['cost_unit']}; {first['primary_test']} tests, Holm within this family{better}).")
+                   f"(costs in {first['cost_unit']}; {tests or 'no'} tests, Holm within this family{better}).")
     return out
 
 
