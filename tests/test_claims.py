@@ -95,6 +95,8 @@ def test_the_equal_flops_sweep_cells_are_recomputed_from_the_committed_export():
     cells = {(m, s, e) for grid in sweep["axes"] for m in grid["method"] for s in grid["prune.target_sparsity"]
              for e in grid["train.epochs"]}
     assert cells == {(m if m != "snip160" else "snip", s, e) for (m, s), e in expected.items()}
+    treated = [e.groups["treated"] for e in K.load_plan(PLAN).exploratory if "equal training FLOPs" in e.name]
+    assert sorted((t["method"], t["target_sparsity"], t["train.epochs"]) for t in treated) == sorted(cells)  # a row each
 
 
 def test_plan_errors_are_one_line(tmp_path):
