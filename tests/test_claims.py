@@ -657,3 +657,30 @@ def test_a_corrupt_test_correct_in_an_export_is_one_error_line(tiny, tmp_path, c
     assert main([str(export)]) == 2
     line = capsys.readouterr().err.strip().splitlines()
     assert len(line) == 1 and line[0].startswith(f"error: {export}: results[") and "test_correct is not" in line[0]
+
+
+def test_the_readme_answer_shows_the_exploratory_rows_the_plan_marks_beside_it(tmp_path):
+    """`readme: true` puts an exploratory row (here a difference in differences) under the confirmatory answer,
+    labelled exploratory with its own family's m; unmarked rows stay in the document only."""
+    from suite.report.build import Report
+    from suite.report.study import confirmatory_lines
+    plan = _plan(tmp_path, HEAD + """confirmatory:
+  - {name: vs lth, kind: contrast, treated: {method: progressive}, control: {method: lth}}
+exploratory:
+  - {name: did, kind: did, readme: true, treated: {method: progressive}, control: {method: lth},
+     treated_dense: {method: dense, train.epochs: 160}, control_dense: {method: dense, train.epochs: 20}}
+  - {name: unmarked, kind: contrast, treated: {method: dense, train.epochs: 160}, control: {method: dense, train.epochs: 20}}
+""")
+    groups = [_group("progressive", [98.3, 98.4, 98.2], "p"), _group("lth", [98.0, 98.0, 98.1], "l"),
+              _group("dense", [98.4, 98.3, 98.3], "d160", science={"train.epochs": 160}),
+              _group("dense", [98.1, 98.2, 98.0], "d20", science={"train.epochs": 20})]
+    lines = confirmatory_lines(Report({}, K.plan_tables(groups, plan), groups))
+    assert lines[0].startswith("Confirmatory answer") and lines[2].startswith("- vs lth: Δ +0.27 points")
+    assert lines[4] == ("Beside it, exploratory rows that qualify it (Holm within the exploratory table, m = 2; a "
+                        "difference in differences subtracts each side's dense model of its own cycle length):")
+    # (0.3 - 0.3, 0.4 - 0.1, 0.1 - 0.3) / 3 = +0.033: the dense gap explains most of the contrast
+    assert lines[6].startswith("- did: Δ +0.03 points") and "n = 3" in lines[6]
+    assert len(lines) == 7 and not any("unmarked" in line for line in lines)
+    with pytest.raises(ConfigError, match=r"exploratory\[0\] \(x\): readme must be true or false, got 'yes'"):
+        _plan(tmp_path, HEAD + "exploratory:\n  - {name: x, kind: contrast, readme: 'yes', treated: {method: a}, "
+                               "control: {method: b}}\n")

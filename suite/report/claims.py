@@ -62,6 +62,7 @@ class Entry:
     groups: dict            # role -> selector: claim: group; contrast: treated, control; did: + the two dense
     claim: float = stats.NAN
     claim_source: str = ""
+    readme: bool = False    # an exploratory row the README block shows beside the confirmatory answer
 
 
 ROLES = {"claim": ("group",), "contrast": ("treated", "control"),
@@ -117,7 +118,7 @@ def _entry(raw: Any, where: str) -> Entry:
     kind = raw.get("kind")
     if kind not in KINDS:
         raise ConfigError(f"{where} ({raw['name']}): kind must be one of {', '.join(KINDS)}, got {kind!r}")
-    allowed = {"name", "kind", "claim", "claim_source", *ROLES[kind]}
+    allowed = {"name", "kind", "claim", "claim_source", "readme", *ROLES[kind]}
     unknown = sorted(set(raw) - allowed)
     if unknown:
         raise ConfigError(f"{where} ({raw['name']}): unknown key '{unknown[0]}' (valid: {', '.join(sorted(allowed))})")
@@ -129,8 +130,10 @@ def _entry(raw: Any, where: str) -> Entry:
     claim = raw.get("claim")
     if kind == "claim" and not isinstance(claim, (int, float)):
         raise ConfigError(f"{where} ({raw['name']}): a claim needs its number (claim: accuracy in percent)")
+    if not isinstance(raw.get("readme", False), bool):
+        raise ConfigError(f"{where} ({raw['name']}): readme must be true or false, got {raw['readme']!r}")
     return Entry(raw["name"], kind, groups, float(claim) if claim is not None else stats.NAN,
-                 str(raw.get("claim_source", "")))
+                 str(raw.get("claim_source", "")), raw.get("readme", False))
 
 
 def load_plan(path: Path) -> Plan:
@@ -251,6 +254,7 @@ def _row(entry: Entry, groups: Sequence[Group], plan: Plan) -> dict:
     metric = next((g.metric for g in chosen.values() if g is not None), ACCURACY)
     higher = metric.higher_is_better
     row = {"entry": entry.name, "kind": entry.kind, "claim": entry.claim, "claim_source": entry.claim_source,
+           "readme": entry.readme,
            "higher_is_better": higher, "unit": metric.unit, "digits": metric.digits, "cost_unit": plan.unit,
            "groups": {role: (g.id if g else None) for role, g in chosen.items()}, "n": 0, "diff": stats.NAN,
            "ci_low": stats.NAN, "ci_high": stats.NAN, "ci_level": stats.NAN, "ci_alpha": stats.NAN,

@@ -311,27 +311,38 @@ def cost_commands(costs: list) -> list[str]:
     return out
 
 
+def _plan_line(r: dict) -> str:
+    """One plan row as a README line: Δ with the interval at its Holm-consistent level, Holm's p, every side's
+    mean and training cost in the plan's one unit, and the verdict."""
+    unit, d = r.get("unit", "points"), r.get("digits", 2)
+    tested = r["status"] == "tested" and not math.isnan(r["diff"])
+    interval = ("" if math.isnan(r.get("ci_level", math.nan)) else
+                f" ({100 * r['ci_level']:.4g}% CI [{fmt(r['ci_low'], d)}, {fmt(r['ci_high'], d)}])")
+    numbers = (f": Δ {fmt(r['diff'], d, signed=True)} {unit}{interval}, n = {r['n']}, Holm p {p_is(r['p_holm'])}"
+               if tested else "")
+    sides = [(fmt(m, d), c) for m, c in zip(r["means"].values(), r["costs"].values())]
+    if tested:
+        shown = " vs ".join(f"{m}" + ("" if math.isnan(c) else f" at {c:.3g}") for m, c in sides)
+        claim = f" vs the claim {r['claim']:.{d}f}" if r["kind"] == "claim" else ""
+        numbers += f" ({shown}{claim}; costs in {r.get('cost_unit', 'dense cycles')})"
+    return f"- {r['entry']}{numbers}: **{r['verdict']}**"
+
+
 def confirmatory_lines(report: Report) -> list[str]:
-    """The declared family's answer, one line per row: Δ with the interval at its Holm-consistent level, Holm's
-    p, both sides' means and training costs in the plan's one unit (empty without a report plan)."""
+    """The declared family's answer, one line per row, then the exploratory rows the plan marks `readme: true`
+    (those that qualify the answer, e.g. a difference in differences), labelled as such (empty without a
+    report plan)."""
     table = next((t for t in report.tables if t.name == "confirmatory"), None)
     if table is None:
         return []
-    out = []
-    for r in table.rows:
-        unit, d = r.get("unit", "points"), r.get("digits", 2)
-        tested = r["status"] == "tested" and not math.isnan(r["diff"])
-        interval = ("" if math.isnan(r.get("ci_level", math.nan)) else
-                    f" ({100 * r['ci_level']:.4g}% CI [{fmt(r['ci_low'], d)}, {fmt(r['ci_high'], d)}])")
-        numbers = (f": Δ {fmt(r['diff'], d, signed=True)} {unit}{interval}, n = {r['n']}, Holm p {p_is(r['p_holm'])}"
-                   if tested else "")
-        sides = [(fmt(m, d), c) for m, c in zip(r["means"].values(), r["costs"].values())]
-        if tested:
-            shown = " vs ".join(f"{m}" + ("" if math.isnan(c) else f" at {c:.3g}") for m, c in sides)
-            claim = f" vs the claim {r['claim']:.{d}f}" if r["kind"] == "claim" else ""
-            numbers += f" ({shown}{claim}; costs in {r.get('cost_unit', 'dense cycles')})"
-        out.append(f"- {r['entry']}{numbers}: **{r['verdict']}**")
-    return ["Confirmatory answer (the declared family, Holm over it; every other number is exploratory):", "", *out]
+    out = ["Confirmatory answer (the declared family, Holm over it; every other number is exploratory):", "",
+           *(_plan_line(r) for r in table.rows)]
+    beside = [r for t in report.tables if t.name == "exploratory" for r in t.rows if r.get("readme")]
+    if beside:
+        out += ["", f"Beside it, exploratory rows that qualify it (Holm within the exploratory table, "
+                    f"m = {beside[0]['family_size']}; a difference in differences subtracts each side's dense model "
+                    f"of its own cycle length):", "", *(_plan_line(r) for r in beside)]
+    return out
 
 
 def readme_block(report: Report, name: str, doc_link: str) -> str:
