@@ -684,3 +684,38 @@ exploratory:
     with pytest.raises(ConfigError, match=r"exploratory\[0\] \(x\): readme must be true or false, got 'yes'"):
         _plan(tmp_path, HEAD + "exploratory:\n  - {name: x, kind: contrast, readme: 'yes', treated: {method: a}, "
                                "control: {method: b}}\n")
+
+
+def test_a_reference_protocol_is_a_holm_family_and_a_headline_table_of_its_own():
+    """Rows against progressive with its classifier kept dense (the fair protocol) are not corrected together
+    with the rows against progressive under one global ranking: each reference protocol is its own family,
+    and the README's headline shows it as its own table, named by what sets it apart."""
+    from suite.report.build import Report
+    from suite.report.labels import study_labels
+    from suite.report.study import _headline_sections
+    from suite.report.tables import head_to_head_table
+    def group(method, accs, experiment, kept=False):
+        g = _group(method, accs, experiment, science={"prune.keep_last_dense": True} if kept else None)
+        g.runs[:] = [dataclasses.replace(r, distribution="global", dense_layers=("fc3.weight",) if kept else ())
+                     for r in g.runs]
+        return g
+
+    groups = [group("progressive", [94.0, 94.2, 94.4], "p"), group("random", [93.0, 93.5, 93.1], "r"),
+              group("snip", [94.5, 94.9, 94.6], "s"), group("dense", [98.1, 98.2, 98.0], "d"),
+              group("progressive", [94.6, 94.8, 94.7], "pk", kept=True),
+              group("random", [92.1, 92.4, 92.0], "rk", kept=True)]
+    labels = study_labels(groups)
+    for g in groups:
+        g.name = labels[g.id]
+    table = head_to_head_table(groups, "progressive", 0.05)
+    rows = {(r["group"], r["reference_group"]): r for r in table.rows}
+    assert set(rows) == {("r", "p"), ("s", "p"), ("rk", "pk")}
+    assert rows[("r", "p")]["family_size"] == rows[("s", "p")]["family_size"] == 2
+    fair = rows[("rk", "pk")]
+    assert fair["family_size"] == 1 and fair["primary_p_holm"] == pytest.approx(
+        sps.ttest_rel([92.1, 92.4, 92.0], [94.6, 94.8, 94.7]).pvalue, rel=1e-12)  # m = 1: Holm leaves p as it is
+    sections = _headline_sections(Report({"reference": "progressive"}, [table], groups))
+    assert [caption.split("**")[1] for caption, _ in sections] == ["20 ep/cycle, init not recorded",
+                                                                   "20 ep/cycle, init not recorded, fc3 kept dense"]
+    assert [[label for label, _ in rows] for _, rows in sections] == [
+        ["progressive", "dense", "random", "snip"], ["progressive [fc3 kept dense]", "dense", "random [fc3 kept dense]"]]

@@ -54,6 +54,13 @@ def _protocol(g: Group) -> dict[str, str | None]:
             "epochs": None if epochs is None else f"{value_text(epochs)} ep"}
 
 
+def protocol_words(g: Group, base: Group) -> list[str]:
+    """g's structure, layer distribution and layers kept dense in words, each where it differs from base's:
+    what sets a family of the headline apart beyond its budget and init ('fc3 kept dense')."""
+    mine, other = _protocol(g), _protocol(base)
+    return [str(mine[n]) for n in ("structure", "distribution", "dense") if mine[n] is not None and mine[n] != other[n]]
+
+
 def _other(g: Group) -> dict[str, str]:
     """Settings other than the protocol features and the method's own: train.lr, data.val_size, ..."""
     return {k: value_text(v) for k, v in g.first.science.items()

@@ -24,7 +24,7 @@ from suite.errors import ConfigError
 from suite.method_facts import DEFAULT_METHOD
 from suite.report.build import Report, results_sentence
 from suite.report.fmt import duration_text, fmt, fmt_p, p_is, readable
-from suite.report.labels import family_text
+from suite.report.labels import family_text, protocol_words
 from suite.report.load import DENSE, Group, study_metric
 from suite.report.published import Published, stated_epochs
 from suite.report.render import render_tables_markdown
@@ -150,15 +150,17 @@ def _headline_sections(report: Report) -> list[tuple[str, list[tuple[str, dict]]
     by_id = {g.id: g for g in report.groups}
     main = _headline_groups(report)
     main_key = main[0].match_key if main else None
-    families: dict[tuple, list[dict]] = {}
+    families: dict[tuple, list[dict]] = {}  # (budget, reference protocol): one Holm family per sparsity
     for r in head:
-        families.setdefault(by_id[r["reference_group"]].match_key, []).append(r)
-    order = sorted(families, key=lambda k: (k != main_key, str(k)))
+        ref_group = by_id[r["reference_group"]]
+        families.setdefault((ref_group.match_key, ref_group.variant), []).append(r)
+    order = sorted(families, key=lambda k: (k[0] != main_key, str(k[0]), -len(families[k]), str(k)))
+    base = by_id[families[order[0]][0]["reference_group"]] if order else None  # whose protocol the first shows
     sections = []
     for key in order:
         rows_of: dict[str, dict] = {}
         refs = sorted({r["reference_group"] for r in families[key]}, key=lambda i: by_id[i].sort_key())
-        dense = [g for g in report.groups if g.method in DENSE and g.round is None and g.match_key == key]
+        dense = [g for g in report.groups if g.method in DENSE and g.round is None and g.match_key == key[0]]
         for g in dense:
             rows_of.setdefault(g.label, {})[None] = (g, None)
         for i in refs:
@@ -172,7 +174,8 @@ def _headline_sections(report: Report) -> list[tuple[str, list[tuple[str, dict]]
         seeds = max(len(g.runs) for cells in rows_of.values() for g, _ in cells.values())
         metric = first.metric
         trained = first.trained[1]
-        caption = (f"**{family_text(first.budget_label, first.protocol('init'))}** "
+        words = ", ".join([family_text(first.budget_label, first.protocol("init")), *protocol_words(first, base)])
+        caption = (f"**{words}** "
                    f"({readable(first.model, first.dataset)}, up to {seeds} seeds), against {references}: final "
                    f"{metric.label}, mean ± SD over seeds; {trained} trained (cost in {first.cost_unit}): a chain's "
                    f"{trained} count every round; verdicts from paired/Welch t-tests, Holm within each sparsity of "

@@ -389,7 +389,9 @@ FAMILY = "per table and sparsity"  # the rows one Holm correction spans
 
 
 def family_key(row: dict) -> tuple:
-    """The Holm family of a head-to-head row: the rows at the same data, model, budget and sparsity."""
+    """The Holm family of a head-to-head row: the rows at the same data, model, budget and sparsity whose
+    reference ran the same protocol (its own settings too: the rows against progressive with its classifier
+    kept dense are a family apart from those against progressive under one global ranking)."""
     return (row["dataset"], row["model"], row["budget_key"], row["reference_sparsity"])
 
 
@@ -441,7 +443,7 @@ def _contrast_row(g: Group, ref: Group, reference: str, alpha: float,
         note = "no spread on either side: t undefined"
     row = {
         **group_fields(g), "reference": reference, "reference_group": ref.id,
-        "budget_key": ref.budget, "cross_budget": cross,
+        "budget_key": (ref.budget, ref.variant), "cross_budget": cross,
         "n": len(a), "n_reference": len(b), "mean": mean(a), "mean_reference": mean(b),
         "diff": w.diff, "primary_test": primary, "paired": is_paired,
         "primary_p": p_primary, "primary_se": se, "primary_df": df,
@@ -532,8 +534,9 @@ def _head_to_head_caption(reference: str, metric: Metric, alpha: float, power: f
                "looking at the numbers: the paired t-test when "
                "both sides ran the same seeds (pairs matched by seed), else Welch's t-test; 'Test' names it. "
                f"Multiplicity family: {FAMILY} (the rows at one data set, model and target sparsity whose "
-               "reference ran the same training settings: epochs per cycle, init and every other setting outside "
-               "the methods' own sections; so the rows at another init or budget are a family of their own; m "
+               "reference ran the same training settings: epochs per cycle, init and every other setting, its own "
+               "sections too (layer distribution, layers kept dense, schedule); so the rows at another init, budget "
+               "or reference protocol are a family of their own; m "
                "beside 'Holm p' is its size). 'Holm p' is the primary p adjusted by Holm-Bonferroni within the "
                f"family; the verdict (method better / worse than {reference}, or no significant difference) is "
                f"'Holm p < {alpha:g}'. 'Adjusted CI' is the primary test's CI of Δ at a Holm-consistent level "
