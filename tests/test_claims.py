@@ -690,7 +690,7 @@ def test_a_reference_protocol_is_a_holm_family_and_a_headline_table_of_its_own()
     """Rows against progressive with its classifier kept dense (the fair protocol) are not corrected together
     with the rows against progressive under one global ranking: each reference protocol is its own family,
     and the README's headline shows it as its own table, named by what sets it apart."""
-    from suite.report.build import Report
+    from suite.report.build import Report, answers
     from suite.report.labels import study_labels
     from suite.report.study import _headline_sections
     from suite.report.tables import head_to_head_table
@@ -719,3 +719,6 @@ def test_a_reference_protocol_is_a_holm_family_and_a_headline_table_of_its_own()
                                                                    "20 ep/cycle, init not recorded, fc3 kept dense"]
     assert [[label for label, _ in rows] for _, rows in sections] == [
         ["progressive", "dense", "random", "snip"], ["progressive [fc3 kept dense]", "dense", "random [fc3 kept dense]"]]
+    said = answers(table.rows, "progressive")  # the README's question answered once per reference protocol
+    assert len(said) == 2 and sum("progressive is " in a for a in said) == 1
+    assert sum("progressive [fc3 kept dense] is better than random [fc3 kept dense]" in a for a in said) == 1

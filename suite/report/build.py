@@ -174,13 +174,15 @@ TESTS = ("paired t", "Welch t")  # the primary tests a head-to-head row can carr
 
 
 def answers(rows: Sequence[dict], ref: str) -> list[str]:
-    """Per family (data, model, sparsity, budget, init), the README's question ('does the reference, in one
-    training cycle, beat the others?') answered from the head-to-head verdicts, each group with its cost."""
+    """Per family (data, model, sparsity, budget, init, the reference's protocol), the README's question ('does
+    the reference, in one training cycle, beat the others?') answered from the head-to-head verdicts, each
+    group with its cost."""
     out = []
     def key(r: dict) -> tuple:
-        return (r["dataset"], r["model"], r["reference_sparsity"], r["budget_reference"], str(r.get("init_reference")))
-    for dataset, model, sparsity, budget, init in sorted({key(r) for r in rows}):
-        at = [r for r in rows if key(r) == (dataset, model, sparsity, budget, init)]
+        return (r["dataset"], r["model"], r["reference_sparsity"], r["budget_reference"], str(r.get("init_reference")),
+                r["label_reference"])
+    for dataset, model, sparsity, budget, init, ref_label in sorted({key(r) for r in rows}):
+        at = [r for r in rows if key(r) == (dataset, model, sparsity, budget, init, ref_label)]
         first = at[0]
 
         def names(verdict: str) -> str:
