@@ -99,6 +99,18 @@ def test_the_equal_flops_sweep_cells_are_recomputed_from_the_committed_export():
     assert sorted((t["method"], t["target_sparsity"], t["train.epochs"]) for t in treated) == sorted(cells)  # a row each
 
 
+def test_a_plan_states_its_head_to_head_protocols_after_the_family(tmp_path):
+    plan = _plan(tmp_path, HEAD + "protocol: >-\n  fc3 kept dense\n  for every method.\nconfirmatory:\n"
+                                  "  - {name: c, kind: claim, claim: 98.0, group: {method: progressive}}\n")
+    assert K.declaration(plan) == [
+        "Confirmatory family (plan.yaml, Holm over these 1; margin ±0.3 points; costs in 20-epoch dense cycles):",
+        "1. c (claim 98.00%: )", "", "Every other table is exploratory: its p-values are corrected within the table only.",
+        "", "Protocols of the head-to-head tables: fc3 kept dense for every method."]
+    with pytest.raises(ConfigError, match=r"protocol must be text \(the head-to-head protocols in words\), got 3"):
+        _plan(tmp_path, HEAD + "protocol: 3\n")
+    assert "fc3 kept dense" in K.load_plan(PLAN).protocol  # the shipped study states its fair protocol
+
+
 def test_plan_errors_are_one_line(tmp_path):
     with pytest.raises(ConfigError, match="unknown key 'colour'"):
         _plan(tmp_path, HEAD + "colour: red\n")

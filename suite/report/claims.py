@@ -84,6 +84,7 @@ class Plan:
     confirmatory: tuple[Entry, ...]
     exploratory: tuple[Entry, ...]
     unit_steps: float = stats.NAN  # a study budgeted in optimizer steps: costs in dense cycles of this many steps
+    protocol: str = ""             # the head-to-head tables' protocols in words, and why: stated before the tables
 
     @property
     def unit(self) -> str:
@@ -142,7 +143,7 @@ def load_plan(path: Path) -> Plan:
     if not isinstance(tree, dict):
         raise ConfigError(f"{path}: expected a mapping")
     known = {"model", "data", "unit_epochs", "unit_steps", "margin", "alpha", "chance_points", "broken_drop",
-             "confirmatory", "exploratory"}
+             "confirmatory", "exploratory", "protocol"}
     unknown = sorted(set(tree) - known)
     if unknown:
         raise ConfigError(f"{path}: unknown key '{unknown[0]}' (valid: {', '.join(sorted(known))})")
@@ -157,6 +158,8 @@ def load_plan(path: Path) -> Plan:
     for key in (units[0], "margin"):
         if not isinstance(tree.get(key), (int, float)) or not tree[key] > 0:
             raise ConfigError(f"{path}: {key} must be a positive number, got {tree.get(key)!r}")
+    if not isinstance(tree.get("protocol", ""), str):
+        raise ConfigError(f"{path}: protocol must be text (the head-to-head protocols in words), got {tree['protocol']!r}")
     lists = {}
     for name in ("confirmatory", "exploratory"):
         raw = tree.get(name) or []
@@ -166,7 +169,7 @@ def load_plan(path: Path) -> Plan:
     return Plan(path, tree["model"], tree["data"], float(tree.get("unit_epochs", stats.NAN)), float(tree["margin"]),
                 float(tree.get("alpha", 0.05)), float(tree.get("chance_points", 5.0)),
                 float(tree.get("broken_drop", 10.0)), lists["confirmatory"], lists["exploratory"],
-                float(tree.get("unit_steps", stats.NAN)))
+                float(tree.get("unit_steps", stats.NAN)), " ".join(tree.get("protocol", "").split()))
 
 
 def _default(key: str) -> Any:
@@ -566,8 +569,8 @@ def declaration(plan: Plan, metric: Metric = ACCURACY) -> list[str]:
     claim = "{:.2f}%" if metric.unit == "points" else "{:g} " + metric.unit
     out += [f"{i}. {e.name}" + (f" (claim {claim.format(e.claim)}: {e.claim_source})" if e.kind == "claim" else "")
             for i, e in enumerate(plan.confirmatory, 1)]
-    out.append("Every other table is exploratory: its p-values are corrected within the table only.")
-    return out
+    out += ["", "Every other table is exploratory: its p-values are corrected within the table only."]
+    return out + (["", f"Protocols of the head-to-head tables: {plan.protocol}"] if plan.protocol else [])
 
 
 def plan_tables(groups: Sequence[Group], plan: Plan) -> list[Table]:
