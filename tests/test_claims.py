@@ -704,7 +704,7 @@ def test_a_reference_protocol_is_a_holm_family_and_a_headline_table_of_its_own()
     and the README's headline shows it as its own table, named by what sets it apart."""
     from suite.report.build import Report, answers
     from suite.report.labels import study_labels
-    from suite.report.study import _headline_sections
+    from suite.report.study import headline_sections
     from suite.report.tables import head_to_head_table
     def group(method, accs, experiment, kept=False):
         g = _group(method, accs, experiment, science={"prune.keep_last_dense": True} if kept else None)
@@ -726,7 +726,7 @@ def test_a_reference_protocol_is_a_holm_family_and_a_headline_table_of_its_own()
     fair = rows[("rk", "pk")]
     assert fair["family_size"] == 1 and fair["primary_p_holm"] == pytest.approx(
         sps.ttest_rel([92.1, 92.4, 92.0], [94.6, 94.8, 94.7]).pvalue, rel=1e-12)  # m = 1: Holm leaves p as it is
-    sections = _headline_sections(Report({"reference": "progressive"}, [table], groups))
+    sections = headline_sections(Report({"reference": "progressive"}, [table], groups))
     assert [caption.split("**")[1] for caption, _ in sections] == ["20 ep/cycle, init not recorded",
                                                                    "20 ep/cycle, init not recorded, fc3 kept dense"]
     assert [[label for label, _ in rows] for _, rows in sections] == [

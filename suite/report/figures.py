@@ -18,6 +18,7 @@ from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormat
 from suite import stats  # noqa: E402
 from suite.method_facts import ablation_methods, method_names  # noqa: E402
 from suite.report.fmt import fmt_p, is_missing, readable  # noqa: E402
+from suite.report.labels import protocol_words  # noqa: E402
 from suite.report.load import (DENSE, SPARSITY_DECIMALS, Group, Metric, layer_sizes, run_records,  # noqa: E402
                                study_metric)
 from suite.report.tables import ablation_source, stands_for  # noqa: E402
@@ -718,11 +719,16 @@ def plan(groups: Sequence[Group], reference: str = "progressive", comparisons: S
     for r in comparisons:
         ref = by_id.get(r["reference_group"])
         if ref is not None:
-            families[(ref.match_key, round(r["reference_sparsity"], SPARSITY_DECIMALS))].append(r)
-    for (key, sparsity), rows in sorted(families.items(), key=lambda kv: (str(kv[0][0]), kv[0][1])):
+            families[(ref.match_key, round(r["reference_sparsity"], SPARSITY_DECIMALS), ref.variant)].append(r)
+    ordered = sorted(families.items(), key=lambda kv: (str(kv[0][0]), kv[0][1], -len(kv[1]), str(kv[0][2])))
+    first_of: dict[tuple, Group] = {}  # per (budget, sparsity): the reference of its largest family
+    for (key, sparsity, variant), rows in ordered:
+        ref = by_id[rows[0]["reference_group"]]
+        base = first_of.setdefault((key, sparsity), ref)
         refs = sorted({by_id[r["reference_group"]].label for r in rows})
         members = [g for g in groups if g.match_key == key]
-        out.append(Figure("forest", stem("forest", members, sparsity), members, sparsity, tuple(rows), caption=(
+        tag = "".join(f"-{_safe(w)}" for w in protocol_words(ref, base))  # a reference protocol's own family
+        out.append(Figure("forest", stem("forest", members, sparsity) + tag, members, sparsity, tuple(rows), caption=(
             f"Δ {metric.short} = group − {' / '.join(refs)} with Holm-adjusted CIs at {100 * sparsity:g}% "
             f"({family_words(members)}): one Holm family of {rows[0]['family_size']} tests, every row labelled, "
             "collapsed groups written beside their row instead of drawn.")))

@@ -141,7 +141,7 @@ def _base_label(g: Group) -> str:
     return g.method + (f" [{', '.join(parts)}]" if parts else "")
 
 
-def _headline_sections(report: Report) -> list[tuple[str, list[tuple[str, dict]]]]:
+def headline_sections(report: Report) -> list[tuple[str, list[tuple[str, dict]]]]:
     """(caption, rows) per family of the headline table: the reference's largest set first, then every other
     (budget, init) family with head-to-head rows (the equal-epochs rows among them); each row a variant's
     label and, per sparsity, (group, head-to-head row or None)."""
@@ -191,7 +191,7 @@ def headline_table(report: Report) -> str:
     """Mean ± SD per group at each of the reference's sparsities, its epochs and its verdict against the
     reference (Holm-adjusted) from the head-to-head row of that very group: one table per family (budget and
     init of the reference), the reference's largest set first."""
-    sections = _headline_sections(report)
+    sections = headline_sections(report)
     if not sections:
         return "no head-to-head comparisons"
     out = []
