@@ -719,10 +719,10 @@ def plan(groups: Sequence[Group], reference: str = "progressive", comparisons: S
     for r in comparisons:
         ref = by_id.get(r["reference_group"])
         if ref is not None:
-            families[(ref.match_key, round(r["reference_sparsity"], SPARSITY_DECIMALS), ref.variant)].append(r)
-    ordered = sorted(families.items(), key=lambda kv: (str(kv[0][0]), kv[0][1], -len(kv[1]), str(kv[0][2])))
+            families[(ref.reference_family, round(r["reference_sparsity"], SPARSITY_DECIMALS))].append(r)
+    ordered = sorted(families.items(), key=lambda kv: (str(kv[0][0][0]), kv[0][1], -len(kv[1]), str(kv[0][0][1])))
     first_of: dict[tuple, Group] = {}  # per (budget, sparsity): the reference of its largest family
-    for (key, sparsity, variant), rows in ordered:
+    for ((key, _), sparsity), rows in ordered:
         ref = by_id[rows[0]["reference_group"]]
         base = first_of.setdefault((key, sparsity), ref)
         refs = sorted({by_id[r["reference_group"]].label for r in rows})

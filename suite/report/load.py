@@ -493,6 +493,12 @@ class Group:
         return (self.dataset, self.model, self.budget)
 
     @property
+    def reference_family(self) -> tuple:
+        """As a head-to-head reference: its rows' Holm family at one sparsity, headline table and forest plot
+        (same data, model and budget, and the reference's own protocol: its classifier kept dense or not)."""
+        return (self.match_key, self.variant)
+
+    @property
     def settings(self) -> dict:
         return {k: v for k, v in sorted(self.first.science.items()) if k not in IDENTITY_KEYS}
 

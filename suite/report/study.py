@@ -152,8 +152,7 @@ def headline_sections(report: Report) -> list[tuple[str, list[tuple[str, dict]]]
     main_key = main[0].match_key if main else None
     families: dict[tuple, list[dict]] = {}  # (budget, reference protocol): one Holm family per sparsity
     for r in head:
-        ref_group = by_id[r["reference_group"]]
-        families.setdefault((ref_group.match_key, ref_group.variant), []).append(r)
+        families.setdefault(by_id[r["reference_group"]].reference_family, []).append(r)
     order = sorted(families, key=lambda k: (k[0] != main_key, str(k[0]), -len(families[k]), str(k)))
     base = by_id[families[order[0]][0]["reference_group"]] if order else None  # whose protocol the first shows
     sections = []

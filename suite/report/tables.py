@@ -392,7 +392,7 @@ def family_key(row: dict) -> tuple:
     """The Holm family of a head-to-head row: the rows at the same data, model, budget and sparsity whose
     reference ran the same protocol (its own settings too: the rows against progressive with its classifier
     kept dense are a family apart from those against progressive under one global ranking)."""
-    return (row["dataset"], row["model"], row["budget_key"], row["reference_sparsity"])
+    return (row["reference_family"], row["reference_sparsity"])
 
 
 def _references_for(g: Group, groups: Sequence[Group], reference: str) -> list[Group]:
@@ -443,7 +443,7 @@ def _contrast_row(g: Group, ref: Group, reference: str, alpha: float,
         note = "no spread on either side: t undefined"
     row = {
         **group_fields(g), "reference": reference, "reference_group": ref.id,
-        "budget_key": (ref.budget, ref.variant), "cross_budget": cross,
+        "reference_family": ref.reference_family, "cross_budget": cross,
         "n": len(a), "n_reference": len(b), "mean": mean(a), "mean_reference": mean(b),
         "diff": w.diff, "primary_test": primary, "paired": is_paired,
         "primary_p": p_primary, "primary_se": se, "primary_df": df,
@@ -487,7 +487,7 @@ def _holm_by_family(rows: list[dict], retest: dict[int, Callable[[float], stats.
                         "mdd": stats.min_detectable_shift(row["primary_se"], row["primary_df"], level, power)
                         if not math.isnan(level) else stats.NAN})
     for row in rows:
-        row.pop("budget_key")  # only the family needed it: the settings column says the same
+        row.pop("reference_family")  # only the family needed it: the settings column says the same
 
 
 def _head_to_head_columns(rows: list[dict], metric: Metric, alpha: float, power: float) -> list[Column]:
