@@ -23,7 +23,8 @@ def cost_rows(costs: list[dict]) -> list[dict]:
     for c in costs:
         dense = c["formats"].get("dense_masked", {})
         for name, f in c["formats"].items():
-            row = {"run": c.get("run"), "method": c.get("method"), "model": c.get("model"),
+            row = {"run": c.get("run"), "experiment": c.get("experiment"), "seed": c.get("seed"),
+                   "method": c.get("method"), "model": c.get("model"),
                    "structure": c.get("structure"), "sparsity": c.get("achieved_sparsity"),
                    "device": c.get("device"), "threads": c.get("threads"), "format": name,
                    "status": f.get("status"), "reason": f.get("reason"), "max_abs_diff": f.get("max_abs_diff"),

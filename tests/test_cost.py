@@ -121,6 +121,10 @@ def test_cost_command_on_a_finished_run_writes_cost_json(tmp_path, capsys):
     assert rows["compacted"]["speedup_b32"] == dense["latency_s"]["32"] / compacted["latency_s"]["32"]
     assert rows["compacted"]["size_ratio"] == compacted["size_bytes"] / dense["size_bytes"]
     assert rows["semi_structured_2_4"]["status"] == "skipped"
+    # beside it, the accuracy of the group the measured run belongs to (matched on experiment and seed)
+    accuracy = json.loads((folder / "result.json").read_text())["final_test_accuracy"]
+    assert {(r["group"], r["group_mean"], r["group_n"]) for r in rows.values()} == \
+        {("progressive", accuracy, 1)}  # the study's label: one group needs no settings
     assert "Measured cost on this machine" in report.render_markdown(built)
     write_export(export_tree(built.groups, built.skipped, [], str(tmp_path), tmp_path, "cmd", None),
                  tmp_path / "export.json")

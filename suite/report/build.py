@@ -106,7 +106,7 @@ def build_report(root: Path, reference: str = "progressive", alpha: float = 0.05
     costs = recorded.get("costs")
     if costs is None:
         costs = [c for r in runs if r.round is None for c in [read_cost(r.path)] if c is not None]
-    tables += [measured_cost_table(costs)] if costs else []  # only where python -m suite.cost measured runs
+    tables += [measured_cost_table(costs, groups)] if costs else []  # only where python -m suite.cost measured runs
     tables.append(skipped_table(skipped))
     if plan is not None:  # the declared family first; every other table is exploratory
         for table in tables:

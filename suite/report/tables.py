@@ -987,18 +987,29 @@ def pattern_costs(structure: Table) -> list[str]:
             f"{diff_text(r)} ({_test_text(r)}): {r['outcome']}" for r in structure.rows]
 
 
-def measured_cost_table(costs: Sequence[dict]) -> Table:
-    """Measured deployment cost per finished run and format (cost.json from python -m suite.cost)."""
+def measured_cost_table(costs: Sequence[dict], groups: Sequence[Group] = ()) -> Table:
+    """Measured deployment cost per finished run and format (cost.json from python -m suite.cost), each row
+    beside the accuracy of the group its run belongs to (matched on experiment hash and seed)."""
     costs = list(costs)
     rows, batches = cost_rows(costs), cost_batches(costs)
+    owner = {(r.experiment, r.seed): g for g in groups for r in g.runs if r.round is None}
+    for row in rows:
+        g = owner.get((row["experiment"], row["seed"]))
+        row["group"] = g.label if g is not None else None
+        row["group_mean"] = mean(g.values) if g is not None else None
+        row["group_n"] = len(g.values) if g is not None else None
+        row["group_metric"] = g.metric.label if g is not None else None
     speed = [Column(f"Speed-up b{b}", lambda r, b=b: fmt(r[f"speedup_b{b}"])) for b in batches]
     latency = [Column(f"ms b{b}", lambda r, b=b: fmt(r[f"latency_ms_b{b}"], 3), paper="no") for b in batches]
     columns = [
         Column("Model", lambda r: _shown(r["model"]), "left", "varies"),
-        Column("Method", lambda r: _shown(r["method"]), "left"),
-        Column("Structure", lambda r: _shown(r["structure"]), "left"),
+        Column("Group", lambda r: _shown(r["group"]), "left"),
         Column("Sparsity", lambda r: fmt_sparsity(r["sparsity"]) if r["sparsity"] is not None else MISSING),
         Column("Format", lambda r: r["format"], "left"),
+        Column("Group mean (n)", lambda r: (f"{fmt(r['group_mean'])} ({r['group_n']})"
+                                            if r["group_mean"] is not None else MISSING)),
+        Column("Method", lambda r: _shown(r["method"]), "left"),
+        Column("Structure", lambda r: _shown(r["structure"]), "left"),
         Column("Status", lambda r: (r["status"] if r["status"] != "skipped" else f"skipped: {r['reason']}")
                + (" (noisy)" if r.get("noisy") else ""), "left"),
         *latency, *speed,
@@ -1010,12 +1021,15 @@ def measured_cost_table(costs: Sequence[dict]) -> Table:
                "format's on the same device and threads (the dense-masked model runs the dense arithmetic), size "
                "ratio = the format's saved weights over the dense-masked model's. Every format was checked to "
                "give the masked model's outputs on the test set (max difference in cost.json). Timings are of "
-               "the machine named, not of sparse-FLOPs arithmetic"
+               "the machine named, not of sparse-FLOPs arithmetic. Beside each run, the mean final "
+               + (f"{rows[0]['group_metric']} " if rows and rows[0]["group_metric"] else "")
+               + "of the group it belongs to, over that group's n seeds: the accuracy that latency buys"
                + ("; (noisy): measured under a load average above the cores or with a latency spread above 25%, so "
                   "its speed-ups are noise." if any(r.get("noisy") for r in rows) else "."))
     return Table("measured_cost", "Measured cost on this machine", caption, rows, columns, "no cost.json",
-                 main=("Method", "Structure", "Sparsity", "Format", *(f"Speed-up b{b}" for b in batches), "Size ratio"),
-                 keys=4)
+                 main=("Group", "Sparsity", "Format", "Group mean (n)", *(f"Speed-up b{b}" for b in batches),
+                       "Size ratio"),
+                 keys=3)
 
 
 def _published_base(pub: Published) -> dict:
