@@ -40,7 +40,7 @@ import copy
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 import torch
 
@@ -76,7 +76,7 @@ class AblateConfig:
         from suite.config import rebuilding
         if rebuilding():
             return  # a saved config: its source was checked when it ran, and may have moved since
-        source = read_source(self.source)
+        source = read_source(self.source, type(cfg).rebuild)
         check_fixed(cfg, source)
         kind.check_source(source)
 
@@ -86,14 +86,14 @@ class Source:
     """A finished result to ablate, as its run folder has it."""
     path: Path
     result: dict    # its result.json (a round folder's for an LTH round)
+    rebuild: Callable[[dict], Config]  # a saved config tree into a Config: the ablation's own Config.rebuild
 
     @property
     def config(self) -> dict:
         return self.result["config"]
 
     def cfg(self) -> Config:
-        from suite.experiment import from_dict
-        return from_dict(self.config)
+        return self.rebuild(self.config)
 
     def method(self) -> PruningMethod:
         """The source's method, at the source's settings (what it scored and how it initialised)."""
@@ -101,19 +101,30 @@ class Source:
         return build_method(self.cfg())
 
     def fixed(self) -> dict[str, Any]:
-        """The values of FROM_SOURCE this source gives an ablation."""
-        r = self.result
-        return {"seed": r["seed"], "prune.target_sparsity": r["target_sparsity"],
-                "prune.keep_first_dense": self.config["prune"].get("keep_first_dense", False),
-                "prune.keep_last_dense": self.config["prune"].get("keep_last_dense", False),
-                "prune.structure": self.config["prune"].get("structure", "unstructured"),
-                "prune.nm": list(self.config["prune"].get("nm", [2, 4])),
-                "ablate.source_experiment": r["experiment"], "ablate.source_method": r["method"],
-                "ablate.source_round": int(r.get("round") or 0)}
+        return fixed_by(self.result)
 
 
-def read_source(text: str) -> Source:
-    """The finished result at `text`; SourceError (one line naming it) when it is missing or unfinished."""
+def fixed_by(r: dict) -> dict[str, Any]:
+    """The values a finished result (its result.json) fixes for an ablation of it."""
+    prune = r["config"]["prune"]
+    return {"seed": r["seed"], "prune.target_sparsity": r["target_sparsity"],
+            "prune.keep_first_dense": prune.get("keep_first_dense", False),
+            "prune.keep_last_dense": prune.get("keep_last_dense", False),
+            "prune.structure": prune.get("structure", "unstructured"),
+            "prune.nm": list(prune.get("nm", [2, 4])),
+            "ablate.source_experiment": r["experiment"], "ablate.source_method": r["method"],
+            "ablate.source_round": int(r.get("round") or 0)}
+
+
+def read_source(text: str, rebuild: Callable[[dict], Config]) -> Source:
+    """The finished result at `text`, whose saved config `rebuild` turns into a Config (the ablation's own
+    `Config.rebuild`); SourceError (one line naming it) when it is missing or unfinished."""
+    return Source(*finished_result(text), rebuild)
+
+
+def finished_result(text: str) -> tuple[Path, dict]:
+    """The folder and result.json of the finished result at `text`; SourceError (one line naming it)
+    when it is missing or unfinished, an ablation itself, or dense."""
     path = Path(text).expanduser()
     if not path.exists():
         raise SourceError(f"ablate.source: {path}: no such run folder")
@@ -140,7 +151,7 @@ def read_source(text: str) -> Source:
                           f"source instead")
     if result["achieved_sparsity"] == 0:
         raise SourceError(f"ablate.source: {path} is dense ({result['method']}): there is no mask to ablate")
-    return Source(path, result)
+    return path, result
 
 
 def _value(cfg: Config, dotted: str) -> Any:
@@ -157,15 +168,14 @@ def _section(settings: dict, prefixes: tuple[str, ...]) -> dict:
 def check_fixed(cfg: Config, source: Source) -> None:
     """One ConfigError line for the first setting that differs from what the source fixes: its model
     and data (every science setting of those sections), seed, prunable set and sparsity."""
-    from suite.experiment import science_settings
     where = f"(ablate.source {source.path})"
     for key, value in source.fixed().items():
         if _value(cfg, key) != value:
             raise ConfigError(f"{key}: {_value(cfg, key)!r} differs from the source's {value!r} {where}: an "
                               f"ablation keeps its source's seed, prunable layers, sparsity and structure; "
                               f"leave {key} out")
-    mine = _section(science_settings(cfg), ("data.", "model."))
-    theirs = _section(science_settings(source.cfg()), ("data.", "model."))
+    mine = _section(cfg.science(), ("data.", "model."))
+    theirs = _section(source.cfg().science(), ("data.", "model."))
     for key in sorted(mine.keys() | theirs.keys()):
         if mine.get(key) != theirs.get(key):
             raise ConfigError(f"{key}: {_value(cfg, key)!r} differs from the source's "
@@ -202,10 +212,10 @@ class Ablation(PruningMethod):
         text = section.get("source") if isinstance(section, dict) else None
         if not text or not isinstance(text, str):
             return {}  # AblateConfig.validate says what is missing
-        source = read_source(text)
+        _, result = finished_result(text)
         others = (set(method_sections()) - {"prune"}) | {"method"}  # other methods' settings: not this run's
-        base = {k: copy.deepcopy(v) for k, v in source.config.items() if k not in others}
-        for key, value in source.fixed().items():
+        base = {k: copy.deepcopy(v) for k, v in result["config"].items() if k not in others}
+        for key, value in fixed_by(result).items():
             section_name, name = key.split(".") if "." in key else (None, key)
             if section_name is None:
                 base[name] = value
@@ -225,7 +235,7 @@ class Ablation(PruningMethod):
 
     def source(self) -> Source:
         if self._source is None:
-            self._source = read_source(self.cfg.ablate.source)
+            self._source = read_source(self.cfg.ablate.source, type(self.cfg).rebuild)
         return self._source
 
     def init_seed(self) -> int:

@@ -2,8 +2,9 @@
 method with settings), loaded from YAML and overrides, resolved, validated, and named by its hash.
 
 It sits above the method registry and imports it at module level; a method module never imports this
-one (it may name `Config` under TYPE_CHECKING), except the ablations, which rebuild their source's
-experiment inside a function (the one import circle tests/test_imports.py allows)."""
+one (it may name `Config` under TYPE_CHECKING). A method that must rebuild another run's saved config (an
+ablation, its source's) asks the config it was given: `type(cfg).rebuild(tree)` and `cfg.science()` are
+this module's `from_dict` and `science_settings` (tests/test_imports.py: no import circle anywhere)."""
 from __future__ import annotations
 
 import copy
@@ -45,7 +46,11 @@ def _config_class(sections: dict[str, type]) -> type:
     fields = [(name, tp, field(default=default)) for name, tp, default in _HEAD]
     fields += [(name, cls, field(default=cls())) for name, cls in sections.items()]
     fields += [(name, tp, field(default=default)) for name, tp, default in _TAIL]
-    cls = dataclasses.make_dataclass("Config", fields, frozen=True)
+    # two methods that name this module's functions, so that a method module given a config can rebuild another
+    # run's saved config (an ablation's source) and read its science settings without importing this module
+    namespace = {"rebuild": classmethod(lambda cls, tree: from_dict(tree)),
+                 "science": lambda self: science_settings(self)}
+    cls = dataclasses.make_dataclass("Config", fields, frozen=True, namespace=namespace)
     cls.__module__, cls.__doc__ = __name__, "Every setting of one run: a frozen tree of sections."
     return cls
 
