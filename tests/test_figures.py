@@ -26,7 +26,7 @@ def test_the_animations_and_dynamics_show_the_reference_group_by_protocol(commit
     assert "The reference group progressive training at 98%" in animation.caption
     for f in (f for f in plan if f.kind == "dynamics"):
         refs = [h for h in f.groups if h.method == "progressive"]
-        if f.reference is None:  # a budget no progressive group ran (GMP's 27 equal-FLOPs epochs): none drawn
+        if f.reference is None:  # a sparsity of the budget that no progressive group ran: none drawn
             assert refs == [] and "the reference group" not in f.caption, f.stem
             continue
         assert refs == [f.reference], f.stem  # no other variant of the reference method beside it
@@ -67,6 +67,19 @@ def test_one_holm_family_per_forest_plot_and_files_named_in_words(committed_stud
     names = [f.stem for f in plan]  # no hash of the settings: the family in words
     assert len(set(names)) == len(names) and not any(re.search(r"-b[0-9a-f]{6}", n) for n in names)
     assert "tradeoff-20ep-pytorch" in names and "frontier-98-kaiming" in names
+
+
+def test_a_budget_run_only_to_match_a_cost_is_drawn_beside_its_reference_not_alone(committed_study, plan):
+    """GMP's 27 and SNIP's 41 equal-FLOPs epochs, LTH's 2 x 80: no trade-off, dynamics or layers figure of their
+    own (fifteen near-empty figures), but each such group is a point of its protocol's frontier figure."""
+    built = committed_study
+    with_reference = {g.match_key for g in built.groups if g.method == "progressive"}
+    own = [f for f in plan if f.kind in ("tradeoff", "dynamics", "layers")]
+    assert own and all(f.groups[0].match_key in with_reference for f in own)
+    alone = [g for g in built.groups if g.match_key not in with_reference and g.method != "dense"]
+    assert {g.epochs_per_cycle for g in alone} >= {27, 39, 40, 41, 80}
+    on_frontier = {g.id for f in plan if f.kind == "frontier" for g in f.groups}
+    assert all(g.id in on_frontier for g in alone)
     assert all(f.caption.endswith(".") and len(f.caption) > 40 for f in plan)
 
 

@@ -690,7 +690,11 @@ def plan(groups: Sequence[Group], reference: str = "progressive", comparisons: S
         first = members[0]
         return f"{kind}-" + (f"{_safe(first.model)}-" if several else "") + _slug(members, sparsity, with_epochs)
 
-    for key, members in sets.items():
+    # a budget's own figures (trade-off, dynamics, layers) where it holds the reference method: a budget run only
+    # to match another's cost (equal training FLOPs, LTH's other allocations) is drawn on the frontier and forest
+    # plots beside the reference it is measured against, not in three more figures of its own
+    compared = {key: members for key, members in sets.items() if any(g.method == reference for g in members)}
+    for key, members in (compared or sets).items():
         words = family_words(members)
         if any(g.method not in DENSE for g in members):
             out.append(Figure("tradeoff", stem("tradeoff", members, None), members, None, caption=(
