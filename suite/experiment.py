@@ -37,7 +37,7 @@ _TAIL = (("wandb", WandbConfig, WandbConfig()),)
 
 def _config_class(sections: dict[str, type]) -> type:
     """The run's config dataclass: the fixed sections with the methods' settings sections between them."""
-    taken = {name for name, *_ in _HEAD + _TAIL}
+    taken = {name for name, *_ in _HEAD + _TAIL} | {"rebuild", "science"}  # the sections and Config's two methods
     for name, cls in sections.items():
         if name in taken:
             raise ImportError(f"method '{name}': its settings section clashes with the config section '{name}'")

@@ -90,6 +90,14 @@ def test_settings_of_other_methods_do_not_split_folders():
 def test_round_trip_through_dict():
     cfg = E.load_config(None, ["train.milestones=[3,6]", "train.epochs=10", "data.synthetic_shape=[1,4,4]"])
     assert E.from_dict(C.to_dict(cfg)) == cfg
+    # what a method module asks of the config it was given, instead of importing suite.experiment
+    assert type(cfg).rebuild(C.to_dict(cfg)) == cfg and cfg.science() == E.science_settings(cfg)
+
+
+def test_a_settings_section_named_like_a_config_method_is_refused():
+    for name in ("rebuild", "science", "train"):
+        with pytest.raises(ImportError, match=f"method '{name}': its settings section clashes"):
+            E._config_class({name: C.DataConfig})
 
 
 def _config_files():
