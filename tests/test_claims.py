@@ -295,8 +295,11 @@ def test_ticket_contrasts_pair_each_sources_retrainings(tmp_path):
              for k, accs in (("ticket", [97.9, 98.0, 98.2]), ("reinit", [97.8, 98.0, 98.0]),
                              ("shuffle", [97.0, 97.3, 97.1]), ("rewire", [97.2, 97.4, 97.3]))}
     rows = K.ticket_table([source, *kinds.values()], plan).rows
-    assert [r["contrast"] for r in rows] == ["ticket − reinit", "ticket − shuffle", "reinit − shuffle",
-                                            "rewire − shuffle"]
+    assert [r["contrast"] for r in rows] == ["ticket − reinit", "ticket − source", "ticket − shuffle",
+                                            "reinit − shuffle", "rewire − shuffle"]
+    found = rows[1]  # the mask trained sparse from the start against the run that found it, paired over seeds
+    assert found["diff"] == pytest.approx((-0.1 - 0.1 + 0.0) / 3, abs=1e-12)
+    assert found["p"] == pytest.approx(sps.ttest_rel([97.9, 98.0, 98.2], [98.0, 98.1, 98.2]).pvalue, rel=1e-9)
     first = rows[0]
     assert first["diff"] == pytest.approx((0.1 + 0.0 + 0.2) / 3, abs=1e-12)
     assert first["p"] == pytest.approx(sps.ttest_rel([97.9, 98.0, 98.2], [97.8, 98.0, 98.0]).pvalue, rel=1e-9)
@@ -318,14 +321,16 @@ def test_a_ticket_contrast_with_a_collapsed_side_is_not_t_tested(tmp_path):
              for k, accs in (("ticket", [97.9, 98.0, 98.2]), ("reinit", [97.8, 98.0, 98.0]),
                              ("shuffle", [97.0, 60.0, 97.1]))}
     rows = {r["contrast"]: r for r in K.ticket_table([source, *kinds.values()], plan).rows}
-    assert set(rows) == {"ticket − reinit", "ticket − shuffle", "reinit − shuffle"}
+    assert set(rows) == {"ticket − reinit", "ticket − source", "ticket − shuffle", "reinit − shuffle"}
     for name in ("ticket − shuffle", "reinit − shuffle"):
         r = rows[name]
         assert r["collapsed"] == {"shuffle": {"2": "37.0 points under the group's median"}}
         assert math.isnan(r["p_holm"]) and math.isnan(r["ci_low"]) and r["verdict"] == "collapsed seeds (shuffle): not t-tested"
     assert rows["ticket − shuffle"]["diff"] == pytest.approx((0.9 + 38.0 + 1.1) / 3)
-    kept = rows["ticket − reinit"]
-    assert kept["p_holm"] == pytest.approx(sps.ttest_rel([97.9, 98.0, 98.2], [97.8, 98.0, 98.0]).pvalue)  # m = 1
+    kept = [rows["ticket − reinit"], rows["ticket − source"]]  # Holm over these two alone
+    ps = [sps.ttest_rel([97.9, 98.0, 98.2], [97.8, 98.0, 98.0]).pvalue,
+          sps.ttest_rel([97.9, 98.0, 98.2], [98.0, 98.1, 98.2]).pvalue]
+    assert [r["p_holm"] for r in kept] == pytest.approx(stats.holm(ps))
 
 
 # --- a tiny end-to-end run of the new mechanisms on synthetic data ----------------------------------------
@@ -496,11 +501,13 @@ def test_the_headline_answers_the_title_question_per_source(tmp_path):
     reinit = _group("reinit", [97.0, 97.1, 97.3], "r", science={"ablate.source_experiment": "src"})
     table = K.ticket_table([source, ticket, reinit], plan)
     (line,) = K.ticket_lines(table)
-    p = sps.ttest_rel([98.3, 98.5, 98.4], [97.0, 97.1, 97.3]).pvalue  # one contrast: Holm leaves it
-    assert p < 0.05
+    p_reinit, p_source = stats.holm([sps.ttest_rel([98.3, 98.5, 98.4], [97.0, 97.1, 97.3]).pvalue,
+                                     sps.ttest_rel([98.3, 98.5, 98.4], [98.0, 98.1, 98.2]).pvalue])
+    assert p_reinit < 0.05 and p_source < 0.05
     assert line == (f"progressive at 98%, 20 ep/cycle: is its final mask a lottery ticket? yes, a winning "
                     f"ticket: its own init beats a fresh one (ticket − reinit Δ +1.27 points, n = 3, Holm p "
-                    f"{K.p_is(p)}).")
+                    f"{K.p_is(p_reinit)}); trained sparse from the start, that ticket beats the run that found it "
+                    f"(ticket − source Δ +0.30 points, n = 3, Holm p {K.p_is(p_source)}).")
 
 
 def test_head_to_head_does_not_t_test_a_group_with_collapsed_seeds():

@@ -483,13 +483,16 @@ def example_table(rows: Sequence[dict], groups: Sequence[Group], plan: Plan) -> 
     ], main=("Comparison", "Seeds", "Δ", "Adjusted CI", "Holm p", "Verdict"), keys=1)
 
 
-TICKET_CONTRASTS = (("ticket", "reinit"), ("ticket", "shuffle"), ("reinit", "shuffle"), ("rewire", "shuffle"))
+# "source": the run whose final mask the others retrain (the research's title asks whether it finds a ticket)
+TICKET_CONTRASTS = (("ticket", "reinit"), ("ticket", "source"), ("ticket", "shuffle"), ("reinit", "shuffle"),
+                    ("rewire", "shuffle"))
 
 
 def ticket_table(groups: Sequence[Group], plan: Plan) -> Table:
     """Per source, the contrasts between its sparse-from-the-start retrainings (paired over seeds, Holm
-    within the table): ticket − reinit (Frankle & Carbin's test), ticket − shuffle, reinit − shuffle, and
-    rewire − shuffle (what the neurons' degrees carry)."""
+    within the table): ticket − reinit (Frankle & Carbin's test), ticket − source (the mask trained sparse from
+    the start against the run that found it), ticket − shuffle, reinit − shuffle, and rewire − shuffle (what
+    the neurons' degrees carry)."""
     by_source: dict[str, dict[str, Group]] = {}
     sources: dict[str, Group] = {}
     for g in groups:
@@ -499,6 +502,7 @@ def ticket_table(groups: Sequence[Group], plan: Plan) -> Table:
             sources[source.id] = source
     rows = []
     for sid, kinds in sorted(by_source.items()):
+        kinds = {**kinds, "source": sources[sid]}
         for treated, control in TICKET_CONTRASTS:
             if treated in kinds and control in kinds:
                 a, b = _paired_values(kinds[treated], kinds[control])
@@ -528,6 +532,8 @@ def ticket_table(groups: Sequence[Group], plan: Plan) -> Table:
     caption = ("Exploratory. For each dense-to-sparse source, its final mask retrained sparse from the start: ticket "
                "(the source's own init), reinit (a fresh init), shuffle (the mask permuted within each layer), rewire "
                "(every neuron's fan-in and fan-out kept). ticket − reinit > 0 is Frankle & Carbin's winning ticket; "
+               "ticket − source > 0 says the mask, trained sparse from the start at the source's own init, beats "
+               "the run that found it (whose costs differ: each side's are beside it); "
                "paired t over seeds, Holm within the table; 'Adjusted CI' is at the row's Holm-consistent level "
                "(shown beside it), so it excludes 0 exactly when the outcome is positive or negative. A side with a "
                "collapsed seed (the collapse diagnostic's rule) is not t-tested: such a spread is a failed draw, not "
@@ -548,7 +554,9 @@ def ticket_table(groups: Sequence[Group], plan: Plan) -> Table:
 
 def ticket_lines(tickets: Table) -> list[str]:
     """The research's title question per source, for the headline: is its final mask a winning ticket (its own
-    init better than a fresh one, ticket − reinit, Holm within the ticket table)?"""
+    init better than a fresh one, ticket − reinit, Holm within the ticket table)? And does that ticket, trained
+    sparse from the start, beat the run that found it (ticket − source)?"""
+    against_source = {r["source"]: r for r in tickets.rows if r["contrast"] == "ticket − source"}
     out = []
     for r in tickets.rows:
         if r["contrast"] != "ticket − reinit":
@@ -556,9 +564,16 @@ def ticket_lines(tickets: Table) -> list[str]:
         answer = {"not tested": "not tested", "positive": "yes, a winning ticket: its own init beats a fresh one",
                   "negative": "no: a fresh init beats its own"}.get(
             r["verdict"], "not shown: its own init and a fresh one do not differ significantly")
-        out.append(f"{r['label_source']} at {100 * r['target_sparsity']:g}%, {r['budget']}: is its final mask a "
-                   f"lottery ticket? {answer} (ticket − reinit Δ {fmt(r['diff'], signed=True)} {r['unit']}, "
-                   f"n = {r['n']}, Holm p {p_is(r['p_holm'])}).")
+        line = (f"{r['label_source']} at {100 * r['target_sparsity']:g}%, {r['budget']}: is its final mask a "
+                f"lottery ticket? {answer} (ticket − reinit Δ {fmt(r['diff'], signed=True)} {r['unit']}, "
+                f"n = {r['n']}, Holm p {p_is(r['p_holm'])})")
+        s = against_source.get(r["source"])
+        if s is not None:
+            versus = {"not tested": "is not tested against", "positive": "beats",
+                      "negative": "falls short of"}.get(s["verdict"], "does not differ significantly from")
+            line += (f"; trained sparse from the start, that ticket {versus} the run that found it (ticket − "
+                     f"source Δ {fmt(s['diff'], signed=True)} {s['unit']}, n = {s['n']}, Holm p {p_is(s['p_holm'])})")
+        out.append(line + ".")
     return out
 
 
