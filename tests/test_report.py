@@ -1042,6 +1042,20 @@ def test_report_warns_when_seeds_come_from_different_code(straight, tmp_path, ca
     assert "aaaaaaaaaaaa" in warnings[0] and "bbbbbbbbbbbb" in warnings[0]
 
 
+def test_an_lth_chain_from_different_code_is_one_warning_naming_its_folder(tmp_path):
+    """Its round groups' results sit in seed_<s>/round_<r>/: each round warned once more, as 'the seeds of
+    seed_1', 27 lines for two chains of the committed study; now one line names the chain's folder."""
+    folders = [_write_run(tmp_path, "lth", 0.9, seed, acc) for seed, acc in LTH_FINAL.items()]
+    for folder, commit in zip(folders, ("a" * 40, "b" * 40, "b" * 40)):
+        for result in (folder / "result.json", *folder.glob("round_*/result.json")):
+            data = json.loads(result.read_text())
+            data["code"] = {"commit": commit, "dirty": False, "diff_sha256": None}
+            result.write_text(json.dumps(data))
+    warnings = report.build_report(tmp_path).meta["warnings"]
+    assert warnings == [f"warning: the seeds of {folders[0].parent.name} (3 groups: its chain's rounds) come from "
+                        f"different code (aaaaaaaaaaaa, bbbbbbbbbbbb); their spread mixes code changes with seed noise"]
+
+
 @pytest.mark.usefixtures("quiet")
 def test_unexpected_error_in_report_is_one_line(straight, tmp_path, capsys, monkeypatch):
     out, _ = copy_run(straight, tmp_path)

@@ -299,14 +299,21 @@ def _code_text(code: Any) -> str | None:
 
 
 def code_warnings(groups: Sequence[Group]) -> list[str]:
-    """One warning per experiment whose seeds were trained by different code (commit or dirty diff)."""
-    lines = []
+    """One warning per experiment folder whose seeds were trained by different code (commit or dirty diff):
+    an LTH chain's round groups (their results sit in seed_<s>/round_<r>/) share their chain's one line."""
+    found: dict[str, tuple[list[str], list[str]]] = {}
     for g in groups:
         versions = sorted({r.code for r in g.runs if r.code is not None})
         if len(versions) > 1:
-            where = g.runs[0].path.parent.name
-            lines.append(f"warning: the seeds of {where} come from different code ({', '.join(versions)}); "
-                         f"their spread mixes code changes with seed noise")
+            first = g.runs[0]
+            folder = (first.path.parent.parent if first.round is not None else first.path.parent).name
+            labels, _ = found.setdefault(folder, ([], versions))
+            labels.append(g.label)
+    lines = []
+    for folder, (labels, versions) in found.items():
+        what = labels[0] if len(labels) == 1 else f"{len(labels)} groups: its chain's rounds"
+        lines.append(f"warning: the seeds of {folder} ({what}) come from different code ({', '.join(versions)}); "
+                     f"their spread mixes code changes with seed noise")
     return lines
 
 
