@@ -825,7 +825,9 @@ def test_signed_numbers_never_print_minus_zero(tmp_path):
         _write_run(tmp_path, "progressive", 0.9, seed, acc)
         _write_run(tmp_path, "snip", 0.9, seed, acc - 0.001 * (1 + seed % 2))
     lines = report.build_report(tmp_path).meta["headline"]
-    assert lines[0].startswith("[90%, 3 ep/cycle, init not recorded] snip vs progressive: Δ 0.00 points, paired t")
+    assert lines[0].startswith("[90%, 3 ep/cycle, init not recorded] Answer (")  # the family's answer first
+    (line,) = [x for x in lines if " vs " in x]
+    assert line.startswith("[90%, 3 ep/cycle, init not recorded] snip vs progressive: Δ 0.00 points, paired t")
     assert not any("-0.00" in line for line in lines)
 
 

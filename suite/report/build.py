@@ -130,10 +130,11 @@ def build_report(root: Path, reference: str = "progressive", alpha: float = 0.05
         meta["claim_margin"] = plan.margin  # the one margin, also for the published-claim paragraphs
     report = Report(meta, tables, groups, skipped, list(published))
     _add_warnings(meta, head, tables)
-    meta["headline"] = (headline(report) + mask_matters(ablations) + pattern_costs(structure) + init_effects(inits)
-                        + schedule_steps(trajectory, reference))
     tickets = next((t for t in report.tables if t.name == "tickets"), None)
-    meta["headline"] += ticket_lines(tickets) if tickets is not None else []
+    # the answers first (per family, then the title question and the schedule), then the lines they rest on
+    meta["headline"] = (answers(head.rows, reference) + (ticket_lines(tickets) if tickets is not None else [])
+                        + schedule_steps(trajectory, reference) + headline(report) + mask_matters(ablations)
+                        + pattern_costs(structure) + init_effects(inits))
     return report
 
 
@@ -144,8 +145,8 @@ def _cost(x: float) -> str:
 def headline(report: Report) -> list[str]:
     """One line per head-to-head comparison, starting with its family (sparsity, budget, init), then 'group vs
     reference group' as in the tables: Δ = group − reference, the row's test and Holm verdict, and both epochs
-    and training costs (the group's first) relative to one dense cycle; then one sentence per family
-    answering the README's question under the study's protocol."""
+    and training costs (the group's first) relative to one dense cycle (the family answers, `answers`, stand
+    before them in the document's headline)."""
     rows = report.table("head_to_head").rows
     one_study = len({(r["dataset"], r["model"]) for r in rows}) == 1
     lines = []
@@ -166,7 +167,7 @@ def headline(report: Report) -> list[str]:
                             "init": r.get("init_reference")})
         where = "" if one_study else f" ({readable(r['model'], r['dataset'])})"
         lines.append(f"{family} {r['label']} vs {r['label_reference']}{where}: Δ {diff_text(r)}, {test}; {cost}")
-    return lines + answers(rows, report.meta["reference"])
+    return lines
 
 
 
