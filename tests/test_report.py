@@ -638,6 +638,19 @@ def test_cost_per_dense_cycle_from_new_fields_or_the_old_fallback(tmp_path):
     assert "Test at best val." not in report.render_markdown(report.build_report(tmp_path / "old"))
 
 
+def test_a_variant_of_the_reference_is_not_every_methods_reference(tmp_path):
+    """progressive under a cubic schedule beside progressive at its defaults (the schedule sweep): SNIP is
+    compared with progressive at its defaults alone, once; with the variant it had been compared twice, in
+    a Holm family of its own."""
+    for seed, acc in PROG_90.items():
+        _write_run(tmp_path, "progressive", 0.9, seed, acc)
+        _write_run(tmp_path, "progressive", 0.9, seed, acc + 1.0, schedule="cubic")
+        _write_run(tmp_path, "snip", 0.9, seed, acc - 0.5)
+    rows = report.build_report(tmp_path).table("head_to_head").rows
+    assert [(r["label"], r["label_reference"]) for r in rows] == [("snip", "progressive")]
+    assert rows[0]["diff"] == pytest.approx(-0.5)
+
+
 def test_equal_budget_pairs_a_chain_round_with_the_reference_at_the_same_total_epochs(tmp_path):
     """LTH's final round after 3 cycles of 3 epochs (9 epochs) pairs with progressive trained for 9
     epochs: 'equal budget', in the same Holm family as the same-settings rows; the row against the

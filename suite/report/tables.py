@@ -365,12 +365,25 @@ def common_protocol(groups: Sequence[Group], reference: str) -> tuple:
     return max(counts, key=lambda k: (counts[k], str(k))) if counts else (None, None)
 
 
+# a method's settings that are the protocol of a comparison (compared by protocol_differences and structure),
+# not the reference method's own variant of itself
+PROTOCOL_SETTINGS = ("prune.distribution", "prune.keep_first_dense", "prune.keep_last_dense", "prune.structure",
+                     "prune.nm")
+
+
+def own_settings(g: Group) -> list[str]:
+    """The settings of g's method that are its own variant, not the protocol (a schedule, an update rate)."""
+    return [k for k, _ in g.variant[1] if not k.startswith(PROTOCOL_SETTINGS)]
+
+
 def closest_references(g: Group, candidates: Sequence[Group], common: tuple = (None, None)) -> list[Group]:
     """The reference groups g is compared with: those under g's own structure (prune.structure), and of
     several at one budget (epochs trained) the one run under g's own protocol (distribution, dense layers,
     init), else the one under the study's common protocol (`common_protocol`), else the closest: a
     structured variant or a control that keeps a layer dense is never the reference of a method that ran
-    without, and a method run under its authors' own distribution is compared with the common protocol."""
+    without, and a method run under its authors' own distribution is compared with the common protocol.
+    Of those, the reference at its own defaults: progressive under another schedule is a variant of the
+    reference (the plan's schedule rows compare it), never every other method's reference beside it."""
     same = [r for r in candidates if structure_text(r) == structure_text(g)]
     by_epochs: dict[float, list[Group]] = {}
     for r in same:
@@ -381,7 +394,9 @@ def closest_references(g: Group, candidates: Sequence[Group], common: tuple = (N
         exact = [r for r in members if differs[id(r)] == 0]
         usual = [r for r in members if (r.protocol("distribution"), r.protocol("dense_layers")) == common]
         fewest = min(differs.values())
-        out += exact or usual or [r for r in members if differs[id(r)] == fewest]
+        chosen = exact or usual or [r for r in members if differs[id(r)] == fewest]
+        plainest = min(len(own_settings(r)) for r in chosen)
+        out += [r for r in chosen if len(own_settings(r)) == plainest]
     return [r for r in candidates if any(r is o for o in out)]
 
 
