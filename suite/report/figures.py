@@ -21,7 +21,8 @@ from suite.report.fmt import fmt_p, is_missing, readable  # noqa: E402
 from suite.report.labels import protocol_words  # noqa: E402
 from suite.report.load import (DENSE, SPARSITY_DECIMALS, Group, Metric, layer_sizes, run_records,  # noqa: E402
                                study_metric)
-from suite.report.tables import ablation_source, stands_for  # noqa: E402
+from suite.report.tables import (ablation_source, own_settings, protocol_differences, stands_for,  # noqa: E402
+                                 structure_text)
 
 _PDF_META = {"CreationDate": None}  # no timestamp: the same runs give byte-identical PDFs
 GIF_FRAMES = 40          # at most this many frames per animation: a few hundred kB, far under 5 MB
@@ -630,6 +631,16 @@ def reference_group(groups: Sequence[Group], reference: str, sparsity: float,
     return max(candidates, key=lambda g: (used[g.id], g.label == reference, len(g.runs)))
 
 
+def own_variants(ref: Group | None, pruned: Sequence[Group]) -> list[Group]:
+    """The reference method's groups that differ from the reference group only in settings of its own (a
+    schedule, an update rate): same structure and protocol, one cycle, not an ablation."""
+    if ref is None:
+        return []
+    return [g for g in pruned if g.method == ref.method and g is not ref and g.round is None and not is_ablation(g)
+            and own_settings(g) != own_settings(ref) and structure_text(g) == structure_text(ref)
+            and not protocol_differences(g, ref)]
+
+
 def _shown_with(ref: Group | None, pruned: Sequence[Group], reference: str) -> list[Group]:
     """The groups a dynamics figure or animation draws beside the reference group: every other method's, none
     of the reference method's other variants (their own tables compare them)."""
@@ -714,6 +725,15 @@ def plan(groups: Sequence[Group], reference: str = "progressive", comparisons: S
                               caption=f"{metric.short.capitalize()} and measured sparsity per epoch at "
                                       f"{100 * sparsity:g}% ({words}): {named}the dense baseline and every other "
                                       f"method, mean ± 1 SD over seeds."))
+            variants = own_variants(ref, pruned)
+            if variants:  # the reference under its own settings' variants (a schedule): what its curve owes them
+                said = "; ".join(f"{g.label}" for g in variants)
+                out.append(Figure("dynamics", stem("dynamics", members, sparsity) + f"-{_safe(reference)}_variants",
+                                  dense + [ref] + variants, sparsity, reference=ref, caption=(
+                                      f"{metric.short.capitalize()} and measured sparsity per epoch at "
+                                      f"{100 * sparsity:g}% ({words}): the reference group {ref.label} beside its "
+                                      f"own variants under the same protocol ({said}) and the dense baseline, mean "
+                                      f"± 1 SD over seeds.")))
             if any(r.layer_sparsity for g in pruned for r in g.runs):
                 out.append(Figure("layers", stem("layers", members, sparsity), pruned, sparsity, caption=(
                     f"Fraction of each layer's weights kept by the final mask at {100 * sparsity:g}% ({words}), one "
