@@ -46,7 +46,8 @@ def test_kept_dense_only_on_the_groups_that_kept_the_layer(committed_study, plan
         "progressive [channel, fc3 kept dense]", "progressive [channel, uniform, fc3 kept dense]",
         "progressive [fc3 kept dense]", "progressive [uniform, fc3 kept dense]"])
     pruned_it = len(layers.groups) - len(kept)
-    assert texts.count("kept dense") == len(kept) == 12 and pruned_it == 15  # one bar each (fc3), none on the 15
+    # one bar each (fc3), none on the 18 (progressive's three schedule variants among them)
+    assert texts.count("kept dense") == len(kept) == 12 and pruned_it == 18
     assert drawn[0].axes[0].get_yscale() == "log"  # density at 98%: a 3-fold difference stays visible
 
 
@@ -58,7 +59,7 @@ def test_one_holm_family_per_forest_plot_and_files_named_in_words(committed_stud
                                                "forest-78_9-20ep-kaiming-fc3_kept_dense",
                                                "forest-98-160ep-kaiming", "forest-98-160ep-pytorch",
                                                "forest-98-20ep-kaiming", "forest-98-20ep-kaiming-fc3_kept_dense",
-                                               "forest-98-20ep-pytorch"]  # the fair protocol: a family of its own
+                                               "forest-98-20ep-pytorch", "forest-98-380ep-kaiming"]  # the fair protocol: a family of its own
     for f in forests:
         assert len({(by_id[r["reference_group"]].match_key, by_id[r["reference_group"]].variant) for r in f.rows}) == 1
         tested = sum(1 for r in f.rows if not math.isnan(r["primary_p"]))  # a collapsed row is drawn, not tested
@@ -93,3 +94,14 @@ def test_a_collapsed_group_is_left_off_the_axis():
     assert figures.collapsed([(1.50, 1.49, 1.51), (1.52, 1.5, 1.54), (3.1, 3.0, 3.2), (1.48, 1.47, 1.49)],
                              higher_is_better=False, floor=0.1) == {2}
 
+
+def test_the_references_own_variants_get_a_dynamics_figure_of_their_own(committed_study, plan):
+    """What limits progressive at 20 epochs: its schedules (linear per epoch, every 100 steps, cubic,
+    exponential) in one figure at 98%, under one protocol, beside the dense baseline; nowhere else a variant."""
+    variants = [f for f in plan if f.stem.endswith("_variants")]
+    assert [f.stem for f in variants] == ["dynamics-98-20ep-kaiming-progressive_variants"]
+    (f,) = variants
+    assert f.reference.label == "progressive" and [g.label for g in f.groups] == [
+        "dense", "progressive", "progressive [schedule cubic]", "progressive [schedule exponential]",
+        "progressive [update every steps 100]"]
+    assert f.caption.startswith("Test accuracy and measured sparsity per epoch at 98% (20 ep/cycle, kaiming_normal")
