@@ -21,8 +21,7 @@ from suite.report.fmt import fmt_p, is_missing, readable  # noqa: E402
 from suite.report.labels import protocol_words  # noqa: E402
 from suite.report.load import (DENSE, SPARSITY_DECIMALS, Group, Metric, layer_sizes, run_records,  # noqa: E402
                                study_metric)
-from suite.report.tables import (ablation_source, own_settings, protocol_differences, stands_for,  # noqa: E402
-                                 structure_text)
+from suite.report.tables import ablation_source, protocol_differences, stands_for, structure_text  # noqa: E402
 
 _PDF_META = {"CreationDate": None}  # no timestamp: the same runs give byte-identical PDFs
 GIF_FRAMES = 40          # at most this many frames per animation: a few hundred kB, far under 5 MB
@@ -637,7 +636,7 @@ def own_variants(ref: Group | None, pruned: Sequence[Group]) -> list[Group]:
     if ref is None:
         return []
     return [g for g in pruned if g.method == ref.method and g is not ref and g.round is None and not is_ablation(g)
-            and own_settings(g) != own_settings(ref) and structure_text(g) == structure_text(ref)
+            and g.variant != ref.variant and structure_text(g) == structure_text(ref)
             and not protocol_differences(g, ref)]
 
 
@@ -702,8 +701,8 @@ def plan(groups: Sequence[Group], reference: str = "progressive", comparisons: S
         return f"{kind}-" + (f"{_safe(first.model)}-" if several else "") + _slug(members, sparsity, with_epochs)
 
     # a budget's own figures (trade-off, dynamics, layers) where it holds the reference method: a budget run only
-    # to match another's cost (equal training FLOPs, LTH's other allocations) is drawn on the frontier and forest
-    # plots beside the reference it is measured against, not in three more figures of its own
+    # to match another's cost (equal training FLOPs, LTH's other allocations) is drawn on the frontier plot beside
+    # the reference it is measured against (the plan's rows test it), not in three more figures of its own
     compared = {key: members for key, members in sets.items() if any(g.method == reference for g in members)}
     for key, members in (compared or sets).items():
         words = family_words(members)
@@ -727,7 +726,7 @@ def plan(groups: Sequence[Group], reference: str = "progressive", comparisons: S
                                       f"method, mean ± 1 SD over seeds."))
             variants = own_variants(ref, pruned)
             if variants:  # the reference under its own settings' variants (a schedule): what its curve owes them
-                said = "; ".join(f"{g.label}" for g in variants)
+                said = "; ".join(g.label for g in variants)
                 out.append(Figure("dynamics", stem("dynamics", members, sparsity) + f"-{_safe(reference)}_variants",
                                   dense + [ref] + variants, sparsity, reference=ref, caption=(
                                       f"{metric.short.capitalize()} and measured sparsity per epoch at "

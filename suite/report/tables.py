@@ -1013,7 +1013,6 @@ def measured_cost_table(costs: Sequence[dict], groups: Sequence[Group] = ()) -> 
         row["group"] = g.label if g is not None else None
         row["group_mean"] = mean(g.values) if g is not None else None
         row["group_n"] = len(g.values) if g is not None else None
-        row["group_metric"] = g.metric.label if g is not None else None
     speed = [Column(f"Speed-up b{b}", lambda r, b=b: fmt(r[f"speedup_b{b}"])) for b in batches]
     latency = [Column(f"ms b{b}", lambda r, b=b: fmt(r[f"latency_ms_b{b}"], 3), paper="no") for b in batches]
     columns = [
@@ -1037,7 +1036,7 @@ def measured_cost_table(costs: Sequence[dict], groups: Sequence[Group] = ()) -> 
                "ratio = the format's saved weights over the dense-masked model's. Every format was checked to "
                "give the masked model's outputs on the test set (max difference in cost.json). Timings are of "
                "the machine named, not of sparse-FLOPs arithmetic. Beside each run, the mean final "
-               + (f"{rows[0]['group_metric']} " if rows and rows[0]["group_metric"] else "")
+               + (f"{study_metric(groups).label} " if groups else "")
                + "of the group it belongs to, over that group's n seeds: the accuracy that latency buys"
                + ("; (noisy): measured under a load average above the cores or with a latency spread above 25%, so "
                   "its speed-ups are noise." if any(r.get("noisy") for r in rows) else "."))
